@@ -1,0 +1,1 @@
+//! nearcache: the proxy.

@@ -1,0 +1,101 @@
+//! Writing frames and commands to a buffer.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::frame::Frame;
+
+fn header(out: &mut BytesMut, kind: u8, n: usize) {
+    let mut num = itoa::Buffer::new();
+    let s = num.format(n);
+    out.reserve(s.len() + 3);
+    out.put_u8(kind);
+    out.put_slice(s.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+fn line(out: &mut BytesMut, kind: u8, s: &[u8]) {
+    out.reserve(s.len() + 3);
+    out.put_u8(kind);
+    out.put_slice(s);
+    out.put_slice(b"\r\n");
+}
+
+fn bulk(out: &mut BytesMut, kind: u8, s: &[u8]) {
+    header(out, kind, s.len());
+    out.reserve(s.len() + 2);
+    out.put_slice(s);
+    out.put_slice(b"\r\n");
+}
+
+/// Appends the wire form of `frame` to `out`.
+pub fn encode(frame: &Frame, out: &mut BytesMut) {
+    match frame {
+        Frame::Simple(s) => line(out, b'+', s),
+        Frame::Error(s) => line(out, b'-', s),
+        Frame::Integer(n) => {
+            let mut num = itoa::Buffer::new();
+            line(out, b':', num.format(*n).as_bytes())
+        }
+        Frame::Bulk(s) => bulk(out, b'$', s),
+        Frame::NullBulk => out.put_slice(b"$-1\r\n"),
+        Frame::NullArray => out.put_slice(b"*-1\r\n"),
+        Frame::Null => out.put_slice(b"_\r\n"),
+        Frame::Boolean(b) => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+        Frame::Double(s) => line(out, b',', s),
+        Frame::BigNumber(s) => line(out, b'(', s),
+        Frame::BulkError(s) => bulk(out, b'!', s),
+        Frame::Verbatim(s) => bulk(out, b'=', s),
+        Frame::Array(items) => seq(out, b'*', items),
+        Frame::Set(items) => seq(out, b'~', items),
+        Frame::Push(items) => seq(out, b'>', items),
+        Frame::Map(pairs) => pairs_to(out, b'%', pairs),
+        Frame::Attribute(pairs, inner) => {
+            pairs_to(out, b'|', pairs);
+            encode(inner, out);
+        }
+    }
+}
+
+fn seq(out: &mut BytesMut, kind: u8, items: &[Frame]) {
+    header(out, kind, items.len());
+    for f in items {
+        encode(f, out);
+    }
+}
+
+fn pairs_to(out: &mut BytesMut, kind: u8, pairs: &[(Frame, Frame)]) {
+    header(out, kind, pairs.len());
+    for (k, v) in pairs {
+        encode(k, out);
+        encode(v, out);
+    }
+}
+
+/// Appends a command (an array of bulk strings) to `out`.
+pub fn encode_command<A: AsRef<[u8]>>(args: &[A], out: &mut BytesMut) {
+    out.reserve(encode_command_len(args));
+    header(out, b'*', args.len());
+    for a in args {
+        bulk(out, b'$', a.as_ref());
+    }
+}
+
+/// The exact number of bytes [`encode_command`] writes for `args`.
+pub fn encode_command_len<A: AsRef<[u8]>>(args: &[A]) -> usize {
+    fn digits(mut n: usize) -> usize {
+        let mut d = 1;
+        while n >= 10 {
+            n /= 10;
+            d += 1;
+        }
+        d
+    }
+    3 + digits(args.len())
+        + args
+            .iter()
+            .map(|a| {
+                let l = a.as_ref().len();
+                5 + digits(l) + l
+            })
+            .sum::<usize>()
+}

@@ -1,0 +1,192 @@
+//! Client requests: a multibulk array of bulk strings, or an inline command line.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::error::{ErrorKind, ParseError};
+use crate::scan::{header, length, Limits};
+
+/// Splits one command off the front of `buf` and returns its arguments.
+///
+/// Accepts what Redis accepts from clients: `*N` followed by N bulk strings, or an inline line
+/// (`PING\r\n`, `set k "a b"\n`). `Ok(Some(vec![]))` is an empty command (a blank line, `*0`),
+/// which Redis ignores. `Ok(None)` leaves `buf` untouched until more bytes arrive.
+pub fn parse_command(
+    buf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Option<Vec<Bytes>>, ParseError> {
+    match buf.first() {
+        None => Ok(None),
+        Some(b'*') => multibulk(buf, limits),
+        Some(_) => inline(buf, limits),
+    }
+}
+
+fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
+    let Some(h) = header(buf, 0)? else {
+        return check_line_len(buf, limits);
+    };
+    let first = h.next;
+    let n = match length(h.line, 1)? {
+        None | Some(0) => {
+            let _ = buf.split_to(first);
+            return Ok(Some(Vec::new()));
+        }
+        Some(n) if n > limits.max_elements as u64 => {
+            let max = limits.max_elements;
+            return Err(ParseError::new(
+                ErrorKind::TooManyElements { len: n, max },
+                1,
+            ));
+        }
+        Some(n) => n as usize,
+    };
+    // First pass: measure, so that an incomplete command costs no allocation.
+    let mut pos = first;
+    for _ in 0..n {
+        let Some((start, end)) = bulk_at(buf, pos, limits)? else {
+            return Ok(None);
+        };
+        debug_assert!(start <= end);
+        pos = end + 2;
+    }
+    let data = buf.split_to(pos).freeze();
+    let mut args = Vec::with_capacity(n);
+    let mut pos = first;
+    for _ in 0..n {
+        let (start, end) =
+            bulk_at(&data, pos, limits)?.ok_or(ParseError::new(ErrorKind::InvalidLength, pos))?;
+        args.push(data.slice(start..end));
+        pos = end + 2;
+    }
+    Ok(Some(args))
+}
+
+/// Locates the bulk string at `pos`: payload start and end, `None` if incomplete.
+fn bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Result<Option<(usize, usize)>, ParseError> {
+    let Some(h) = header(buf, pos)? else {
+        return Ok(None);
+    };
+    if h.kind != b'$' {
+        return Err(ParseError::new(ErrorKind::ExpectedBulk(h.kind), pos));
+    }
+    let len = length(h.line, pos + 1)?.ok_or(ParseError::new(ErrorKind::InvalidLength, pos + 1))?;
+    if len > limits.max_bulk_len as u64 {
+        let max = limits.max_bulk_len;
+        return Err(ParseError::new(
+            ErrorKind::BulkTooLarge { len, max },
+            pos + 1,
+        ));
+    }
+    let end = h.next + len as usize;
+    if buf.len() < end + 2 {
+        return Ok(None);
+    }
+    if &buf[end..end + 2] != b"\r\n" {
+        return Err(ParseError::new(ErrorKind::MissingCrlf, end));
+    }
+    Ok(Some((h.next, end)))
+}
+
+fn check_line_len(buf: &[u8], limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
+    if buf.len() > limits.max_inline_len {
+        let max = limits.max_inline_len;
+        return Err(ParseError::new(ErrorKind::InlineTooLong { max }, max));
+    }
+    Ok(None)
+}
+
+fn inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
+    let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
+        return check_line_len(buf, limits);
+    };
+    if lf > limits.max_inline_len {
+        let max = limits.max_inline_len;
+        return Err(ParseError::new(ErrorKind::InlineTooLong { max }, max));
+    }
+    let line = buf.split_to(lf + 1);
+    let line = line.strip_suffix(b"\n").unwrap_or(&line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    split_inline(line)
+        .map(Some)
+        .ok_or(ParseError::new(ErrorKind::UnbalancedQuotes, 0))
+}
+
+/// Splits an inline command line into arguments the way redis-cli and Redis do: whitespace
+/// separates, `"..."` understands `\n \r \t \b \a \\ \" \xHH`, `'...'` understands `\'`.
+/// Returns `None` for unbalanced quotes or a closing quote not followed by a space.
+pub fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == line.len() {
+            return Some(args);
+        }
+        let mut cur = Vec::new();
+        loop {
+            match line.get(i) {
+                None => break,
+                Some(c) if c.is_ascii_whitespace() => break,
+                Some(b'"') => i = quoted(line, i + 1, b'"', &mut cur)?,
+                Some(b'\'') => i = quoted(line, i + 1, b'\'', &mut cur)?,
+                Some(&c) => {
+                    cur.push(c);
+                    i += 1;
+                }
+            }
+        }
+        args.push(Bytes::from(cur));
+    }
+}
+
+/// Reads a quoted run starting after the opening quote; returns the index after the closing one.
+fn quoted(line: &[u8], mut i: usize, q: u8, out: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        let c = *line.get(i)?;
+        if c == q {
+            // The closing quote must end the argument.
+            match line.get(i + 1) {
+                None => return Some(i + 1),
+                Some(n) if n.is_ascii_whitespace() => return Some(i + 1),
+                Some(_) => return None,
+            }
+        }
+        if c == b'\\' && i + 1 < line.len() {
+            let n = line[i + 1];
+            if q == b'\'' {
+                if n == b'\'' {
+                    out.push(b'\'');
+                    i += 2;
+                    continue;
+                }
+            } else if n == b'x' && i + 3 < line.len() && is_hex_pair(line[i + 2], line[i + 3]) {
+                out.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
+                i += 4;
+                continue;
+            } else {
+                out.push(match n {
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'b' => 8,
+                    b'a' => 7,
+                    other => other,
+                });
+                i += 2;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+}
+
+fn is_hex_pair(a: u8, b: u8) -> bool {
+    a.is_ascii_hexdigit() && b.is_ascii_hexdigit()
+}
+
+fn hex(c: u8) -> u8 {
+    (c as char).to_digit(16).unwrap_or(0) as u8
+}

@@ -1,0 +1,248 @@
+//! Measuring a frame without building it: the check half of check-then-parse.
+//!
+//! `scan` walks one frame iteratively (an explicit stack of remaining element counts, so deep or
+//! wide input cannot blow the call stack) and allocates nothing. It never copies payloads: a bulk
+//! string is checked by its length and trailing CRLF alone.
+
+use crate::error::{ErrorKind, ParseError};
+
+/// Input limits, like Redis's own `proto-max-bulk-len` and friends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest bulk string payload (Redis default: 512 MB).
+    pub max_bulk_len: usize,
+    /// Most elements in one aggregate (a map counts its pairs).
+    pub max_elements: usize,
+    /// Deepest nesting of aggregates.
+    pub max_depth: usize,
+    /// Longest inline command line (Redis: 64 KB).
+    pub max_inline_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_elements: i32::MAX as usize,
+            max_depth: 128,
+            max_inline_len: 64 * 1024,
+        }
+    }
+}
+
+/// Finds the CRLF ending the line that starts at `from`; returns the index of the CR.
+pub(crate) fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let rel = memchr_lf(&buf[from.min(buf.len())..])?;
+    let lf = from + rel;
+    if lf > from && buf[lf - 1] == b'\r' {
+        Some(lf - 1)
+    } else {
+        // A bare LF ends the line too early: report it as the line's end so the caller
+        // rejects the frame rather than waiting for bytes that will never come.
+        Some(lf)
+    }
+}
+
+fn memchr_lf(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\n')
+}
+
+/// Parses a decimal i64 as RESP writes it (optional sign, digits only).
+pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first()? {
+        (b'-', rest) => (true, rest),
+        (b'+', rest) => (false, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?;
+        v = if neg {
+            v.checked_sub((d - b'0') as i64)?
+        } else {
+            v.checked_add((d - b'0') as i64)?
+        };
+    }
+    Some(v)
+}
+
+pub(crate) fn valid_double(s: &[u8]) -> bool {
+    match std::str::from_utf8(s) {
+        Ok(t) => {
+            let lower = t.to_ascii_lowercase();
+            // Rust also accepts "infinity"; RESP3 spells it inf.
+            !lower.contains("infinity") && !t.is_empty() && t.parse::<f64>().is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn valid_big_number(s: &[u8]) -> bool {
+    let digits = match s.first() {
+        Some(b'-') | Some(b'+') => &s[1..],
+        _ => s,
+    };
+    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+}
+
+/// A frame header: the type byte and the line after it.
+pub(crate) struct Header<'a> {
+    pub kind: u8,
+    pub line: &'a [u8],
+    /// Offset just past the header's CRLF.
+    pub next: usize,
+}
+
+/// Reads the header line at `pos`; `Ok(None)` when the line is not complete yet.
+pub(crate) fn header(buf: &[u8], pos: usize) -> Result<Option<Header<'_>>, ParseError> {
+    if pos >= buf.len() {
+        return Ok(None);
+    }
+    let Some(cr) = find_crlf(buf, pos + 1) else {
+        return Ok(None);
+    };
+    if buf[cr] != b'\r' {
+        return Err(ParseError::new(ErrorKind::InvalidLine, cr));
+    }
+    let line = &buf[pos + 1..cr];
+    if let Some(i) = line.iter().position(|&b| b == b'\r') {
+        return Err(ParseError::new(ErrorKind::InvalidLine, pos + 1 + i));
+    }
+    Ok(Some(Header {
+        kind: buf[pos],
+        line,
+        next: cr + 2,
+    }))
+}
+
+/// Parses an aggregate or bulk length line: `-1` gives `None` (a RESP2 null).
+pub(crate) fn length(line: &[u8], at: usize) -> Result<Option<u64>, ParseError> {
+    if line == b"?" {
+        return Err(ParseError::new(ErrorKind::Streamed, at));
+    }
+    match parse_i64(line) {
+        Some(-1) => Ok(None),
+        Some(n) if n >= 0 => Ok(Some(n as u64)),
+        _ => Err(ParseError::new(ErrorKind::InvalidLength, at)),
+    }
+}
+
+/// Checks a simple (line-only) frame's content.
+pub(crate) fn check_line(kind: u8, line: &[u8], at: usize) -> Result<(), ParseError> {
+    let bad = |k| Err(ParseError::new(k, at));
+    match kind {
+        b'+' | b'-' => Ok(()),
+        b':' if parse_i64(line).is_none() => bad(ErrorKind::InvalidInteger),
+        b',' if !valid_double(line) => bad(ErrorKind::InvalidDouble),
+        b'(' if !valid_big_number(line) => bad(ErrorKind::InvalidBigNumber),
+        b'#' if line != b"t" && line != b"f" => bad(ErrorKind::InvalidBoolean),
+        b'_' if !line.is_empty() => bad(ErrorKind::InvalidNull),
+        _ => Ok(()),
+    }
+}
+
+/// Measures the frame at the start of `buf`.
+///
+/// Returns `Ok(Some(len))` when `buf[..len]` is one complete, valid frame, `Ok(None)` when more
+/// bytes are needed, and an error (offset relative to `buf`) for malformed or over-limit input.
+pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseError> {
+    // Remaining element counts of the open aggregates, innermost last. Capped by max_depth.
+    let mut stack: Vec<u64> = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some(h) = header(buf, pos)? else {
+            return Ok(None);
+        };
+        let at = pos;
+        pos = h.next;
+        match h.kind {
+            b'+' | b'-' | b':' | b',' | b'(' | b'#' | b'_' => check_line(h.kind, h.line, at + 1)?,
+            b'$' | b'!' | b'=' => {
+                let Some(len) = length(h.line, at + 1)? else {
+                    if h.kind != b'$' {
+                        return Err(ParseError::new(ErrorKind::InvalidLength, at + 1));
+                    }
+                    pos = complete_item(&mut stack, pos);
+                    if stack.is_empty() {
+                        return Ok(Some(pos));
+                    }
+                    continue;
+                };
+                if len > limits.max_bulk_len as u64 {
+                    let max = limits.max_bulk_len;
+                    return Err(ParseError::new(
+                        ErrorKind::BulkTooLarge { len, max },
+                        at + 1,
+                    ));
+                }
+                let end = pos + len as usize;
+                if buf.len() < end + 2 {
+                    return Ok(None);
+                }
+                if &buf[end..end + 2] != b"\r\n" {
+                    return Err(ParseError::new(ErrorKind::MissingCrlf, end));
+                }
+                if h.kind == b'=' && (len < 4 || buf[pos + 3] != b':') {
+                    return Err(ParseError::new(ErrorKind::InvalidVerbatim, pos));
+                }
+                pos = end + 2;
+            }
+            b'*' | b'%' | b'~' | b'>' | b'|' => {
+                let Some(n) = length(h.line, at + 1)? else {
+                    if h.kind != b'*' {
+                        return Err(ParseError::new(ErrorKind::InvalidLength, at + 1));
+                    }
+                    pos = complete_item(&mut stack, pos);
+                    if stack.is_empty() {
+                        return Ok(Some(pos));
+                    }
+                    continue;
+                };
+                if n > limits.max_elements as u64 {
+                    let max = limits.max_elements;
+                    return Err(ParseError::new(
+                        ErrorKind::TooManyElements { len: n, max },
+                        at + 1,
+                    ));
+                }
+                if stack.len() >= limits.max_depth {
+                    let max = limits.max_depth;
+                    return Err(ParseError::new(ErrorKind::TooDeep { max }, at));
+                }
+                // Maps and attributes hold pairs; an attribute also annotates the next frame.
+                let items = match h.kind {
+                    b'%' => n * 2,
+                    b'|' => n * 2 + 1,
+                    _ => n,
+                };
+                if items > 0 {
+                    stack.push(items);
+                    continue;
+                }
+            }
+            other => return Err(ParseError::new(ErrorKind::InvalidTypeByte(other), at)),
+        }
+        pos = complete_item(&mut stack, pos);
+        if stack.is_empty() {
+            return Ok(Some(pos));
+        }
+    }
+}
+
+/// Records that one item ended at `pos`, closing every aggregate it completes.
+fn complete_item(stack: &mut Vec<u64>, pos: usize) -> usize {
+    while let Some(top) = stack.last_mut() {
+        *top -= 1;
+        if *top > 0 {
+            break;
+        }
+        stack.pop();
+    }
+    pos
+}
