@@ -27,4 +27,4 @@ pub use error::{ErrorKind, ParseError};
 pub use frame::Frame;
 pub use parse::parse_frame;
 pub use request::{parse_command, split_inline};
-pub use scan::{scan, Limits};
+pub use scan::{scan, Limits, INLINE_DEPTH};

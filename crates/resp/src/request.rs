@@ -3,7 +3,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::error::{ErrorKind, ParseError};
-use crate::scan::{header, length, Limits};
+use crate::scan::{bulk_end, check_partial_header, header, length, Limits};
 
 /// Splits one command off the front of `buf` and returns its arguments.
 ///
@@ -23,7 +23,8 @@ pub fn parse_command(
 
 fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
     let Some(h) = header(buf, 0)? else {
-        return check_line_len(buf, limits);
+        check_partial_header(buf, 0)?;
+        return Ok(None);
     };
     let first = h.next;
     let n = match length(h.line, 1)? {
@@ -63,21 +64,17 @@ fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
 
 /// Locates the bulk string at `pos`: payload start and end, `None` if incomplete.
 fn bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Result<Option<(usize, usize)>, ParseError> {
+    match buf.get(pos) {
+        None => return Ok(None),
+        Some(b'$') => {}
+        Some(&b) => return Err(ParseError::new(ErrorKind::ExpectedBulk(b), pos)),
+    }
     let Some(h) = header(buf, pos)? else {
+        check_partial_header(buf, pos)?;
         return Ok(None);
     };
-    if h.kind != b'$' {
-        return Err(ParseError::new(ErrorKind::ExpectedBulk(h.kind), pos));
-    }
     let len = length(h.line, pos + 1)?.ok_or(ParseError::new(ErrorKind::InvalidLength, pos + 1))?;
-    if len > limits.max_bulk_len as u64 {
-        let max = limits.max_bulk_len;
-        return Err(ParseError::new(
-            ErrorKind::BulkTooLarge { len, max },
-            pos + 1,
-        ));
-    }
-    let end = h.next + len as usize;
+    let end = bulk_end(h.next, len, limits, pos + 1)?;
     if buf.len() < end + 2 {
         return Ok(None);
     }
@@ -87,22 +84,16 @@ fn bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Result<Option<(usize, usi
     Ok(Some((h.next, end)))
 }
 
-fn check_line_len(buf: &[u8], limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
-    if buf.len() > limits.max_inline_len {
-        let max = limits.max_inline_len;
-        return Err(ParseError::new(ErrorKind::InlineTooLong { max }, max));
-    }
-    Ok(None)
-}
-
 fn inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
-    let Some(lf) = buf.iter().position(|&b| b == b'\n') else {
-        return check_line_len(buf, limits);
+    let max = limits.max_inline_len;
+    // Look no further than a line may reach: an LF at index `max` still ends a legal line.
+    let window = &buf[..buf.len().min(max.saturating_add(1))];
+    let Some(lf) = memchr::memchr(b'\n', window) else {
+        if buf.len() > max {
+            return Err(ParseError::new(ErrorKind::InlineTooLong { max }, max));
+        }
+        return Ok(None);
     };
-    if lf > limits.max_inline_len {
-        let max = limits.max_inline_len;
-        return Err(ParseError::new(ErrorKind::InlineTooLong { max }, max));
-    }
     let line = buf.split_to(lf + 1);
     let line = line.strip_suffix(b"\n").unwrap_or(&line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -118,7 +109,7 @@ pub fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
     let mut args = Vec::new();
     let mut i = 0;
     loop {
-        while i < line.len() && line[i].is_ascii_whitespace() {
+        while i < line.len() && is_space(line[i]) {
             i += 1;
         }
         if i == line.len() {
@@ -128,7 +119,7 @@ pub fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
         loop {
             match line.get(i) {
                 None => break,
-                Some(c) if c.is_ascii_whitespace() => break,
+                Some(&c) if is_space(c) => break,
                 Some(b'"') => i = quoted(line, i + 1, b'"', &mut cur)?,
                 Some(b'\'') => i = quoted(line, i + 1, b'\'', &mut cur)?,
                 Some(&c) => {
@@ -149,7 +140,7 @@ fn quoted(line: &[u8], mut i: usize, q: u8, out: &mut Vec<u8>) -> Option<usize> 
             // The closing quote must end the argument.
             match line.get(i + 1) {
                 None => return Some(i + 1),
-                Some(n) if n.is_ascii_whitespace() => return Some(i + 1),
+                Some(&n) if is_space(n) => return Some(i + 1),
                 Some(_) => return None,
             }
         }
@@ -181,6 +172,12 @@ fn quoted(line: &[u8], mut i: usize, q: u8, out: &mut Vec<u8>) -> Option<usize> 
         out.push(c);
         i += 1;
     }
+}
+
+/// C's `isspace`, which Redis's `sdssplitargs` uses: unlike `u8::is_ascii_whitespace` it
+/// includes the vertical tab.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
 }
 
 fn is_hex_pair(a: u8, b: u8) -> bool {

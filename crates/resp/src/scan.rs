@@ -44,17 +44,24 @@ pub(crate) fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 fn memchr_lf(s: &[u8]) -> Option<usize> {
-    s.iter().position(|&b| b == b'\n')
+    memchr::memchr(b'\n', s)
 }
 
-/// Parses a decimal i64 as RESP writes it (optional sign, digits only).
+/// The longest valid integer or length line: `-9223372036854775808`.
+pub(crate) const MAX_NUMBER_LINE: usize = 20;
+
+/// Parses a decimal i64 the way Redis's `string2ll` does, so that every accepted text is the
+/// one [`crate::encode`] writes back: an optional `-`, then `0` alone or digits without a
+/// leading zero. `+5`, `007` and `-0` are rejected.
 pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.split_first()? {
         (b'-', rest) => (true, rest),
-        (b'+', rest) => (false, rest),
         _ => (false, s),
     };
     if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    if digits[0] == b'0' && (digits.len() > 1 || neg) {
         return None;
     }
     let mut v: i64 = 0;
@@ -121,6 +128,55 @@ pub(crate) fn header(buf: &[u8], pos: usize) -> Result<Option<Header<'_>>, Parse
     }))
 }
 
+/// True for the bytes that start a RESP2 or RESP3 frame.
+pub(crate) fn is_type_byte(b: u8) -> bool {
+    matches!(
+        b,
+        b'+' | b'-'
+            | b':'
+            | b'$'
+            | b'*'
+            | b'_'
+            | b'#'
+            | b','
+            | b'('
+            | b'!'
+            | b'='
+            | b'%'
+            | b'~'
+            | b'|'
+            | b'>'
+    )
+}
+
+/// Checks the incomplete header line at `pos` (no LF yet) for what can already be told wrong:
+/// a line that can only hold a number but is longer than any number, a boolean or null with
+/// content. This stops a peer from making us buffer an endless header.
+pub(crate) fn check_partial_header(buf: &[u8], pos: usize) -> Result<(), ParseError> {
+    let Some(&kind) = buf.get(pos) else {
+        return Ok(());
+    };
+    let line = &buf[pos + 1..];
+    // A trailing CR may be the start of the CRLF.
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(i) = memchr::memchr(b'\r', line) {
+        return Err(ParseError::new(ErrorKind::InvalidLine, pos + 1 + i));
+    }
+    let (max, kind) = match kind {
+        b'$' | b'!' | b'=' | b'*' | b'%' | b'~' | b'|' | b'>' => {
+            (MAX_NUMBER_LINE, ErrorKind::InvalidLength)
+        }
+        b':' => (MAX_NUMBER_LINE, ErrorKind::InvalidInteger),
+        b'#' => (1, ErrorKind::InvalidBoolean),
+        b'_' => (0, ErrorKind::InvalidNull),
+        _ => return Ok(()),
+    };
+    if line.len() > max {
+        return Err(ParseError::new(kind, pos + 1));
+    }
+    Ok(())
+}
+
 /// Parses an aggregate or bulk length line: `-1` gives `None` (a RESP2 null).
 pub(crate) fn length(line: &[u8], at: usize) -> Result<Option<u64>, ParseError> {
     if line == b"?" {
@@ -151,12 +207,21 @@ pub(crate) fn check_line(kind: u8, line: &[u8], at: usize) -> Result<(), ParseEr
 ///
 /// Returns `Ok(Some(len))` when `buf[..len]` is one complete, valid frame, `Ok(None)` when more
 /// bytes are needed, and an error (offset relative to `buf`) for malformed or over-limit input.
+/// Allocates nothing while the nesting stays within [`INLINE_DEPTH`] levels (the default
+/// `max_depth` does).
 pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseError> {
     // Remaining element counts of the open aggregates, innermost last. Capped by max_depth.
-    let mut stack: Vec<u64> = Vec::new();
+    let mut stack = Stack::new();
     let mut pos = 0;
     loop {
+        // Reject a wrong type byte at once rather than when its line is complete.
+        if let Some(&b) = buf.get(pos) {
+            if !is_type_byte(b) {
+                return Err(ParseError::new(ErrorKind::InvalidTypeByte(b), pos));
+            }
+        }
         let Some(h) = header(buf, pos)? else {
+            check_partial_header(buf, pos)?;
             return Ok(None);
         };
         let at = pos;
@@ -168,20 +233,12 @@ pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseError> {
                     if h.kind != b'$' {
                         return Err(ParseError::new(ErrorKind::InvalidLength, at + 1));
                     }
-                    pos = complete_item(&mut stack, pos);
-                    if stack.is_empty() {
+                    if stack.complete_item() {
                         return Ok(Some(pos));
                     }
                     continue;
                 };
-                if len > limits.max_bulk_len as u64 {
-                    let max = limits.max_bulk_len;
-                    return Err(ParseError::new(
-                        ErrorKind::BulkTooLarge { len, max },
-                        at + 1,
-                    ));
-                }
-                let end = pos + len as usize;
+                let end = bulk_end(pos, len, limits, at + 1)?;
                 if buf.len() < end + 2 {
                     return Ok(None);
                 }
@@ -198,8 +255,7 @@ pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseError> {
                     if h.kind != b'*' {
                         return Err(ParseError::new(ErrorKind::InvalidLength, at + 1));
                     }
-                    pos = complete_item(&mut stack, pos);
-                    if stack.is_empty() {
+                    if stack.complete_item() {
                         return Ok(Some(pos));
                     }
                     continue;
@@ -216,6 +272,7 @@ pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseError> {
                     return Err(ParseError::new(ErrorKind::TooDeep { max }, at));
                 }
                 // Maps and attributes hold pairs; an attribute also annotates the next frame.
+                // `n` is at most i64::MAX, so `2n + 1` fits in a u64.
                 let items = match h.kind {
                     b'%' => n * 2,
                     b'|' => n * 2 + 1,
@@ -228,21 +285,88 @@ pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseError> {
             }
             other => return Err(ParseError::new(ErrorKind::InvalidTypeByte(other), at)),
         }
-        pos = complete_item(&mut stack, pos);
-        if stack.is_empty() {
+        if stack.complete_item() {
             return Ok(Some(pos));
         }
     }
 }
 
-/// Records that one item ended at `pos`, closing every aggregate it completes.
-fn complete_item(stack: &mut Vec<u64>, pos: usize) -> usize {
-    while let Some(top) = stack.last_mut() {
-        *top -= 1;
-        if *top > 0 {
-            break;
-        }
-        stack.pop();
+/// Checks a bulk length against the limit and returns where its payload ends (`start + len`),
+/// without overflowing on 32-bit targets or with a limit of `usize::MAX`.
+pub(crate) fn bulk_end(
+    start: usize,
+    len: u64,
+    limits: &Limits,
+    at: usize,
+) -> Result<usize, ParseError> {
+    let max = limits.max_bulk_len;
+    let too_large = ParseError::new(ErrorKind::BulkTooLarge { len, max }, at);
+    if len > max as u64 {
+        return Err(too_large);
     }
-    pos
+    // `len <= max_bulk_len`, a usize, so the cast is exact; the payload, its CRLF and the
+    // bytes before it must be addressable.
+    start
+        .checked_add(len as usize)
+        .filter(|end| end.checked_add(2).is_some())
+        .ok_or(too_large)
+}
+
+/// How many open aggregates [`scan`] tracks without allocating.
+pub const INLINE_DEPTH: usize = 128;
+
+/// The open aggregates' remaining counts: on the call stack up to [`INLINE_DEPTH`], then on the
+/// heap.
+struct Stack {
+    inline: [u64; INLINE_DEPTH],
+    len: usize,
+    spill: Vec<u64>,
+}
+
+impl Stack {
+    fn new() -> Self {
+        Stack {
+            inline: [0; INLINE_DEPTH],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, items: u64) {
+        if self.len < INLINE_DEPTH {
+            self.inline[self.len] = items;
+        } else {
+            self.spill.push(items);
+        }
+        self.len += 1;
+    }
+
+    fn top(&mut self) -> &mut u64 {
+        if self.len > INLINE_DEPTH {
+            self.spill.last_mut().expect("spilled stack is non-empty")
+        } else {
+            &mut self.inline[self.len - 1]
+        }
+    }
+
+    /// Records that one item ended, closing every aggregate it completes; true when the
+    /// outermost frame is complete.
+    fn complete_item(&mut self) -> bool {
+        while self.len > 0 {
+            let top = self.top();
+            *top -= 1;
+            if *top > 0 {
+                return false;
+            }
+            if self.len > INLINE_DEPTH {
+                self.spill.pop();
+            }
+            self.len -= 1;
+        }
+        true
+    }
 }
