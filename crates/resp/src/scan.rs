@@ -370,3 +370,67 @@ impl Stack {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_end_does_not_overflow() {
+        let unlimited = Limits {
+            max_bulk_len: usize::MAX,
+            ..Limits::default()
+        };
+        // On a 32-bit target a header near the end of a large buffer can announce a length
+        // whose end is past usize::MAX; that must be an error, not a wrapped offset.
+        let at_end = usize::MAX - 10;
+        assert_eq!(
+            bulk_end(at_end, 100, &unlimited, 7),
+            Err(ParseError::new(
+                ErrorKind::BulkTooLarge {
+                    len: 100,
+                    max: usize::MAX
+                },
+                7
+            ))
+        );
+        assert!(bulk_end(at_end, 9, &unlimited, 7).is_err());
+        assert_eq!(bulk_end(at_end, 8, &unlimited, 7), Ok(usize::MAX - 2));
+        assert_eq!(bulk_end(4, 3, &Limits::default(), 1), Ok(7));
+    }
+
+    #[test]
+    fn parse_i64_matches_string2ll() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-1"), Some(-1));
+        assert_eq!(parse_i64(b"9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b"01",
+            b"-0",
+            b"-01",
+            b" 1",
+            b"1 ",
+            b"1e3",
+        ] {
+            assert_eq!(parse_i64(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stack_spills_and_unwinds() {
+        let mut s = Stack::new();
+        for _ in 0..INLINE_DEPTH + 10 {
+            s.push(1);
+        }
+        assert_eq!(s.len(), INLINE_DEPTH + 10);
+        assert!(s.complete_item());
+        assert_eq!(s.len(), 0);
+        s.push(2);
+        assert!(!s.complete_item());
+        assert!(s.complete_item());
+    }
+}
