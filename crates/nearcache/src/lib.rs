@@ -1,1 +1,110 @@
-//! nearcache: the proxy.
+//! nearcache: a Redis proxy whose purpose is a server-assisted client-side cache.
+//!
+//! The layout follows the request path (see docs/architecture.md):
+//! - [`session`]: one task pair per client (reader routes commands, writer replies in order);
+//! - [`command`]: the synchronous command table deciding how each command is routed;
+//! - [`upstream`]: connections to Redis as active objects, and the pool that owns them;
+//! - [`admin`], [`metrics`]: the HTTP admin port and what it exposes.
+
+pub mod admin;
+pub mod command;
+pub mod config;
+pub mod metrics;
+pub mod reply;
+pub mod session;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use config::Config;
+use metrics::Metrics;
+use session::Context;
+use upstream::{Pool, PoolConfig};
+
+/// A running proxy. Dropping it leaves the proxy running; call [`Running::shutdown`].
+pub struct Running {
+    /// Where clients connect (the bound port when the config asked for port 0).
+    pub listen_addr: SocketAddr,
+    /// Where the admin HTTP server listens, if enabled.
+    pub admin_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, closes client sessions and the admin server.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+    }
+}
+
+/// Binds the listeners and starts serving. Must be called inside a tokio runtime.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    config.validate()?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listen_addr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::default());
+    let pool = Pool::new(PoolConfig {
+        addr: config.upstream.clone(),
+        shared_conns: config.upstream_conns,
+        max_idle_dedicated: config.max_idle_dedicated,
+        connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+        username: config.upstream_user.clone(),
+        password: config.upstream_password.clone(),
+    });
+    let ctx = Arc::new(Context {
+        pool,
+        metrics: metrics.clone(),
+        limits: resp::Limits::default(),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let admin_addr = match &config.admin_listen {
+        Some(addr) => Some(admin::start(addr, metrics, stop_rx.clone()).await?),
+        None => None,
+    };
+    info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
+    let accept = tokio::spawn(accept_loop(listener, ctx, stop_rx));
+    Ok(Running {
+        listen_addr,
+        admin_addr,
+        stop,
+        accept,
+    })
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, _peer)) => {
+                let ctx = ctx.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    ctx.metrics.connections.inc();
+                    ctx.metrics.clients.inc();
+                    session::serve_client(stream, ctx.clone(), stop).await;
+                    ctx.metrics.clients.dec();
+                });
+            }
+            Err(e) => {
+                // Out of descriptors and the like: back off briefly instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Configuration: a TOML file (`--config`) and command-line flags with the same names; flags win.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::Parser;
+use serde::Deserialize;
+
+/// The proxy's settings. Every field has a documented default.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address clients connect to. Default `127.0.0.1:6380`.
+    pub listen: String,
+    /// Redis to forward to, `host:port`. Default `127.0.0.1:6379`.
+    pub upstream: String,
+    /// Admin HTTP address (`/metrics`); `None` disables it. Default `127.0.0.1:9121`.
+    pub admin_listen: Option<String>,
+    /// Shared (multiplexed) upstream connections per protocol version. Default 2.
+    pub upstream_conns: usize,
+    /// Idle dedicated connections kept for MULTI/WATCH/blocking sessions. Default 16.
+    pub max_idle_dedicated: usize,
+    /// Timeout for connecting to Redis and completing the handshake, in ms. Default 1000.
+    pub connect_timeout_ms: u64,
+    /// Username for upstream AUTH (ACL user). Default none (`default`).
+    pub upstream_user: Option<String>,
+    /// Password for upstream AUTH. Default none.
+    pub upstream_password: Option<String>,
+    /// Log filter (`info`, `debug`, `nearcache=trace`, ...); `RUST_LOG` overrides. Default `info`.
+    pub log_level: String,
+    /// Log as JSON lines instead of text. Default false.
+    pub log_json: bool,
+    /// Tokio worker threads; 0 means one per core. Default 0.
+    pub threads: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:6380".into(),
+            upstream: "127.0.0.1:6379".into(),
+            admin_listen: Some("127.0.0.1:9121".into()),
+            upstream_conns: 2,
+            max_idle_dedicated: 16,
+            connect_timeout_ms: 1000,
+            upstream_user: None,
+            upstream_password: None,
+            log_level: "info".into(),
+            log_json: false,
+            threads: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Rejects settings that cannot work, with a message naming the setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.upstream_conns == 0 {
+            bail!("upstream_conns must be at least 1");
+        }
+        if self.connect_timeout_ms == 0 {
+            bail!("connect_timeout_ms must be at least 1");
+        }
+        if self.upstream.is_empty() {
+            bail!("upstream must be host:port");
+        }
+        if self.upstream_user.is_some() && self.upstream_password.is_none() {
+            bail!("upstream_user needs upstream_password");
+        }
+        Ok(())
+    }
+
+    /// Builds the configuration from the command line: the `--config` file, then flags on top.
+    pub fn from_args(args: Args) -> anyhow::Result<Config> {
+        let mut cfg = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("invalid {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        args.apply(&mut cfg);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Command-line flags. Each overrides the config file's setting of the same name.
+#[derive(Parser, Debug, Default)]
+#[command(
+    name = "nearcache",
+    version,
+    about = "A Redis proxy with a tracking client-side cache"
+)]
+pub struct Args {
+    /// TOML file with the same settings as the flags (flags win).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to accept clients on.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Redis address, host:port.
+    #[arg(long)]
+    pub upstream: Option<String>,
+    /// Admin HTTP address serving /metrics.
+    #[arg(long)]
+    pub admin_listen: Option<String>,
+    /// Disable the admin HTTP port.
+    #[arg(long)]
+    pub no_admin: bool,
+    /// Shared upstream connections per protocol version.
+    #[arg(long)]
+    pub upstream_conns: Option<usize>,
+    /// Idle dedicated upstream connections kept for reuse.
+    #[arg(long)]
+    pub max_idle_dedicated: Option<usize>,
+    /// Upstream connect + handshake timeout in milliseconds.
+    #[arg(long)]
+    pub connect_timeout_ms: Option<u64>,
+    /// ACL user for upstream connections.
+    #[arg(long)]
+    pub upstream_user: Option<String>,
+    /// Password for upstream connections (or env NEARCACHE_UPSTREAM_PASSWORD).
+    #[arg(long, env = "NEARCACHE_UPSTREAM_PASSWORD", hide_env_values = true)]
+    pub upstream_password: Option<String>,
+    /// Log filter, e.g. info or nearcache=debug.
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Log JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
+    /// Worker threads (0 = one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl Args {
+    fn apply(self, cfg: &mut Config) {
+        fn set<T>(dst: &mut T, v: Option<T>) {
+            if let Some(v) = v {
+                *dst = v;
+            }
+        }
+        set(&mut cfg.listen, self.listen);
+        set(&mut cfg.upstream, self.upstream);
+        if self.admin_listen.is_some() {
+            cfg.admin_listen = self.admin_listen;
+        }
+        if self.no_admin {
+            cfg.admin_listen = None;
+        }
+        set(&mut cfg.upstream_conns, self.upstream_conns);
+        set(&mut cfg.max_idle_dedicated, self.max_idle_dedicated);
+        set(&mut cfg.connect_timeout_ms, self.connect_timeout_ms);
+        if self.upstream_user.is_some() {
+            cfg.upstream_user = self.upstream_user;
+        }
+        if self.upstream_password.is_some() {
+            cfg.upstream_password = self.upstream_password;
+        }
+        set(&mut cfg.log_level, self.log_level);
+        cfg.log_json |= self.log_json;
+        set(&mut cfg.threads, self.threads);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("nearcache-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("n.toml");
+        std::fs::write(&path, "listen = \"0.0.0.0:7000\"\nupstream_conns = 4\n").unwrap();
+        let args = Args::parse_from([
+            "nearcache",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:1",
+        ]);
+        let cfg = Config::from_args(args).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:1");
+        assert_eq!(cfg.upstream_conns, 4);
+        assert_eq!(cfg.upstream, "127.0.0.1:6379");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+        let cfg = Config {
+            upstream_conns: 0,
+            ..Config::default()
+        };
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! The `nearcache` binary: parse flags, set up logging, run until SIGINT or SIGTERM.
+
+use std::io::Write;
+
+use clap::Parser;
+use nearcache::config::{Args, Config};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let config = Config::from_args(Args::parse())?;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log_json {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if config.threads > 0 {
+        rt.worker_threads(config.threads);
+    }
+    rt.enable_all().build()?.block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let running = nearcache::start(config).await?;
+    let admin = running
+        .admin_addr
+        .map_or_else(|| "none".to_string(), |a| a.to_string());
+    // Scripts and tests wait for this line to learn the bound ports.
+    let mut stdout = std::io::stdout();
+    writeln!(
+        stdout,
+        "nearcache ready listen={} admin={admin}",
+        running.listen_addr
+    )?;
+    stdout.flush()?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! What flows from the upstream side back to a client session: replies, relayed frames, and
+//! errors that say where they came from.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use std::fmt;
+use tokio::sync::oneshot;
+
+/// Why an upstream request failed. Every variant becomes an `-ERR nearcache: ...` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// No connection to Redis could be made (refused, timed out, handshake rejected).
+    Unavailable { addr: String, cause: String },
+    /// The connection broke after the request was sent; Redis may or may not have run it.
+    Lost { addr: String, cause: String },
+    /// Redis closed the connection cleanly (QUIT, CLIENT KILL, idle timeout, shutdown).
+    Closed { addr: String },
+    /// Redis sent bytes that are not RESP, or a reply nobody asked for.
+    Protocol { addr: String, cause: String },
+}
+
+impl UpstreamError {
+    /// The error as a RESP error reply.
+    pub fn to_frame(&self) -> Bytes {
+        let text = self.to_string().replace(['\r', '\n'], " ");
+        let mut out = BytesMut::with_capacity(text.len() + 3);
+        out.put_u8(b'-');
+        out.put_slice(text.as_bytes());
+        out.put_slice(b"\r\n");
+        out.freeze()
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Unavailable { addr, cause } => {
+                write!(f, "ERR nearcache: upstream {addr} unavailable: {cause}")
+            }
+            UpstreamError::Lost { addr, cause } => write!(
+                f,
+                "ERR nearcache: connection to upstream {addr} lost before the reply ({cause})"
+            ),
+            UpstreamError::Closed { addr } => {
+                write!(f, "ERR nearcache: upstream {addr} closed the connection")
+            }
+            UpstreamError::Protocol { addr, cause } => {
+                write!(
+                    f,
+                    "ERR nearcache: protocol error from upstream {addr}: {cause}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {}
+
+/// A reply as the raw bytes of one RESP frame, or why there is none.
+pub type UpstreamResult = Result<Bytes, UpstreamError>;
+
+/// One item in a session's ordered output queue.
+#[derive(Debug)]
+pub enum Outbound {
+    /// The reply to a command sent upstream, delivered when it arrives.
+    Pending(oneshot::Receiver<UpstreamResult>),
+    /// Bytes ready to write: a local reply, or a frame relayed from a dedicated connection.
+    Frame(Bytes),
+    /// Write everything queued so far, then close the client connection.
+    Close,
+}
+
+/// Encodes a simple-string reply.
+pub fn simple(s: &str) -> Bytes {
+    Bytes::from(format!("+{s}\r\n"))
+}
+
+/// Encodes an error reply; `msg` starts with its code (`ERR`, `WRONGTYPE`, ...).
+pub fn error(msg: &str) -> Bytes {
+    Bytes::from(format!("-{}\r\n", msg.replace(['\r', '\n'], " ")))
+}

@@ -1,0 +1,318 @@
+//! One client connection: read commands, route each one, and let the writer reply in order.
+//!
+//! The reader never waits for a reply before sending the next command (pipelining is kept), but
+//! it does wait for in-flight replies before moving the session to a different upstream
+//! connection, so that Redis sees a client's commands in the order the client sent them.
+
+mod writer;
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tracing::debug;
+
+use crate::command::{self, Local, Route, TxEffect};
+use crate::metrics::Metrics;
+use crate::reply::{self, Outbound};
+use crate::upstream::{ConnHandle, Pool};
+use writer::Link;
+
+/// Everything a session needs from the server.
+pub struct Context {
+    pub pool: Arc<Pool>,
+    pub metrics: Arc<Metrics>,
+    pub limits: resp::Limits,
+}
+
+/// Where the session's commands currently go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Multiplexed shared connections.
+    Shared,
+    /// A dedicated connection, given back when the transaction or blocking call is over.
+    Transient,
+    /// A dedicated connection kept until the client leaves.
+    Session,
+    /// A dedicated connection whose every frame is relayed to the client.
+    Relay,
+}
+
+/// Why the reader stopped.
+enum Stop {
+    /// QUIT, or a dedicated connection died: the writer finishes and closes.
+    Closing,
+}
+
+struct Session {
+    ctx: Arc<Context>,
+    out: mpsc::UnboundedSender<Outbound>,
+    link: Arc<Link>,
+    proto: u8,
+    mode: Mode,
+    /// The connection the in-flight requests went to.
+    conn: Option<ConnHandle>,
+    in_multi: bool,
+    watching: bool,
+    encode_buf: BytesMut,
+}
+
+/// Serves one client until it disconnects, sends QUIT, or the server shuts down.
+pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let (out, out_rx) = mpsc::unbounded_channel();
+    let link = Arc::new(Link::default());
+    let writer_link = link.clone();
+    let writer = tokio::spawn(async move { writer::run(out_rx, wr, &writer_link).await });
+    let mut session = Session {
+        ctx,
+        out,
+        link,
+        proto: 2,
+        mode: Mode::Shared,
+        conn: None,
+        in_multi: false,
+        watching: false,
+        encode_buf: BytesMut::new(),
+    };
+    tokio::select! {
+        _ = session.read_loop(rd) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    let _ = session.out.send(Outbound::Close);
+    session.finish();
+    drop(session);
+    let _ = writer.await;
+}
+
+impl Session {
+    async fn read_loop(&mut self, mut rd: OwnedReadHalf) {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            if self.link.is_closed() {
+                return;
+            }
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            loop {
+                match resp::parse_command(&mut buf, &self.ctx.limits) {
+                    Ok(Some(args)) if args.is_empty() => continue,
+                    Ok(Some(args)) => {
+                        if let Err(Stop::Closing) = self.handle(args).await {
+                            return;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        debug!(error = %e, "client protocol error");
+                        self.reply(reply::error(&format!("ERR Protocol error: {}", e.kind)));
+                        return;
+                    }
+                }
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+        }
+    }
+
+    fn reply(&self, bytes: Bytes) {
+        let _ = self.out.send(Outbound::Frame(bytes));
+    }
+
+    fn encode(&mut self, args: &[Bytes]) -> Bytes {
+        self.encode_buf.reserve(resp::encode_command_len(args));
+        resp::encode_command(args, &mut self.encode_buf);
+        self.encode_buf.split().freeze()
+    }
+
+    async fn handle(&mut self, args: Vec<Bytes>) -> Result<(), Stop> {
+        self.ctx.metrics.commands.inc();
+        let route = command::classify(&args);
+        if self.mode == Mode::Relay {
+            return self.relay(&args);
+        }
+        if self.mode == Mode::Transient && !self.in_multi && !self.watching {
+            // The transaction or blocking call is over: keep the connection only if this
+            // command needs one again.
+            if route != Route::Transient {
+                self.give_back().await;
+            }
+        }
+        if self.mode == Mode::Shared {
+            return self.handle_shared(route, args).await;
+        }
+        match route {
+            Route::Local(Local::Quit) => {
+                self.reply(reply::simple("OK"));
+                return Err(Stop::Closing);
+            }
+            Route::Relay => {
+                self.mode = Mode::Relay;
+                return self.relay(&args);
+            }
+            Route::Session => self.mode = Mode::Session,
+            _ => {}
+        }
+        if command::is_reset(&args) {
+            self.proto = 2;
+            self.in_multi = false;
+            self.watching = false;
+        } else if let Some(v) = command::hello_version(&args) {
+            // The dedicated connection now speaks another protocol: never give it back.
+            self.proto = v;
+            self.mode = Mode::Session;
+        }
+        self.track_tx(&args);
+        self.send_dedicated(&args)
+    }
+
+    async fn handle_shared(&mut self, route: Route, args: Vec<Bytes>) -> Result<(), Stop> {
+        match route {
+            Route::Local(Local::Quit) => {
+                self.reply(reply::simple("OK"));
+                Err(Stop::Closing)
+            }
+            Route::Local(Local::Reset) => {
+                self.proto = 2;
+                self.reply(reply::simple("RESET"));
+                Ok(())
+            }
+            Route::Local(Local::SelectZero) => {
+                self.reply(reply::simple("OK"));
+                Ok(())
+            }
+            Route::Shared => {
+                if command::is_plain_hello(&args) {
+                    if let Some(v) = command::hello_version(&args) {
+                        self.proto = v;
+                    }
+                }
+                self.send_shared(&args).await;
+                Ok(())
+            }
+            Route::Transient | Route::Session | Route::Relay => {
+                if !self.take_dedicated().await {
+                    return Ok(());
+                }
+                self.mode = match route {
+                    Route::Transient => Mode::Transient,
+                    Route::Session => Mode::Session,
+                    _ => Mode::Relay,
+                };
+                if self.mode == Mode::Relay {
+                    return self.relay(&args);
+                }
+                if let Some(v) = command::hello_version(&args) {
+                    self.proto = v;
+                }
+                self.track_tx(&args);
+                self.send_dedicated(&args)
+            }
+        }
+    }
+
+    fn track_tx(&mut self, args: &[Bytes]) {
+        match command::tx_effect(args) {
+            TxEffect::Multi => self.in_multi = true,
+            TxEffect::Watch if !self.in_multi => self.watching = true,
+            TxEffect::EndTx if self.in_multi => {
+                self.in_multi = false;
+                self.watching = false;
+            }
+            TxEffect::Unwatch if !self.in_multi => self.watching = false,
+            _ => {}
+        }
+    }
+
+    /// Sends a stateless command on the session's shared connection, picking the least busy one
+    /// when nothing is in flight (or the protocol changed, after waiting for in-flight replies).
+    async fn send_shared(&mut self, args: &[Bytes]) {
+        let keep = match &self.conn {
+            Some(c) => c.proto() == self.proto && self.link.inflight() > 0 && c.is_up(),
+            None => false,
+        };
+        if !keep {
+            self.link.drained().await;
+            self.conn = Some(self.ctx.pool.shared(self.proto));
+        }
+        let bytes = self.encode(args);
+        if let Some(conn) = &self.conn {
+            self.link.dispatched();
+            let _ = self.out.send(Outbound::Pending(conn.call(bytes)));
+        }
+    }
+
+    /// Moves the session onto a dedicated connection; on failure replies with the error.
+    async fn take_dedicated(&mut self) -> bool {
+        self.link.drained().await;
+        match self.ctx.pool.dedicated(self.proto).await {
+            Ok(conn) => {
+                self.ctx.metrics.pinned.inc();
+                self.conn = Some(conn);
+                true
+            }
+            Err(e) => {
+                self.reply(e.to_frame());
+                false
+            }
+        }
+    }
+
+    /// Gives a transient dedicated connection back once its last reply is in.
+    async fn give_back(&mut self) {
+        self.link.drained().await;
+        if let Some(conn) = self.conn.take() {
+            self.ctx.pool.release(conn);
+        }
+        self.ctx.metrics.pinned.dec();
+        self.mode = Mode::Shared;
+    }
+
+    fn dedicated_conn(&self) -> Result<&ConnHandle, Stop> {
+        match &self.conn {
+            Some(c) if c.is_up() => Ok(c),
+            _ => {
+                // The state this session kept upstream (transaction, db, subscriptions) is gone.
+                self.reply(reply::error(
+                    "ERR nearcache: dedicated upstream connection lost; closing the session",
+                ));
+                Err(Stop::Closing)
+            }
+        }
+    }
+
+    fn send_dedicated(&mut self, args: &[Bytes]) -> Result<(), Stop> {
+        let bytes = self.encode(args);
+        let rx = self.dedicated_conn()?.call(bytes);
+        self.link.dispatched();
+        let _ = self.out.send(Outbound::Pending(rx));
+        Ok(())
+    }
+
+    fn relay(&mut self, args: &[Bytes]) -> Result<(), Stop> {
+        if command::is_reset(args) {
+            self.proto = 2;
+        } else if let Some(v) = command::hello_version(args) {
+            self.proto = v;
+        }
+        let bytes = self.encode(args);
+        self.dedicated_conn()?.relay(bytes, self.out.clone());
+        Ok(())
+    }
+
+    /// Ends the session: a transient connection with nothing pending could be reused, but the
+    /// client is gone mid-whatever, so every dedicated connection is simply dropped (closed).
+    fn finish(&mut self) {
+        if self.mode != Mode::Shared {
+            self.ctx.metrics.pinned.dec();
+        }
+        self.conn = None;
+    }
+}

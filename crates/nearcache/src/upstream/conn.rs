@@ -1,0 +1,428 @@
+//! One upstream connection as an active object.
+//!
+//! The task owning the socket runs two halves concurrently: the writer takes requests off the
+//! queue, records what each expects, and writes them in batches; the reader measures each reply
+//! frame (no parsing into a tree, no copy: the reply is a slice of the read buffer) and hands it
+//! to the oldest expectation. A dedicated connection can switch to *relay* mode, where every
+//! frame goes to the owning session in arrival order (pub/sub, MONITOR, CLIENT REPLY OFF).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::reply::{Outbound, UpstreamError, UpstreamResult};
+
+use super::pool::PoolConfig;
+
+/// How many bytes of queued requests are coalesced into one socket write.
+const WRITE_BATCH: usize = 256 * 1024;
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(400);
+
+/// What a request expects back.
+pub enum Expect {
+    /// Exactly one reply frame, delivered to this channel.
+    One(oneshot::Sender<UpstreamResult>),
+    /// Switch the connection to relay mode: from now on every frame goes to this session queue.
+    Relay(mpsc::UnboundedSender<Outbound>),
+}
+
+/// One encoded command (or several, pipelined) and what it expects back.
+pub struct Request {
+    pub bytes: Bytes,
+    pub expect: Expect,
+}
+
+/// State shared between a connection's task and its handles.
+struct ConnState {
+    addr: String,
+    proto: u8,
+    /// Requests sent whose reply has not arrived yet.
+    inflight: AtomicUsize,
+    /// False while a shared connection is reconnecting, and forever once a dedicated one dies.
+    up: AtomicBool,
+}
+
+/// A cheap, cloneable handle to a connection task.
+#[derive(Clone)]
+pub struct ConnHandle {
+    tx: mpsc::UnboundedSender<Request>,
+    state: Arc<ConnState>,
+}
+
+impl ConnHandle {
+    fn new(addr: &str, proto: u8) -> (Self, mpsc::UnboundedReceiver<Request>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(ConnState {
+            addr: addr.to_string(),
+            proto,
+            inflight: AtomicUsize::new(0),
+            up: AtomicBool::new(false),
+        });
+        (ConnHandle { tx, state }, rx)
+    }
+
+    /// Sends a request expecting one reply; the receiver yields the reply or why there is none.
+    pub fn call(&self, bytes: Bytes) -> oneshot::Receiver<UpstreamResult> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Request {
+            bytes,
+            expect: Expect::One(tx),
+        });
+        rx
+    }
+
+    /// Sends a request whose replies, and every frame after them, are relayed to `sink`.
+    pub fn relay(&self, bytes: Bytes, sink: mpsc::UnboundedSender<Outbound>) {
+        self.send(Request {
+            bytes,
+            expect: Expect::Relay(sink),
+        });
+    }
+
+    fn send(&self, req: Request) {
+        self.state.inflight.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
+            let err = UpstreamError::Lost {
+                addr: self.state.addr.clone(),
+                cause: "connection closed".into(),
+            };
+            fail(req.expect, &err, &self.state);
+        }
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn inflight(&self) -> usize {
+        self.state.inflight.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection is established (a dead dedicated connection never comes back).
+    pub fn is_up(&self) -> bool {
+        self.state.up.load(Ordering::Acquire) && !self.tx.is_closed()
+    }
+
+    /// The RESP version this connection speaks.
+    pub fn proto(&self) -> u8 {
+        self.state.proto
+    }
+
+    /// True when both handles drive the same connection.
+    pub fn same(&self, other: &ConnHandle) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+}
+
+fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
+    state.inflight.fetch_sub(1, Ordering::AcqRel);
+    match expect {
+        Expect::One(tx) => {
+            let _ = tx.send(Err(err.clone()));
+        }
+        Expect::Relay(sink) => close_relay(&sink, err),
+    }
+}
+
+/// Ends a relayed session. A clean close by Redis (after QUIT, say) is passed on as a plain
+/// close, as Redis itself would do it; anything else is explained first.
+fn close_relay(sink: &mpsc::UnboundedSender<Outbound>, err: &UpstreamError) {
+    if !matches!(err, UpstreamError::Closed { .. }) {
+        let _ = sink.send(Outbound::Frame(err.to_frame()));
+    }
+    let _ = sink.send(Outbound::Close);
+}
+
+/// Opens a TCP connection and performs the handshake: `HELLO 3` for RESP3 and `AUTH` when the
+/// proxy has upstream credentials.
+pub async fn connect(cfg: &PoolConfig, proto: u8) -> Result<TcpStream, UpstreamError> {
+    let unavailable = |cause: String| UpstreamError::Unavailable {
+        addr: cfg.addr.clone(),
+        cause,
+    };
+    let mut stream = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr))
+        .await
+        .map_err(|_| unavailable("connect timed out".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let mut hello: Vec<Bytes> = Vec::new();
+    if proto == 3 {
+        hello.extend([b"HELLO".as_slice(), b"3"].map(Bytes::from_static));
+        if let Some(pass) = &cfg.password {
+            let user = cfg.username.clone().unwrap_or_else(|| "default".into());
+            hello.extend([
+                Bytes::from_static(b"AUTH"),
+                user.into(),
+                pass.clone().into(),
+            ]);
+        }
+    } else if let Some(pass) = &cfg.password {
+        hello.push(Bytes::from_static(b"AUTH"));
+        if let Some(user) = &cfg.username {
+            hello.push(user.clone().into());
+        }
+        hello.push(pass.clone().into());
+    }
+    if hello.is_empty() {
+        return Ok(stream);
+    }
+    let mut out = BytesMut::new();
+    resp::encode_command(&hello, &mut out);
+    let handshake = async {
+        stream.write_all(&out).await?;
+        let mut buf = BytesMut::with_capacity(1024);
+        loop {
+            if let Some(len) = resp::scan(&buf, &resp::Limits::default())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+            {
+                return Ok::<Bytes, std::io::Error>(buf.split_to(len).freeze());
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+    };
+    let reply = tokio::time::timeout(cfg.connect_timeout, handshake)
+        .await
+        .map_err(|_| unavailable("handshake timed out".into()))?
+        .map_err(|e| unavailable(format!("handshake failed: {e}")))?;
+    if reply.first() == Some(&b'-') {
+        let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
+        return Err(unavailable(format!("handshake rejected: {text}")));
+    }
+    Ok(stream)
+}
+
+/// Starts a shared connection: a task that connects, serves, and reconnects with backoff for as
+/// long as any handle lives. While Redis is unreachable, requests fail at once with the cause.
+pub fn spawn_shared(cfg: Arc<PoolConfig>, proto: u8) -> ConnHandle {
+    let (handle, mut rx) = ConnHandle::new(&cfg.addr, proto);
+    let state = handle.state.clone();
+    tokio::spawn(async move {
+        let mut backoff = MIN_BACKOFF;
+        let mut healthy = true;
+        loop {
+            match connect(&cfg, proto).await {
+                Ok(stream) => {
+                    if !healthy {
+                        info!(upstream = %cfg.addr, proto, "upstream connection re-established");
+                    }
+                    healthy = true;
+                    backoff = MIN_BACKOFF;
+                    state.up.store(true, Ordering::Release);
+                    let ended = serve(stream, &mut rx, &state).await;
+                    state.up.store(false, Ordering::Release);
+                    match ended {
+                        None => return,
+                        Some(err) => {
+                            warn!(upstream = %cfg.addr, proto, %err, "upstream connection lost")
+                        }
+                    }
+                }
+                Err(err) => {
+                    if healthy {
+                        warn!(upstream = %cfg.addr, proto, %err, "cannot connect upstream; retrying");
+                        healthy = false;
+                    } else {
+                        debug!(upstream = %cfg.addr, %err, "reconnect attempt failed");
+                    }
+                    if !refuse_until(&mut rx, &state, &err, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    });
+    handle
+}
+
+/// Fails every request that arrives during `wait`; returns false once no handle is left.
+async fn refuse_until(
+    rx: &mut mpsc::UnboundedReceiver<Request>,
+    state: &ConnState,
+    err: &UpstreamError,
+    wait: Duration,
+) -> bool {
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return true,
+            req = rx.recv() => match req {
+                Some(req) => fail(req.expect, err, state),
+                None => return false,
+            },
+        }
+    }
+}
+
+/// Opens a dedicated connection for one session. It dies with its socket: no reconnect, since
+/// the session state it carried (MULTI, SELECT, subscriptions) would be gone.
+pub async fn connect_dedicated(cfg: &PoolConfig, proto: u8) -> Result<ConnHandle, UpstreamError> {
+    let stream = connect(cfg, proto).await?;
+    let (handle, mut rx) = ConnHandle::new(&cfg.addr, proto);
+    let state = handle.state.clone();
+    state.up.store(true, Ordering::Release);
+    tokio::spawn(async move {
+        let ended = serve(stream, &mut rx, &state).await;
+        state.up.store(false, Ordering::Release);
+        rx.close();
+        let err = ended.unwrap_or_else(|| UpstreamError::Lost {
+            addr: state.addr.clone(),
+            cause: "connection closed".into(),
+        });
+        while let Ok(req) = rx.try_recv() {
+            fail(req.expect, &err, &state);
+        }
+    });
+    Ok(handle)
+}
+
+/// Runs one established connection until it fails (`Some(cause)`) or every handle is gone
+/// (`None`). Requests that were written but not answered are failed before returning.
+async fn serve(
+    stream: TcpStream,
+    rx: &mut mpsc::UnboundedReceiver<Request>,
+    state: &ConnState,
+) -> Option<UpstreamError> {
+    let (mut rd, mut wr) = stream.into_split();
+    let (exp_tx, mut exp_rx) = mpsc::unbounded_channel::<Expect>();
+    let mut relay: Option<mpsc::UnboundedSender<Outbound>> = None;
+    let mut queue: VecDeque<Expect> = VecDeque::new();
+    let addr = &state.addr;
+    let lost = |cause: String| UpstreamError::Lost {
+        addr: addr.clone(),
+        cause,
+    };
+
+    let writing = async {
+        let mut out = BytesMut::with_capacity(16 * 1024);
+        loop {
+            let req = rx.recv().await?;
+            let mut batch = Some(req);
+            while let Some(req) = batch.take() {
+                out.extend_from_slice(&req.bytes);
+                // The expectation is queued before the bytes leave, so the reader finds it.
+                let _ = exp_tx.send(req.expect);
+                if out.len() < WRITE_BATCH {
+                    batch = rx.try_recv().ok();
+                }
+            }
+            if let Err(e) = wr.write_all(&out).await {
+                return Some(lost(e.to_string()));
+            }
+            out.clear();
+        }
+    };
+
+    let reading = async {
+        let limits = resp::Limits::default();
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        loop {
+            match rd.read_buf(&mut buf).await {
+                Ok(0) => return UpstreamError::Closed { addr: addr.clone() },
+                Ok(_) => {}
+                Err(e) => return lost(e.to_string()),
+            }
+            loop {
+                let len = match resp::scan(&buf, &limits) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => break,
+                    Err(e) => {
+                        return UpstreamError::Protocol {
+                            addr: addr.clone(),
+                            cause: e.to_string(),
+                        }
+                    }
+                };
+                let frame = buf.split_to(len).freeze();
+                if let Err(e) = deliver(frame, state, &mut exp_rx, &mut queue, &mut relay) {
+                    return e;
+                }
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(16 * 1024);
+            }
+        }
+    };
+
+    let ended = tokio::select! {
+        e = writing => e,
+        e = reading => Some(e),
+    };
+    let err = ended
+        .clone()
+        .unwrap_or_else(|| lost("connection closed".into()));
+    while let Ok(expect) = exp_rx.try_recv() {
+        queue.push_back(expect);
+    }
+    for expect in queue.drain(..) {
+        fail(expect, &err, state);
+    }
+    if let Some(sink) = relay {
+        close_relay(&sink, &err);
+    }
+    ended
+}
+
+/// Routes one reply frame: to the relay sink, to a push consumer, or to the oldest request.
+fn deliver(
+    frame: Bytes,
+    state: &ConnState,
+    expected: &mut mpsc::UnboundedReceiver<Expect>,
+    queue: &mut VecDeque<Expect>,
+    relay: &mut Option<mpsc::UnboundedSender<Outbound>>,
+) -> Result<(), UpstreamError> {
+    while let Ok(e) = expected.try_recv() {
+        queue.push_back(e);
+    }
+    if relay.is_none() && matches!(queue.front(), Some(Expect::Relay(_))) {
+        if let Some(Expect::Relay(sink)) = queue.pop_front() {
+            state.inflight.fetch_sub(1, Ordering::AcqRel);
+            *relay = Some(sink);
+        }
+    }
+    if let Some(sink) = relay {
+        // Later relay requests only confirm the mode; every frame goes to the session.
+        for _ in queue.drain(..) {
+            state.inflight.fetch_sub(1, Ordering::AcqRel);
+        }
+        let _ = sink.send(Outbound::Frame(frame));
+        return Ok(());
+    }
+    if frame.first() == Some(&b'>') {
+        // A RESP3 push on a matched connection is never a reply.
+        debug!(upstream = %state.addr, "dropping push frame on a matched connection");
+        return Ok(());
+    }
+    match queue.pop_front() {
+        Some(Expect::One(tx)) => {
+            state.inflight.fetch_sub(1, Ordering::AcqRel);
+            let _ = tx.send(Ok(frame));
+            Ok(())
+        }
+        Some(relay_req @ Expect::Relay(_)) => {
+            queue.push_front(relay_req);
+            unreachable_relay(state)
+        }
+        None => Err(UpstreamError::Protocol {
+            addr: state.addr.clone(),
+            cause: "reply without a request".into(),
+        }),
+    }
+}
+
+/// A relay expectation at the front is consumed above; reaching this means a logic error, which
+/// is reported as a protocol error rather than a panic.
+fn unreachable_relay(state: &ConnState) -> Result<(), UpstreamError> {
+    Err(UpstreamError::Protocol {
+        addr: state.addr.clone(),
+        cause: "internal: relay expectation out of order".into(),
+    })
+}
