@@ -1,1 +1,39 @@
-//! placeholder
+//! `nearcache-cache`: a concurrent, byte-bounded in-memory cache with pluggable eviction.
+//!
+//! This crate is the storage half of nearcache's client-side cache. It knows nothing about
+//! sockets, Redis or async runtimes, and must never block on anything but its own shard locks.
+//!
+//! # Model
+//! - **key** (`Bytes`): compared in full, never by hash alone.
+//! - **group** (`&[u8]`): the upstream key an entry derives from. [`Cache::invalidate_group`]
+//!   drops all entries of a group. The group picks the shard, so `get` takes it too, and a key
+//!   must always be used with the same group.
+//! - **tag** (`u64`): the upstream connection/generation whose tracking protects the entry;
+//!   [`Cache::invalidate_tag`] drops all entries with that tag.
+//! - **value** (`V: Clone`) with a caller-given size; **cost** = key + group + value bytes +
+//!   [`ENTRY_OVERHEAD`] + the policy's per-entry metadata ([`Cache::entry_cost`]).
+//! - **expires_at**: a deadline in milliseconds on the caller's monotonic clock (see
+//!   [`Clock`]); every call that needs time takes `now`, so tests are deterministic. Expired
+//!   entries are never returned; they are removed when met by `get` or by a small sweep on
+//!   every insert, and are otherwise evicted like any cold entry.
+//!
+//! # Fill protocol
+//! `begin_fill(group, tag)` before sending the read upstream, `complete_fill(ticket, ...)` with
+//! the reply. The insert happens only if no invalidation of the group, of the tag, and no
+//! `clear` happened in between (hashed counters: false "stale" verdicts possible, stale inserts
+//! impossible).
+//!
+//! # Concurrency and memory
+//! Shards (a power of two) each hold a mutex around a single-threaded core; the budget is split
+//! evenly (`max_bytes / shards` per shard). Evicted values are dropped outside the lock.
+
+mod cache;
+mod clock;
+pub mod policy;
+mod shard;
+mod sync;
+
+pub use cache::{Cache, CacheConfig, CacheStats, FillTicket};
+pub use clock::{Clock, NEVER};
+pub use policy::{PolicyKind, UnknownPolicy};
+pub use shard::ENTRY_OVERHEAD;

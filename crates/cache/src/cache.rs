@@ -1,0 +1,401 @@
+//! The concurrent cache: shards selected by the group's hash, the fill protocol, invalidation
+//! and statistics.
+//!
+//! Each shard is a mutex around a single-threaded [`Core`]; there is no global lock on any path
+//! (only `invalidate_tag`, `clear`, `stats` and `validate` visit every shard, one at a time).
+//! Values leaving the cache are dropped after the shard lock is released. This module must never
+//! block while holding a shard lock, and never hold two shard locks at once.
+
+use crate::policy::PolicyKind;
+use crate::shard::{Core, Delta, Garbage, Lookup};
+use crate::sync::{bump, AtomicU64, Mutex, Ordering};
+use bytes::Bytes;
+use std::hash::BuildHasher;
+
+/// Number of hashed invalidation counters (per group hash and per tag hash).
+#[cfg(not(feature = "shuttle"))]
+const EPOCH_SLOTS: usize = 1 << 16;
+#[cfg(feature = "shuttle")]
+const EPOCH_SLOTS: usize = 16;
+
+/// How to build a [`Cache`].
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Global byte budget; each of the `n` shards gets `max_bytes / n`.
+    pub max_bytes: u64,
+    /// Eviction policy (every shard runs its own instance).
+    pub policy: PolicyKind,
+    /// Number of shards, rounded up to a power of two; 0 picks 4 x CPUs, fewer if that would
+    /// leave a shard with less than 1 MiB.
+    pub shards: usize,
+}
+
+impl CacheConfig {
+    /// A config with the default policy and automatic sharding.
+    pub fn with_max_bytes(max_bytes: u64) -> Self {
+        Self {
+            max_bytes,
+            policy: PolicyKind::default(),
+            shards: 0,
+        }
+    }
+}
+
+/// Counters (monotonic) and gauges (`entries`, `bytes`), summed over shards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// `get` calls that returned a value.
+    pub hits: u64,
+    /// `get` calls that returned nothing (absent or expired).
+    pub misses: u64,
+    /// Entries stored by `complete_fill`.
+    pub inserts: u64,
+    /// Entries dropped by the eviction policy to make room.
+    pub evictions: u64,
+    /// Entries dropped because their deadline passed.
+    pub expirations: u64,
+    /// Entries dropped by `invalidate_group`, `invalidate_tag` or `clear`.
+    pub invalidations: u64,
+    /// Fills refused because an invalidation raced with them.
+    pub stale_fills: u64,
+    /// Fills refused by the policy or because the entry cannot fit a shard.
+    pub rejected_fills: u64,
+    /// Entries resident now.
+    pub entries: u64,
+    /// Bytes charged for resident entries now.
+    pub bytes: u64,
+    /// The configured budget.
+    pub max_bytes: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    inserts: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+    invalidations: AtomicU64,
+    stale_fills: AtomicU64,
+    rejected_fills: AtomicU64,
+    entries: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// One shard on its own cache lines.
+#[repr(align(128))]
+struct Shard<V> {
+    core: Mutex<Core<V>>,
+    /// Written only under `core`'s lock, read without it.
+    counters: Counters,
+}
+
+/// Proof that a fill began at a given moment; see [`Cache::begin_fill`].
+#[derive(Debug)]
+#[must_use = "a fill ticket does nothing unless passed to complete_fill"]
+pub struct FillTicket {
+    group: Bytes,
+    group_hash: u64,
+    tag: u64,
+    group_epoch: u64,
+    tag_epoch: u64,
+    clear_epoch: u64,
+}
+
+impl FillTicket {
+    /// The group the fill is for.
+    pub fn group(&self) -> &[u8] {
+        &self.group
+    }
+    /// The tag the fill is for.
+    pub fn tag(&self) -> u64 {
+        self.tag
+    }
+}
+
+/// A concurrent, byte-bounded cache of `V` values keyed by bytes, with group and tag
+/// invalidation. See the crate docs for the model.
+pub struct Cache<V> {
+    shards: Box<[Shard<V>]>,
+    mask: usize,
+    hasher: hashbrown::DefaultHashBuilder,
+    group_epochs: Box<[AtomicU64]>,
+    tag_epochs: Box<[AtomicU64]>,
+    clear_epoch: AtomicU64,
+    max_bytes: u64,
+    policy: PolicyKind,
+}
+
+fn mix64(x: u64) -> u64 {
+    let x = (x ^ (x >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    let x = (x ^ (x >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    x ^ (x >> 33)
+}
+
+impl<V: Clone> Cache<V> {
+    /// Build a cache.
+    pub fn new(config: CacheConfig) -> Self {
+        let n = if config.shards == 0 {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let by_size = (config.max_bytes >> 20).max(1) as usize;
+            (cpus * 4).min(by_size)
+        } else {
+            config.shards.min(1 << 16)
+        }
+        .next_power_of_two();
+        let budget = config.max_bytes / n as u64;
+        let shards = (0..n)
+            .map(|_| Shard {
+                core: Mutex::new(Core::new(config.policy, budget)),
+                counters: Counters::default(),
+            })
+            .collect();
+        let epochs = || (0..EPOCH_SLOTS).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            shards,
+            mask: n - 1,
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            group_epochs: epochs(),
+            tag_epochs: epochs(),
+            clear_epoch: AtomicU64::new(0),
+            max_bytes: config.max_bytes,
+            policy: config.policy,
+        }
+    }
+
+    /// The policy every shard runs.
+    pub fn policy(&self) -> PolicyKind {
+        self.policy
+    }
+
+    /// Number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Bytes an entry with these sizes would be charged: key + group + value + fixed overhead
+    /// ([`crate::ENTRY_OVERHEAD`] plus the policy's per-entry metadata).
+    pub fn entry_cost(&self, key_len: usize, group_len: usize, value_bytes: u64) -> u64 {
+        self.shards[0]
+            .core
+            .lock()
+            .cost(key_len, group_len, value_bytes)
+    }
+
+    fn hash(&self, bytes: &[u8]) -> u64 {
+        self.hasher.hash_one(bytes)
+    }
+
+    fn shard(&self, group_hash: u64) -> &Shard<V> {
+        &self.shards[(group_hash >> 40) as usize & self.mask]
+    }
+
+    fn group_epoch(&self, group_hash: u64) -> &AtomicU64 {
+        &self.group_epochs[(group_hash >> 20) as usize % EPOCH_SLOTS]
+    }
+
+    fn tag_epoch(&self, tag: u64) -> &AtomicU64 {
+        &self.tag_epochs[mix64(tag) as usize % EPOCH_SLOTS]
+    }
+
+    /// Look up `key`, which belongs to `group` (a key must always be used with the same group:
+    /// the group picks the shard). Returns a clone of the value unless absent or expired at
+    /// `now` (milliseconds on the caller's monotonic clock, see [`crate::Clock`]). An expired
+    /// entry found here is removed.
+    pub fn get(&self, group: &[u8], key: &[u8], now: u64) -> Option<V> {
+        let shard = self.shard(self.hash(group));
+        let key_hash = self.hash(key);
+        let mut garbage = Garbage::new();
+        let found = {
+            let mut core = shard.core.lock();
+            let (found, delta) = core.get(key_hash, key, now, &mut garbage);
+            let c = &shard.counters;
+            match &found {
+                Lookup::Hit(_) => bump(&c.hits, 1),
+                Lookup::Miss => bump(&c.misses, 1),
+            }
+            account(c, &core, delta);
+            found
+        };
+        drop(garbage);
+        match found {
+            Lookup::Hit(v) => Some(v),
+            Lookup::Miss => None,
+        }
+    }
+
+    /// Start a fill: call *before* sending the read upstream. The ticket remembers the
+    /// invalidation state of `group`, `tag` and the whole cache at this moment.
+    pub fn begin_fill(&self, group: &[u8], tag: u64) -> FillTicket {
+        let group_hash = self.hash(group);
+        FillTicket {
+            group: Bytes::copy_from_slice(group),
+            group_hash,
+            tag,
+            group_epoch: self.group_epoch(group_hash).load(Ordering::SeqCst),
+            tag_epoch: self.tag_epoch(tag).load(Ordering::SeqCst),
+            clear_epoch: self.clear_epoch.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Finish a fill: store `value` under `key` (in the ticket's group and tag) unless the group
+    /// was invalidated, the tag invalidated or the cache cleared since `begin_fill` (checked
+    /// under the shard lock, so an invalidation either rejects this fill or removes its entry).
+    /// May also refuse because the policy does not admit the entry, the entry alone exceeds a
+    /// shard's budget, or `expires_at <= now`. Returns whether the entry is now cached. An
+    /// existing entry with the same key is replaced. Spurious refusals (hash collisions of the
+    /// invalidation counters) can happen; a stale insert cannot.
+    pub fn complete_fill(
+        &self,
+        ticket: FillTicket,
+        key: Bytes,
+        value: V,
+        value_bytes: u64,
+        expires_at: u64,
+        now: u64,
+    ) -> bool {
+        let shard = self.shard(ticket.group_hash);
+        let key_hash = self.hash(&key);
+        let mut garbage = Garbage::new();
+        let stored = {
+            let mut core = shard.core.lock();
+            let c = &shard.counters;
+            let fresh = self.group_epoch(ticket.group_hash).load(Ordering::SeqCst)
+                == ticket.group_epoch
+                && self.tag_epoch(ticket.tag).load(Ordering::SeqCst) == ticket.tag_epoch
+                && self.clear_epoch.load(Ordering::SeqCst) == ticket.clear_epoch;
+            if fresh {
+                let cost = core.cost(key.len(), ticket.group.len(), value_bytes);
+                let (stored, delta) = core.insert(
+                    key_hash,
+                    key,
+                    ticket.group_hash,
+                    &ticket.group,
+                    ticket.tag,
+                    value,
+                    cost,
+                    expires_at,
+                    now,
+                    &mut garbage,
+                );
+                bump(
+                    if stored {
+                        &c.inserts
+                    } else {
+                        &c.rejected_fills
+                    },
+                    1,
+                );
+                account(c, &core, delta);
+                stored
+            } else {
+                bump(&c.stale_fills, 1);
+                drop(core);
+                drop(value);
+                false
+            }
+        };
+        drop(garbage);
+        stored
+    }
+
+    /// Drop every entry of `group` and make in-flight fills of it fail. Returns entries removed.
+    pub fn invalidate_group(&self, group: &[u8]) -> usize {
+        let group_hash = self.hash(group);
+        let shard = self.shard(group_hash);
+        let mut garbage = Garbage::new();
+        let removed = {
+            let mut core = shard.core.lock();
+            self.group_epoch(group_hash).fetch_add(1, Ordering::SeqCst);
+            let removed = core.remove_group(group_hash, group, &mut garbage);
+            bump(&shard.counters.invalidations, removed);
+            account(&shard.counters, &core, Delta::default());
+            removed
+        };
+        drop(garbage);
+        removed as usize
+    }
+
+    /// Drop every entry stored with `tag` and make in-flight fills with it fail (use when the
+    /// upstream connection whose tracking protected them is lost). Returns entries removed.
+    pub fn invalidate_tag(&self, tag: u64) -> usize {
+        self.tag_epoch(tag).fetch_add(1, Ordering::SeqCst);
+        self.sweep_shards(|core, g| core.remove_tag(tag, g))
+    }
+
+    /// Drop everything and make every in-flight fill fail. Returns entries removed.
+    pub fn clear(&self) -> usize {
+        self.clear_epoch.fetch_add(1, Ordering::SeqCst);
+        self.sweep_shards(|core, g| core.clear(g))
+    }
+
+    fn sweep_shards(&self, mut f: impl FnMut(&mut Core<V>, &mut Garbage<V>) -> u64) -> usize {
+        let mut total = 0u64;
+        for shard in self.shards.iter() {
+            let mut garbage = Garbage::new();
+            {
+                let mut core = shard.core.lock();
+                let removed = f(&mut core, &mut garbage);
+                bump(&shard.counters.invalidations, removed);
+                account(&shard.counters, &core, Delta::default());
+                total += removed;
+            }
+            drop(garbage);
+        }
+        total as usize
+    }
+
+    /// Sum of the shards' counters; no locks taken, so a snapshot under concurrent use is only
+    /// approximately consistent.
+    pub fn stats(&self) -> CacheStats {
+        let mut s = CacheStats {
+            max_bytes: self.max_bytes,
+            ..CacheStats::default()
+        };
+        for shard in self.shards.iter() {
+            let c = &shard.counters;
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            s.hits += get(&c.hits);
+            s.misses += get(&c.misses);
+            s.inserts += get(&c.inserts);
+            s.evictions += get(&c.evictions);
+            s.expirations += get(&c.expirations);
+            s.invalidations += get(&c.invalidations);
+            s.stale_fills += get(&c.stale_fills);
+            s.rejected_fills += get(&c.rejected_fills);
+            s.entries += get(&c.entries);
+            s.bytes += get(&c.bytes);
+        }
+        s
+    }
+
+    /// Full consistency check (O(entries), locks each shard in turn): accounted bytes equal the
+    /// sum of entry costs and fit the budget; every indexed entry is in exactly one policy
+    /// structure and vice versa; group and tag indexes match the entries; gauges match.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut bytes = 0;
+        for (i, shard) in self.shards.iter().enumerate() {
+            let core = shard.core.lock();
+            core.validate().map_err(|e| format!("shard {i}: {e}"))?;
+            let c = &shard.counters;
+            if c.entries.load(Ordering::Relaxed) != core.len() as u64
+                || c.bytes.load(Ordering::Relaxed) != core.bytes()
+            {
+                return Err(format!("shard {i}: gauges out of step"));
+            }
+            bytes += core.bytes();
+        }
+        if bytes > self.max_bytes {
+            return Err(format!("{bytes} bytes over the budget {}", self.max_bytes));
+        }
+        Ok(())
+    }
+}
+
+/// Update counters and gauges after an operation (caller holds the shard lock).
+fn account<V: Clone>(c: &Counters, core: &Core<V>, d: Delta) {
+    bump(&c.evictions, d.evicted);
+    bump(&c.expirations, d.expired);
+    c.entries.store(core.len() as u64, Ordering::Relaxed);
+    c.bytes.store(core.bytes(), Ordering::Relaxed);
+}

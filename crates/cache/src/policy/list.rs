@@ -1,0 +1,230 @@
+//! Index-based intrusive doubly-linked lists shared by the eviction policies.
+//!
+//! Every policy keeps one [`Arena`] of nodes indexed by entry handle; a node is in at most one
+//! [`List`] at a time, so all lists of a policy share the arena's links. All operations are O(1).
+//! This module never allocates per operation (the arena grows only when a larger handle appears)
+//! and never decides anything about eviction: it is plumbing.
+
+use super::Handle;
+
+/// "No node" marker for links.
+pub const NIL: u32 = u32::MAX;
+
+/// One node: links, the entry's weight and policy-specific metadata.
+#[derive(Clone, Copy, Debug)]
+pub struct Node<M> {
+    prev: u32,
+    next: u32,
+    /// Weight of the entry (bytes in the cache, 1 in trace replay).
+    pub weight: u32,
+    /// Policy-specific data; policies use it to know which list holds the node.
+    pub meta: M,
+}
+
+/// Nodes indexed by handle.
+#[derive(Debug, Default)]
+pub struct Arena<M> {
+    nodes: Vec<Node<M>>,
+}
+
+impl<M> Arena<M> {
+    /// Node of `h`, if the arena is large enough.
+    pub fn get(&self, h: Handle) -> Option<&Node<M>> {
+        self.nodes.get(h as usize)
+    }
+
+    /// Node of `h`. Panics if `h` was never `ensure`d (a caller bug).
+    pub fn node(&self, h: Handle) -> &Node<M> {
+        &self.nodes[h as usize]
+    }
+
+    /// Mutable node of `h`. Panics if `h` was never `ensure`d (a caller bug).
+    pub fn node_mut(&mut self, h: Handle) -> &mut Node<M> {
+        &mut self.nodes[h as usize]
+    }
+
+    /// Bytes held by the arena's buffer.
+    pub fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node<M>>()
+    }
+}
+
+impl<M: Copy + Default> Arena<M> {
+    /// Make sure `h` has a node, growing the arena if needed.
+    pub fn ensure(&mut self, h: Handle) {
+        let need = h as usize + 1;
+        if self.nodes.len() < need {
+            let node = Node {
+                prev: NIL,
+                next: NIL,
+                weight: 0,
+                meta: M::default(),
+            };
+            self.nodes
+                .resize(need.max(self.nodes.len() * 2).max(16), node);
+        }
+    }
+
+    /// Reset every node's metadata (used by `clear`).
+    pub fn reset(&mut self) {
+        for n in &mut self.nodes {
+            n.prev = NIL;
+            n.next = NIL;
+            n.weight = 0;
+            n.meta = M::default();
+        }
+    }
+}
+
+/// A list of nodes: head is the newest / most recently used end, tail the oldest.
+#[derive(Clone, Copy, Debug)]
+pub struct List {
+    head: u32,
+    tail: u32,
+    len: u32,
+    weight: u64,
+}
+
+impl Default for List {
+    fn default() -> Self {
+        Self {
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            weight: 0,
+        }
+    }
+}
+
+impl List {
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sum of node weights.
+    pub fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    /// Oldest / least recently used node.
+    pub fn tail(&self) -> Option<Handle> {
+        (self.tail != NIL).then_some(self.tail)
+    }
+
+    /// Newest node.
+    pub fn head(&self) -> Option<Handle> {
+        (self.head != NIL).then_some(self.head)
+    }
+
+    /// Node just newer than `h` (towards the head), if any.
+    pub fn newer<M>(arena: &Arena<M>, h: Handle) -> Option<Handle> {
+        let p = arena.nodes[h as usize].prev;
+        (p != NIL).then_some(p)
+    }
+
+    /// Insert `h` at the head. `h` must not be in any list.
+    pub fn push_head<M>(&mut self, arena: &mut Arena<M>, h: Handle) {
+        let old = self.head;
+        {
+            let n = &mut arena.nodes[h as usize];
+            n.prev = NIL;
+            n.next = old;
+            self.weight += u64::from(n.weight);
+        }
+        if old != NIL {
+            arena.nodes[old as usize].prev = h;
+        } else {
+            self.tail = h;
+        }
+        self.head = h;
+        self.len += 1;
+    }
+
+    /// Unlink `h`, which must be in this list.
+    pub fn unlink<M>(&mut self, arena: &mut Arena<M>, h: Handle) {
+        let (prev, next, w) = {
+            let n = &mut arena.nodes[h as usize];
+            let r = (n.prev, n.next, n.weight);
+            n.prev = NIL;
+            n.next = NIL;
+            r
+        };
+        if prev != NIL {
+            arena.nodes[prev as usize].next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NIL {
+            arena.nodes[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+        self.len -= 1;
+        self.weight -= u64::from(w);
+    }
+
+    /// Move `h` (in this list) to the head.
+    pub fn move_to_head<M>(&mut self, arena: &mut Arena<M>, h: Handle) {
+        if self.head != h {
+            self.unlink(arena, h);
+            self.push_head(arena, h);
+        }
+    }
+
+    /// Remove and return the tail.
+    pub fn pop_tail<M>(&mut self, arena: &mut Arena<M>) -> Option<Handle> {
+        let t = self.tail()?;
+        self.unlink(arena, t);
+        Some(t)
+    }
+
+    /// Forget all nodes (the arena must be reset separately).
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Walk the list from head to tail checking links, count and weight; calls `f` on each node.
+    pub fn check<M>(
+        &self,
+        arena: &Arena<M>,
+        name: &str,
+        mut f: impl FnMut(Handle, &Node<M>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut cur = self.head;
+        let mut prev = NIL;
+        let mut count = 0u32;
+        let mut weight = 0u64;
+        while cur != NIL {
+            let n = arena
+                .get(cur)
+                .ok_or_else(|| format!("{name}: handle {cur} outside arena"))?;
+            if n.prev != prev {
+                return Err(format!("{name}: broken prev link at {cur}"));
+            }
+            count += 1;
+            if count > self.len {
+                return Err(format!("{name}: longer than its len {}", self.len));
+            }
+            weight += u64::from(n.weight);
+            f(cur, n)?;
+            prev = cur;
+            cur = n.next;
+        }
+        if prev != self.tail {
+            return Err(format!("{name}: tail mismatch"));
+        }
+        if count != self.len || weight != self.weight {
+            return Err(format!(
+                "{name}: counted {count}/{weight}, recorded {}/{}",
+                self.len, self.weight
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! Frequency sketch for TinyLFU admission: a count-min sketch of 4-bit counters (4 rows folded
+//! into one table, conservative update) in front of which sits a doorkeeper bit set, so keys seen
+//! once only cost a bit. Aging: after `sample` additions every counter is halved and the
+//! doorkeeper is cleared. Estimates may over-count (hash collisions), never under-count since the
+//! last aging. Must never allocate except when resized.
+
+const SEEDS: [u64; 4] = [
+    0x9E37_79B9_7F4A_7C15,
+    0xC2B2_AE3D_27D4_EB4F,
+    0x1656_67B1_9E37_79F9,
+    0xD6E8_FEB8_6659_FD93,
+];
+
+/// Count-min sketch with doorkeeper and periodic halving.
+#[derive(Debug)]
+pub struct Sketch {
+    table: Vec<u64>,
+    door: Vec<u64>,
+    additions: u64,
+    sample: u64,
+    sized_for: usize,
+}
+
+fn mix(hash: u64, seed: u64) -> u64 {
+    let x = (hash ^ seed).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    x ^ (x >> 29)
+}
+
+impl Sketch {
+    /// A sketch sized for about `entries` distinct hot keys.
+    pub fn new(entries: usize) -> Self {
+        let words = entries.max(16).next_power_of_two();
+        Self {
+            table: vec![0; words],
+            door: vec![0; (words / 4).max(1)], // 16 doorkeeper bits per expected key
+            additions: 0,
+            sample: 10 * words as u64,
+            sized_for: words,
+        }
+    }
+
+    /// Grow (and reset) the sketch if more than `entries` keys are resident.
+    pub fn ensure(&mut self, entries: usize) {
+        if entries > self.sized_for {
+            *self = Self::new(entries * 2);
+        }
+    }
+
+    fn door_bits(&self, hash: u64) -> [(usize, u64); 2] {
+        let mask = self.door.len() * 64 - 1;
+        let a = mix(hash, 0x2545_F491_4F6C_DD1D) as usize & mask;
+        let b = mix(hash, 0x5851_F42D_4C95_7F2D) as usize & mask;
+        [(a / 64, 1 << (a % 64)), (b / 64, 1 << (b % 64))]
+    }
+
+    fn slots(&self, hash: u64) -> [(usize, u32); 4] {
+        let mask = self.table.len() - 1;
+        let mut out = [(0, 0); 4];
+        for (i, seed) in SEEDS.iter().enumerate() {
+            let m = mix(hash, *seed);
+            out[i] = ((m >> 8) as usize & mask, (m & 15) as u32 * 4);
+        }
+        out
+    }
+
+    fn counter(&self, (w, shift): (usize, u32)) -> u64 {
+        (self.table[w] >> shift) & 15
+    }
+
+    /// Record one access.
+    pub fn increment(&mut self, hash: u64) {
+        self.additions += 1;
+        if self.additions >= self.sample {
+            self.age();
+        }
+        let bits = self.door_bits(hash);
+        if bits.iter().any(|&(w, b)| self.door[w] & b == 0) {
+            for (w, b) in bits {
+                self.door[w] |= b;
+            }
+            return;
+        }
+        let slots = self.slots(hash);
+        let min = slots.iter().map(|&s| self.counter(s)).min().unwrap_or(15);
+        if min == 15 {
+            return;
+        }
+        for s in slots {
+            if self.counter(s) == min {
+                self.table[s.0] += 1 << s.1;
+            }
+        }
+    }
+
+    /// Estimated accesses since the last aging (plus one if the doorkeeper has seen it).
+    pub fn estimate(&self, hash: u64) -> u32 {
+        let slots = self.slots(hash);
+        let min = slots.iter().map(|&s| self.counter(s)).min().unwrap_or(0) as u32;
+        let door = self
+            .door_bits(hash)
+            .iter()
+            .all(|&(w, b)| self.door[w] & b != 0);
+        min + u32::from(door)
+    }
+
+    fn age(&mut self) {
+        for w in &mut self.table {
+            *w = (*w >> 1) & 0x7777_7777_7777_7777;
+        }
+        self.door.iter_mut().for_each(|w| *w = 0);
+        self.additions /= 2;
+    }
+
+    /// Forget everything.
+    pub fn clear(&mut self) {
+        self.table.iter_mut().for_each(|w| *w = 0);
+        self.door.iter_mut().for_each(|w| *w = 0);
+        self.additions = 0;
+    }
+}

@@ -1,0 +1,245 @@
+//! Window-TinyLFU: new entries enter a small LRU *window*; entries leaving the window become
+//! candidates for the *main* space, a segmented LRU (probation + protected, 80% protected). A
+//! candidate is admitted to main only if the frequency sketch says it is more popular than the
+//! main victim it would displace (with a 1/128 chance for warm candidates, so an attacker cannot
+//! pin the cache by colliding hashes). The window share is fixed here (1%); [`super::Adaptive`]
+//! moves it. Must never evict from main without a frequency duel unless the cache is over its
+//! total capacity (which only happens right after the window was shrunk).
+
+use super::list::{Arena, List, Node};
+use super::sketch::Sketch;
+use super::{Handle, Policy, PolicyKind};
+
+const NONE: u8 = 0;
+const WINDOW: u8 = 1;
+const PROBATION: u8 = 2;
+const PROTECTED: u8 = 3;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Meta {
+    hash: u64,
+    region: u8,
+}
+
+/// W-TinyLFU policy with a settable window size.
+#[derive(Debug)]
+pub struct WTinyLfu {
+    arena: Arena<Meta>,
+    window: List,
+    probation: List,
+    protected: List,
+    sketch: Sketch,
+    capacity: u64,
+    window_cap: u64,
+    rng: u64,
+}
+
+impl WTinyLfu {
+    /// An empty W-TinyLFU with a 1% window.
+    pub fn new(capacity: u64) -> Self {
+        let mut p = Self {
+            arena: Arena::default(),
+            window: List::default(),
+            probation: List::default(),
+            protected: List::default(),
+            // Weighted caches do not know their entry count up front; grow with `len`.
+            sketch: Sketch::new(capacity.min(1024) as usize),
+            capacity,
+            window_cap: 0,
+            rng: 0x853C_49E6_748F_EA9B,
+        };
+        p.set_window(capacity / 100);
+        p
+    }
+
+    /// Current window capacity (weight units).
+    pub fn window_cap(&self) -> u64 {
+        self.window_cap
+    }
+
+    /// Change the window capacity (clamped to `[1, capacity]`); entries move lazily.
+    pub fn set_window(&mut self, cap: u64) {
+        self.window_cap = cap.clamp(1.min(self.capacity), self.capacity);
+    }
+
+    fn main_cap(&self) -> u64 {
+        self.capacity - self.window_cap
+    }
+
+    fn protected_cap(&self) -> u64 {
+        self.main_cap() / 5 * 4
+    }
+
+    fn total(&self) -> u64 {
+        self.window.weight() + self.probation.weight() + self.protected.weight()
+    }
+
+    fn list_mut(&mut self, region: u8) -> &mut List {
+        match region {
+            WINDOW => &mut self.window,
+            PROBATION => &mut self.probation,
+            _ => &mut self.protected,
+        }
+    }
+
+    fn unlink(&mut self, h: Handle) {
+        let region = self.arena.node(h).meta.region;
+        let mut list = *self.list_mut(region);
+        list.unlink(&mut self.arena, h);
+        *self.list_mut(region) = list;
+        self.arena.node_mut(h).meta.region = NONE;
+    }
+
+    fn push(&mut self, region: u8, h: Handle) {
+        self.arena.node_mut(h).meta.region = region;
+        let mut list = *self.list_mut(region);
+        list.push_head(&mut self.arena, h);
+        *self.list_mut(region) = list;
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// Does `candidate` deserve to replace `victim`?
+    fn admit(&mut self, candidate: Handle, victim: Handle) -> bool {
+        let c = self.sketch.estimate(self.arena.node(candidate).meta.hash);
+        let v = self.sketch.estimate(self.arena.node(victim).meta.hash);
+        if c > v {
+            return true;
+        }
+        c >= 6 && self.next_random() & 127 == 0
+    }
+
+    /// Move a window overflow entry into main, dueling main victims while main is full.
+    fn offer_to_main(&mut self, c: Handle, evicted: &mut Vec<Handle>) {
+        let w = u64::from(self.arena.node(c).weight);
+        if w > self.main_cap() {
+            evicted.push(c);
+            return;
+        }
+        while self.probation.weight() + self.protected.weight() + w > self.main_cap() {
+            let victim = self
+                .probation
+                .tail()
+                .or(self.protected.tail())
+                .expect("main over capacity implies non-empty");
+            if self.admit(c, victim) {
+                self.unlink(victim);
+                evicted.push(victim);
+            } else {
+                evicted.push(c);
+                return;
+            }
+        }
+        self.push(PROBATION, c);
+    }
+
+    fn rebalance(&mut self, evicted: &mut Vec<Handle>) {
+        while self.window.weight() > self.window_cap {
+            let c = self.window.tail().expect("non-empty window");
+            self.unlink(c);
+            self.offer_to_main(c, evicted);
+        }
+        while self.total() > self.capacity {
+            let v = self
+                .probation
+                .tail()
+                .or(self.protected.tail())
+                .or(self.window.tail())
+                .expect("over capacity implies non-empty");
+            self.unlink(v);
+            evicted.push(v);
+        }
+    }
+
+    /// Record an access that did not go through `on_hit`/`insert` (not used by the cache).
+    pub fn record(&mut self, hash: u64) {
+        self.sketch.increment(hash);
+    }
+}
+
+impl Policy for WTinyLfu {
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::WTinyLfu
+    }
+    fn entry_overhead(&self) -> u64 {
+        // Node plus sketch (8 bytes of counters and 2 of doorkeeper per entry, up to 2x slack).
+        (std::mem::size_of::<Node<Meta>>() + 15) as u64
+    }
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+    fn weight(&self) -> u64 {
+        self.total()
+    }
+    fn len(&self) -> usize {
+        self.window.len() + self.probation.len() + self.protected.len()
+    }
+    fn contains(&self, h: Handle) -> bool {
+        self.arena.get(h).is_some_and(|n| n.meta.region != NONE)
+    }
+    fn on_hit(&mut self, h: Handle) {
+        let Meta { hash, region } = self.arena.node(h).meta;
+        self.sketch.increment(hash);
+        match region {
+            WINDOW => self.window.move_to_head(&mut self.arena, h),
+            PROTECTED => self.protected.move_to_head(&mut self.arena, h),
+            _ => {
+                self.unlink(h);
+                self.push(PROTECTED, h);
+                while self.protected.weight() > self.protected_cap() {
+                    let d = self.protected.tail().expect("non-empty protected");
+                    self.unlink(d);
+                    self.push(PROBATION, d);
+                }
+            }
+        }
+    }
+    fn insert(&mut self, h: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>) {
+        self.arena.ensure(h);
+        self.sketch.ensure(self.len() + 1);
+        self.sketch.increment(hash);
+        if u64::from(weight) > self.capacity {
+            evicted.push(h);
+            return;
+        }
+        let n = self.arena.node_mut(h);
+        n.weight = weight;
+        n.meta = Meta { hash, region: NONE };
+        self.push(WINDOW, h);
+        self.rebalance(evicted);
+    }
+    fn remove(&mut self, h: Handle) {
+        self.unlink(h);
+    }
+    fn clear(&mut self) {
+        self.arena.reset();
+        self.window.clear();
+        self.probation.clear();
+        self.protected.clear();
+        self.sketch.clear();
+    }
+    fn check(&self) -> Result<(), String> {
+        for (list, r, name) in [
+            (&self.window, WINDOW, "wtinylfu window"),
+            (&self.probation, PROBATION, "wtinylfu probation"),
+            (&self.protected, PROTECTED, "wtinylfu protected"),
+        ] {
+            list.check(&self.arena, name, |h, n| {
+                if n.meta.region == r {
+                    Ok(())
+                } else {
+                    Err(format!("{name}: {h} marked region {}", n.meta.region))
+                }
+            })?;
+        }
+        if self.total() > self.capacity {
+            return Err("wtinylfu: over capacity".into());
+        }
+        Ok(())
+    }
+}

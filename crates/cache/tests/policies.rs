@@ -1,0 +1,72 @@
+//! Property test of the policies alone, driven with weighted handles like the cache does.
+
+use cache::policy::Handle;
+use cache::PolicyKind;
+use proptest::prelude::*;
+use std::collections::HashSet;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Access { id: u16, weight: u8 },
+    Remove { id: u16 },
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(
+        prop_oneof![
+            8 => (0..64u16, 1..40u8).prop_map(|(id, weight)| Op::Access { id, weight }),
+            1 => (0..64u16).prop_map(|id| Op::Remove { id }),
+        ],
+        1..400,
+    )
+}
+
+fn drive(kind: PolicyKind, capacity: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut p = kind.build(capacity);
+    let mut resident: HashSet<Handle> = HashSet::new();
+    let mut evicted = Vec::new();
+    for op in ops {
+        match op {
+            Op::Access { id, weight } => {
+                let h = Handle::from(id);
+                if resident.contains(&h) {
+                    p.on_hit(h);
+                } else {
+                    evicted.clear();
+                    p.insert(
+                        h,
+                        u64::from(id).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                        u32::from(weight),
+                        &mut evicted,
+                    );
+                    resident.insert(h);
+                    for v in &evicted {
+                        prop_assert!(resident.remove(v), "evicted a non-resident handle {}", v);
+                    }
+                }
+            }
+            Op::Remove { id } => {
+                let h = Handle::from(id);
+                if resident.remove(&h) {
+                    p.remove(h);
+                }
+            }
+        }
+        if let Err(e) = p.check() {
+            return Err(TestCaseError::fail(e));
+        }
+        prop_assert_eq!(p.len(), resident.len());
+        for &h in &resident {
+            prop_assert!(p.contains(h));
+        }
+        prop_assert!(p.weight() <= p.capacity());
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn every_policy_keeps_its_invariants(ops in ops(), capacity in 0..400u64, k in 0..6usize) {
+        drive(PolicyKind::ALL[k], capacity, ops)?;
+    }
+}
