@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, clippy (warnings are errors) and all tests.
+# The integration tests start their own redis-server processes on free ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
