@@ -1,0 +1,712 @@
+//! Shared test harness: throwaway `redis-server` instances, the proxy (in-process or as the
+//! binary), and a raw RESP client that returns the exact bytes of every reply.
+//!
+//! Everything here is bounded: servers are polled for readiness with a deadline, every socket
+//! read has a timeout, and every spawned process is killed (and reaped) on drop.
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use resp::{Frame, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// How long one reply may take before the test fails instead of hanging.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server or proxy may take to come up.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A port that was free a moment ago (bound to 127.0.0.1:0, then released).
+pub fn free_port() -> u16 {
+    let l = StdListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().unwrap().port()
+}
+
+/// Polls `f` every few milliseconds until it returns `Some`, or panics with `what` after `limit`.
+pub fn poll_until<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Async flavour of [`poll_until`].
+pub async fn poll_until_async<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// redis-server
+// ---------------------------------------------------------------------------------------------
+
+/// A `redis-server` child process in its own temp dir, killed and reaped on drop.
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+    child: Option<Child>,
+    launches: u32,
+}
+
+impl RedisServer {
+    /// Starts a server on a fresh port.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server on a fresh port with extra arguments (e.g. `["--requirepass", "pw"]`).
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let mut errors = Vec::new();
+        for _ in 0..5 {
+            match Self::start_on_port(free_port(), extra) {
+                Ok(s) => return s,
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("could not start redis-server: {errors:#?}");
+    }
+
+    /// Starts a server on a given port (fails if the port is taken or the server exits).
+    pub fn start_on_port(port: u16, extra: &[&str]) -> Result<RedisServer, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let mut s = RedisServer {
+            port,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            launches: 0,
+        };
+        s.launch()?;
+        Ok(s)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.addr().parse().unwrap()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join(format!("redis-{}.log", self.launches))
+    }
+
+    /// The current launch's log (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn launch(&mut self) -> Result<(), String> {
+        self.launches += 1;
+        let log = self.log_path();
+        let port = self.port.to_string();
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port, "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("spawn redis-server: {e}"))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!(
+                    "redis-server on port {port} exited early ({status}): {}",
+                    tail(&text, 600)
+                ));
+            }
+            // "Ready to accept connections" proves that *our* child owns the port.
+            let ready = std::fs::read_to_string(&log)
+                .map(|t| t.contains("Ready to accept connections"))
+                .unwrap_or(false);
+            if ready && ping_any(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("redis-server on port {port} not ready in time"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGKILLs the server and reaps it. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// (Re)starts the server on the same port, with empty data. Retries while the port is busy.
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.launch() {
+                Ok(()) => return,
+                Err(e) if Instant::now() >= deadline => panic!("restart failed: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// True when something on `port` answers an inline PING with any reply (`+PONG`, `-NOAUTH`..).
+fn ping_any(port: u16) -> bool {
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let Ok(mut s) = StdStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut b = [0u8; 64];
+    matches!(s.read(&mut b), Ok(n) if n > 0)
+}
+
+fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// Sends one command to `addr` over a short-lived blocking connection and returns the raw reply.
+/// For set-up and checks that bypass the proxy.
+pub fn redis_cmd_blocking(addr: &str, args: &[&[u8]]) -> Bytes {
+    let mut s = StdStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut out = BytesMut::new();
+    resp::encode_command(args, &mut out);
+    s.write_all(&out).unwrap();
+    let mut buf = BytesMut::new();
+    loop {
+        if let Some(n) = resp::scan(&buf, &limits()).expect("bad reply") {
+            return buf.split_to(n).freeze();
+        }
+        let mut chunk = [0u8; 16384];
+        let n = s.read(&mut chunk).expect("read reply");
+        assert!(n > 0, "connection closed before a reply");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proxy
+// ---------------------------------------------------------------------------------------------
+
+/// The proxy started in-process with `nearcache::start`.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    running: Option<nearcache::Running>,
+}
+
+impl Proxy {
+    /// A proxy on 127.0.0.1:0 in front of `upstream` (`host:port`), admin endpoint disabled.
+    pub async fn start(upstream: &str) -> Proxy {
+        Self::start_config(Self::config(upstream)).await
+    }
+
+    /// The config [`Proxy::start`] uses, for tests that tweak it.
+    pub fn config(upstream: &str) -> nearcache::Config {
+        nearcache::Config {
+            listen: "127.0.0.1:0".into(),
+            upstream: upstream.into(),
+            admin_listen: None,
+            ..Default::default()
+        }
+    }
+
+    pub async fn start_config(config: nearcache::Config) -> Proxy {
+        let running = tokio::time::timeout(START_TIMEOUT, nearcache::start(config.clone()))
+            .await
+            .unwrap_or_else(|_| panic!("nearcache::start did not return within {START_TIMEOUT:?}"))
+            .unwrap_or_else(|e| panic!("nearcache::start({config:?}) failed: {e:#}"));
+        Proxy {
+            addr: running.listen_addr,
+            admin: running.admin_addr,
+            running: Some(running),
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(r) = self.running.take() {
+            if tokio::time::timeout(Duration::from_secs(10), r.shutdown())
+                .await
+                .is_err()
+            {
+                panic!("Running::shutdown did not finish within 10 s");
+            }
+        }
+    }
+}
+
+/// The `nearcache` binary as a child process, killed on drop.
+pub struct ProxyProcess {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    /// Spawns `nearcache --listen 127.0.0.1:0 --upstream UPSTREAM --admin-listen 127.0.0.1:0`.
+    pub fn spawn(upstream: &str) -> ProxyProcess {
+        Self::spawn_args(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+    }
+
+    /// Spawns the binary with explicit arguments and waits for its ready line.
+    pub fn spawn_args(args: &[&str]) -> ProxyProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("nearcache.log");
+        let logfile = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nearcache"))
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(logfile)
+            .spawn()
+            .expect("spawn nearcache binary");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep draining so a chatty stdout can never block the proxy.
+            let _ = std::io::copy(&mut r, &mut std::io::sink());
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "nearcache printed no ready line within {START_TIMEOUT:?}; stderr:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let parsed = parse_ready_line(&line);
+        let Some((addr, admin)) = parsed else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "unexpected ready line {line:?}; stderr:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        ProxyProcess {
+            addr,
+            admin,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// What the proxy wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- nearcache stderr (tail) ---\n{}",
+                tail(&self.logs(), 4000)
+            );
+        }
+    }
+}
+
+/// Parses `nearcache ready listen=A admin=B` (B may be `none`).
+pub fn parse_ready_line(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let rest = line.trim_end().strip_prefix("nearcache ready ")?;
+    let mut listen = None;
+    let mut admin = None;
+    for word in rest.split_whitespace() {
+        if let Some(v) = word.strip_prefix("listen=") {
+            listen = Some(v.parse().ok()?);
+        } else if let Some(v) = word.strip_prefix("admin=") {
+            admin = Some(if v == "none" {
+                None
+            } else {
+                Some(v.parse().ok()?)
+            });
+        }
+    }
+    Some((listen?, admin?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw RESP client
+// ---------------------------------------------------------------------------------------------
+
+pub fn limits() -> Limits {
+    Limits::default()
+}
+
+/// Why a reply could not be read.
+#[derive(Debug)]
+pub enum ReadError {
+    Timeout,
+    Closed { pending: Bytes },
+    Protocol(String),
+    Io(std::io::Error),
+}
+
+/// A raw RESP connection that hands back each reply's exact bytes.
+pub struct RawConn {
+    stream: TcpStream,
+    buf: BytesMut,
+    pub timeout: Duration,
+    pub peer: SocketAddr,
+}
+
+impl RawConn {
+    pub async fn connect(addr: &str) -> RawConn {
+        match Self::try_connect(addr).await {
+            Ok(c) => c,
+            Err(e) => panic!("connect {addr}: {e}"),
+        }
+    }
+
+    pub async fn try_connect(addr: &str) -> std::io::Result<RawConn> {
+        let stream = tokio::time::timeout(READ_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout"))??;
+        stream.set_nodelay(true)?;
+        let peer = stream.peer_addr()?;
+        Ok(RawConn {
+            stream,
+            buf: BytesMut::with_capacity(16 * 1024),
+            timeout: READ_TIMEOUT,
+            peer,
+        })
+    }
+
+    /// Writes one command.
+    pub async fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        let mut out = BytesMut::new();
+        resp::encode_command(args, &mut out);
+        self.send_raw(&out).await;
+    }
+
+    /// Writes raw bytes (inline commands, garbage).
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        self.try_send_raw(bytes)
+            .await
+            .unwrap_or_else(|e| panic!("write to {}: {e}", self.peer));
+    }
+
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match tokio::time::timeout(self.timeout, self.stream.write_all(bytes)).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write timeout",
+            )),
+        }
+    }
+
+    /// The exact bytes of the next reply frame; panics on timeout or close.
+    pub async fn read_raw(&mut self) -> Bytes {
+        match self.try_read_raw().await {
+            Ok(b) => b,
+            Err(e) => panic!("reading a reply from {}: {e:?}", self.peer),
+        }
+    }
+
+    pub async fn try_read_raw(&mut self) -> Result<Bytes, ReadError> {
+        read_frame_bytes(&mut self.stream, &mut self.buf, self.timeout).await
+    }
+
+    /// The next reply, parsed.
+    pub async fn read_frame(&mut self) -> Frame {
+        to_frame(&self.read_raw().await)
+    }
+
+    /// Sends one command and returns its reply's bytes.
+    pub async fn cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Bytes {
+        self.send(args).await;
+        self.read_raw().await
+    }
+
+    /// Like [`RawConn::cmd`] but reports failures instead of panicking.
+    pub async fn try_cmd<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Bytes, ReadError> {
+        let mut out = BytesMut::new();
+        resp::encode_command(args, &mut out);
+        self.try_send_raw(&out).await.map_err(ReadError::Io)?;
+        self.try_read_raw().await
+    }
+
+    /// Writes all commands in one go (while reading concurrently, so large pipelines cannot
+    /// deadlock on full socket buffers), then returns exactly `cmds.len()` replies.
+    pub async fn pipeline<A: AsRef<[u8]>, C: AsRef<[A]>>(&mut self, cmds: &[C]) -> Vec<Bytes> {
+        let mut out = BytesMut::new();
+        for c in cmds {
+            resp::encode_command(c.as_ref(), &mut out);
+        }
+        self.pipeline_raw(&out, cmds.len()).await
+    }
+
+    /// Writes `bytes` in one go and reads `n` replies.
+    pub async fn pipeline_raw(&mut self, bytes: &[u8], n: usize) -> Vec<Bytes> {
+        let timeout = self.timeout;
+        let peer = self.peer;
+        let (mut r, mut w) = self.stream.split();
+        let buf = &mut self.buf;
+        let write = async {
+            tokio::time::timeout(timeout * 4, w.write_all(bytes))
+                .await
+                .unwrap_or_else(|_| panic!("pipeline write to {peer} timed out"))
+                .unwrap_or_else(|e| panic!("pipeline write to {peer}: {e}"));
+        };
+        let read = async {
+            let mut replies = Vec::with_capacity(n);
+            for i in 0..n {
+                match read_frame_bytes(&mut r, buf, timeout).await {
+                    Ok(b) => replies.push(b),
+                    Err(e) => panic!("pipeline reply {i} of {n} from {peer}: {e:?}"),
+                }
+            }
+            replies
+        };
+        let ((), replies) = tokio::join!(write, read);
+        replies
+    }
+
+    /// Waits for the peer to close the connection. Returns any bytes that arrived first
+    /// (empty when the close came cleanly); panics if the connection stays open.
+    pub async fn expect_closed(&mut self) -> Bytes {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => panic!(
+                    "connection to {} still open after {:?} (pending {})",
+                    self.peer,
+                    self.timeout,
+                    show(&self.buf)
+                ),
+                Ok(Ok(0)) | Ok(Err(_)) => return self.buf.split().freeze(),
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// True when the peer closes the connection within `limit` (bytes arriving meanwhile are
+    /// kept for later reads).
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut chunk = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Err(_) => return false,
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    /// Sends `HELLO 3` and returns its reply.
+    pub async fn hello3(&mut self) -> Bytes {
+        self.cmd(&["HELLO", "3"]).await
+    }
+
+    /// Closes the write side and drops the socket.
+    pub async fn close(mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+async fn read_frame_bytes<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> Result<Bytes, ReadError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match resp::scan(buf, &limits()) {
+            Ok(Some(n)) => return Ok(buf.split_to(n).freeze()),
+            Ok(None) => {}
+            Err(e) => return Err(ReadError::Protocol(format!("{e} in {}", show(buf)))),
+        }
+        buf.reserve(16 * 1024);
+        match tokio::time::timeout_at(deadline, r.read_buf(buf)).await {
+            Err(_) => return Err(ReadError::Timeout),
+            Ok(Ok(0)) => {
+                return Err(ReadError::Closed {
+                    pending: buf.split().freeze(),
+                })
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ReadError::Io(e)),
+        }
+    }
+}
+
+/// Parses one complete frame.
+pub fn to_frame(bytes: &[u8]) -> Frame {
+    let mut b = BytesMut::from(bytes);
+    resp::parse_frame(&mut b, &limits())
+        .unwrap_or_else(|e| panic!("unparseable reply {}: {e}", show(bytes)))
+        .unwrap_or_else(|| panic!("incomplete reply {}", show(bytes)))
+}
+
+/// Encodes a frame back to bytes.
+pub fn to_bytes(frame: &Frame) -> Bytes {
+    let mut out = BytesMut::new();
+    resp::encode(frame, &mut out);
+    out.freeze()
+}
+
+/// Printable form of wire bytes: escapes non-printables, elides the middle of long inputs.
+pub fn show(b: &[u8]) -> String {
+    const MAX: usize = 400;
+    let mut s = String::new();
+    let esc = |s: &mut String, part: &[u8]| {
+        for &c in part {
+            match c {
+                b'\r' => s.push_str("\\r"),
+                b'\n' => s.push_str("\\n"),
+                b'"' => s.push_str("\\\""),
+                b'\\' => s.push_str("\\\\"),
+                0x20..=0x7e => s.push(c as char),
+                _ => {
+                    let _ = write!(s, "\\x{c:02x}");
+                }
+            }
+        }
+    };
+    s.push('"');
+    if b.len() <= MAX {
+        esc(&mut s, b);
+    } else {
+        esc(&mut s, &b[..MAX / 2]);
+        let _ = write!(s, "...<{} bytes>...", b.len() - MAX);
+        esc(&mut s, &b[b.len() - MAX / 2..]);
+    }
+    s.push('"');
+    s
+}
+
+/// A short printable label for a command.
+pub fn show_cmd<A: AsRef<[u8]>>(args: &[A]) -> String {
+    let mut s = String::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        let a = a.as_ref();
+        if a.len() > 40 {
+            let _ = write!(s, "{}..<{} bytes>", show(&a[..20]), a.len());
+        } else {
+            s.push_str(&show(a));
+        }
+    }
+    s
+}
+
+/// Owned argument vector from string-ish pieces.
+pub fn args<A: AsRef<[u8]>>(parts: &[A]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.as_ref().to_vec()).collect()
+}
+
+/// Reads a file into a string, empty on error.
+pub fn read_to_string(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
