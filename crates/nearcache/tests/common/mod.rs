@@ -710,3 +710,70 @@ pub fn args<A: AsRef<[u8]>>(parts: &[A]) -> Vec<Vec<u8>> {
 pub fn read_to_string(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
+
+// ---------------------------------------------------------------------------------------------
+// External tools
+// ---------------------------------------------------------------------------------------------
+
+/// What a finished child process produced.
+#[derive(Debug)]
+pub struct ToolOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `program args..` with `stdin`, killing it and panicking if it outlives `limit`.
+pub fn run_tool(
+    program: &str,
+    args: &[&str],
+    stdin: Option<Vec<u8>>,
+    limit: Duration,
+) -> ToolOutput {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {program}: {e}"));
+    if let Some(data) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            String::from_utf8_lossy(&v).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{program} {args:?} still running after {limit:?}; killed. stderr: {}",
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    ToolOutput {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
