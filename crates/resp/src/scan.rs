@@ -80,12 +80,16 @@ pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
 }
 
 pub(crate) fn valid_double(s: &[u8]) -> bool {
+    let unsigned = match s.first() {
+        Some(b'-') | Some(b'+') => &s[1..],
+        _ => s,
+    };
+    // Rust also accepts "infinity"; RESP3 spells it inf. Checked without allocating.
+    if unsigned.eq_ignore_ascii_case(b"infinity") {
+        return false;
+    }
     match std::str::from_utf8(s) {
-        Ok(t) => {
-            let lower = t.to_ascii_lowercase();
-            // Rust also accepts "infinity"; RESP3 spells it inf.
-            !lower.contains("infinity") && !t.is_empty() && t.parse::<f64>().is_ok()
-        }
+        Ok(t) => !t.is_empty() && t.parse::<f64>().is_ok(),
         Err(_) => false,
     }
 }
@@ -207,8 +211,8 @@ pub(crate) fn check_line(kind: u8, line: &[u8], at: usize) -> Result<(), ParseEr
 ///
 /// Returns `Ok(Some(len))` when `buf[..len]` is one complete, valid frame, `Ok(None)` when more
 /// bytes are needed, and an error (offset relative to `buf`) for malformed or over-limit input.
-/// Allocates nothing while the nesting stays within [`INLINE_DEPTH`] levels (the default
-/// `max_depth` does).
+/// Allocates nothing while the nesting stays within [`INLINE_DEPTH`] (32) levels; deeper
+/// frames, up to `max_depth`, cost one small heap allocation.
 pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseError> {
     // Remaining element counts of the open aggregates, innermost last. Capped by max_depth.
     let mut stack = Stack::new();
@@ -313,7 +317,7 @@ pub(crate) fn bulk_end(
 }
 
 /// How many open aggregates [`scan`] tracks without allocating.
-pub const INLINE_DEPTH: usize = 128;
+pub const INLINE_DEPTH: usize = 32;
 
 /// The open aggregates' remaining counts: on the call stack up to [`INLINE_DEPTH`], then on the
 /// heap.
