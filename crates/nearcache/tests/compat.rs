@@ -370,6 +370,8 @@ compat_tests!(
     quit,
     reset,
     inline_commands,
+    client_tracking,
+    client_reply,
 );
 
 fn v(parts: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -1221,5 +1223,68 @@ mod scenarios {
         // A command split across writes.
         c.conn.send_raw(b"GE").await;
         c.raw(b"T inl\r\n", 1).await;
+    }
+
+    pub async fn client_tracking(cx: Cx) {
+        let mut t = cx.conn("tracker").await;
+        let mut w = cx.conn("writer").await;
+        let mut d = cx.direct("direct").await;
+        w.cmd(&["SET", "k", "1"]).await;
+        t.cmd(&["CLIENT", "TRACKING", "ON"]).await;
+        t.cmd(&["GET", "k"]).await;
+        if !cx.resp3 {
+            // RESP2 clients need REDIRECT to receive invalidations (that needs a client id,
+            // which differs between runs): only check the commands are accepted.
+            w.cmd(&["SET", "k", "2"]).await;
+            t.cmd(&["GET", "k"]).await;
+            t.cmd(&["CLIENT", "TRACKING", "OFF"]).await;
+            return;
+        }
+        w.cmd(&["SET", "k", "2"]).await;
+        t.read("invalidate k (write through the proxy)").await;
+        t.cmd(&["GET", "k"]).await;
+        d.cmd(&["SET", "k", "3"]).await;
+        t.read("invalidate k (direct write)").await;
+        t.cmd(&["GET", "k"]).await;
+        t.cmd(&["MGET", "k", "k2"]).await;
+        d.cmd(&["MSET", "k2", "x"]).await;
+        t.read("invalidate k2").await;
+        d.cmd(&["FLUSHALL"]).await;
+        t.read("invalidate all (flush)").await;
+        t.cmd(&["CLIENT", "TRACKING", "OFF"]).await;
+        t.cmd(&["CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "user:"])
+            .await;
+        w.cmd(&["SET", "user:1", "a"]).await;
+        t.read("invalidate user:1 (bcast)").await;
+        w.cmd(&["SET", "other", "a"]).await;
+        w.cmd(&["SET", "user:2", "b"]).await;
+        t.read("invalidate user:2 (bcast)").await;
+        t.cmd(&["CLIENT", "TRACKING", "OFF"]).await;
+        t.cmd(&["CLIENT", "TRACKING", "ON", "OPTIN"]).await;
+        t.cmd(&["GET", "k"]).await;
+        t.cmd(&["CLIENT", "CACHING", "YES"]).await;
+        t.cmd(&["GET", "k3"]).await;
+        w.cmd(&["SET", "k", "no-push-expected"]).await;
+        w.cmd(&["SET", "k3", "push-expected"]).await;
+        t.read("invalidate k3 (optin)").await;
+        t.cmd(&["CLIENT", "TRACKINGINFO"]).await;
+        t.cmd(&["CLIENT", "TRACKING", "OFF"]).await;
+        t.cmd(&["PING"]).await;
+    }
+
+    pub async fn client_reply(cx: Cx) {
+        let mut c = cx.conn("c").await;
+        // SKIP: the next command's reply is suppressed.
+        c.send(&["CLIENT", "REPLY", "SKIP"]).await;
+        c.send(&["SET", "a", "1"]).await;
+        c.cmd(&["GET", "a"]).await;
+        // OFF until ON: nothing comes back for the commands in between.
+        c.send(&["CLIENT", "REPLY", "OFF"]).await;
+        c.send(&["SET", "b", "2"]).await;
+        c.send(&["GET", "b"]).await;
+        c.send(&["NOSUCH"]).await;
+        c.cmd(&["CLIENT", "REPLY", "ON"]).await;
+        c.cmd(&["GET", "b"]).await;
+        c.cmd(&["MGET", "a", "b"]).await;
     }
 }
