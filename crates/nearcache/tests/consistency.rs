@@ -1,0 +1,401 @@
+//! Cache consistency: what a caching proxy must never get wrong. These pass trivially for a
+//! transparent proxy and guard the cache as it lands.
+//!
+//! * Writes through the proxy are visible to every client of the proxy at once (the writer got
+//!   its reply, so a later read anywhere must not be stale).
+//! * Writes made directly to Redis become visible through the proxy within a bounded time
+//!   (invalidations are asynchronous; polled, never assumed).
+//! * Expired keys disappear; databases and protocols never share cached replies.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+
+/// Bound for changes made behind the proxy's back to show through it.
+const CONVERGE: Duration = Duration::from_secs(5);
+
+async fn setup() -> (RedisServer, Proxy) {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    (redis, proxy)
+}
+
+async fn conn(addr: &str, resp3: bool) -> RawConn {
+    let mut c = RawConn::connect(addr).await;
+    if resp3 {
+        let r = c.hello3().await;
+        assert!(r.starts_with(b"%"), "HELLO 3: {}", show(&r));
+    }
+    c
+}
+
+fn bulk(v: &str) -> Bytes {
+    Bytes::from(format!("${}\r\n{v}\r\n", v.len()))
+}
+
+fn null(resp3: bool) -> &'static [u8] {
+    if resp3 {
+        b"_\r\n"
+    } else {
+        b"$-1\r\n"
+    }
+}
+
+/// Polls `args` on `c` until the reply equals `want`; panics with the last reply on timeout.
+async fn converges(c: &mut RawConn, args: &[&str], want: &[u8], why: &str) {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let r = c.cmd(args).await;
+        if &r[..] == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{why}: {} still returns {} after {CONVERGE:?}, want {}",
+            show_cmd(args),
+            show(&r),
+            show(want)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_the_proxy_are_seen_by_other_clients_at_once() {
+    let (_redis, proxy) = setup().await;
+    for resp3 in [false, true] {
+        let mut reader = conn(&proxy.addr(), resp3).await;
+        let mut writer = conn(&proxy.addr(), !resp3).await;
+        let key = format!("rw{resp3}");
+        for i in 0..200 {
+            // Warm whatever the reader may cache, then write from another client.
+            reader.cmd(&["GET", &key]).await;
+            reader.cmd(&["GET", &key]).await;
+            let val = format!("v{i}");
+            assert_eq!(&writer.cmd(&["SET", &key, &val]).await[..], b"+OK\r\n");
+            let r = reader.cmd(&["GET", &key]).await;
+            assert_eq!(
+                r,
+                bulk(&val),
+                "round {i}: reader (resp3={resp3}) saw {} after the writer's SET {val} returned",
+                show(&r)
+            );
+        }
+        // Other kinds of writes, each followed by an immediate read from the other client.
+        let n = null(resp3);
+        let steps: Vec<(Vec<&str>, Vec<&str>, Vec<u8>)> = vec![
+            (vec!["SET", "x", "1"], vec!["GET", "x"], bulk("1").to_vec()),
+            (
+                vec!["APPEND", "x", "2"],
+                vec!["GET", "x"],
+                bulk("12").to_vec(),
+            ),
+            (vec!["INCR", "x"], vec!["GET", "x"], bulk("13").to_vec()),
+            (
+                vec!["MSET", "x", "m", "y", "n"],
+                vec!["GET", "x"],
+                bulk("m").to_vec(),
+            ),
+            (vec!["DEL", "x"], vec!["GET", "x"], n.to_vec()),
+            (
+                vec!["SET", "x", "back"],
+                vec!["GET", "x"],
+                bulk("back").to_vec(),
+            ),
+            (vec!["EXPIRE", "x", "0"], vec!["GET", "x"], n.to_vec()),
+            (
+                vec!["SET", "x", "z"],
+                vec!["STRLEN", "x"],
+                b":1\r\n".to_vec(),
+            ),
+            (
+                vec!["RENAME", "x", "y"],
+                vec!["GET", "y"],
+                bulk("z").to_vec(),
+            ),
+            (
+                vec!["SET", "x", "again"],
+                vec!["GET", "x"],
+                bulk("again").to_vec(),
+            ),
+            (
+                vec!["EVAL", "return redis.call('SET', KEYS[1], 'lua')", "1", "x"],
+                vec!["GET", "x"],
+                bulk("lua").to_vec(),
+            ),
+            (
+                vec!["HSET", "h", "f", "1"],
+                vec!["HGET", "h", "f"],
+                bulk("1").to_vec(),
+            ),
+            (
+                vec!["HINCRBY", "h", "f", "5"],
+                vec!["HGET", "h", "f"],
+                bulk("6").to_vec(),
+            ),
+            (
+                vec!["RPUSH", "l", "a"],
+                vec!["LLEN", "l"],
+                b":1\r\n".to_vec(),
+            ),
+            (
+                vec!["RPUSH", "l", "b"],
+                vec!["LINDEX", "l", "-1"],
+                bulk("b").to_vec(),
+            ),
+            (
+                vec!["SADD", "s", "1"],
+                vec!["SCARD", "s"],
+                b":1\r\n".to_vec(),
+            ),
+            (
+                vec!["SADD", "s", "2"],
+                vec!["SISMEMBER", "s", "2"],
+                b":1\r\n".to_vec(),
+            ),
+            (vec!["FLUSHDB"], vec!["GET", "x"], n.to_vec()),
+        ];
+        for (write, read, want) in steps {
+            // Warm the read first.
+            reader.cmd(&read).await;
+            reader.cmd(&read).await;
+            let w = writer.cmd(&write).await;
+            assert!(!w.starts_with(b"-"), "{}: {}", show_cmd(&write), show(&w));
+            let r = reader.cmd(&read).await;
+            assert_eq!(
+                &r[..],
+                &want[..],
+                "after {} by another client (resp3 reader={resp3}): {} returned {}",
+                show_cmd(&write),
+                show_cmd(&read),
+                show(&r)
+            );
+        }
+        // A write inside MULTI/EXEC.
+        reader.cmd(&["GET", "tx"]).await;
+        writer.cmd(&["MULTI"]).await;
+        writer.cmd(&["SET", "tx", "committed"]).await;
+        writer.cmd(&["EXEC"]).await;
+        assert_eq!(reader.cmd(&["GET", "tx"]).await, bulk("committed"));
+        writer.cmd(&["FLUSHDB"]).await;
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_writes_become_visible_through_the_proxy() {
+    let (redis, proxy) = setup().await;
+    for resp3 in [false, true] {
+        let mut c = conn(&proxy.addr(), resp3).await;
+        let mut d = RawConn::connect(&redis.addr()).await;
+        for i in 0..30 {
+            let key = format!("d{resp3}{i}");
+            d.cmd(&["SET", &key, "old"]).await;
+            assert_eq!(c.cmd(&["GET", &key]).await, bulk("old"));
+            assert_eq!(c.cmd(&["GET", &key]).await, bulk("old"));
+            d.cmd(&["SET", &key, "new"]).await;
+            converges(&mut c, &["GET", &key], &bulk("new"), "direct SET").await;
+            d.cmd(&["DEL", &key]).await;
+            converges(&mut c, &["GET", &key], null(resp3), "direct DEL").await;
+        }
+        // Many cached keys, then FLUSHALL behind the proxy's back.
+        for i in 0..50 {
+            d.cmd(&["SET", &format!("f{i}"), "v"]).await;
+            c.cmd(&["GET", &format!("f{i}")]).await;
+        }
+        d.cmd(&["FLUSHALL"]).await;
+        for i in 0..50 {
+            converges(&mut c, &["GET", &format!("f{i}")], null(resp3), "FLUSHALL").await;
+        }
+        // Hash fields.
+        d.cmd(&["HSET", "h", "f", "1"]).await;
+        c.cmd(&["HGET", "h", "f"]).await;
+        c.cmd(&["HGETALL", "h"]).await;
+        d.cmd(&["HSET", "h", "f", "2"]).await;
+        converges(&mut c, &["HGET", "h", "f"], &bulk("2"), "direct HSET").await;
+        d.cmd(&["FLUSHALL"]).await;
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_keys_are_not_served() {
+    let (redis, proxy) = setup().await;
+    let mut c = conn(&proxy.addr(), false).await;
+    let mut d = RawConn::connect(&redis.addr()).await;
+    assert_eq!(
+        &c.cmd(&["SET", "e1", "v", "PX", "200"]).await[..],
+        b"+OK\r\n"
+    );
+    d.cmd(&["SET", "e2", "v", "PX", "200"]).await;
+    c.cmd(&["SET", "e3", "v"]).await;
+    assert_eq!(c.cmd(&["GET", "e1"]).await, bulk("v"));
+    assert_eq!(c.cmd(&["GET", "e2"]).await, bulk("v"));
+    assert_eq!(c.cmd(&["GET", "e3"]).await, bulk("v"));
+    c.cmd(&["PEXPIRE", "e3", "200"]).await;
+    for k in ["e1", "e2", "e3"] {
+        converges(&mut c, &["GET", k], b"$-1\r\n", "expiry").await;
+    }
+    // Once gone, gone for good (no stale copy resurfacing).
+    for k in ["e1", "e2", "e3"] {
+        assert_eq!(&c.cmd(&["GET", k]).await[..], b"$-1\r\n");
+        assert_eq!(&c.cmd(&["EXISTS", k]).await[..], b":0\r\n");
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn databases_do_not_share_cached_replies() {
+    let (redis, proxy) = setup().await;
+    let mut c0 = conn(&proxy.addr(), false).await;
+    let mut c1 = conn(&proxy.addr(), false).await;
+    c1.cmd(&["SELECT", "1"]).await;
+    c0.cmd(&["SET", "k", "zero"]).await;
+    c1.cmd(&["SET", "k", "one"]).await;
+    for _ in 0..3 {
+        assert_eq!(c0.cmd(&["GET", "k"]).await, bulk("zero"));
+        assert_eq!(c1.cmd(&["GET", "k"]).await, bulk("one"));
+    }
+    // A write in db 1 leaves db 0 alone, and is seen in db 1 at once.
+    c1.cmd(&["SET", "k", "one-b"]).await;
+    assert_eq!(c0.cmd(&["GET", "k"]).await, bulk("zero"));
+    assert_eq!(c1.cmd(&["GET", "k"]).await, bulk("one-b"));
+    // Likewise behind the proxy's back.
+    let mut d = RawConn::connect(&redis.addr()).await;
+    d.cmd(&["SELECT", "1"]).await;
+    d.cmd(&["SET", "k", "one-direct"]).await;
+    converges(
+        &mut c1,
+        &["GET", "k"],
+        &bulk("one-direct"),
+        "direct write db 1",
+    )
+    .await;
+    assert_eq!(c0.cmd(&["GET", "k"]).await, bulk("zero"));
+    // The same connection switching databases.
+    c0.cmd(&["SELECT", "1"]).await;
+    assert_eq!(c0.cmd(&["GET", "k"]).await, bulk("one-direct"));
+    c0.cmd(&["SELECT", "0"]).await;
+    assert_eq!(c0.cmd(&["GET", "k"]).await, bulk("zero"));
+    // SWAPDB swaps what every client sees.
+    assert_eq!(&c0.cmd(&["SWAPDB", "0", "1"]).await[..], b"+OK\r\n");
+    assert_eq!(c0.cmd(&["GET", "k"]).await, bulk("one-direct"));
+    assert_eq!(c1.cmd(&["GET", "k"]).await, bulk("zero"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resp2_and_resp3_clients_get_their_own_reply_shapes() {
+    let (redis, proxy) = setup().await;
+    let mut setup = RawConn::connect(&redis.addr()).await;
+    setup.cmd(&["HSET", "h", "a", "1", "b", "2"]).await;
+    setup.cmd(&["ZADD", "z", "1.5", "m", "2", "n"]).await;
+    setup.cmd(&["SADD", "si", "1", "2", "3"]).await;
+    setup.cmd(&["SET", "s", "v"]).await;
+    let reads: &[&[&str]] = &[
+        &["HGETALL", "h"],
+        &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+        &["ZSCORE", "z", "m"],
+        &["SMEMBERS", "si"],
+        &["GET", "nosuch"],
+        &["HGET", "h", "nosuch"],
+        &["LRANGE", "nosuch", "0", "-1"],
+        &["MGET", "s", "nosuch"],
+        &["GET", "s"],
+    ];
+    let mut want2 = Vec::new();
+    let mut want3 = Vec::new();
+    {
+        let mut d2 = conn(&redis.addr(), false).await;
+        let mut d3 = conn(&redis.addr(), true).await;
+        for r in reads {
+            want2.push(d2.cmd(r).await);
+            want3.push(d3.cmd(r).await);
+        }
+    }
+    let mut p2 = conn(&proxy.addr(), false).await;
+    let mut p3 = conn(&proxy.addr(), true).await;
+    for round in 0..3 {
+        for (i, r) in reads.iter().enumerate() {
+            // Alternate which protocol reads first, so either could fill a shared cache.
+            let (a, b) = if (round + i) % 2 == 0 {
+                let a = p2.cmd(r).await;
+                (a, p3.cmd(r).await)
+            } else {
+                let b = p3.cmd(r).await;
+                (p2.cmd(r).await, b)
+            };
+            assert_eq!(
+                a,
+                want2[i],
+                "RESP2 {}: got {} want {}",
+                show_cmd(r),
+                show(&a),
+                show(&want2[i])
+            );
+            assert_eq!(
+                b,
+                want3[i],
+                "RESP3 {}: got {} want {}",
+                show_cmd(r),
+                show(&b),
+                show(&want3[i])
+            );
+        }
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_and_readers_never_see_the_past() {
+    // Each writer increments its own counter through the proxy; readers on other connections
+    // must see a non-decreasing sequence that ends at the final value.
+    let (_redis, proxy) = setup().await;
+    let addr = proxy.addr();
+    let mut tasks = Vec::new();
+    for w in 0..2 {
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = RawConn::connect(&addr).await;
+            for _ in 0..300 {
+                let r = c.cmd(&["INCR", &format!("ctr{w}")]).await;
+                assert!(r.starts_with(b":"), "{}", show(&r));
+            }
+        }));
+    }
+    for rd in 0..2 {
+        let addr = addr.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = conn(&addr, rd == 1).await;
+            let mut last = [0i64; 2];
+            for _ in 0..300 {
+                for (w, last) in last.iter_mut().enumerate() {
+                    let r = c.cmd(&["GET", &format!("ctr{w}")]).await;
+                    let v = match to_frame(&r) {
+                        resp::Frame::Bulk(b) => std::str::from_utf8(&b).unwrap().parse().unwrap(),
+                        _ => 0,
+                    };
+                    assert!(
+                        v >= *last,
+                        "reader {rd}: ctr{w} went back from {} to {v}",
+                        *last
+                    );
+                    *last = v;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("task did not finish")
+            .expect("task failed");
+    }
+    let mut c = RawConn::connect(&addr).await;
+    assert_eq!(c.cmd(&["GET", "ctr0"]).await, bulk("300"));
+    assert_eq!(c.cmd(&["GET", "ctr1"]).await, bulk("300"));
+    proxy.shutdown().await;
+}
