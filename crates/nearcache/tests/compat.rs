@@ -372,6 +372,7 @@ compat_tests!(
     inline_commands,
     client_tracking,
     client_reply,
+    pipelined_mode_switches,
 );
 
 fn v(parts: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -1286,5 +1287,52 @@ mod scenarios {
         c.cmd(&["CLIENT", "REPLY", "ON"]).await;
         c.cmd(&["GET", "b"]).await;
         c.cmd(&["MGET", "a", "b"]).await;
+    }
+
+    pub async fn pipelined_mode_switches(cx: Cx) {
+        // One write carrying commands that change connection state (db, transaction, watch,
+        // blocking, name, subscription) in the middle of ordinary ones.
+        let mut c = cx.conn("c").await;
+        let cmds: Vec<Vec<Vec<u8>>> = [
+            &["SET", "a", "1"][..],
+            &["SELECT", "1"],
+            &["GET", "a"],
+            &["SET", "a", "db1"],
+            &["SELECT", "0"],
+            &["GET", "a"],
+            &["MULTI"],
+            &["INCR", "c"],
+            &["GET", "a"],
+            &["EXEC"],
+            &["BLPOP", "nokey", "0.1"],
+            &["LPUSH", "q", "x"],
+            &["BLPOP", "q", "1"],
+            &["WATCH", "a"],
+            &["MULTI"],
+            &["GET", "a"],
+            &["EXEC"],
+            &["CLIENT", "SETNAME", "piped"],
+            &["CLIENT", "GETNAME"],
+            &["SUBSCRIBE", "ch"],
+            &["PING"],
+            &["UNSUBSCRIBE", "ch"],
+            &["GET", "a"],
+            &["SELECT", "1"],
+            &["MULTI"],
+            &["GET", "a"],
+            &["DISCARD"],
+            &["GET", "a"],
+            &["SELECT", "0"],
+            &["GET", "c"],
+        ]
+        .iter()
+        .map(|a| args(a))
+        .collect();
+        c.pipeline(&cmds).await;
+        c.cmd(&["GET", "a"]).await;
+        // The same again, twice in one write.
+        let twice: Vec<Vec<Vec<u8>>> = cmds.iter().chain(cmds.iter()).cloned().collect();
+        c.pipeline(&twice).await;
+        c.cmd(&["GET", "c"]).await;
     }
 }

@@ -476,3 +476,134 @@ async fn garbage_gets_an_error_and_a_close() {
     assert_eq!(&bystander.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_blocked_clients_all_get_served() {
+    // More blocked clients than the proxy keeps idle dedicated connections (default 16),
+    // while ordinary clients keep working.
+    const BLOCKED: usize = 40;
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    let mut blocked = Vec::new();
+    for i in 0..BLOCKED {
+        let mut c = RawConn::connect(&proxy.addr()).await;
+        c.send(&["BLPOP", &format!("bq{i}"), "20"]).await;
+        blocked.push(c);
+    }
+    // All of them are blocked in Redis (bounded poll).
+    let redis_addr = redis.addr();
+    poll_until_async(
+        Duration::from_secs(10),
+        "all BLPOPs blocked in Redis",
+        || {
+            let redis_addr = redis_addr.clone();
+            async move {
+                let info = redis_cmd_blocking(&redis_addr, &[b"INFO", b"clients"]);
+                let text = String::from_utf8_lossy(&info).to_string();
+                let n: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("blocked_clients:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                (n >= BLOCKED).then_some(())
+            }
+        },
+    )
+    .await;
+    let mut other = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&other.cmd(&["SET", "k", "v"]).await[..], b"+OK\r\n");
+    assert_eq!(&other.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    for i in (0..BLOCKED).rev() {
+        let v = format!("item{i}");
+        assert_eq!(
+            &other.cmd(&["RPUSH", &format!("bq{i}"), &v]).await[..],
+            b":1\r\n"
+        );
+    }
+    for (i, c) in blocked.iter_mut().enumerate() {
+        let k = format!("bq{i}");
+        let v = format!("item{i}");
+        let want = format!("*2\r\n${}\r\n{k}\r\n${}\r\n{v}\r\n", k.len(), v.len());
+        assert_eq!(
+            &c.read_raw().await[..],
+            want.as_bytes(),
+            "blocked client {i}"
+        );
+        // And the connection is usable afterwards.
+        assert_eq!(&c.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    }
+    // Clients that vanish while blocked do not leave the proxy stuck.
+    for i in 0..BLOCKED {
+        let mut c = RawConn::connect(&proxy.addr()).await;
+        c.send(&["BLPOP", &format!("gone{i}"), "0"]).await;
+        drop(c);
+    }
+    // Their upstream connections are released: nothing stays blocked in Redis for them.
+    poll_until_async(
+        Duration::from_secs(10),
+        "Redis to have no blocked clients left after the blocked clients disconnected",
+        || {
+            let a = redis.addr();
+            async move {
+                let info = redis_cmd_blocking(&a, &[b"INFO", b"clients"]);
+                String::from_utf8_lossy(&info)
+                    .contains("blocked_clients:0")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let mut late = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&late.cmd(&["PING"]).await[..], b"+PONG\r\n");
+    late.send(&["BLPOP", "last", "5"]).await;
+    other.cmd(&["RPUSH", "last", "x"]).await;
+    assert_eq!(
+        &late.read_raw().await[..],
+        b"*2\r\n$4\r\nlast\r\n$1\r\nx\r\n"
+    );
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_clients_and_returns() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    let addr = proxy.addr();
+    let mut idle = RawConn::connect(&addr).await;
+    assert_eq!(&idle.cmd(&["PING"]).await[..], b"+PONG\r\n");
+    let mut blocked = RawConn::connect(&addr).await;
+    blocked.send(&["BLPOP", "never", "0"]).await;
+    let mut sub = RawConn::connect(&addr).await;
+    sub.send(&["SUBSCRIBE", "ch"]).await;
+    sub.read_raw().await;
+    let mut in_multi = RawConn::connect(&addr).await;
+    in_multi.cmd(&["MULTI"]).await;
+    // Make sure the BLPOP reached Redis before shutting down.
+    poll_until_async(Duration::from_secs(10), "BLPOP blocked", || {
+        let a = redis.addr();
+        async move {
+            let info = redis_cmd_blocking(&a, &[b"INFO", b"clients"]);
+            String::from_utf8_lossy(&info)
+                .contains("blocked_clients:1")
+                .then_some(())
+        }
+    })
+    .await;
+    proxy.shutdown().await; // bounded inside (10 s)
+    for (name, c) in [
+        ("idle", &mut idle),
+        ("blocked", &mut blocked),
+        ("subscribed", &mut sub),
+        ("in MULTI", &mut in_multi),
+    ] {
+        assert!(
+            c.closed_within(Duration::from_secs(5)).await,
+            "{name} client still connected after shutdown"
+        );
+    }
+    // The listener is gone too.
+    assert!(
+        RawConn::try_connect(&addr).await.is_err(),
+        "proxy still accepts connections after shutdown"
+    );
+}
