@@ -45,7 +45,7 @@ die() {
     exit 1
 }
 
-for tool in redis-server redis-benchmark redis-cli; do
+for tool in redis-server redis-benchmark redis-cli python3; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
 
@@ -124,7 +124,10 @@ fi
 
 # --- twemproxy -----------------------------------------------------------------------------
 if [[ " $TARGETS " == *" twemproxy "* ]]; then
-    command -v nutcracker >/dev/null || die "nutcracker not found"
+    if ! command -v nutcracker >/dev/null && [ -x "$root/scripts/deps.sh" ]; then
+        "$root/scripts/deps.sh" nutcracker:nutcracker >&2 || true
+    fi
+    command -v nutcracker >/dev/null || die "nutcracker not found (apt-get install nutcracker)"
     tw_port=$(free_port)
     stats_port=$(free_port)
     cat >"$work/nutcracker.yml" <<EOF
