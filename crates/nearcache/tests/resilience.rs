@@ -607,3 +607,64 @@ async fn shutdown_closes_clients_and_returns() {
         "proxy still accepts connections after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_protected_upstream() {
+    let mut redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    // Without the password configured, clients get an error reply, not a hang.
+    let bare = Proxy::start(&redis.addr()).await;
+    let mut c = RawConn::connect(&bare.addr()).await;
+    let r = c.cmd(&["GET", "k"]).await;
+    assert!(
+        is_error(&r),
+        "no upstream password: expected an error, got {}",
+        show(&r)
+    );
+    bare.shutdown().await;
+
+    let mut config = Proxy::config(&redis.addr());
+    config.upstream_password = Some("s3cret".into());
+    let proxy = Proxy::start_config(config).await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&c.cmd(&["AUTH", "s3cret"]).await[..], b"+OK\r\n");
+    assert_eq!(&c.cmd(&["SET", "k", "v"]).await[..], b"+OK\r\n");
+    assert_eq!(&c.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    let r = c.cmd(&["AUTH", "wrong"]).await;
+    assert!(r.starts_with(b"-WRONGPASS"), "AUTH wrong: {}", show(&r));
+    // A failed AUTH by one client breaks nothing for anyone.
+    assert_eq!(&c.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    let mut authed = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&authed.cmd(&["AUTH", "s3cret"]).await[..], b"+OK\r\n");
+    assert_eq!(&authed.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    // A client that did not AUTH itself is served with the configured password.
+    let mut other = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&other.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    // After a restart the proxy's reconnects authenticate again.
+    tokio::task::block_in_place(|| redis.restart());
+    let deadline = tokio::time::Instant::now() + RECOVERY;
+    loop {
+        let r = other.cmd(&["SET", "k", "after"]).await;
+        if &r[..] == b"+OK\r\n" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "SET after restart of a password-protected Redis: {}",
+            show(&r)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The client whose AUTH lived on a connection that died lost that state, as with Redis
+    // itself: it gets an error reply or is disconnected, never a hang.
+    match authed.try_cmd(&["GET", "k"]).await {
+        Ok(r) => assert!(
+            is_error(&r) || &r[..] == b"$5\r\nafter\r\n",
+            "AUTHed client after the restart: {}",
+            show(&r)
+        ),
+        Err(ReadError::Closed { .. }) | Err(ReadError::Io(_)) => {}
+        Err(e) => panic!("AUTHed client after the restart: {e:?}"),
+    }
+    assert_eq!(&other.cmd(&["GET", "k"]).await[..], b"$5\r\nafter\r\n");
+    proxy.shutdown().await;
+}
