@@ -111,7 +111,7 @@ impl Session {
                     Ok(None) => break,
                     Err(e) => {
                         debug!(error = %e, "client protocol error");
-                        self.reply(reply::error(&format!("ERR Protocol error: {}", e.kind)));
+                        self.reply(reply::error(&protocol_error_text(&e)));
                         return;
                     }
                 }
@@ -315,4 +315,19 @@ impl Session {
         }
         self.conn = None;
     }
+}
+
+/// The reply to a malformed request, worded as Redis words it where Redis has a wording.
+fn protocol_error_text(e: &resp::ParseError) -> String {
+    use resp::ErrorKind as K;
+    let what = match e.kind {
+        K::TooManyElements { .. } => "invalid multibulk length".to_string(),
+        K::InvalidLength if e.offset <= 1 => "invalid multibulk length".to_string(),
+        K::InvalidLength | K::BulkTooLarge { .. } => "invalid bulk length".to_string(),
+        K::ExpectedBulk(b) => format!("expected '$', got '{}'", b as char),
+        K::InlineTooLong { .. } => "too big inline request".to_string(),
+        K::UnbalancedQuotes => "unbalanced quotes in request".to_string(),
+        other => other.to_string(),
+    };
+    format!("ERR Protocol error: {what}")
 }
