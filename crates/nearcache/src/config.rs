@@ -32,6 +32,12 @@ pub struct Config {
     pub log_json: bool,
     /// Tokio worker threads; 0 means one per core. Default 0.
     pub threads: usize,
+    /// Most clients connected at once; more get Redis's `max number of clients` error.
+    /// Default 10000, as in Redis.
+    pub max_clients: usize,
+    /// Close a client idle this many seconds (0 = never), as Redis's `timeout`. Clients that
+    /// wait on a blocking command or are subscribed are never idle. Default 0.
+    pub timeout: u64,
 }
 
 impl Default for Config {
@@ -48,6 +54,8 @@ impl Default for Config {
             log_level: "info".into(),
             log_json: false,
             threads: 0,
+            max_clients: 10_000,
+            timeout: 0,
         }
     }
 }
@@ -60,6 +68,9 @@ impl Config {
         }
         if self.connect_timeout_ms == 0 {
             bail!("connect_timeout_ms must be at least 1");
+        }
+        if self.max_clients == 0 {
+            bail!("max_clients must be at least 1");
         }
         if self.upstream.is_empty() {
             bail!("upstream must be host:port");
@@ -133,6 +144,12 @@ pub struct Args {
     /// Worker threads (0 = one per core).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Most clients connected at once.
+    #[arg(long)]
+    pub max_clients: Option<usize>,
+    /// Close clients idle this many seconds (0 = never).
+    #[arg(long)]
+    pub timeout: Option<u64>,
 }
 
 impl Args {
@@ -162,6 +179,8 @@ impl Args {
         set(&mut cfg.log_level, self.log_level);
         cfg.log_json |= self.log_json;
         set(&mut cfg.threads, self.threads);
+        set(&mut cfg.max_clients, self.max_clients);
+        set(&mut cfg.timeout, self.timeout);
     }
 }
 

@@ -67,6 +67,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pool,
         metrics: metrics.clone(),
         limits: resp::Limits::default(),
+        idle_timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
     });
     let (stop, stop_rx) = watch::channel(false);
     let admin_addr = match &config.admin_listen {
@@ -74,7 +75,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
-    let accept = tokio::spawn(accept_loop(listener, ctx, stop_rx));
+    let accept = tokio::spawn(accept_loop(listener, ctx, config.max_clients, stop_rx));
     Ok(Running {
         listen_addr,
         admin_addr,
@@ -83,19 +84,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    max_clients: usize,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => return,
         };
         match accepted {
+            Ok((stream, _peer)) if ctx.metrics.clients.get() as usize >= max_clients => {
+                tokio::spawn(session::refuse(stream, "ERR max number of clients reached"));
+            }
             Ok((stream, _peer)) => {
+                // Counted here, not in the task, so a burst of accepts cannot overshoot.
+                ctx.metrics.connections.inc();
+                ctx.metrics.clients.inc();
                 let ctx = ctx.clone();
                 let stop = stop.clone();
                 tokio::spawn(async move {
-                    ctx.metrics.connections.inc();
-                    ctx.metrics.clients.inc();
                     session::serve_client(stream, ctx.clone(), stop).await;
                     ctx.metrics.clients.dec();
                 });

@@ -7,9 +7,10 @@
 mod writer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -26,6 +27,8 @@ pub struct Context {
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
     pub limits: resp::Limits,
+    /// Close clients idle this long (Redis's `timeout`); `None` never does.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Where the session's commands currently go.
@@ -58,6 +61,12 @@ struct Session {
     in_multi: bool,
     watching: bool,
     encode_buf: BytesMut,
+}
+
+/// Answers a client that cannot be served with one error reply, then closes it.
+pub async fn refuse(mut stream: TcpStream, msg: &str) {
+    let _ = stream.write_all(&reply::error(msg)).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Serves one client until it disconnects, sends QUIT, or the server shuts down.
@@ -96,9 +105,20 @@ impl Session {
             if self.link.is_closed() {
                 return;
             }
-            match rd.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
+            let n = match self.ctx.idle_timeout {
+                None => rd.read_buf(&mut buf).await,
+                Some(limit) => match tokio::time::timeout(limit, rd.read_buf(&mut buf)).await {
+                    Ok(r) => r,
+                    // Reading is cancel-safe: nothing is lost by starting over.
+                    Err(_) if self.waits_for_redis() => continue,
+                    Err(_) => {
+                        debug!("closing idle client");
+                        return;
+                    }
+                },
+            };
+            if !matches!(n, Ok(n) if n > 0) {
+                return;
             }
             loop {
                 match resp::parse_command(&mut buf, &self.ctx.limits) {
@@ -120,6 +140,11 @@ impl Session {
                 buf.reserve(16 * 1024);
             }
         }
+    }
+
+    /// A client waiting on a reply (a blocking command) or subscribed is not idle, as in Redis.
+    fn waits_for_redis(&self) -> bool {
+        self.mode == Mode::Relay || self.link.inflight() > 0
     }
 
     fn reply(&self, bytes: Bytes) {
