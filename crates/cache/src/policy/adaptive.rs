@@ -1,86 +1,92 @@
-//! The default policy: W-TinyLFU whose window share is tuned online by hill climbing.
+//! The default policy: W-TinyLFU whose window share adapts per request, ARC style.
 //!
-//! Every sample period (a multiple of the resident entry count, in requests) it compares the hit
-//! ratio with the previous period's. If the ratio fell, the last step was wrong and the direction
-//! flips; each step shrinks geometrically so the window settles, and a large swing in hit ratio
-//! (a workload change) restarts with a full-size step. A large window makes the policy behave
-//! like LRU (good for recency-heavy traces), a small one like TinyLFU (good for frequency-heavy
-//! and scan/loop traces). Must never change anything but the window size of the inner policy.
+//! Two ghost lists remember the hashes of recently evicted entries, split by where they were
+//! evicted from: candidates that left from the window (refused by TinyLFU admission) and victims
+//! evicted from the main space. A miss on a window ghost means a larger window (more recency)
+//! would have hit, so the window grows by the entry's weight (times the ghost-size ratio, as in
+//! ARC); a miss on a main ghost means a larger main space (more frequency) would have hit, so the
+//! window shrinks. A large window makes the policy behave like LRU (good for recency-heavy
+//! traces), a small one like TinyLFU (good for frequency-heavy, scan and loop traces). Unlike a
+//! periodic hill climber it needs no sampling period, so it adapts on short traces too. Must never
+//! change anything but the inner policy's window size.
 
+use super::ghost::Ghost;
 use super::wtinylfu::WTinyLfu;
 use super::{Handle, Policy, PolicyKind};
 
-/// Window share the climber starts with.
+/// Window share at start.
 const START_WINDOW: f64 = 0.01;
-/// Largest window share (the protected main space never vanishes entirely).
-const MAX_WINDOW: f64 = 0.90;
-/// First step, as a share of capacity.
-const START_STEP: f64 = 0.0625;
-/// Each step is this much smaller than the previous one.
-const DECAY: f64 = 0.98;
-/// A change of hit ratio this large restarts the climb with a full step.
-const RESTART: f64 = 0.05;
-/// Sample period = this many requests per resident entry...
-const PERIOD_PER_ENTRY: u64 = 1;
-/// ...but at least this many requests.
-const MIN_PERIOD: u64 = 256;
+/// Largest window share (the main space never vanishes entirely).
+const MAX_WINDOW: f64 = 0.95;
 
 /// Adaptive W-TinyLFU.
 #[derive(Debug)]
 pub struct Adaptive {
     inner: WTinyLfu,
-    hits: u64,
-    misses: u64,
-    prev_rate: Option<f64>,
-    step: f64,
-    window: f64,
+    window_ghost: Ghost,
+    main_ghost: Ghost,
+    window: u64,
+    max_window: u64,
 }
 
 impl Adaptive {
     /// An empty adaptive policy with the given weight capacity.
     pub fn new(capacity: u64) -> Self {
         let mut inner = WTinyLfu::new(capacity);
-        inner.set_window((capacity as f64 * START_WINDOW) as u64);
+        inner.enable_log();
+        let window = (capacity as f64 * START_WINDOW) as u64;
+        inner.set_window(window);
         Self {
             inner,
-            hits: 0,
-            misses: 0,
-            prev_rate: None,
-            step: START_STEP,
-            window: START_WINDOW,
+            window_ghost: Ghost::default(),
+            main_ghost: Ghost::default(),
+            window,
+            max_window: (capacity as f64 * MAX_WINDOW) as u64,
         }
     }
 
-    /// Current window share of the capacity (0..=0.9).
-    pub fn window_share(&self) -> f64 {
+    /// Current window capacity in weight units.
+    pub fn window(&self) -> u64 {
         self.window
     }
 
-    fn maybe_climb(&mut self) {
-        let requests = self.hits + self.misses;
-        let period = (PERIOD_PER_ENTRY * self.inner.len() as u64).max(MIN_PERIOD);
-        if requests < period {
+    fn adapt(&mut self, hash: u64, weight: u64) {
+        let (w, m) = (self.window_ghost.len().max(1), self.main_ghost.len().max(1));
+        if self.window_ghost.take(hash) {
+            let step = weight.saturating_mul((m / w).max(1) as u64);
+            self.window = self.window.saturating_add(step).min(self.max_window);
+        } else if self.main_ghost.take(hash) {
+            let step = weight.saturating_mul((w / m).max(1) as u64);
+            self.window = self.window.saturating_sub(step);
+        } else {
             return;
         }
-        let rate = self.hits as f64 / requests as f64;
-        if let Some(prev) = self.prev_rate {
-            let delta = rate - prev;
-            if delta < 0.0 {
-                self.step = -self.step;
-            }
-            self.step = if delta.abs() >= RESTART {
-                START_STEP.copysign(self.step)
-            } else {
-                self.step * DECAY
-            };
-        }
-        self.window = (self.window + self.step).clamp(0.0, MAX_WINDOW);
-        let cap = self.inner.capacity();
-        self.inner.set_window((cap as f64 * self.window) as u64);
-        self.prev_rate = Some(rate);
-        self.hits = 0;
-        self.misses = 0;
+        self.inner.set_window(self.window);
     }
+
+    fn remember_evictions(&mut self) {
+        let limit = self.inner.len().max(16);
+        if let Some(log) = self.inner.log_mut() {
+            let from_window = std::mem::take(&mut log.from_window);
+            let from_main = std::mem::take(&mut log.from_main);
+            for h in &from_window {
+                self.window_ghost.push(*h, limit);
+            }
+            for h in &from_main {
+                self.main_ghost.push(*h, limit);
+            }
+            // Hand the (now empty) buffers back to keep their capacity.
+            if let Some(log) = self.inner.log_mut() {
+                log.from_window = clear(from_window);
+                log.from_main = clear(from_main);
+            }
+        }
+    }
+}
+
+fn clear(mut v: Vec<u64>) -> Vec<u64> {
+    v.clear();
+    v
 }
 
 impl Policy for Adaptive {
@@ -88,7 +94,8 @@ impl Policy for Adaptive {
         PolicyKind::Adaptive
     }
     fn entry_overhead(&self) -> u64 {
-        self.inner.entry_overhead()
+        // Inner W-TinyLFU plus two ghosts of up to one slot per entry each (queue + map).
+        self.inner.entry_overhead() + 2 * (16 + 17)
     }
     fn capacity(&self) -> u64 {
         self.inner.capacity()
@@ -103,20 +110,20 @@ impl Policy for Adaptive {
         self.inner.contains(h)
     }
     fn on_hit(&mut self, h: Handle) {
-        self.hits += 1;
         self.inner.on_hit(h);
-        self.maybe_climb();
     }
     fn insert(&mut self, h: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>) {
-        self.misses += 1;
+        self.adapt(hash, u64::from(weight));
         self.inner.insert(h, hash, weight, evicted);
-        self.maybe_climb();
+        self.remember_evictions();
     }
     fn remove(&mut self, h: Handle) {
         self.inner.remove(h);
     }
     fn clear(&mut self) {
         self.inner.clear();
+        self.window_ghost.clear();
+        self.main_ghost.clear();
     }
     fn check(&self) -> Result<(), String> {
         self.inner.check()

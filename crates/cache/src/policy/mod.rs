@@ -9,6 +9,7 @@
 //! Every operation is O(1) amortised.
 
 mod adaptive;
+mod ghost;
 mod lfu;
 pub mod list;
 mod lru;
@@ -80,7 +81,7 @@ pub enum PolicyKind {
     S3Fifo,
     /// SIEVE (FIFO with a visited bit and a moving hand).
     Sieve,
-    /// W-TinyLFU whose window size is tuned online by hill climbing (the default).
+    /// W-TinyLFU whose window share adapts per request from two ghost lists (the default).
     #[default]
     Adaptive,
 }

@@ -4,9 +4,9 @@
 //! is amortised O(1): an entry can be reinserted at most 3 times per hit it received.
 //! Must never move an entry on a hit (hits only bump the counter).
 
+use super::ghost::Ghost;
 use super::list::{Arena, List};
 use super::{Handle, Policy, PolicyKind};
-use std::collections::{HashMap, VecDeque};
 
 /// Hits an entry needs while in the small queue to be promoted to main instead of evicted.
 const MOVE_TO_MAIN: u8 = 1;
@@ -18,49 +18,6 @@ struct Meta {
     /// 0 = not resident, 1 = small, 2 = main.
     queue: u8,
     freq: u8,
-}
-
-/// Bounded FIFO set of hashes.
-#[derive(Debug, Default)]
-struct Ghost {
-    order: VecDeque<(u64, u64)>,
-    /// hash -> sequence number of its newest copy in `order`.
-    live: HashMap<u64, u64>,
-    seq: u64,
-}
-
-impl Ghost {
-    fn push(&mut self, hash: u64, limit: usize) {
-        self.seq += 1;
-        self.order.push_back((hash, self.seq));
-        self.live.insert(hash, self.seq);
-        while self.live.len() > limit {
-            let Some((h, s)) = self.order.pop_front() else {
-                break;
-            };
-            if self.live.get(&h) == Some(&s) {
-                self.live.remove(&h);
-            }
-        }
-        // Stale copies (re-pushed or taken hashes) are discarded as the queue rotates; keep the
-        // queue from growing past twice the live set.
-        while self.order.len() > 2 * limit.max(1) {
-            if let Some((h, s)) = self.order.pop_front() {
-                if self.live.get(&h) == Some(&s) {
-                    self.live.remove(&h);
-                }
-            }
-        }
-    }
-
-    fn take(&mut self, hash: u64) -> bool {
-        self.live.remove(&hash).is_some()
-    }
-
-    fn clear(&mut self) {
-        self.order.clear();
-        self.live.clear();
-    }
 }
 
 /// S3-FIFO policy.
@@ -160,11 +117,14 @@ impl Policy for S3Fifo {
             evicted.push(h);
             return;
         }
+        let had_room = self.total() + u64::from(weight) <= self.capacity;
         while self.total() + u64::from(weight) > self.capacity {
             let v = self.evict_one();
             evicted.push(v);
         }
-        let to_main = self.ghost.take(hash);
+        // A ghost hit goes to main; so does a newcomer while the small queue is full but the
+        // cache still has room (warm-up), which keeps main from starting empty.
+        let to_main = self.ghost.take(hash) || (had_room && self.small.weight() >= self.small_cap);
         let n = self.arena.node_mut(h);
         n.weight = weight;
         n.meta = Meta {

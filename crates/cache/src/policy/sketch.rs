@@ -1,6 +1,7 @@
 //! Frequency sketch for TinyLFU admission: a count-min sketch of 4-bit counters (4 rows folded
 //! into one table, conservative update) in front of which sits a doorkeeper bit set, so keys seen
-//! once only cost a bit. Aging: after `sample` additions every counter is halved and the
+//! once only cost a bit. The table has two 64-bit words per expected key. Aging: after `sample`
+//! (20 x words) additions every counter is halved and the
 //! doorkeeper is cleared. Estimates may over-count (hash collisions), never under-count since the
 //! last aging. Must never allocate except when resized.
 
@@ -29,12 +30,13 @@ fn mix(hash: u64, seed: u64) -> u64 {
 impl Sketch {
     /// A sketch sized for about `entries` distinct hot keys.
     pub fn new(entries: usize) -> Self {
-        let words = entries.max(16).next_power_of_two();
+        // Two words (32 counters, i.e. 8 keys' worth of 4 counters) per expected key.
+        let words = (entries.max(16) * 2).next_power_of_two();
         Self {
             table: vec![0; words],
-            door: vec![0; (words / 4).max(1)], // 16 doorkeeper bits per expected key
+            door: vec![0; (words / 4).max(1)], // 32 doorkeeper bits per expected key
             additions: 0,
-            sample: 10 * words as u64,
+            sample: 20 * words as u64,
             sized_for: words,
         }
     }

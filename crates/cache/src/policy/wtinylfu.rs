@@ -32,6 +32,18 @@ pub struct WTinyLfu {
     capacity: u64,
     window_cap: u64,
     rng: u64,
+    /// When set, hashes of evicted entries are logged: candidates refused by admission (or
+    /// evicted straight from the window) and main victims, for [`super::Adaptive`].
+    log: Option<EvictionLog>,
+}
+
+/// Hashes of entries evicted since the log was last drained, by where they were evicted from.
+#[derive(Debug, Default)]
+pub struct EvictionLog {
+    /// Entries that never made it into main.
+    pub from_window: Vec<u64>,
+    /// Entries evicted from main.
+    pub from_main: Vec<u64>,
 }
 
 impl WTinyLfu {
@@ -47,9 +59,31 @@ impl WTinyLfu {
             capacity,
             window_cap: 0,
             rng: 0x853C_49E6_748F_EA9B,
+            log: None,
         };
         p.set_window(capacity / 100);
         p
+    }
+
+    /// Start logging evicted hashes (see [`EvictionLog`]).
+    pub fn enable_log(&mut self) {
+        self.log = Some(EvictionLog::default());
+    }
+
+    /// The eviction log, if enabled.
+    pub fn log_mut(&mut self) -> Option<&mut EvictionLog> {
+        self.log.as_mut()
+    }
+
+    fn note(&mut self, h: Handle, from_main: bool) {
+        let hash = self.arena.node(h).meta.hash;
+        if let Some(log) = &mut self.log {
+            if from_main {
+                log.from_main.push(hash);
+            } else {
+                log.from_window.push(hash);
+            }
+        }
     }
 
     /// Current window capacity (weight units).
@@ -118,6 +152,7 @@ impl WTinyLfu {
     fn offer_to_main(&mut self, c: Handle, evicted: &mut Vec<Handle>) {
         let w = u64::from(self.arena.node(c).weight);
         if w > self.main_cap() {
+            self.note(c, false);
             evicted.push(c);
             return;
         }
@@ -129,8 +164,10 @@ impl WTinyLfu {
                 .expect("main over capacity implies non-empty");
             if self.admit(c, victim) {
                 self.unlink(victim);
+                self.note(victim, true);
                 evicted.push(victim);
             } else {
+                self.note(c, false);
                 evicted.push(c);
                 return;
             }
@@ -151,7 +188,9 @@ impl WTinyLfu {
                 .or(self.protected.tail())
                 .or(self.window.tail())
                 .expect("over capacity implies non-empty");
+            let from_main = self.arena.node(v).meta.region != WINDOW;
             self.unlink(v);
+            self.note(v, from_main);
             evicted.push(v);
         }
     }
@@ -167,8 +206,8 @@ impl Policy for WTinyLfu {
         PolicyKind::WTinyLfu
     }
     fn entry_overhead(&self) -> u64 {
-        // Node plus sketch (8 bytes of counters and 2 of doorkeeper per entry, up to 2x slack).
-        (std::mem::size_of::<Node<Meta>>() + 15) as u64
+        // Node plus sketch: 16-32 bytes of counters and 4-8 of doorkeeper per entry.
+        (std::mem::size_of::<Node<Meta>>() + 30) as u64
     }
     fn capacity(&self) -> u64 {
         self.capacity
