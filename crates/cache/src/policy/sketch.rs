@@ -37,11 +37,11 @@ impl Sketch {
             door: vec![0; (words / 4).max(1)], // 32 doorkeeper bits per expected key
             additions: 0,
             sample: 20 * words as u64,
-            sized_for: words,
+            sized_for: words / 2,
         }
     }
 
-    /// Grow (and reset) the sketch if more than `entries` keys are resident.
+    /// Grow (and reset) the sketch, with headroom, once more than it was sized for are resident.
     pub fn ensure(&mut self, entries: usize) {
         if entries > self.sized_for {
             *self = Self::new(entries * 2);

@@ -55,7 +55,7 @@ impl WTinyLfu {
             probation: List::default(),
             protected: List::default(),
             // Weighted caches do not know their entry count up front; grow with `len`.
-            sketch: Sketch::new(capacity.min(1024) as usize),
+            sketch: Sketch::new(capacity.min(4096) as usize),
             capacity,
             window_cap: 0,
             rng: 0x853C_49E6_748F_EA9B,
@@ -206,8 +206,9 @@ impl Policy for WTinyLfu {
         PolicyKind::WTinyLfu
     }
     fn entry_overhead(&self) -> u64 {
-        // Node plus sketch: 16-32 bytes of counters and 4-8 of doorkeeper per entry.
-        (std::mem::size_of::<Node<Meta>>() + 30) as u64
+        // Node plus sketch: the table holds 2-8 words per resident entry depending on where it
+        // is between resizes, plus a quarter of that in doorkeeper bits (measured ~56 bytes).
+        (std::mem::size_of::<Node<Meta>>() + 56) as u64
     }
     fn capacity(&self) -> u64 {
         self.capacity

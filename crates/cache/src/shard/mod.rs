@@ -13,10 +13,11 @@ use hashbrown::HashTable;
 
 const NIL: u32 = u32::MAX;
 
-/// Fixed per-entry cost, in bytes, of the shard's own structures (entry slot with slack, key
-/// index slot, group and tag records for a one-entry group, allocator rounding of key, group and
-/// value buffers); the policy adds its own share. Measured by `tests/overhead.rs`.
-pub const ENTRY_OVERHEAD: u64 = 256;
+/// Fixed per-entry cost, in bytes, of the shard's own structures: the 112-byte entry slot and the
+/// 48-byte group record (one group per entry in the worst case), both in doubling vectors (~1.3x
+/// average slack), key and group index slots, and malloc rounding of the key, group and value
+/// buffers. The policy adds its own share. Calibrated by `tests/overhead.rs`.
+pub const ENTRY_OVERHEAD: u64 = 300;
 
 pub(crate) struct Entry<V> {
     key: Bytes,

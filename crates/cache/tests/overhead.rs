@@ -1,0 +1,85 @@
+//! Memory accounting honesty: with a counting global allocator, insert 100k entries and check
+//! that the bytes the cache reports are within 15% of the bytes actually allocated for them
+//! (keys, groups, values, slab, indexes, policy metadata, with malloc-style rounding).
+//! One test function only, so no other test thread allocates while we count.
+
+use bytes::Bytes;
+use cache::{Cache, CacheConfig, PolicyKind, NEVER};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Counts live heap bytes, each allocation rounded like a typical malloc (8-byte header,
+/// 16-byte granules, 32-byte minimum).
+struct Counting;
+
+static LIVE: AtomicI64 = AtomicI64::new(0);
+
+fn charged(size: usize) -> i64 {
+    ((size + 8 + 15) & !15).max(32) as i64
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(charged(layout.size()), Ordering::Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(charged(layout.size()), Ordering::Relaxed);
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(
+            charged(new_size) - charged(layout.size()),
+            Ordering::Relaxed,
+        );
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const N: usize = 100_000;
+
+fn measure(policy: PolicyKind, value_len: usize) -> (i64, u64) {
+    let cache: Cache<Bytes> = Cache::new(CacheConfig {
+        max_bytes: 1 << 34,
+        policy,
+        shards: 4,
+    });
+    let before = LIVE.load(Ordering::Relaxed);
+    for i in 0..N {
+        let group = format!("user:{i:08}");
+        let ticket = cache.begin_fill(group.as_bytes(), 1);
+        let key = Bytes::from(format!("0/GET/{group}").into_bytes());
+        let value = Bytes::from(vec![b'v'; value_len]);
+        assert!(cache.complete_fill(ticket, key, value, value_len as u64, NEVER, 0));
+    }
+    let actual = LIVE.load(Ordering::Relaxed) - before;
+    let reported = cache.stats().bytes;
+    cache.validate().expect("consistent");
+    (actual, reported)
+}
+
+#[test]
+fn reported_bytes_track_allocated_bytes() {
+    let mut bad = Vec::new();
+    for policy in PolicyKind::ALL {
+        for value_len in [16, 200] {
+            let (actual, reported) = measure(policy, value_len);
+            let ratio = reported as f64 / actual as f64;
+            println!(
+                "{policy:>10} value {value_len:>3}: allocated {:.1} B/entry, reported {:.1} B/entry, ratio {ratio:.3}",
+                actual as f64 / N as f64,
+                reported as f64 / N as f64
+            );
+            if !(0.85..=1.15).contains(&ratio) {
+                bad.push(format!("{policy}/{value_len}: {ratio:.3}"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "reported/allocated out of 0.85..1.15: {bad:?}"
+    );
+}
