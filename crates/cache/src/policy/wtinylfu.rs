@@ -39,7 +39,7 @@ pub struct WTinyLfu {
 
 /// Hashes of entries evicted since the log was last drained, by where they were evicted from.
 #[derive(Debug, Default)]
-pub struct EvictionLog {
+pub(crate) struct EvictionLog {
     /// Entries that never made it into main.
     pub from_window: Vec<u64>,
     /// Entries evicted from main.
@@ -66,12 +66,12 @@ impl WTinyLfu {
     }
 
     /// Start logging evicted hashes (see [`EvictionLog`]).
-    pub fn enable_log(&mut self) {
+    pub(crate) fn enable_log(&mut self) {
         self.log = Some(EvictionLog::default());
     }
 
     /// The eviction log, if enabled.
-    pub fn log_mut(&mut self) -> Option<&mut EvictionLog> {
+    pub(crate) fn log_mut(&mut self) -> Option<&mut EvictionLog> {
         self.log.as_mut()
     }
 
