@@ -15,12 +15,12 @@ use super::wtinylfu::WTinyLfu;
 use super::{Handle, Policy, PolicyKind};
 
 /// Window share at start.
-const START_WINDOW: f64 = 0.01;
+const START_WINDOW: f64 = 0.05;
 /// Each ghost remembers `resident entries / GHOST_DIVISOR` hashes: only very recent evictions
 /// are evidence (measured on the traces: 1/10 beat 1/8, 1/4, 1/2 and 1/1 of the resident count).
 const GHOST_DIVISOR: usize = 10;
-/// Largest window share (the main space never vanishes entirely).
-const MAX_WINDOW: f64 = 0.95;
+/// Largest window share (at 100% the policy is plain LRU).
+const MAX_WINDOW: f64 = 1.0;
 
 /// Adaptive W-TinyLFU.
 #[derive(Debug)]
