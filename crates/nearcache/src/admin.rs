@@ -1,6 +1,7 @@
 //! The admin HTTP port: `/metrics` in Prometheus text format, and a landing page.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -11,12 +12,14 @@ use axum::Router;
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::metrics::Metrics;
+use crate::cachelayer::CacheLayer;
+use crate::metrics::{CacheSnapshot, Metrics};
 
 /// Binds the admin listener and serves it until `stop` turns true.
 pub async fn start(
     addr: &str,
     metrics: Arc<Metrics>,
+    cache: Option<Arc<CacheLayer>>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -27,14 +30,14 @@ pub async fn start(
         "/metrics",
         get(move || {
             let m = metrics.clone();
+            let snapshot = cache.as_ref().map(|c| CacheSnapshot {
+                stats: c.stats(),
+                invalidated_keys: c.invalidated_keys.load(Ordering::Relaxed),
+                unmatched_keys: c.unmatched_keys.load(Ordering::Relaxed),
+            });
             async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    m.render(),
-                )
+                let content_type = "text/plain; version=0.0.4; charset=utf-8";
+                ([(header::CONTENT_TYPE, content_type)], m.render(snapshot))
             }
         }),
     );

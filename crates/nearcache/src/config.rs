@@ -35,6 +35,14 @@ pub struct Config {
     /// Most clients connected at once; more get Redis's `max number of clients` error.
     /// Default 10000, as in Redis.
     pub max_clients: usize,
+    /// Memory cap of the cache, Redis-style (`64mb`, `10gb`, `1000000`); `0` turns caching off.
+    /// Default `64mb`.
+    pub max_memory: String,
+    /// Eviction policy: `lru`, `lfu`, `w-tinylfu`, `s3fifo`, `sieve`, `adaptive`.
+    /// Default `adaptive` (see docs/cache.md for the measurements behind it).
+    pub eviction: String,
+    /// Longest life of any cached entry, in ms, whatever the key's TTL. Default 300000 (5 min).
+    pub cache_ttl_ms: u64,
     /// Close a client idle this many seconds (0 = never), as Redis's `timeout`. Clients that
     /// wait on a blocking command or are subscribed are never idle. Default 0.
     pub timeout: u64,
@@ -56,6 +64,9 @@ impl Default for Config {
             threads: 0,
             max_clients: 10_000,
             timeout: 0,
+            max_memory: "64mb".into(),
+            eviction: "adaptive".into(),
+            cache_ttl_ms: 300_000,
         }
     }
 }
@@ -68,6 +79,13 @@ impl Config {
         }
         if self.connect_timeout_ms == 0 {
             bail!("connect_timeout_ms must be at least 1");
+        }
+        parse_size(&self.max_memory)?;
+        self.eviction
+            .parse::<cache::PolicyKind>()
+            .map_err(|e| anyhow::anyhow!("eviction: {e}"))?;
+        if self.cache_ttl_ms == 0 {
+            bail!("cache_ttl_ms must be at least 1");
         }
         if self.max_clients == 0 {
             bail!("max_clients must be at least 1");
@@ -95,6 +113,29 @@ impl Config {
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// Parses a size as Redis does in its config: a plain number of bytes, or with a unit, where
+/// `k`/`m`/`g` are powers of 1000 and `kb`/`mb`/`gb` powers of 1024 (case-insensitive).
+pub fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {text:?}: expected e.g. 64mb, 10gb or bytes"))?;
+    let mul: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => bail!("invalid size {text:?}: unknown unit {unit:?} (use k, kb, m, mb, g, gb)"),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| anyhow::anyhow!("size {text:?} is too large"))
 }
 
 /// Command-line flags. Each overrides the config file's setting of the same name.
@@ -150,6 +191,15 @@ pub struct Args {
     /// Close clients idle this many seconds (0 = never).
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// Cache memory cap (64mb, 10gb, bytes); 0 disables caching.
+    #[arg(long)]
+    pub max_memory: Option<String>,
+    /// Eviction policy: lru, lfu, w-tinylfu, s3fifo, sieve, adaptive.
+    #[arg(long)]
+    pub eviction: Option<String>,
+    /// Longest life of a cached entry in ms.
+    #[arg(long)]
+    pub cache_ttl_ms: Option<u64>,
 }
 
 impl Args {
@@ -181,6 +231,9 @@ impl Args {
         set(&mut cfg.threads, self.threads);
         set(&mut cfg.max_clients, self.max_clients);
         set(&mut cfg.timeout, self.timeout);
+        set(&mut cfg.max_memory, self.max_memory);
+        set(&mut cfg.eviction, self.eviction);
+        set(&mut cfg.cache_ttl_ms, self.cache_ttl_ms);
     }
 }
 
@@ -206,6 +259,17 @@ mod tests {
         assert_eq!(cfg.upstream_conns, 4);
         assert_eq!(cfg.upstream, "127.0.0.1:6379");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn parses_sizes_like_redis() {
+        assert_eq!(parse_size("64mb").unwrap(), 64 << 20);
+        assert_eq!(parse_size("10GB").unwrap(), 10 << 30);
+        assert_eq!(parse_size("1k").unwrap(), 1000);
+        assert_eq!(parse_size("12345").unwrap(), 12345);
+        assert!(parse_size("12xb").is_err());
+        assert!(parse_size("mb").is_err());
+        assert!(parse_size("99999999999gb").is_err());
     }
 
     #[test]

@@ -7,8 +7,11 @@
 //! - [`admin`], [`metrics`]: the HTTP admin port and what it exposes.
 
 pub mod admin;
+mod bufs;
+pub mod cachelayer;
 pub mod command;
 pub mod config;
+pub mod keys;
 pub mod metrics;
 pub mod reply;
 pub mod session;
@@ -24,10 +27,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use cachelayer::CacheLayer;
 pub use config::Config;
 use metrics::Metrics;
 use session::Context;
-use upstream::{Pool, PoolConfig};
+use upstream::{Pool, PoolConfig, Tracking, TrackingSink};
 
 /// A running proxy. Dropping it leaves the proxy running; call [`Running::shutdown`].
 pub struct Running {
@@ -55,23 +59,40 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let listen_addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::default());
-    let pool = Pool::new(PoolConfig {
-        addr: config.upstream.clone(),
-        shared_conns: config.upstream_conns,
-        max_idle_dedicated: config.max_idle_dedicated,
-        connect_timeout: Duration::from_millis(config.connect_timeout_ms),
-        username: config.upstream_user.clone(),
-        password: config.upstream_password.clone(),
+    let max_memory = config::parse_size(&config.max_memory)?;
+    let cache = (max_memory > 0).then(|| {
+        let policy = config.eviction.parse().unwrap_or_default();
+        Arc::new(CacheLayer::new(
+            max_memory,
+            policy,
+            config.cache_ttl_ms,
+            metrics.clone(),
+        ))
     });
+    let tracking = cache
+        .clone()
+        .map(|c| Arc::new(Tracking::new(c as Arc<dyn TrackingSink>)));
+    let pool = Pool::new(
+        PoolConfig {
+            addr: config.upstream.clone(),
+            shared_conns: config.upstream_conns,
+            max_idle_dedicated: config.max_idle_dedicated,
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            username: config.upstream_user.clone(),
+            password: config.upstream_password.clone(),
+        },
+        tracking,
+    );
     let ctx = Arc::new(Context {
         pool,
         metrics: metrics.clone(),
         limits: resp::Limits::default(),
         idle_timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
+        cache: cache.clone(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let admin_addr = match &config.admin_listen {
-        Some(addr) => Some(admin::start(addr, metrics, stop_rx.clone()).await?),
+        Some(addr) => Some(admin::start(addr, metrics, cache, stop_rx.clone()).await?),
         None => None,
     };
     info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");

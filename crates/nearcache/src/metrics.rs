@@ -1,9 +1,42 @@
 //! Process-wide counters, exposed in Prometheus text format on the admin port.
 
+use std::sync::Mutex;
+
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+/// Why the whole cache was emptied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushReason {
+    /// Redis sent the null invalidation (FLUSHALL/FLUSHDB), or one went through the proxy.
+    Flushall,
+    /// The invalidation connection dropped: nothing cached is protected any more.
+    InvalidationConnectionLost,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// Figures the cache keeps itself, copied into the registry at each scrape.
+#[derive(Default)]
+struct CacheFigures {
+    hits: Counter,
+    misses: Counter,
+    evictions: Counter,
+    expirations: Counter,
+    stale_fills: Counter,
+    invalidations: Counter,
+    unmatched: Counter,
+    bytes: Gauge,
+    entries: Gauge,
+    max_bytes: Gauge,
+}
 
 /// The proxy's metrics. Cheap to update from any task (atomics).
 pub struct Metrics {
@@ -16,45 +49,153 @@ pub struct Metrics {
     pub clients: Gauge,
     /// Sessions holding a dedicated upstream connection now.
     pub pinned: Gauge,
+    /// Shared connections whose tracking was lost (closed, killed, redirect broken).
+    pub connection_lost: Counter,
+    flushes: Family<ReasonLabel, Counter>,
+    cache: CacheFigures,
+    /// Serialises scrapes so the copied counters advance exactly once per change.
+    scrape: Mutex<()>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::default();
+        let mut r = Registry::default();
         let m = Metrics {
             commands: Counter::default(),
             connections: Counter::default(),
             clients: Gauge::default(),
             pinned: Gauge::default(),
+            connection_lost: Counter::default(),
+            flushes: Family::default(),
+            cache: CacheFigures::default(),
+            scrape: Mutex::new(()),
             registry: Registry::default(),
         };
-        registry.register(
+        r.register(
             "nearcache_commands",
             "Commands received from clients",
             m.commands.clone(),
         );
-        registry.register(
+        r.register(
             "nearcache_client_connections",
             "Client connections accepted",
             m.connections.clone(),
         );
-        registry.register(
+        r.register(
             "nearcache_connected_clients",
             "Client connections open now",
             m.clients.clone(),
         );
-        registry.register(
+        r.register(
             "nearcache_pinned_sessions",
             "Client sessions holding a dedicated upstream connection",
             m.pinned.clone(),
         );
-        Metrics { registry, ..m }
+        r.register(
+            "nearcache_tracking_connections_lost",
+            "Shared upstream connections whose tracking was lost; their entries were dropped",
+            m.connection_lost.clone(),
+        );
+        r.register(
+            "nearcache_cache_flushes",
+            "Whole-cache flushes by reason",
+            m.flushes.clone(),
+        );
+        let c = &m.cache;
+        r.register(
+            "nearcache_cache_hits",
+            "Reads answered from the cache",
+            c.hits.clone(),
+        );
+        r.register(
+            "nearcache_cache_misses",
+            "Cacheable reads not found in the cache",
+            c.misses.clone(),
+        );
+        r.register(
+            "nearcache_cache_evictions",
+            "Entries evicted to stay under the memory cap",
+            c.evictions.clone(),
+        );
+        r.register(
+            "nearcache_cache_expirations",
+            "Entries dropped at their TTL",
+            c.expirations.clone(),
+        );
+        r.register(
+            "nearcache_cache_stale_fills",
+            "Replies not cached because an invalidation raced with the read",
+            c.stale_fills.clone(),
+        );
+        r.register(
+            "nearcache_invalidations",
+            "Keys invalidated by Redis",
+            c.invalidations.clone(),
+        );
+        r.register(
+            "nearcache_invalidations_unmatched",
+            "Invalidated keys that matched no entry (e.g. tracking-table-max-keys)",
+            c.unmatched.clone(),
+        );
+        r.register(
+            "nearcache_cache_bytes",
+            "Bytes the cache accounts for",
+            c.bytes.clone(),
+        );
+        r.register(
+            "nearcache_cache_entries",
+            "Entries in the cache",
+            c.entries.clone(),
+        );
+        r.register(
+            "nearcache_max_memory_bytes",
+            "The cache's memory cap",
+            c.max_bytes.clone(),
+        );
+        Metrics { registry: r, ..m }
+    }
+}
+
+/// Cache figures at one moment, as the cache layer reports them.
+pub struct CacheSnapshot {
+    pub stats: cache::CacheStats,
+    pub invalidated_keys: u64,
+    pub unmatched_keys: u64,
+}
+
+fn advance(counter: &Counter, to: u64) {
+    let now = counter.get();
+    if to > now {
+        counter.inc_by(to - now);
     }
 }
 
 impl Metrics {
+    /// Counts a whole-cache flush.
+    pub fn flush(&self, reason: FlushReason) {
+        let reason = match reason {
+            FlushReason::Flushall => "flushall",
+            FlushReason::InvalidationConnectionLost => "invalidation_connection_lost",
+        };
+        self.flushes.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
     /// The metrics in Prometheus text exposition format.
-    pub fn render(&self) -> String {
+    pub fn render(&self, cache: Option<CacheSnapshot>) -> String {
+        let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = cache {
+            let c = &self.cache;
+            advance(&c.hits, s.stats.hits);
+            advance(&c.misses, s.stats.misses);
+            advance(&c.evictions, s.stats.evictions);
+            advance(&c.expirations, s.stats.expirations);
+            advance(&c.stale_fills, s.stats.stale_fills);
+            advance(&c.invalidations, s.invalidated_keys);
+            advance(&c.unmatched, s.unmatched_keys);
+            c.bytes.set(s.stats.bytes as i64);
+            c.entries.set(s.stats.entries as i64);
+            c.max_bytes.set(s.stats.max_bytes as i64);
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -5,6 +5,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
 use tokio::sync::oneshot;
 
+use crate::cachelayer::Fill;
+
 /// Why an upstream request failed. Every variant becomes an `-ERR nearcache: ...` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamError {
@@ -58,11 +60,21 @@ impl std::error::Error for UpstreamError {}
 /// A reply as the raw bytes of one RESP frame, or why there is none.
 pub type UpstreamResult = Result<Bytes, UpstreamError>;
 
+/// What the writer does when a pending reply arrives, before the client sees it.
+pub enum After {
+    Nothing,
+    /// Cache the reply (a read; the receiver yields the key's `PTTL`, sent right before it).
+    Fill(Box<(Fill, oneshot::Receiver<UpstreamResult>)>),
+    /// Drop the entries of these Redis keys (a write): read-your-writes.
+    Invalidate(Vec<Bytes>),
+    /// Empty the cache (FLUSHALL, FLUSHDB, SWAPDB).
+    FlushAll,
+}
+
 /// One item in a session's ordered output queue.
-#[derive(Debug)]
 pub enum Outbound {
     /// The reply to a command sent upstream, delivered when it arrives.
-    Pending(oneshot::Receiver<UpstreamResult>),
+    Pending(oneshot::Receiver<UpstreamResult>, After),
     /// Bytes ready to write: a local reply, or a frame relayed from a dedicated connection.
     Frame(Bytes),
     /// Write everything queued so far, then close the client connection.

@@ -16,9 +16,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
+use crate::cachelayer::CacheLayer;
 use crate::command::{self, Local, Route, TxEffect};
-use crate::metrics::Metrics;
-use crate::reply::{self, Outbound};
+use crate::keys::{self, CacheUse};
+use crate::metrics::{FlushReason, Metrics};
+use crate::reply::{self, After, Outbound};
 use crate::upstream::{ConnHandle, Pool};
 use writer::Link;
 
@@ -29,6 +31,8 @@ pub struct Context {
     pub limits: resp::Limits,
     /// Close clients idle this long (Redis's `timeout`); `None` never does.
     pub idle_timeout: Option<Duration>,
+    /// The tracking cache; `None` when caching is off.
+    pub cache: Option<Arc<CacheLayer>>,
 }
 
 /// Where the session's commands currently go.
@@ -60,6 +64,8 @@ struct Session {
     conn: Option<ConnHandle>,
     in_multi: bool,
     watching: bool,
+    /// Keys written by the commands queued in the current MULTI, invalidated at EXEC.
+    tx_keys: Vec<Bytes>,
     encode_buf: BytesMut,
 }
 
@@ -76,7 +82,10 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
     let (out, out_rx) = mpsc::unbounded_channel();
     let link = Arc::new(Link::default());
     let writer_link = link.clone();
-    let writer = tokio::spawn(async move { writer::run(out_rx, wr, &writer_link).await });
+    let writer_cache = ctx.cache.clone();
+    let writer = tokio::spawn(async move {
+        writer::run(out_rx, wr, &writer_link, writer_cache.as_deref()).await
+    });
     let mut session = Session {
         ctx,
         out,
@@ -86,6 +95,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         conn: None,
         in_multi: false,
         watching: false,
+        tx_keys: Vec::new(),
         encode_buf: BytesMut::new(),
     };
     tokio::select! {
@@ -123,6 +133,9 @@ impl Session {
             loop {
                 match resp::parse_command(&mut buf, &self.ctx.limits) {
                     Ok(Some(args)) if args.is_empty() => continue,
+                    // The client is gone: running the rest of its pipeline would only load
+                    // Redis and the shared connections with replies nobody reads.
+                    Ok(Some(_)) if self.link.is_closed() => return,
                     Ok(Some(args)) => {
                         if let Err(Stop::Closing) = self.handle(args).await {
                             return;
@@ -136,9 +149,7 @@ impl Session {
                     }
                 }
             }
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(16 * 1024);
-            }
+            crate::bufs::make_room(&mut buf);
         }
     }
 
@@ -219,7 +230,14 @@ impl Session {
                         self.proto = v;
                     }
                 }
-                self.send_shared(&args).await;
+                match self.cache_use(&args) {
+                    CacheUse::Read => self.cached_read(&args).await,
+                    CacheUse::Neutral => self.send_shared(&args, After::Nothing).await,
+                    effect => {
+                        let after = self.write_effect(effect, &args);
+                        self.send_shared(&args, after).await;
+                    }
+                }
                 Ok(())
             }
             Route::Transient | Route::Session | Route::Relay => {
@@ -256,22 +274,91 @@ impl Session {
         }
     }
 
-    /// Sends a stateless command on the session's shared connection, picking the least busy one
-    /// when nothing is in flight (or the protocol changed, after waiting for in-flight replies).
-    async fn send_shared(&mut self, args: &[Bytes]) {
-        let keep = match &self.conn {
-            Some(c) => c.proto() == self.proto && self.link.inflight() > 0 && c.is_up(),
-            None => false,
+    fn cache_use(&self, args: &[Bytes]) -> CacheUse {
+        match &self.ctx.cache {
+            Some(_) => keys::cache_use(args),
+            None => CacheUse::Neutral,
+        }
+    }
+
+    /// What a write means for the cache: its keys are invalidated now, and again when its reply
+    /// arrives (a fill racing with it may have slipped in between).
+    fn write_effect(&mut self, effect: CacheUse, args: &[Bytes]) -> After {
+        let Some(cache) = &self.ctx.cache else {
+            return After::Nothing;
         };
-        if !keep {
-            self.link.drained().await;
-            self.conn = Some(self.ctx.pool.shared(self.proto));
+        self.link.write_sent();
+        match effect {
+            CacheUse::WriteAll => {
+                cache.flush(FlushReason::Flushall);
+                After::FlushAll
+            }
+            _ => {
+                let keys = keys::write_keys(args);
+                cache.invalidate_keys(keys);
+                After::Invalidate(keys.to_vec())
+            }
         }
+    }
+
+    /// A cacheable read on a shared connection: a hit is answered at once (in order, behind
+    /// the replies still pending); a miss goes upstream after a `PTTL` of its key, to be cached on return.
+    async fn cached_read(&mut self, args: &[Bytes]) {
+        let Some(cache) = self.ctx.cache.clone() else {
+            return self.send_shared(args, After::Nothing).await;
+        };
         let bytes = self.encode(args);
-        if let Some(conn) = &self.conn {
-            self.link.dispatched();
-            let _ = self.out.send(Outbound::Pending(conn.call(bytes)));
+        let key = CacheLayer::entry_key(self.proto, &bytes);
+        let group = &args[1];
+        // While a write is in flight, Redis may not have applied it yet: read through, and
+        // leave the cache alone (a pipeline of writes and reads would only churn it).
+        if self.link.writes_inflight() > 0 {
+            return self.send_shared(args, After::Nothing).await;
         }
+        if let Some(hit) = cache.lookup(group, &key) {
+            self.reply(hit);
+            return;
+        }
+        let conn = self.pick_shared().await;
+        let after = match conn.fill_tag() {
+            Some(tag) => {
+                // PTTL goes first: its reply is in by the time the read's is, and a write
+                // between the two invalidates the key (PTTL is tracked too), voiding the fill.
+                let fill = cache.begin(group, tag, key);
+                let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
+                let rx = conn.call(bytes);
+                self.link.dispatched();
+                let _ = self
+                    .out
+                    .send(Outbound::Pending(rx, After::Fill(Box::new((fill, pttl)))));
+                return;
+            }
+            None => After::Nothing,
+        };
+        self.link.dispatched();
+        let _ = self.out.send(Outbound::Pending(conn.call(bytes), after));
+    }
+
+    /// The shared connection for the next command: the current one while replies are pending
+    /// on it, else the least busy one (after waiting for in-flight replies if it changes).
+    async fn pick_shared(&mut self) -> ConnHandle {
+        if let Some(c) = &self.conn {
+            if c.proto() == self.proto && self.link.inflight() > 0 && c.is_up() {
+                return c.clone();
+            }
+        }
+        self.link.drained().await;
+        let conn = self.ctx.pool.shared(self.proto);
+        self.conn = Some(conn.clone());
+        conn
+    }
+
+    /// Sends a stateless command on the session's shared connection.
+    async fn send_shared(&mut self, args: &[Bytes], after: After) {
+        let conn = self.pick_shared().await;
+        let bytes = self.encode(args);
+        self.link.dispatched();
+        let _ = self.out.send(Outbound::Pending(conn.call(bytes), after));
     }
 
     /// Moves the session onto a dedicated connection; on failure replies with the error.
@@ -314,14 +401,58 @@ impl Session {
     }
 
     fn send_dedicated(&mut self, args: &[Bytes]) -> Result<(), Stop> {
+        let after = self.dedicated_write_effect(args);
         let bytes = self.encode(args);
         let rx = self.dedicated_conn()?.call(bytes);
         self.link.dispatched();
-        let _ = self.out.send(Outbound::Pending(rx));
+        let _ = self.out.send(Outbound::Pending(rx, after));
         Ok(())
     }
 
+    /// Writes on a dedicated connection: inside MULTI they run at EXEC, so their keys are
+    /// collected and invalidated (again) when EXEC's reply arrives.
+    fn dedicated_write_effect(&mut self, args: &[Bytes]) -> After {
+        let effect = self.cache_use(args);
+        if args[0].eq_ignore_ascii_case(b"DISCARD") {
+            self.tx_keys.clear();
+        }
+        let is_exec =
+            command::tx_effect(args) == TxEffect::EndTx && args[0].eq_ignore_ascii_case(b"EXEC");
+        match effect {
+            CacheUse::Write | CacheUse::WriteAll if self.in_multi && !is_exec => {
+                if let Some(c) = &self.ctx.cache {
+                    let keys = keys::write_keys(args);
+                    c.invalidate_keys(keys);
+                    self.tx_keys.extend_from_slice(keys);
+                    if effect == CacheUse::WriteAll {
+                        c.flush(FlushReason::Flushall);
+                        self.tx_keys.push(Bytes::new());
+                    }
+                }
+                After::Nothing
+            }
+            CacheUse::Write | CacheUse::WriteAll => self.write_effect(effect, args),
+            _ if is_exec && !self.tx_keys.is_empty() && self.ctx.cache.is_some() => {
+                let keys = std::mem::take(&mut self.tx_keys);
+                // An empty key marks a queued FLUSHALL/FLUSHDB/SWAPDB.
+                let effect = if keys.iter().any(|k| k.is_empty()) {
+                    CacheUse::WriteAll
+                } else {
+                    CacheUse::Write
+                };
+                let mut exec_args = vec![Bytes::from_static(b"EXEC")];
+                exec_args.extend(keys);
+                self.write_effect(effect, &exec_args)
+            }
+            _ => After::Nothing,
+        }
+    }
+
     fn relay(&mut self, args: &[Bytes]) -> Result<(), Stop> {
+        // No reply hook in relay mode: invalidate at dispatch only.
+        if let (Some(c), CacheUse::Write) = (&self.ctx.cache, self.cache_use(args)) {
+            c.invalidate_keys(keys::write_keys(args));
+        }
         if command::is_reset(args) {
             self.proto = 2;
         } else if let Some(v) = command::hello_version(args) {

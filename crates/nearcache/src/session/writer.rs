@@ -6,12 +6,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use crate::reply::{Outbound, UpstreamError};
+use crate::cachelayer::CacheLayer;
+use crate::metrics::FlushReason;
+use crate::reply::{After, Outbound, UpstreamError};
 
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -20,6 +22,8 @@ const FLUSH_AT: usize = 64 * 1024;
 pub struct Link {
     /// Replies dispatched upstream that the writer has not received yet.
     inflight: AtomicUsize,
+    /// Writes dispatched whose reply the writer has not received yet.
+    writes: AtomicUsize,
     /// The writer is gone (client unreachable): nobody will drain `inflight` any more.
     closed: AtomicBool,
     changed: Notify,
@@ -34,6 +38,20 @@ impl Link {
         if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.changed.notify_waiters();
         }
+    }
+
+    pub fn write_sent(&self) {
+        self.writes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn write_done(&self) {
+        self.writes.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Writes still in flight: while any is, the session must not answer reads from the cache
+    /// (the write may not have reached Redis yet, and the client expects to read it back).
+    pub fn writes_inflight(&self) -> usize {
+        self.writes.load(Ordering::Acquire)
     }
 
     pub fn inflight(&self) -> usize {
@@ -52,6 +70,7 @@ impl Link {
             if self.inflight() == 0 || self.is_closed() {
                 return;
             }
+            tracing::trace!(inflight = self.inflight(), "reader waits for drain");
             notified.await;
         }
     }
@@ -67,8 +86,9 @@ pub async fn run(
     mut rx: mpsc::UnboundedReceiver<Outbound>,
     mut wr: OwnedWriteHalf,
     link: &Link,
+    cache: Option<&CacheLayer>,
 ) -> std::io::Result<()> {
-    let result = write_loop(&mut rx, &mut wr, link).await;
+    let result = write_loop(&mut rx, &mut wr, link, cache).await;
     link.close();
     let _ = wr.shutdown().await;
     result
@@ -78,6 +98,7 @@ async fn write_loop(
     rx: &mut mpsc::UnboundedReceiver<Outbound>,
     wr: &mut OwnedWriteHalf,
     link: &Link,
+    cache: Option<&CacheLayer>,
 ) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(16 * 1024);
     loop {
@@ -93,7 +114,7 @@ async fn write_loop(
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
         match item {
-            Outbound::Pending(mut reply) => {
+            Outbound::Pending(mut reply, after) => {
                 let result = match reply.try_recv() {
                     Ok(r) => Ok(r),
                     Err(oneshot::error::TryRecvError::Empty) => {
@@ -103,11 +124,18 @@ async fn write_loop(
                     Err(oneshot::error::TryRecvError::Closed) => Err(()),
                 };
                 link.received();
-                match result {
-                    Ok(Ok(bytes)) => out.extend_from_slice(&bytes),
-                    Ok(Err(e)) => out.extend_from_slice(&e.to_frame()),
-                    Err(()) => out.extend_from_slice(&dropped().to_frame()),
-                }
+                let reply = match result {
+                    Ok(Ok(bytes)) => Some(bytes),
+                    Ok(Err(e)) => {
+                        out.extend_from_slice(&e.to_frame());
+                        None
+                    }
+                    Err(()) => {
+                        out.extend_from_slice(&dropped().to_frame());
+                        None
+                    }
+                };
+                after_reply(after, reply, cache, link, wr, &mut out).await?;
             }
             Outbound::Frame(bytes) => out.extend_from_slice(&bytes),
             Outbound::Close => break,
@@ -117,6 +145,55 @@ async fn write_loop(
         }
     }
     flush(wr, &mut out).await
+}
+
+/// Applies a reply's cache effect, then queues the reply for the client. Invalidations happen
+/// before the client can see the reply, so it reads its own write back.
+async fn after_reply(
+    after: After,
+    reply: Option<Bytes>,
+    cache: Option<&CacheLayer>,
+    link: &Link,
+    wr: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
+    match (after, cache) {
+        (After::Invalidate(keys), c) => {
+            if let Some(c) = c {
+                c.invalidate_keys(&keys);
+            }
+            link.write_done();
+        }
+        (After::FlushAll, c) => {
+            if let Some(c) = c {
+                c.flush(FlushReason::Flushall);
+            }
+            link.write_done();
+        }
+        (After::Fill(fill), Some(c)) => {
+            if let Some(bytes) = &reply {
+                out.extend_from_slice(bytes);
+                let (fill, mut pttl) = *fill;
+                let ttl = match pttl.try_recv() {
+                    Ok(r) => Ok(r),
+                    Err(oneshot::error::TryRecvError::Empty) => {
+                        flush(wr, out).await?;
+                        (&mut pttl).await.map_err(|_| ())
+                    }
+                    Err(oneshot::error::TryRecvError::Closed) => Err(()),
+                };
+                if let Ok(Ok(ttl)) = ttl {
+                    c.complete(fill, bytes, &ttl);
+                }
+                return Ok(());
+            }
+        }
+        _ => {}
+    }
+    if let Some(bytes) = reply {
+        out.extend_from_slice(&bytes);
+    }
+    Ok(())
 }
 
 fn dropped() -> UpstreamError {

@@ -7,7 +7,7 @@
 //! frame goes to the owning session in arrival order (pub/sub, MONITOR, CLIENT REPLY OFF).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,7 @@ use tracing::{debug, info, warn};
 use crate::reply::{Outbound, UpstreamError, UpstreamResult};
 
 use super::pool::PoolConfig;
+use super::tracking::Tracking;
 
 /// How many bytes of queued requests are coalesced into one socket write.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -48,7 +49,30 @@ struct ConnState {
     inflight: AtomicUsize,
     /// False while a shared connection is reconnecting, and forever once a dedicated one dies.
     up: AtomicBool,
+    /// Unique per connection object; with `generation`, it makes the cache tag.
+    index: u64,
+    /// Bumped at every (re)connect of a shared connection.
+    generation: AtomicU64,
+    /// Tracking epoch this connection's `CLIENT TRACKING ... REDIRECT` points at (0: none).
+    tracking_epoch: AtomicU64,
+    tracking: Option<Arc<Tracking>>,
 }
+
+impl ConnState {
+    fn tag(&self) -> u64 {
+        (self.index << 32) | (self.generation.load(Ordering::Acquire) & 0xffff_ffff)
+    }
+
+    /// The connection no longer protects what it filled: tell the cache, before any new fill.
+    fn tracking_lost(&self) {
+        self.tracking_epoch.store(0, Ordering::Release);
+        if let Some(t) = &self.tracking {
+            t.sink.connection_lost(self.tag());
+        }
+    }
+}
+
+static NEXT_INDEX: AtomicU64 = AtomicU64::new(1);
 
 /// A cheap, cloneable handle to a connection task.
 #[derive(Clone)]
@@ -58,13 +82,21 @@ pub struct ConnHandle {
 }
 
 impl ConnHandle {
-    fn new(addr: &str, proto: u8) -> (Self, mpsc::UnboundedReceiver<Request>) {
+    fn new(
+        addr: &str,
+        proto: u8,
+        tracking: Option<Arc<Tracking>>,
+    ) -> (Self, mpsc::UnboundedReceiver<Request>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(ConnState {
             addr: addr.to_string(),
             proto,
             inflight: AtomicUsize::new(0),
             up: AtomicBool::new(false),
+            index: NEXT_INDEX.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
+            tracking_epoch: AtomicU64::new(0),
+            tracking,
         });
         (ConnHandle { tx, state }, rx)
     }
@@ -113,6 +145,29 @@ impl ConnHandle {
         self.state.proto
     }
 
+    /// The cache tag for a fill through this connection, if its tracking protects fills now.
+    pub fn fill_tag(&self) -> Option<u64> {
+        let t = self.state.tracking.as_ref()?;
+        let epoch = self.state.tracking_epoch.load(Ordering::Acquire);
+        (self.is_up() && t.is_current(epoch)).then(|| self.state.tag())
+    }
+
+    /// Points this connection's tracking at a new invalidation connection. Fills through it
+    /// resume once Redis has answered, if the connection was not replaced meanwhile.
+    pub fn retrack(&self, client_id: i64, epoch: u64) {
+        let generation = self.state.generation.load(Ordering::Acquire);
+        let rx = self.call(tracking_command(client_id));
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            if let Ok(Ok(reply)) = rx.await {
+                let same = state.generation.load(Ordering::Acquire) == generation;
+                if same && reply.starts_with(b"+OK") {
+                    state.tracking_epoch.store(epoch, Ordering::Release);
+                }
+            }
+        });
+    }
+
     /// True when both handles drive the same connection.
     pub fn same(&self, other: &ConnHandle) -> bool {
         Arc::ptr_eq(&self.state, &other.state)
@@ -138,9 +193,23 @@ fn close_relay(sink: &mpsc::UnboundedSender<Outbound>, err: &UpstreamError) {
     let _ = sink.send(Outbound::Close);
 }
 
-/// Opens a TCP connection and performs the handshake: `HELLO 3` for RESP3 and `AUTH` when the
-/// proxy has upstream credentials.
-pub async fn connect(cfg: &PoolConfig, proto: u8) -> Result<TcpStream, UpstreamError> {
+fn tracking_command(client_id: i64) -> Bytes {
+    let mut out = BytesMut::new();
+    let id = client_id.to_string();
+    resp::encode_command(
+        &["CLIENT", "TRACKING", "on", "REDIRECT", id.as_str()],
+        &mut out,
+    );
+    out.freeze()
+}
+
+/// Opens a TCP connection and performs the handshake: `HELLO 3` for RESP3, `AUTH` when the
+/// proxy has upstream credentials, then any `extra` commands (each must not fail).
+pub async fn connect(
+    cfg: &PoolConfig,
+    proto: u8,
+    extra: &[Bytes],
+) -> Result<TcpStream, UpstreamError> {
     let unavailable = |cause: String| UpstreamError::Unavailable {
         addr: cfg.addr.clone(),
         cause,
@@ -168,47 +237,84 @@ pub async fn connect(cfg: &PoolConfig, proto: u8) -> Result<TcpStream, UpstreamE
         }
         hello.push(pass.clone().into());
     }
-    if hello.is_empty() {
+    let mut out = BytesMut::new();
+    let mut expected = extra.len();
+    if !hello.is_empty() {
+        resp::encode_command(&hello, &mut out);
+        expected += 1;
+    }
+    for cmd in extra {
+        out.extend_from_slice(cmd);
+    }
+    if expected == 0 {
         return Ok(stream);
     }
-    let mut out = BytesMut::new();
-    resp::encode_command(&hello, &mut out);
-    let handshake = async {
-        stream.write_all(&out).await?;
-        let mut buf = BytesMut::with_capacity(1024);
-        loop {
-            if let Some(len) = resp::scan(&buf, &resp::Limits::default())
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
-            {
-                return Ok::<Bytes, std::io::Error>(buf.split_to(len).freeze());
-            }
-            if stream.read_buf(&mut buf).await? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-        }
-    };
-    let reply = tokio::time::timeout(cfg.connect_timeout, handshake)
+    let replies = tokio::time::timeout(cfg.connect_timeout, handshake(&mut stream, &out, expected))
         .await
         .map_err(|_| unavailable("handshake timed out".into()))?
         .map_err(|e| unavailable(format!("handshake failed: {e}")))?;
-    if reply.first() == Some(&b'-') {
-        let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
-        return Err(unavailable(format!("handshake rejected: {text}")));
+    for reply in replies {
+        if reply.first() == Some(&b'-') {
+            let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
+            return Err(unavailable(format!("handshake rejected: {text}")));
+        }
     }
     Ok(stream)
 }
 
+/// Writes `out` and reads `n` replies (push frames are skipped).
+pub async fn handshake(
+    stream: &mut TcpStream,
+    out: &[u8],
+    n: usize,
+) -> std::io::Result<Vec<Bytes>> {
+    stream.write_all(out).await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut replies = Vec::with_capacity(n);
+    while replies.len() < n {
+        match resp::scan(&buf, &resp::Limits::default())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+        {
+            Some(len) => {
+                let frame = buf.split_to(len).freeze();
+                if frame.first() != Some(&b'>') {
+                    replies.push(frame);
+                }
+            }
+            None => {
+                if stream.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+    }
+    Ok(replies)
+}
+
 /// Starts a shared connection: a task that connects, serves, and reconnects with backoff for as
 /// long as any handle lives. While Redis is unreachable, requests fail at once with the cause.
-pub fn spawn_shared(cfg: Arc<PoolConfig>, proto: u8) -> ConnHandle {
-    let (handle, mut rx) = ConnHandle::new(&cfg.addr, proto);
+pub fn spawn_shared(
+    cfg: Arc<PoolConfig>,
+    proto: u8,
+    tracking: Option<Arc<Tracking>>,
+) -> ConnHandle {
+    let (handle, mut rx) = ConnHandle::new(&cfg.addr, proto, tracking);
     let state = handle.state.clone();
     tokio::spawn(async move {
         let mut backoff = MIN_BACKOFF;
         let mut healthy = true;
         loop {
-            match connect(&cfg, proto).await {
+            let redirect = state.tracking.as_ref().and_then(|t| t.redirect());
+            let extra: Vec<Bytes> = redirect
+                .iter()
+                .map(|(id, _)| tracking_command(*id))
+                .collect();
+            match connect(&cfg, proto, &extra).await {
                 Ok(stream) => {
+                    state.generation.fetch_add(1, Ordering::AcqRel);
+                    if let Some((_, epoch)) = redirect {
+                        state.tracking_epoch.store(epoch, Ordering::Release);
+                    }
                     if !healthy {
                         info!(upstream = %cfg.addr, proto, "upstream connection re-established");
                     }
@@ -217,6 +323,7 @@ pub fn spawn_shared(cfg: Arc<PoolConfig>, proto: u8) -> ConnHandle {
                     state.up.store(true, Ordering::Release);
                     let ended = serve(stream, &mut rx, &state).await;
                     state.up.store(false, Ordering::Release);
+                    state.tracking_lost();
                     match ended {
                         None => return,
                         Some(err) => {
@@ -265,8 +372,8 @@ async fn refuse_until(
 /// Opens a dedicated connection for one session. It dies with its socket: no reconnect, since
 /// the session state it carried (MULTI, SELECT, subscriptions) would be gone.
 pub async fn connect_dedicated(cfg: &PoolConfig, proto: u8) -> Result<ConnHandle, UpstreamError> {
-    let stream = connect(cfg, proto).await?;
-    let (handle, mut rx) = ConnHandle::new(&cfg.addr, proto);
+    let stream = connect(cfg, proto, &[]).await?;
+    let (handle, mut rx) = ConnHandle::new(&cfg.addr, proto, None);
     let state = handle.state.clone();
     state.up.store(true, Ordering::Release);
     tokio::spawn(async move {
@@ -346,9 +453,7 @@ async fn serve(
                     return e;
                 }
             }
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(16 * 1024);
-            }
+            crate::bufs::make_room(&mut buf);
         }
     };
 
@@ -397,8 +502,13 @@ fn deliver(
         return Ok(());
     }
     if frame.first() == Some(&b'>') {
-        // A RESP3 push on a matched connection is never a reply.
-        debug!(upstream = %state.addr, "dropping push frame on a matched connection");
+        // A RESP3 push on a matched connection is never a reply. The one that matters here:
+        // Redis lost our redirect target, so invalidations for this connection's reads are lost.
+        if frame.windows(21).any(|w| w == b"tracking-redir-broken") {
+            warn!(upstream = %state.addr, "tracking redirect broken");
+            state.tracking_lost();
+        }
+        debug!(upstream = %state.addr, "push frame on a matched connection");
         return Ok(());
     }
     match queue.pop_front() {

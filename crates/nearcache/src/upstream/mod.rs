@@ -6,7 +6,10 @@
 //! across an `.await`; they talk to the task through channels.
 
 mod conn;
+mod invalidation;
 mod pool;
+mod tracking;
 
 pub use conn::{ConnHandle, Request};
 pub use pool::{Pool, PoolConfig};
+pub use tracking::{Tracking, TrackingSink};

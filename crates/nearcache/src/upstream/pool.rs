@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::conn::{connect_dedicated, spawn_shared, ConnHandle};
+use super::invalidation;
+use super::tracking::Tracking;
 use crate::reply::UpstreamError;
 
 /// Settings of the upstream side.
@@ -39,10 +41,20 @@ fn slot(proto: u8) -> usize {
 
 impl Pool {
     /// Creates the pool and starts its shared connections. Must run inside a tokio runtime.
-    pub fn new(cfg: PoolConfig) -> Arc<Pool> {
+    /// With `tracking`, every shared connection tracks what it reads, redirecting invalidations
+    /// to an invalidation connection this pool also runs.
+    pub fn new(cfg: PoolConfig, tracking: Option<Arc<Tracking>>) -> Arc<Pool> {
         let cfg = Arc::new(cfg);
         let n = cfg.shared_conns.max(1);
-        let shared = [2u8, 3u8].map(|p| (0..n).map(|_| spawn_shared(cfg.clone(), p)).collect());
+        let shared: [Vec<ConnHandle>; 2] = [2u8, 3u8].map(|p| {
+            (0..n)
+                .map(|_| spawn_shared(cfg.clone(), p, tracking.clone()))
+                .collect()
+        });
+        if let Some(t) = tracking {
+            let all = shared.iter().flatten().cloned().collect();
+            invalidation::spawn(cfg.clone(), t, all);
+        }
         Arc::new(Pool {
             cfg,
             shared,

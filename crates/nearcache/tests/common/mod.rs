@@ -276,6 +276,10 @@ impl Proxy {
     }
 
     pub async fn start_config(config: nearcache::Config) -> Proxy {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let running = tokio::time::timeout(START_TIMEOUT, nearcache::start(config.clone()))
             .await
             .unwrap_or_else(|_| panic!("nearcache::start did not return within {START_TIMEOUT:?}"))

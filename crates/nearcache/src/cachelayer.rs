@@ -1,0 +1,212 @@
+//! The proxy's use of the cache library: entry keys, fills with their expiry, and what Redis's
+//! invalidations and lost connections mean for cached entries.
+//!
+//! Synchronous: the session and writer call into it, the upstream side calls it through
+//! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use cache::{Cache, CacheConfig, Clock, FillTicket, PolicyKind};
+
+use crate::metrics::{FlushReason, Metrics};
+use crate::upstream::TrackingSink;
+
+/// The cache as the proxy sees it.
+pub struct CacheLayer {
+    cache: Cache<Bytes>,
+    clock: Clock,
+    /// Upper bound on any entry's life, so a lost invalidation cannot pin a value forever.
+    ttl_cap_ms: u64,
+    /// Replies larger than this are not cached: copying them in would cost more than it saves
+    /// once the policy, whose window is a small share of a shard, pushes them out again.
+    max_value: u64,
+    metrics: Arc<Metrics>,
+    /// Invalidation messages (keys) received from Redis, and those that matched no entry.
+    pub invalidated_keys: AtomicU64,
+    pub unmatched_keys: AtomicU64,
+}
+
+/// A read sent upstream whose reply may be cached.
+pub struct Fill {
+    ticket: FillTicket,
+    key: Bytes,
+    /// When the read left, on the cache clock: the key's TTL is counted from here, so the entry
+    /// never outlives the key.
+    sent_at: u64,
+}
+
+impl CacheLayer {
+    pub fn new(max_bytes: u64, policy: PolicyKind, ttl_cap_ms: u64, metrics: Arc<Metrics>) -> Self {
+        CacheLayer {
+            cache: Cache::new(CacheConfig {
+                max_bytes,
+                policy,
+                shards: 0,
+            }),
+            clock: Clock::new(),
+            ttl_cap_ms,
+            max_value: (max_bytes / 1024).clamp(16 * 1024, 1024 * 1024),
+            metrics,
+            invalidated_keys: AtomicU64::new(0),
+            unmatched_keys: AtomicU64::new(0),
+        }
+    }
+
+    /// The entry key of a read: protocol version, then the encoded command. The db is always 0
+    /// and the identity the proxy's own: sessions with another db or user never use the cache.
+    pub fn entry_key(proto: u8, encoded: &[u8]) -> Bytes {
+        let mut k = BytesMut::with_capacity(encoded.len() + 1);
+        k.put_u8(proto);
+        k.put_slice(encoded);
+        k.freeze()
+    }
+
+    /// A cached reply, if any.
+    pub fn lookup(&self, group: &[u8], key: &[u8]) -> Option<Bytes> {
+        self.cache.get(group, key, self.clock.now())
+    }
+
+    /// Starts a fill through a connection whose tracking protects entries tagged `tag`.
+    pub fn begin(&self, group: &[u8], tag: u64, key: Bytes) -> Fill {
+        Fill {
+            ticket: self.cache.begin_fill(group, tag),
+            sent_at: self.clock.now(),
+            key,
+        }
+    }
+
+    /// Completes a fill with the reply and the key's `PTTL` reply (sent right before the read).
+    pub fn complete(&self, fill: Fill, reply: &Bytes, pttl: &[u8]) {
+        if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
+            return;
+        }
+        if reply.len() as u64 > self.max_value {
+            return;
+        }
+        let Some(ttl) = parse_pttl(pttl) else {
+            return;
+        };
+        let life = match ttl {
+            Some(ms) => ms.min(self.ttl_cap_ms),
+            None => self.ttl_cap_ms,
+        };
+        let now = self.clock.now();
+        let expires_at = fill.sent_at.saturating_add(life);
+        // A copy of its own: a slice would pin the whole upstream read buffer it came from,
+        // and the cache's byte count would no longer be what the allocator holds.
+        self.cache.complete_fill(
+            fill.ticket,
+            fill.key,
+            Bytes::copy_from_slice(reply),
+            reply.len() as u64,
+            expires_at,
+            now,
+        );
+    }
+
+    /// Drops every entry derived from these Redis keys (a write through the proxy).
+    pub fn invalidate_keys(&self, keys: &[Bytes]) {
+        for k in keys {
+            self.cache.invalidate_group(k);
+        }
+    }
+
+    /// Empties the cache.
+    pub fn flush(&self, reason: FlushReason) {
+        self.cache.clear();
+        self.metrics.flush(reason);
+    }
+
+    pub fn stats(&self) -> cache::CacheStats {
+        self.cache.stats()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.cache.validate()
+    }
+}
+
+/// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),
+/// `None` when the reply is not an integer (then nothing is cached).
+fn parse_pttl(reply: &[u8]) -> Option<Option<u64>> {
+    let text = std::str::from_utf8(reply.strip_prefix(b":")?).ok()?;
+    let ms: i64 = text.trim_end().parse().ok()?;
+    Some((ms >= 0).then_some(ms as u64))
+}
+
+impl TrackingSink for CacheLayer {
+    fn connection_lost(&self, tag: u64) {
+        self.cache.invalidate_tag(tag);
+        self.metrics.connection_lost.inc();
+    }
+
+    fn invalidate(&self, keys: Option<Vec<Bytes>>) {
+        match keys {
+            None => self.flush(FlushReason::Flushall),
+            Some(keys) => {
+                for k in &keys {
+                    self.invalidated_keys.fetch_add(1, Ordering::Relaxed);
+                    if self.cache.invalidate_group(k) == 0 {
+                        // Keys we no longer hold, or Redis's tracking table evicting
+                        // (tracking-table-max-keys): harmless, but counted.
+                        self.unmatched_keys.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn invalidation_lost(&self) {
+        self.flush(FlushReason::InvalidationConnectionLost);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_pttl_replies() {
+        assert_eq!(parse_pttl(b":1500\r\n"), Some(Some(1500)));
+        assert_eq!(parse_pttl(b":-1\r\n"), Some(None));
+        assert_eq!(parse_pttl(b":-2\r\n"), Some(None));
+        assert_eq!(parse_pttl(b"-ERR x\r\n"), None);
+    }
+
+    #[test]
+    fn fills_respect_ttl_and_invalidation() {
+        let layer = CacheLayer::new(
+            1 << 20,
+            PolicyKind::default(),
+            60_000,
+            Arc::new(Metrics::default()),
+        );
+        let key = CacheLayer::entry_key(2, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        let reply = Bytes::from_static(b"$1\r\nv\r\n");
+        let fill = layer.begin(b"k", 1, key.clone());
+        layer.complete(fill, &reply, b":-1\r\n");
+        assert_eq!(layer.lookup(b"k", &key), Some(reply.clone()));
+        layer.invalidate(Some(vec![Bytes::from_static(b"k")]));
+        assert_eq!(layer.lookup(b"k", &key), None);
+
+        // An invalidation while the read is in flight: the reply is not cached.
+        let fill = layer.begin(b"k", 1, key.clone());
+        layer.invalidate_keys(&[Bytes::from_static(b"k")]);
+        layer.complete(fill, &reply, b":-1\r\n");
+        assert_eq!(layer.lookup(b"k", &key), None);
+
+        // The protecting connection closes: its entries go.
+        let fill = layer.begin(b"k", 7, key.clone());
+        layer.complete(fill, &reply, b":-1\r\n");
+        layer.connection_lost(7);
+        assert_eq!(layer.lookup(b"k", &key), None);
+
+        // Errors are never cached.
+        let fill = layer.begin(b"k", 1, key.clone());
+        layer.complete(fill, &Bytes::from_static(b"-WRONGTYPE x\r\n"), b":-1\r\n");
+        assert_eq!(layer.lookup(b"k", &key), None);
+        layer.validate().unwrap();
+    }
+}

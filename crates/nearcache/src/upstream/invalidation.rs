@@ -1,0 +1,152 @@
+//! The invalidation connection: a RESP3 connection subscribed to `__redis__:invalidate`, the
+//! redirect target of every shared connection's tracking.
+//!
+//! When it is up, it tells [`Tracking`] its client id (a new epoch) and asks each shared
+//! connection to point its tracking here. When it drops, fills stop and the cache is told that
+//! nothing it holds is protected any more; then it reconnects with backoff.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use resp::Frame;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tracing::{debug, info, warn};
+
+use super::conn::{connect, handshake, ConnHandle};
+use super::pool::PoolConfig;
+use super::tracking::Tracking;
+use crate::reply::UpstreamError;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(400);
+
+/// Starts the invalidation connection task for these shared connections.
+pub fn spawn(cfg: Arc<PoolConfig>, tracking: Arc<Tracking>, shared: Vec<ConnHandle>) {
+    tokio::spawn(async move {
+        let mut backoff = MIN_BACKOFF;
+        let mut healthy = true;
+        loop {
+            match open(&cfg).await {
+                Ok((stream, id)) => {
+                    backoff = MIN_BACKOFF;
+                    let epoch = tracking.up(id);
+                    for conn in &shared {
+                        conn.retrack(id, epoch);
+                    }
+                    if !healthy {
+                        info!(upstream = %cfg.addr, "invalidation connection re-established");
+                    }
+                    healthy = true;
+                    let err = listen(stream, &tracking).await;
+                    tracking.down();
+                    warn!(upstream = %cfg.addr, %err, "invalidation connection lost; cache flushed");
+                }
+                Err(err) => {
+                    if healthy {
+                        warn!(upstream = %cfg.addr, %err, "cannot open invalidation connection; caching paused");
+                        healthy = false;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    });
+}
+
+/// Connects, learns the client id and subscribes to the invalidation channel.
+async fn open(cfg: &PoolConfig) -> Result<(TcpStream, i64), UpstreamError> {
+    let mut stream = connect(cfg, 3, &[]).await?;
+    let mut out = BytesMut::new();
+    resp::encode_command(&["CLIENT", "ID"], &mut out);
+    resp::encode_command(&["SUBSCRIBE", "__redis__:invalidate"], &mut out);
+    // The subscribe confirmation is a push, which `handshake` skips; nothing else can arrive
+    // before shared connections are pointed here, so nothing is lost.
+    let unavailable = |cause: String| UpstreamError::Unavailable {
+        addr: cfg.addr.clone(),
+        cause,
+    };
+    let replies = tokio::time::timeout(cfg.connect_timeout, handshake(&mut stream, &out, 1))
+        .await
+        .map_err(|_| unavailable("invalidation handshake timed out".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    match replies.first().map(|r| &r[..]) {
+        Some(r) if r.starts_with(b":") => {
+            let id = std::str::from_utf8(&r[1..])
+                .ok()
+                .and_then(|s| s.trim_end().parse().ok())
+                .ok_or_else(|| unavailable("bad CLIENT ID reply".into()))?;
+            Ok((stream, id))
+        }
+        other => Err(unavailable(format!(
+            "CLIENT ID failed: {}",
+            other.map(String::from_utf8_lossy).unwrap_or_default()
+        ))),
+    }
+}
+
+/// Reads invalidation messages until the connection fails.
+async fn listen(mut stream: TcpStream, tracking: &Tracking) -> UpstreamError {
+    let limits = resp::Limits::default();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let addr = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    loop {
+        loop {
+            match resp::parse_frame(&mut buf, &limits) {
+                Ok(Some(frame)) => handle(frame, tracking),
+                Ok(None) => break,
+                Err(e) => {
+                    return UpstreamError::Protocol {
+                        addr,
+                        cause: e.to_string(),
+                    }
+                }
+            }
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => return UpstreamError::Closed { addr },
+            Ok(_) => {}
+            Err(e) => {
+                return UpstreamError::Lost {
+                    addr,
+                    cause: e.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// `>3 message __redis__:invalidate [keys...]` (or a null for FLUSHALL/FLUSHDB); the direct
+/// form `>2 invalidate [keys]` is understood too.
+fn handle(frame: Frame, tracking: &Tracking) {
+    let Frame::Push(items) = frame else {
+        return;
+    };
+    let payload = match items.as_slice() {
+        [Frame::Bulk(kind), _, payload] if kind.as_ref() == b"message" => payload,
+        [Frame::Bulk(kind), payload] if kind.as_ref() == b"invalidate" => payload,
+        _ => {
+            debug!("ignoring push on the invalidation connection");
+            return;
+        }
+    };
+    match payload {
+        Frame::Array(keys) | Frame::Set(keys) => {
+            let keys: Vec<Bytes> = keys
+                .iter()
+                .filter_map(|k| match k {
+                    Frame::Bulk(b) | Frame::Simple(b) => Some(b.clone()),
+                    _ => None,
+                })
+                .collect();
+            tracking.sink.invalidate(Some(keys));
+        }
+        Frame::Null | Frame::NullArray | Frame::NullBulk => tracking.sink.invalidate(None),
+        _ => debug!("ignoring unexpected invalidation payload"),
+    }
+}

@@ -1,0 +1,62 @@
+//! Tracking state shared by the upstream connections and the cache.
+//!
+//! Every shared connection turns on `CLIENT TRACKING ... REDIRECT <id>`, pointing at one
+//! invalidation connection subscribed to `__redis__:invalidate`. An entry may be filled through a
+//! connection only while that connection's tracking points at the invalidation connection that
+//! is up *now* (same epoch). The entry is tagged with the connection's identity and generation:
+//! when that connection closes, Redis forgets what it read and will never invalidate it, so the
+//! tag's entries are dropped (redis#11767).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What the cache must be told by the upstream side.
+pub trait TrackingSink: Send + Sync {
+    /// A connection whose tracking protected entries tagged `tag` closed or lost its redirect.
+    fn connection_lost(&self, tag: u64);
+    /// Keys Redis says changed (a `None` list means every key: FLUSHALL/FLUSHDB).
+    fn invalidate(&self, keys: Option<Vec<bytes::Bytes>>);
+    /// The invalidation connection is gone: nothing filled so far is protected.
+    fn invalidation_lost(&self);
+}
+
+/// The current redirect target and its epoch.
+pub struct Tracking {
+    /// `(client id, epoch)` of the live invalidation connection, if one is up.
+    redirect: Mutex<Option<(i64, u64)>>,
+    epoch: AtomicU64,
+    pub sink: Arc<dyn TrackingSink>,
+}
+
+impl Tracking {
+    pub fn new(sink: Arc<dyn TrackingSink>) -> Self {
+        Tracking {
+            redirect: Mutex::new(None),
+            epoch: AtomicU64::new(0),
+            sink,
+        }
+    }
+
+    /// The live redirect target, if any.
+    pub fn redirect(&self) -> Option<(i64, u64)> {
+        *self.redirect.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new invalidation connection is up with `client_id`; returns its epoch.
+    pub fn up(&self, client_id: i64) -> u64 {
+        let epoch = self.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        *self.redirect.lock().unwrap_or_else(|p| p.into_inner()) = Some((client_id, epoch));
+        epoch
+    }
+
+    /// The invalidation connection is down: stop fills first, then drop what it protected.
+    pub fn down(&self) {
+        *self.redirect.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.sink.invalidation_lost();
+    }
+
+    /// True when fills tracked under `epoch` are protected now.
+    pub fn is_current(&self, epoch: u64) -> bool {
+        epoch != 0 && self.redirect().is_some_and(|(_, e)| e == epoch)
+    }
+}
