@@ -1,0 +1,320 @@
+//! The tracking cache against a real Redis: hits stay in the proxy, every way Redis can change
+//! or forget a key reaches the cache, and the memory cap holds.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const CONVERGE: Duration = Duration::from_secs(5);
+
+/// How many times Redis ran `cmd` (from INFO commandstats).
+async fn calls(redis: &mut RawConn, cmd: &str) -> u64 {
+    let info = redis.cmd(&["INFO", "commandstats"]).await;
+    let text = String::from_utf8_lossy(&info);
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn bulk(v: &str) -> Vec<u8> {
+    format!("${}\r\n{v}\r\n", v.len()).into_bytes()
+}
+
+/// Reads `key` through the proxy until it returns `want`, within [`CONVERGE`].
+async fn converges(c: &mut RawConn, key: &str, want: &[u8]) {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let got = c.cmd(&["GET", key]).await;
+        if &got[..] == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GET {key} still {} after {CONVERGE:?}, want {}",
+            show(&got),
+            show(want)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The proxy's connections as Redis lists them: (id, flags).
+async fn proxy_conns(redis: &mut RawConn) -> Vec<(String, String)> {
+    let list = redis.cmd(&["CLIENT", "LIST"]).await;
+    String::from_utf8_lossy(&list)
+        .lines()
+        .filter(|l| !l.contains("cmd=client|list"))
+        .filter_map(|l| {
+            let field = |name: &str| {
+                l.split(' ')
+                    .find_map(|f| f.strip_prefix(name))
+                    .map(str::to_string)
+            };
+            Some((field("id=")?, field("flags=")?))
+        })
+        .collect()
+}
+
+/// Waits until a read of `key` through the proxy is answered from the cache (tracking is up
+/// and the entry filled): a second read does not reach Redis.
+async fn wait_until_cached(c: &mut RawConn, redis: &mut RawConn, key: &str) {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        c.cmd(&["GET", key]).await;
+        let before = calls(redis, "get").await;
+        c.cmd(&["GET", key]).await;
+        if calls(redis, "get").await == before {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "GET {key} never served from the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct Setup {
+    _redis_srv: RedisServer,
+    proxy: Proxy,
+    redis: RawConn,
+    c: RawConn,
+}
+
+async fn setup(config: impl FnOnce(nearcache::Config) -> nearcache::Config) -> Setup {
+    // DEBUG is needed to turn active expiry off in one test.
+    let redis_srv = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let proxy = Proxy::start_config(config(Proxy::config(&redis_srv.addr()))).await;
+    let redis = RawConn::connect(&redis_srv.addr()).await;
+    let c = RawConn::connect(&proxy.addr()).await;
+    Setup {
+        _redis_srv: redis_srv,
+        proxy,
+        redis,
+        c,
+    }
+}
+
+#[tokio::test]
+async fn repeated_reads_are_served_from_memory() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c).await;
+    assert_eq!(&c.cmd(&["SET", "hot", "v1"]).await[..], b"+OK\r\n");
+    wait_until_cached(&mut c, &mut redis, "hot").await;
+    let before = calls(&mut redis, "get").await;
+    for _ in 0..20 {
+        assert_eq!(&c.cmd(&["GET", "hot"]).await[..], &bulk("v1")[..]);
+    }
+    assert_eq!(calls(&mut redis, "get").await, before, "hits reached Redis");
+    // A RESP3 client gets its own entry in its own shape.
+    let mut c3 = RawConn::connect(&proxy.addr()).await;
+    c3.hello3().await;
+    assert_eq!(&c3.cmd(&["GET", "missing"]).await[..], b"_\r\n");
+    assert_eq!(&c.cmd(&["GET", "missing"]).await[..], b"$-1\r\n");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_write_straight_to_redis_invalidates_the_entry() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c).await;
+    redis.cmd(&["HSET", "h", "f", "1"]).await;
+    redis.cmd(&["SET", "k", "old"]).await;
+    wait_until_cached(&mut c, &mut redis, "k").await;
+    assert_eq!(&c.cmd(&["HGET", "h", "f"]).await[..], b"$1\r\n1\r\n");
+    redis.cmd(&["SET", "k", "new"]).await;
+    redis.cmd(&["HSET", "h", "f", "2"]).await;
+    converges(&mut c, "k", &bulk("new")).await;
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while &c.cmd(&["HGET", "h", "f"]).await[..] != b"$1\r\n2\r\n" {
+        assert!(tokio::time::Instant::now() < deadline, "HGET stayed stale");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // And the new value is cached in turn.
+    wait_until_cached(&mut c, &mut redis, "k").await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn flushall_empties_the_cache() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c).await;
+    redis.cmd(&["SET", "f", "1"]).await;
+    wait_until_cached(&mut c, &mut redis, "f").await;
+    redis.cmd(&["FLUSHALL"]).await;
+    converges(&mut c, "f", b"$-1\r\n").await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn killed_data_connections_leave_no_stale_entries() {
+    // Redis forgets what a killed connection read and never invalidates it: the proxy must
+    // drop what that connection protected (redis#11767).
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c).await;
+    redis.cmd(&["SET", "kd", "old"]).await;
+    wait_until_cached(&mut c, &mut redis, "kd").await;
+    let data: Vec<String> = proxy_conns(&mut redis)
+        .await
+        .into_iter()
+        .filter(|(_, flags)| flags.contains('t'))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(!data.is_empty(), "no tracking connections found");
+    for id in &data {
+        redis.cmd(&["CLIENT", "KILL", "ID", id]).await;
+    }
+    redis.cmd(&["SET", "kd", "new"]).await;
+    converges(&mut c, "kd", &bulk("new")).await;
+    // Tracking is re-established: the new value gets cached, then invalidated again.
+    wait_until_cached(&mut c, &mut redis, "kd").await;
+    redis.cmd(&["SET", "kd", "newer"]).await;
+    converges(&mut c, "kd", &bulk("newer")).await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_killed_invalidation_connection_flushes_and_recovers() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c).await;
+    redis.cmd(&["SET", "ki", "old"]).await;
+    wait_until_cached(&mut c, &mut redis, "ki").await;
+    let subscribers: Vec<String> = proxy_conns(&mut redis)
+        .await
+        .into_iter()
+        .filter(|(_, flags)| flags.contains('P'))
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(subscribers.len(), 1, "one invalidation connection");
+    redis.cmd(&["CLIENT", "KILL", "ID", &subscribers[0]]).await;
+    redis.cmd(&["SET", "ki", "new"]).await;
+    converges(&mut c, "ki", &bulk("new")).await;
+    wait_until_cached(&mut c, &mut redis, "ki").await;
+    redis.cmd(&["SET", "ki", "newer"]).await;
+    converges(&mut c, "ki", &bulk("newer")).await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn entries_do_not_outlive_the_key_ttl() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c).await;
+    // Redis expires keys lazily and may not invalidate at once; the entry's own deadline
+    // (from PTTL) must end it anyway. Turn Redis's active expiry off to prove it.
+    let off = redis.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).await;
+    assert_eq!(&off[..], b"+OK\r\n");
+    redis.cmd(&["SET", "warm", "w"]).await;
+    wait_until_cached(&mut c, &mut redis, "warm").await;
+    redis.cmd(&["SET", "t", "v", "PX", "400"]).await;
+    assert_eq!(&c.cmd(&["GET", "t"]).await[..], &bulk("v")[..]);
+    let before = calls(&mut redis, "get").await;
+    assert_eq!(&c.cmd(&["GET", "t"]).await[..], &bulk("v")[..]);
+    assert_eq!(calls(&mut redis, "get").await, before, "not cached");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(&c.cmd(&["GET", "t"]).await[..], b"$-1\r\n");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_cache_stays_under_its_cap_while_a_hot_key_keeps_hitting() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| nearcache::Config {
+        max_memory: "1mb".into(),
+        admin_listen: Some("127.0.0.1:0".into()),
+        ..c
+    })
+    .await;
+    let value = "x".repeat(1000);
+    let n = 5 * 1024; // five times the cap in values alone
+    let sets: Vec<Vec<String>> = (0..n)
+        .map(|i| vec!["SET".into(), format!("cap:{i}"), value.clone()])
+        .collect();
+    redis.pipeline(&sets).await;
+    redis.cmd(&["SET", "hotcap", "h"]).await;
+    wait_until_cached(&mut c, &mut redis, "hotcap").await;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
+        let gets: Vec<Vec<String>> = chunk
+            .iter()
+            .map(|i| vec!["GET".into(), format!("cap:{i}")])
+            .collect();
+        c.pipeline(&gets).await;
+        assert_eq!(&c.cmd(&["GET", "hotcap"]).await[..], b"$1\r\nh\r\n");
+    }
+    let before = calls(&mut redis, "get").await;
+    for _ in 0..10 {
+        c.cmd(&["GET", "hotcap"]).await;
+    }
+    assert_eq!(
+        calls(&mut redis, "get").await,
+        before,
+        "the hot key was evicted"
+    );
+
+    let admin = proxy.admin.expect("admin enabled");
+    let body = http_get(admin, "/metrics").await;
+    let metric = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    let bytes = metric("nearcache_cache_bytes");
+    assert!(
+        bytes > 0.0 && bytes <= (1 << 20) as f64,
+        "cache bytes {bytes}"
+    );
+    assert!(metric("nearcache_cache_evictions_total") > 0.0);
+    assert!(metric("nearcache_cache_hits_total") > 0.0);
+    assert!(metric("nearcache_cache_misses_total") > 0.0);
+    assert!(metric("nearcache_cache_entries") > 0.0);
+    assert!(body.contains("nearcache_invalidations_total"));
+    proxy.shutdown().await;
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("admin connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut body = String::new();
+    tokio::time::timeout(CONVERGE, s.read_to_string(&mut body))
+        .await
+        .expect("admin reply timed out")
+        .unwrap();
+    body
+}
