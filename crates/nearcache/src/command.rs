@@ -150,15 +150,17 @@ pub fn is_reset(args: &[Bytes]) -> bool {
     args.len() == 1 && eq_ic(&args[0], "RESET")
 }
 
+/// Splits a command line on spaces, for tests.
+#[cfg(test)]
+pub(crate) fn cmd(s: &str) -> Vec<Bytes> {
+    s.split_whitespace()
+        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cmd(s: &str) -> Vec<Bytes> {
-        s.split_whitespace()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
 
     #[test]
     fn routes_stateless_commands_to_shared_connections() {

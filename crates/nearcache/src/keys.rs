@@ -188,12 +188,7 @@ pub fn write_keys(args: &[Bytes]) -> &[Bytes] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cmd(s: &str) -> Vec<Bytes> {
-        s.split_whitespace()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect()
-    }
+    use crate::command::cmd;
 
     #[test]
     fn classifies_reads_writes_and_flushes() {

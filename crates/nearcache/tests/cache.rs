@@ -60,6 +60,21 @@ async fn proxy_conns(redis: &mut RawConn) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Kills, from Redis's side, every connection whose flags contain `flag` (`t`: tracking data
+/// connections, `P`: the subscribed invalidation connection); returns how many.
+async fn kill_proxy_conns(redis: &mut RawConn, flag: char) -> usize {
+    let ids: Vec<String> = proxy_conns(redis)
+        .await
+        .into_iter()
+        .filter(|(_, flags)| flags.contains(flag))
+        .map(|(id, _)| id)
+        .collect();
+    for id in &ids {
+        redis.cmd(&["CLIENT", "KILL", "ID", id]).await;
+    }
+    ids.len()
+}
+
 /// Waits until a read of `key` through the proxy is answered from the cache (tracking is up
 /// and the entry filled): a second read does not reach Redis.
 async fn wait_until_cached(c: &mut RawConn, redis: &mut RawConn, key: &str) {
@@ -175,16 +190,8 @@ async fn killed_data_connections_leave_no_stale_entries() {
     } = setup(|c| c).await;
     redis.cmd(&["SET", "kd", "old"]).await;
     wait_until_cached(&mut c, &mut redis, "kd").await;
-    let data: Vec<String> = proxy_conns(&mut redis)
-        .await
-        .into_iter()
-        .filter(|(_, flags)| flags.contains('t'))
-        .map(|(id, _)| id)
-        .collect();
-    assert!(!data.is_empty(), "no tracking connections found");
-    for id in &data {
-        redis.cmd(&["CLIENT", "KILL", "ID", id]).await;
-    }
+    let killed = kill_proxy_conns(&mut redis, 't').await;
+    assert!(killed > 0, "no tracking connections found");
     redis.cmd(&["SET", "kd", "new"]).await;
     converges(&mut c, "kd", &bulk("new")).await;
     // Tracking is re-established: the new value gets cached, then invalidated again.
@@ -204,14 +211,8 @@ async fn a_killed_invalidation_connection_flushes_and_recovers() {
     } = setup(|c| c).await;
     redis.cmd(&["SET", "ki", "old"]).await;
     wait_until_cached(&mut c, &mut redis, "ki").await;
-    let subscribers: Vec<String> = proxy_conns(&mut redis)
-        .await
-        .into_iter()
-        .filter(|(_, flags)| flags.contains('P'))
-        .map(|(id, _)| id)
-        .collect();
-    assert_eq!(subscribers.len(), 1, "one invalidation connection");
-    redis.cmd(&["CLIENT", "KILL", "ID", &subscribers[0]]).await;
+    let killed = kill_proxy_conns(&mut redis, 'P').await;
+    assert_eq!(killed, 1, "one invalidation connection");
     redis.cmd(&["SET", "ki", "new"]).await;
     converges(&mut c, "ki", &bulk("new")).await;
     wait_until_cached(&mut c, &mut redis, "ki").await;
