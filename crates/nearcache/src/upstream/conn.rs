@@ -517,22 +517,16 @@ fn deliver(
             let _ = tx.send(Ok(frame));
             Ok(())
         }
-        Some(relay_req @ Expect::Relay(_)) => {
-            queue.push_front(relay_req);
-            unreachable_relay(state)
+        // Taken above before any frame is examined; kept total rather than panicking.
+        Some(Expect::Relay(sink)) => {
+            state.inflight.fetch_sub(1, Ordering::AcqRel);
+            let _ = sink.send(Outbound::Frame(frame));
+            *relay = Some(sink);
+            Ok(())
         }
         None => Err(UpstreamError::Protocol {
             addr: state.addr.clone(),
             cause: "reply without a request".into(),
         }),
     }
-}
-
-/// A relay expectation at the front is consumed above; reaching this means a logic error, which
-/// is reported as a protocol error rather than a panic.
-fn unreachable_relay(state: &ConnState) -> Result<(), UpstreamError> {
-    Err(UpstreamError::Protocol {
-        addr: state.addr.clone(),
-        cause: "internal: relay expectation out of order".into(),
-    })
 }
