@@ -302,19 +302,18 @@ impl Session {
     }
 
     /// A cacheable read on a shared connection: a hit is answered at once (in order, behind
-    /// the replies still pending); a miss goes upstream after a `PTTL` of its key, to be cached on return.
+    /// the replies still pending); a miss goes upstream after a `PTTL` of its key, and is cached
+    /// when it returns.
     async fn cached_read(&mut self, args: &[Bytes]) {
-        let Some(cache) = self.ctx.cache.clone() else {
-            return self.send_shared(args, After::Nothing).await;
+        // While a write is in flight, Redis may not have applied it yet: read through, and
+        // leave the cache alone (a pipeline of writes and reads would only churn it).
+        let cache = match &self.ctx.cache {
+            Some(c) if self.link.writes_inflight() == 0 => c.clone(),
+            _ => return self.send_shared(args, After::Nothing).await,
         };
         let bytes = self.encode(args);
         let key = CacheLayer::entry_key(self.proto, &bytes);
         let group = &args[1];
-        // While a write is in flight, Redis may not have applied it yet: read through, and
-        // leave the cache alone (a pipeline of writes and reads would only churn it).
-        if self.link.writes_inflight() > 0 {
-            return self.send_shared(args, After::Nothing).await;
-        }
         if let Some(hit) = cache.lookup(group, &key) {
             self.reply(hit);
             return;
@@ -326,12 +325,7 @@ impl Session {
                 // between the two invalidates the key (PTTL is tracked too), voiding the fill.
                 let fill = cache.begin(group, tag, key);
                 let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
-                let rx = conn.call(bytes);
-                self.link.dispatched();
-                let _ = self
-                    .out
-                    .send(Outbound::Pending(rx, After::Fill(Box::new((fill, pttl)))));
-                return;
+                After::Fill(Box::new((fill, pttl)))
             }
             None => After::Nothing,
         };
