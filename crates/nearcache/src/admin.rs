@@ -34,6 +34,7 @@ pub async fn start(
                 stats: c.stats(),
                 invalidated_keys: c.invalidated_keys.load(Ordering::Relaxed),
                 unmatched_keys: c.unmatched_keys.load(Ordering::Relaxed),
+                collapsed: c.collapsed.load(Ordering::Relaxed),
             });
             async move {
                 let content_type = "text/plain; version=0.0.4; charset=utf-8";

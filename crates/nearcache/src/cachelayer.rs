@@ -4,14 +4,47 @@
 //! Synchronous: the session and writer call into it, the upstream side calls it through
 //! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all).
 
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cache::{Cache, CacheConfig, Clock, FillTicket, PolicyKind};
 
+use tokio::sync::oneshot;
+
 use crate::metrics::{FlushReason, Metrics};
+use crate::reply::{UpstreamError, UpstreamResult};
 use crate::upstream::TrackingSink;
+
+const FLIGHT_SHARDS: usize = 16;
+
+/// Clients waiting for the reply to a read already on its way upstream.
+type Waiters = Arc<Mutex<Vec<oneshot::Sender<UpstreamResult>>>>;
+
+/// A read in flight that later misses of the same entry join instead of reading again.
+struct Flight {
+    id: u64,
+    group: Bytes,
+    waiters: Waiters,
+}
+
+/// How a miss proceeds.
+pub enum Join {
+    /// Nobody is reading this entry: send the read, then [`CacheLayer::land`] its reply.
+    Leader(Landing),
+    /// The same read is already in flight: this receiver yields its reply.
+    Follower(oneshot::Receiver<UpstreamResult>),
+}
+
+/// The leader's handle on its flight.
+pub struct Landing {
+    id: u64,
+    group: Bytes,
+    key: Bytes,
+    waiters: Waiters,
+}
 
 /// The cache as the proxy sees it.
 pub struct CacheLayer {
@@ -26,6 +59,12 @@ pub struct CacheLayer {
     /// Invalidation messages (keys) received from Redis, and those that matched no entry.
     pub invalidated_keys: AtomicU64,
     pub unmatched_keys: AtomicU64,
+    /// Misses answered by joining a read already in flight.
+    pub collapsed: AtomicU64,
+    /// Reads in flight by entry key, sharded by group.
+    flights: Box<[Mutex<HashMap<Bytes, Flight>>]>,
+    next_flight: AtomicU64,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 /// A read sent upstream whose reply may be cached.
@@ -51,6 +90,74 @@ impl CacheLayer {
             metrics,
             invalidated_keys: AtomicU64::new(0),
             unmatched_keys: AtomicU64::new(0),
+            collapsed: AtomicU64::new(0),
+            flights: (0..FLIGHT_SHARDS).map(|_| Mutex::default()).collect(),
+            next_flight: AtomicU64::new(1),
+            hasher: Default::default(),
+        }
+    }
+
+    fn flight_shard(&self, group: &[u8]) -> std::sync::MutexGuard<'_, HashMap<Bytes, Flight>> {
+        let i = self.hasher.hash_one(group) as usize % FLIGHT_SHARDS;
+        self.flights[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Joins the read of `key` in flight, or starts one. Call only once the read can be sent
+    /// without waiting, so that a follower never waits on a leader that waits on it.
+    pub fn join(&self, group: &Bytes, key: &Bytes) -> Join {
+        let mut flights = self.flight_shard(group);
+        if let Some(f) = flights.get(key) {
+            let (tx, rx) = oneshot::channel();
+            f.waiters.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+            self.collapsed.fetch_add(1, Ordering::Relaxed);
+            return Join::Follower(rx);
+        }
+        let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
+        let waiters = Waiters::default();
+        flights.insert(
+            key.clone(),
+            Flight {
+                id,
+                group: group.clone(),
+                waiters: waiters.clone(),
+            },
+        );
+        Join::Leader(Landing {
+            id,
+            group: group.clone(),
+            key: key.clone(),
+            waiters,
+        })
+    }
+
+    /// The leader's reply is in: close the flight and hand the reply to everyone who joined.
+    pub fn land(&self, landing: Landing, result: &UpstreamResult) {
+        {
+            let mut flights = self.flight_shard(&landing.group);
+            if flights
+                .get(&landing.key)
+                .is_some_and(|f| f.id == landing.id)
+            {
+                flights.remove(&landing.key);
+            }
+        }
+        let waiters =
+            std::mem::take(&mut *landing.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+
+    /// After an invalidation, later misses must read again rather than join a read that may
+    /// have run before the change; those who joined earlier still get its reply.
+    fn ground(&self, group: &[u8]) {
+        self.flight_shard(group)
+            .retain(|_, f| f.group.as_ref() != group);
+    }
+
+    fn ground_all(&self) {
+        for shard in self.flights.iter() {
+            shard.lock().unwrap_or_else(|p| p.into_inner()).clear();
         }
     }
 
@@ -110,12 +217,14 @@ impl CacheLayer {
     pub fn invalidate_keys(&self, keys: &[Bytes]) {
         for k in keys {
             self.cache.invalidate_group(k);
+            self.ground(k);
         }
     }
 
     /// Empties the cache.
     pub fn flush(&self, reason: FlushReason) {
         self.cache.clear();
+        self.ground_all();
         self.metrics.flush(reason);
     }
 
@@ -126,6 +235,31 @@ impl CacheLayer {
     pub fn validate(&self) -> Result<(), String> {
         self.cache.validate()
     }
+}
+
+/// Completes a leader's read off the session's path: waits for the `PTTL` and the reply, fills
+/// the cache, lands the flight, and passes the reply on to the leader's own client. Runs as its
+/// own task so that followers get their reply even if the leader's client has gone.
+pub async fn complete_flight(
+    cache: Arc<CacheLayer>,
+    landing: Landing,
+    fill: Option<(Fill, oneshot::Receiver<UpstreamResult>)>,
+    reply: oneshot::Receiver<UpstreamResult>,
+    to_client: oneshot::Sender<UpstreamResult>,
+) {
+    let result = reply.await.unwrap_or_else(|_| {
+        Err(UpstreamError::Lost {
+            addr: "upstream".into(),
+            cause: "request dropped".into(),
+        })
+    });
+    if let (Some((fill, pttl)), Ok(bytes)) = (fill, &result) {
+        if let Ok(Ok(ttl)) = pttl.await {
+            cache.complete(fill, bytes, &ttl);
+        }
+    }
+    cache.land(landing, &result);
+    let _ = to_client.send(result);
 }
 
 /// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),
@@ -139,6 +273,8 @@ fn parse_pttl(reply: &[u8]) -> Option<Option<u64>> {
 impl TrackingSink for CacheLayer {
     fn connection_lost(&self, tag: u64) {
         self.cache.invalidate_tag(tag);
+        // Reads in flight on that connection will fail; new misses must not join them.
+        self.ground_all();
         self.metrics.connection_lost.inc();
     }
 
@@ -148,6 +284,7 @@ impl TrackingSink for CacheLayer {
             Some(keys) => {
                 for k in &keys {
                     self.invalidated_keys.fetch_add(1, Ordering::Relaxed);
+                    self.ground(k);
                     if self.cache.invalidate_group(k) == 0 {
                         // Keys we no longer hold, or Redis's tracking table evicting
                         // (tracking-table-max-keys): harmless, but counted.

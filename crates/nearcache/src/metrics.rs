@@ -33,6 +33,7 @@ struct CacheFigures {
     stale_fills: Counter,
     invalidations: Counter,
     unmatched: Counter,
+    collapsed: Counter,
     bytes: Gauge,
     entries: Gauge,
     max_bytes: Gauge,
@@ -138,6 +139,11 @@ impl Default for Metrics {
             c.unmatched.clone(),
         );
         r.register(
+            "nearcache_cache_collapsed_misses",
+            "Misses that joined a read of the same entry already in flight",
+            c.collapsed.clone(),
+        );
+        r.register(
             "nearcache_cache_bytes",
             "Bytes the cache accounts for",
             c.bytes.clone(),
@@ -161,6 +167,7 @@ pub struct CacheSnapshot {
     pub stats: cache::CacheStats,
     pub invalidated_keys: u64,
     pub unmatched_keys: u64,
+    pub collapsed: u64,
 }
 
 fn advance(counter: &Counter, to: u64) {
@@ -192,6 +199,7 @@ impl Metrics {
             advance(&c.stale_fills, s.stats.stale_fills);
             advance(&c.invalidations, s.invalidated_keys);
             advance(&c.unmatched, s.unmatched_keys);
+            advance(&c.collapsed, s.collapsed);
             c.bytes.set(s.stats.bytes as i64);
             c.entries.set(s.stats.entries as i64);
             c.max_bytes.set(s.stats.max_bytes as i64);

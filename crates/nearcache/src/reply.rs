@@ -5,8 +5,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
 use tokio::sync::oneshot;
 
-use crate::cachelayer::Fill;
-
 /// Why an upstream request failed. Every variant becomes an `-ERR nearcache: ...` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamError {
@@ -63,8 +61,6 @@ pub type UpstreamResult = Result<Bytes, UpstreamError>;
 /// What the writer does when a pending reply arrives, before the client sees it.
 pub enum After {
     Nothing,
-    /// Cache the reply (a read; the receiver yields the key's `PTTL`, sent right before it).
-    Fill(Box<(Fill, oneshot::Receiver<UpstreamResult>)>),
     /// Drop the entries of these Redis keys (a write): read-your-writes.
     Invalidate(Vec<Bytes>),
     /// Empty the cache (FLUSHALL, FLUSHDB, SWAPDB).

@@ -319,3 +319,56 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
         .unwrap();
     body
 }
+
+#[tokio::test]
+async fn concurrent_misses_for_one_entry_make_one_upstream_read() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| nearcache::Config {
+        admin_listen: Some("127.0.0.1:0".into()),
+        ..c
+    })
+    .await;
+    redis.cmd(&["SET", "warm", "w"]).await;
+    wait_until_cached(&mut c, &mut redis, "warm").await;
+    redis.cmd(&["SET", "herd", "v"]).await;
+    let admin = proxy.admin.expect("admin enabled");
+    let collapsed = || async move {
+        let body = http_get(admin, "/metrics").await;
+        body.lines()
+            .find_map(|l| l.strip_prefix("nearcache_cache_collapsed_misses_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let before_calls = calls(&mut redis, "get").await;
+    let before = collapsed().await;
+    // Hold Redis still so the first read stays in flight while the others arrive. The pause
+    // ends by itself (CLIENT UNPAUSE would be paused too), well within the read timeout.
+    assert_eq!(
+        &redis.cmd(&["CLIENT", "PAUSE", "2500", "ALL"]).await[..],
+        b"+OK\r\n"
+    );
+    const N: u64 = 20;
+    let mut herd = Vec::new();
+    for _ in 0..N {
+        let mut h = RawConn::connect(&proxy.addr()).await;
+        h.send(&["GET", "herd"]).await;
+        herd.push(h);
+    }
+    poll_until_async(CONVERGE, "the herd to join one read", || async {
+        let n = collapsed().await - before;
+        (n == N - 1).then_some(())
+    })
+    .await;
+    for h in &mut herd {
+        assert_eq!(&h.read_raw().await[..], &bulk("v")[..]);
+    }
+    assert_eq!(calls(&mut redis, "get").await - before_calls, 1);
+    // A write ends the flight's reuse: the next miss reads again.
+    assert_eq!(&c.cmd(&["SET", "herd", "v2"]).await[..], b"+OK\r\n");
+    assert_eq!(&c.cmd(&["GET", "herd"]).await[..], &bulk("v2")[..]);
+    proxy.shutdown().await;
+}

@@ -13,10 +13,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
-use crate::cachelayer::CacheLayer;
+use crate::cachelayer::{self, CacheLayer, Join};
 use crate::command::{self, Local, Route, TxEffect};
 use crate::keys::{self, CacheUse};
 use crate::metrics::{FlushReason, Metrics};
@@ -318,19 +318,30 @@ impl Session {
             self.reply(hit);
             return;
         }
+        // The connection is picked before joining: a leader must be able to send at once.
         let conn = self.pick_shared().await;
-        let after = match conn.fill_tag() {
-            Some(tag) => {
-                // PTTL goes first: its reply is in by the time the read's is, and a write
-                // between the two invalidates the key (PTTL is tracked too), voiding the fill.
-                let fill = cache.begin(group, tag, key);
-                let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
-                After::Fill(Box::new((fill, pttl)))
+        let landing = match cache.join(group, &key) {
+            Join::Follower(rx) => {
+                self.link.dispatched();
+                let _ = self.out.send(Outbound::Pending(rx, After::Nothing));
+                return;
             }
-            None => After::Nothing,
+            Join::Leader(landing) => landing,
         };
+        let fill = conn.fill_tag().map(|tag| {
+            // PTTL goes first: its reply is in by the time the read's is, and a write
+            // between the two invalidates the key (PTTL is tracked too), voiding the fill.
+            let fill = cache.begin(group, tag, key);
+            let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
+            (fill, pttl)
+        });
+        let reply = conn.call(bytes);
+        let (to_client, rx) = oneshot::channel();
+        tokio::spawn(cachelayer::complete_flight(
+            cache, landing, fill, reply, to_client,
+        ));
         self.link.dispatched();
-        let _ = self.out.send(Outbound::Pending(conn.call(bytes), after));
+        let _ = self.out.send(Outbound::Pending(rx, After::Nothing));
     }
 
     /// The shared connection for the next command: the current one while replies are pending

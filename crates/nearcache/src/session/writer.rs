@@ -135,7 +135,7 @@ async fn write_loop(
                         None
                     }
                 };
-                after_reply(after, reply, cache, link, wr, &mut out).await?;
+                after_reply(after, reply, cache, link, &mut out);
             }
             Outbound::Frame(bytes) => out.extend_from_slice(&bytes),
             Outbound::Close => break,
@@ -149,14 +149,13 @@ async fn write_loop(
 
 /// Applies a reply's cache effect, then queues the reply for the client. Invalidations happen
 /// before the client can see the reply, so it reads its own write back.
-async fn after_reply(
+fn after_reply(
     after: After,
     reply: Option<Bytes>,
     cache: Option<&CacheLayer>,
     link: &Link,
-    wr: &mut OwnedWriteHalf,
     out: &mut BytesMut,
-) -> std::io::Result<()> {
+) {
     match (after, cache) {
         (After::Invalidate(keys), c) => {
             if let Some(c) = c {
@@ -170,30 +169,11 @@ async fn after_reply(
             }
             link.write_done();
         }
-        (After::Fill(fill), Some(c)) => {
-            if let Some(bytes) = &reply {
-                out.extend_from_slice(bytes);
-                let (fill, mut pttl) = *fill;
-                let ttl = match pttl.try_recv() {
-                    Ok(r) => Ok(r),
-                    Err(oneshot::error::TryRecvError::Empty) => {
-                        flush(wr, out).await?;
-                        (&mut pttl).await.map_err(|_| ())
-                    }
-                    Err(oneshot::error::TryRecvError::Closed) => Err(()),
-                };
-                if let Ok(Ok(ttl)) = ttl {
-                    c.complete(fill, bytes, &ttl);
-                }
-                return Ok(());
-            }
-        }
         _ => {}
     }
     if let Some(bytes) = reply {
         out.extend_from_slice(&bytes);
     }
-    Ok(())
 }
 
 fn dropped() -> UpstreamError {
