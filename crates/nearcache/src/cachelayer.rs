@@ -30,6 +30,9 @@ struct Flight {
     waiters: Waiters,
 }
 
+/// A fill waiting for its key's `PTTL` reply.
+pub type PendingFill = (Fill, oneshot::Receiver<UpstreamResult>);
+
 /// How a miss proceeds.
 pub enum Join {
     /// Nobody is reading this entry: send the read, then [`CacheLayer::land`] its reply.
@@ -243,7 +246,7 @@ impl CacheLayer {
 pub async fn complete_flight(
     cache: Arc<CacheLayer>,
     landing: Landing,
-    fill: Option<(Fill, oneshot::Receiver<UpstreamResult>)>,
+    fill: Option<PendingFill>,
     reply: oneshot::Receiver<UpstreamResult>,
     to_client: oneshot::Sender<UpstreamResult>,
 ) {
@@ -260,6 +263,79 @@ pub async fn complete_flight(
     }
     cache.land(landing, &result);
     let _ = to_client.send(result);
+}
+
+/// The elements of an array reply, each as its raw bytes; `None` for anything else.
+pub fn split_array(reply: &Bytes) -> Option<Vec<Bytes>> {
+    let limits = resp::Limits::default();
+    let header_end = reply.iter().position(|&b| b == b'\n')? + 1;
+    let count: usize = std::str::from_utf8(reply.get(1..header_end - 2)?)
+        .ok()?
+        .parse()
+        .ok()?;
+    if reply.first() != Some(&b'*') {
+        return None;
+    }
+    let mut items = Vec::with_capacity(count);
+    let mut pos = header_end;
+    for _ in 0..count {
+        let len = resp::scan(&reply[pos..], &limits).ok()??;
+        items.push(reply.slice(pos..pos + len));
+        pos += len;
+    }
+    (pos == reply.len()).then_some(items)
+}
+
+/// An array reply from its elements' raw bytes.
+pub fn join_array(items: &[Bytes]) -> Bytes {
+    let len: usize = items.iter().map(Bytes::len).sum();
+    let mut out = BytesMut::with_capacity(len + 16);
+    out.put_slice(format!("*{}\r\n", items.len()).as_bytes());
+    for item in items {
+        out.put_slice(item);
+    }
+    out.freeze()
+}
+
+/// Completes an MGET of the keys that missed: fills each key's entry from its element, then
+/// answers the client with the whole array, hits and fetched elements in the asked order.
+pub async fn complete_mget(
+    cache: Arc<CacheLayer>,
+    mut items: Vec<Option<Bytes>>,
+    fills: Vec<(usize, Option<PendingFill>)>,
+    reply: oneshot::Receiver<UpstreamResult>,
+    to_client: oneshot::Sender<UpstreamResult>,
+) {
+    let result = match reply.await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Lost {
+            addr: "upstream".into(),
+            cause: "request dropped".into(),
+        }),
+    };
+    let fetched = match &result {
+        Ok(bytes) => split_array(bytes).filter(|f| f.len() == fills.len()),
+        Err(_) => None,
+    };
+    let Some(fetched) = fetched else {
+        // An error (or an unexpected shape): the client gets Redis's reply as it is.
+        let _ = to_client.send(result);
+        return;
+    };
+    for ((slot, fill), elem) in fills.into_iter().zip(fetched) {
+        if let Some((fill, pttl)) = fill {
+            if let Ok(Ok(ttl)) = pttl.await {
+                cache.complete(fill, &elem, &ttl);
+            }
+        }
+        items[slot] = Some(elem);
+    }
+    let all: Option<Vec<Bytes>> = items.into_iter().collect();
+    let reply = match all {
+        Some(all) => Ok(join_array(&all)),
+        None => result,
+    };
+    let _ = to_client.send(reply);
 }
 
 /// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),
@@ -303,6 +379,16 @@ impl TrackingSink for CacheLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splits_and_joins_arrays() {
+        let reply = Bytes::from_static(b"*3\r\n$1\r\na\r\n$-1\r\n_\r\n");
+        let items = split_array(&reply).unwrap();
+        assert_eq!(items, vec![&b"$1\r\na\r\n"[..], b"$-1\r\n", b"_\r\n"]);
+        assert_eq!(join_array(&items), reply);
+        assert!(split_array(&Bytes::from_static(b"-ERR x\r\n")).is_none());
+        assert!(split_array(&Bytes::from_static(b"*2\r\n$1\r\na\r\n")).is_none());
+    }
 
     #[test]
     fn reads_pttl_replies() {

@@ -140,6 +140,8 @@ const READ_ONLY: &[&[u8]] = &[
 pub enum CacheUse {
     /// Answerable from the cache; the entry belongs to this Redis key.
     Read,
+    /// MGET: each key is its own entry, and a partial hit fetches only the missing keys.
+    MultiRead,
     /// Changes nothing the cache holds.
     Neutral,
     /// May change these keys: drop their entries when it is sent and when its reply arrives.
@@ -171,6 +173,8 @@ pub fn cache_use(args: &[Bytes]) -> CacheUse {
         };
     }
     match name {
+        b"MGET" if args.len() >= 2 => CacheUse::MultiRead,
+        b"MGET" => CacheUse::Neutral,
         b"FLUSHALL" | b"FLUSHDB" | b"SWAPDB" => CacheUse::WriteAll,
         // EXEC runs what was queued; the session supplies those keys.
         b"EXEC" => CacheUse::Neutral,
@@ -196,6 +200,7 @@ mod tests {
         assert_eq!(cache_use(&cmd("ZRANGE z 0 -1 WITHSCORES")), CacheUse::Read);
         assert_eq!(cache_use(&cmd("GET")), CacheUse::Neutral);
         assert_eq!(cache_use(&cmd("TTL k")), CacheUse::Neutral);
+        assert_eq!(cache_use(&cmd("mget a b")), CacheUse::MultiRead);
         assert_eq!(cache_use(&cmd("set k v")), CacheUse::Write);
         assert_eq!(cache_use(&cmd("GETDEL k")), CacheUse::Write);
         assert_eq!(cache_use(&cmd("EVAL s 1 k")), CacheUse::Write);

@@ -372,3 +372,57 @@ async fn concurrent_misses_for_one_entry_make_one_upstream_read() {
     assert_eq!(&c.cmd(&["GET", "herd"]).await[..], &bulk("v2")[..]);
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn mget_fetches_only_the_keys_that_miss() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c).await;
+    for (k, v) in [("ma", "1"), ("mb", "2"), ("mc", "3")] {
+        redis.cmd(&["SET", k, v]).await;
+    }
+    redis.cmd(&["SET", "warm", "w"]).await;
+    wait_until_cached(&mut c, &mut redis, "warm").await;
+    let want_ab = b"*2\r\n$1\r\n1\r\n$1\r\n2\r\n";
+    assert_eq!(&c.cmd(&["MGET", "ma", "mb"]).await[..], want_ab);
+
+    let mut monitor = RawConn::connect(&redis.peer.to_string()).await;
+    assert_eq!(&monitor.cmd(&["MONITOR"]).await[..], b"+OK\r\n");
+    let want = b"*4\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n$1\r\n3\r\n";
+    assert_eq!(&c.cmd(&["MGET", "ma", "mb", "nokey", "mc"]).await[..], want);
+    // Everything Redis saw for that call, up to the MGET it was sent.
+    let mut seen = Vec::new();
+    loop {
+        let line = monitor.read_raw().await;
+        let text = String::from_utf8_lossy(&line).to_string();
+        let is_mget = text.contains("\"MGET\"");
+        seen.push(text);
+        if is_mget {
+            break;
+        }
+    }
+    let mget = seen.last().unwrap();
+    assert!(
+        mget.contains("\"MGET\" \"nokey\" \"mc\"") && !mget.contains("\"ma\""),
+        "Redis saw {seen:?}"
+    );
+    // All four are cached now; a direct write to one is seen through the proxy.
+    let before = calls(&mut redis, "mget").await;
+    assert_eq!(&c.cmd(&["MGET", "ma", "mb", "nokey", "mc"]).await[..], want);
+    assert_eq!(
+        calls(&mut redis, "mget").await,
+        before,
+        "full hit reached Redis"
+    );
+    redis.cmd(&["SET", "mb", "22"]).await;
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    let want2 = b"*4\r\n$1\r\n1\r\n$2\r\n22\r\n$-1\r\n$1\r\n3\r\n";
+    while &c.cmd(&["MGET", "ma", "mb", "nokey", "mc"]).await[..] != want2 {
+        assert!(tokio::time::Instant::now() < deadline, "MGET stayed stale");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.shutdown().await;
+}

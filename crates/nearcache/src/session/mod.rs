@@ -232,6 +232,7 @@ impl Session {
                 }
                 match self.cache_use(&args) {
                     CacheUse::Read => self.cached_read(&args).await,
+                    CacheUse::MultiRead => self.cached_mget(&args).await,
                     CacheUse::Neutral => self.send_shared(&args, After::Nothing).await,
                     effect => {
                         let after = self.write_effect(effect, &args);
@@ -339,6 +340,57 @@ impl Session {
         let (to_client, rx) = oneshot::channel();
         tokio::spawn(cachelayer::complete_flight(
             cache, landing, fill, reply, to_client,
+        ));
+        self.link.dispatched();
+        let _ = self.out.send(Outbound::Pending(rx, After::Nothing));
+    }
+
+    /// MGET: every key is looked up on its own; the keys that miss are fetched with one MGET
+    /// (each after its PTTL), cached one by one, and merged with the hits in the asked order.
+    async fn cached_mget(&mut self, args: &[Bytes]) {
+        let cache = match &self.ctx.cache {
+            Some(c) if self.link.writes_inflight() == 0 => c.clone(),
+            _ => return self.send_shared(args, After::Nothing).await,
+        };
+        let mget = Bytes::from_static(b"MGET");
+        let keys = &args[1..];
+        let entry_keys: Vec<Bytes> = keys
+            .iter()
+            .map(|k| {
+                let encoded = self.encode(&[mget.clone(), k.clone()]);
+                CacheLayer::entry_key(self.proto, &encoded)
+            })
+            .collect();
+        let items: Vec<Option<Bytes>> = keys
+            .iter()
+            .zip(&entry_keys)
+            .map(|(k, e)| cache.lookup(k, e))
+            .collect();
+        if let Some(all) = items.iter().cloned().collect::<Option<Vec<Bytes>>>() {
+            self.reply(cachelayer::join_array(&all));
+            return;
+        }
+        let conn = self.pick_shared().await;
+        let tag = conn.fill_tag();
+        let mut missing = vec![mget];
+        let mut fills = Vec::new();
+        for (slot, item) in items.iter().enumerate() {
+            if item.is_some() {
+                continue;
+            }
+            let key = &keys[slot];
+            let fill = tag.map(|tag| {
+                let fill = cache.begin(key, tag, entry_keys[slot].clone());
+                let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), key.clone()]));
+                (fill, pttl)
+            });
+            fills.push((slot, fill));
+            missing.push(key.clone());
+        }
+        let reply = conn.call(self.encode(&missing));
+        let (to_client, rx) = oneshot::channel();
+        tokio::spawn(cachelayer::complete_mget(
+            cache, items, fills, reply, to_client,
         ));
         self.link.dispatched();
         let _ = self.out.send(Outbound::Pending(rx, After::Nothing));
