@@ -6,6 +6,13 @@ use clap::Parser;
 use nearcache::config::{Args, Config};
 use tracing_subscriber::EnvFilter;
 
+// jemalloc returns freed memory to the OS on its own schedule and keeps per-thread caches small,
+// so the process stays near the cache's cap whatever the number of worker threads (glibc's
+// per-thread arenas held tens of MB more on many-core machines).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let config = Config::from_args(Args::parse())?;
     let filter = EnvFilter::try_from_default_env()
