@@ -14,6 +14,7 @@ use cache::{Cache, CacheConfig, Clock, FillTicket, PolicyKind};
 
 use tokio::sync::oneshot;
 
+use crate::keys::CacheRules;
 use crate::metrics::{FlushReason, Metrics};
 use crate::reply::{UpstreamError, UpstreamResult};
 use crate::upstream::TrackingSink;
@@ -52,6 +53,8 @@ pub struct Landing {
 /// The cache as the proxy sees it.
 pub struct CacheLayer {
     cache: Cache<Bytes>,
+    /// What the operator allows to be cached.
+    pub rules: CacheRules,
     clock: Clock,
     /// Upper bound on any entry's life, so a lost invalidation cannot pin a value forever.
     ttl_cap_ms: u64,
@@ -80,8 +83,15 @@ pub struct Fill {
 }
 
 impl CacheLayer {
-    pub fn new(max_bytes: u64, policy: PolicyKind, ttl_cap_ms: u64, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        max_bytes: u64,
+        policy: PolicyKind,
+        ttl_cap_ms: u64,
+        rules: CacheRules,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         CacheLayer {
+            rules,
             cache: Cache::new(CacheConfig {
                 max_bytes,
                 policy,
@@ -404,6 +414,7 @@ mod tests {
             1 << 20,
             PolicyKind::default(),
             60_000,
+            CacheRules::default(),
             Arc::new(Metrics::default()),
         );
         let key = CacheLayer::entry_key(2, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");

@@ -43,6 +43,14 @@ pub struct Config {
     pub eviction: String,
     /// Longest life of any cached entry, in ms, whatever the key's TTL. Default 300000 (5 min).
     pub cache_ttl_ms: u64,
+    /// Only these cacheable commands are cached (empty: all of them). Default empty.
+    pub cache_allow_commands: Vec<String>,
+    /// These commands are never cached. Default empty.
+    pub cache_deny_commands: Vec<String>,
+    /// Only keys with one of these prefixes are cached (empty: all keys). Default empty.
+    pub cache_include_prefixes: Vec<String>,
+    /// Keys with one of these prefixes are never cached. Default empty.
+    pub cache_exclude_prefixes: Vec<String>,
     /// Close a client idle this many seconds (0 = never), as Redis's `timeout`. Clients that
     /// wait on a blocking command or are subscribed are never idle. Default 0.
     pub timeout: u64,
@@ -67,6 +75,10 @@ impl Default for Config {
             max_memory: "64mb".into(),
             eviction: "adaptive".into(),
             cache_ttl_ms: 300_000,
+            cache_allow_commands: Vec::new(),
+            cache_deny_commands: Vec::new(),
+            cache_include_prefixes: Vec::new(),
+            cache_exclude_prefixes: Vec::new(),
         }
     }
 }
@@ -200,6 +212,18 @@ pub struct Args {
     /// Longest life of a cached entry in ms.
     #[arg(long)]
     pub cache_ttl_ms: Option<u64>,
+    /// Cache only these commands (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub cache_allow_commands: Option<Vec<String>>,
+    /// Never cache these commands (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub cache_deny_commands: Option<Vec<String>>,
+    /// Cache only keys with these prefixes (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub cache_include_prefixes: Option<Vec<String>>,
+    /// Never cache keys with these prefixes (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub cache_exclude_prefixes: Option<Vec<String>>,
 }
 
 impl Args {
@@ -234,6 +258,10 @@ impl Args {
         set(&mut cfg.max_memory, self.max_memory);
         set(&mut cfg.eviction, self.eviction);
         set(&mut cfg.cache_ttl_ms, self.cache_ttl_ms);
+        set(&mut cfg.cache_allow_commands, self.cache_allow_commands);
+        set(&mut cfg.cache_deny_commands, self.cache_deny_commands);
+        set(&mut cfg.cache_include_prefixes, self.cache_include_prefixes);
+        set(&mut cfg.cache_exclude_prefixes, self.cache_exclude_prefixes);
     }
 }
 

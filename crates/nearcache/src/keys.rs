@@ -183,6 +183,65 @@ pub fn cache_use(args: &[Bytes]) -> CacheUse {
     }
 }
 
+/// The operator's narrowing of what is cached: commands allowed (empty: all cacheable ones) or
+/// denied, and key prefixes included (empty: all keys) or excluded. It can only narrow the
+/// built-in set; a command that is not safe to cache never becomes cacheable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheRules {
+    allow: Vec<Vec<u8>>,
+    deny: Vec<Vec<u8>>,
+    include: Vec<Vec<u8>>,
+    exclude: Vec<Vec<u8>>,
+}
+
+impl CacheRules {
+    pub fn new(allow: &[String], deny: &[String], include: &[String], exclude: &[String]) -> Self {
+        let upper = |v: &[String]| {
+            v.iter()
+                .map(|s| s.to_ascii_uppercase().into_bytes())
+                .collect()
+        };
+        let raw = |v: &[String]| v.iter().map(|s| s.clone().into_bytes()).collect();
+        CacheRules {
+            allow: upper(allow),
+            deny: upper(deny),
+            include: raw(include),
+            exclude: raw(exclude),
+        }
+    }
+
+    fn admits_command(&self, name: &[u8]) -> bool {
+        (self.allow.is_empty() || self.allow.iter().any(|a| a == name))
+            && !self.deny.iter().any(|d| d == name)
+    }
+
+    fn admits_key(&self, key: &[u8]) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| key.starts_with(p)))
+            && !self.exclude.iter().any(|p| key.starts_with(p))
+    }
+
+    /// Applies the rules to a command's cache use: a read they do not admit is read through.
+    pub fn apply(&self, args: &[Bytes], used: CacheUse) -> CacheUse {
+        if !matches!(used, CacheUse::Read | CacheUse::MultiRead) {
+            return used;
+        }
+        let (buf, n) = name_upper(&args[0]);
+        let admitted = self.admits_command(&buf[..n])
+            && args[1..]
+                .iter()
+                .take(match used {
+                    CacheUse::Read => 1,
+                    _ => usize::MAX,
+                })
+                .all(|k| self.admits_key(k));
+        if admitted {
+            used
+        } else {
+            CacheUse::Neutral
+        }
+    }
+}
+
 /// The keys a write may touch: every argument after the name. Values and options are included,
 /// which only costs spurious invalidations of keys that happen to share their names.
 pub fn write_keys(args: &[Bytes]) -> &[Bytes] {
@@ -207,5 +266,33 @@ mod tests {
         assert_eq!(cache_use(&cmd("SOMEFUTURECOMMAND k")), CacheUse::Write);
         assert_eq!(cache_use(&cmd("flushall")), CacheUse::WriteAll);
         assert_eq!(write_keys(&cmd("MSET a 1 b 2")).len(), 4);
+    }
+
+    #[test]
+    fn rules_narrow_what_is_cached() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let rules = CacheRules::new(
+            &s(&[]),
+            &s(&["hgetall"]),
+            &s(&["user:", "item:"]),
+            &s(&["user:secret"]),
+        );
+        let used = |c: &str| rules.apply(&cmd(c), cache_use(&cmd(c)));
+        assert_eq!(used("GET user:1"), CacheUse::Read);
+        assert_eq!(used("GET other"), CacheUse::Neutral);
+        assert_eq!(used("GET user:secret:1"), CacheUse::Neutral);
+        assert_eq!(used("HGETALL user:1"), CacheUse::Neutral);
+        assert_eq!(used("MGET user:1 item:2"), CacheUse::MultiRead);
+        assert_eq!(used("MGET user:1 other"), CacheUse::Neutral);
+        assert_eq!(used("SET other v"), CacheUse::Write);
+        let only_get = CacheRules::new(&s(&["get"]), &s(&[]), &s(&[]), &s(&[]));
+        assert_eq!(
+            only_get.apply(&cmd("HGET h f"), CacheUse::Read),
+            CacheUse::Neutral
+        );
+        assert_eq!(
+            only_get.apply(&cmd("GET k"), CacheUse::Read),
+            CacheUse::Read
+        );
     }
 }

@@ -62,10 +62,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let max_memory = config::parse_size(&config.max_memory)?;
     let cache = (max_memory > 0).then(|| {
         let policy = config.eviction.parse().unwrap_or_default();
+        let rules = keys::CacheRules::new(
+            &config.cache_allow_commands,
+            &config.cache_deny_commands,
+            &config.cache_include_prefixes,
+            &config.cache_exclude_prefixes,
+        );
         Arc::new(CacheLayer::new(
             max_memory,
             policy,
             config.cache_ttl_ms,
+            rules,
             metrics.clone(),
         ))
     });

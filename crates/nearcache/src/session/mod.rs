@@ -277,7 +277,7 @@ impl Session {
 
     fn cache_use(&self, args: &[Bytes]) -> CacheUse {
         match &self.ctx.cache {
-            Some(_) => keys::cache_use(args),
+            Some(c) => c.rules.apply(args, keys::cache_use(args)),
             None => CacheUse::Neutral,
         }
     }
