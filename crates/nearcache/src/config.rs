@@ -43,6 +43,11 @@ pub struct Config {
     pub eviction: String,
     /// Longest life of any cached entry, in ms, whatever the key's TTL. Default 300000 (5 min).
     pub cache_ttl_ms: u64,
+    /// How Redis tells the proxy what changed: `default` (Redis tracks the keys each shared
+    /// connection reads) or `bcast` (every change under `tracking_prefixes`). Default `default`.
+    pub tracking: String,
+    /// BCAST prefixes; only keys under them are cached in `bcast` mode (empty: all keys).
+    pub tracking_prefixes: Vec<String>,
     /// Only these cacheable commands are cached (empty: all of them). Default empty.
     pub cache_allow_commands: Vec<String>,
     /// These commands are never cached. Default empty.
@@ -75,6 +80,8 @@ impl Default for Config {
             max_memory: "64mb".into(),
             eviction: "adaptive".into(),
             cache_ttl_ms: 300_000,
+            tracking: "default".into(),
+            tracking_prefixes: Vec::new(),
             cache_allow_commands: Vec::new(),
             cache_deny_commands: Vec::new(),
             cache_include_prefixes: Vec::new(),
@@ -96,6 +103,24 @@ impl Config {
         self.eviction
             .parse::<cache::PolicyKind>()
             .map_err(|e| anyhow::anyhow!("eviction: {e}"))?;
+        match self.tracking.as_str() {
+            "default" if !self.tracking_prefixes.is_empty() => {
+                bail!("tracking_prefixes needs tracking = \"bcast\"")
+            }
+            "default" | "bcast" => {}
+            other => bail!("tracking must be \"default\" or \"bcast\", not {other:?}"),
+        }
+        if self.tracking == "bcast" && !self.tracking_prefixes.is_empty() {
+            for inc in &self.cache_include_prefixes {
+                if !self
+                    .tracking_prefixes
+                    .iter()
+                    .any(|p| inc.starts_with(p.as_str()))
+                {
+                    bail!("cache_include_prefixes entry {inc:?} is outside every tracking prefix");
+                }
+            }
+        }
         if self.cache_ttl_ms == 0 {
             bail!("cache_ttl_ms must be at least 1");
         }
@@ -212,6 +237,12 @@ pub struct Args {
     /// Longest life of a cached entry in ms.
     #[arg(long)]
     pub cache_ttl_ms: Option<u64>,
+    /// Tracking mode: default or bcast.
+    #[arg(long)]
+    pub tracking: Option<String>,
+    /// BCAST prefixes (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tracking_prefixes: Option<Vec<String>>,
     /// Cache only these commands (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub cache_allow_commands: Option<Vec<String>>,
@@ -258,6 +289,8 @@ impl Args {
         set(&mut cfg.max_memory, self.max_memory);
         set(&mut cfg.eviction, self.eviction);
         set(&mut cfg.cache_ttl_ms, self.cache_ttl_ms);
+        set(&mut cfg.tracking, self.tracking);
+        set(&mut cfg.tracking_prefixes, self.tracking_prefixes);
         set(&mut cfg.cache_allow_commands, self.cache_allow_commands);
         set(&mut cfg.cache_deny_commands, self.cache_deny_commands);
         set(&mut cfg.cache_include_prefixes, self.cache_include_prefixes);

@@ -31,7 +31,7 @@ use cachelayer::CacheLayer;
 pub use config::Config;
 use metrics::Metrics;
 use session::Context;
-use upstream::{Pool, PoolConfig, Tracking, TrackingSink};
+use upstream::{Pool, PoolConfig, Tracking, TrackingMode, TrackingSink};
 
 /// A running proxy. Dropping it leaves the proxy running; call [`Running::shutdown`].
 pub struct Running {
@@ -62,10 +62,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let max_memory = config::parse_size(&config.max_memory)?;
     let cache = (max_memory > 0).then(|| {
         let policy = config.eviction.parse().unwrap_or_default();
+        // In BCAST mode only keys under the tracking prefixes get invalidations.
+        let include = match (
+            &config.tracking[..],
+            config.cache_include_prefixes.is_empty(),
+        ) {
+            ("bcast", true) => &config.tracking_prefixes,
+            _ => &config.cache_include_prefixes,
+        };
         let rules = keys::CacheRules::new(
             &config.cache_allow_commands,
             &config.cache_deny_commands,
-            &config.cache_include_prefixes,
+            include,
             &config.cache_exclude_prefixes,
         );
         Arc::new(CacheLayer::new(
@@ -76,9 +84,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             metrics.clone(),
         ))
     });
-    let tracking = cache
-        .clone()
-        .map(|c| Arc::new(Tracking::new(c as Arc<dyn TrackingSink>)));
+    let tracking = cache.clone().map(|c| {
+        Arc::new(Tracking::new(
+            tracking_mode(&config),
+            c as Arc<dyn TrackingSink>,
+        ))
+    });
     let pool = Pool::new(
         PoolConfig {
             addr: config.upstream.clone(),
@@ -110,6 +121,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         stop,
         accept,
     })
+}
+
+fn tracking_mode(config: &Config) -> TrackingMode {
+    match config.tracking.as_str() {
+        "bcast" => TrackingMode::Bcast(
+            config
+                .tracking_prefixes
+                .iter()
+                .map(|p| bytes::Bytes::from(p.clone()))
+                .collect(),
+        ),
+        _ => TrackingMode::Default,
+    }
 }
 
 async fn accept_loop(

@@ -426,3 +426,37 @@ async fn mget_fetches_only_the_keys_that_miss() {
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn bcast_mode_caches_only_its_prefixes_and_stays_coherent() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| nearcache::Config {
+        tracking: "bcast".into(),
+        tracking_prefixes: vec!["b:".into()],
+        ..c
+    })
+    .await;
+    redis.cmd(&["SET", "b:1", "old"]).await;
+    redis.cmd(&["SET", "other", "x"]).await;
+    wait_until_cached(&mut c, &mut redis, "b:1").await;
+    // Outside the prefixes nothing would invalidate an entry, so nothing is cached.
+    let before = calls(&mut redis, "get").await;
+    c.cmd(&["GET", "other"]).await;
+    c.cmd(&["GET", "other"]).await;
+    assert_eq!(calls(&mut redis, "get").await - before, 2);
+
+    redis.cmd(&["SET", "b:1", "new"]).await;
+    converges(&mut c, "b:1", &bulk("new")).await;
+    // Data connections carry no tracking in this mode; losing the invalidation connection
+    // (the one tracking, in BCAST) empties the cache.
+    wait_until_cached(&mut c, &mut redis, "b:1").await;
+    assert_eq!(kill_proxy_conns(&mut redis, 't').await, 1);
+    redis.cmd(&["SET", "b:1", "newer"]).await;
+    converges(&mut c, "b:1", &bulk("newer")).await;
+    wait_until_cached(&mut c, &mut redis, "b:1").await;
+    proxy.shutdown().await;
+}

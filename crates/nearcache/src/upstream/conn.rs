@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use crate::reply::{Outbound, UpstreamError, UpstreamResult};
 
 use super::pool::PoolConfig;
-use super::tracking::Tracking;
+use super::tracking::{Tracking, TrackingMode, BCAST_TAG};
 
 /// How many bytes of queued requests are coalesced into one socket write.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -148,6 +148,10 @@ impl ConnHandle {
     /// The cache tag for a fill through this connection, if its tracking protects fills now.
     pub fn fill_tag(&self) -> Option<u64> {
         let t = self.state.tracking.as_ref()?;
+        if t.mode != TrackingMode::Default {
+            // BCAST: what protects an entry is the invalidation connection alone.
+            return (self.is_up() && t.redirect().is_some()).then_some(BCAST_TAG);
+        }
         let epoch = self.state.tracking_epoch.load(Ordering::Acquire);
         (self.is_up() && t.is_current(epoch)).then(|| self.state.tag())
     }
@@ -304,7 +308,11 @@ pub fn spawn_shared(
         let mut backoff = MIN_BACKOFF;
         let mut healthy = true;
         loop {
-            let redirect = state.tracking.as_ref().and_then(|t| t.redirect());
+            let redirect = state
+                .tracking
+                .as_ref()
+                .filter(|t| t.mode == TrackingMode::Default)
+                .and_then(|t| t.redirect());
             let extra: Vec<Bytes> = redirect
                 .iter()
                 .map(|(id, _)| tracking_command(*id))

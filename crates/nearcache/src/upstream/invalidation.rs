@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::conn::{connect, handshake, ConnHandle};
 use super::pool::PoolConfig;
-use super::tracking::Tracking;
+use super::tracking::{Tracking, TrackingMode};
 use crate::reply::UpstreamError;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
@@ -28,12 +28,14 @@ pub fn spawn(cfg: Arc<PoolConfig>, tracking: Arc<Tracking>, shared: Vec<ConnHand
         let mut backoff = MIN_BACKOFF;
         let mut healthy = true;
         loop {
-            match open(&cfg).await {
+            match open(&cfg, &tracking.mode).await {
                 Ok((stream, id)) => {
                     backoff = MIN_BACKOFF;
                     let epoch = tracking.up(id);
-                    for conn in &shared {
-                        conn.retrack(id, epoch);
+                    if tracking.mode == TrackingMode::Default {
+                        for conn in &shared {
+                            conn.retrack(id, epoch);
+                        }
                     }
                     if !healthy {
                         info!(upstream = %cfg.addr, "invalidation connection re-established");
@@ -57,10 +59,24 @@ pub fn spawn(cfg: Arc<PoolConfig>, tracking: Arc<Tracking>, shared: Vec<ConnHand
 }
 
 /// Connects, learns the client id and subscribes to the invalidation channel.
-async fn open(cfg: &PoolConfig) -> Result<(TcpStream, i64), UpstreamError> {
+async fn open(cfg: &PoolConfig, mode: &TrackingMode) -> Result<(TcpStream, i64), UpstreamError> {
     let mut stream = connect(cfg, 3, &[]).await?;
     let mut out = BytesMut::new();
     resp::encode_command(&["CLIENT", "ID"], &mut out);
+    let mut replies_wanted = 1;
+    if let TrackingMode::Bcast(prefixes) = mode {
+        // Invalidations for every change under the prefixes, as pushes on this connection.
+        let mut cmd: Vec<Bytes> = ["CLIENT", "TRACKING", "on", "BCAST"]
+            .into_iter()
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .collect();
+        for p in prefixes {
+            cmd.push(Bytes::from_static(b"PREFIX"));
+            cmd.push(p.clone());
+        }
+        resp::encode_command(&cmd, &mut out);
+        replies_wanted += 1;
+    }
     resp::encode_command(&["SUBSCRIBE", "__redis__:invalidate"], &mut out);
     // The subscribe confirmation is a push, which `handshake` skips; nothing else can arrive
     // before shared connections are pointed here, so nothing is lost.
@@ -68,10 +84,17 @@ async fn open(cfg: &PoolConfig) -> Result<(TcpStream, i64), UpstreamError> {
         addr: cfg.addr.clone(),
         cause,
     };
-    let replies = tokio::time::timeout(cfg.connect_timeout, handshake(&mut stream, &out, 1))
-        .await
-        .map_err(|_| unavailable("invalidation handshake timed out".into()))?
-        .map_err(|e| unavailable(e.to_string()))?;
+    let replies = tokio::time::timeout(
+        cfg.connect_timeout,
+        handshake(&mut stream, &out, replies_wanted),
+    )
+    .await
+    .map_err(|_| unavailable("invalidation handshake timed out".into()))?
+    .map_err(|e| unavailable(e.to_string()))?;
+    if let Some(r) = replies.get(1).filter(|r| r.first() == Some(&b'-')) {
+        let text = String::from_utf8_lossy(r).trim_end().to_string();
+        return Err(unavailable(format!("CLIENT TRACKING BCAST failed: {text}")));
+    }
     match replies.first().map(|r| &r[..]) {
         Some(r) if r.starts_with(b":") => {
             let id = std::str::from_utf8(&r[1..])

@@ -12,4 +12,4 @@ mod tracking;
 
 pub use conn::{ConnHandle, Request};
 pub use pool::{Pool, PoolConfig};
-pub use tracking::{Tracking, TrackingSink};
+pub use tracking::{Tracking, TrackingMode, TrackingSink};

@@ -20,8 +20,25 @@ pub trait TrackingSink: Send + Sync {
     fn invalidation_lost(&self);
 }
 
+/// How Redis learns what to invalidate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackingMode {
+    /// Redis remembers every key each shared connection reads and invalidates exactly those,
+    /// through the invalidation connection (REDIRECT). Entries depend on the connection that
+    /// read them.
+    Default,
+    /// The invalidation connection subscribes to every change of keys under these prefixes
+    /// (all keys if empty); Redis remembers nothing per read, and only keys under the prefixes
+    /// may be cached.
+    Bcast(Vec<bytes::Bytes>),
+}
+
+/// The tag of entries filled in BCAST mode: they depend on the invalidation connection only.
+pub const BCAST_TAG: u64 = u64::MAX;
+
 /// The current redirect target and its epoch.
 pub struct Tracking {
+    pub mode: TrackingMode,
     /// `(client id, epoch)` of the live invalidation connection, if one is up.
     redirect: Mutex<Option<(i64, u64)>>,
     epoch: AtomicU64,
@@ -29,8 +46,9 @@ pub struct Tracking {
 }
 
 impl Tracking {
-    pub fn new(sink: Arc<dyn TrackingSink>) -> Self {
+    pub fn new(mode: TrackingMode, sink: Arc<dyn TrackingSink>) -> Self {
         Tracking {
+            mode,
             redirect: Mutex::new(None),
             epoch: AtomicU64::new(0),
             sink,
