@@ -460,3 +460,60 @@ async fn bcast_mode_caches_only_its_prefixes_and_stays_coherent() {
     wait_until_cached(&mut c, &mut redis, "b:1").await;
     proxy.shutdown().await;
 }
+
+/// A metric's value from the admin endpoint (0 when absent).
+async fn metric(admin: std::net::SocketAddr, name: &str) -> f64 {
+    let body = http_get(admin, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn an_invalidation_during_a_read_in_flight_keeps_its_reply_out_of_the_cache() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| nearcache::Config {
+        admin_listen: Some("127.0.0.1:0".into()),
+        ..c
+    })
+    .await;
+    let admin = proxy.admin.expect("admin enabled");
+    redis.cmd(&["SET", "warm", "w"]).await;
+    wait_until_cached(&mut c, &mut redis, "warm").await;
+    redis.cmd(&["SET", "race", "v1"]).await;
+    let misses = metric(admin, "nearcache_cache_misses_total").await;
+    let stale = metric(admin, "nearcache_cache_stale_fills_total").await;
+
+    // Hold Redis so the read stays in flight: the ordering is injected, not hoped for.
+    assert_eq!(
+        &redis.cmd(&["CLIENT", "PAUSE", "1500", "ALL"]).await[..],
+        b"+OK\r\n"
+    );
+    let mut reader = RawConn::connect(&proxy.addr()).await;
+    reader.send(&["GET", "race"]).await;
+    poll_until_async(CONVERGE, "the read to be in flight", || async {
+        (metric(admin, "nearcache_cache_misses_total").await > misses).then_some(())
+    })
+    .await;
+    // The write goes through the proxy: it invalidates "race" as it is sent, while the read
+    // is still waiting for Redis.
+    let mut writer = RawConn::connect(&proxy.addr()).await;
+    writer.send(&["SET", "race", "v2"]).await;
+    let first = reader.read_raw().await;
+    assert!(&first[..] == &bulk("v1")[..] || &first[..] == &bulk("v2")[..]);
+    assert_eq!(&writer.read_raw().await[..], b"+OK\r\n");
+
+    assert!(
+        metric(admin, "nearcache_cache_stale_fills_total").await > stale,
+        "the raced read was not refused"
+    );
+    for _ in 0..5 {
+        assert_eq!(&c.cmd(&["GET", "race"]).await[..], &bulk("v2")[..]);
+    }
+    proxy.shutdown().await;
+}
