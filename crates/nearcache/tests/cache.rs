@@ -305,21 +305,6 @@ async fn the_cache_stays_under_its_cap_while_a_hot_key_keeps_hitting() {
     proxy.shutdown().await;
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("admin connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut body = String::new();
-    tokio::time::timeout(CONVERGE, s.read_to_string(&mut body))
-        .await
-        .expect("admin reply timed out")
-        .unwrap();
-    body
-}
-
 #[tokio::test]
 async fn concurrent_misses_for_one_entry_make_one_upstream_read() {
     let Setup {

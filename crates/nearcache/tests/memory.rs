@@ -171,21 +171,6 @@ async fn wait_until_hot_set_cached(c: &mut RawConn, redis: &mut RawConn) {
     }
 }
 
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("admin connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut body = String::new();
-    tokio::time::timeout(READ_TIMEOUT, s.read_to_string(&mut body))
-        .await
-        .expect("admin reply timed out")
-        .unwrap();
-    body
-}
-
 fn mib(b: u64) -> f64 {
     b as f64 / MIB as f64
 }

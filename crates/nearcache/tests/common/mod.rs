@@ -781,3 +781,16 @@ pub fn run_tool(
         stderr: err.join().unwrap_or_default(),
     }
 }
+
+/// The body of an HTTP GET to the admin port (headers included; fine for `/metrics` lookups).
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("admin connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("admin write");
+    let mut body = String::new();
+    tokio::time::timeout(READ_TIMEOUT, s.read_to_string(&mut body))
+        .await
+        .expect("admin reply timed out")
+        .expect("admin read");
+    body
+}
