@@ -9,18 +9,6 @@ use common::*;
 
 const CONVERGE: Duration = Duration::from_secs(5);
 
-/// How many times Redis ran `cmd` (from INFO commandstats).
-async fn calls(redis: &mut RawConn, cmd: &str) -> u64 {
-    let info = redis.cmd(&["INFO", "commandstats"]).await;
-    let text = String::from_utf8_lossy(&info);
-    let prefix = format!("cmdstat_{cmd}:calls=");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 fn bulk(v: &str) -> Vec<u8> {
     format!("${}\r\n{v}\r\n", v.len()).into_bytes()
 }
@@ -81,9 +69,9 @@ async fn wait_until_cached(c: &mut RawConn, redis: &mut RawConn, key: &str) {
     let deadline = tokio::time::Instant::now() + CONVERGE;
     loop {
         c.cmd(&["GET", key]).await;
-        let before = calls(redis, "get").await;
+        let before = command_calls(redis, "get").await;
         c.cmd(&["GET", key]).await;
-        if calls(redis, "get").await == before {
+        if command_calls(redis, "get").await == before {
             return;
         }
         assert!(
@@ -125,11 +113,15 @@ async fn repeated_reads_are_served_from_memory() {
     } = setup(|c| c).await;
     assert_eq!(&c.cmd(&["SET", "hot", "v1"]).await[..], b"+OK\r\n");
     wait_until_cached(&mut c, &mut redis, "hot").await;
-    let before = calls(&mut redis, "get").await;
+    let before = command_calls(&mut redis, "get").await;
     for _ in 0..20 {
         assert_eq!(&c.cmd(&["GET", "hot"]).await[..], &bulk("v1")[..]);
     }
-    assert_eq!(calls(&mut redis, "get").await, before, "hits reached Redis");
+    assert_eq!(
+        command_calls(&mut redis, "get").await,
+        before,
+        "hits reached Redis"
+    );
     // A RESP3 client gets its own entry in its own shape.
     let mut c3 = RawConn::connect(&proxy.addr()).await;
     c3.hello3().await;
@@ -237,9 +229,9 @@ async fn entries_do_not_outlive_the_key_ttl() {
     wait_until_cached(&mut c, &mut redis, "warm").await;
     redis.cmd(&["SET", "t", "v", "PX", "400"]).await;
     assert_eq!(&c.cmd(&["GET", "t"]).await[..], &bulk("v")[..]);
-    let before = calls(&mut redis, "get").await;
+    let before = command_calls(&mut redis, "get").await;
     assert_eq!(&c.cmd(&["GET", "t"]).await[..], &bulk("v")[..]);
-    assert_eq!(calls(&mut redis, "get").await, before, "not cached");
+    assert_eq!(command_calls(&mut redis, "get").await, before, "not cached");
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(&c.cmd(&["GET", "t"]).await[..], b"$-1\r\n");
     proxy.shutdown().await;
@@ -274,12 +266,12 @@ async fn the_cache_stays_under_its_cap_while_a_hot_key_keeps_hitting() {
         c.pipeline(&gets).await;
         assert_eq!(&c.cmd(&["GET", "hotcap"]).await[..], b"$1\r\nh\r\n");
     }
-    let before = calls(&mut redis, "get").await;
+    let before = command_calls(&mut redis, "get").await;
     for _ in 0..10 {
         c.cmd(&["GET", "hotcap"]).await;
     }
     assert_eq!(
-        calls(&mut redis, "get").await,
+        command_calls(&mut redis, "get").await,
         before,
         "the hot key was evicted"
     );
@@ -328,7 +320,7 @@ async fn concurrent_misses_for_one_entry_make_one_upstream_read() {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .unwrap_or(0)
     };
-    let before_calls = calls(&mut redis, "get").await;
+    let before_calls = command_calls(&mut redis, "get").await;
     let before = collapsed().await;
     // Hold Redis still so the first read stays in flight while the others arrive. The pause
     // ends by itself (CLIENT UNPAUSE would be paused too), well within the read timeout.
@@ -351,7 +343,7 @@ async fn concurrent_misses_for_one_entry_make_one_upstream_read() {
     for h in &mut herd {
         assert_eq!(&h.read_raw().await[..], &bulk("v")[..]);
     }
-    assert_eq!(calls(&mut redis, "get").await - before_calls, 1);
+    assert_eq!(command_calls(&mut redis, "get").await - before_calls, 1);
     // A write ends the flight's reuse: the next miss reads again.
     assert_eq!(&c.cmd(&["SET", "herd", "v2"]).await[..], b"+OK\r\n");
     assert_eq!(&c.cmd(&["GET", "herd"]).await[..], &bulk("v2")[..]);
@@ -395,10 +387,10 @@ async fn mget_fetches_only_the_keys_that_miss() {
         "Redis saw {seen:?}"
     );
     // All four are cached now; a direct write to one is seen through the proxy.
-    let before = calls(&mut redis, "mget").await;
+    let before = command_calls(&mut redis, "mget").await;
     assert_eq!(&c.cmd(&["MGET", "ma", "mb", "nokey", "mc"]).await[..], want);
     assert_eq!(
-        calls(&mut redis, "mget").await,
+        command_calls(&mut redis, "mget").await,
         before,
         "full hit reached Redis"
     );
@@ -429,10 +421,10 @@ async fn bcast_mode_caches_only_its_prefixes_and_stays_coherent() {
     redis.cmd(&["SET", "other", "x"]).await;
     wait_until_cached(&mut c, &mut redis, "b:1").await;
     // Outside the prefixes nothing would invalidate an entry, so nothing is cached.
-    let before = calls(&mut redis, "get").await;
+    let before = command_calls(&mut redis, "get").await;
     c.cmd(&["GET", "other"]).await;
     c.cmd(&["GET", "other"]).await;
-    assert_eq!(calls(&mut redis, "get").await - before, 2);
+    assert_eq!(command_calls(&mut redis, "get").await - before, 2);
 
     redis.cmd(&["SET", "b:1", "new"]).await;
     converges(&mut c, "b:1", &bulk("new")).await;

@@ -7,9 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -38,97 +35,18 @@ const WORKERS: &str = "2";
 const SLACK: u64 = 4 * MIB;
 const CONVERGE: Duration = Duration::from_secs(10);
 
-/// The `nearcache` binary, spawned here (rather than via `ProxyProcess`) so its pid is known.
-/// Killed and reaped on drop.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Proc {
-    fn spawn(upstream: &str, max_memory: &str) -> Proc {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("nearcache.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nearcache"))
-            .args(["--listen", "127.0.0.1:0", "--upstream", upstream])
-            .args(["--admin-listen", "127.0.0.1:0", "--max-memory", max_memory])
-            .args(["--threads", WORKERS])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn nearcache binary");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut r, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
-        let parsed = parse_ready_line(&line);
-        let Some((addr, Some(admin))) = parsed else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "no usable ready line ({line:?}); stderr:\n{}",
-                read_to_string(&log)
-            );
-        };
-        Proc {
-            child,
-            addr,
-            admin,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// A field of `/proc/PID/status` in bytes (`VmRSS`, `VmHWM`).
-    fn status_bytes(&self, field: &str) -> u64 {
-        let path = format!("/proc/{}/status", self.child.id());
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let prefix = format!("{field}:");
-        let kib: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in {path}"));
-        kib * 1024
-    }
-
-    fn rss(&self) -> u64 {
-        self.status_bytes("VmRSS")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- nearcache stderr ---\n{}", read_to_string(&self.log));
-        }
-    }
-}
-
-/// How many times Redis ran `cmd` (from INFO commandstats).
-async fn calls(redis: &mut RawConn, cmd: &str) -> u64 {
-    let info = redis.cmd(&["INFO", "commandstats"]).await;
-    let text = String::from_utf8_lossy(&info);
-    let prefix = format!("cmdstat_{cmd}:calls=");
-    text.lines()
+/// A field of `/proc/PID/status` in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(pid: u32, field: &str) -> u64 {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let prefix = format!("{field}:");
+    let kib: u64 = text
+        .lines()
         .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {path}"));
+    kib * 1024
 }
 
 fn hot_key(i: usize) -> String {
@@ -158,9 +76,9 @@ async fn wait_until_hot_set_cached(c: &mut RawConn, redis: &mut RawConn) {
     let deadline = tokio::time::Instant::now() + CONVERGE;
     loop {
         read_hot_set(c).await;
-        let before = calls(redis, "get").await;
+        let before = command_calls(redis, "get").await;
         read_hot_set(c).await;
-        if calls(redis, "get").await == before {
+        if command_calls(redis, "get").await == before {
             return;
         }
         assert!(
@@ -199,14 +117,27 @@ async fn rss_stays_within_the_cap_while_reading_five_times_the_cap() {
     let loaded = started.elapsed();
 
     // 2. The proxy, warmed up: the hot set cached, a few hundred reads done.
-    let proxy = Proc::spawn(&redis_srv.addr(), "32mb");
+    let upstream = redis_srv.addr();
+    let proxy = ProxyProcess::spawn_args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--max-memory",
+        "32mb",
+        "--threads",
+        WORKERS,
+    ]);
+    let rss = || status_bytes(proxy.pid(), "VmRSS");
     let mut c = RawConn::connect(&proxy.addr.to_string()).await;
     c.timeout = Duration::from_secs(20);
     wait_until_hot_set_cached(&mut c, &mut redis).await;
     for _ in 0..3 {
         read_hot_set(&mut c).await;
     }
-    let base = proxy.rss();
+    let base = rss();
 
     // 3. Every cold key once, the hot set after every batch; RSS after every batch.
     let mut max_rss = base;
@@ -220,20 +151,20 @@ async fn rss_stays_within_the_cap_while_reading_five_times_the_cap() {
             assert!(&r[..] == want_cold.as_bytes(), "GET cold:{i}: {}", show(r));
         }
         read_hot_set(&mut c).await;
-        max_rss = max_rss.max(proxy.rss());
+        max_rss = max_rss.max(rss());
     }
     let scanned = started.elapsed();
-    let end_rss = proxy.rss();
-    let hwm = proxy.status_bytes("VmHWM");
+    let end_rss = rss();
+    let hwm = status_bytes(proxy.pid(), "VmHWM");
 
     // The hot set survived the scan: re-reading it does not reach Redis.
-    let before = calls(&mut redis, "get").await;
+    let before = command_calls(&mut redis, "get").await;
     read_hot_set(&mut c).await;
     read_hot_set(&mut c).await;
-    let hot_misses = calls(&mut redis, "get").await - before;
+    let hot_misses = command_calls(&mut redis, "get").await - before;
 
     // 5. The cache's own accounting.
-    let body = http_get(proxy.admin, "/metrics").await;
+    let body = http_get(proxy.admin.expect("admin enabled"), "/metrics").await;
     let metric = |name: &str| -> f64 {
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))

@@ -403,6 +403,13 @@ impl ProxyProcess {
     }
 }
 
+impl ProxyProcess {
+    /// The process id, e.g. to read `/proc/PID/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -793,4 +800,16 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
         .expect("admin reply timed out")
         .expect("admin read");
     body
+}
+
+/// How many times Redis ran `cmd` (from INFO commandstats; 0 if never).
+pub async fn command_calls(redis: &mut RawConn, cmd: &str) -> u64 {
+    let info = redis.cmd(&["INFO", "commandstats"]).await;
+    let text = String::from_utf8_lossy(&info);
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
