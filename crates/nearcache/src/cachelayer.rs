@@ -174,13 +174,15 @@ impl CacheLayer {
         }
     }
 
-    /// The entry key of a read: protocol version, then the encoded command. The db is always 0
-    /// and the identity the proxy's own: sessions with another db or user never use the cache.
-    pub fn entry_key(proto: u8, encoded: &[u8]) -> Bytes {
-        let mut k = BytesMut::with_capacity(encoded.len() + 1);
-        k.put_u8(proto);
-        k.put_slice(encoded);
-        k.freeze()
+    /// The entry key of a read: protocol version, then the encoded command, written into `buf`
+    /// (whose unused room it reuses). `key.slice(1..)` is the command as sent upstream. The db
+    /// is always 0 and the identity the proxy's own: sessions with another db or user never
+    /// use the cache.
+    pub fn entry_key(proto: u8, args: &[Bytes], buf: &mut BytesMut) -> Bytes {
+        buf.reserve(1 + resp::encode_command_len(args));
+        buf.put_u8(proto);
+        resp::encode_command(args, buf);
+        buf.split().freeze()
     }
 
     /// A cached reply, if any.
@@ -417,7 +419,9 @@ mod tests {
             CacheRules::default(),
             Arc::new(Metrics::default()),
         );
-        let key = CacheLayer::entry_key(2, b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
+        let key = CacheLayer::entry_key(2, &get, &mut BytesMut::new());
+        assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
         let fill = layer.begin(b"k", 1, key.clone());
         layer.complete(fill, &reply, b":-1\r\n");

@@ -312,8 +312,7 @@ impl Session {
             Some(c) if self.link.writes_inflight() == 0 => c.clone(),
             _ => return self.send_shared(args, After::Nothing).await,
         };
-        let bytes = self.encode(args);
-        let key = CacheLayer::entry_key(self.proto, &bytes);
+        let key = CacheLayer::entry_key(self.proto, args, &mut self.encode_buf);
         let group = &args[1];
         if let Some(hit) = cache.lookup(group, &key) {
             self.reply(hit);
@@ -329,6 +328,7 @@ impl Session {
             }
             Join::Leader(landing) => landing,
         };
+        let wire = key.slice(1..);
         let fill = conn.fill_tag().map(|tag| {
             // PTTL goes first: its reply is in by the time the read's is, and a write
             // between the two invalidates the key (PTTL is tracked too), voiding the fill.
@@ -336,7 +336,7 @@ impl Session {
             let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
             (fill, pttl)
         });
-        let reply = conn.call(bytes);
+        let reply = conn.call(wire);
         let (to_client, rx) = oneshot::channel();
         tokio::spawn(cachelayer::complete_flight(
             cache, landing, fill, reply, to_client,
@@ -357,8 +357,7 @@ impl Session {
         let entry_keys: Vec<Bytes> = keys
             .iter()
             .map(|k| {
-                let encoded = self.encode(&[mget.clone(), k.clone()]);
-                CacheLayer::entry_key(self.proto, &encoded)
+                CacheLayer::entry_key(self.proto, &[mget.clone(), k.clone()], &mut self.encode_buf)
             })
             .collect();
         let items: Vec<Option<Bytes>> = keys
