@@ -66,6 +66,8 @@ struct Session {
     watching: bool,
     /// Keys written by the commands queued in the current MULTI, invalidated at EXEC.
     tx_keys: Vec<Bytes>,
+    /// A FLUSHALL, FLUSHDB or SWAPDB is queued in the current MULTI: EXEC empties the cache.
+    tx_flush: bool,
     encode_buf: BytesMut,
 }
 
@@ -96,6 +98,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         in_multi: false,
         watching: false,
         tx_keys: Vec::new(),
+        tx_flush: false,
         encode_buf: BytesMut::new(),
     };
     tokio::select! {
@@ -471,9 +474,9 @@ impl Session {
         let effect = self.cache_use(args);
         if args[0].eq_ignore_ascii_case(b"DISCARD") {
             self.tx_keys.clear();
+            self.tx_flush = false;
         }
-        let is_exec =
-            command::tx_effect(args) == TxEffect::EndTx && args[0].eq_ignore_ascii_case(b"EXEC");
+        let is_exec = args[0].eq_ignore_ascii_case(b"EXEC");
         match effect {
             CacheUse::Write | CacheUse::WriteAll if self.in_multi && !is_exec => {
                 if let Some(c) = &self.ctx.cache {
@@ -482,22 +485,20 @@ impl Session {
                     self.tx_keys.extend_from_slice(keys);
                     if effect == CacheUse::WriteAll {
                         c.flush(FlushReason::Flushall);
-                        self.tx_keys.push(Bytes::new());
+                        self.tx_flush = true;
                     }
                 }
                 After::Nothing
             }
             CacheUse::Write | CacheUse::WriteAll => self.write_effect(effect, args),
-            _ if is_exec && !self.tx_keys.is_empty() && self.ctx.cache.is_some() => {
-                let keys = std::mem::take(&mut self.tx_keys);
-                // An empty key marks a queued FLUSHALL/FLUSHDB/SWAPDB.
-                let effect = if keys.iter().any(|k| k.is_empty()) {
+            _ if is_exec && (self.tx_flush || !self.tx_keys.is_empty()) => {
+                let effect = if std::mem::take(&mut self.tx_flush) {
                     CacheUse::WriteAll
                 } else {
                     CacheUse::Write
                 };
                 let mut exec_args = vec![Bytes::from_static(b"EXEC")];
-                exec_args.extend(keys);
+                exec_args.append(&mut self.tx_keys);
                 self.write_effect(effect, &exec_args)
             }
             _ => After::Nothing,
