@@ -14,12 +14,14 @@ use tracing::warn;
 
 use crate::cachelayer::CacheLayer;
 use crate::metrics::{CacheSnapshot, Metrics};
+use crate::upstream::Pool;
 
 /// Binds the admin listener and serves it until `stop` turns true.
 pub async fn start(
     addr: &str,
     metrics: Arc<Metrics>,
     cache: Option<Arc<CacheLayer>>,
+    pool: Arc<Pool>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -30,6 +32,7 @@ pub async fn start(
         "/metrics",
         get(move || {
             let m = metrics.clone();
+            let pool = pool.clone();
             let snapshot = cache.as_ref().map(|c| CacheSnapshot {
                 stats: c.stats(),
                 invalidated_keys: c.invalidated_keys.load(Ordering::Relaxed),
@@ -38,7 +41,10 @@ pub async fn start(
             });
             async move {
                 let content_type = "text/plain; version=0.0.4; charset=utf-8";
-                ([(header::CONTENT_TYPE, content_type)], m.render(snapshot))
+                (
+                    [(header::CONTENT_TYPE, content_type)],
+                    m.render(snapshot, &pool.stats()),
+                )
             }
         }),
     );

@@ -76,14 +76,30 @@ pub fn classify(args: &[Bytes]) -> Route {
         b"SELECT" | b"AUTH" | b"READONLY" | b"READWRITE" | b"ASKING" => Route::Session,
         b"HELLO" if args.len() > 2 => Route::Session,
         b"MULTI" | b"WATCH" => Route::Transient,
-        b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
-        | b"BZMPOP" | b"WAIT" | b"WAITAOF" => Route::Transient,
-        b"XREAD" | b"XREADGROUP" if has_block_option(args) => Route::Transient,
+        _ if blocks(name, args) => Route::Transient,
         b"SUBSCRIBE" | b"PSUBSCRIBE" | b"SSUBSCRIBE" | b"UNSUBSCRIBE" | b"PUNSUBSCRIBE"
         | b"SUNSUBSCRIBE" | b"MONITOR" | b"SYNC" | b"PSYNC" => Route::Relay,
         b"CLIENT" => classify_client(args),
         _ => Route::Shared,
     }
+}
+
+fn blocks(name: &[u8], args: &[Bytes]) -> bool {
+    match name {
+        b"BLPOP" | b"BRPOP" | b"BRPOPLPUSH" | b"BLMOVE" | b"BLMPOP" | b"BZPOPMIN" | b"BZPOPMAX"
+        | b"BZMPOP" | b"WAIT" | b"WAITAOF" => true,
+        b"XREAD" | b"XREADGROUP" => has_block_option(args),
+        _ => false,
+    }
+}
+
+/// True for a command that may wait on Redis's side for as long as it says (BLPOP, WAIT, XREAD
+/// BLOCK ...): no upstream timeout applies to it.
+pub fn is_blocking(args: &[Bytes]) -> bool {
+    args.first().is_some_and(|first| {
+        let (buf, n) = name_upper(first);
+        blocks(&buf[..n], args)
+    })
 }
 
 fn classify_client(args: &[Bytes]) -> Route {

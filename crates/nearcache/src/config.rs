@@ -18,8 +18,30 @@ pub struct Config {
     pub admin_listen: Option<String>,
     /// Shared (multiplexed) upstream connections per protocol version. Default 2.
     pub upstream_conns: usize,
-    /// Idle dedicated connections kept for MULTI/WATCH/blocking sessions. Default 16.
-    pub max_idle_dedicated: usize,
+    /// Most upstream data connections open at once, shared and dedicated together (the
+    /// invalidation connection is not counted); 0 means no limit. Default 64.
+    pub max_open_conns: usize,
+    /// Idle dedicated connections kept for reuse. Default 8.
+    pub max_idle_conns: usize,
+    /// Age at which a connection is closed (dedicated) or replaced (shared); `0` never.
+    /// Durations read like `90s`, `30m`, `1h`. Default `0`.
+    pub conn_max_lifetime: String,
+    /// An idle dedicated connection unused this long is closed; `0` never. Default `5m`.
+    pub conn_max_idle_time: String,
+    /// How long a session waits for a dedicated connection when `max_open_conns` are open.
+    /// Default `2s`.
+    pub pool_wait_timeout: String,
+    /// A request Redis has not answered after this long fails, and its connection is replaced
+    /// (blocking commands and pub/sub are exempt); `0` waits for ever. Default `10s`.
+    pub upstream_timeout: String,
+    /// Close a client whose unparsed input exceeds this (Redis's client-query-buffer-limit).
+    /// Default `1gb`.
+    pub client_query_buffer_limit: String,
+    /// Close a client whose replies waiting to be written exceed this (Redis's
+    /// client-output-buffer-limit for normal clients). Default `256mb`.
+    pub client_output_buffer_limit: String,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish. Default `5s`.
+    pub shutdown_timeout: String,
     /// Timeout for connecting to Redis and completing the handshake, in ms. Default 1000.
     pub connect_timeout_ms: u64,
     /// Username for upstream AUTH (ACL user). Default none (`default`).
@@ -68,7 +90,15 @@ impl Default for Config {
             upstream: "127.0.0.1:6379".into(),
             admin_listen: Some("127.0.0.1:9121".into()),
             upstream_conns: 2,
-            max_idle_dedicated: 16,
+            max_open_conns: 64,
+            max_idle_conns: 8,
+            conn_max_lifetime: "0".into(),
+            conn_max_idle_time: "5m".into(),
+            pool_wait_timeout: "2s".into(),
+            upstream_timeout: "10s".into(),
+            client_query_buffer_limit: "1gb".into(),
+            client_output_buffer_limit: "256mb".into(),
+            shutdown_timeout: "5s".into(),
             connect_timeout_ms: 1000,
             upstream_user: None,
             upstream_password: None,
@@ -100,6 +130,34 @@ impl Config {
             bail!("connect_timeout_ms must be at least 1");
         }
         parse_size(&self.max_memory)?;
+        for (name, v) in [
+            ("conn_max_lifetime", &self.conn_max_lifetime),
+            ("conn_max_idle_time", &self.conn_max_idle_time),
+            ("pool_wait_timeout", &self.pool_wait_timeout),
+            ("upstream_timeout", &self.upstream_timeout),
+            ("shutdown_timeout", &self.shutdown_timeout),
+        ] {
+            parse_duration(v).with_context(|| format!("{name}: bad duration {v:?}"))?;
+        }
+        for (name, v) in [
+            ("client_query_buffer_limit", &self.client_query_buffer_limit),
+            (
+                "client_output_buffer_limit",
+                &self.client_output_buffer_limit,
+            ),
+        ] {
+            if parse_size(v)? == 0 {
+                bail!("{name} must be more than 0");
+            }
+        }
+        if self.max_open_conns != 0 && self.max_open_conns <= 2 * self.upstream_conns {
+            bail!(
+                "max_open_conns ({}) must leave room for dedicated connections beyond the {} \
+                 shared ones (2 x upstream_conns), or be 0 for no limit",
+                self.max_open_conns,
+                2 * self.upstream_conns
+            );
+        }
         self.eviction
             .parse::<cache::PolicyKind>()
             .map_err(|e| anyhow::anyhow!("eviction: {e}"))?;
@@ -152,6 +210,16 @@ impl Config {
     }
 }
 
+/// Parses a duration such as `250ms`, `90s`, `30m` or `1h`; `0` means none (`Ok(None)`).
+pub fn parse_duration(text: &str) -> anyhow::Result<Option<std::time::Duration>> {
+    let t = text.trim();
+    if t == "0" || t.is_empty() {
+        return Ok(None);
+    }
+    let d = humantime::parse_duration(t)?;
+    Ok((!d.is_zero()).then_some(d))
+}
+
 /// Parses a size as Redis does in its config: a plain number of bytes, or with a unit, where
 /// `k`/`m`/`g` are powers of 1000 and `kb`/`mb`/`gb` powers of 1024 (case-insensitive).
 pub fn parse_size(text: &str) -> anyhow::Result<u64> {
@@ -201,9 +269,33 @@ pub struct Args {
     /// Shared upstream connections per protocol version.
     #[arg(long)]
     pub upstream_conns: Option<usize>,
-    /// Idle dedicated upstream connections kept for reuse.
+    /// Most upstream data connections open at once (shared + dedicated); 0 for no limit.
     #[arg(long)]
-    pub max_idle_dedicated: Option<usize>,
+    pub max_open_conns: Option<usize>,
+    /// Idle dedicated connections kept for reuse.
+    #[arg(long)]
+    pub max_idle_conns: Option<usize>,
+    /// Close (dedicated) or replace (shared) connections at this age, e.g. `30m`; `0` never.
+    #[arg(long)]
+    pub conn_max_lifetime: Option<String>,
+    /// Close idle dedicated connections unused this long; `0` never.
+    #[arg(long)]
+    pub conn_max_idle_time: Option<String>,
+    /// Longest wait for a dedicated connection when max-open-conns are open.
+    #[arg(long)]
+    pub pool_wait_timeout: Option<String>,
+    /// Fail requests Redis has not answered after this long; `0` waits for ever.
+    #[arg(long)]
+    pub upstream_timeout: Option<String>,
+    /// Close clients whose unparsed input exceeds this size.
+    #[arg(long)]
+    pub client_query_buffer_limit: Option<String>,
+    /// Close clients whose unwritten replies exceed this size.
+    #[arg(long)]
+    pub client_output_buffer_limit: Option<String>,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[arg(long)]
+    pub shutdown_timeout: Option<String>,
     /// Upstream connect + handshake timeout in milliseconds.
     #[arg(long)]
     pub connect_timeout_ms: Option<u64>,
@@ -273,7 +365,21 @@ impl Args {
             cfg.admin_listen = None;
         }
         set(&mut cfg.upstream_conns, self.upstream_conns);
-        set(&mut cfg.max_idle_dedicated, self.max_idle_dedicated);
+        set(&mut cfg.max_open_conns, self.max_open_conns);
+        set(&mut cfg.max_idle_conns, self.max_idle_conns);
+        set(&mut cfg.conn_max_lifetime, self.conn_max_lifetime);
+        set(&mut cfg.conn_max_idle_time, self.conn_max_idle_time);
+        set(&mut cfg.pool_wait_timeout, self.pool_wait_timeout);
+        set(&mut cfg.upstream_timeout, self.upstream_timeout);
+        set(
+            &mut cfg.client_query_buffer_limit,
+            self.client_query_buffer_limit,
+        );
+        set(
+            &mut cfg.client_output_buffer_limit,
+            self.client_output_buffer_limit,
+        );
+        set(&mut cfg.shutdown_timeout, self.shutdown_timeout);
         set(&mut cfg.connect_timeout_ms, self.connect_timeout_ms);
         if self.upstream_user.is_some() {
             cfg.upstream_user = self.upstream_user;

@@ -31,7 +31,7 @@ use cachelayer::CacheLayer;
 pub use config::Config;
 use metrics::Metrics;
 use session::Context;
-use upstream::{Pool, PoolConfig, Tracking, TrackingMode, TrackingSink};
+use upstream::{Limits, Pool, PoolConfig, Tracking, TrackingMode, TrackingSink};
 
 /// A running proxy. Dropping it leaves the proxy running; call [`Running::shutdown`].
 pub struct Running {
@@ -94,15 +94,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         PoolConfig {
             addr: config.upstream.clone(),
             shared_conns: config.upstream_conns,
-            max_idle_dedicated: config.max_idle_dedicated,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            upstream_timeout: config::parse_duration(&config.upstream_timeout)?,
             username: config.upstream_user.clone(),
             password: config.upstream_password.clone(),
+            limits: pool_limits(&config)?,
         },
         tracking,
     );
     let ctx = Arc::new(Context {
-        pool,
+        pool: pool.clone(),
         metrics: metrics.clone(),
         limits: resp::Limits::default(),
         idle_timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
@@ -110,7 +111,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let (stop, stop_rx) = watch::channel(false);
     let admin_addr = match &config.admin_listen {
-        Some(addr) => Some(admin::start(addr, metrics, cache, stop_rx.clone()).await?),
+        Some(addr) => Some(admin::start(addr, metrics, cache, pool, stop_rx.clone()).await?),
         None => None,
     };
     info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
@@ -120,6 +121,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin_addr,
         stop,
         accept,
+    })
+}
+
+/// The pool limits a configuration asks for.
+pub fn pool_limits(config: &Config) -> anyhow::Result<Limits> {
+    Ok(Limits {
+        max_open: config.max_open_conns,
+        max_idle: config.max_idle_conns,
+        max_lifetime: config::parse_duration(&config.conn_max_lifetime)?,
+        max_idle_time: config::parse_duration(&config.conn_max_idle_time)?,
+        wait_timeout: config::parse_duration(&config.pool_wait_timeout)?.unwrap_or_default(),
     })
 }
 

@@ -1,5 +1,6 @@
 //! Process-wide counters, exposed in Prometheus text format on the admin port.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
@@ -8,6 +9,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::upstream::{CloseReason, PoolStats};
 
 /// Why the whole cache was emptied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +42,77 @@ struct CacheFigures {
     max_bytes: Gauge,
 }
 
+/// The upstream pool's figures, as Go's `sql.DBStats` has them, copied at each scrape.
+#[derive(Default)]
+struct PoolFigures {
+    max_open: Gauge,
+    open: Gauge,
+    in_use: Gauge,
+    idle: Gauge,
+    wait_count: Counter,
+    wait_seconds: Counter<f64, AtomicU64>,
+    closed: Family<ReasonLabel, Counter>,
+}
+
+impl PoolFigures {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "nearcache_pool_max_open_connections",
+            "Most upstream data connections allowed open (0: no limit)",
+            self.max_open.clone(),
+        );
+        r.register(
+            "nearcache_pool_open_connections",
+            "Upstream data connections open, shared and dedicated",
+            self.open.clone(),
+        );
+        r.register(
+            "nearcache_pool_in_use_connections",
+            "Shared connections with requests in flight plus dedicated ones held by a session",
+            self.in_use.clone(),
+        );
+        r.register(
+            "nearcache_pool_idle_connections",
+            "Open upstream connections not in use",
+            self.idle.clone(),
+        );
+        r.register(
+            "nearcache_pool_wait_count",
+            "Times a session waited for a dedicated connection",
+            self.wait_count.clone(),
+        );
+        r.register(
+            "nearcache_pool_wait_duration_seconds",
+            "Total time sessions waited for a dedicated connection",
+            self.wait_seconds.clone(),
+        );
+        r.register(
+            "nearcache_pool_closed_connections",
+            "Upstream connections closed by the pool, by reason",
+            self.closed.clone(),
+        );
+    }
+
+    fn update(&self, s: &PoolStats) {
+        self.max_open.set(s.max_open as i64);
+        self.open.set(s.open as i64);
+        self.in_use.set(s.in_use as i64);
+        self.idle.set(s.idle as i64);
+        advance(&self.wait_count, s.wait_count);
+        let waited = s.wait_duration.as_secs_f64();
+        let seen = self.wait_seconds.get();
+        if waited > seen {
+            self.wait_seconds.inc_by(waited - seen);
+        }
+        for (reason, n) in CloseReason::ALL.iter().zip(s.closed) {
+            let c = self.closed.get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            });
+            advance(&c, n);
+        }
+    }
+}
+
 /// The proxy's metrics. Cheap to update from any task (atomics).
 pub struct Metrics {
     registry: Registry,
@@ -54,6 +128,7 @@ pub struct Metrics {
     pub connection_lost: Counter,
     flushes: Family<ReasonLabel, Counter>,
     cache: CacheFigures,
+    pool: PoolFigures,
     /// Serialises scrapes so the copied counters advance exactly once per change.
     scrape: Mutex<()>,
 }
@@ -69,6 +144,7 @@ impl Default for Metrics {
             connection_lost: Counter::default(),
             flushes: Family::default(),
             cache: CacheFigures::default(),
+            pool: PoolFigures::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -158,6 +234,7 @@ impl Default for Metrics {
             "The cache's memory cap",
             c.max_bytes.clone(),
         );
+        m.pool.register(&mut r);
         Metrics { registry: r, ..m }
     }
 }
@@ -188,8 +265,9 @@ impl Metrics {
     }
 
     /// The metrics in Prometheus text exposition format.
-    pub fn render(&self, cache: Option<CacheSnapshot>) -> String {
+    pub fn render(&self, cache: Option<CacheSnapshot>, pool: &PoolStats) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        self.pool.update(pool);
         if let Some(s) = cache {
             let c = &self.cache;
             advance(&c.hits, s.stats.hits);

@@ -16,6 +16,9 @@ pub enum UpstreamError {
     Closed { addr: String },
     /// Redis sent bytes that are not RESP, or a reply nobody asked for.
     Protocol { addr: String, cause: String },
+    /// No reply within `--upstream-timeout`; the connection was retired, since later replies
+    /// could no longer be matched to their requests.
+    Timeout { addr: String, after_ms: u64 },
 }
 
 impl UpstreamError {
@@ -49,6 +52,10 @@ impl fmt::Display for UpstreamError {
                     "ERR nearcache: protocol error from upstream {addr}: {cause}"
                 )
             }
+            UpstreamError::Timeout { addr, after_ms } => write!(
+                f,
+                "ERR nearcache: upstream {addr} did not reply within {after_ms} ms"
+            ),
         }
     }
 }

@@ -439,14 +439,6 @@ async fn bcast_mode_caches_only_its_prefixes_and_stays_coherent() {
 }
 
 /// A metric's value from the admin endpoint (0 when absent).
-async fn metric(admin: std::net::SocketAddr, name: &str) -> f64 {
-    let body = http_get(admin, "/metrics").await;
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn an_invalidation_during_a_read_in_flight_keeps_its_reply_out_of_the_cache() {
     let Setup {

@@ -140,7 +140,7 @@ impl Session {
                     // Redis and the shared connections with replies nobody reads.
                     Ok(Some(_)) if self.link.is_closed() => return,
                     Ok(Some(args)) => {
-                        if let Err(Stop::Closing) = self.handle(args).await {
+                        if let Err(Stop::Closing) = self.handle(args, &mut rd).await {
                             return;
                         }
                     }
@@ -171,7 +171,7 @@ impl Session {
         self.encode_buf.split().freeze()
     }
 
-    async fn handle(&mut self, args: Vec<Bytes>) -> Result<(), Stop> {
+    async fn handle(&mut self, args: Vec<Bytes>, rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         self.ctx.metrics.commands.inc();
         let route = command::classify(&args);
         if self.mode == Mode::Relay {
@@ -185,7 +185,7 @@ impl Session {
             }
         }
         if self.mode == Mode::Shared {
-            return self.handle_shared(route, args).await;
+            return self.handle_shared(route, args, rd).await;
         }
         match route {
             Route::Local(Local::Quit) => {
@@ -212,7 +212,12 @@ impl Session {
         self.send_dedicated(&args)
     }
 
-    async fn handle_shared(&mut self, route: Route, args: Vec<Bytes>) -> Result<(), Stop> {
+    async fn handle_shared(
+        &mut self,
+        route: Route,
+        args: Vec<Bytes>,
+        rd: &mut OwnedReadHalf,
+    ) -> Result<(), Stop> {
         match route {
             Route::Local(Local::Quit) => {
                 self.reply(reply::simple("OK"));
@@ -245,7 +250,7 @@ impl Session {
                 Ok(())
             }
             Route::Transient | Route::Session | Route::Relay => {
-                if !self.take_dedicated().await {
+                if !self.take_dedicated(rd).await? {
                     return Ok(());
                 }
                 self.mode = match route {
@@ -420,10 +425,15 @@ impl Session {
         let _ = self.out.send(Outbound::Pending(conn.call(bytes), after));
     }
 
-    /// Moves the session onto a dedicated connection; on failure replies with the error.
-    async fn take_dedicated(&mut self) -> bool {
+    /// Moves the session onto a dedicated connection; on failure replies with the error. A
+    /// client that leaves while waiting for one gives up its place in line.
+    async fn take_dedicated(&mut self, rd: &mut OwnedReadHalf) -> Result<bool, Stop> {
         self.link.drained().await;
-        match self.ctx.pool.dedicated(self.proto).await {
+        let got = tokio::select! {
+            got = self.ctx.pool.dedicated(self.proto) => got,
+            () = client_gone(rd) => return Err(Stop::Closing),
+        };
+        Ok(match got {
             Ok(conn) => {
                 self.ctx.metrics.pinned.inc();
                 self.conn = Some(conn);
@@ -433,7 +443,7 @@ impl Session {
                 self.reply(e.to_frame());
                 false
             }
-        }
+        })
     }
 
     /// Gives a transient dedicated connection back once its last reply is in.
@@ -462,7 +472,8 @@ impl Session {
     fn send_dedicated(&mut self, args: &[Bytes]) -> Result<(), Stop> {
         let after = self.dedicated_write_effect(args);
         let bytes = self.encode(args);
-        let rx = self.dedicated_conn()?.call(bytes);
+        let timed = !command::is_blocking(args);
+        let rx = self.dedicated_conn()?.call_timed(bytes, timed);
         self.link.dispatched();
         let _ = self.out.send(Outbound::Pending(rx, after));
         Ok(())
@@ -525,8 +536,21 @@ impl Session {
     fn finish(&mut self) {
         if self.mode != Mode::Shared {
             self.ctx.metrics.pinned.dec();
+            if let Some(conn) = self.conn.take() {
+                self.ctx.pool.discard(conn);
+            }
         }
         self.conn = None;
+    }
+}
+
+/// Resolves when the client has closed its side with nothing left unread. With more input
+/// queued nothing can be told, and it never resolves.
+async fn client_gone(rd: &mut OwnedReadHalf) {
+    let mut byte = [0u8; 1];
+    match rd.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }
 

@@ -9,23 +9,28 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tokio::sync::{mpsc, oneshot, Notify};
+use tracing::{debug, warn};
 
 use crate::reply::{Outbound, UpstreamError, UpstreamResult};
 
-use super::pool::PoolConfig;
+use super::pool::{Env, PoolConfig};
+use super::slots::{CloseReason, Slot};
 use super::tracking::{Tracking, TrackingMode, BCAST_TAG};
 
 /// How many bytes of queued requests are coalesced into one socket write.
 const WRITE_BATCH: usize = 256 * 1024;
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(400);
+/// A retired connection keeps serving this long for requests already on their way to it.
+const RETIRE_GRACE: Duration = Duration::from_millis(100);
+/// A retired connection waits at most this long for its last replies.
+const RETIRE_DRAIN: Duration = Duration::from_secs(10);
 
 /// What a request expects back.
 pub enum Expect {
@@ -39,6 +44,23 @@ pub enum Expect {
 pub struct Request {
     pub bytes: Bytes,
     pub expect: Expect,
+    /// Whether `--upstream-timeout` applies (not to blocking commands or relayed sessions).
+    pub timed: bool,
+}
+
+/// An expectation with the time its reply is due.
+struct Due {
+    expect: Expect,
+    deadline: Option<Instant>,
+}
+
+/// How a connection's service ended.
+enum Ended {
+    /// Every handle is gone.
+    Dropped,
+    /// Replaced by the pool, after its last replies came in.
+    Retired,
+    Failed(UpstreamError),
 }
 
 /// State shared between a connection's task and its handles.
@@ -56,6 +78,12 @@ struct ConnState {
     /// Tracking epoch this connection's `CLIENT TRACKING ... REDIRECT` points at (0: none).
     tracking_epoch: AtomicU64,
     tracking: Option<Arc<Tracking>>,
+    created: Instant,
+    /// Set when the pool replaces this connection: no new work, close once drained.
+    retiring: AtomicBool,
+    retire: Notify,
+    /// Signalled when the connection comes up.
+    came_up: Notify,
 }
 
 impl ConnState {
@@ -97,16 +125,27 @@ impl ConnHandle {
             generation: AtomicU64::new(0),
             tracking_epoch: AtomicU64::new(0),
             tracking,
+            created: Instant::now(),
+            retiring: AtomicBool::new(false),
+            retire: Notify::new(),
+            came_up: Notify::new(),
         });
         (ConnHandle { tx, state }, rx)
     }
 
     /// Sends a request expecting one reply; the receiver yields the reply or why there is none.
     pub fn call(&self, bytes: Bytes) -> oneshot::Receiver<UpstreamResult> {
+        self.call_timed(bytes, true)
+    }
+
+    /// [`ConnHandle::call`], saying whether the upstream timeout applies (a blocking command
+    /// may legitimately wait for ever).
+    pub fn call_timed(&self, bytes: Bytes, timed: bool) -> oneshot::Receiver<UpstreamResult> {
         let (tx, rx) = oneshot::channel();
         self.send(Request {
             bytes,
             expect: Expect::One(tx),
+            timed,
         });
         rx
     }
@@ -116,6 +155,7 @@ impl ConnHandle {
         self.send(Request {
             bytes,
             expect: Expect::Relay(sink),
+            timed: false,
         });
     }
 
@@ -135,9 +175,38 @@ impl ConnHandle {
         self.state.inflight.load(Ordering::Acquire)
     }
 
-    /// Whether the connection is established (a dead dedicated connection never comes back).
+    /// Whether the connection is established and takes new work (a dead dedicated connection
+    /// never comes back; a retiring one only finishes what it has).
     pub fn is_up(&self) -> bool {
-        self.state.up.load(Ordering::Acquire) && !self.tx.is_closed()
+        self.state.up.load(Ordering::Acquire)
+            && !self.state.retiring.load(Ordering::Acquire)
+            && !self.tx.is_closed()
+    }
+
+    /// Waits until the connection is up, for at most `limit`.
+    pub async fn wait_up(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.state.came_up.notified();
+            if self.is_up() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.is_up();
+            }
+        }
+    }
+
+    /// How long ago the connection object was created.
+    pub fn age(&self) -> Duration {
+        self.state.created.elapsed()
+    }
+
+    /// Takes the connection out of service: it answers what was sent to it, then closes and
+    /// drops the cache entries its tracking protected. Only shared connections are retired.
+    pub fn retire(&self) {
+        self.state.retiring.store(true, Ordering::Release);
+        self.state.retire.notify_one();
     }
 
     /// The RESP version this connection speaks.
@@ -208,7 +277,9 @@ fn tracking_command(client_id: i64) -> Bytes {
 }
 
 /// Opens a TCP connection and performs the handshake: `HELLO 3` for RESP3, `AUTH` when the
-/// proxy has upstream credentials, then any `extra` commands (each must not fail).
+/// proxy has upstream credentials, then any `extra` commands (each must not fail). With none
+/// of these a `PING` is sent, so that a server refusing us (maxclients) is noticed here and not
+/// by the first client request.
 pub async fn connect(
     cfg: &PoolConfig,
     proto: u8,
@@ -241,6 +312,9 @@ pub async fn connect(
         }
         hello.push(pass.clone().into());
     }
+    if hello.is_empty() && extra.is_empty() {
+        hello.push(Bytes::from_static(b"PING"));
+    }
     let mut out = BytesMut::new();
     let mut expected = extra.len();
     if !hello.is_empty() {
@@ -249,9 +323,6 @@ pub async fn connect(
     }
     for cmd in extra {
         out.extend_from_slice(cmd);
-    }
-    if expected == 0 {
-        return Ok(stream);
     }
     let replies = tokio::time::timeout(cfg.connect_timeout, handshake(&mut stream, &out, expected))
         .await
@@ -295,18 +366,16 @@ pub async fn handshake(
     Ok(replies)
 }
 
-/// Starts a shared connection: a task that connects, serves, and reconnects with backoff for as
-/// long as any handle lives. While Redis is unreachable, requests fail at once with the cause.
-pub fn spawn_shared(
-    cfg: Arc<PoolConfig>,
-    proto: u8,
-    tracking: Option<Arc<Tracking>>,
-) -> ConnHandle {
-    let (handle, mut rx) = ConnHandle::new(&cfg.addr, proto, tracking);
+/// Starts a shared connection holding `slot`: a task that connects, serves, and reconnects with
+/// backoff until it is retired or every handle is gone. While Redis is unreachable, requests
+/// fail at once with the cause.
+pub fn spawn_shared(env: Arc<Env>, proto: u8, slot: Slot) -> ConnHandle {
+    let (handle, mut rx) = ConnHandle::new(&env.cfg.addr, proto, env.tracking.clone());
     let state = handle.state.clone();
     tokio::spawn(async move {
+        let _slot = slot;
+        let cfg = &env.cfg;
         let mut backoff = MIN_BACKOFF;
-        let mut healthy = true;
         loop {
             let redirect = state
                 .tracking
@@ -317,35 +386,29 @@ pub fn spawn_shared(
                 .iter()
                 .map(|(id, _)| tracking_command(*id))
                 .collect();
-            match connect(&cfg, proto, &extra).await {
+            match connect(cfg, proto, &extra).await {
                 Ok(stream) => {
                     state.generation.fetch_add(1, Ordering::AcqRel);
                     if let Some((_, epoch)) = redirect {
                         state.tracking_epoch.store(epoch, Ordering::Release);
                     }
-                    if !healthy {
-                        info!(upstream = %cfg.addr, proto, "upstream connection re-established");
-                    }
-                    healthy = true;
+                    env.health.connected("shared", &cfg.addr);
                     backoff = MIN_BACKOFF;
                     state.up.store(true, Ordering::Release);
-                    let ended = serve(stream, &mut rx, &state).await;
+                    state.came_up.notify_waiters();
+                    let ended = serve(stream, &mut rx, &state, cfg.upstream_timeout).await;
                     state.up.store(false, Ordering::Release);
                     state.tracking_lost();
                     match ended {
-                        None => return,
-                        Some(err) => {
-                            warn!(upstream = %cfg.addr, proto, %err, "upstream connection lost")
+                        Ended::Dropped | Ended::Retired => return,
+                        Ended::Failed(err) => {
+                            env.slots.closed(CloseReason::Error);
+                            warn!(upstream = %cfg.addr, proto, %err, "upstream connection lost; reconnecting");
                         }
                     }
                 }
                 Err(err) => {
-                    if healthy {
-                        warn!(upstream = %cfg.addr, proto, %err, "cannot connect upstream; retrying");
-                        healthy = false;
-                    } else {
-                        debug!(upstream = %cfg.addr, %err, "reconnect attempt failed");
-                    }
+                    env.health.failed("shared", &err);
                     if !refuse_until(&mut rx, &state, &err, backoff).await {
                         return;
                     }
@@ -377,21 +440,40 @@ async fn refuse_until(
     }
 }
 
-/// Opens a dedicated connection for one session. It dies with its socket: no reconnect, since
-/// the session state it carried (MULTI, SELECT, subscriptions) would be gone.
-pub async fn connect_dedicated(cfg: &PoolConfig, proto: u8) -> Result<ConnHandle, UpstreamError> {
-    let stream = connect(cfg, proto, &[]).await?;
-    let (handle, mut rx) = ConnHandle::new(&cfg.addr, proto, None);
+/// Opens a dedicated connection for one session, holding `slot`. It dies with its socket: no
+/// reconnect, since the session state it carried (MULTI, SELECT, subscriptions) would be gone.
+pub async fn connect_dedicated(
+    env: &Arc<Env>,
+    proto: u8,
+    slot: Slot,
+) -> Result<ConnHandle, UpstreamError> {
+    let stream = match connect(&env.cfg, proto, &[]).await {
+        Ok(s) => s,
+        Err(e) => {
+            env.health.failed("dedicated", &e);
+            return Err(e);
+        }
+    };
+    env.health.connected("dedicated", &env.cfg.addr);
+    let (handle, mut rx) = ConnHandle::new(&env.cfg.addr, proto, None);
     let state = handle.state.clone();
     state.up.store(true, Ordering::Release);
+    let env = env.clone();
     tokio::spawn(async move {
-        let ended = serve(stream, &mut rx, &state).await;
+        let _slot = slot;
+        let ended = serve(stream, &mut rx, &state, env.cfg.upstream_timeout).await;
         state.up.store(false, Ordering::Release);
         rx.close();
-        let err = ended.unwrap_or_else(|| UpstreamError::Lost {
-            addr: state.addr.clone(),
-            cause: "connection closed".into(),
-        });
+        let err = match ended {
+            Ended::Failed(err) => {
+                env.slots.closed(CloseReason::Error);
+                err
+            }
+            Ended::Dropped | Ended::Retired => UpstreamError::Lost {
+                addr: state.addr.clone(),
+                cause: "connection closed".into(),
+            },
+        };
         while let Ok(req) = rx.try_recv() {
             fail(req.expect, &err, &state);
         }
@@ -399,17 +481,18 @@ pub async fn connect_dedicated(cfg: &PoolConfig, proto: u8) -> Result<ConnHandle
     Ok(handle)
 }
 
-/// Runs one established connection until it fails (`Some(cause)`) or every handle is gone
-/// (`None`). Requests that were written but not answered are failed before returning.
+/// Runs one established connection until it fails, is retired, or every handle is gone.
+/// Requests that were written but not answered are failed before returning.
 async fn serve(
     stream: TcpStream,
     rx: &mut mpsc::UnboundedReceiver<Request>,
     state: &ConnState,
-) -> Option<UpstreamError> {
+    timeout: Option<Duration>,
+) -> Ended {
     let (mut rd, mut wr) = stream.into_split();
-    let (exp_tx, mut exp_rx) = mpsc::unbounded_channel::<Expect>();
+    let (exp_tx, mut exp_rx) = mpsc::unbounded_channel::<Due>();
     let mut relay: Option<mpsc::UnboundedSender<Outbound>> = None;
-    let mut queue: VecDeque<Expect> = VecDeque::new();
+    let mut queue: VecDeque<Due> = VecDeque::new();
     let addr = &state.addr;
     let lost = |cause: String| UpstreamError::Lost {
         addr: addr.clone(),
@@ -419,18 +502,25 @@ async fn serve(
     let writing = async {
         let mut out = BytesMut::with_capacity(16 * 1024);
         loop {
-            let req = rx.recv().await?;
+            let Some(req) = rx.recv().await else {
+                return Ended::Dropped;
+            };
+            let now = Instant::now();
             let mut batch = Some(req);
             while let Some(req) = batch.take() {
                 out.extend_from_slice(&req.bytes);
+                let deadline = timeout.filter(|_| req.timed).map(|t| now + t);
                 // The expectation is queued before the bytes leave, so the reader finds it.
-                let _ = exp_tx.send(req.expect);
+                let _ = exp_tx.send(Due {
+                    expect: req.expect,
+                    deadline,
+                });
                 if out.len() < WRITE_BATCH {
                     batch = rx.try_recv().ok();
                 }
             }
             if let Err(e) = wr.write_all(&out).await {
-                return Some(lost(e.to_string()));
+                return Ended::Failed(lost(e.to_string()));
             }
             out.clear();
         }
@@ -439,11 +529,36 @@ async fn serve(
     let reading = async {
         let limits = resp::Limits::default();
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+        let timer = tokio::time::sleep_until(far);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         loop {
-            match rd.read_buf(&mut buf).await {
-                Ok(0) => return UpstreamError::Closed { addr: addr.clone() },
-                Ok(_) => {}
-                Err(e) => return lost(e.to_string()),
+            while let Ok(due) = exp_rx.try_recv() {
+                queue.push_back(due);
+            }
+            // Replies come in order, so the oldest timed request is the one to watch.
+            let next = queue.iter().find_map(|d| d.deadline);
+            if next != armed {
+                armed = next;
+                let at = next.map_or(far, tokio::time::Instant::from_std);
+                timer.as_mut().reset(at);
+            }
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => match r {
+                    Ok(0) => return UpstreamError::Closed { addr: addr.clone() },
+                    Ok(_) => {}
+                    Err(e) => return lost(e.to_string()),
+                },
+                () = &mut timer, if armed.is_some() => {
+                    let after_ms = timeout.map_or(0, |t| t.as_millis() as u64);
+                    warn!(upstream = %addr, after_ms, "upstream reply timed out; retiring the connection");
+                    return UpstreamError::Timeout { addr: addr.clone(), after_ms };
+                }
+                Some(due) = exp_rx.recv(), if armed.is_none() && timeout.is_some() => {
+                    queue.push_back(due);
+                    continue;
+                }
             }
             loop {
                 let len = match resp::scan(&buf, &limits) {
@@ -465,18 +580,31 @@ async fn serve(
         }
     };
 
+    let retired = async {
+        state.retire.notified().await;
+        // Sessions stop picking a retiring connection at once, but one that picked it a
+        // moment ago may still be sending.
+        tokio::time::sleep(RETIRE_GRACE).await;
+        let deadline = tokio::time::Instant::now() + RETIRE_DRAIN;
+        while state.inflight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+
     let ended = tokio::select! {
         e = writing => e,
-        e = reading => Some(e),
+        e = reading => Ended::Failed(e),
+        () = retired => Ended::Retired,
     };
-    let err = ended
-        .clone()
-        .unwrap_or_else(|| lost("connection closed".into()));
-    while let Ok(expect) = exp_rx.try_recv() {
-        queue.push_back(expect);
+    let err = match &ended {
+        Ended::Failed(e) => e.clone(),
+        Ended::Dropped | Ended::Retired => lost("connection closed".into()),
+    };
+    while let Ok(due) = exp_rx.try_recv() {
+        queue.push_back(due);
     }
-    for expect in queue.drain(..) {
-        fail(expect, &err, state);
+    for due in queue.drain(..) {
+        fail(due.expect, &err, state);
     }
     if let Some(sink) = relay {
         close_relay(&sink, &err);
@@ -488,15 +616,27 @@ async fn serve(
 fn deliver(
     frame: Bytes,
     state: &ConnState,
-    expected: &mut mpsc::UnboundedReceiver<Expect>,
-    queue: &mut VecDeque<Expect>,
+    expected: &mut mpsc::UnboundedReceiver<Due>,
+    queue: &mut VecDeque<Due>,
     relay: &mut Option<mpsc::UnboundedSender<Outbound>>,
 ) -> Result<(), UpstreamError> {
     while let Ok(e) = expected.try_recv() {
         queue.push_back(e);
     }
-    if relay.is_none() && matches!(queue.front(), Some(Expect::Relay(_))) {
-        if let Some(Expect::Relay(sink)) = queue.pop_front() {
+    if relay.is_none()
+        && matches!(
+            queue.front(),
+            Some(Due {
+                expect: Expect::Relay(_),
+                ..
+            })
+        )
+    {
+        if let Some(Due {
+            expect: Expect::Relay(sink),
+            ..
+        }) = queue.pop_front()
+        {
             state.inflight.fetch_sub(1, Ordering::AcqRel);
             *relay = Some(sink);
         }
@@ -519,7 +659,7 @@ fn deliver(
         debug!(upstream = %state.addr, "push frame on a matched connection");
         return Ok(());
     }
-    match queue.pop_front() {
+    match queue.pop_front().map(|d| d.expect) {
         Some(Expect::One(tx)) => {
             state.inflight.fetch_sub(1, Ordering::AcqRel);
             let _ = tx.send(Ok(frame));

@@ -14,8 +14,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use super::conn::{connect, handshake, ConnHandle};
-use super::pool::PoolConfig;
+use super::conn::{connect, handshake};
+use super::pool::{Env, PoolConfig, SharedConns};
 use super::tracking::{Tracking, TrackingMode};
 use crate::reply::UpstreamError;
 
@@ -23,20 +23,22 @@ const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(400);
 
 /// Starts the invalidation connection task for these shared connections.
-pub fn spawn(cfg: Arc<PoolConfig>, tracking: Arc<Tracking>, shared: Vec<ConnHandle>) {
+pub fn spawn(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
     tokio::spawn(async move {
+        let cfg = &env.cfg;
         let mut backoff = MIN_BACKOFF;
         let mut healthy = true;
         loop {
-            match open(&cfg, &tracking.mode).await {
+            match open(cfg, &tracking.mode).await {
                 Ok((stream, id)) => {
                     backoff = MIN_BACKOFF;
                     let epoch = tracking.up(id);
                     if tracking.mode == TrackingMode::Default {
-                        for conn in &shared {
+                        for conn in shared.all() {
                             conn.retrack(id, epoch);
                         }
                     }
+                    env.health.connected("invalidation", &cfg.addr);
                     if !healthy {
                         info!(upstream = %cfg.addr, "invalidation connection re-established");
                     }
@@ -46,8 +48,9 @@ pub fn spawn(cfg: Arc<PoolConfig>, tracking: Arc<Tracking>, shared: Vec<ConnHand
                     warn!(upstream = %cfg.addr, %err, "invalidation connection lost; cache flushed");
                 }
                 Err(err) => {
+                    env.health.failed("invalidation", &err);
                     if healthy {
-                        warn!(upstream = %cfg.addr, %err, "cannot open invalidation connection; caching paused");
+                        warn!(upstream = %cfg.addr, "invalidation connection down; caching paused");
                         healthy = false;
                     }
                     tokio::time::sleep(backoff).await;

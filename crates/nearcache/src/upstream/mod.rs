@@ -6,10 +6,13 @@
 //! across an `.await`; they talk to the task through channels.
 
 mod conn;
+mod health;
 mod invalidation;
 mod pool;
+mod slots;
 mod tracking;
 
 pub use conn::{ConnHandle, Request};
-pub use pool::{Pool, PoolConfig};
+pub use pool::{Pool, PoolConfig, PoolStats};
+pub use slots::{CloseReason, Limits};
 pub use tracking::{Tracking, TrackingMode, TrackingSink};

@@ -60,6 +60,17 @@ where
     }
 }
 
+/// [`poll_until_async`] for checks that borrow test state mutably (an async closure).
+pub async fn eventually(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !check().await {
+        if tokio::time::Instant::now() >= deadline {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // redis-server
 // ---------------------------------------------------------------------------------------------
@@ -803,6 +814,16 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
 }
 
 /// How many times Redis ran `cmd` (from INFO commandstats; 0 if never).
+/// One sample from the admin port's `/metrics` (`name` may carry labels:
+/// `x_total{reason="error"}`); 0 when absent.
+pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
+    let body = http_get(admin, "/metrics").await;
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub async fn command_calls(redis: &mut RawConn, cmd: &str) -> u64 {
     let info = redis.cmd(&["INFO", "commandstats"]).await;
     let text = String::from_utf8_lossy(&info);
