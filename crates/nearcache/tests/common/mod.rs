@@ -834,3 +834,104 @@ pub async fn command_calls(redis: &mut RawConn, cmd: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+// ---------------------------------------------------------------------------------------------
+// A fault-injecting TCP relay between the proxy and Redis
+// ---------------------------------------------------------------------------------------------
+
+/// What the relay does to the bytes Redis sends back.
+#[derive(Clone, Copy, Debug)]
+pub enum Fault {
+    /// Delivers them one byte per write.
+    Dribble,
+    /// Cuts each of the first `conns` connections after `bytes` bytes from Redis.
+    CutAfter { bytes: usize, conns: usize },
+}
+
+/// A relay on 127.0.0.1:0 forwarding to `upstream`, ended when dropped.
+pub struct FaultRelay {
+    pub addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FaultRelay {
+    pub async fn start(upstream: &str, fault: Fault) -> FaultRelay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = upstream.to_string();
+        let accept = tokio::spawn(async move {
+            let mut accepted = 0usize;
+            while let Ok((client, _)) = listener.accept().await {
+                accepted += 1;
+                let Ok(server) = TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let limit = match fault {
+                    Fault::CutAfter { bytes, conns } if accepted <= conns => Some(bytes),
+                    _ => None,
+                };
+                tokio::spawn(relay_pair(client, server, fault, limit));
+            }
+        });
+        FaultRelay { addr, accept }
+    }
+
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for FaultRelay {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn relay_pair(client: TcpStream, server: TcpStream, fault: Fault, limit: Option<usize>) {
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let (mut crd, mut cwr) = client.into_split();
+    let (mut srd, mut swr) = server.into_split();
+    let up = async move {
+        let _ = tokio::io::copy(&mut crd, &mut swr).await;
+    };
+    let down = async move {
+        let mut sent = 0usize;
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = match srd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let mut chunk = &buf[..n];
+            if let Some(limit) = limit {
+                let room = limit.saturating_sub(sent);
+                if chunk.len() >= room {
+                    let _ = cwr.write_all(&chunk[..room]).await;
+                    return;
+                }
+            }
+            sent += chunk.len();
+            match fault {
+                Fault::Dribble => {
+                    while let Some((first, rest)) = chunk.split_first() {
+                        if cwr.write_all(std::slice::from_ref(first)).await.is_err() {
+                            return;
+                        }
+                        chunk = rest;
+                    }
+                }
+                Fault::CutAfter { .. } => {
+                    if cwr.write_all(chunk).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    // Either direction ending closes both sockets (their halves drop with the futures).
+    tokio::select! {
+        () = up => {}
+        () = down => {}
+    }
+}
