@@ -129,6 +129,7 @@ pub struct Metrics {
     flushes: Family<ReasonLabel, Counter>,
     cache: CacheFigures,
     pool: PoolFigures,
+    alive_tasks: Gauge,
     /// Serialises scrapes so the copied counters advance exactly once per change.
     scrape: Mutex<()>,
 }
@@ -145,6 +146,7 @@ impl Default for Metrics {
             flushes: Family::default(),
             cache: CacheFigures::default(),
             pool: PoolFigures::default(),
+            alive_tasks: Gauge::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -235,6 +237,11 @@ impl Default for Metrics {
             c.max_bytes.clone(),
         );
         m.pool.register(&mut r);
+        r.register(
+            "nearcache_runtime_alive_tasks",
+            "Tokio tasks alive (sessions, connections, fills in flight); flat when nothing leaks",
+            m.alive_tasks.clone(),
+        );
         Metrics { registry: r, ..m }
     }
 }
@@ -268,6 +275,9 @@ impl Metrics {
     pub fn render(&self, cache: Option<CacheSnapshot>, pool: &PoolStats) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.pool.update(pool);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            self.alive_tasks.set(rt.metrics().num_alive_tasks() as i64);
+        }
         if let Some(s) = cache {
             let c = &self.cache;
             advance(&c.hits, s.stats.hits);
