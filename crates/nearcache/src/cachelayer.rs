@@ -16,13 +16,13 @@ use tokio::sync::oneshot;
 
 use crate::keys::CacheRules;
 use crate::metrics::{FlushReason, Metrics};
-use crate::reply::{UpstreamError, UpstreamResult};
+use crate::reply::{self, OutMeter, ReplyTx, UpstreamError, UpstreamResult};
 use crate::upstream::TrackingSink;
 
 const FLIGHT_SHARDS: usize = 16;
 
 /// Clients waiting for the reply to a read already on its way upstream.
-type Waiters = Arc<Mutex<Vec<oneshot::Sender<UpstreamResult>>>>;
+type Waiters = Arc<Mutex<Vec<ReplyTx>>>;
 
 /// A read in flight that later misses of the same entry join instead of reading again.
 struct Flight {
@@ -117,10 +117,10 @@ impl CacheLayer {
 
     /// Joins the read of `key` in flight, or starts one. Call only once the read can be sent
     /// without waiting, so that a follower never waits on a leader that waits on it.
-    pub fn join(&self, group: &Bytes, key: &Bytes) -> Join {
+    pub fn join(&self, group: &Bytes, key: &Bytes, meter: Option<&Arc<OutMeter>>) -> Join {
         let mut flights = self.flight_shard(group);
         if let Some(f) = flights.get(key) {
-            let (tx, rx) = oneshot::channel();
+            let (tx, rx) = reply::reply_channel(meter);
             f.waiters.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
             self.collapsed.fetch_add(1, Ordering::Relaxed);
             return Join::Follower(rx);
@@ -157,7 +157,7 @@ impl CacheLayer {
         let waiters =
             std::mem::take(&mut *landing.waiters.lock().unwrap_or_else(|p| p.into_inner()));
         for w in waiters {
-            let _ = w.send(result.clone());
+            w.send(result.clone());
         }
     }
 
@@ -260,7 +260,7 @@ pub async fn complete_flight(
     landing: Landing,
     fill: Option<PendingFill>,
     reply: oneshot::Receiver<UpstreamResult>,
-    to_client: oneshot::Sender<UpstreamResult>,
+    to_client: ReplyTx,
 ) {
     let result = reply.await.unwrap_or_else(|_| {
         Err(UpstreamError::Lost {
@@ -274,7 +274,7 @@ pub async fn complete_flight(
         }
     }
     cache.land(landing, &result);
-    let _ = to_client.send(result);
+    to_client.send(result);
 }
 
 /// The elements of an array reply, each as its raw bytes; `None` for anything else.
@@ -316,7 +316,7 @@ pub async fn complete_mget(
     mut items: Vec<Option<Bytes>>,
     fills: Vec<(usize, Option<PendingFill>)>,
     reply: oneshot::Receiver<UpstreamResult>,
-    to_client: oneshot::Sender<UpstreamResult>,
+    to_client: ReplyTx,
 ) {
     let result = match reply.await {
         Ok(r) => r,
@@ -331,7 +331,7 @@ pub async fn complete_mget(
     };
     let Some(fetched) = fetched else {
         // An error (or an unexpected shape): the client gets Redis's reply as it is.
-        let _ = to_client.send(result);
+        to_client.send(result);
         return;
     };
     for ((slot, fill), elem) in fills.into_iter().zip(fetched) {
@@ -347,7 +347,7 @@ pub async fn complete_mget(
         Some(all) => Ok(join_array(&all)),
         None => result,
     };
-    let _ = to_client.send(reply);
+    to_client.send(reply);
 }
 
 /// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 use clap::Parser;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The proxy's settings. Every field has a documented default.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address clients connect to. Default `127.0.0.1:6380`.
@@ -210,6 +210,24 @@ impl Config {
     }
 }
 
+/// The names of the settings whose values differ between `a` and `b`.
+pub fn changed_settings(a: &Config, b: &Config) -> anyhow::Result<Vec<String>> {
+    let (toml::Value::Table(a), toml::Value::Table(b)) =
+        (toml::Value::try_from(a)?, toml::Value::try_from(b)?)
+    else {
+        bail!("configuration is not a table");
+    };
+    let mut names: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 /// Parses a duration such as `250ms`, `90s`, `30m` or `1h`; `0` means none (`Ok(None)`).
 pub fn parse_duration(text: &str) -> anyhow::Result<Option<std::time::Duration>> {
     let t = text.trim();
@@ -244,7 +262,7 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
 }
 
 /// Command-line flags. Each overrides the config file's setting of the same name.
-#[derive(Parser, Debug, Default)]
+#[derive(Parser, Debug, Default, Clone)]
 #[command(
     name = "nearcache",
     version,

@@ -41,13 +41,73 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
+    ctx: Arc<Context>,
+    config: std::sync::Mutex<Config>,
 }
 
+/// Settings [`Running::reload`] applies to the running proxy; any other change needs a restart.
+pub const LIVE_SETTINGS: &[&str] = &[
+    "max_open_conns",
+    "max_idle_conns",
+    "conn_max_lifetime",
+    "conn_max_idle_time",
+    "pool_wait_timeout",
+    "max_clients",
+    "timeout",
+    "client_query_buffer_limit",
+    "client_output_buffer_limit",
+    "shutdown_timeout",
+];
+
 impl Running {
-    /// Stops accepting, closes client sessions and the admin server.
+    /// Stops accepting, then gives client sessions up to `shutdown_timeout` to receive the
+    /// replies to what they already sent; the admin server stops too. Sessions still open after
+    /// that (a client blocked for ever, say) are left to end with the process.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
+        // Sessions give up waiting at the same timeout; a little more lets them close.
+        let limit = self.ctx.clients.shutdown_timeout() + Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.ctx.metrics.clients.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.ctx.metrics.clients.get();
+        if left > 0 {
+            warn!(
+                clients = left,
+                "shutdown timeout reached with clients still waiting"
+            );
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies a new configuration: the [`LIVE_SETTINGS`] take effect now (the output limit
+    /// for clients that connect from now on); other changes are logged as needing a restart.
+    pub fn reload(&self, new: Config) -> anyhow::Result<()> {
+        new.validate()?;
+        let limits = pool_limits(&new)?;
+        let clients = client_limits(&new)?;
+        let old = self.config();
+        let restart: Vec<String> = config::changed_settings(&old, &new)?
+            .into_iter()
+            .filter(|name| !LIVE_SETTINGS.contains(&name.as_str()))
+            .collect();
+        self.ctx.pool.set_limits(limits);
+        self.ctx.clients.update_from(&clients);
+        if !restart.is_empty() {
+            warn!(settings = ?restart, "changed settings need a restart to take effect");
+        }
+        info!("configuration reloaded");
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(())
     }
 }
 
@@ -106,7 +166,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pool: pool.clone(),
         metrics: metrics.clone(),
         limits: resp::Limits::default(),
-        idle_timeout: (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
+        clients: client_limits(&config)?,
         cache: cache.clone(),
     });
     let (stop, stop_rx) = watch::channel(false);
@@ -115,13 +175,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
-    let accept = tokio::spawn(accept_loop(listener, ctx, config.max_clients, stop_rx));
+    let accept = tokio::spawn(accept_loop(listener, ctx.clone(), stop_rx));
     Ok(Running {
         listen_addr,
         admin_addr,
         stop,
         accept,
+        ctx,
+        config: std::sync::Mutex::new(config),
     })
+}
+
+/// The per-client limits a configuration asks for.
+fn client_limits(config: &Config) -> anyhow::Result<session::ClientLimits> {
+    Ok(session::ClientLimits::new(
+        config.max_clients,
+        (config.timeout > 0).then(|| Duration::from_secs(config.timeout)),
+        usize::try_from(config::parse_size(&config.client_query_buffer_limit)?)?,
+        usize::try_from(config::parse_size(&config.client_output_buffer_limit)?)?,
+        config::parse_duration(&config.shutdown_timeout)?.unwrap_or_default(),
+    ))
 }
 
 /// The pool limits a configuration asks for.
@@ -148,19 +221,16 @@ fn tracking_mode(config: &Config) -> TrackingMode {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    ctx: Arc<Context>,
-    max_clients: usize,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => return,
         };
         match accepted {
-            Ok((stream, _peer)) if ctx.metrics.clients.get() as usize >= max_clients => {
+            Ok((stream, _peer))
+                if ctx.metrics.clients.get() as usize >= ctx.clients.max_clients() =>
+            {
                 tokio::spawn(session::refuse(stream, "ERR max number of clients reached"));
             }
             Ok((stream, _peer)) => {

@@ -1,4 +1,5 @@
-//! The `nearcache` binary: parse flags, set up logging, run until SIGINT or SIGTERM.
+//! The `nearcache` binary: parse flags, set up logging, run until SIGINT or SIGTERM; SIGHUP
+//! re-reads the configuration file and applies what can change live.
 
 use std::io::Write;
 
@@ -14,7 +15,8 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> anyhow::Result<()> {
-    let config = Config::from_args(Args::parse())?;
+    let args = Args::parse();
+    let config = Config::from_args(args.clone())?;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
@@ -30,10 +32,10 @@ fn main() -> anyhow::Result<()> {
     if config.threads > 0 {
         rt.worker_threads(config.threads);
     }
-    rt.enable_all().build()?.block_on(run(config))
+    rt.enable_all().build()?.block_on(run(config, args))
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     let running = nearcache::start(config).await?;
     let admin = running
         .admin_addr
@@ -46,7 +48,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         running.listen_addr
     )?;
     stdout.flush()?;
-    shutdown_signal().await;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            _ = hangup.recv() => match Config::from_args(args.clone()) {
+                Ok(new) => {
+                    if let Err(e) = running.reload(new) {
+                        tracing::error!(error = %e, "configuration reload refused");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "configuration reload failed"),
+            },
+        }
+    }
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())

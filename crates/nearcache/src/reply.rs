@@ -3,7 +3,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
-use tokio::sync::oneshot;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Why an upstream request failed. Every variant becomes an `-ERR nearcache: ...` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +84,106 @@ pub enum Outbound {
     Frame(Bytes),
     /// Write everything queued so far, then close the client connection.
     Close,
+}
+
+/// A session's output queue. Every byte held for the client (queued frames, replies the writer
+/// has taken but not written) is counted against the client's output limit, whoever queued it:
+/// the session, or a connection relaying pub/sub messages.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::UnboundedSender<Outbound>,
+    meter: Arc<OutMeter>,
+}
+
+/// The count of bytes held for one client.
+pub struct OutMeter {
+    queued: AtomicUsize,
+    limit: usize,
+    over: AtomicBool,
+    overflow: Notify,
+}
+
+impl Outbox {
+    /// A queue whose client is disconnected once more than `limit` bytes wait for it.
+    pub fn new(limit: usize) -> (Outbox, mpsc::UnboundedReceiver<Outbound>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let meter = Arc::new(OutMeter {
+            queued: AtomicUsize::new(0),
+            limit,
+            over: AtomicBool::new(false),
+            overflow: Notify::new(),
+        });
+        (Outbox { tx, meter }, rx)
+    }
+
+    pub fn send(&self, item: Outbound) {
+        if let Outbound::Frame(bytes) = &item {
+            self.meter.charge(bytes.len());
+        }
+        let _ = self.tx.send(item);
+    }
+
+    pub fn meter(&self) -> &Arc<OutMeter> {
+        &self.meter
+    }
+}
+
+impl OutMeter {
+    /// Counts `n` more bytes held for the client.
+    pub fn charge(&self, n: usize) {
+        let queued = self.queued.fetch_add(n, Ordering::AcqRel) + n;
+        if queued > self.limit && !self.over.swap(true, Ordering::AcqRel) {
+            self.overflow.notify_one();
+        }
+    }
+
+    /// `n` bytes reached the client's socket.
+    pub fn written(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Bytes held now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// The limit was crossed: the client must be disconnected.
+    pub fn is_over(&self) -> bool {
+        self.over.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the limit has been crossed.
+    pub async fn overflowed(&self) {
+        // `notify_one` keeps a permit when nobody waits yet, so no crossing is missed.
+        while !self.is_over() {
+            self.overflow.notified().await;
+        }
+    }
+}
+
+/// Where one reply goes: a oneshot, and the output meter of the client it is for, charged
+/// with the reply's bytes as it is handed over (so replies waiting for a slow client count).
+pub struct ReplyTx {
+    tx: oneshot::Sender<UpstreamResult>,
+    meter: Option<Arc<OutMeter>>,
+}
+
+/// A reply channel, metered for a client when `meter` is given.
+pub fn reply_channel(
+    meter: Option<&Arc<OutMeter>>,
+) -> (ReplyTx, oneshot::Receiver<UpstreamResult>) {
+    let (tx, rx) = oneshot::channel();
+    let meter = meter.cloned();
+    (ReplyTx { tx, meter }, rx)
+}
+
+impl ReplyTx {
+    pub fn send(self, result: UpstreamResult) {
+        if let (Some(m), Ok(bytes)) = (&self.meter, &result) {
+            m.charge(bytes.len());
+        }
+        let _ = self.tx.send(result);
+    }
 }
 
 /// Encodes a simple-string reply.

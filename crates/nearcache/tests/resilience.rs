@@ -382,6 +382,10 @@ fn garbage_cases() -> Vec<(&'static str, Vec<u8>)> {
         ("integer instead of bulk", b"*1\r\n:5\r\n".to_vec()),
         ("huge bulk length", b"*1\r\n$999999999999\r\n".to_vec()),
         ("huge multibulk length", b"*99999999999\r\n".to_vec()),
+        (
+            "1 GB bulk header",
+            b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1073741824\r\n".to_vec(),
+        ),
         ("unbalanced quotes", b"SET \"unbalanced\r\n".to_vec()),
         ("inline line over 64 KB", vec![b'A'; 70 * 1024]),
     ]

@@ -6,6 +6,7 @@
 
 mod writer;
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,14 +14,14 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
-use tracing::debug;
+use tokio::sync::watch;
+use tracing::{debug, info};
 
 use crate::cachelayer::{self, CacheLayer, Join};
 use crate::command::{self, Local, Route, TxEffect};
 use crate::keys::{self, CacheUse};
 use crate::metrics::{FlushReason, Metrics};
-use crate::reply::{self, After, Outbound};
+use crate::reply::{self, After, Outbound, Outbox};
 use crate::upstream::{ConnHandle, Pool};
 use writer::Link;
 
@@ -29,10 +30,73 @@ pub struct Context {
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
     pub limits: resp::Limits,
-    /// Close clients idle this long (Redis's `timeout`); `None` never does.
-    pub idle_timeout: Option<Duration>,
+    pub clients: ClientLimits,
     /// The tracking cache; `None` when caching is off.
     pub cache: Option<Arc<CacheLayer>>,
+}
+
+/// Limits on each client, changeable while running (configuration reload).
+pub struct ClientLimits {
+    /// Most clients connected at once.
+    pub max_clients: AtomicUsize,
+    /// Close clients idle this long, in ms (Redis's `timeout`); 0 never does.
+    pub idle_timeout_ms: AtomicU64,
+    /// How long a shutdown waits for replies to requests already sent, in ms.
+    pub shutdown_timeout_ms: AtomicU64,
+    /// Close a client whose unparsed input grows beyond this.
+    pub query_buffer: AtomicUsize,
+    /// Close a client once more than this many bytes of replies wait for it.
+    pub output_buffer: AtomicUsize,
+}
+
+impl ClientLimits {
+    pub fn new(
+        max_clients: usize,
+        idle_timeout: Option<Duration>,
+        query_buffer: usize,
+        output_buffer: usize,
+        shutdown_timeout: Duration,
+    ) -> Self {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        ClientLimits {
+            max_clients: AtomicUsize::new(max_clients),
+            shutdown_timeout_ms: AtomicU64::new(ms(shutdown_timeout)),
+            idle_timeout_ms: AtomicU64::new(idle_timeout.map_or(0, ms)),
+            query_buffer: AtomicUsize::new(query_buffer),
+            output_buffer: AtomicUsize::new(output_buffer),
+        }
+    }
+
+    /// Takes every limit from `other`.
+    pub fn update_from(&self, other: &ClientLimits) {
+        let copy = |a: &AtomicUsize, b: &AtomicUsize| {
+            a.store(b.load(Ordering::Relaxed), Ordering::Relaxed)
+        };
+        copy(&self.max_clients, &other.max_clients);
+        copy(&self.query_buffer, &other.query_buffer);
+        copy(&self.output_buffer, &other.output_buffer);
+        for (a, b) in [
+            (&self.idle_timeout_ms, &other.idle_timeout_ms),
+            (&self.shutdown_timeout_ms, &other.shutdown_timeout_ms),
+        ] {
+            a.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms.load(Ordering::Relaxed))
+    }
+
+    pub fn max_clients(&self) -> usize {
+        self.max_clients.load(Ordering::Relaxed)
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        match self.idle_timeout_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
 }
 
 /// Where the session's commands currently go.
@@ -56,7 +120,7 @@ enum Stop {
 
 struct Session {
     ctx: Arc<Context>,
-    out: mpsc::UnboundedSender<Outbound>,
+    out: Outbox,
     link: Arc<Link>,
     proto: u8,
     mode: Mode,
@@ -81,12 +145,21 @@ pub async fn refuse(mut stream: TcpStream, msg: &str) {
 pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    let (out, out_rx) = mpsc::unbounded_channel();
+    let output_limit = ctx.clients.output_buffer.load(Ordering::Relaxed);
+    let (out, out_rx) = Outbox::new(output_limit);
     let link = Arc::new(Link::default());
     let writer_link = link.clone();
     let writer_cache = ctx.cache.clone();
-    let writer = tokio::spawn(async move {
-        writer::run(out_rx, wr, &writer_link, writer_cache.as_deref()).await
+    let meter = out.meter().clone();
+    let mut writer = tokio::spawn(async move {
+        let result = writer::run(out_rx, wr, &writer_link, writer_cache.as_deref(), &meter).await;
+        if meter.is_over() {
+            info!(
+                limit = output_limit,
+                "client output buffer limit reached; client closed"
+            );
+        }
+        result
     });
     let mut session = Session {
         ctx,
@@ -101,11 +174,27 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         tx_flush: false,
         encode_buf: BytesMut::new(),
     };
-    tokio::select! {
-        _ = session.read_loop(rd) => {}
-        _ = stop.wait_for(|s| *s) => {}
+    let link = session.link.clone();
+    let shutting_down = tokio::select! {
+        _ = session.read_loop(rd) => false,
+        _ = stop.wait_for(|s| *s) => true,
+        // The writer gave up (client unreachable, over its output limit): stop reading too.
+        () = link.closed() => false,
+    };
+    session.out.send(Outbound::Close);
+    // On shutdown the client is still there: the replies to what it sent may arrive, on the
+    // upstream connections the session holds, for up to the shutdown timeout. Otherwise the
+    // client left or quit, and whatever it still waits for (a blocking pop, say) is of no use.
+    let drain = if shutting_down {
+        session.ctx.clients.shutdown_timeout()
+    } else {
+        Duration::ZERO
+    };
+    if tokio::time::timeout(drain, &mut writer).await.is_ok() {
+        session.finish();
+        return;
     }
-    let _ = session.out.send(Outbound::Close);
+    // Dropping the dedicated connection fails what it still waits for, ending the writer.
     session.finish();
     drop(session);
     let _ = writer.await;
@@ -118,7 +207,7 @@ impl Session {
             if self.link.is_closed() {
                 return;
             }
-            let n = match self.ctx.idle_timeout {
+            let n = match self.ctx.clients.idle_timeout() {
                 None => rd.read_buf(&mut buf).await,
                 Some(limit) => match tokio::time::timeout(limit, rd.read_buf(&mut buf)).await {
                     Ok(r) => r,
@@ -140,6 +229,12 @@ impl Session {
                     // Redis and the shared connections with replies nobody reads.
                     Ok(Some(_)) if self.link.is_closed() => return,
                     Ok(Some(args)) => {
+                        if self.link.inflight() >= writer::MAX_INFLIGHT {
+                            self.link.below().await;
+                        }
+                        if self.out.meter().is_over() {
+                            return;
+                        }
                         if let Err(Stop::Closing) = self.handle(args, &mut rd).await {
                             return;
                         }
@@ -152,6 +247,16 @@ impl Session {
                     }
                 }
             }
+            if buf.len() > self.ctx.clients.query_buffer.load(Ordering::Relaxed) {
+                info!(
+                    bytes = buf.len(),
+                    "client query buffer limit reached; client closed"
+                );
+                self.reply(reply::error(
+                    "ERR nearcache: client query buffer limit reached; closing",
+                ));
+                return;
+            }
             crate::bufs::make_room(&mut buf);
         }
     }
@@ -162,7 +267,7 @@ impl Session {
     }
 
     fn reply(&self, bytes: Bytes) {
-        let _ = self.out.send(Outbound::Frame(bytes));
+        self.out.send(Outbound::Frame(bytes));
     }
 
     fn encode(&mut self, args: &[Bytes]) -> Bytes {
@@ -328,10 +433,10 @@ impl Session {
         }
         // The connection is picked before joining: a leader must be able to send at once.
         let conn = self.pick_shared().await;
-        let landing = match cache.join(group, &key) {
+        let landing = match cache.join(group, &key, Some(self.out.meter())) {
             Join::Follower(rx) => {
                 self.link.dispatched();
-                let _ = self.out.send(Outbound::Pending(rx, After::Nothing));
+                self.out.send(Outbound::Pending(rx, After::Nothing));
                 return;
             }
             Join::Leader(landing) => landing,
@@ -345,12 +450,12 @@ impl Session {
             (fill, pttl)
         });
         let reply = conn.call(wire);
-        let (to_client, rx) = oneshot::channel();
+        let (to_client, rx) = reply::reply_channel(Some(self.out.meter()));
         tokio::spawn(cachelayer::complete_flight(
             cache, landing, fill, reply, to_client,
         ));
         self.link.dispatched();
-        let _ = self.out.send(Outbound::Pending(rx, After::Nothing));
+        self.out.send(Outbound::Pending(rx, After::Nothing));
     }
 
     /// MGET: every key is looked up on its own; the keys that miss are fetched with one MGET
@@ -395,12 +500,12 @@ impl Session {
             missing.push(key.clone());
         }
         let reply = conn.call(self.encode(&missing));
-        let (to_client, rx) = oneshot::channel();
+        let (to_client, rx) = reply::reply_channel(Some(self.out.meter()));
         tokio::spawn(cachelayer::complete_mget(
             cache, items, fills, reply, to_client,
         ));
         self.link.dispatched();
-        let _ = self.out.send(Outbound::Pending(rx, After::Nothing));
+        self.out.send(Outbound::Pending(rx, After::Nothing));
     }
 
     /// The shared connection for the next command: the current one while replies are pending
@@ -422,7 +527,8 @@ impl Session {
         let conn = self.pick_shared().await;
         let bytes = self.encode(args);
         self.link.dispatched();
-        let _ = self.out.send(Outbound::Pending(conn.call(bytes), after));
+        let rx = conn.call_for(bytes, true, Some(self.out.meter()));
+        self.out.send(Outbound::Pending(rx, after));
     }
 
     /// Moves the session onto a dedicated connection; on failure replies with the error. A
@@ -473,9 +579,10 @@ impl Session {
         let after = self.dedicated_write_effect(args);
         let bytes = self.encode(args);
         let timed = !command::is_blocking(args);
-        let rx = self.dedicated_conn()?.call_timed(bytes, timed);
+        let meter = Some(self.out.meter());
+        let rx = self.dedicated_conn()?.call_for(bytes, timed, meter);
         self.link.dispatched();
-        let _ = self.out.send(Outbound::Pending(rx, after));
+        self.out.send(Outbound::Pending(rx, after));
         Ok(())
     }
 

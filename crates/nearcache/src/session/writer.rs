@@ -13,9 +13,14 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::cachelayer::CacheLayer;
 use crate::metrics::FlushReason;
-use crate::reply::{After, Outbound, UpstreamError};
+use crate::reply::{After, OutMeter, Outbound, UpstreamError};
 
 const FLUSH_AT: usize = 64 * 1024;
+/// Replies a session may have outstanding upstream before it stops reading from its client,
+/// so that a client pipelining faster than Redis answers cannot queue without bound.
+pub const MAX_INFLIGHT: usize = 4096;
+/// A reader held back by [`MAX_INFLIGHT`] resumes below this many.
+const RESUME_BELOW: usize = MAX_INFLIGHT / 2;
 
 /// What the reader and writer halves of one client session share.
 #[derive(Default)]
@@ -35,7 +40,8 @@ impl Link {
     }
 
     fn received(&self) {
-        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let before = self.inflight.fetch_sub(1, Ordering::AcqRel);
+        if before == 1 || before == RESUME_BELOW {
             self.changed.notify_waiters();
         }
     }
@@ -75,6 +81,28 @@ impl Link {
         }
     }
 
+    /// Waits until fewer than [`RESUME_BELOW`] replies are outstanding (or the writer is gone).
+    pub async fn below(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if self.inflight() < RESUME_BELOW || self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Resolves once the writer is gone.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.changed.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         self.changed.notify_waiters();
@@ -87,8 +115,13 @@ pub async fn run(
     mut wr: OwnedWriteHalf,
     link: &Link,
     cache: Option<&CacheLayer>,
+    meter: &OutMeter,
 ) -> std::io::Result<()> {
-    let result = write_loop(&mut rx, &mut wr, link, cache).await;
+    let result = tokio::select! {
+        r = write_loop(&mut rx, &mut wr, link, cache, meter) => r,
+        // A client over its output limit is closed at once, even while a write is stuck.
+        () = meter.overflowed() => Err(std::io::ErrorKind::OutOfMemory.into()),
+    };
     link.close();
     let _ = wr.shutdown().await;
     result
@@ -99,13 +132,14 @@ async fn write_loop(
     wr: &mut OwnedWriteHalf,
     link: &Link,
     cache: Option<&CacheLayer>,
+    meter: &OutMeter,
 ) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(16 * 1024);
     loop {
         let item = match rx.try_recv() {
             Ok(item) => item,
             Err(mpsc::error::TryRecvError::Empty) => {
-                flush(wr, &mut out).await?;
+                flush(wr, &mut out, meter).await?;
                 match rx.recv().await {
                     Some(item) => item,
                     None => return Ok(()),
@@ -118,20 +152,26 @@ async fn write_loop(
                 let result = match reply.try_recv() {
                     Ok(r) => Ok(r),
                     Err(oneshot::error::TryRecvError::Empty) => {
-                        flush(wr, &mut out).await?;
+                        flush(wr, &mut out, meter).await?;
                         (&mut reply).await.map_err(|_| ())
                     }
                     Err(oneshot::error::TryRecvError::Closed) => Err(()),
                 };
                 link.received();
+                // Replies were counted against the client's limit as they were handed over;
+                // errors made here are counted now.
                 let reply = match result {
                     Ok(Ok(bytes)) => Some(bytes),
                     Ok(Err(e)) => {
-                        out.extend_from_slice(&e.to_frame());
+                        let frame = e.to_frame();
+                        meter.charge(frame.len());
+                        out.extend_from_slice(&frame);
                         None
                     }
                     Err(()) => {
-                        out.extend_from_slice(&dropped().to_frame());
+                        let frame = dropped().to_frame();
+                        meter.charge(frame.len());
+                        out.extend_from_slice(&frame);
                         None
                     }
                 };
@@ -141,10 +181,10 @@ async fn write_loop(
             Outbound::Close => break,
         }
         if out.len() >= FLUSH_AT {
-            flush(wr, &mut out).await?;
+            flush(wr, &mut out, meter).await?;
         }
     }
-    flush(wr, &mut out).await
+    flush(wr, &mut out, meter).await
 }
 
 /// Applies a reply's cache effect, then queues the reply for the client. Invalidations happen
@@ -183,9 +223,14 @@ fn dropped() -> UpstreamError {
     }
 }
 
-async fn flush(wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush(
+    wr: &mut OwnedWriteHalf,
+    out: &mut BytesMut,
+    meter: &OutMeter,
+) -> std::io::Result<()> {
     if !out.is_empty() {
         wr.write_all(out).await?;
+        meter.written(out.len());
         out.clear();
     }
     Ok(())

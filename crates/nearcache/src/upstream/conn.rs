@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tracing::{debug, warn};
 
-use crate::reply::{Outbound, UpstreamError, UpstreamResult};
+use crate::reply::{self, OutMeter, Outbound, Outbox, ReplyTx, UpstreamError, UpstreamResult};
 
 use super::pool::{Env, PoolConfig};
 use super::slots::{CloseReason, Slot};
@@ -35,9 +35,9 @@ const RETIRE_DRAIN: Duration = Duration::from_secs(10);
 /// What a request expects back.
 pub enum Expect {
     /// Exactly one reply frame, delivered to this channel.
-    One(oneshot::Sender<UpstreamResult>),
+    One(ReplyTx),
     /// Switch the connection to relay mode: from now on every frame goes to this session queue.
-    Relay(mpsc::UnboundedSender<Outbound>),
+    Relay(Outbox),
 }
 
 /// One encoded command (or several, pipelined) and what it expects back.
@@ -135,13 +135,18 @@ impl ConnHandle {
 
     /// Sends a request expecting one reply; the receiver yields the reply or why there is none.
     pub fn call(&self, bytes: Bytes) -> oneshot::Receiver<UpstreamResult> {
-        self.call_timed(bytes, true)
+        self.call_for(bytes, true, None)
     }
 
-    /// [`ConnHandle::call`], saying whether the upstream timeout applies (a blocking command
-    /// may legitimately wait for ever).
-    pub fn call_timed(&self, bytes: Bytes, timed: bool) -> oneshot::Receiver<UpstreamResult> {
-        let (tx, rx) = oneshot::channel();
+    /// [`ConnHandle::call`] for a client: whether the upstream timeout applies (a blocking
+    /// command may legitimately wait for ever), and the client's output meter to charge.
+    pub fn call_for(
+        &self,
+        bytes: Bytes,
+        timed: bool,
+        meter: Option<&Arc<OutMeter>>,
+    ) -> oneshot::Receiver<UpstreamResult> {
+        let (tx, rx) = reply::reply_channel(meter);
         self.send(Request {
             bytes,
             expect: Expect::One(tx),
@@ -151,7 +156,7 @@ impl ConnHandle {
     }
 
     /// Sends a request whose replies, and every frame after them, are relayed to `sink`.
-    pub fn relay(&self, bytes: Bytes, sink: mpsc::UnboundedSender<Outbound>) {
+    pub fn relay(&self, bytes: Bytes, sink: Outbox) {
         self.send(Request {
             bytes,
             expect: Expect::Relay(sink),
@@ -250,20 +255,18 @@ impl ConnHandle {
 fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
     state.inflight.fetch_sub(1, Ordering::AcqRel);
     match expect {
-        Expect::One(tx) => {
-            let _ = tx.send(Err(err.clone()));
-        }
+        Expect::One(tx) => tx.send(Err(err.clone())),
         Expect::Relay(sink) => close_relay(&sink, err),
     }
 }
 
 /// Ends a relayed session. A clean close by Redis (after QUIT, say) is passed on as a plain
 /// close, as Redis itself would do it; anything else is explained first.
-fn close_relay(sink: &mpsc::UnboundedSender<Outbound>, err: &UpstreamError) {
+fn close_relay(sink: &Outbox, err: &UpstreamError) {
     if !matches!(err, UpstreamError::Closed { .. }) {
-        let _ = sink.send(Outbound::Frame(err.to_frame()));
+        sink.send(Outbound::Frame(err.to_frame()));
     }
-    let _ = sink.send(Outbound::Close);
+    sink.send(Outbound::Close);
 }
 
 fn tracking_command(client_id: i64) -> Bytes {
@@ -491,7 +494,7 @@ async fn serve(
 ) -> Ended {
     let (mut rd, mut wr) = stream.into_split();
     let (exp_tx, mut exp_rx) = mpsc::unbounded_channel::<Due>();
-    let mut relay: Option<mpsc::UnboundedSender<Outbound>> = None;
+    let mut relay: Option<Outbox> = None;
     let mut queue: VecDeque<Due> = VecDeque::new();
     let addr = &state.addr;
     let lost = |cause: String| UpstreamError::Lost {
@@ -618,7 +621,7 @@ fn deliver(
     state: &ConnState,
     expected: &mut mpsc::UnboundedReceiver<Due>,
     queue: &mut VecDeque<Due>,
-    relay: &mut Option<mpsc::UnboundedSender<Outbound>>,
+    relay: &mut Option<Outbox>,
 ) -> Result<(), UpstreamError> {
     while let Ok(e) = expected.try_recv() {
         queue.push_back(e);
@@ -646,7 +649,7 @@ fn deliver(
         for _ in queue.drain(..) {
             state.inflight.fetch_sub(1, Ordering::AcqRel);
         }
-        let _ = sink.send(Outbound::Frame(frame));
+        sink.send(Outbound::Frame(frame));
         return Ok(());
     }
     if frame.first() == Some(&b'>') {
@@ -662,13 +665,13 @@ fn deliver(
     match queue.pop_front().map(|d| d.expect) {
         Some(Expect::One(tx)) => {
             state.inflight.fetch_sub(1, Ordering::AcqRel);
-            let _ = tx.send(Ok(frame));
+            tx.send(Ok(frame));
             Ok(())
         }
         // Taken above before any frame is examined; kept total rather than panicking.
         Some(Expect::Relay(sink)) => {
             state.inflight.fetch_sub(1, Ordering::AcqRel);
-            let _ = sink.send(Outbound::Frame(frame));
+            sink.send(Outbound::Frame(frame));
             *relay = Some(sink);
             Ok(())
         }

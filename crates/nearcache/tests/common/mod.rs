@@ -419,6 +419,23 @@ impl ProxyProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends a signal by name (`TERM`, `HUP`, ...) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Waits (bounded) for the process to exit and returns its status.
+    pub fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        poll_until(limit, "nearcache to exit", || {
+            self.child.try_wait().ok().flatten()
+        })
+    }
 }
 
 impl Drop for ProxyProcess {
