@@ -87,13 +87,7 @@ async fn hammer(addr: &str, args: &[&str], times: usize) -> Vec<bytes::Bytes> {
 async fn a_redis_at_maxclients_gives_a_clear_error_logged_once() {
     // Room for the proxy's 4 shared connections and its invalidation connection, no more.
     let redis = RedisServer::start_with(&["--maxclients", "5"]);
-    let proxy = ProxyProcess::spawn_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &redis.addr(),
-        "--no-admin",
-    ]);
+    let proxy = ProxyProcess::spawn_with(&redis.addr(), &[]);
     let mut c = RawConn::connect(&proxy.addr()).await;
     eventually(Duration::from_secs(10), "the proxy to serve", async || {
         &c.cmd(&["PING"]).await[..] == b"+PONG\r\n"
@@ -124,13 +118,7 @@ async fn a_redis_at_maxclients_gives_a_clear_error_logged_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_we_lack_gives_a_clear_error_logged_once_per_cause() {
     let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
-    let proxy = ProxyProcess::spawn_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &redis.addr(),
-        "--no-admin",
-    ]);
+    let proxy = ProxyProcess::spawn_with(&redis.addr(), &[]);
     // Long enough for several rounds of reconnect attempts by every connection.
     let replies = hammer(&proxy.addr(), &["GET", "k"], 40).await;
     for r in &replies {

@@ -16,18 +16,24 @@ fn blocked_clients(redis: &RedisServer) -> usize {
         .unwrap_or(0)
 }
 
+/// A client of `proxy` blocked in Redis on `BLPOP q TIMEOUT`.
+async fn blocked_client(proxy: &ProxyProcess, redis: &RedisServer, timeout: &str) -> RawConn {
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    c.send(&["BLPOP", "q", timeout]).await;
+    eventually(
+        Duration::from_secs(5),
+        "the BLPOP to block in Redis",
+        async || blocked_clients(redis) == 1,
+    )
+    .await;
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_requests_in_flight_finish_then_exits() {
     let redis = RedisServer::start();
     let mut proxy = ProxyProcess::spawn(&redis.addr());
-    let mut c = RawConn::connect(&proxy.addr()).await;
-    c.send(&["BLPOP", "q", "1"]).await;
-    eventually(
-        Duration::from_secs(5),
-        "the BLPOP to block in Redis",
-        async || blocked_clients(&redis) == 1,
-    )
-    .await;
+    let mut c = blocked_client(&proxy, &redis, "1").await;
     proxy.signal("TERM");
     // The reply to the command already sent still arrives, then the connection closes.
     assert_eq!(&c.read_raw().await[..], b"*-1\r\n");
@@ -40,23 +46,8 @@ async fn sigterm_lets_requests_in_flight_finish_then_exits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_beyond_its_timeout() {
     let redis = RedisServer::start();
-    let mut proxy = ProxyProcess::spawn_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &redis.addr(),
-        "--no-admin",
-        "--shutdown-timeout",
-        "200ms",
-    ]);
-    let mut c = RawConn::connect(&proxy.addr()).await;
-    c.send(&["BLPOP", "q", "0"]).await;
-    eventually(
-        Duration::from_secs(5),
-        "the BLPOP to block in Redis",
-        async || blocked_clients(&redis) == 1,
-    )
-    .await;
+    let mut proxy = ProxyProcess::spawn_with(&redis.addr(), &["--shutdown-timeout", "200ms"]);
+    let mut c = blocked_client(&proxy, &redis, "0").await;
     proxy.signal("TERM");
     // After the shutdown timeout the wait is cut short with an error, and the client closed.
     let r = c.read_raw().await;

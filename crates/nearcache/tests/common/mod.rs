@@ -420,6 +420,20 @@ impl ProxyProcess {
         self.child.id()
     }
 
+    /// Spawns the proxy in front of `upstream` on a free port, without admin port, with
+    /// `extra` flags.
+    pub fn spawn_with(upstream: &str, extra: &[&str]) -> ProxyProcess {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+            "--no-admin",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn_args(&args)
+    }
+
     /// Sends a signal by name (`TERM`, `HUP`, ...) with kill(1).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
