@@ -12,6 +12,8 @@
 #   SOAK_WARMUP     seconds ignored by the trend check (default: a fifth of the run, >= 30)
 #   SOAK_MAX_MEMORY the cache cap (default 64mb)
 #   SOAK_CSV        where the samples go (default soak-<date>.csv in the current directory)
+#   SOAK_PROFILES   a directory for two heap profiles (/debug/pprof/heap), taken when warm-up
+#                   ends and at the end, and `nearcache heap-diff` of them (default: none)
 #   NEARCACHE_ARGS  extra flags for nearcache
 #   SKIP_BUILD=1    use the existing target/release/nearcache
 #
@@ -115,7 +117,14 @@ metric() {
 }
 echo "elapsed_s,rss_kb,fds,threads,tasks,clients,upstream_open,redis_clients,cache_bytes" >"$CSV"
 echo "soaking for ${SECONDS_TOTAL}s (warm-up ${WARMUP}s), samples every ${INTERVAL}s -> $CSV" >&2
+heap_profile() {
+    [ -n "${SOAK_PROFILES:-}" ] || return 0
+    mkdir -p "$SOAK_PROFILES"
+    curl -fsS "http://$admin/debug/pprof/heap" -o "$SOAK_PROFILES/heap-$1.pb.gz" ||
+        echo "soak.sh: no heap profile from /debug/pprof/heap" >&2
+}
 start=$(date +%s)
+profiled=0
 while :; do
     now=$(date +%s)
     elapsed=$((now - start))
@@ -132,8 +141,18 @@ while :; do
     redis_clients=$(redis-cli -p "$redis_port" info clients 2>/dev/null |
         awk -F: '/^connected_clients:/ { print $2 + 0 }')
     echo "$elapsed,$rss,$fds,$threads,${tasks:-},${clients:-},${upstream:-},${redis_clients:-},${cache_bytes:-}" >>"$CSV"
+    if [ "$profiled" = 0 ] && [ "$elapsed" -ge "$WARMUP" ]; then
+        heap_profile warm
+        profiled=1
+    fi
     sleep "$INTERVAL"
 done
+heap_profile end
+if [ -s "${SOAK_PROFILES:-/nonexistent}/heap-warm.pb.gz" ] && [ -s "$SOAK_PROFILES/heap-end.pb.gz" ]; then
+    "$bin" heap-diff "$SOAK_PROFILES/heap-warm.pb.gz" "$SOAK_PROFILES/heap-end.pb.gz" \
+        >"$SOAK_PROFILES/heap-diff.txt" 2>&1 || true
+    echo "heap diff (warm-up end -> end): $SOAK_PROFILES/heap-diff.txt" >&2
+fi
 
 # --- verdict ---------------------------------------------------------------------------------
 python3 - "$CSV" "$WARMUP" <<'PY'
