@@ -5,6 +5,7 @@
 #
 #   scripts/soak.sh                         # 30 minutes
 #   SOAK_SECONDS=120 scripts/soak.sh        # a quick run
+#   scripts/soak.sh --check soak.csv [WARMUP] # the verdict on an earlier run's samples
 #
 # Environment:
 #   SOAK_SECONDS    how long the load runs (default 1800)
@@ -28,6 +29,47 @@ INTERVAL=${SOAK_INTERVAL:-5}
 WARMUP=${SOAK_WARMUP:-$((SECONDS_TOTAL / 5 > 30 ? SECONDS_TOTAL / 5 : 30))}
 MAX_MEMORY=${SOAK_MAX_MEMORY:-64mb}
 CSV=${SOAK_CSV:-$PWD/soak-$(date +%Y%m%d-%H%M%S).csv}
+
+# verdict CSV WARMUP: compares each series' first and last third after warm-up.
+verdict() {
+    python3 - "$1" "$2" <<'PY'
+import csv, sys
+
+path, warmup = sys.argv[1], float(sys.argv[2])
+rows = [r for r in csv.DictReader(open(path)) if float(r["elapsed_s"]) >= warmup]
+if len(rows) < 8:
+    sys.exit(f"too few samples after warm-up ({len(rows)}); run longer")
+# What may grow, beyond noise, from the first third to the last third after warm-up.
+tolerance = {
+    "rss_kb": lambda base: max(0.10 * base, 8 * 1024),
+    "fds": lambda base: 8,
+    "threads": lambda base: 1,
+    "tasks": lambda base: max(0.2 * base, 20),
+    "upstream_open": lambda base: 4,
+    "redis_clients": lambda base: 6,
+}
+third = len(rows) // 3
+failed = False
+print(f"{'series':<14} {'first third':>12} {'last third':>12} {'max':>10}  verdict")
+for name, tol in tolerance.items():
+    vals = [float(r[name]) for r in rows if r[name] not in ("", None)]
+    if len(vals) < len(rows):
+        print(f"{name:<14} {'-':>12} {'-':>12} {'-':>10}  not sampled")
+        continue
+    first = sum(vals[:third]) / third
+    last = sum(vals[-third:]) / third
+    grew = last - first > tol(first)
+    failed |= grew
+    print(f"{name:<14} {first:>12.1f} {last:>12.1f} {max(vals):>10.0f}  {'GROWS' if grew else 'flat'}")
+sys.exit(1 if failed else 0)
+PY
+}
+
+if [ "${1:-}" = "--check" ]; then
+    # scripts/soak.sh --check FILE.csv [WARMUP]: only the verdict on earlier samples.
+    verdict "$2" "${3:-$WARMUP}"
+    exit
+fi
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/nearcache-soak.XXXXXX")
@@ -155,34 +197,4 @@ if [ -s "${SOAK_PROFILES:-/nonexistent}/heap-warm.pb.gz" ] && [ -s "$SOAK_PROFIL
 fi
 
 # --- verdict ---------------------------------------------------------------------------------
-python3 - "$CSV" "$WARMUP" <<'PY'
-import csv, sys
-
-path, warmup = sys.argv[1], float(sys.argv[2])
-rows = [r for r in csv.DictReader(open(path)) if float(r["elapsed_s"]) >= warmup]
-if len(rows) < 8:
-    sys.exit(f"too few samples after warm-up ({len(rows)}); run longer")
-# What may grow, beyond noise, from the first third to the last third after warm-up.
-tolerance = {
-    "rss_kb": lambda base: max(0.10 * base, 8 * 1024),
-    "fds": lambda base: 8,
-    "threads": lambda base: 1,
-    "tasks": lambda base: max(0.2 * base, 20),
-    "upstream_open": lambda base: 4,
-    "redis_clients": lambda base: 6,
-}
-third = len(rows) // 3
-failed = False
-print(f"{'series':<14} {'first third':>12} {'last third':>12} {'max':>10}  verdict")
-for name, tol in tolerance.items():
-    vals = [float(r[name]) for r in rows if r[name] not in ("", None)]
-    if len(vals) < len(rows):
-        print(f"{name:<14} {'-':>12} {'-':>12} {'-':>10}  not sampled")
-        continue
-    first = sum(vals[:third]) / third
-    last = sum(vals[-third:]) / third
-    grew = last - first > tol(first)
-    failed |= grew
-    print(f"{name:<14} {first:>12.1f} {last:>12.1f} {max(vals):>10.0f}  {'GROWS' if grew else 'flat'}")
-sys.exit(1 if failed else 0)
-PY
+verdict "$CSV" "$WARMUP"
