@@ -10,61 +10,12 @@
 set -euo pipefail
 
 N=${POOL_N:-200000}
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/nearcache-pool.XXXXXX")
-pids=()
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-die() {
-    echo "pool-bench.sh: $*" >&2
-    exit 1
-}
-
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init pool-bench
 "$root/scripts/deps.sh"
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-bin="${CARGO_TARGET_DIR:-$root/target}/release/nearcache"
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    (cd "$root" && cargo build --release -p nearcache >&2)
-fi
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --logfile "$work/redis.log" &
-pids+=("$!")
-for _ in $(seq 1 200); do
-    [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
-    sleep 0.05
-done
-
-nc_pid="" nc_port=""
-# start_nc ARGS...: (re)starts nearcache with these flags.
-start_nc() {
-    if [ -n "$nc_pid" ]; then
-        kill "$nc_pid" 2>/dev/null || true
-        wait "$nc_pid" 2>/dev/null || true
-    fi
-    "$bin" --listen 127.0.0.1:0 --no-admin --upstream "127.0.0.1:$redis_port" "$@" \
-        >"$work/nc.out" 2>"$work/nc.err" &
-    nc_pid=$!
-    pids+=("$nc_pid")
-    nc_port=""
-    for _ in $(seq 1 300); do
-        if [[ "$(head -n 1 "$work/nc.out" 2>/dev/null)" =~ listen=127\.0\.0\.1:([0-9]+) ]]; then
-            nc_port=${BASH_REMATCH[1]}
-            return 0
-        fi
-        sleep 0.05
-    done
-    die "nearcache did not start: $(cat "$work/nc.err")"
-}
+nearcache_bin
+start_redis
 
 # bench ARGS...: prints "rps p50 p99 max" of one redis-benchmark test.
 bench() {
@@ -75,7 +26,7 @@ bench() {
 echo "## A. forwarded SET, 50 clients: shared connections per protocol"
 printf "%-14s %-9s %12s %9s %9s\n" "upstream-conns" pipeline "requests/s" "p50 ms" "p99 ms"
 for conns in 1 2 4; do
-    start_nc --upstream-conns "$conns"
+    start_nearcache --upstream-conns "$conns"
     for p in 1 16; do
         read -r rps p50 p99 _ < <(bench -t set -c 50 -P "$p")
         printf "%-14s %-9s %12s %9s %9s\n" "$conns" "$p" "$rps" "$p50" "$p99"
@@ -86,7 +37,7 @@ echo
 echo "## B. MULTI + EXEC on a new client connection, one after another (500 times)"
 printf "%-15s %12s %12s\n" "max-idle-conns" "mean ms" "p99 ms"
 for idle in 0 8; do
-    start_nc --max-idle-conns "$idle"
+    start_nearcache --max-idle-conns "$idle"
     python3 - "$nc_port" <<'PY' | { read -r mean p99; printf "%-15s %12s %12s\n" "$idle" "$mean" "$p99"; }
 import socket, sys, time
 port = int(sys.argv[1])
@@ -115,7 +66,7 @@ echo
 echo "## C. GET (cache hits and misses, 50 clients) across rotations of the shared connections"
 printf "%-18s %12s %9s %9s %9s\n" "conn-max-lifetime" "requests/s" "p50 ms" "p99 ms" "max ms"
 for life in 0 1s; do
-    start_nc --conn-max-lifetime "$life"
+    start_nearcache --conn-max-lifetime "$life"
     read -r rps p50 p99 max < <(bench -t get -c 50 -P 1)
     printf "%-18s %12s %9s %9s %9s\n" "$life" "$rps" "$p50" "$p99" "$max"
 done

@@ -71,75 +71,23 @@ if [ "${1:-}" = "--check" ]; then
     exit
 fi
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/nearcache-soak.XXXXXX")
-pids=()
-
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-die() {
-    echo "soak.sh: $*" >&2
-    exit 1
-}
-
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init soak
 "$root/scripts/deps.sh"
 for tool in redis-server redis-benchmark redis-cli python3 curl; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-bin="${CARGO_TARGET_DIR:-$root/target}/release/nearcache"
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    echo "building nearcache (release)..." >&2
-    (cd "$root" && cargo build --release -p nearcache >&2)
-fi
-[ -x "$bin" ] || die "no binary at $bin"
-
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --daemonize no --dir "$work" --logfile "$work/redis.log" &
-pids+=("$!")
-for _ in $(seq 1 200); do
-    [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
-    sleep 0.05
-done
-[ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] || die "redis-server did not start"
-
+nearcache_bin
+start_redis
 # shellcheck disable=SC2086
-"$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" \
-    --max-memory "$MAX_MEMORY" ${NEARCACHE_ARGS:-} >"$work/nc.out" 2>"$work/nc.err" &
-nc_pid=$!
-pids+=("$nc_pid")
-nc_port="" admin=""
-for _ in $(seq 1 300); do
-    line=$(head -n 1 "$work/nc.out" 2>/dev/null || true)
-    if [[ "$line" =~ listen=127\.0\.0\.1:([0-9]+)\ admin=([0-9.:]+) ]]; then
-        nc_port=${BASH_REMATCH[1]}
-        admin=${BASH_REMATCH[2]}
-        break
-    fi
-    sleep 0.05
-done
-[ -n "$nc_port" ] || die "nearcache did not start: $(cat "$work/nc.err")"
+start_nearcache --max-memory "$MAX_MEMORY" ${NEARCACHE_ARGS:-}
+admin=$nc_admin
 
 # --- load ------------------------------------------------------------------------------------
 bench() {
     redis-benchmark -h 127.0.0.1 -p "$nc_port" -l -q "$@" >/dev/null 2>>"$work/bench.err" &
-    pids+=("$!")
+    track "$!"
 }
 bench -c 20 -r 1000000 -d 512 -t get,set,incr,lpush,lpop,hset,mset -n 1000000000
 bench -c 10 -r 1000000 -d 512 -t get -n 1000000000 -P 8
@@ -151,7 +99,7 @@ bench -c 4 -r 1000000 -d 64 -k 0 -t get,set -n 1000000000
             redis-cli -p "$nc_port" >/dev/null 2>&1 || true
     done
 ) &
-pids+=("$!")
+track "$!"
 
 # --- samples ---------------------------------------------------------------------------------
 metric() {

@@ -1,0 +1,98 @@
+# Shared by the scripts that start their own Redis and nearcache: source it, then call
+# `lib_init NAME`. Every process started through it is stopped on exit, with the scratch dir.
+#
+#   lib_init NAME             scratch dir in $work, cleanup on exit, `die` prefixes NAME
+#   free_port                 prints a free TCP port on 127.0.0.1
+#   start_redis [ARGS...]     redis-server on a free port: sets redis_port
+#   nearcache_bin             builds the release binary unless SKIP_BUILD=1: sets bin
+#   start_nearcache [ARGS...] the binary in front of $redis_port (admin on a free port):
+#                             sets nc_pid, nc_port, nc_admin; stops the previous one
+#   track PID                 stops PID on exit too
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+pids=()
+nc_pid=""
+
+lib_init() {
+    lib_name=$1
+    work=$(mktemp -d "${TMPDIR:-/tmp}/nearcache-$lib_name.XXXXXX")
+    trap lib_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+lib_cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+
+die() {
+    echo "${lib_name:-script}: $*" >&2
+    exit 1
+}
+
+track() {
+    pids+=("$1")
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start_redis() {
+    local port pid
+    for _ in 1 2 3 4 5; do
+        port=$(free_port)
+        redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no \
+            --daemonize no --dir "$work" --logfile "$work/redis-$port.log" "$@" &
+        pid=$!
+        track "$pid"
+        for _ in $(seq 1 200); do
+            kill -0 "$pid" 2>/dev/null || break
+            if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
+                redis_port=$port
+                return 0
+            fi
+            sleep 0.05
+        done
+    done
+    die "could not start redis-server (logs in $work)"
+}
+
+nearcache_bin() {
+    bin="${CARGO_TARGET_DIR:-$root/target}/release/nearcache"
+    if [ "${SKIP_BUILD:-0}" != 1 ]; then
+        echo "building nearcache (release)..." >&2
+        (cd "$root" && cargo build --release -p nearcache >&2)
+    fi
+    [ -x "$bin" ] || die "no binary at $bin"
+}
+
+start_nearcache() {
+    if [ -n "$nc_pid" ]; then
+        kill "$nc_pid" 2>/dev/null || true
+        wait "$nc_pid" 2>/dev/null || true
+    fi
+    "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" \
+        "$@" >"$work/nc.out" 2>"$work/nc.err" &
+    nc_pid=$!
+    track "$nc_pid"
+    nc_port="" nc_admin=""
+    local line
+    for _ in $(seq 1 300); do
+        line=$(head -n 1 "$work/nc.out" 2>/dev/null || true)
+        if [[ "$line" =~ listen=127\.0\.0\.1:([0-9]+)\ admin=([^ ]+) ]]; then
+            nc_port=${BASH_REMATCH[1]}
+            nc_admin=${BASH_REMATCH[2]}
+            return 0
+        fi
+        kill -0 "$nc_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    die "nearcache did not start: $(tail -n 20 "$work/nc.err")"
+}
