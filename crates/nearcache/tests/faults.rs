@@ -236,3 +236,35 @@ async fn a_connection_cut_mid_reply_never_mixes_replies() {
     );
     proxy.shutdown().await;
 }
+
+/// The invalidation connection comes up while the shared connections are still in their
+/// handshake (their first replies are held back): the tracking they are then asked to turn on
+/// must count for the connections they end up with, and reads get cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_turned_on_during_a_handshake_takes_effect() {
+    let redis = RedisServer::start();
+    // The proxy opens its 4 shared connections first, then the invalidation connection.
+    let relay = FaultRelay::start(
+        &redis.addr(),
+        Fault::DelayFirst {
+            delay: Duration::from_millis(300),
+            conns: 4,
+        },
+    )
+    .await;
+    let mut config = Proxy::config(&relay.addr());
+    config.admin_listen = Some("127.0.0.1:0".into());
+    let proxy = Proxy::start_config(config).await;
+    let admin = proxy.admin.unwrap();
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    eventually(
+        Duration::from_secs(10),
+        "a read answered from the cache",
+        async || {
+            c.cmd(&["GET", "k"]).await;
+            metric(admin, "nearcache_cache_hits_total").await > 0.0
+        },
+    )
+    .await;
+    proxy.shutdown().await;
+}

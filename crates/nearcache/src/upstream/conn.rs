@@ -38,6 +38,10 @@ pub enum Expect {
     One(ReplyTx),
     /// Switch the connection to relay mode: from now on every frame goes to this session queue.
     Relay(Outbox),
+    /// The reply to `CLIENT TRACKING on REDIRECT`: on `+OK`, fills through this connection are
+    /// protected under this tracking epoch. Judged by the task that wrote the command, so the
+    /// reply is known to come from the same socket.
+    Track(u64),
 }
 
 /// One encoded command (or several, pipelined) and what it expects back.
@@ -233,16 +237,10 @@ impl ConnHandle {
     /// Points this connection's tracking at a new invalidation connection. Fills through it
     /// resume once Redis has answered, if the connection was not replaced meanwhile.
     pub fn retrack(&self, client_id: i64, epoch: u64) {
-        let generation = self.state.generation.load(Ordering::Acquire);
-        let rx = self.call(tracking_command(client_id));
-        let state = self.state.clone();
-        tokio::spawn(async move {
-            if let Ok(Ok(reply)) = rx.await {
-                let same = state.generation.load(Ordering::Acquire) == generation;
-                if same && reply.starts_with(b"+OK") {
-                    state.tracking_epoch.store(epoch, Ordering::Release);
-                }
-            }
+        self.send(Request {
+            bytes: tracking_command(client_id),
+            expect: Expect::Track(epoch),
+            timed: true,
         });
     }
 
@@ -257,6 +255,7 @@ fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
     match expect {
         Expect::One(tx) => tx.send(Err(err.clone())),
         Expect::Relay(sink) => close_relay(&sink, err),
+        Expect::Track(_) => {}
     }
 }
 
@@ -663,6 +662,15 @@ fn deliver(
         return Ok(());
     }
     match queue.pop_front().map(|d| d.expect) {
+        Some(Expect::Track(epoch)) => {
+            state.inflight.fetch_sub(1, Ordering::AcqRel);
+            if frame.starts_with(b"+OK") {
+                state.tracking_epoch.store(epoch, Ordering::Release);
+            } else {
+                warn!(upstream = %state.addr, reply = %String::from_utf8_lossy(&frame).trim_end(), "CLIENT TRACKING refused");
+            }
+            Ok(())
+        }
         Some(Expect::One(tx)) => {
             state.inflight.fetch_sub(1, Ordering::AcqRel);
             tx.send(Ok(frame));

@@ -877,6 +877,8 @@ pub enum Fault {
     Dribble,
     /// Cuts each of the first `conns` connections after `bytes` bytes from Redis.
     CutAfter { bytes: usize, conns: usize },
+    /// Holds back Redis's first bytes on each of the first `conns` connections for `delay`.
+    DelayFirst { delay: Duration, conns: usize },
 }
 
 /// A relay on 127.0.0.1:0 forwarding to `upstream`, ended when dropped.
@@ -901,7 +903,11 @@ impl FaultRelay {
                     Fault::CutAfter { bytes, conns } if accepted <= conns => Some(bytes),
                     _ => None,
                 };
-                tokio::spawn(relay_pair(client, server, fault, limit));
+                let delay = match fault {
+                    Fault::DelayFirst { delay, conns } if accepted <= conns => Some(delay),
+                    _ => None,
+                };
+                tokio::spawn(relay_pair(client, server, fault, limit, delay));
             }
         });
         FaultRelay { addr, accept }
@@ -918,7 +924,13 @@ impl Drop for FaultRelay {
     }
 }
 
-async fn relay_pair(client: TcpStream, server: TcpStream, fault: Fault, limit: Option<usize>) {
+async fn relay_pair(
+    client: TcpStream,
+    server: TcpStream,
+    fault: Fault,
+    limit: Option<usize>,
+    mut delay: Option<Duration>,
+) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     let (mut crd, mut cwr) = client.into_split();
@@ -935,6 +947,9 @@ async fn relay_pair(client: TcpStream, server: TcpStream, fault: Fault, limit: O
                 Ok(n) => n,
             };
             let mut chunk = &buf[..n];
+            if let Some(d) = delay.take() {
+                tokio::time::sleep(d).await;
+            }
             if let Some(limit) = limit {
                 let room = limit.saturating_sub(sent);
                 if chunk.len() >= room {
@@ -952,7 +967,7 @@ async fn relay_pair(client: TcpStream, server: TcpStream, fault: Fault, limit: O
                         chunk = rest;
                     }
                 }
-                Fault::CutAfter { .. } => {
+                Fault::CutAfter { .. } | Fault::DelayFirst { .. } => {
                     if cwr.write_all(chunk).await.is_err() {
                         return;
                     }
