@@ -83,10 +83,15 @@ pub async fn heap_pprof() -> Result<Vec<u8>, ProfileError> {
             ));
         }
         // Dumping writes a file and symbolises every sampled stack: keep it off the workers.
-        tokio::task::spawn_blocking(move || guard.dump_pprof())
-            .await
-            .map_err(|e| ProfileError::Failed(e.to_string()))?
-            .map_err(|e| ProfileError::Failed(format!("{e:#}")))
+        tokio::task::spawn_blocking(move || {
+            let raw = guard.dump_pprof();
+            drop(guard);
+            forget_symbols();
+            let raw = raw.map_err(|e| ProfileError::Failed(format!("{e:#}")))?;
+            strip_allocator_frames(&raw).map_err(|e| ProfileError::Failed(format!("{e:#}")))
+        })
+        .await
+        .map_err(|e| ProfileError::Failed(e.to_string()))?
     }
     #[cfg(target_env = "msvc")]
     Err(not_jemalloc())
@@ -133,6 +138,7 @@ pub async fn cpu_profile(seconds: u64, format: CpuFormat) -> Result<Vec<u8>, Pro
             .build()
             .map_err(|e| ProfileError::Failed(e.to_string()))?;
         drop(guard);
+        forget_symbols();
         match format {
             CpuFormat::Flamegraph => {
                 let mut svg = Vec::new();
@@ -151,6 +157,73 @@ pub async fn cpu_profile(seconds: u64, format: CpuFormat) -> Result<Vec<u8>, Pro
     })
     .await
     .map_err(|e| ProfileError::Failed(e.to_string()))?
+}
+
+/// Symbolising parses the binary's debug info into a process-wide cache; drop it, so that a
+/// profile does not leave tens of MB behind (the next one parses again).
+fn forget_symbols() {
+    backtrace::clear_symbol_cache();
+}
+
+/// Frames of jemalloc and of Rust's global-allocator glue, matched at the start of the name.
+const ALLOCATOR_FRAMES: &[&str] = &[
+    "_rjem_",
+    "je_",
+    "prof_",
+    "imalloc",
+    "ialloc",
+    "iralloc",
+    "do_rallocx",
+    "rallocx",
+    "mallocx",
+    "malloc_default",
+    "arena_",
+    "tcache_",
+    "__rust_alloc",
+    "__rust_realloc",
+    "__rg_",
+    "__rdl_",
+    "tikv_jemallocator",
+    "tikv_jemalloc_sys",
+];
+
+/// Removes the allocator's own frames from the leaf end of every stack, so that tools that
+/// charge a sample to its leaf (`go tool pprof -top`) charge the code that allocated rather
+/// than jemalloc's backtrace function. Frames not symbolised at the leaf end are the
+/// allocator's too (every frame of ours has symbols).
+fn strip_allocator_frames(gz: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::collections::{HashMap, HashSet};
+    let mut p = super::heapdiff::decode(gz)?;
+    let names: HashMap<u64, &str> = p
+        .function
+        .iter()
+        .map(|f| {
+            let name = p.string_table.get(f.name as usize).map_or("", String::as_str);
+            (f.id, name)
+        })
+        .collect();
+    let allocator: HashSet<u64> = p
+        .location
+        .iter()
+        .filter(|l| {
+            l.line.iter().all(|line| {
+                let name = names.get(&line.function_id).copied().unwrap_or("");
+                let name = name.trim_start_matches('<');
+                ALLOCATOR_FRAMES.iter().any(|f| name.starts_with(f))
+                    || matches!(name, "malloc" | "calloc" | "realloc")
+            })
+        })
+        .map(|l| l.id)
+        .collect();
+    for s in &mut p.sample {
+        let keep_from = s
+            .location_id
+            .iter()
+            .position(|id| !allocator.contains(id))
+            .unwrap_or(0);
+        s.location_id.drain(..keep_from);
+    }
+    Ok(gzip(&p.encode_to_vec())?)
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
