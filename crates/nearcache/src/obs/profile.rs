@@ -198,7 +198,10 @@ fn strip_allocator_frames(gz: &[u8]) -> anyhow::Result<Vec<u8>> {
         .function
         .iter()
         .map(|f| {
-            let name = p.string_table.get(f.name as usize).map_or("", String::as_str);
+            let name = p
+                .string_table
+                .get(f.name as usize)
+                .map_or("", String::as_str);
             (f.id, name)
         })
         .collect();
