@@ -18,6 +18,7 @@ use pprof::protos::{Message as _, Profile};
 #[derive(Parser, Debug)]
 #[command(
     name = "nearcache heap-diff",
+    bin_name = "nearcache heap-diff",
     about = "Compare two heap profiles from /debug/pprof/heap: the allocation sites that grew most"
 )]
 pub struct HeapDiffArgs {
