@@ -4,38 +4,19 @@
 # Installs chromium (apt) and playwright-core (npm, into a scratch dir) when missing.
 # Run by hand; not part of CI. Stops everything it started on exit.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init dashboard
 "$root/scripts/deps.sh" chromium:chromium node:nodejs
-[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -p nearcache --manifest-path "$root/Cargo.toml" >&2
-bin="$root/target/release/nearcache"
+nearcache_bin
 scratch=${SCRATCH:-${TMPDIR:-/tmp}/nearcache-dashboard-npm}
 shot=${SCREENSHOT:-$root/target/dashboard.png}
 if [ ! -d "$scratch/node_modules/playwright-core" ]; then
     mkdir -p "$scratch"
     npm install --silent --prefix "$scratch" playwright-core >&2
 fi
-work=$(mktemp -d "${TMPDIR:-/tmp}/nearcache-dash.XXXXXX")
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" \
-    --logfile "$work/redis.log" >/dev/null &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
-"$bin" --listen 127.0.0.1:0 --upstream "127.0.0.1:$rport" --admin-listen 127.0.0.1:0 \
-    --max-memory 32mb >"$work/nc.out" 2>"$work/nc.err" &
-pids+=($!)
-for _ in $(seq 200); do grep -q ready "$work/nc.out" 2>/dev/null && break; sleep 0.05; done
-listen=$(sed -n 's/.*listen=\([^ ]*\) .*/\1/p' "$work/nc.out")
-admin=$(sed -n 's/.* admin=\(.*\)/\1/p' "$work/nc.out")
-pport=${listen##*:}
+start_redis
+start_nearcache --max-memory 32mb
+rport=$redis_port pport=$nc_port admin=$nc_admin
 
 # Traffic for the page to show: writes straight to Redis (invalidations), reads through the
 # proxy on a key space larger than the cap (hits, misses, evictions). Bounded in count.
@@ -46,8 +27,7 @@ redis-benchmark -p "$rport" -t set -n 100000 -r 100000 -d 500 -q >/dev/null 2>&1
         redis-benchmark -p "$rport" -t set -n 5000 -r 100000 -d 500 -q >/dev/null 2>&1
     done
 ) &
-load=$!
-pids+=($load)
+track $!
 
 cat >"$work/check.js" <<'JS'
 const { chromium } = require(process.env.PW);

@@ -9,36 +9,18 @@ set -euo pipefail
 KEYS=${KEYS:-200000}
 VALUE=${VALUE:-400}
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init pprof
 "$root/scripts/deps.sh" go:golang-go
-[ "${SKIP_BUILD:-0}" = 1 ] || cargo build --release -p nearcache --manifest-path "$root/Cargo.toml" >&2
-bin="$root/target/release/nearcache"
+nearcache_bin
 out=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/nearcache-pprof.XXXXXX")}
 mkdir -p "$out"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
+get() { curl --noproxy 127.0.0.1 -sf -o "$2" "http://$nc_admin$1"; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-get() { curl --noproxy 127.0.0.1 -sf -o "$2" "http://$admin$1"; }
-
-rport=$(free_port)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$out" \
-    --logfile "$out/redis.log" >/dev/null &
-pids+=($!)
-for _ in $(seq 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.05; done
-
-"$bin" --listen 127.0.0.1:0 --upstream "127.0.0.1:$rport" --admin-listen 127.0.0.1:0 \
-    --max-memory 256mb >"$out/nearcache.out" 2>"$out/nearcache.err" &
-pids+=($!)
-for _ in $(seq 200); do grep -q ready "$out/nearcache.out" 2>/dev/null && break; sleep 0.05; done
-listen=$(sed -n 's/.*listen=\([^ ]*\) .*/\1/p' "$out/nearcache.out")
-admin=$(sed -n 's/.* admin=\(.*\)/\1/p' "$out/nearcache.out")
-pport=${listen##*:}
-echo "== redis :$rport, nearcache $listen, admin $admin" >&2
+start_redis
+start_nearcache --max-memory 256mb
+rport=$redis_port pport=$nc_port admin=$nc_admin
+echo "== redis :$rport, nearcache :$pport, admin $admin" >&2
 
 echo "== loading $KEYS keys of $VALUE bytes into Redis" >&2
 redis-benchmark -p "$rport" -t set -n "$KEYS" -r "$KEYS" -d "$VALUE" -q >/dev/null 2>&1
