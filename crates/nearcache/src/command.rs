@@ -33,6 +33,8 @@ pub enum Local {
     Reset,
     /// `SELECT 0` on a session still in db 0: `+OK`.
     SelectZero,
+    /// `NEARCACHE ...`: the proxy's own admin command, answered in every session mode.
+    Nearcache,
 }
 
 /// What a command does to the session's transaction state, which decides when a
@@ -71,6 +73,7 @@ pub fn classify(args: &[Bytes]) -> Route {
     let name = &buf[..n];
     match name {
         b"QUIT" => Route::Local(Local::Quit),
+        b"NEARCACHE" => Route::Local(Local::Nearcache),
         b"RESET" => Route::Local(Local::Reset),
         b"SELECT" if args.len() == 2 && args[1].as_ref() == b"0" => Route::Local(Local::SelectZero),
         b"SELECT" | b"AUTH" | b"READONLY" | b"READWRITE" | b"ASKING" => Route::Session,
@@ -218,6 +221,10 @@ mod tests {
         assert_eq!(classify(&cmd("CLIENT TRACKING on")), Route::Relay);
         assert_eq!(classify(&cmd("MONITOR")), Route::Relay);
         assert_eq!(classify(&cmd("quit")), Route::Local(Local::Quit));
+        assert_eq!(
+            classify(&cmd("nearcache info")),
+            Route::Local(Local::Nearcache)
+        );
     }
 
     #[test]

@@ -81,6 +81,14 @@ pub struct Config {
     /// Close a client idle this many seconds (0 = never), as Redis's `timeout`. Clients that
     /// wait on a blocking command or are subscribed are never idle. Default 0.
     pub timeout: u64,
+    /// Log a warning for every command sent to Redis whose reply took at least this many ms
+    /// (0 = off). Changeable live with `NEARCACHE CONFIG SET slowlog-threshold-ms`. Default 0.
+    pub slowlog_threshold_ms: u64,
+    /// jemalloc's sampling heap profiler (one sample per 512 KiB allocated) behind
+    /// `/debug/pprof/heap`. Default true.
+    pub heap_profiling: bool,
+    /// During a `/debug/trace` capture, trace one request in this many. Default 100.
+    pub trace_sample: u64,
 }
 
 impl Default for Config {
@@ -116,6 +124,9 @@ impl Default for Config {
             cache_deny_commands: Vec::new(),
             cache_include_prefixes: Vec::new(),
             cache_exclude_prefixes: Vec::new(),
+            slowlog_threshold_ms: 0,
+            heap_profiling: true,
+            trace_sample: 100,
         }
     }
 }
@@ -190,6 +201,9 @@ impl Config {
         }
         if self.upstream_user.is_some() && self.upstream_password.is_none() {
             bail!("upstream_user needs upstream_password");
+        }
+        if self.trace_sample == 0 {
+            bail!("trace_sample must be at least 1");
         }
         Ok(())
     }
@@ -266,7 +280,8 @@ pub fn parse_size(text: &str) -> anyhow::Result<u64> {
 #[command(
     name = "nearcache",
     version,
-    about = "A Redis proxy with a tracking client-side cache"
+    about = "A Redis proxy with a tracking client-side cache",
+    after_help = "Also: nearcache heap-diff OLD.pb.gz NEW.pb.gz (see nearcache heap-diff --help)"
 )]
 pub struct Args {
     /// TOML file with the same settings as the flags (flags win).
@@ -365,6 +380,15 @@ pub struct Args {
     /// Never cache keys with these prefixes (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub cache_exclude_prefixes: Option<Vec<String>>,
+    /// Warn about commands sent to Redis slower than this many ms (0 = off).
+    #[arg(long)]
+    pub slowlog_threshold_ms: Option<u64>,
+    /// jemalloc heap profiling behind /debug/pprof/heap: true or false.
+    #[arg(long)]
+    pub heap_profiling: Option<bool>,
+    /// Trace one request in this many during a /debug/trace capture.
+    #[arg(long)]
+    pub trace_sample: Option<u64>,
 }
 
 impl Args {
@@ -419,6 +443,9 @@ impl Args {
         set(&mut cfg.cache_deny_commands, self.cache_deny_commands);
         set(&mut cfg.cache_include_prefixes, self.cache_include_prefixes);
         set(&mut cfg.cache_exclude_prefixes, self.cache_exclude_prefixes);
+        set(&mut cfg.slowlog_threshold_ms, self.slowlog_threshold_ms);
+        set(&mut cfg.heap_profiling, self.heap_profiling);
+        set(&mut cfg.trace_sample, self.trace_sample);
     }
 }
 

@@ -13,6 +13,7 @@ pub mod command;
 pub mod config;
 pub mod keys;
 pub mod metrics;
+pub mod obs;
 pub mod reply;
 pub mod session;
 pub mod upstream;
@@ -57,6 +58,8 @@ pub const LIVE_SETTINGS: &[&str] = &[
     "client_query_buffer_limit",
     "client_output_buffer_limit",
     "shutdown_timeout",
+    "slowlog_threshold_ms",
+    "trace_sample",
 ];
 
 impl Running {
@@ -102,6 +105,12 @@ impl Running {
             .collect();
         self.ctx.pool.set_limits(limits);
         self.ctx.clients.update_from(&clients);
+        let slowlog = &self.ctx.metrics.live.slowlog_threshold_ms;
+        slowlog.store(
+            new.slowlog_threshold_ms,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        obs::trace::set_sample_every(new.trace_sample);
         if !restart.is_empty() {
             warn!(settings = ?restart, "changed settings need a restart to take effect");
         }
@@ -120,6 +129,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let listen_addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::default());
     let max_memory = config::parse_size(&config.max_memory)?;
+    obs_settings(&config, &metrics, max_memory).await;
     let cache = (max_memory > 0).then(|| {
         let policy = config.eviction.parse().unwrap_or_default();
         // In BCAST mode only keys under the tracking prefixes get invalidations.
@@ -206,6 +216,22 @@ pub fn pool_limits(config: &Config) -> anyhow::Result<Limits> {
         max_idle_time: config::parse_duration(&config.conn_max_idle_time)?,
         wait_timeout: config::parse_duration(&config.pool_wait_timeout)?.unwrap_or_default(),
     })
+}
+
+/// Applies the observability settings: the slow log, trace sampling, heap profiling.
+async fn obs_settings(config: &Config, metrics: &Metrics, max_memory: u64) {
+    use std::sync::atomic::Ordering;
+    metrics.set_max_memory(max_memory);
+    let slowlog = &metrics.live.slowlog_threshold_ms;
+    slowlog.store(config.slowlog_threshold_ms, Ordering::Relaxed);
+    obs::trace::set_sample_every(config.trace_sample);
+    // Only the binary runs on jemalloc with the profiler; elsewhere there is nothing to switch.
+    let state = obs::profile::heap_profiling_state().await;
+    if state.is_some_and(|on| on != config.heap_profiling) {
+        if let Err(e) = obs::profile::set_heap_profiling(config.heap_profiling).await {
+            warn!(error = %e, "cannot switch heap profiling");
+        }
+    }
 }
 
 fn tracking_mode(config: &Config) -> TrackingMode {

@@ -1,11 +1,15 @@
 //! The `nearcache` binary: parse flags, set up logging, run until SIGINT or SIGTERM; SIGHUP
 //! re-reads the configuration file and applies what can change live.
+//! `nearcache heap-diff OLD NEW` compares two heap profiles instead (see obs::heapdiff).
 
 use std::io::Write;
 
 use clap::Parser;
 use nearcache::config::{Args, Config};
-use tracing_subscriber::EnvFilter;
+use nearcache::obs::{self, heapdiff, trace::CaptureLayer};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{reload, EnvFilter, Layer as _};
 
 // jemalloc returns freed memory to the OS on its own schedule and keeps per-thread caches small,
 // so the process stays near the cache's cap whatever the number of worker threads (glibc's
@@ -14,25 +18,68 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// A C string pointer jemalloc reads at start-up.
+#[cfg(not(target_env = "msvc"))]
+#[repr(transparent)]
+pub struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer refers to an immutable static string.
+#[cfg(not(target_env = "msvc"))]
+unsafe impl Sync for MallocConf {}
+
+/// jemalloc's options (its symbols carry the `_rjem_` prefix): the heap profiler is compiled
+/// in and sampling from the start, one sample per 2^19 bytes (512 KiB) allocated on average,
+/// which costs little enough to leave on. `--heap-profiling false` pauses it (`prof.active`).
+#[cfg(not(target_env = "msvc"))]
+#[export_name = "_rjem_malloc_conf"]
+pub static MALLOC_CONF: MallocConf =
+    MallocConf(c"prof:true,prof_active:true,lg_prof_sample:19".as_ptr());
+
 fn main() -> anyhow::Result<()> {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "heap-diff") {
+        let args = heapdiff::HeapDiffArgs::parse_from(&argv[1..]);
+        print!("{}", heapdiff::run(&args)?);
+        return Ok(());
+    }
     let args = Args::parse();
     let config = Config::from_args(args.clone())?;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log_json {
-        subscriber.json().init();
-    } else {
-        subscriber.init();
-    }
+    init_logging(&config);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if config.threads > 0 {
         rt.worker_threads(config.threads);
     }
     rt.enable_all().build()?.block_on(run(config, args))
+}
+
+/// Logs to stderr (text or JSON) through a filter `NEARCACHE CONFIG SET log-level` can
+/// change, plus the layer that records sampled request spans during a trace capture.
+fn init_logging(config: &Config) {
+    let (filter, level) = match EnvFilter::try_from_default_env() {
+        Ok(f) => (f, std::env::var("RUST_LOG").unwrap_or_default()),
+        Err(_) => match EnvFilter::try_new(&config.log_level) {
+            Ok(f) => (f, config.log_level.clone()),
+            Err(_) => (EnvFilter::new("info"), "info".to_string()),
+        },
+    };
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if config.log_json {
+        fmt.json().boxed()
+    } else {
+        fmt.boxed()
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(CaptureLayer::filtered())
+        .init();
+    obs::set_log_reloader(
+        &level,
+        Box::new(move |text: &str| {
+            let f = EnvFilter::try_new(text).map_err(|e| format!("invalid log filter: {e}"))?;
+            handle.reload(f).map_err(|e| e.to_string())
+        }),
+    );
 }
 
 async fn run(config: Config, args: Args) -> anyhow::Result<()> {

@@ -1,7 +1,8 @@
 //! Process-wide counters, exposed in Prometheus text format on the admin port.
 
-use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -10,6 +11,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::obs::stats::CommandStats;
+use crate::obs::Live;
+use crate::reply::UpstreamError;
 use crate::upstream::{CloseReason, PoolStats};
 
 /// Why the whole cache was emptied.
@@ -19,6 +23,13 @@ pub enum FlushReason {
     Flushall,
     /// The invalidation connection dropped: nothing cached is protected any more.
     InvalidationConnectionLost,
+    /// An operator asked (`NEARCACHE FLUSH`).
+    Admin,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,6 +141,20 @@ pub struct Metrics {
     cache: CacheFigures,
     pool: PoolFigures,
     alive_tasks: Gauge,
+    /// Commands by name and outcome, latency by outcome.
+    pub cmd: Arc<CommandStats>,
+    /// Bytes read from and written to clients.
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    /// Upstream failures seen by clients, by kind.
+    upstream_errors: Family<KindLabel, Counter>,
+    upstream_reconnects: Counter,
+    rss: Gauge,
+    max_memory: AtomicU64,
+    /// When the proxy started.
+    pub started: Instant,
+    /// Settings that change while the proxy runs.
+    pub live: Live,
     /// Serialises scrapes so the copied counters advance exactly once per change.
     scrape: Mutex<()>,
 }
@@ -147,6 +172,15 @@ impl Default for Metrics {
             cache: CacheFigures::default(),
             pool: PoolFigures::default(),
             alive_tasks: Gauge::default(),
+            cmd: Arc::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            upstream_errors: Family::default(),
+            upstream_reconnects: Counter::default(),
+            rss: Gauge::default(),
+            max_memory: AtomicU64::new(0),
+            started: Instant::now(),
+            live: Live::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -179,6 +213,32 @@ impl Default for Metrics {
             "nearcache_cache_flushes",
             "Whole-cache flushes by reason",
             m.flushes.clone(),
+        );
+        r.register_collector(Box::new(m.cmd.clone()));
+        r.register(
+            "nearcache_client_bytes_received",
+            "Bytes read from clients",
+            m.bytes_in.clone(),
+        );
+        r.register(
+            "nearcache_client_bytes_sent",
+            "Bytes written to clients",
+            m.bytes_out.clone(),
+        );
+        r.register(
+            "nearcache_upstream_errors",
+            "Upstream failures answered to clients, by kind",
+            m.upstream_errors.clone(),
+        );
+        r.register(
+            "nearcache_upstream_reconnects",
+            "Shared upstream connections re-established after a loss",
+            m.upstream_reconnects.clone(),
+        );
+        r.register(
+            "nearcache_process_resident_memory_bytes",
+            "Resident set size of the process (from /proc/self/statm)",
+            m.rss.clone(),
         );
         let c = &m.cache;
         r.register(
@@ -267,8 +327,45 @@ impl Metrics {
         let reason = match reason {
             FlushReason::Flushall => "flushall",
             FlushReason::InvalidationConnectionLost => "invalidation_connection_lost",
+            FlushReason::Admin => "admin",
         };
         self.flushes.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts an upstream failure a client was answered with.
+    pub fn upstream_error(&self, e: &UpstreamError) {
+        let kind = match e {
+            UpstreamError::Unavailable { .. } => "unavailable",
+            UpstreamError::Lost { .. } => "lost",
+            UpstreamError::Closed { .. } => "closed",
+            UpstreamError::Protocol { .. } => "protocol",
+            UpstreamError::Timeout { .. } => "timeout",
+        };
+        self.upstream_errors
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// Upstream failures of every kind so far.
+    pub fn upstream_error_count(&self) -> u64 {
+        ["unavailable", "lost", "closed", "protocol", "timeout"]
+            .into_iter()
+            .map(|kind| {
+                self.upstream_errors
+                    .get_or_create(&KindLabel { kind })
+                    .get()
+            })
+            .sum()
+    }
+
+    /// Records the cache's memory cap (0: caching off).
+    pub fn set_max_memory(&self, bytes: u64) {
+        self.max_memory.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The cache's memory cap (0: caching off).
+    pub fn max_memory(&self) -> u64 {
+        self.max_memory.load(Ordering::Relaxed)
     }
 
     /// The metrics in Prometheus text exposition format.
@@ -292,6 +389,8 @@ impl Metrics {
             c.entries.set(s.stats.entries as i64);
             c.max_bytes.set(s.stats.max_bytes as i64);
         }
+        advance(&self.upstream_reconnects, crate::obs::upstream_reconnects());
+        self.rss.set(crate::obs::rss_bytes() as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

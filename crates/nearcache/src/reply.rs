@@ -84,6 +84,8 @@ pub enum Outbound {
     Frame(Bytes),
     /// Write everything queued so far, then close the client connection.
     Close,
+    /// The command before this item is answered: count it, and time it from its arrival.
+    Done(crate::obs::stats::Stamp),
 }
 
 /// A session's output queue. Every byte held for the client (queued frames, replies the writer

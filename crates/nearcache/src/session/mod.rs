@@ -8,7 +8,7 @@ mod writer;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -21,6 +21,7 @@ use crate::cachelayer::{self, CacheLayer, Join};
 use crate::command::{self, Local, Route, TxEffect};
 use crate::keys::{self, CacheUse};
 use crate::metrics::{FlushReason, Metrics};
+use crate::obs::stats::{Outcome, Stamp, StampExt as _};
 use crate::reply::{self, After, Outbound, Outbox};
 use crate::upstream::{ConnHandle, Pool};
 use writer::Link;
@@ -133,6 +134,10 @@ struct Session {
     /// A FLUSHALL, FLUSHDB or SWAPDB is queued in the current MULTI: EXEC empties the cache.
     tx_flush: bool,
     encode_buf: BytesMut,
+    /// The command being handled, for metrics and sampled traces (see `obs`).
+    stamp: Option<Stamp>,
+    /// When the last read returned, noted only while a trace capture runs.
+    read_at: Option<Instant>,
 }
 
 /// Answers a client that cannot be served with one error reply, then closes it.
@@ -151,8 +156,10 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
     let writer_link = link.clone();
     let writer_cache = ctx.cache.clone();
     let meter = out.meter().clone();
+    let writer_metrics = ctx.metrics.clone();
     let mut writer = tokio::spawn(async move {
-        let result = writer::run(out_rx, wr, &writer_link, writer_cache.as_deref(), &meter).await;
+        let cache = writer_cache.as_deref();
+        let result = writer::run(out_rx, wr, &writer_link, cache, &meter, &writer_metrics).await;
         if meter.is_over() {
             info!(
                 limit = output_limit,
@@ -173,6 +180,8 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         tx_keys: Vec::new(),
         tx_flush: false,
         encode_buf: BytesMut::new(),
+        stamp: None,
+        read_at: None,
     };
     let link = session.link.clone();
     let shutting_down = tokio::select! {
@@ -219,9 +228,12 @@ impl Session {
                     }
                 },
             };
-            if !matches!(n, Ok(n) if n > 0) {
-                return;
-            }
+            let n = match n {
+                Ok(n) if n > 0 => n,
+                _ => return,
+            };
+            self.ctx.metrics.bytes_in.inc_by(n as u64);
+            self.read_at = crate::obs::trace::capturing().then(Instant::now);
             loop {
                 match resp::parse_command(&mut buf, &self.ctx.limits) {
                     Ok(Some(args)) if args.is_empty() => continue,
@@ -276,9 +288,28 @@ impl Session {
         self.encode_buf.split().freeze()
     }
 
+    /// Handles one command, then tells the writer it is answered (for its figures).
     async fn handle(&mut self, args: Vec<Bytes>, rd: &mut OwnedReadHalf) -> Result<(), Stop> {
+        let name = args.first().map_or(&b""[..], |a| &a[..]);
+        self.stamp = Some(crate::obs::begin(name, self.read_at.take()));
+        let result = self.dispatch(args, rd).await;
+        if let Some(stamp) = self.stamp.take() {
+            self.out.send(Outbound::Done(stamp));
+        }
+        result
+    }
+
+    async fn dispatch(&mut self, args: Vec<Bytes>, rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         self.ctx.metrics.commands.inc();
         let route = command::classify(&args);
+        if route == Route::Local(Local::Nearcache) {
+            self.stamp.mark(Outcome::Local);
+            let (m, c) = (&self.ctx.metrics, self.ctx.cache.as_deref());
+            let pool = self.ctx.pool.stats();
+            let answer = crate::obs::admin_cmd::answer(&args, self.proto, m, c, &pool).await;
+            self.reply(answer);
+            return Ok(());
+        }
         if self.mode == Mode::Relay {
             return self.relay(&args);
         }
@@ -323,6 +354,9 @@ impl Session {
         args: Vec<Bytes>,
         rd: &mut OwnedReadHalf,
     ) -> Result<(), Stop> {
+        if let Route::Local(_) = route {
+            self.stamp.mark(Outcome::Local);
+        }
         match route {
             Route::Local(Local::Quit) => {
                 self.reply(reply::simple("OK"));
@@ -337,6 +371,8 @@ impl Session {
                 self.reply(reply::simple("OK"));
                 Ok(())
             }
+            // Answered in `dispatch`, in every mode.
+            Route::Local(Local::Nearcache) => Ok(()),
             Route::Shared => {
                 if command::is_plain_hello(&args) {
                     if let Some(v) = command::hello_version(&args) {
@@ -427,10 +463,15 @@ impl Session {
         };
         let key = CacheLayer::entry_key(self.proto, args, &mut self.encode_buf);
         let group = &args[1];
+        let lookup = self.stamp.phase("cache_lookup");
         if let Some(hit) = cache.lookup(group, &key) {
+            self.stamp.mark(Outcome::Hit);
             self.reply(hit);
             return;
         }
+        drop(lookup);
+        self.stamp.mark(Outcome::Miss);
+        self.stamp.sent_upstream();
         // The connection is picked before joining: a leader must be able to send at once.
         let conn = self.pick_shared().await;
         let landing = match cache.join(group, &key, Some(self.out.meter())) {
@@ -479,9 +520,12 @@ impl Session {
             .map(|(k, e)| cache.lookup(k, e))
             .collect();
         if let Some(all) = items.iter().cloned().collect::<Option<Vec<Bytes>>>() {
+            self.stamp.mark(Outcome::Hit);
             self.reply(cachelayer::join_array(&all));
             return;
         }
+        self.stamp.mark(Outcome::Miss);
+        self.stamp.sent_upstream();
         let conn = self.pick_shared().await;
         let tag = conn.fill_tag();
         let mut missing = vec![mget];
@@ -526,6 +570,7 @@ impl Session {
     async fn send_shared(&mut self, args: &[Bytes], after: After) {
         let conn = self.pick_shared().await;
         let bytes = self.encode(args);
+        self.stamp.sent_upstream();
         self.link.dispatched();
         let rx = conn.call_for(bytes, true, Some(self.out.meter()));
         self.out.send(Outbound::Pending(rx, after));
@@ -581,6 +626,7 @@ impl Session {
         let timed = !command::is_blocking(args);
         let meter = Some(self.out.meter());
         let rx = self.dedicated_conn()?.call_for(bytes, timed, meter);
+        self.stamp.sent_upstream();
         self.link.dispatched();
         self.out.send(Outbound::Pending(rx, after));
         Ok(())
@@ -624,6 +670,7 @@ impl Session {
     }
 
     fn relay(&mut self, args: &[Bytes]) -> Result<(), Stop> {
+        self.stamp.untimed();
         // No reply hook in relay mode: invalidate at dispatch only.
         if let (Some(c), CacheUse::Write) = (&self.ctx.cache, self.cache_use(args)) {
             c.invalidate_keys(keys::write_keys(args));

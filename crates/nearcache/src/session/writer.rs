@@ -12,7 +12,8 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::cachelayer::CacheLayer;
-use crate::metrics::FlushReason;
+use crate::metrics::{FlushReason, Metrics};
+use crate::obs::stats::{Outcome, Stamp};
 use crate::reply::{After, OutMeter, Outbound, UpstreamError};
 
 const FLUSH_AT: usize = 64 * 1024;
@@ -116,9 +117,16 @@ pub async fn run(
     link: &Link,
     cache: Option<&CacheLayer>,
     meter: &OutMeter,
+    metrics: &Metrics,
 ) -> std::io::Result<()> {
+    let mut w = Writer {
+        metrics,
+        meter,
+        last_error: false,
+        traced: Vec::new(),
+    };
     let result = tokio::select! {
-        r = write_loop(&mut rx, &mut wr, link, cache, meter) => r,
+        r = write_loop(&mut rx, &mut wr, link, cache, &mut w) => r,
         // A client over its output limit is closed at once, even while a write is stuck.
         () = meter.overflowed() => Err(std::io::ErrorKind::OutOfMemory.into()),
     };
@@ -132,14 +140,14 @@ async fn write_loop(
     wr: &mut OwnedWriteHalf,
     link: &Link,
     cache: Option<&CacheLayer>,
-    meter: &OutMeter,
+    w: &mut Writer<'_>,
 ) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(16 * 1024);
     loop {
         let item = match rx.try_recv() {
             Ok(item) => item,
             Err(mpsc::error::TryRecvError::Empty) => {
-                flush(wr, &mut out, meter).await?;
+                w.flush(wr, &mut out).await?;
                 match rx.recv().await {
                     Some(item) => item,
                     None => return Ok(()),
@@ -152,7 +160,7 @@ async fn write_loop(
                 let result = match reply.try_recv() {
                     Ok(r) => Ok(r),
                     Err(oneshot::error::TryRecvError::Empty) => {
-                        flush(wr, &mut out, meter).await?;
+                        w.flush(wr, &mut out).await?;
                         (&mut reply).await.map_err(|_| ())
                     }
                     Err(oneshot::error::TryRecvError::Closed) => Err(()),
@@ -161,30 +169,97 @@ async fn write_loop(
                 // Replies were counted against the client's limit as they were handed over;
                 // errors made here are counted now.
                 let reply = match result {
-                    Ok(Ok(bytes)) => Some(bytes),
+                    Ok(Ok(bytes)) => {
+                        w.last_error = is_error(&bytes);
+                        Some(bytes)
+                    }
                     Ok(Err(e)) => {
+                        w.last_error = true;
+                        w.metrics.upstream_error(&e);
                         let frame = e.to_frame();
-                        meter.charge(frame.len());
+                        w.meter.charge(frame.len());
                         out.extend_from_slice(&frame);
                         None
                     }
                     Err(()) => {
+                        w.last_error = true;
                         let frame = dropped().to_frame();
-                        meter.charge(frame.len());
+                        w.meter.charge(frame.len());
                         out.extend_from_slice(&frame);
                         None
                     }
                 };
                 after_reply(after, reply, cache, link, &mut out);
             }
-            Outbound::Frame(bytes) => out.extend_from_slice(&bytes),
+            Outbound::Frame(bytes) => {
+                w.last_error = is_error(&bytes);
+                out.extend_from_slice(&bytes);
+            }
+            Outbound::Done(stamp) => w.done(stamp),
             Outbound::Close => break,
         }
         if out.len() >= FLUSH_AT {
-            flush(wr, &mut out, meter).await?;
+            w.flush(wr, &mut out).await?;
         }
     }
-    flush(wr, &mut out, meter).await
+    w.flush(wr, &mut out).await
+}
+
+/// The writer's share of observability: command figures, the slow log, sampled traces.
+struct Writer<'a> {
+    metrics: &'a Metrics,
+    meter: &'a OutMeter,
+    /// The last reply queued was an error.
+    last_error: bool,
+    /// Sampled requests whose reply waits in the buffer: their spans close once it is written.
+    traced: Vec<Stamp>,
+}
+
+impl Writer<'_> {
+    /// A command's reply is queued: count it by outcome, time it, log it if slow.
+    fn done(&mut self, mut stamp: Stamp) {
+        let took = stamp.start.elapsed();
+        let upstream = matches!(stamp.outcome, Outcome::Miss | Outcome::Forwarded);
+        if self.last_error && stamp.outcome != Outcome::Hit {
+            stamp.outcome = Outcome::Error;
+        }
+        self.metrics
+            .cmd
+            .record(stamp.slot, stamp.outcome, stamp.timed.then_some(took));
+        let threshold = self
+            .metrics
+            .live
+            .slowlog_threshold_ms
+            .load(Ordering::Relaxed);
+        if upstream && stamp.timed && threshold > 0 && took.as_millis() >= u128::from(threshold) {
+            tracing::warn!(
+                command = crate::obs::stats::slot_name(stamp.slot),
+                duration_ms = took.as_secs_f64() * 1000.0,
+                outcome = ?stamp.outcome,
+                "slow command"
+            );
+        }
+        if let Some(t) = &mut stamp.trace {
+            // The wait for Redis ends here; the reply phase lasts until the bytes are written.
+            t.upstream = None;
+            t.reply = Some(t.phase("reply"));
+            self.traced.push(stamp);
+        }
+    }
+
+    async fn flush(&mut self, wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
+        if !out.is_empty() {
+            self.metrics.bytes_out.inc_by(out.len() as u64);
+        }
+        let r = flush(wr, out, self.meter).await;
+        self.traced.clear();
+        r
+    }
+}
+
+/// A RESP2 or RESP3 error reply (`-ERR ...`, `!<len>` blob error).
+fn is_error(reply: &[u8]) -> bool {
+    matches!(reply.first(), Some(b'-' | b'!'))
 }
 
 /// Applies a reply's cache effect, then queues the reply for the client. Invalidations happen

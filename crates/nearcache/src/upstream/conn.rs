@@ -390,7 +390,9 @@ pub fn spawn_shared(env: Arc<Env>, proto: u8, slot: Slot) -> ConnHandle {
                 .collect();
             match connect(cfg, proto, &extra).await {
                 Ok(stream) => {
-                    state.generation.fetch_add(1, Ordering::AcqRel);
+                    if state.generation.fetch_add(1, Ordering::AcqRel) > 0 {
+                        crate::obs::upstream_reconnected();
+                    }
                     if let Some((_, epoch)) = redirect {
                         state.tracking_epoch.store(epoch, Ordering::Release);
                     }

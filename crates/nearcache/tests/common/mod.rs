@@ -981,3 +981,51 @@ async fn relay_pair(
         () = down => {}
     }
 }
+
+/// An HTTP GET to the admin port: status and raw body bytes (binary-safe, e.g. profiles).
+/// `limit` bounds the whole exchange (profiles take as long as they sample).
+pub async fn http_get_bytes(addr: SocketAddr, path: &str, limit: Duration) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.expect("admin connect");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("admin write");
+    let mut raw = Vec::new();
+    tokio::time::timeout(limit, s.read_to_end(&mut raw))
+        .await
+        .unwrap_or_else(|_| panic!("GET {path} took longer than {limit:?}"))
+        .expect("admin read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP header end in {}", show(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
+    let body = &raw[split + 4..];
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            return out;
+        };
+        let size = std::str::from_utf8(&b[..eol])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
+            .unwrap_or(0);
+        if size == 0 || b.len() < eol + 2 + size {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[(eol + 4 + size).min(b.len())..];
+    }
+}

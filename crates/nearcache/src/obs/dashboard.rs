@@ -1,0 +1,95 @@
+//! The admin dashboard: one self-contained page (inline JS and CSS, nothing fetched from
+//! elsewhere) that polls `/api/stats` every second and draws the last minutes on canvases.
+//!
+//! `/api/stats` returns cumulative counters and current gauges; the page computes rates and
+//! the p99 from differences between polls, so the server keeps no history.
+
+use std::fmt::Write as _;
+
+use super::stats::BOUNDS;
+use crate::metrics::{CacheSnapshot, Metrics};
+use crate::upstream::PoolStats;
+
+/// The page, compiled into the binary.
+pub const PAGE: &str = include_str!("dashboard.html");
+
+/// The figures the dashboard polls, as JSON. Absent figures are `null`.
+pub fn stats_json(metrics: &Metrics, cache: Option<CacheSnapshot>, pool: &PoolStats) -> String {
+    let cache_figures = cache.as_ref().map(|c| {
+        (
+            c.stats.bytes,
+            c.stats.hits,
+            c.stats.misses,
+            c.stats.evictions,
+            c.invalidated_keys,
+            c.stats.entries,
+        )
+    });
+    let by = metrics.cmd.by_outcome();
+    let mut s = String::with_capacity(1024);
+    let _ = write!(
+        s,
+        "{{\"uptime_ms\":{},\"rss_bytes\":{},\"max_memory_bytes\":{},\"clients\":{},\"commands\":{}",
+        metrics.started.elapsed().as_millis(),
+        super::rss_bytes(),
+        metrics.max_memory(),
+        metrics.clients.get(),
+        metrics.commands.get(),
+    );
+    match cache_figures {
+        Some((bytes, hits, misses, evictions, invalidations, entries)) => {
+            let _ = write!(
+                s,
+                ",\"cache_bytes\":{bytes},\"cache_entries\":{entries},\"hits\":{hits},\"misses\":{misses},\"evictions\":{evictions},\"invalidations\":{invalidations}"
+            );
+        }
+        None => s.push_str(
+            ",\"cache_bytes\":null,\"cache_entries\":null,\"hits\":null,\"misses\":null,\"evictions\":null,\"invalidations\":null",
+        ),
+    }
+    let _ = write!(
+        s,
+        ",\"ops\":{{\"hit\":{},\"miss\":{},\"forwarded\":{},\"error\":{},\"local\":{}}}",
+        by[0], by[1], by[2], by[3], by[4]
+    );
+    let _ = write!(
+        s,
+        ",\"pool_in_use\":{},\"pool_open\":{},\"pool_waits\":{}",
+        pool.in_use, pool.open, pool.wait_count,
+    );
+    let bounds: Vec<String> = BOUNDS.iter().map(|b| b.to_string()).collect();
+    let buckets: Vec<String> = metrics
+        .cmd
+        .merged_buckets()
+        .iter()
+        .map(u64::to_string)
+        .collect();
+    let _ = write!(
+        s,
+        ",\"latency_bounds_s\":[{}],\"latency_buckets\":[{}]}}",
+        bounds.join(","),
+        buckets.join(",")
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_without_a_cache_are_nulls() {
+        let m = Metrics::default();
+        let json = stats_json(&m, None, &PoolStats::default());
+        assert!(json.starts_with('{') && json.ends_with('}'));
+        assert!(json.contains("\"cache_bytes\":null"));
+        assert!(json.contains("\"pool_in_use\":0"));
+        assert!(json.contains("\"ops\":{\"hit\":0,"));
+    }
+
+    #[test]
+    fn the_page_fetches_nothing_from_elsewhere() {
+        assert!(!PAGE.contains("http://") && !PAGE.contains("https://"));
+        assert!(PAGE.contains("/api/stats"));
+    }
+}
