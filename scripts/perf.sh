@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# The performance harness: Redis direct vs nearcache vs twemproxy (nutcracker), one machine,
+# one run. Prints a markdown table of requests/s, p50 and p99 (ms) and the ratio to direct Redis.
+#
+# Starts its own redis-server, nutcracker and three nearcache instances (free ports):
+#   nearcache      default threads, --max-memory 256mb: the hot set fits (hit tests, SET, mix);
+#   nearcache-1t   the same with --threads 1 (only in the threads section);
+#   nearcache-2t   the same with --threads 2 (only in the threads section);
+#   small cache    --max-memory 4mb: the key set of the miss test is far larger than the cache.
+# Release build first unless SKIP_BUILD=1. Everything started is stopped on exit.
+#
+# Tests (each a redis-benchmark run, --csv; redis-benchmark's -r fills __rand_int__):
+#   get-hot   GET of a preloaded hot set (1000 keys; 200 of 100 KB), warmed through the proxy
+#             first, so nearcache serves it from its cache
+#   get-miss  GET of a preloaded key set ~20x the small cache (see miss_keys below): mostly
+#             misses, forwarded and filled (and evicted)
+#   set       SET of random keys of the hot set (always forwarded; invalidates)
+#   mget10    MGET of 10 random keys of the hot set (each key a cache entry)
+#   mix90     90% GET / 10% SET of the hot set by request count: two redis-benchmark processes
+#             run at once, GETs on 90% of the clients, SETs on 10%, with -n split 90/10.
+#             requests/s = all requests / wall time until both finished; p50/p99 are the GET
+#             side's (the writes' invalidations are what make this test differ from get-hot)
+#
+# Environment:
+#   PERF_QUICK=1      quick subset: 50 clients, 64-byte values, pipeline 1 and 16
+#   PERF_TESTS        subset of "get-hot get-miss set mget10 mix90" (default all)
+#   PERF_CLIENTS      client counts (default "50 500"; quick "50")
+#   PERF_PIPELINES    pipeline depths (default "1 16")
+#   PERF_SIZES        value sizes in bytes (default "64 4096 102400"; quick "64")
+#   PERF_TARGETS      subset of "direct nearcache twemproxy" (default all three)
+#   PERF_THREADS=0    skip the 1-vs-2 worker threads section
+#   PERF_N            requests per run for 64-byte values at pipeline 1 (default 100000, quick
+#                     50000); scaled down for larger values, up for pipeline 16
+#   NEARCACHE_ARGS    extra flags for every nearcache instance
+#   SKIP_BUILD=1      use the existing release binary
+#
+# Numbers from a shared 2-core machine are noisy: redis-benchmark, Redis and the proxy compete
+# for the same cores. Compare ratios from the same run, not absolute rates.
+set -euo pipefail
+
+quick=${PERF_QUICK:-0}
+TESTS=${PERF_TESTS:-"get-hot get-miss set mget10 mix90"}
+PIPELINES=${PERF_PIPELINES:-"1 16"}
+TARGETS=${PERF_TARGETS:-"direct nearcache twemproxy"}
+if [ "$quick" = 1 ]; then
+    CLIENTS=${PERF_CLIENTS:-50}
+    SIZES=${PERF_SIZES:-64}
+    N=${PERF_N:-50000}
+else
+    CLIENTS=${PERF_CLIENTS:-"50 500"}
+    SIZES=${PERF_SIZES:-"64 4096 102400"}
+    N=${PERF_N:-100000}
+fi
+THREADS=${PERF_THREADS:-1}
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/nearcache-perf.XXXXXX")
+pids=()
+
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+die() {
+    echo "perf.sh: $*" >&2
+    exit 1
+}
+log() { echo "perf.sh: $*" >&2; }
+
+"$root/scripts/deps.sh" nutcracker:nutcracker >&2 || true
+for tool in redis-server redis-benchmark redis-cli python3 curl nutcracker; do
+    command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs it)"
+done
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_ping PORT NAME: polls PING until it answers PONG (bounded).
+wait_ping() {
+    local port=$1 name=$2
+    for _ in $(seq 1 200); do
+        [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] && return 0
+        sleep 0.05
+    done
+    die "$name on port $port did not answer PING"
+}
+
+# --- build -------------------------------------------------------------------------------
+bin="${CARGO_TARGET_DIR:-$root/target}/release/nearcache"
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    log "building nearcache (release)..."
+    (cd "$root" && cargo build --release -p nearcache >&2)
+fi
+[ -x "$bin" ] || die "no binary at $bin"
+
+# --- servers -----------------------------------------------------------------------------
+declare -A port_of admin_of
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+    --daemonize no --dir "$work" --logfile "$work/redis.log" &
+pids+=("$!")
+wait_ping "$redis_port" redis-server
+port_of[direct]=$redis_port
+
+# start_nearcache NAME ARGS...: a nearcache with its admin port, recorded under NAME.
+start_nearcache() {
+    local name=$1 out="$work/$1.out" line
+    shift
+    # shellcheck disable=SC2086
+    "$bin" --listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" --admin-listen 127.0.0.1:0 \
+        "$@" ${NEARCACHE_ARGS:-} >"$out" 2>"$work/$name.err" &
+    pids+=("$!")
+    for _ in $(seq 1 300); do
+        line=$(head -n 1 "$out" 2>/dev/null || true)
+        if [[ "$line" =~ listen=127\.0\.0\.1:([0-9]+)\ admin=127\.0\.0\.1:([0-9]+) ]]; then
+            port_of[$name]=${BASH_REMATCH[1]}
+            admin_of[$name]=${BASH_REMATCH[2]}
+            wait_ping "${port_of[$name]}" "$name"
+            return 0
+        fi
+        sleep 0.05
+    done
+    die "$name did not print its ready line: $(cat "$work/$name.err")"
+}
+
+start_nearcache nearcache --max-memory 256mb
+start_nearcache small --max-memory 4mb
+if [ "$THREADS" = 1 ]; then
+    start_nearcache nearcache-1t --max-memory 256mb --threads 1
+    start_nearcache nearcache-2t --max-memory 256mb --threads 2
+fi
+
+tw_port=$(free_port)
+cat >"$work/nutcracker.yml" <<EOF
+bench:
+  listen: 127.0.0.1:$tw_port
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  auto_eject_hosts: false
+  timeout: 5000
+  servers:
+   - 127.0.0.1:$redis_port:1
+EOF
+nutcracker -c "$work/nutcracker.yml" -a 127.0.0.1 -s "$(free_port)" -o "$work/nutcracker.log" &
+pids+=("$!")
+wait_ping "$tw_port" nutcracker
+port_of[twemproxy]=$tw_port
+
+# --- data --------------------------------------------------------------------------------
+# Keys as redis-benchmark writes __rand_int__: 12 digits, zero-padded.
+hot_keys() { if [ "$1" -ge 100000 ]; then echo 200; else echo 1000; fi; }
+# The miss key set: ~20x what the 4 MB small cache holds (80 MB over value + ~200 bytes of
+# entry key and overhead each), at least 2000 keys.
+miss_keys() { local n=$((80 * 1024 * 1024 / ($1 + 200))); [ "$n" -lt 2000 ] && n=2000; echo "$n"; }
+
+# resp_cmds PREFIX COUNT [SIZE]: RESP for SET PREFIX:i <SIZE bytes> (or GET without SIZE).
+resp_cmds() {
+    python3 - "$@" <<'EOF'
+import sys
+prefix, count = sys.argv[1], int(sys.argv[2])
+size = int(sys.argv[3]) if len(sys.argv) > 3 else None
+out = sys.stdout.buffer
+value = b"x" * (size or 0)
+for i in range(count):
+    key = b"%s:%012d" % (prefix.encode(), i)
+    if size is None:
+        out.write(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key))
+    else:
+        out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, size, value))
+EOF
+}
+
+# load SIZE: Redis holds the hot set h:* and the miss set m:* with SIZE-byte values.
+load() {
+    redis-cli -p "$redis_port" flushall >/dev/null
+    resp_cmds h "$(hot_keys "$1")" "$1" | redis-cli -p "$redis_port" --pipe >/dev/null
+    resp_cmds m "$(miss_keys "$1")" "$1" | redis-cli -p "$redis_port" --pipe >/dev/null
+}
+
+# warm NAME SIZE: reads the hot set through a nearcache twice, so it is cached.
+warm() {
+    local i
+    for i in 1 2; do
+        resp_cmds h "$(hot_keys "$2")" | redis-cli -p "${port_of[$1]}" --pipe >/dev/null
+    done
+}
+
+hits() { # NAME -> "hits misses"
+    curl -s "http://127.0.0.1:${admin_of[$1]}/metrics" | awk '
+        $1 == "nearcache_cache_hits_total" { h = $2 }
+        $1 == "nearcache_cache_misses_total" { m = $2 }
+        END { print h + 0, m + 0 }'
+}
+
+# bench OUT PORT ARGS...: one redis-benchmark run in the background (a signal stops it at once).
+bench() {
+    local out=$1 port=$2 pid
+    shift 2
+    redis-benchmark -h 127.0.0.1 -p "$port" --csv "$@" >"$out" 2>"$out.err" &
+    pid=$!
+    pids+=("$pid")
+    wait "$pid" || die "redis-benchmark -p $port $* failed: $(cat "$out.err")"
+    unset 'pids[-1]'
+}
+
+# csv_row FILE -> "rps p50 p99" from redis-benchmark --csv (one test per file).
+csv_row() {
+    tr -d '"' <"$1" | awk -F, '$1 != "test" && NF >= 7 { print $2, $5, $7; exit }'
+}
+
+now_ns() { date +%s%N; }
+
+results="$work/results.txt"
+: >"$results"
+
+# run TEST SIZE CLIENTS PIPELINE TARGET LABEL: runs one test, appends a result line.
+run() {
+    local test=$1 size=$2 c=$3 p=$4 target=$5 label=$6
+    local port=${port_of[$target]} n hot miss value row before after keys
+    n=$N
+    [ "$size" -ge 4096 ] && n=$((N / 2))
+    [ "$size" -ge 100000 ] && n=$((N / 10))
+    [ "$p" -gt 1 ] && n=$((n * 4))
+    hot=$(hot_keys "$size")
+    miss=$(miss_keys "$size")
+    before=""
+    [ -n "${admin_of[$target]:-}" ] && before=$(hits "$target")
+    local out="$work/bench.csv"
+    case $test in
+        get-hot) bench "$out" "$port" -n "$n" -c "$c" -P "$p" -r "$hot" GET 'h:__rand_int__' ;;
+        get-miss) bench "$out" "$port" -n "$n" -c "$c" -P "$p" -r "$miss" GET 'm:__rand_int__' ;;
+        set)
+            value=$(head -c "$size" /dev/zero | tr '\0' x)
+            bench "$out" "$port" -n "$n" -c "$c" -P "$p" -r "$hot" SET 'h:__rand_int__' "$value"
+            ;;
+        mget10)
+            keys=()
+            for _ in $(seq 10); do keys+=('h:__rand_int__'); done
+            bench "$out" "$port" -n "$((n / 2))" -c "$c" -P "$p" -r "$hot" MGET "${keys[@]}"
+            ;;
+        mix90)
+            local rc=$((c * 9 / 10)) wc=$((c - c * 9 / 10)) t0 t1 rn=$((n * 9 / 10)) wn=$((n / 10)) pid
+            value=$(head -c "$size" /dev/zero | tr '\0' x)
+            t0=$(now_ns)
+            redis-benchmark -h 127.0.0.1 -p "$port" --csv -n "$wn" -c "$wc" -P "$p" -r "$hot" \
+                SET 'h:__rand_int__' "$value" >"$work/mixw.csv" 2>"$work/mixw.err" &
+            pid=$!
+            pids+=("$pid")
+            bench "$out" "$port" -n "$rn" -c "$rc" -P "$p" -r "$hot" GET 'h:__rand_int__'
+            wait "$pid" || die "redis-benchmark (mix writes) failed: $(cat "$work/mixw.err")"
+            unset 'pids[-1]'
+            t1=$(now_ns)
+            row=$(csv_row "$out")
+            # Total requests over wall time, the GET side's latencies.
+            echo "$row" | awk -v n=$((rn + wn)) -v ns=$((t1 - t0)) '{ printf "%.0f %s %s\n", n / (ns / 1e9), $2, $3 }' >"$work/row"
+            ;;
+    esac
+    [ "$test" = mix90 ] || csv_row "$out" >"$work/row"
+    row=$(cat "$work/row")
+    [ -n "$row" ] || die "no result from redis-benchmark for $test $label"
+    local hitpct="-"
+    if [ -n "$before" ]; then
+        after=$(hits "$target")
+        hitpct=$(echo "$before $after" | awk '{ d = ($3 - $1) + ($4 - $2); if (d > 0) printf "%.0f%%", 100 * ($3 - $1) / d; else print "-" }')
+    fi
+    echo "$test $size $c $p $label $row $hitpct" >>"$results"
+    log "$test size=$size c=$c P=$p $label: $row hit=$hitpct"
+}
+
+# --- runs --------------------------------------------------------------------------------
+for size in $SIZES; do
+    log "loading values of $size bytes ($(hot_keys "$size") hot keys, $(miss_keys "$size") miss keys)"
+    load "$size"
+    for c in $CLIENTS; do
+        for p in $PIPELINES; do
+            for test in $TESTS; do
+                for target in $TARGETS; do
+                    name=$target
+                    if [ "$target" = nearcache ] && [ "$test" = get-miss ]; then
+                        name=small
+                    fi
+                    if [ "$target" = nearcache ] && [ "$test" != get-miss ]; then
+                        warm "$name" "$size"
+                    fi
+                    run "$test" "$size" "$c" "$p" "$name" "$target"
+                done
+                # Writes through the proxy change the values: restore them for the next test.
+                case $test in set | mix90) load "$size" ;; esac
+            done
+        done
+    done
+done
+
+if [ "$THREADS" = 1 ]; then
+    log "threads: GET hot and SET, 64 bytes, 50 clients"
+    load 64
+    for p in $PIPELINES; do
+        for t in 1t 2t; do
+            warm "nearcache-$t" 64
+            run get-hot 64 50 "$p" "nearcache-$t" "nearcache-$t"
+            run set 64 50 "$p" "nearcache-$t" "nearcache-$t"
+        done
+    done
+fi
+
+# --- table -------------------------------------------------------------------------------
+echo
+echo "redis-benchmark --csv, $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)), $(uname -sr); hit% from nearcache's metrics"
+echo
+awk '
+    {
+        key = $1 " " $2 " " $3 " " $4
+        if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+        rps[key, $5] = $6; p50[key, $5] = $7; p99[key, $5] = $8; hit[key, $5] = $9
+        if (!($5 in tseen)) { tseen[$5] = 1; targets[++nt] = $5 }
+    }
+    END {
+        print "| test | value | clients | pipeline | target | requests/s | p50 ms | p99 ms | vs direct | hit% |"
+        print "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+        for (i = 1; i <= n; i++) {
+            split(order[i], k, " ")
+            base = rps[order[i], "direct"]
+            for (j = 1; j <= nt; j++) {
+                t = targets[j]
+                if (!((order[i], t) in rps)) continue
+                ratio = (base > 0) ? sprintf("%.2f", rps[order[i], t] / base) : "-"
+                printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s |\n", k[1], k[2], k[3], k[4], t, rps[order[i], t], p50[order[i], t], p99[order[i], t], ratio, hit[order[i], t]
+            }
+        }
+    }' "$results"
