@@ -33,6 +33,8 @@
 #                     50000); scaled down for larger values, up for pipeline 16
 #   NEARCACHE_ARGS    extra flags for every nearcache instance
 #   SKIP_BUILD=1      use the existing release binary
+#   PERF_BASELINE=BIN another nearcache binary (say, the build before a change) measured as the
+#                     target "baseline" in the same run, for before/after figures
 #
 # Numbers from a shared 2-core machine are noisy: redis-benchmark, Redis and the proxy compete
 # for the same cores. Compare ratios from the same run, not absolute rates.
@@ -113,12 +115,13 @@ pids+=("$!")
 wait_ping "$redis_port" redis-server
 port_of[direct]=$redis_port
 
-# start_nearcache NAME ARGS...: a nearcache with its admin port, recorded under NAME.
+# start_nearcache NAME ARGS...: a nearcache (binary $nc_bin) with its admin port, under NAME.
+nc_bin=$bin
 start_nearcache() {
     local name=$1 out="$work/$1.out" line
     shift
     # shellcheck disable=SC2086
-    "$bin" --listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" --admin-listen 127.0.0.1:0 \
+    "$nc_bin" --listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" --admin-listen 127.0.0.1:0 \
         "$@" ${NEARCACHE_ARGS:-} >"$out" 2>"$work/$name.err" &
     pids+=("$!")
     for _ in $(seq 1 300); do
@@ -136,6 +139,13 @@ start_nearcache() {
 
 start_nearcache nearcache --max-memory 256mb
 start_nearcache small --max-memory 4mb
+if [ -n "${PERF_BASELINE:-}" ]; then
+    nc_bin=$PERF_BASELINE
+    start_nearcache baseline --max-memory 256mb
+    start_nearcache baseline-small --max-memory 4mb
+    nc_bin=$bin
+    TARGETS="$TARGETS baseline"
+fi
 if [ "$THREADS" = 1 ]; then
     start_nearcache nearcache-1t --max-memory 256mb --threads 1
     start_nearcache nearcache-2t --max-memory 256mb --threads 2
@@ -288,12 +298,11 @@ for size in $SIZES; do
             for test in $TESTS; do
                 for target in $TARGETS; do
                     name=$target
-                    if [ "$target" = nearcache ] && [ "$test" = get-miss ]; then
-                        name=small
-                    fi
-                    if [ "$target" = nearcache ] && [ "$test" != get-miss ]; then
-                        warm "$name" "$size"
-                    fi
+                    case $target/$test in
+                        nearcache/get-miss) name=small ;;
+                        baseline/get-miss) name=baseline-small ;;
+                        nearcache/* | baseline/*) warm "$name" "$size" ;;
+                    esac
                     run "$test" "$size" "$c" "$p" "$name" "$target"
                 done
                 # Writes through the proxy change the values: restore them for the next test.

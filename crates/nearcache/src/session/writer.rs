@@ -3,8 +3,14 @@
 //! It awaits each pending reply in turn, gathers whatever is already available into one buffer,
 //! and writes when the next reply is not ready yet (or the buffer is large), so a pipelined
 //! burst of hits and fast replies leaves in few syscalls.
+//!
+//! The reader may write to the socket itself, but only while the writer has nothing queued
+//! (`Link::writer_idle`): the writer counts an item as done only once its bytes are written, so
+//! a reply the reader writes can never overtake one queued before it.
 
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -29,6 +35,8 @@ pub struct Link {
     inflight: AtomicUsize,
     /// Writes dispatched whose reply the writer has not received yet.
     writes: AtomicUsize,
+    /// Items the reader queued whose bytes the writer has not written yet.
+    queued: AtomicUsize,
     /// The writer is gone (client unreachable): nobody will drain `inflight` any more.
     closed: AtomicBool,
     changed: Notify,
@@ -44,6 +52,29 @@ impl Link {
         if before == 1 || before == RESUME_BELOW {
             self.changed.notify_waiters();
         }
+    }
+
+    /// The reader is about to queue an item for the writer.
+    pub fn queuing(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The writer has written the bytes of `n` items. Saturating: frames relayed from a
+    /// dedicated connection reach the writer without being counted (the reader never writes
+    /// directly once a session relays).
+    fn written(&self, n: usize) {
+        if n > 0 {
+            let _ = self
+                .queued
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                    Some(q.saturating_sub(n))
+                });
+        }
+    }
+
+    /// Nothing the reader queued is still waiting to be written: the reader may write itself.
+    pub fn writer_idle(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0
     }
 
     pub fn write_sent(&self) {
@@ -112,34 +143,41 @@ impl Link {
 /// Runs until the session queue closes, a `Close` item is written, or the client goes away.
 pub async fn run(
     mut rx: mpsc::UnboundedReceiver<Outbound>,
-    mut wr: OwnedWriteHalf,
+    mut wr: Arc<OwnedWriteHalf>,
     link: &Link,
     cache: Option<&CacheLayer>,
     meter: &OutMeter,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     let result = tokio::select! {
-        r = write_loop(&mut rx, &mut wr, link, cache, meter) => r,
+        r = write_loop(&mut rx, &wr, link, cache, meter) => r,
         // A client over its output limit is closed at once, even while a write is stuck.
-        () = meter.overflowed() => Err(std::io::ErrorKind::OutOfMemory.into()),
+        () = meter.overflowed() => Err(io::ErrorKind::OutOfMemory.into()),
     };
     link.close();
-    let _ = wr.shutdown().await;
+    // The reader gives up its handle when it relays, and has returned before a `Close`; when it
+    // still holds one (the client went away), the socket closes when the session ends.
+    if let Some(wr) = Arc::get_mut(&mut wr) {
+        let _ = wr.shutdown().await;
+    }
     result
 }
 
 async fn write_loop(
     rx: &mut mpsc::UnboundedReceiver<Outbound>,
-    wr: &mut OwnedWriteHalf,
+    wr: &OwnedWriteHalf,
     link: &Link,
     cache: Option<&CacheLayer>,
     meter: &OutMeter,
-) -> std::io::Result<()> {
-    let mut out = BytesMut::with_capacity(16 * 1024);
+) -> io::Result<()> {
+    let mut out = Out {
+        buf: BytesMut::with_capacity(16 * 1024),
+        items: 0,
+    };
     loop {
         let item = match rx.try_recv() {
             Ok(item) => item,
             Err(mpsc::error::TryRecvError::Empty) => {
-                flush(wr, &mut out, meter).await?;
+                out.flush(wr, link, meter).await?;
                 match rx.recv().await {
                     Some(item) => item,
                     None => return Ok(()),
@@ -152,7 +190,7 @@ async fn write_loop(
                 let result = match reply.try_recv() {
                     Ok(r) => Ok(r),
                     Err(oneshot::error::TryRecvError::Empty) => {
-                        flush(wr, &mut out, meter).await?;
+                        out.flush(wr, link, meter).await?;
                         (&mut reply).await.map_err(|_| ())
                     }
                     Err(oneshot::error::TryRecvError::Closed) => Err(()),
@@ -165,26 +203,55 @@ async fn write_loop(
                     Ok(Err(e)) => {
                         let frame = e.to_frame();
                         meter.charge(frame.len());
-                        out.extend_from_slice(&frame);
+                        out.buf.extend_from_slice(&frame);
                         None
                     }
                     Err(()) => {
                         let frame = dropped().to_frame();
                         meter.charge(frame.len());
-                        out.extend_from_slice(&frame);
+                        out.buf.extend_from_slice(&frame);
                         None
                     }
                 };
-                after_reply(after, reply, cache, link, &mut out);
+                after_reply(after, reply, cache, link, &mut out.buf);
             }
-            Outbound::Frame(bytes) => out.extend_from_slice(&bytes),
+            Outbound::Frame(bytes) => out.buf.extend_from_slice(&bytes),
             Outbound::Close => break,
         }
-        if out.len() >= FLUSH_AT {
-            flush(wr, &mut out, meter).await?;
+        out.items += 1;
+        if out.buf.len() >= FLUSH_AT {
+            out.flush(wr, link, meter).await?;
         }
     }
-    flush(wr, &mut out, meter).await
+    out.flush(wr, link, meter).await
+}
+
+/// Bytes waiting to be written, and how many queued items they complete.
+struct Out {
+    buf: BytesMut,
+    items: usize,
+}
+
+impl Out {
+    async fn flush(
+        &mut self,
+        wr: &OwnedWriteHalf,
+        link: &Link,
+        meter: &OutMeter,
+    ) -> io::Result<()> {
+        let mut pos = 0;
+        while pos < self.buf.len() {
+            match wr.try_write(&self.buf[pos..]) {
+                Ok(n) => pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wr.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        meter.written(self.buf.len());
+        self.buf.clear();
+        link.written(std::mem::take(&mut self.items));
+        Ok(())
+    }
 }
 
 /// Applies a reply's cache effect, then queues the reply for the client. Invalidations happen
@@ -221,17 +288,4 @@ fn dropped() -> UpstreamError {
         addr: "upstream".into(),
         cause: "request dropped".into(),
     }
-}
-
-async fn flush(
-    wr: &mut OwnedWriteHalf,
-    out: &mut BytesMut,
-    meter: &OutMeter,
-) -> std::io::Result<()> {
-    if !out.is_empty() {
-        wr.write_all(out).await?;
-        meter.written(out.len());
-        out.clear();
-    }
-    Ok(())
 }
