@@ -14,14 +14,33 @@ pub fn parse_command(
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Option<Vec<Bytes>>, ParseError> {
+    let mut args = Vec::new();
+    Ok(parse_command_into(buf, limits, &mut args)?.map(|()| args))
+}
+
+/// [`parse_command`] into a caller's vector, so that a connection reusing one allocates nothing
+/// per command. `args` is cleared first; `Ok(Some(()))` with `args` empty is an empty command.
+pub fn parse_command_into(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    args: &mut Vec<Bytes>,
+) -> Result<Option<()>, ParseError> {
+    args.clear();
     match buf.first() {
         None => Ok(None),
-        Some(b'*') => multibulk(buf, limits),
-        Some(_) => inline(buf, limits),
+        Some(b'*') => multibulk(buf, limits, args),
+        Some(_) => {
+            let parsed = inline(buf, limits)?;
+            Ok(parsed.map(|mut a| args.append(&mut a)))
+        }
     }
 }
 
-fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
+fn multibulk(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    args: &mut Vec<Bytes>,
+) -> Result<Option<()>, ParseError> {
     let Some(h) = header(buf, 0)? else {
         check_partial_header(buf, 0)?;
         return Ok(None);
@@ -30,7 +49,7 @@ fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
     let n = match length(h.line, 1)? {
         None | Some(0) => {
             let _ = buf.split_to(first);
-            return Ok(Some(Vec::new()));
+            return Ok(Some(()));
         }
         Some(n) if n > limits.max_elements as u64 => {
             let max = limits.max_elements;
@@ -51,7 +70,7 @@ fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
         pos = end + 2;
     }
     let data = buf.split_to(pos).freeze();
-    let mut args = Vec::with_capacity(n);
+    args.reserve(n);
     let mut pos = first;
     for _ in 0..n {
         let (start, end) =
@@ -59,7 +78,7 @@ fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
         args.push(data.slice(start..end));
         pos = end + 2;
     }
-    Ok(Some(args))
+    Ok(Some(()))
 }
 
 /// Locates the bulk string at `pos`: payload start and end, `None` if incomplete.

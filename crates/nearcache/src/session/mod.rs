@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use crate::cachelayer::{self, CacheLayer, Join};
+use crate::cachelayer::{self, CacheLayer, Join, Read};
 use crate::command::{self, Local, Route, TxEffect};
 use crate::keys::{self, CacheUse};
 use crate::metrics::{FlushReason, Metrics};
@@ -141,6 +141,8 @@ struct Session {
     wr: Option<Arc<OwnedWriteHalf>>,
     /// Replies for the reader to write at the end of this read (the writer is idle).
     direct: BytesMut,
+    /// An MGET's cached elements, kept between commands for its storage.
+    mget_items: Vec<Option<Bytes>>,
 }
 
 /// Answers a client that cannot be served with one error reply, then closes it.
@@ -192,6 +194,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         encode_buf: BytesMut::new(),
         wr: Some(wr),
         direct: BytesMut::new(),
+        mget_items: Vec::new(),
     };
     let link = session.link.clone();
     let shutting_down = tokio::select! {
@@ -223,6 +226,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
 impl Session {
     async fn read_loop(&mut self, mut rd: OwnedReadHalf) {
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut args = Vec::new();
         loop {
             if self.link.is_closed() {
                 return;
@@ -243,19 +247,22 @@ impl Session {
                 return;
             }
             loop {
-                match resp::parse_command(&mut buf, &self.ctx.limits) {
-                    Ok(Some(args)) if args.is_empty() => continue,
+                match resp::parse_command_into(&mut buf, &self.ctx.limits, &mut args) {
+                    Ok(Some(())) if args.is_empty() => continue,
                     // The client is gone: running the rest of its pipeline would only load
                     // Redis and the shared connections with replies nobody reads.
-                    Ok(Some(_)) if self.link.is_closed() => return,
-                    Ok(Some(args)) => {
+                    Ok(Some(())) if self.link.is_closed() => return,
+                    Ok(Some(())) => {
                         if self.link.inflight() >= writer::MAX_INFLIGHT {
                             self.link.below().await;
                         }
                         if self.out.meter().is_over() {
                             return;
                         }
-                        if let Err(Stop::Closing) = self.handle(args, &mut rd).await {
+                        let handled = self.handle(&args, &mut rd).await;
+                        // Let go of the read buffer's storage, so it can be reused.
+                        args.clear();
+                        if let Err(Stop::Closing) = handled {
                             return;
                         }
                     }
@@ -299,6 +306,17 @@ impl Session {
         }
     }
 
+    /// An array reply of cached elements (all present), assembled where it will be written.
+    fn reply_array(&mut self, items: &[Option<Bytes>]) {
+        if self.wr.is_some() && self.link.writer_idle() {
+            cachelayer::put_array(&mut self.direct, items.len(), items.iter().flatten());
+        } else {
+            let mut out = BytesMut::new();
+            cachelayer::put_array(&mut out, items.len(), items.iter().flatten());
+            self.queue(Outbound::Frame(out.freeze()));
+        }
+    }
+
     /// Queues an item for the writer, behind any replies gathered for a direct write.
     fn queue(&mut self, item: Outbound) {
         self.spill();
@@ -339,11 +357,11 @@ impl Session {
         self.encode_buf.split().freeze()
     }
 
-    async fn handle(&mut self, args: Vec<Bytes>, rd: &mut OwnedReadHalf) -> Result<(), Stop> {
+    async fn handle(&mut self, args: &[Bytes], rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         self.ctx.metrics.commands.inc();
-        let route = command::classify(&args);
+        let route = command::classify(args);
         if self.mode == Mode::Relay {
-            return self.relay(&args);
+            return self.relay(args);
         }
         if self.mode == Mode::Transient && !self.in_multi && !self.watching {
             // The transaction or blocking call is over: keep the connection only if this
@@ -362,28 +380,28 @@ impl Session {
             }
             Route::Relay => {
                 self.mode = Mode::Relay;
-                return self.relay(&args);
+                return self.relay(args);
             }
             Route::Session => self.mode = Mode::Session,
             _ => {}
         }
-        if command::is_reset(&args) {
+        if command::is_reset(args) {
             self.proto = 2;
             self.in_multi = false;
             self.watching = false;
-        } else if let Some(v) = command::hello_version(&args) {
+        } else if let Some(v) = command::hello_version(args) {
             // The dedicated connection now speaks another protocol: never give it back.
             self.proto = v;
             self.mode = Mode::Session;
         }
-        self.track_tx(&args);
-        self.send_dedicated(&args)
+        self.track_tx(args);
+        self.send_dedicated(args)
     }
 
     async fn handle_shared(
         &mut self,
         route: Route,
-        args: Vec<Bytes>,
+        args: &[Bytes],
         rd: &mut OwnedReadHalf,
     ) -> Result<(), Stop> {
         match route {
@@ -401,18 +419,18 @@ impl Session {
                 Ok(())
             }
             Route::Shared => {
-                if command::is_plain_hello(&args) {
-                    if let Some(v) = command::hello_version(&args) {
+                if command::is_plain_hello(args) {
+                    if let Some(v) = command::hello_version(args) {
                         self.proto = v;
                     }
                 }
-                match self.cache_use(&args) {
-                    CacheUse::Read => self.cached_read(&args).await,
-                    CacheUse::MultiRead => self.cached_mget(&args).await,
-                    CacheUse::Neutral => self.send_shared(&args, After::Nothing).await,
+                match self.cache_use(args) {
+                    CacheUse::Read => self.cached_read(args).await,
+                    CacheUse::MultiRead => self.cached_mget(args).await,
+                    CacheUse::Neutral => self.send_shared(args, After::Nothing).await,
                     effect => {
-                        let after = self.write_effect(effect, &args);
-                        self.send_shared(&args, after).await;
+                        let after = self.write_effect(effect, args);
+                        self.send_shared(args, after).await;
                     }
                 }
                 Ok(())
@@ -427,13 +445,13 @@ impl Session {
                     _ => Mode::Relay,
                 };
                 if self.mode == Mode::Relay {
-                    return self.relay(&args);
+                    return self.relay(args);
                 }
-                if let Some(v) = command::hello_version(&args) {
+                if let Some(v) = command::hello_version(args) {
                     self.proto = v;
                 }
-                self.track_tx(&args);
-                self.send_dedicated(&args)
+                self.track_tx(args);
+                self.send_dedicated(args)
             }
         }
     }
@@ -485,15 +503,15 @@ impl Session {
         // While a write is in flight, Redis may not have applied it yet: read through, and
         // leave the cache alone (a pipeline of writes and reads would only churn it).
         let cache = match &self.ctx.cache {
-            Some(c) if self.link.writes_inflight() == 0 => c.clone(),
+            Some(c) if self.link.writes_inflight() == 0 => c,
             _ => return self.send_shared(args, After::Nothing).await,
         };
-        let key = CacheLayer::entry_key(self.proto, args, &mut self.encode_buf);
+        let key = match cache.read(self.proto, args, &mut self.encode_buf) {
+            Read::Hit(hit) => return self.reply(hit),
+            Read::Miss(key) => key,
+        };
+        let cache = cache.clone();
         let group = &args[1];
-        if let Some(hit) = cache.lookup(group, &key) {
-            self.reply(hit);
-            return;
-        }
         // The connection is picked before joining: a leader must be able to send at once.
         let conn = self.pick_shared().await;
         let landing = match cache.join(group, &key, Some(self.out.meter())) {
@@ -525,37 +543,37 @@ impl Session {
     /// (each after its PTTL), cached one by one, and merged with the hits in the asked order.
     async fn cached_mget(&mut self, args: &[Bytes]) {
         let cache = match &self.ctx.cache {
-            Some(c) if self.link.writes_inflight() == 0 => c.clone(),
+            Some(c) if self.link.writes_inflight() == 0 => c,
             _ => return self.send_shared(args, After::Nothing).await,
         };
-        let mget = Bytes::from_static(b"MGET");
         let keys = &args[1..];
-        let entry_keys: Vec<Bytes> = keys
-            .iter()
-            .map(|k| {
-                CacheLayer::entry_key(self.proto, &[mget.clone(), k.clone()], &mut self.encode_buf)
-            })
-            .collect();
-        let items: Vec<Option<Bytes>> = keys
-            .iter()
-            .zip(&entry_keys)
-            .map(|(k, e)| cache.lookup(k, e))
-            .collect();
-        if let Some(all) = items.iter().cloned().collect::<Option<Vec<Bytes>>>() {
-            self.reply(cachelayer::join_array(&all));
+        let mut items = std::mem::take(&mut self.mget_items);
+        let mut misses = Vec::new();
+        for (slot, key) in keys.iter().enumerate() {
+            let entry = [&b"MGET"[..], &key[..]];
+            match cache.read(self.proto, &entry, &mut self.encode_buf) {
+                Read::Hit(hit) => items.push(Some(hit)),
+                Read::Miss(entry_key) => {
+                    items.push(None);
+                    misses.push((slot, entry_key));
+                }
+            }
+        }
+        if misses.is_empty() {
+            self.reply_array(&items);
+            items.clear();
+            self.mget_items = items;
             return;
         }
+        let cache = cache.clone();
         let conn = self.pick_shared().await;
         let tag = conn.fill_tag();
-        let mut missing = vec![mget];
+        let mut missing = vec![Bytes::from_static(b"MGET")];
         let mut fills = Vec::new();
-        for (slot, item) in items.iter().enumerate() {
-            if item.is_some() {
-                continue;
-            }
+        for (slot, entry_key) in misses {
             let key = &keys[slot];
             let fill = tag.map(|tag| {
-                let fill = cache.begin(key, tag, entry_keys[slot].clone());
+                let fill = cache.begin(key, tag, entry_key);
                 let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), key.clone()]));
                 (fill, pttl)
             });
