@@ -2,8 +2,9 @@
 //!
 //! Synchronous and pure, like [`crate::command`]. A command the cache answers depends on one
 //! Redis key, always its first argument. A command not known to be read-only is treated as a
-//! write to every one of its arguments: over-invalidating costs a few misses, missing a key
-//! would cost a stale read.
+//! write to every one of its arguments, unless it is a known single-key write (`SET k v` changes
+//! `k` only, and the value, which may be large, is neither hashed nor kept): over-invalidating
+//! costs a few misses, missing a key would cost a stale read.
 
 use bytes::Bytes;
 
@@ -242,9 +243,73 @@ impl CacheRules {
     }
 }
 
-/// The keys a write may touch: every argument after the name. Values and options are included,
-/// which only costs spurious invalidations of keys that happen to share their names.
+/// Writes whose one and only key is their first argument (Redis's key spec: first key 1, last
+/// key 1). Only commands whose spec is certain belong here: a missing key would be stale reads.
+const SINGLE_KEY_WRITES: &[&[u8]] = &[
+    b"SET",
+    b"SETNX",
+    b"SETEX",
+    b"PSETEX",
+    b"GETSET",
+    b"GETDEL",
+    b"GETEX",
+    b"APPEND",
+    b"SETRANGE",
+    b"INCR",
+    b"DECR",
+    b"INCRBY",
+    b"DECRBY",
+    b"INCRBYFLOAT",
+    b"SETBIT",
+    b"HSET",
+    b"HSETNX",
+    b"HMSET",
+    b"HDEL",
+    b"HINCRBY",
+    b"HINCRBYFLOAT",
+    b"LPUSH",
+    b"RPUSH",
+    b"LPUSHX",
+    b"RPUSHX",
+    b"LPOP",
+    b"RPOP",
+    b"LSET",
+    b"LREM",
+    b"LTRIM",
+    b"LINSERT",
+    b"SADD",
+    b"SREM",
+    b"SPOP",
+    b"ZADD",
+    b"ZREM",
+    b"ZINCRBY",
+    b"ZREMRANGEBYSCORE",
+    b"ZREMRANGEBYRANK",
+    b"ZREMRANGEBYLEX",
+    b"ZPOPMIN",
+    b"ZPOPMAX",
+    b"EXPIRE",
+    b"PEXPIRE",
+    b"EXPIREAT",
+    b"PEXPIREAT",
+    b"PERSIST",
+    b"PFADD",
+    b"XADD",
+    b"XDEL",
+    b"XTRIM",
+    b"GEOADD",
+];
+
+/// The keys a write may touch: its first argument for a known single-key write, else every
+/// argument after the name (values and options included, which only costs spurious
+/// invalidations of keys that happen to share their names).
 pub fn write_keys(args: &[Bytes]) -> &[Bytes] {
+    if let (Some(first), Some(key)) = (args.first(), args.get(1..2)) {
+        let (buf, n) = name_upper(first);
+        if n > 0 && contains(SINGLE_KEY_WRITES, &buf[..n]) {
+            return key;
+        }
+    }
     args.get(1..).unwrap_or(&[])
 }
 
@@ -266,6 +331,12 @@ mod tests {
         assert_eq!(cache_use(&cmd("SOMEFUTURECOMMAND k")), CacheUse::Write);
         assert_eq!(cache_use(&cmd("flushall")), CacheUse::WriteAll);
         assert_eq!(write_keys(&cmd("MSET a 1 b 2")).len(), 4);
+        assert_eq!(write_keys(&cmd("set k value EX 10")), &cmd("k")[..]);
+        assert_eq!(write_keys(&cmd("HSET h f v g w")), &cmd("h")[..]);
+        assert_eq!(write_keys(&cmd("DEL a b c")), &cmd("a b c")[..]);
+        assert_eq!(write_keys(&cmd("RENAME a b")), &cmd("a b")[..]);
+        assert_eq!(write_keys(&cmd("LMOVE a b LEFT RIGHT")).len(), 4);
+        assert!(write_keys(&cmd("SET")).is_empty());
     }
 
     #[test]
