@@ -143,6 +143,8 @@ struct Session {
     direct: BytesMut,
     /// An MGET's cached elements, kept between commands for its storage.
     mget_items: Vec<Option<Bytes>>,
+    /// The bytes of the command being handled as the client sent them (multibulk only).
+    frame: Option<Bytes>,
 }
 
 /// Answers a client that cannot be served with one error reply, then closes it.
@@ -195,6 +197,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         wr: Some(wr),
         direct: BytesMut::new(),
         mget_items: Vec::new(),
+        frame: None,
     };
     let link = session.link.clone();
     let shutting_down = tokio::select! {
@@ -248,20 +251,22 @@ impl Session {
             }
             loop {
                 match resp::parse_command_into(&mut buf, &self.ctx.limits, &mut args) {
-                    Ok(Some(())) if args.is_empty() => continue,
+                    Ok(Some(_)) if args.is_empty() => continue,
                     // The client is gone: running the rest of its pipeline would only load
                     // Redis and the shared connections with replies nobody reads.
-                    Ok(Some(())) if self.link.is_closed() => return,
-                    Ok(Some(())) => {
+                    Ok(Some(_)) if self.link.is_closed() => return,
+                    Ok(Some(frame)) => {
                         if self.link.inflight() >= writer::MAX_INFLIGHT {
                             self.link.below().await;
                         }
                         if self.out.meter().is_over() {
                             return;
                         }
+                        self.frame = frame;
                         let handled = self.handle(&args, &mut rd).await;
                         // Let go of the read buffer's storage, so it can be reused.
                         args.clear();
+                        self.frame = None;
                         if let Err(Stop::Closing) = handled {
                             return;
                         }
@@ -349,6 +354,12 @@ impl Session {
         } else {
             self.spill();
         }
+    }
+
+    /// The command being handled, to send upstream: as the client sent it when it can be,
+    /// sparing a copy (a large SET's value is not copied again).
+    fn wire(&mut self, args: &[Bytes]) -> Bytes {
+        self.frame.take().unwrap_or_else(|| self.encode(args))
     }
 
     fn encode(&mut self, args: &[Bytes]) -> Bytes {
@@ -606,7 +617,7 @@ impl Session {
     /// Sends a stateless command on the session's shared connection.
     async fn send_shared(&mut self, args: &[Bytes], after: After) {
         let conn = self.pick_shared().await;
-        let bytes = self.encode(args);
+        let bytes = self.wire(args);
         self.link.dispatched();
         let rx = conn.call_for(bytes, true, Some(self.out.meter()));
         self.queue(Outbound::Pending(rx, after));
@@ -656,7 +667,7 @@ impl Session {
 
     fn send_dedicated(&mut self, args: &[Bytes]) -> Result<(), Stop> {
         let after = self.dedicated_write_effect(args);
-        let bytes = self.encode(args);
+        let bytes = self.wire(args);
         let timed = !command::is_blocking(args);
         let meter = self.out.meter().clone();
         let rx = self.dedicated_conn()?.call_for(bytes, timed, Some(&meter));

@@ -27,6 +27,8 @@ const FLUSH_AT: usize = 64 * 1024;
 pub const MAX_INFLIGHT: usize = 4096;
 /// A reader held back by [`MAX_INFLIGHT`] resumes below this many.
 const RESUME_BELOW: usize = MAX_INFLIGHT / 2;
+/// Replies this large are written from their own buffer rather than copied into the batch.
+const WRITE_ALONE: usize = 16 * 1024;
 
 /// What the reader and writer halves of one client session share.
 #[derive(Default)]
@@ -199,6 +201,14 @@ async fn write_loop(
                 // Replies were counted against the client's limit as they were handed over;
                 // errors made here are counted now.
                 let reply = match result {
+                    Ok(Ok(bytes)) if bytes.len() >= WRITE_ALONE => {
+                        after_reply(after, None, cache, link, &mut out.buf);
+                        out.flush(wr, link, meter).await?;
+                        write_all(wr, &bytes).await?;
+                        meter.written(bytes.len());
+                        out.items += 1;
+                        continue;
+                    }
                     Ok(Ok(bytes)) => Some(bytes),
                     Ok(Err(e)) => {
                         let frame = e.to_frame();
@@ -239,19 +249,24 @@ impl Out {
         link: &Link,
         meter: &OutMeter,
     ) -> io::Result<()> {
-        let mut pos = 0;
-        while pos < self.buf.len() {
-            match wr.try_write(&self.buf[pos..]) {
-                Ok(n) => pos += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wr.writable().await?,
-                Err(e) => return Err(e),
-            }
-        }
+        write_all(wr, &self.buf).await?;
         meter.written(self.buf.len());
         self.buf.clear();
         link.written(std::mem::take(&mut self.items));
         Ok(())
     }
+}
+
+async fn write_all(wr: &OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match wr.try_write(&bytes[pos..]) {
+            Ok(n) => pos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wr.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Applies a reply's cache effect, then queues the reply for the client. Invalidations happen
