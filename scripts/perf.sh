@@ -37,7 +37,9 @@
 #                     target "baseline" in the same run, for before/after figures
 #
 # Numbers from a shared 2-core machine are noisy: redis-benchmark, Redis and the proxy compete
-# for the same cores. Compare ratios from the same run, not absolute rates.
+# for the same cores. Compare ratios from the same run, not absolute rates. The CPU columns
+# (microseconds of CPU the proxy process, and Redis, spent per request, from /proc/PID/stat)
+# say what each request costs and move much less with the machine's load.
 set -euo pipefail
 
 quick=${PERF_QUICK:-0}
@@ -106,12 +108,13 @@ fi
 [ -x "$bin" ] || die "no binary at $bin"
 
 # --- servers -----------------------------------------------------------------------------
-declare -A port_of admin_of
+declare -A port_of admin_of pid_of
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
     --daemonize no --dir "$work" --logfile "$work/redis.log" &
 pids+=("$!")
+redis_pid=$!
 wait_ping "$redis_port" redis-server
 port_of[direct]=$redis_port
 
@@ -124,6 +127,7 @@ start_nearcache() {
     "$nc_bin" --listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" --admin-listen 127.0.0.1:0 \
         "$@" ${NEARCACHE_ARGS:-} >"$out" 2>"$work/$name.err" &
     pids+=("$!")
+    pid_of[$name]=$!
     for _ in $(seq 1 300); do
         line=$(head -n 1 "$out" 2>/dev/null || true)
         if [[ "$line" =~ listen=127\.0\.0\.1:([0-9]+)\ admin=127\.0\.0\.1:([0-9]+) ]]; then
@@ -165,6 +169,7 @@ bench:
 EOF
 nutcracker -c "$work/nutcracker.yml" -a 127.0.0.1 -s "$(free_port)" -o "$work/nutcracker.log" &
 pids+=("$!")
+pid_of[twemproxy]=$!
 wait_ping "$tw_port" nutcracker
 port_of[twemproxy]=$tw_port
 
@@ -232,6 +237,10 @@ csv_row() {
 
 now_ns() { date +%s%N; }
 
+# cpu_ticks PID: user + system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
 results="$work/results.txt"
 : >"$results"
 
@@ -249,6 +258,9 @@ run() {
     miss=$(miss_keys "$size")
     before=""
     [ -n "${admin_of[$target]:-}" ] && before=$(hits "$target")
+    local proxy_pid=${pid_of[$target]:-} proxy0=0 redis0
+    [ -n "$proxy_pid" ] && proxy0=$(cpu_ticks "$proxy_pid")
+    redis0=$(cpu_ticks "$redis_pid")
     local out="$work/bench.csv"
     case $test in
         get-hot) bench "$out" "$port" -n "$n" -c "$c" -P "$p" -r "$hot" GET 'h:__rand_int__' ;;
@@ -288,8 +300,14 @@ run() {
         after=$(hits "$target")
         hitpct=$(echo "$before $after" | awk '{ d = ($3 - $1) + ($4 - $2); if (d > 0) printf "%.0f%%", 100 * ($3 - $1) / d; else print "-" }')
     fi
-    echo "$test $size $c $p $label $row $hitpct" >>"$results"
-    log "$test size=$size c=$c P=$p $label: $row hit=$hitpct"
+    local total=$n cpu
+    [ "$test" = mget10 ] && total=$((n / 2))
+    cpu=$(echo "$proxy0 $([ -n "$proxy_pid" ] && cpu_ticks "$proxy_pid" || echo 0) $redis0 $(cpu_ticks "$redis_pid")" |
+        awk -v n="$total" -v hz="$hz" -v proxy="$proxy_pid" '{
+            r = ($4 - $3) * 1e6 / hz / n
+            if (proxy == "") printf "- %.1f\n", r; else printf "%.1f %.1f\n", ($2 - $1) * 1e6 / hz / n, r }')
+    echo "$test $size $c $p $label $row $hitpct $cpu" >>"$results"
+    log "$test size=$size c=$c P=$p $label: $row hit=$hitpct cpu(proxy redis)=$cpu"
 }
 
 # --- runs --------------------------------------------------------------------------------
@@ -336,11 +354,12 @@ awk '
         key = $1 " " $2 " " $3 " " $4
         if (!(key in seen)) { seen[key] = 1; order[++n] = key }
         rps[key, $5] = $6; p50[key, $5] = $7; p99[key, $5] = $8; hit[key, $5] = $9
+        pcpu[key, $5] = $10; rcpu[key, $5] = $11
         if (!($5 in tseen)) { tseen[$5] = 1; targets[++nt] = $5 }
     }
     END {
-        print "| test | value | clients | pipeline | target | requests/s | p50 ms | p99 ms | vs direct | hit% |"
-        print "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+        print "| test | value | clients | pipeline | target | requests/s | p50 ms | p99 ms | vs direct | hit% | proxy CPU µs/req | Redis CPU µs/req |"
+        print "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
         for (i = 1; i <= n; i++) {
             split(order[i], k, " ")
             base = rps[order[i], "direct"]
@@ -348,7 +367,7 @@ awk '
                 t = targets[j]
                 if (!((order[i], t) in rps)) continue
                 ratio = (base > 0) ? sprintf("%.2f", rps[order[i], t] / base) : "-"
-                printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s |\n", k[1], k[2], k[3], k[4], t, rps[order[i], t], p50[order[i], t], p99[order[i], t], ratio, hit[order[i], t]
+                printf "| %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s | %s |\n", k[1], k[2], k[3], k[4], t, rps[order[i], t], p50[order[i], t], p99[order[i], t], ratio, hit[order[i], t], pcpu[order[i], t], rcpu[order[i], t]
             }
         }
     }' "$results"
