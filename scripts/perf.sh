@@ -180,7 +180,8 @@ hot_keys() { if [ "$1" -ge 100000 ]; then echo 200; else echo 1000; fi; }
 # entry key and overhead each), at least 2000 keys.
 miss_keys() { local n=$((80 * 1024 * 1024 / ($1 + 200))); [ "$n" -lt 2000 ] && n=2000; echo "$n"; }
 
-# resp_cmds PREFIX COUNT [SIZE]: RESP for SET PREFIX:i <SIZE bytes> (or GET without SIZE).
+# resp_cmds PREFIX COUNT [SIZE]: RESP for SET PREFIX:i <SIZE bytes> (or GET and single-key MGET
+# without SIZE: each key's entries for both tests).
 resp_cmds() {
     python3 - "$@" <<'EOF'
 import sys
@@ -192,6 +193,7 @@ for i in range(count):
     key = b"%s:%012d" % (prefix.encode(), i)
     if size is None:
         out.write(b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key))
+        out.write(b"*2\r\n$4\r\nMGET\r\n$%d\r\n%s\r\n" % (len(key), key))
     else:
         out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(key), key, size, value))
 EOF
@@ -204,7 +206,7 @@ load() {
     resp_cmds m "$(miss_keys "$1")" "$1" | redis-cli -p "$redis_port" --pipe >/dev/null
 }
 
-# warm NAME SIZE: reads the hot set through a nearcache twice, so it is cached.
+# warm NAME SIZE: reads the hot set (GET and MGET entries) through a nearcache twice.
 warm() {
     local i
     for i in 1 2; do
