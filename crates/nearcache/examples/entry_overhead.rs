@@ -69,7 +69,7 @@ fn main() {
         let Read::Miss(entry_key) = layer.read(2, &args, &mut buf) else {
             panic!("hit before fill")
         };
-        let Join::Leader(landing) = layer.join(key, &entry_key) else {
+        let Join::Leader(landing) = layer.join(key, &entry_key, None) else {
             panic!("no other read in flight")
         };
         let fill = layer.begin(key, 1, entry_key);
