@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use nearcache::cachelayer::{CacheLayer, Join};
+use nearcache::cachelayer::{CacheLayer, Join, Read};
 use nearcache::keys::CacheRules;
 use nearcache::metrics::Metrics;
 
@@ -66,8 +66,9 @@ fn main() {
     let base = rss_bytes();
     for key in &keys {
         let args = [get.clone(), key.clone()];
-        let entry_key = CacheLayer::entry_key(2, &args, &mut buf);
-        assert!(layer.lookup(key, &entry_key).is_none(), "hit before fill");
+        let Read::Miss(entry_key) = layer.read(2, &args, &mut buf) else {
+            panic!("hit before fill")
+        };
         let Join::Leader(landing) = layer.join(key, &entry_key, None) else {
             panic!("no other read in flight")
         };
@@ -78,8 +79,7 @@ fn main() {
     let filled = rss_bytes();
     let mut hits = 0;
     for key in &keys {
-        let entry_key = CacheLayer::entry_key(2, &[get.clone(), key.clone()], &mut buf);
-        if layer.lookup(key, &entry_key).is_some() {
+        if let Read::Hit(_) = layer.read(2, &[get.clone(), key.clone()], &mut buf) {
             hits += 1;
         }
     }

@@ -5,6 +5,7 @@
 //! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,14 @@ pub enum Join {
     Leader(Landing),
     /// The same read is already in flight: this receiver yields its reply.
     Follower(oneshot::Receiver<UpstreamResult>),
+}
+
+/// A cacheable read looked up.
+pub enum Read {
+    /// The cached reply.
+    Hit(Bytes),
+    /// Not cached: the entry key, to fill it with.
+    Miss(Bytes),
 }
 
 /// The leader's handle on its flight.
@@ -178,11 +187,29 @@ impl CacheLayer {
     /// (whose unused room it reuses). `key.slice(1..)` is the command as sent upstream. The db
     /// is always 0 and the identity the proxy's own: sessions with another db or user never
     /// use the cache.
-    pub fn entry_key(proto: u8, args: &[Bytes], buf: &mut BytesMut) -> Bytes {
+    pub fn entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], buf: &mut BytesMut) -> Bytes {
+        Self::encode_key(proto, args, buf);
+        buf.split().freeze()
+    }
+
+    fn encode_key<A: AsRef<[u8]>>(proto: u8, args: &[A], buf: &mut BytesMut) {
         buf.reserve(1 + resp::encode_command_len(args));
         buf.put_u8(proto);
         resp::encode_command(args, buf);
-        buf.split().freeze()
+    }
+
+    /// Looks a read up (its group is `args[1]`). The entry key is built in `buf`, whose room
+    /// it reuses: a hit allocates nothing, a miss takes the key out as its own `Bytes`.
+    pub fn read<A: AsRef<[u8]>>(&self, proto: u8, args: &[A], buf: &mut BytesMut) -> Read {
+        debug_assert!(buf.is_empty());
+        Self::encode_key(proto, args, buf);
+        match self.lookup(args[1].as_ref(), buf) {
+            Some(hit) => {
+                buf.clear();
+                Read::Hit(hit)
+            }
+            None => Read::Miss(buf.split().freeze()),
+        }
     }
 
     /// A cached reply, if any.
@@ -300,13 +327,19 @@ pub fn split_array(reply: &Bytes) -> Option<Vec<Bytes>> {
 
 /// An array reply from its elements' raw bytes.
 pub fn join_array(items: &[Bytes]) -> Bytes {
-    let len: usize = items.iter().map(Bytes::len).sum();
-    let mut out = BytesMut::with_capacity(len + 16);
-    out.put_slice(format!("*{}\r\n", items.len()).as_bytes());
+    let mut out = BytesMut::new();
+    put_array(&mut out, items.len(), items.iter());
+    out.freeze()
+}
+
+/// Appends an array reply of these `n` elements' raw bytes to `out`.
+pub fn put_array<'a>(out: &mut BytesMut, n: usize, items: impl Iterator<Item = &'a Bytes> + Clone) {
+    let len: usize = items.clone().map(Bytes::len).sum();
+    out.reserve(len + 16);
+    let _ = write!(out, "*{n}\r\n");
     for item in items {
         out.put_slice(item);
     }
-    out.freeze()
 }
 
 /// Completes an MGET of the keys that missed: fills each key's entry from its element, then

@@ -130,6 +130,57 @@ async fn repeated_reads_are_served_from_memory() {
     proxy.shutdown().await;
 }
 
+/// Hits are written by the session's reader when nothing is queued ahead of them, else behind
+/// what is: in a pipeline mixing hits, misses, writes and local replies, every reply keeps its
+/// place, and a read after a write in the same pipeline sees the write.
+#[tokio::test]
+async fn pipelined_hits_misses_and_writes_reply_in_order() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c).await;
+    c.cmd(&["SET", "hot", "h"]).await;
+    wait_until_cached(&mut c, &mut redis, "hot").await;
+    for round in 0..20 {
+        let cold = format!("cold{round}");
+        let v = format!("v{round}");
+        let cmds: Vec<Vec<&str>> = vec![
+            vec!["GET", "hot"],
+            vec!["GET", "hot"],
+            vec!["GET", &cold],
+            vec!["GET", "hot"],
+            vec!["SELECT", "0"],
+            vec!["SET", &cold, &v],
+            vec!["GET", &cold],
+            vec!["GET", "hot"],
+            vec!["PING"],
+            vec!["GET", "absent"],
+            vec!["GET", "hot"],
+            vec!["SELECT", "0"],
+        ];
+        let replies = c.pipeline(&cmds).await;
+        let want: Vec<Vec<u8>> = vec![
+            bulk("h"),
+            bulk("h"),
+            b"$-1\r\n".to_vec(),
+            bulk("h"),
+            b"+OK\r\n".to_vec(),
+            b"+OK\r\n".to_vec(),
+            bulk(&v),
+            bulk("h"),
+            b"+PONG\r\n".to_vec(),
+            b"$-1\r\n".to_vec(),
+            bulk("h"),
+            b"+OK\r\n".to_vec(),
+        ];
+        let got: Vec<Vec<u8>> = replies.iter().map(|r| r.to_vec()).collect();
+        assert_eq!(got, want, "round {round}");
+    }
+    proxy.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_write_straight_to_redis_invalidates_the_entry() {
     let Setup {

@@ -26,5 +26,5 @@ pub use encode::{encode, encode_command, encode_command_len};
 pub use error::{ErrorKind, ParseError};
 pub use frame::Frame;
 pub use parse::parse_frame;
-pub use request::{parse_command, split_inline};
+pub use request::{parse_command, parse_command_into, split_inline};
 pub use scan::{scan, Limits, INLINE_DEPTH};

@@ -14,14 +14,38 @@ pub fn parse_command(
     buf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Option<Vec<Bytes>>, ParseError> {
+    let mut args = Vec::new();
+    Ok(parse_command_into(buf, limits, &mut args)?.map(|_| args))
+}
+
+/// [`parse_command`] into a caller's vector, so that a connection reusing one allocates nothing
+/// per command. `args` is cleared first; `Ok(Some(_))` with `args` empty is an empty command.
+/// `Ok(Some(Some(frame)))` also hands back the command's own bytes when it came as a multibulk
+/// (what a proxy can pass on without encoding it again); an inline command has none.
+pub fn parse_command_into(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    args: &mut Vec<Bytes>,
+) -> Result<Option<Option<Bytes>>, ParseError> {
+    args.clear();
     match buf.first() {
         None => Ok(None),
-        Some(b'*') => multibulk(buf, limits),
-        Some(_) => inline(buf, limits),
+        Some(b'*') => multibulk(buf, limits, args),
+        Some(_) => {
+            let parsed = inline(buf, limits)?;
+            Ok(parsed.map(|mut a| {
+                args.append(&mut a);
+                None
+            }))
+        }
     }
 }
 
-fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
+fn multibulk(
+    buf: &mut BytesMut,
+    limits: &Limits,
+    args: &mut Vec<Bytes>,
+) -> Result<Option<Option<Bytes>>, ParseError> {
     let Some(h) = header(buf, 0)? else {
         check_partial_header(buf, 0)?;
         return Ok(None);
@@ -30,7 +54,7 @@ fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
     let n = match length(h.line, 1)? {
         None | Some(0) => {
             let _ = buf.split_to(first);
-            return Ok(Some(Vec::new()));
+            return Ok(Some(None));
         }
         Some(n) if n > limits.max_elements as u64 => {
             let max = limits.max_elements;
@@ -51,7 +75,7 @@ fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
         pos = end + 2;
     }
     let data = buf.split_to(pos).freeze();
-    let mut args = Vec::with_capacity(n);
+    args.reserve(n);
     let mut pos = first;
     for _ in 0..n {
         let (start, end) =
@@ -59,7 +83,7 @@ fn multibulk(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, 
         args.push(data.slice(start..end));
         pos = end + 2;
     }
-    Ok(Some(args))
+    Ok(Some(Some(data)))
 }
 
 /// Locates the bulk string at `pos`: payload start and end, `None` if incomplete.

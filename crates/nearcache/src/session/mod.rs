@@ -3,6 +3,10 @@
 //! The reader never waits for a reply before sending the next command (pipelining is kept), but
 //! it does wait for in-flight replies before moving the session to a different upstream
 //! connection, so that Redis sees a client's commands in the order the client sent them.
+//!
+//! Replies the reader has at hand (cache hits, local replies) skip the writer while nothing is
+//! queued ahead of them: they are gathered per read and written by the reader in one syscall,
+//! so a pipeline of hits costs one read and one write and no task wake-up.
 
 mod writer;
 
@@ -10,14 +14,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{debug, info};
 
-use crate::cachelayer::{self, CacheLayer, Join};
+use crate::cachelayer::{self, CacheLayer, Join, Read};
 use crate::command::{self, Local, Route, TxEffect};
 use crate::keys::{self, CacheUse};
 use crate::metrics::{FlushReason, Metrics};
@@ -138,6 +142,17 @@ struct Session {
     stamp: Option<Stamp>,
     /// When the last read returned, noted only while a trace capture runs.
     read_at: Option<Instant>,
+    /// The client socket, for replies written without the writer; `None` once relaying.
+    wr: Option<Arc<OwnedWriteHalf>>,
+    /// Replies for the reader to write at the end of this read (the writer is idle).
+    direct: BytesMut,
+    /// An MGET's cached elements, kept between commands for its storage.
+    mget_items: Vec<Option<Bytes>>,
+    /// The bytes of the command being handled as the client sent them (multibulk only).
+    frame: Option<Bytes>,
+    /// This command's reply went to `direct` (and whether it is an error): its figures are
+    /// recorded by the reader.
+    answered_direct: Option<bool>,
 }
 
 /// Answers a client that cannot be served with one error reply, then closes it.
@@ -150,6 +165,7 @@ pub async fn refuse(mut stream: TcpStream, msg: &str) {
 pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
+    let wr = Arc::new(wr);
     let output_limit = ctx.clients.output_buffer.load(Ordering::Relaxed);
     let (out, out_rx) = Outbox::new(output_limit);
     let link = Arc::new(Link::default());
@@ -157,9 +173,18 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
     let writer_cache = ctx.cache.clone();
     let meter = out.meter().clone();
     let writer_metrics = ctx.metrics.clone();
+    let writer_wr = wr.clone();
     let mut writer = tokio::spawn(async move {
         let cache = writer_cache.as_deref();
-        let result = writer::run(out_rx, wr, &writer_link, cache, &meter, &writer_metrics).await;
+        let result = writer::run(
+            out_rx,
+            writer_wr,
+            &writer_link,
+            cache,
+            &meter,
+            &writer_metrics,
+        )
+        .await;
         if meter.is_over() {
             info!(
                 limit = output_limit,
@@ -182,6 +207,11 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         encode_buf: BytesMut::new(),
         stamp: None,
         read_at: None,
+        wr: Some(wr),
+        direct: BytesMut::new(),
+        mget_items: Vec::new(),
+        frame: None,
+        answered_direct: None,
     };
     let link = session.link.clone();
     let shutting_down = tokio::select! {
@@ -190,6 +220,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         // The writer gave up (client unreachable, over its output limit): stop reading too.
         () = link.closed() => false,
     };
+    session.spill();
     session.out.send(Outbound::Close);
     // On shutdown the client is still there: the replies to what it sent may arrive, on the
     // upstream connections the session holds, for up to the shutdown timeout. Otherwise the
@@ -212,6 +243,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
 impl Session {
     async fn read_loop(&mut self, mut rd: OwnedReadHalf) {
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut args = Vec::new();
         loop {
             if self.link.is_closed() {
                 return;
@@ -235,23 +267,31 @@ impl Session {
             self.ctx.metrics.bytes_in.inc_by(n as u64);
             self.read_at = crate::obs::trace::capturing().then(Instant::now);
             loop {
-                match resp::parse_command(&mut buf, &self.ctx.limits) {
-                    Ok(Some(args)) if args.is_empty() => continue,
+                match resp::parse_command_into(&mut buf, &self.ctx.limits, &mut args) {
+                    Ok(Some(_)) if args.is_empty() => continue,
                     // The client is gone: running the rest of its pipeline would only load
                     // Redis and the shared connections with replies nobody reads.
                     Ok(Some(_)) if self.link.is_closed() => return,
-                    Ok(Some(args)) => {
+                    Ok(Some(frame)) => {
                         if self.link.inflight() >= writer::MAX_INFLIGHT {
                             self.link.below().await;
                         }
                         if self.out.meter().is_over() {
                             return;
                         }
-                        if let Err(Stop::Closing) = self.handle(args, &mut rd).await {
+                        self.frame = frame;
+                        let handled = self.handle(&args, &mut rd).await;
+                        // Let go of the read buffer's storage, so it can be reused.
+                        args.clear();
+                        self.frame = None;
+                        if let Err(Stop::Closing) = handled {
                             return;
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        self.write_direct();
+                        break;
+                    }
                     Err(e) => {
                         debug!(error = %e, "client protocol error");
                         self.reply(reply::error(&protocol_error_text(&e)));
@@ -278,8 +318,67 @@ impl Session {
         self.mode == Mode::Relay || self.link.inflight() > 0
     }
 
-    fn reply(&self, bytes: Bytes) {
-        self.out.send(Outbound::Frame(bytes));
+    /// A reply the session has at hand: written by the reader at the end of this read if the
+    /// writer has nothing queued, else queued behind what is.
+    fn reply(&mut self, bytes: Bytes) {
+        if self.wr.is_some() && self.link.writer_idle() {
+            self.answered_direct = Some(matches!(bytes.first(), Some(b'-' | b'!')));
+            self.direct.extend_from_slice(&bytes);
+        } else {
+            self.queue(Outbound::Frame(bytes));
+        }
+    }
+
+    /// An array reply of cached elements (all present), assembled where it will be written.
+    fn reply_array(&mut self, items: &[Option<Bytes>]) {
+        if self.wr.is_some() && self.link.writer_idle() {
+            self.answered_direct = Some(false);
+            cachelayer::put_array(&mut self.direct, items.len(), items.iter().flatten());
+        } else {
+            let mut out = BytesMut::new();
+            cachelayer::put_array(&mut out, items.len(), items.iter().flatten());
+            self.queue(Outbound::Frame(out.freeze()));
+        }
+    }
+
+    /// Queues an item for the writer, behind any replies gathered for a direct write.
+    fn queue(&mut self, item: Outbound) {
+        self.spill();
+        self.link.queuing();
+        self.out.send(item);
+    }
+
+    /// Hands the replies gathered for a direct write to the writer instead.
+    fn spill(&mut self) {
+        if !self.direct.is_empty() {
+            let bytes = self.direct.split().freeze();
+            self.link.queuing();
+            self.out.send(Outbound::Frame(bytes));
+        }
+    }
+
+    /// Writes the gathered replies; what the socket does not take now goes to the writer.
+    fn write_direct(&mut self) {
+        if self.direct.is_empty() {
+            return;
+        }
+        if let Some(wr) = &self.wr {
+            // An error other than "would block" is left for the writer to meet and report.
+            let n = wr.try_write(&self.direct).unwrap_or(0);
+            self.direct.advance(n);
+        }
+        if self.direct.is_empty() {
+            // All written: keep the buffer's storage for the next read's replies.
+            self.direct.clear();
+        } else {
+            self.spill();
+        }
+    }
+
+    /// The command being handled, to send upstream: as the client sent it when it can be,
+    /// sparing a copy (a large SET's value is not copied again).
+    fn wire(&mut self, args: &[Bytes]) -> Bytes {
+        self.frame.take().unwrap_or_else(|| self.encode(args))
     }
 
     fn encode(&mut self, args: &[Bytes]) -> Bytes {
@@ -288,30 +387,35 @@ impl Session {
         self.encode_buf.split().freeze()
     }
 
-    /// Handles one command, then tells the writer it is answered (for its figures).
-    async fn handle(&mut self, args: Vec<Bytes>, rd: &mut OwnedReadHalf) -> Result<(), Stop> {
+    /// Handles one command, then records its figures: at once when its reply is at hand for a
+    /// direct write, else through the writer once the reply is queued.
+    async fn handle(&mut self, args: &[Bytes], rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         let name = args.first().map_or(&b""[..], |a| &a[..]);
         self.stamp = Some(crate::obs::begin(name, self.read_at.take()));
+        self.answered_direct = None;
         let result = self.dispatch(args, rd).await;
         if let Some(stamp) = self.stamp.take() {
-            self.out.send(Outbound::Done(stamp));
+            match self.answered_direct {
+                Some(is_error) => drop(writer::record(&self.ctx.metrics, stamp, is_error)),
+                None => self.queue(Outbound::Done(stamp)),
+            }
         }
         result
     }
 
-    async fn dispatch(&mut self, args: Vec<Bytes>, rd: &mut OwnedReadHalf) -> Result<(), Stop> {
+    async fn dispatch(&mut self, args: &[Bytes], rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         self.ctx.metrics.commands.inc();
-        let route = command::classify(&args);
+        let route = command::classify(args);
         if route == Route::Local(Local::Nearcache) {
             self.stamp.mark(Outcome::Local);
             let (m, c) = (&self.ctx.metrics, self.ctx.cache.as_deref());
             let pool = self.ctx.pool.stats();
-            let answer = crate::obs::admin_cmd::answer(&args, self.proto, m, c, &pool).await;
+            let answer = crate::obs::admin_cmd::answer(args, self.proto, m, c, &pool).await;
             self.reply(answer);
             return Ok(());
         }
         if self.mode == Mode::Relay {
-            return self.relay(&args);
+            return self.relay(args);
         }
         if self.mode == Mode::Transient && !self.in_multi && !self.watching {
             // The transaction or blocking call is over: keep the connection only if this
@@ -330,28 +434,28 @@ impl Session {
             }
             Route::Relay => {
                 self.mode = Mode::Relay;
-                return self.relay(&args);
+                return self.relay(args);
             }
             Route::Session => self.mode = Mode::Session,
             _ => {}
         }
-        if command::is_reset(&args) {
+        if command::is_reset(args) {
             self.proto = 2;
             self.in_multi = false;
             self.watching = false;
-        } else if let Some(v) = command::hello_version(&args) {
+        } else if let Some(v) = command::hello_version(args) {
             // The dedicated connection now speaks another protocol: never give it back.
             self.proto = v;
             self.mode = Mode::Session;
         }
-        self.track_tx(&args);
-        self.send_dedicated(&args)
+        self.track_tx(args);
+        self.send_dedicated(args)
     }
 
     async fn handle_shared(
         &mut self,
         route: Route,
-        args: Vec<Bytes>,
+        args: &[Bytes],
         rd: &mut OwnedReadHalf,
     ) -> Result<(), Stop> {
         if let Route::Local(_) = route {
@@ -374,18 +478,18 @@ impl Session {
             // Answered in `dispatch`, in every mode.
             Route::Local(Local::Nearcache) => Ok(()),
             Route::Shared => {
-                if command::is_plain_hello(&args) {
-                    if let Some(v) = command::hello_version(&args) {
+                if command::is_plain_hello(args) {
+                    if let Some(v) = command::hello_version(args) {
                         self.proto = v;
                     }
                 }
-                match self.cache_use(&args) {
-                    CacheUse::Read => self.cached_read(&args).await,
-                    CacheUse::MultiRead => self.cached_mget(&args).await,
-                    CacheUse::Neutral => self.send_shared(&args, After::Nothing).await,
+                match self.cache_use(args) {
+                    CacheUse::Read => self.cached_read(args).await,
+                    CacheUse::MultiRead => self.cached_mget(args).await,
+                    CacheUse::Neutral => self.send_shared(args, After::Nothing).await,
                     effect => {
-                        let after = self.write_effect(effect, &args);
-                        self.send_shared(&args, after).await;
+                        let after = self.write_effect(effect, args);
+                        self.send_shared(args, after).await;
                     }
                 }
                 Ok(())
@@ -400,13 +504,13 @@ impl Session {
                     _ => Mode::Relay,
                 };
                 if self.mode == Mode::Relay {
-                    return self.relay(&args);
+                    return self.relay(args);
                 }
-                if let Some(v) = command::hello_version(&args) {
+                if let Some(v) = command::hello_version(args) {
                     self.proto = v;
                 }
-                self.track_tx(&args);
-                self.send_dedicated(&args)
+                self.track_tx(args);
+                self.send_dedicated(args)
             }
         }
     }
@@ -458,18 +562,20 @@ impl Session {
         // While a write is in flight, Redis may not have applied it yet: read through, and
         // leave the cache alone (a pipeline of writes and reads would only churn it).
         let cache = match &self.ctx.cache {
-            Some(c) if self.link.writes_inflight() == 0 => c.clone(),
+            Some(c) if self.link.writes_inflight() == 0 => c,
             _ => return self.send_shared(args, After::Nothing).await,
         };
-        let key = CacheLayer::entry_key(self.proto, args, &mut self.encode_buf);
-        let group = &args[1];
         let lookup = self.stamp.phase("cache_lookup");
-        if let Some(hit) = cache.lookup(group, &key) {
-            self.stamp.mark(Outcome::Hit);
-            self.reply(hit);
-            return;
-        }
+        let key = match cache.read(self.proto, args, &mut self.encode_buf) {
+            Read::Hit(hit) => {
+                self.stamp.mark(Outcome::Hit);
+                return self.reply(hit);
+            }
+            Read::Miss(key) => key,
+        };
         drop(lookup);
+        let cache = cache.clone();
+        let group = &args[1];
         self.stamp.mark(Outcome::Miss);
         self.stamp.sent_upstream();
         // The connection is picked before joining: a leader must be able to send at once.
@@ -477,7 +583,7 @@ impl Session {
         let landing = match cache.join(group, &key, Some(self.out.meter())) {
             Join::Follower(rx) => {
                 self.link.dispatched();
-                self.out.send(Outbound::Pending(rx, After::Nothing));
+                self.queue(Outbound::Pending(rx, After::Nothing));
                 return;
             }
             Join::Leader(landing) => landing,
@@ -496,47 +602,47 @@ impl Session {
             cache, landing, fill, reply, to_client,
         ));
         self.link.dispatched();
-        self.out.send(Outbound::Pending(rx, After::Nothing));
+        self.queue(Outbound::Pending(rx, After::Nothing));
     }
 
     /// MGET: every key is looked up on its own; the keys that miss are fetched with one MGET
     /// (each after its PTTL), cached one by one, and merged with the hits in the asked order.
     async fn cached_mget(&mut self, args: &[Bytes]) {
         let cache = match &self.ctx.cache {
-            Some(c) if self.link.writes_inflight() == 0 => c.clone(),
+            Some(c) if self.link.writes_inflight() == 0 => c,
             _ => return self.send_shared(args, After::Nothing).await,
         };
-        let mget = Bytes::from_static(b"MGET");
         let keys = &args[1..];
-        let entry_keys: Vec<Bytes> = keys
-            .iter()
-            .map(|k| {
-                CacheLayer::entry_key(self.proto, &[mget.clone(), k.clone()], &mut self.encode_buf)
-            })
-            .collect();
-        let items: Vec<Option<Bytes>> = keys
-            .iter()
-            .zip(&entry_keys)
-            .map(|(k, e)| cache.lookup(k, e))
-            .collect();
-        if let Some(all) = items.iter().cloned().collect::<Option<Vec<Bytes>>>() {
+        let mut items = std::mem::take(&mut self.mget_items);
+        let mut misses = Vec::new();
+        for (slot, key) in keys.iter().enumerate() {
+            let entry = [&b"MGET"[..], &key[..]];
+            match cache.read(self.proto, &entry, &mut self.encode_buf) {
+                Read::Hit(hit) => items.push(Some(hit)),
+                Read::Miss(entry_key) => {
+                    items.push(None);
+                    misses.push((slot, entry_key));
+                }
+            }
+        }
+        if misses.is_empty() {
             self.stamp.mark(Outcome::Hit);
-            self.reply(cachelayer::join_array(&all));
+            self.reply_array(&items);
+            items.clear();
+            self.mget_items = items;
             return;
         }
         self.stamp.mark(Outcome::Miss);
         self.stamp.sent_upstream();
+        let cache = cache.clone();
         let conn = self.pick_shared().await;
         let tag = conn.fill_tag();
-        let mut missing = vec![mget];
+        let mut missing = vec![Bytes::from_static(b"MGET")];
         let mut fills = Vec::new();
-        for (slot, item) in items.iter().enumerate() {
-            if item.is_some() {
-                continue;
-            }
+        for (slot, entry_key) in misses {
             let key = &keys[slot];
             let fill = tag.map(|tag| {
-                let fill = cache.begin(key, tag, entry_keys[slot].clone());
+                let fill = cache.begin(key, tag, entry_key);
                 let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), key.clone()]));
                 (fill, pttl)
             });
@@ -549,7 +655,7 @@ impl Session {
             cache, items, fills, reply, to_client,
         ));
         self.link.dispatched();
-        self.out.send(Outbound::Pending(rx, After::Nothing));
+        self.queue(Outbound::Pending(rx, After::Nothing));
     }
 
     /// The shared connection for the next command: the current one while replies are pending
@@ -569,11 +675,11 @@ impl Session {
     /// Sends a stateless command on the session's shared connection.
     async fn send_shared(&mut self, args: &[Bytes], after: After) {
         let conn = self.pick_shared().await;
-        let bytes = self.encode(args);
+        let bytes = self.wire(args);
         self.stamp.sent_upstream();
         self.link.dispatched();
         let rx = conn.call_for(bytes, true, Some(self.out.meter()));
-        self.out.send(Outbound::Pending(rx, after));
+        self.queue(Outbound::Pending(rx, after));
     }
 
     /// Moves the session onto a dedicated connection; on failure replies with the error. A
@@ -607,28 +713,26 @@ impl Session {
         self.mode = Mode::Shared;
     }
 
-    fn dedicated_conn(&self) -> Result<&ConnHandle, Stop> {
-        match &self.conn {
-            Some(c) if c.is_up() => Ok(c),
-            _ => {
-                // The state this session kept upstream (transaction, db, subscriptions) is gone.
-                self.reply(reply::error(
-                    "ERR nearcache: dedicated upstream connection lost; closing the session",
-                ));
-                Err(Stop::Closing)
-            }
+    fn dedicated_conn(&mut self) -> Result<&ConnHandle, Stop> {
+        if !self.conn.as_ref().is_some_and(ConnHandle::is_up) {
+            // The state this session kept upstream (transaction, db, subscriptions) is gone.
+            self.reply(reply::error(
+                "ERR nearcache: dedicated upstream connection lost; closing the session",
+            ));
+            return Err(Stop::Closing);
         }
+        self.conn.as_ref().ok_or(Stop::Closing)
     }
 
     fn send_dedicated(&mut self, args: &[Bytes]) -> Result<(), Stop> {
         let after = self.dedicated_write_effect(args);
-        let bytes = self.encode(args);
+        let bytes = self.wire(args);
         let timed = !command::is_blocking(args);
-        let meter = Some(self.out.meter());
-        let rx = self.dedicated_conn()?.call_for(bytes, timed, meter);
+        let meter = self.out.meter().clone();
+        let rx = self.dedicated_conn()?.call_for(bytes, timed, Some(&meter));
         self.stamp.sent_upstream();
         self.link.dispatched();
-        self.out.send(Outbound::Pending(rx, after));
+        self.queue(Outbound::Pending(rx, after));
         Ok(())
     }
 
@@ -681,7 +785,11 @@ impl Session {
             self.proto = v;
         }
         let bytes = self.encode(args);
-        self.dedicated_conn()?.relay(bytes, self.out.clone());
+        // Relayed frames reach the writer uncounted: from here on every reply goes through it.
+        self.spill();
+        self.wr = None;
+        let out = self.out.clone();
+        self.dedicated_conn()?.relay(bytes, out);
         Ok(())
     }
 

@@ -3,8 +3,14 @@
 //! It awaits each pending reply in turn, gathers whatever is already available into one buffer,
 //! and writes when the next reply is not ready yet (or the buffer is large), so a pipelined
 //! burst of hits and fast replies leaves in few syscalls.
+//!
+//! The reader may write to the socket itself, but only while the writer has nothing queued
+//! (`Link::writer_idle`): the writer counts an item as done only once its bytes are written, so
+//! a reply the reader writes can never overtake one queued before it.
 
+use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -17,6 +23,8 @@ use crate::obs::stats::{Outcome, Stamp};
 use crate::reply::{After, OutMeter, Outbound, UpstreamError};
 
 const FLUSH_AT: usize = 64 * 1024;
+/// Replies this large are written from their own buffer rather than copied into the batch.
+const WRITE_ALONE: usize = 16 * 1024;
 /// Replies a session may have outstanding upstream before it stops reading from its client,
 /// so that a client pipelining faster than Redis answers cannot queue without bound.
 pub const MAX_INFLIGHT: usize = 4096;
@@ -30,6 +38,8 @@ pub struct Link {
     inflight: AtomicUsize,
     /// Writes dispatched whose reply the writer has not received yet.
     writes: AtomicUsize,
+    /// Items the reader queued whose bytes the writer has not written yet.
+    queued: AtomicUsize,
     /// The writer is gone (client unreachable): nobody will drain `inflight` any more.
     closed: AtomicBool,
     changed: Notify,
@@ -45,6 +55,29 @@ impl Link {
         if before == 1 || before == RESUME_BELOW {
             self.changed.notify_waiters();
         }
+    }
+
+    /// The reader is about to queue an item for the writer.
+    pub fn queuing(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The writer has written the bytes of `n` items. Saturating: frames relayed from a
+    /// dedicated connection reach the writer without being counted (the reader never writes
+    /// directly once a session relays).
+    fn written(&self, n: usize) {
+        if n > 0 {
+            let _ = self
+                .queued
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                    Some(q.saturating_sub(n))
+                });
+        }
+    }
+
+    /// Nothing the reader queued is still waiting to be written: the reader may write itself.
+    pub fn writer_idle(&self) -> bool {
+        self.queued.load(Ordering::Acquire) == 0
     }
 
     pub fn write_sent(&self) {
@@ -113,12 +146,12 @@ impl Link {
 /// Runs until the session queue closes, a `Close` item is written, or the client goes away.
 pub async fn run(
     mut rx: mpsc::UnboundedReceiver<Outbound>,
-    mut wr: OwnedWriteHalf,
+    mut wr: Arc<OwnedWriteHalf>,
     link: &Link,
     cache: Option<&CacheLayer>,
     meter: &OutMeter,
     metrics: &Metrics,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     let mut w = Writer {
         metrics,
         meter,
@@ -126,28 +159,35 @@ pub async fn run(
         traced: Vec::new(),
     };
     let result = tokio::select! {
-        r = write_loop(&mut rx, &mut wr, link, cache, &mut w) => r,
+        r = write_loop(&mut rx, &wr, link, cache, &mut w) => r,
         // A client over its output limit is closed at once, even while a write is stuck.
-        () = meter.overflowed() => Err(std::io::ErrorKind::OutOfMemory.into()),
+        () = meter.overflowed() => Err(io::ErrorKind::OutOfMemory.into()),
     };
     link.close();
-    let _ = wr.shutdown().await;
+    // The reader gives up its handle when it relays, and has returned before a `Close`; when it
+    // still holds one (the client went away), the socket closes when the session ends.
+    if let Some(wr) = Arc::get_mut(&mut wr) {
+        let _ = wr.shutdown().await;
+    }
     result
 }
 
 async fn write_loop(
     rx: &mut mpsc::UnboundedReceiver<Outbound>,
-    wr: &mut OwnedWriteHalf,
+    wr: &OwnedWriteHalf,
     link: &Link,
     cache: Option<&CacheLayer>,
     w: &mut Writer<'_>,
-) -> std::io::Result<()> {
-    let mut out = BytesMut::with_capacity(16 * 1024);
+) -> io::Result<()> {
+    let mut out = Out {
+        buf: BytesMut::with_capacity(16 * 1024),
+        items: 0,
+    };
     loop {
         let item = match rx.try_recv() {
             Ok(item) => item,
             Err(mpsc::error::TryRecvError::Empty) => {
-                w.flush(wr, &mut out).await?;
+                w.flush(wr, link, &mut out).await?;
                 match rx.recv().await {
                     Some(item) => item,
                     None => return Ok(()),
@@ -160,7 +200,7 @@ async fn write_loop(
                 let result = match reply.try_recv() {
                     Ok(r) => Ok(r),
                     Err(oneshot::error::TryRecvError::Empty) => {
-                        w.flush(wr, &mut out).await?;
+                        w.flush(wr, link, &mut out).await?;
                         (&mut reply).await.map_err(|_| ())
                     }
                     Err(oneshot::error::TryRecvError::Closed) => Err(()),
@@ -169,6 +209,16 @@ async fn write_loop(
                 // Replies were counted against the client's limit as they were handed over;
                 // errors made here are counted now.
                 let reply = match result {
+                    Ok(Ok(bytes)) if bytes.len() >= WRITE_ALONE => {
+                        w.last_error = is_error(&bytes);
+                        after_reply(after, None, cache, link, &mut out.buf);
+                        w.flush(wr, link, &mut out).await?;
+                        write_all(wr, &bytes).await?;
+                        w.metrics.bytes_out.inc_by(bytes.len() as u64);
+                        w.meter.written(bytes.len());
+                        out.items += 1;
+                        continue;
+                    }
                     Ok(Ok(bytes)) => {
                         w.last_error = is_error(&bytes);
                         Some(bytes)
@@ -178,31 +228,66 @@ async fn write_loop(
                         w.metrics.upstream_error(&e);
                         let frame = e.to_frame();
                         w.meter.charge(frame.len());
-                        out.extend_from_slice(&frame);
+                        out.buf.extend_from_slice(&frame);
                         None
                     }
                     Err(()) => {
                         w.last_error = true;
                         let frame = dropped().to_frame();
                         w.meter.charge(frame.len());
-                        out.extend_from_slice(&frame);
+                        out.buf.extend_from_slice(&frame);
                         None
                     }
                 };
-                after_reply(after, reply, cache, link, &mut out);
+                after_reply(after, reply, cache, link, &mut out.buf);
             }
             Outbound::Frame(bytes) => {
                 w.last_error = is_error(&bytes);
-                out.extend_from_slice(&bytes);
+                out.buf.extend_from_slice(&bytes);
             }
             Outbound::Done(stamp) => w.done(stamp),
             Outbound::Close => break,
         }
-        if out.len() >= FLUSH_AT {
-            w.flush(wr, &mut out).await?;
+        out.items += 1;
+        if out.buf.len() >= FLUSH_AT {
+            w.flush(wr, link, &mut out).await?;
         }
     }
-    w.flush(wr, &mut out).await
+    w.flush(wr, link, &mut out).await
+}
+
+/// Bytes waiting to be written, and how many queued items they complete.
+struct Out {
+    buf: BytesMut,
+    items: usize,
+}
+
+/// Records a command whose reply is queued (or, when the reader writes it itself, at hand):
+/// counts it by outcome, times it, logs it if slow. Returns the stamp if it is being traced, so
+/// that its reply span can last until the bytes are written.
+pub fn record(metrics: &Metrics, mut stamp: Stamp, last_error: bool) -> Option<Stamp> {
+    let took = stamp.start.elapsed();
+    let upstream = matches!(stamp.outcome, Outcome::Miss | Outcome::Forwarded);
+    if last_error && stamp.outcome != Outcome::Hit {
+        stamp.outcome = Outcome::Error;
+    }
+    metrics
+        .cmd
+        .record(stamp.slot, stamp.outcome, stamp.timed.then_some(took));
+    let threshold = metrics.live.slowlog_threshold_ms.load(Ordering::Relaxed);
+    if upstream && stamp.timed && threshold > 0 && took.as_millis() >= u128::from(threshold) {
+        tracing::warn!(
+            command = crate::obs::stats::slot_name(stamp.slot),
+            duration_ms = took.as_secs_f64() * 1000.0,
+            outcome = ?stamp.outcome,
+            "slow command"
+        );
+    }
+    let t = stamp.trace.as_mut()?;
+    // The wait for Redis ends here; the reply phase lasts until the bytes are written.
+    t.upstream = None;
+    t.reply = Some(t.phase("reply"));
+    Some(stamp)
 }
 
 /// The writer's share of observability: command figures, the slow log, sampled traces.
@@ -216,44 +301,22 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// A command's reply is queued: count it by outcome, time it, log it if slow.
-    fn done(&mut self, mut stamp: Stamp) {
-        let took = stamp.start.elapsed();
-        let upstream = matches!(stamp.outcome, Outcome::Miss | Outcome::Forwarded);
-        if self.last_error && stamp.outcome != Outcome::Hit {
-            stamp.outcome = Outcome::Error;
-        }
-        self.metrics
-            .cmd
-            .record(stamp.slot, stamp.outcome, stamp.timed.then_some(took));
-        let threshold = self
-            .metrics
-            .live
-            .slowlog_threshold_ms
-            .load(Ordering::Relaxed);
-        if upstream && stamp.timed && threshold > 0 && took.as_millis() >= u128::from(threshold) {
-            tracing::warn!(
-                command = crate::obs::stats::slot_name(stamp.slot),
-                duration_ms = took.as_secs_f64() * 1000.0,
-                outcome = ?stamp.outcome,
-                "slow command"
-            );
-        }
-        if let Some(t) = &mut stamp.trace {
-            // The wait for Redis ends here; the reply phase lasts until the bytes are written.
-            t.upstream = None;
-            t.reply = Some(t.phase("reply"));
-            self.traced.push(stamp);
+    fn done(&mut self, stamp: Stamp) {
+        if let Some(traced) = record(self.metrics, stamp, self.last_error) {
+            self.traced.push(traced);
         }
     }
 
-    async fn flush(&mut self, wr: &mut OwnedWriteHalf, out: &mut BytesMut) -> std::io::Result<()> {
-        if !out.is_empty() {
-            self.metrics.bytes_out.inc_by(out.len() as u64);
+    async fn flush(&mut self, wr: &OwnedWriteHalf, link: &Link, out: &mut Out) -> io::Result<()> {
+        if !out.buf.is_empty() {
+            self.metrics.bytes_out.inc_by(out.buf.len() as u64);
+            write_all(wr, &out.buf).await?;
+            self.meter.written(out.buf.len());
+            out.buf.clear();
         }
-        let r = flush(wr, out, self.meter).await;
+        link.written(std::mem::take(&mut out.items));
         self.traced.clear();
-        r
+        Ok(())
     }
 }
 
@@ -298,15 +361,14 @@ fn dropped() -> UpstreamError {
     }
 }
 
-async fn flush(
-    wr: &mut OwnedWriteHalf,
-    out: &mut BytesMut,
-    meter: &OutMeter,
-) -> std::io::Result<()> {
-    if !out.is_empty() {
-        wr.write_all(out).await?;
-        meter.written(out.len());
-        out.clear();
+async fn write_all(wr: &OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match wr.try_write(&bytes[pos..]) {
+            Ok(n) => pos += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wr.writable().await?,
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -25,6 +25,8 @@ use super::tracking::{Tracking, TrackingMode, BCAST_TAG};
 
 /// How many bytes of queued requests are coalesced into one socket write.
 const WRITE_BATCH: usize = 256 * 1024;
+/// Requests this large are written from their own buffer rather than copied into the batch.
+const WRITE_ALONE: usize = 16 * 1024;
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(400);
 /// A retired connection keeps serving this long for requests already on their way to it.
@@ -512,13 +514,27 @@ async fn serve(
             let now = Instant::now();
             let mut batch = Some(req);
             while let Some(req) = batch.take() {
-                out.extend_from_slice(&req.bytes);
-                let deadline = timeout.filter(|_| req.timed).map(|t| now + t);
+                let Request {
+                    bytes,
+                    expect,
+                    timed,
+                } = req;
+                let deadline = timeout.filter(|_| timed).map(|t| now + t);
                 // The expectation is queued before the bytes leave, so the reader finds it.
-                let _ = exp_tx.send(Due {
-                    expect: req.expect,
-                    deadline,
-                });
+                let _ = exp_tx.send(Due { expect, deadline });
+                if bytes.len() < WRITE_ALONE {
+                    out.extend_from_slice(&bytes);
+                } else {
+                    // A large request (a big SET): written as it is, after what precedes it.
+                    let written = async {
+                        wr.write_all(&out).await?;
+                        wr.write_all(&bytes).await
+                    };
+                    if let Err(e) = written.await {
+                        return Ended::Failed(lost(e.to_string()));
+                    }
+                    out.clear();
+                }
                 if out.len() < WRITE_BATCH {
                     batch = rx.try_recv().ok();
                 }

@@ -1,0 +1,200 @@
+//! The cache hit path allocates nothing per request in steady state.
+//!
+//! The proxy runs in-process on a runtime of its own whose worker threads are marked; a
+//! counting global allocator counts allocations made on marked threads only. A blocking client
+//! on the test thread (unmarked) warms the cache, then sends GETs one at a time, GETs in
+//! pipelines of 16 and MGETs of 10 keys, all hits, and the allocations the proxy made while
+//! serving them are divided by the requests. Redis's own GET/MGET counters prove they were hits.
+//! One test function only, so no other test's proxy allocates on marked threads meanwhile.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::BytesMut;
+use common::{redis_cmd_blocking, RedisServer};
+
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static PROXY_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    // `try_with`: the allocator also runs while thread-locals are being torn down.
+    if PROXY_THREAD.try_with(Cell::get).unwrap_or(false) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const KEYS: usize = 100;
+const VALUE: usize = 64;
+
+fn key(i: usize) -> String {
+    format!("hot:{i}")
+}
+
+/// `$64\r\n...\r\n`
+const GET_REPLY: usize = 1 + 2 + 2 + VALUE + 2;
+
+struct Client {
+    s: TcpStream,
+    scratch: Vec<u8>,
+}
+
+impl Client {
+    /// Sends the commands in one write and reads `reply_bytes` bytes back.
+    fn round(&mut self, cmds: &[u8], reply_bytes: usize) {
+        self.s.write_all(cmds).unwrap();
+        self.scratch.resize(reply_bytes, 0);
+        self.s.read_exact(&mut self.scratch).unwrap();
+        assert!(
+            self.scratch.starts_with(b"$") || self.scratch.starts_with(b"*"),
+            "unexpected reply {:?}",
+            String::from_utf8_lossy(&self.scratch[..self.scratch.len().min(80)])
+        );
+    }
+}
+
+fn encode(cmds: &[Vec<String>]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    for c in cmds {
+        resp::encode_command(c, &mut out);
+    }
+    out.to_vec()
+}
+
+fn calls(redis: &str, cmd: &str) -> u64 {
+    let info = redis_cmd_blocking(redis, &[b"INFO", b"commandstats"]);
+    let prefix = format!("cmdstat_{cmd}:calls=");
+    String::from_utf8_lossy(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_hit_path_allocates_nothing_per_request() {
+    let redis = RedisServer::start();
+    let value = "v".repeat(VALUE);
+    for i in 0..KEYS {
+        redis_cmd_blocking(
+            &redis.addr(),
+            &[b"SET", key(i).as_bytes(), value.as_bytes()],
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(|| PROXY_THREAD.with(|p| p.set(true)))
+        .build()
+        .unwrap();
+    let config = nearcache::Config {
+        listen: "127.0.0.1:0".into(),
+        upstream: redis.addr(),
+        admin_listen: None,
+        max_memory: "16mb".into(),
+        ..Default::default()
+    };
+    let running = rt.block_on(nearcache::start(config)).unwrap();
+    let mut c = Client {
+        s: TcpStream::connect(running.listen_addr).unwrap(),
+        scratch: Vec::new(),
+    };
+    c.s.set_nodelay(true).unwrap();
+
+    let gets: Vec<Vec<u8>> = (0..KEYS)
+        .map(|i| encode(&[vec!["GET".into(), key(i)]]))
+        .collect();
+    let pipelines: Vec<Vec<u8>> = (0..KEYS / 16)
+        .map(|p| {
+            let cmds: Vec<Vec<String>> = (0..16)
+                .map(|j| vec!["GET".into(), key(p * 16 + j)])
+                .collect();
+            encode(&cmds)
+        })
+        .collect();
+    let mgets: Vec<Vec<u8>> = (0..KEYS / 10)
+        .map(|m| {
+            let mut cmd = vec!["MGET".to_string()];
+            cmd.extend((0..10).map(|j| key(m * 10 + j)));
+            encode(&[cmd])
+        })
+        .collect();
+    let mget_reply = 5 + 10 * GET_REPLY;
+
+    let run = |c: &mut Client, rounds: usize| {
+        let mut requests = 0u64;
+        for _ in 0..rounds {
+            for g in &gets {
+                c.round(g, GET_REPLY);
+                requests += 1;
+            }
+            for p in &pipelines {
+                c.round(p, 16 * GET_REPLY);
+                requests += 16;
+            }
+            for m in &mgets {
+                c.round(m, mget_reply);
+                requests += 1;
+            }
+        }
+        requests
+    };
+
+    // Warm up: fills (tracking comes up asynchronously, so repeat until Redis sees no reads),
+    // then enough hits that every buffer has reached its steady size.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let before = calls(&redis.addr(), "get") + calls(&redis.addr(), "mget");
+        run(&mut c, 1);
+        if calls(&redis.addr(), "get") + calls(&redis.addr(), "mget") == before {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "reads never all hit");
+    }
+    run(&mut c, 20);
+
+    let reads_before = calls(&redis.addr(), "get") + calls(&redis.addr(), "mget");
+    let before = ALLOCS.load(Ordering::Relaxed);
+    let requests = run(&mut c, 50);
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
+    let reads = calls(&redis.addr(), "get") + calls(&redis.addr(), "mget") - reads_before;
+    println!(
+        "{requests} hit requests: {allocs} allocations on proxy threads ({:.4} per request), {reads} reads reached Redis",
+        allocs as f64 / requests as f64
+    );
+    assert_eq!(reads, 0, "some requests were not hits");
+    // Nothing per request; a handful in total allows for the runtime's own rare bookkeeping.
+    assert!(
+        allocs * 1000 < requests,
+        "{allocs} allocations for {requests} hit requests"
+    );
+    drop(c);
+    rt.block_on(running.shutdown());
+}
