@@ -89,6 +89,14 @@ struct Setup {
     c: RawConn,
 }
 
+/// The default config with the admin endpoint on a free port (for tests that read metrics).
+fn with_admin(c: nearcache::Config) -> nearcache::Config {
+    nearcache::Config {
+        admin_listen: Some("127.0.0.1:0".into()),
+        ..c
+    }
+}
+
 async fn setup(config: impl FnOnce(nearcache::Config) -> nearcache::Config) -> Setup {
     // DEBUG is needed to turn active expiry off in one test.
     let redis_srv = RedisServer::start_with(&["--enable-debug-command", "yes"]);
@@ -355,11 +363,7 @@ async fn concurrent_misses_for_one_entry_make_one_upstream_read() {
         proxy,
         mut redis,
         mut c,
-    } = setup(|c| nearcache::Config {
-        admin_listen: Some("127.0.0.1:0".into()),
-        ..c
-    })
-    .await;
+    } = setup(with_admin).await;
     redis.cmd(&["SET", "warm", "w"]).await;
     wait_until_cached(&mut c, &mut redis, "warm").await;
     redis.cmd(&["SET", "herd", "v"]).await;
@@ -489,7 +493,6 @@ async fn bcast_mode_caches_only_its_prefixes_and_stays_coherent() {
     proxy.shutdown().await;
 }
 
-/// A metric's value from the admin endpoint (0 when absent).
 #[tokio::test]
 async fn an_invalidation_during_a_read_in_flight_keeps_its_reply_out_of_the_cache() {
     let Setup {
@@ -497,11 +500,7 @@ async fn an_invalidation_during_a_read_in_flight_keeps_its_reply_out_of_the_cach
         proxy,
         mut redis,
         mut c,
-    } = setup(|c| nearcache::Config {
-        admin_listen: Some("127.0.0.1:0".into()),
-        ..c
-    })
-    .await;
+    } = setup(with_admin).await;
     let admin = proxy.admin.expect("admin enabled");
     redis.cmd(&["SET", "warm", "w"]).await;
     wait_until_cached(&mut c, &mut redis, "warm").await;
