@@ -511,7 +511,8 @@ async fn serve(
             let Some(req) = rx.recv().await else {
                 return Ended::Dropped;
             };
-            let now = Instant::now();
+            // The clock is read only when a timeout applies (not on the hot path otherwise).
+            let now = timeout.map(|_| Instant::now());
             let mut batch = Some(req);
             while let Some(req) = batch.take() {
                 let Request {
@@ -519,7 +520,7 @@ async fn serve(
                     expect,
                     timed,
                 } = req;
-                let deadline = timeout.filter(|_| timed).map(|t| now + t);
+                let deadline = timeout.zip(now).filter(|_| timed).map(|(t, now)| now + t);
                 // The expectation is queued before the bytes leave, so the reader finds it.
                 let _ = exp_tx.send(Due { expect, deadline });
                 if bytes.len() < WRITE_ALONE {
