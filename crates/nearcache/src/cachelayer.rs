@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::keys::CacheRules;
 use crate::metrics::{FlushReason, Metrics};
-use crate::reply::{self, OutMeter, ReplyTx, UpstreamError, UpstreamResult};
+use crate::reply::{self, OutMeter, ReplyTx, UpstreamResult};
 use crate::upstream::TrackingSink;
 
 const FLIGHT_SHARDS: usize = 16;
@@ -279,29 +279,30 @@ impl CacheLayer {
     }
 }
 
-/// Completes a leader's read off the session's path: waits for the `PTTL` and the reply, fills
-/// the cache, lands the flight, and passes the reply on to the leader's own client. Runs as its
-/// own task so that followers get their reply even if the leader's client has gone.
-pub async fn complete_flight(
-    cache: Arc<CacheLayer>,
+/// Completes a leader's read with its reply (or why there is none): fills the cache, lands the
+/// flight, and passes the reply on to the leader's own client. Run by the upstream connection's
+/// task as it reads the reply ([`crate::upstream::ConnHandle::call_then`]), so followers get
+/// their reply even if the leader's client has gone, and no task is woken per miss.
+pub fn complete_flight(
+    cache: &CacheLayer,
     landing: Landing,
     fill: Option<PendingFill>,
-    reply: oneshot::Receiver<UpstreamResult>,
+    result: UpstreamResult,
     to_client: ReplyTx,
 ) {
-    let result = reply.await.unwrap_or_else(|_| {
-        Err(UpstreamError::Lost {
-            addr: "upstream".into(),
-            cause: "request dropped".into(),
-        })
-    });
     if let (Some((fill, pttl)), Ok(bytes)) = (fill, &result) {
-        if let Ok(Ok(ttl)) = pttl.await {
+        if let Some(ttl) = pttl_reply(pttl) {
             cache.complete(fill, bytes, &ttl);
         }
     }
     cache.land(landing, &result);
     to_client.send(result);
+}
+
+/// The reply to a fill's `PTTL`, which was sent just before the read on the same connection and
+/// so has been delivered by the time the read's reply is: `None` if it failed.
+fn pttl_reply(mut rx: oneshot::Receiver<UpstreamResult>) -> Option<Bytes> {
+    rx.try_recv().ok()?.ok()
 }
 
 /// The elements of an array reply, each as its raw bytes; `None` for anything else.
@@ -343,21 +344,15 @@ pub fn put_array<'a>(out: &mut BytesMut, n: usize, items: impl Iterator<Item = &
 }
 
 /// Completes an MGET of the keys that missed: fills each key's entry from its element, then
-/// answers the client with the whole array, hits and fetched elements in the asked order.
-pub async fn complete_mget(
-    cache: Arc<CacheLayer>,
+/// answers the client with the whole array, hits and fetched elements in the asked order. Run
+/// by the upstream connection's task, like [`complete_flight`].
+pub fn complete_mget(
+    cache: &CacheLayer,
     mut items: Vec<Option<Bytes>>,
     fills: Vec<(usize, Option<PendingFill>)>,
-    reply: oneshot::Receiver<UpstreamResult>,
+    result: UpstreamResult,
     to_client: ReplyTx,
 ) {
-    let result = match reply.await {
-        Ok(r) => r,
-        Err(_) => Err(UpstreamError::Lost {
-            addr: "upstream".into(),
-            cause: "request dropped".into(),
-        }),
-    };
     let fetched = match &result {
         Ok(bytes) => split_array(bytes).filter(|f| f.len() == fills.len()),
         Err(_) => None,
@@ -369,7 +364,7 @@ pub async fn complete_mget(
     };
     for ((slot, fill), elem) in fills.into_iter().zip(fetched) {
         if let Some((fill, pttl)) = fill {
-            if let Ok(Ok(ttl)) = pttl.await {
+            if let Some(ttl) = pttl_reply(pttl) {
                 cache.complete(fill, &elem, &ttl);
             }
         }

@@ -596,11 +596,10 @@ impl Session {
             let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
             (fill, pttl)
         });
-        let reply = conn.call(wire);
         let (to_client, rx) = reply::reply_channel(Some(self.out.meter()));
-        tokio::spawn(cachelayer::complete_flight(
-            cache, landing, fill, reply, to_client,
-        ));
+        conn.call_then(wire, move |result| {
+            cachelayer::complete_flight(&cache, landing, fill, result, to_client)
+        });
         self.link.dispatched();
         self.queue(Outbound::Pending(rx, After::Nothing));
     }
@@ -649,11 +648,10 @@ impl Session {
             fills.push((slot, fill));
             missing.push(key.clone());
         }
-        let reply = conn.call(self.encode(&missing));
         let (to_client, rx) = reply::reply_channel(Some(self.out.meter()));
-        tokio::spawn(cachelayer::complete_mget(
-            cache, items, fills, reply, to_client,
-        ));
+        conn.call_then(self.encode(&missing), move |result| {
+            cachelayer::complete_mget(&cache, items, fills, result, to_client)
+        });
         self.link.dispatched();
         self.queue(Outbound::Pending(rx, After::Nothing));
     }

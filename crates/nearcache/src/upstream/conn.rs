@@ -38,6 +38,10 @@ const RETIRE_DRAIN: Duration = Duration::from_secs(10);
 pub enum Expect {
     /// Exactly one reply frame, delivered to this channel.
     One(ReplyTx),
+    /// Exactly one reply frame (or why there is none), handed to this function by the
+    /// connection's task as soon as it is read. The function must be quick and must not block:
+    /// it is how a cache fill completes without a task of its own.
+    Then(Completion),
     /// Switch the connection to relay mode: from now on every frame goes to this session queue.
     Relay(Outbox),
     /// The reply to `CLIENT TRACKING on REDIRECT`: on `+OK`, fills through this connection are
@@ -45,6 +49,9 @@ pub enum Expect {
     /// reply is known to come from the same socket.
     Track(u64),
 }
+
+/// Work done with a reply by the task that read it (see [`Expect::Then`]).
+pub type Completion = Box<dyn FnOnce(UpstreamResult) + Send>;
 
 /// One encoded command (or several, pipelined) and what it expects back.
 pub struct Request {
@@ -161,6 +168,17 @@ impl ConnHandle {
         rx
     }
 
+    /// Sends a request expecting one reply, and has the connection's task run `then` with it
+    /// (or with why there is none). Replies read together are thus handed on together, with no
+    /// task woken per reply.
+    pub fn call_then(&self, bytes: Bytes, then: impl FnOnce(UpstreamResult) + Send + 'static) {
+        self.send(Request {
+            bytes,
+            expect: Expect::Then(Box::new(then)),
+            timed: true,
+        });
+    }
+
     /// Sends a request whose replies, and every frame after them, are relayed to `sink`.
     pub fn relay(&self, bytes: Bytes, sink: Outbox) {
         self.send(Request {
@@ -256,6 +274,7 @@ fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
     state.inflight.fetch_sub(1, Ordering::AcqRel);
     match expect {
         Expect::One(tx) => tx.send(Err(err.clone())),
+        Expect::Then(then) => then(Err(err.clone())),
         Expect::Relay(sink) => close_relay(&sink, err),
         Expect::Track(_) => {}
     }
@@ -693,6 +712,11 @@ fn deliver(
         Some(Expect::One(tx)) => {
             state.inflight.fetch_sub(1, Ordering::AcqRel);
             tx.send(Ok(frame));
+            Ok(())
+        }
+        Some(Expect::Then(then)) => {
+            state.inflight.fetch_sub(1, Ordering::AcqRel);
+            then(Ok(frame));
             Ok(())
         }
         // Taken above before any frame is examined; kept total rather than panicking.
