@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use cache::{Cache, CacheConfig, Clock, FillTicket, PolicyKind};
+use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
 
 use tokio::sync::oneshot;
 
+use crate::clock::Clock;
 use crate::keys::CacheRules;
 use crate::metrics::{FlushReason, Metrics};
 use crate::reply::{self, OutMeter, ReplyTx, UpstreamResult};
@@ -242,7 +243,7 @@ impl CacheLayer {
             None => self.ttl_cap_ms,
         };
         let now = self.clock.now();
-        let expires_at = fill.sent_at.saturating_add(life);
+        let expires_at = self.clock.deadline(fill.sent_at, life);
         // A copy of its own: a slice would pin the whole upstream read buffer it came from,
         // and the cache's byte count would no longer be what the allocator holds.
         self.cache.complete_fill(

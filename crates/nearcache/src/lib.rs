@@ -9,6 +9,7 @@
 pub mod admin;
 mod bufs;
 pub mod cachelayer;
+mod clock;
 pub mod command;
 pub mod config;
 pub mod keys;
