@@ -41,6 +41,9 @@ pub fn parse_command_into(
     }
 }
 
+/// How many argument spans the first pass of [`multibulk`] keeps for the second.
+const SPANS: usize = 16;
+
 fn multibulk(
     buf: &mut BytesMut,
     limits: &Limits,
@@ -65,21 +68,29 @@ fn multibulk(
         }
         Some(n) => n as usize,
     };
-    // First pass: measure, so that an incomplete command costs no allocation.
+    // First pass: measure, so that an incomplete command costs no allocation. The spans of
+    // the first few arguments are kept, so a short command is not located twice.
+    let mut spans = [(0usize, 0usize); SPANS];
     let mut pos = first;
-    for _ in 0..n {
+    for i in 0..n {
         let Some((start, end)) = bulk_at(buf, pos, limits)? else {
             return Ok(None);
         };
         debug_assert!(start <= end);
+        if let Some(span) = spans.get_mut(i) {
+            *span = (start, end);
+        }
         pos = end + 2;
     }
     let data = buf.split_to(pos).freeze();
     args.reserve(n);
     let mut pos = first;
-    for _ in 0..n {
-        let (start, end) =
-            bulk_at(&data, pos, limits)?.ok_or(ParseError::new(ErrorKind::InvalidLength, pos))?;
+    for i in 0..n {
+        let (start, end) = match spans.get(i) {
+            Some(&span) => span,
+            None => bulk_at(&data, pos, limits)?
+                .ok_or(ParseError::new(ErrorKind::InvalidLength, pos))?,
+        };
         args.push(data.slice(start..end));
         pos = end + 2;
     }
@@ -93,19 +104,46 @@ fn bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Result<Option<(usize, usi
         Some(b'$') => {}
         Some(&b) => return Err(ParseError::new(ErrorKind::ExpectedBulk(b), pos)),
     }
-    let Some(h) = header(buf, pos)? else {
-        check_partial_header(buf, pos)?;
-        return Ok(None);
+    let (len, start) = match canonical_length(buf, pos + 1) {
+        Some(found) => found,
+        None => {
+            let Some(h) = header(buf, pos)? else {
+                check_partial_header(buf, pos)?;
+                return Ok(None);
+            };
+            let len = length(h.line, pos + 1)?
+                .ok_or(ParseError::new(ErrorKind::InvalidLength, pos + 1))?;
+            (len, h.next)
+        }
     };
-    let len = length(h.line, pos + 1)?.ok_or(ParseError::new(ErrorKind::InvalidLength, pos + 1))?;
-    let end = bulk_end(h.next, len, limits, pos + 1)?;
+    let end = bulk_end(start, len, limits, pos + 1)?;
     if buf.len() < end + 2 {
         return Ok(None);
     }
     if &buf[end..end + 2] != b"\r\n" {
         return Err(ParseError::new(ErrorKind::MissingCrlf, end));
     }
-    Ok(Some((h.next, end)))
+    Ok(Some((start, end)))
+}
+
+/// The common case of a length line, read without searching for its end: canonical decimal
+/// digits (no sign, no leading zero, at most 18 of them) then CRLF. Returns the length and
+/// where the payload starts; `None` for anything else, incomplete lines included, which the
+/// general path then judges, so this changes no outcome, only its cost.
+#[inline]
+fn canonical_length(buf: &[u8], at: usize) -> Option<(u64, usize)> {
+    let digits = buf.get(at..)?;
+    let mut n: u64 = 0;
+    let mut i = 0;
+    while let Some(&b) = digits.get(i) {
+        if !b.is_ascii_digit() || i == 18 {
+            break;
+        }
+        n = n * 10 + u64::from(b - b'0');
+        i += 1;
+    }
+    let canonical = i == 1 || (i > 1 && digits[0] != b'0');
+    (canonical && digits.get(i..i + 2) == Some(b"\r\n")).then_some((n, at + i + 2))
 }
 
 fn inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
@@ -210,4 +248,35 @@ fn is_hex_pair(a: u8, b: u8) -> bool {
 
 fn hex(c: u8) -> u8 {
     (c as char).to_digit(16).unwrap_or(0) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_lengths_take_the_short_path_and_nothing_else_does() {
+        assert_eq!(canonical_length(b"$3\r\nabc", 1), Some((3, 4)));
+        assert_eq!(canonical_length(b"$0\r\n", 1), Some((0, 4)));
+        assert_eq!(canonical_length(b"$1234\r\n", 1), Some((1234, 7)));
+        let long = b"$999999999999999999\r\n";
+        assert_eq!(
+            canonical_length(long, 1),
+            Some((999_999_999_999_999_999, 21))
+        );
+        // Left to the general path, which rules on them as before.
+        for odd in [
+            &b"$01\r\n"[..],
+            b"$-1\r\n",
+            b"$+1\r\n",
+            b"$\r\n",
+            b"$12",
+            b"$12\r",
+            b"$12\n",
+            b"$1x\r\n",
+            b"$1234567890123456789\r\n",
+        ] {
+            assert_eq!(canonical_length(odd, 1), None, "{odd:?}");
+        }
+    }
 }
