@@ -53,7 +53,9 @@ impl Clock {
     /// moved early by the clock's lag (and the millisecond rounding of `now`) so that a reading
     /// taken later, however stale, reaches it no later than real time does.
     pub fn deadline(&self, start: u64, life_ms: u64) -> u64 {
-        start.saturating_add(life_ms).saturating_sub(self.lag_ms + 1)
+        start
+            .saturating_add(life_ms)
+            .saturating_sub(self.lag_ms + 1)
     }
 }
 

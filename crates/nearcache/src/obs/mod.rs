@@ -95,16 +95,16 @@ fn page_size() -> u64 {
     })
 }
 
-/// Opens a command's stamp: which command, when it arrived, and whether a capture samples it.
+/// Opens a command's stamp: which command (its [`stats::slot_of`]), when it arrived (`start`: when the read that brought
+/// it returned, one clock reading for a whole pipeline), and whether a capture samples it.
 #[inline]
-pub fn begin(name: &[u8], read_at: Option<Instant>) -> Stamp {
-    let slot = stats::slot_of(name);
+pub fn begin(slot: u16, read_at: Option<Instant>, start: Instant) -> Stamp {
     let trace =
         trace::sample().then(|| trace::RequestTrace::start(stats::slot_name(slot), read_at));
     Stamp {
         slot,
         outcome: Outcome::Forwarded,
-        start: Instant::now(),
+        start,
         timed: true,
         trace,
     }

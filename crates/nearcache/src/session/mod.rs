@@ -142,6 +142,11 @@ struct Session {
     stamp: Option<Stamp>,
     /// When the last read returned, noted only while a trace capture runs.
     read_at: Option<Instant>,
+    /// When the last read returned: the arrival time of every command it brought.
+    batch_at: Instant,
+    /// When the replies answered from the proxy in this batch were at hand (read once).
+    answered_at: Option<Instant>,
+    slots: crate::obs::stats::SlotMemo,
     /// The client socket, for replies written without the writer; `None` once relaying.
     wr: Option<Arc<OwnedWriteHalf>>,
     /// Replies for the reader to write at the end of this read (the writer is idle).
@@ -207,6 +212,9 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         encode_buf: BytesMut::new(),
         stamp: None,
         read_at: None,
+        batch_at: Instant::now(),
+        answered_at: None,
+        slots: Default::default(),
         wr: Some(wr),
         direct: BytesMut::new(),
         mget_items: Vec::new(),
@@ -265,7 +273,9 @@ impl Session {
                 _ => return,
             };
             self.ctx.metrics.bytes_in.inc_by(n as u64);
-            self.read_at = crate::obs::trace::capturing().then(Instant::now);
+            self.batch_at = Instant::now();
+            self.answered_at = None;
+            self.read_at = crate::obs::trace::capturing().then_some(self.batch_at);
             loop {
                 match resp::parse_command_into(&mut buf, &self.ctx.limits, &mut args) {
                     Ok(Some(_)) if args.is_empty() => continue,
@@ -391,12 +401,16 @@ impl Session {
     /// direct write, else through the writer once the reply is queued.
     async fn handle(&mut self, args: &[Bytes], rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         let name = args.first().map_or(&b""[..], |a| &a[..]);
-        self.stamp = Some(crate::obs::begin(name, self.read_at.take()));
+        let slot = self.slots.slot_of(name);
+        self.stamp = Some(crate::obs::begin(slot, self.read_at.take(), self.batch_at));
         self.answered_direct = None;
         let result = self.dispatch(args, rd).await;
         if let Some(stamp) = self.stamp.take() {
             match self.answered_direct {
-                Some(is_error) => drop(writer::record(&self.ctx.metrics, stamp, is_error)),
+                Some(is_error) => {
+                    let now = *self.answered_at.get_or_insert_with(Instant::now);
+                    drop(writer::record(&self.ctx.metrics, stamp, is_error, now));
+                }
                 None => self.queue(Outbound::Done(stamp)),
             }
         }

@@ -11,6 +11,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
@@ -157,6 +158,7 @@ pub async fn run(
         meter,
         last_error: false,
         traced: Vec::new(),
+        now: None,
     };
     let result = tokio::select! {
         r = write_loop(&mut rx, &wr, link, cache, &mut w) => r,
@@ -264,9 +266,15 @@ struct Out {
 
 /// Records a command whose reply is queued (or, when the reader writes it itself, at hand):
 /// counts it by outcome, times it, logs it if slow. Returns the stamp if it is being traced, so
-/// that its reply span can last until the bytes are written.
-pub fn record(metrics: &Metrics, mut stamp: Stamp, last_error: bool) -> Option<Stamp> {
-    let took = stamp.start.elapsed();
+/// that its reply span can last until the bytes are written. `now` is when the reply was at
+/// hand: one clock reading serves every reply of a batch.
+pub fn record(
+    metrics: &Metrics,
+    mut stamp: Stamp,
+    last_error: bool,
+    now: Instant,
+) -> Option<Stamp> {
+    let took = now.saturating_duration_since(stamp.start);
     let upstream = matches!(stamp.outcome, Outcome::Miss | Outcome::Forwarded);
     if last_error && stamp.outcome != Outcome::Hit {
         stamp.outcome = Outcome::Error;
@@ -298,11 +306,14 @@ struct Writer<'a> {
     last_error: bool,
     /// Sampled requests whose reply waits in the buffer: their spans close once it is written.
     traced: Vec<Stamp>,
+    /// When the replies gathered since the last write were at hand (read once per batch).
+    now: Option<Instant>,
 }
 
 impl Writer<'_> {
     fn done(&mut self, stamp: Stamp) {
-        if let Some(traced) = record(self.metrics, stamp, self.last_error) {
+        let now = *self.now.get_or_insert_with(Instant::now);
+        if let Some(traced) = record(self.metrics, stamp, self.last_error, now) {
             self.traced.push(traced);
         }
     }
@@ -316,6 +327,7 @@ impl Writer<'_> {
         }
         link.written(std::mem::take(&mut out.items));
         self.traced.clear();
+        self.now = None;
         Ok(())
     }
 }
