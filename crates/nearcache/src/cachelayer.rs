@@ -4,7 +4,7 @@
 //! Synchronous: the session and writer call into it, the upstream side calls it through
 //! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all).
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,9 +29,14 @@ type Waiters = Arc<Mutex<Vec<ReplyTx>>>;
 /// A read in flight that later misses of the same entry join instead of reading again.
 struct Flight {
     id: u64,
-    group: Bytes,
+    /// The entry key.
+    key: Bytes,
     waiters: Waiters,
 }
+
+/// Reads in flight by group (Redis key): an invalidation grounds a whole group at once, and a
+/// group rarely has more than one read in flight, so its list is searched in order.
+type Flights = HashMap<Bytes, Vec<Flight>, hashbrown::DefaultHashBuilder>;
 
 /// A fill waiting for its key's `PTTL` reply.
 pub type PendingFill = (Fill, oneshot::Receiver<UpstreamResult>);
@@ -56,7 +61,6 @@ pub enum Read {
 pub struct Landing {
     id: u64,
     group: Bytes,
-    key: Bytes,
     waiters: Waiters,
 }
 
@@ -77,10 +81,10 @@ pub struct CacheLayer {
     pub unmatched_keys: AtomicU64,
     /// Misses answered by joining a read already in flight.
     pub collapsed: AtomicU64,
-    /// Reads in flight by entry key, sharded by group.
-    flights: Box<[Mutex<HashMap<Bytes, Flight>>]>,
+    /// Reads in flight, sharded by group.
+    flights: Box<[Mutex<Flights>]>,
     next_flight: AtomicU64,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: hashbrown::DefaultHashBuilder,
 }
 
 /// A read sent upstream whose reply may be cached.
@@ -120,7 +124,7 @@ impl CacheLayer {
         }
     }
 
-    fn flight_shard(&self, group: &[u8]) -> std::sync::MutexGuard<'_, HashMap<Bytes, Flight>> {
+    fn flight_shard(&self, group: &[u8]) -> std::sync::MutexGuard<'_, Flights> {
         let i = self.hasher.hash_one(group) as usize % FLIGHT_SHARDS;
         self.flights[i].lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -129,7 +133,10 @@ impl CacheLayer {
     /// without waiting, so that a follower never waits on a leader that waits on it.
     pub fn join(&self, group: &Bytes, key: &Bytes, meter: Option<&Arc<OutMeter>>) -> Join {
         let mut flights = self.flight_shard(group);
-        if let Some(f) = flights.get(key) {
+        let in_flight = flights
+            .get(group.as_ref())
+            .and_then(|reads| reads.iter().find(|f| f.key == *key));
+        if let Some(f) = in_flight {
             let (tx, rx) = reply::reply_channel(meter);
             f.waiters.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
             self.collapsed.fetch_add(1, Ordering::Relaxed);
@@ -137,18 +144,14 @@ impl CacheLayer {
         }
         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
         let waiters = Waiters::default();
-        flights.insert(
-            key.clone(),
-            Flight {
-                id,
-                group: group.clone(),
-                waiters: waiters.clone(),
-            },
-        );
+        flights.entry(group.clone()).or_default().push(Flight {
+            id,
+            key: key.clone(),
+            waiters: waiters.clone(),
+        });
         Join::Leader(Landing {
             id,
             group: group.clone(),
-            key: key.clone(),
             waiters,
         })
     }
@@ -157,11 +160,11 @@ impl CacheLayer {
     pub fn land(&self, landing: Landing, result: &UpstreamResult) {
         {
             let mut flights = self.flight_shard(&landing.group);
-            if flights
-                .get(&landing.key)
-                .is_some_and(|f| f.id == landing.id)
-            {
-                flights.remove(&landing.key);
+            if let Some(reads) = flights.get_mut(landing.group.as_ref()) {
+                reads.retain(|f| f.id != landing.id);
+                if reads.is_empty() {
+                    flights.remove(landing.group.as_ref());
+                }
             }
         }
         let waiters =
@@ -174,8 +177,7 @@ impl CacheLayer {
     /// After an invalidation, later misses must read again rather than join a read that may
     /// have run before the change; those who joined earlier still get its reply.
     fn ground(&self, group: &[u8]) {
-        self.flight_shard(group)
-            .retain(|_, f| f.group.as_ref() != group);
+        self.flight_shard(group).remove(group);
     }
 
     fn ground_all(&self) {

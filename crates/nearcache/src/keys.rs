@@ -6,7 +6,10 @@
 //! `k` only, and the value, which may be large, is neither hashed nor kept): over-invalidating
 //! costs a few misses, missing a key would cost a stale read.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
+use hashbrown::HashSet;
 
 use crate::command::name_upper;
 
@@ -14,126 +17,126 @@ use crate::command::name_upper;
 const CACHEABLE: &[&[u8]] = &[
     b"GET",
     b"GETRANGE",
-    b"STRLEN",
+    b"HEXISTS",
     b"HGET",
-    b"HMGET",
     b"HGETALL",
     b"HLEN",
-    b"HEXISTS",
+    b"HMGET",
     b"HSTRLEN",
-    b"LRANGE",
     b"LINDEX",
     b"LLEN",
-    b"SMEMBERS",
-    b"SISMEMBER",
-    b"SMISMEMBER",
+    b"LRANGE",
     b"SCARD",
-    b"ZRANGE",
-    b"ZRANGEBYSCORE",
-    b"ZRANGEBYLEX",
-    b"ZREVRANGE",
-    b"ZREVRANGEBYSCORE",
-    b"ZREVRANGEBYLEX",
-    b"ZSCORE",
-    b"ZMSCORE",
-    b"ZCARD",
-    b"ZRANK",
-    b"ZREVRANK",
+    b"SISMEMBER",
+    b"SMEMBERS",
+    b"SMISMEMBER",
+    b"STRLEN",
     b"TYPE",
+    b"ZCARD",
+    b"ZMSCORE",
+    b"ZRANGE",
+    b"ZRANGEBYLEX",
+    b"ZRANGEBYSCORE",
+    b"ZRANK",
+    b"ZREVRANGE",
+    b"ZREVRANGEBYLEX",
+    b"ZREVRANGEBYSCORE",
+    b"ZREVRANK",
+    b"ZSCORE",
 ];
 
 /// Commands that change no key (beyond the cacheable ones above).
 const READ_ONLY: &[&[u8]] = &[
-    b"PING",
-    b"ECHO",
-    b"MGET",
-    b"EXISTS",
-    b"TTL",
-    b"PTTL",
-    b"EXPIRETIME",
-    b"PEXPIRETIME",
-    b"SCAN",
-    b"SSCAN",
-    b"HSCAN",
-    b"ZSCAN",
-    b"KEYS",
-    b"DBSIZE",
-    b"INFO",
-    b"TIME",
-    b"RANDOMKEY",
-    b"HKEYS",
-    b"HVALS",
-    b"HRANDFIELD",
-    b"SRANDMEMBER",
-    b"SINTER",
-    b"SINTERCARD",
-    b"SUNION",
-    b"SDIFF",
-    b"ZCOUNT",
-    b"ZLEXCOUNT",
-    b"ZRANDMEMBER",
-    b"ZINTER",
-    b"ZUNION",
-    b"ZDIFF",
-    b"ZINTERCARD",
-    b"LPOS",
-    b"GETBIT",
+    b"ACL",
+    b"ASKING",
+    b"AUTH",
     b"BITCOUNT",
     b"BITPOS",
-    b"SUBSTR",
-    b"LCS",
-    b"OBJECT",
-    b"MEMORY",
+    b"CLIENT",
+    b"COMMAND",
+    b"CONFIG",
+    b"DBSIZE",
+    b"DISCARD",
     b"DUMP",
-    b"XRANGE",
-    b"XREVRANGE",
-    b"XLEN",
-    b"XINFO",
-    b"GEOPOS",
+    b"ECHO",
+    b"EVALSHA_RO",
+    b"EVAL_RO",
+    b"EXISTS",
+    b"EXPIRETIME",
+    b"FCALL_RO",
+    b"FUNCTION",
     b"GEODIST",
     b"GEOHASH",
-    b"GEOSEARCH",
-    b"GEORADIUS_RO",
+    b"GEOPOS",
     b"GEORADIUSBYMEMBER_RO",
-    b"COMMAND",
+    b"GEORADIUS_RO",
+    b"GEOSEARCH",
+    b"GETBIT",
     b"HELLO",
-    b"SELECT",
-    b"AUTH",
-    b"WATCH",
-    b"UNWATCH",
-    b"MULTI",
-    b"DISCARD",
-    b"QUIT",
-    b"RESET",
-    b"PUBLISH",
-    b"SPUBLISH",
-    b"SUBSCRIBE",
-    b"PSUBSCRIBE",
-    b"SSUBSCRIBE",
-    b"UNSUBSCRIBE",
-    b"PUNSUBSCRIBE",
-    b"SUNSUBSCRIBE",
-    b"PUBSUB",
+    b"HKEYS",
+    b"HRANDFIELD",
+    b"HSCAN",
+    b"HVALS",
+    b"INFO",
+    b"KEYS",
     b"LASTSAVE",
-    b"ROLE",
-    b"LOLWUT",
-    b"EVAL_RO",
-    b"EVALSHA_RO",
-    b"FCALL_RO",
-    b"SORT_RO",
-    b"CLIENT",
-    b"CONFIG",
-    b"SLOWLOG",
     b"LATENCY",
-    b"WAIT",
-    b"WAITAOF",
+    b"LCS",
+    b"LOLWUT",
+    b"LPOS",
+    b"MEMORY",
+    b"MGET",
+    b"MONITOR",
+    b"MULTI",
+    b"OBJECT",
+    b"PEXPIRETIME",
+    b"PING",
+    b"PSUBSCRIBE",
+    b"PTTL",
+    b"PUBLISH",
+    b"PUBSUB",
+    b"PUNSUBSCRIBE",
+    b"QUIT",
+    b"RANDOMKEY",
     b"READONLY",
     b"READWRITE",
-    b"ASKING",
-    b"MONITOR",
+    b"RESET",
+    b"ROLE",
+    b"SCAN",
     b"SCRIPT",
-    b"FUNCTION",
-    b"ACL",
+    b"SDIFF",
+    b"SELECT",
+    b"SINTER",
+    b"SINTERCARD",
+    b"SLOWLOG",
+    b"SORT_RO",
+    b"SPUBLISH",
+    b"SRANDMEMBER",
+    b"SSCAN",
+    b"SSUBSCRIBE",
+    b"SUBSCRIBE",
+    b"SUBSTR",
+    b"SUNION",
+    b"SUNSUBSCRIBE",
+    b"TIME",
+    b"TTL",
+    b"UNSUBSCRIBE",
+    b"UNWATCH",
+    b"WAIT",
+    b"WAITAOF",
+    b"WATCH",
+    b"XINFO",
+    b"XLEN",
+    b"XRANGE",
+    b"XREVRANGE",
+    b"ZCOUNT",
+    b"ZDIFF",
+    b"ZINTER",
+    b"ZINTERCARD",
+    b"ZLEXCOUNT",
+    b"ZRANDMEMBER",
+    b"ZSCAN",
+    b"ZUNION",
 ];
 
 /// What a command means for the cache.
@@ -151,8 +154,27 @@ pub enum CacheUse {
     WriteAll,
 }
 
-fn contains(table: &[&[u8]], name: &[u8]) -> bool {
-    table.contains(&name)
+type NameSet = HashSet<&'static [u8], hashbrown::DefaultHashBuilder>;
+
+/// A table as a hash set, built on first use: every command is looked up in two or three
+/// tables, and the read-only one is long.
+fn name_set(table: &'static [&'static [u8]]) -> NameSet {
+    table.iter().copied().collect()
+}
+
+fn is_cacheable(name: &[u8]) -> bool {
+    static SET: LazyLock<NameSet> = LazyLock::new(|| name_set(CACHEABLE));
+    SET.contains(name)
+}
+
+fn is_read_only(name: &[u8]) -> bool {
+    static SET: LazyLock<NameSet> = LazyLock::new(|| name_set(READ_ONLY));
+    SET.contains(name)
+}
+
+fn is_single_key_write(name: &[u8]) -> bool {
+    static SET: LazyLock<NameSet> = LazyLock::new(|| name_set(SINGLE_KEY_WRITES));
+    SET.contains(name)
 }
 
 /// Classifies a command for the cache.
@@ -166,7 +188,7 @@ pub fn cache_use(args: &[Bytes]) -> CacheUse {
         // Longer than any known command: unknown, so assume it writes.
         return CacheUse::Write;
     }
-    if contains(CACHEABLE, name) {
+    if is_cacheable(name) {
         return if args.len() >= 2 {
             CacheUse::Read
         } else {
@@ -179,7 +201,7 @@ pub fn cache_use(args: &[Bytes]) -> CacheUse {
         b"FLUSHALL" | b"FLUSHDB" | b"SWAPDB" => CacheUse::WriteAll,
         // EXEC runs what was queued; the session supplies those keys.
         b"EXEC" => CacheUse::Neutral,
-        _ if contains(READ_ONLY, name) => CacheUse::Neutral,
+        _ if is_read_only(name) => CacheUse::Neutral,
         _ => CacheUse::Write,
     }
 }
@@ -246,58 +268,58 @@ impl CacheRules {
 /// Writes whose one and only key is their first argument (Redis's key spec: first key 1, last
 /// key 1). Only commands whose spec is certain belong here: a missing key would be stale reads.
 const SINGLE_KEY_WRITES: &[&[u8]] = &[
-    b"SET",
-    b"SETNX",
-    b"SETEX",
-    b"PSETEX",
-    b"GETSET",
+    b"APPEND",
+    b"DECR",
+    b"DECRBY",
+    b"EXPIRE",
+    b"EXPIREAT",
+    b"GEOADD",
     b"GETDEL",
     b"GETEX",
-    b"APPEND",
-    b"SETRANGE",
-    b"INCR",
-    b"DECR",
-    b"INCRBY",
-    b"DECRBY",
-    b"INCRBYFLOAT",
-    b"SETBIT",
-    b"HSET",
-    b"HSETNX",
-    b"HMSET",
+    b"GETSET",
     b"HDEL",
     b"HINCRBY",
     b"HINCRBYFLOAT",
-    b"LPUSH",
-    b"RPUSH",
-    b"LPUSHX",
-    b"RPUSHX",
-    b"LPOP",
-    b"RPOP",
-    b"LSET",
-    b"LREM",
-    b"LTRIM",
+    b"HMSET",
+    b"HSET",
+    b"HSETNX",
+    b"INCR",
+    b"INCRBY",
+    b"INCRBYFLOAT",
     b"LINSERT",
-    b"SADD",
-    b"SREM",
-    b"SPOP",
-    b"ZADD",
-    b"ZREM",
-    b"ZINCRBY",
-    b"ZREMRANGEBYSCORE",
-    b"ZREMRANGEBYRANK",
-    b"ZREMRANGEBYLEX",
-    b"ZPOPMIN",
-    b"ZPOPMAX",
-    b"EXPIRE",
-    b"PEXPIRE",
-    b"EXPIREAT",
-    b"PEXPIREAT",
+    b"LPOP",
+    b"LPUSH",
+    b"LPUSHX",
+    b"LREM",
+    b"LSET",
+    b"LTRIM",
     b"PERSIST",
+    b"PEXPIRE",
+    b"PEXPIREAT",
     b"PFADD",
+    b"PSETEX",
+    b"RPOP",
+    b"RPUSH",
+    b"RPUSHX",
+    b"SADD",
+    b"SET",
+    b"SETBIT",
+    b"SETEX",
+    b"SETNX",
+    b"SETRANGE",
+    b"SPOP",
+    b"SREM",
     b"XADD",
     b"XDEL",
     b"XTRIM",
-    b"GEOADD",
+    b"ZADD",
+    b"ZINCRBY",
+    b"ZPOPMAX",
+    b"ZPOPMIN",
+    b"ZREM",
+    b"ZREMRANGEBYLEX",
+    b"ZREMRANGEBYRANK",
+    b"ZREMRANGEBYSCORE",
 ];
 
 /// The keys a write may touch: its first argument for a known single-key write, else every
@@ -306,7 +328,7 @@ const SINGLE_KEY_WRITES: &[&[u8]] = &[
 pub fn write_keys(args: &[Bytes]) -> &[Bytes] {
     if let (Some(first), Some(key)) = (args.first(), args.get(1..2)) {
         let (buf, n) = name_upper(first);
-        if n > 0 && contains(SINGLE_KEY_WRITES, &buf[..n]) {
+        if n > 0 && is_single_key_write(&buf[..n]) {
             return key;
         }
     }
@@ -316,6 +338,15 @@ pub fn write_keys(args: &[Bytes]) -> &[Bytes] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_tables_are_sorted_without_duplicates() {
+        for table in [CACHEABLE, READ_ONLY, SINGLE_KEY_WRITES] {
+            assert!(table.windows(2).all(|w| w[0] < w[1]), "{table:?}");
+        }
+        assert!(is_read_only(b"PING") && is_cacheable(b"GET") && is_single_key_write(b"SET"));
+        assert!(!is_read_only(b"SET") && !is_cacheable(b"SET") && !is_single_key_write(b"GET"));
+    }
     use crate::command::cmd;
 
     #[test]

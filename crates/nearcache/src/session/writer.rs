@@ -11,8 +11,10 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
+use atomic_waker::AtomicWaker;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -43,6 +45,12 @@ pub struct Link {
     queued: AtomicUsize,
     /// The writer is gone (client unreachable): nobody will drain `inflight` any more.
     closed: AtomicBool,
+    /// Wakes whoever waits in [`Link::closed`]: a waker rather than a `Notify`, because the
+    /// session polls that wait every time it wakes, and a `Notify` takes a lock to be polled.
+    close_waker: AtomicWaker,
+    /// The reader waits in [`Link::drained`] or [`Link::below`]: only then does a reply
+    /// received need to signal `changed` (which takes a lock).
+    waiting: AtomicBool,
     changed: Notify,
 }
 
@@ -52,9 +60,23 @@ impl Link {
     }
 
     fn received(&self) {
-        let before = self.inflight.fetch_sub(1, Ordering::AcqRel);
-        if before == 1 || before == RESUME_BELOW {
+        let before = self.inflight.fetch_sub(1, Ordering::SeqCst);
+        if (before == 1 || before == RESUME_BELOW) && self.waiting.load(Ordering::SeqCst) {
             self.changed.notify_waiters();
+        }
+    }
+
+    /// Waits for `changed` until `done` holds. The flag is raised before `done` is checked
+    /// again, so a reply received after the check sees it and signals (all `SeqCst`).
+    async fn wait_until(&self, done: impl Fn(&Self) -> bool) {
+        loop {
+            let notified = self.changed.notified();
+            self.waiting.store(true, Ordering::SeqCst);
+            if done(self) || self.is_closed() {
+                self.waiting.store(false, Ordering::SeqCst);
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -106,40 +128,35 @@ impl Link {
     /// Waits until every dispatched reply has come back (or the writer is gone), so that the
     /// next command may go to another upstream connection without overtaking earlier ones.
     pub async fn drained(&self) {
-        loop {
-            let notified = self.changed.notified();
-            if self.inflight() == 0 || self.is_closed() {
-                return;
-            }
-            tracing::trace!(inflight = self.inflight(), "reader waits for drain");
-            notified.await;
-        }
+        self.wait_until(|l| l.inflight.load(Ordering::SeqCst) == 0)
+            .await
     }
 
     /// Waits until fewer than [`RESUME_BELOW`] replies are outstanding (or the writer is gone).
     pub async fn below(&self) {
-        loop {
-            let notified = self.changed.notified();
-            if self.inflight() < RESUME_BELOW || self.is_closed() {
-                return;
-            }
-            notified.await;
-        }
+        self.wait_until(|l| l.inflight.load(Ordering::SeqCst) < RESUME_BELOW)
+            .await
     }
 
     /// Resolves once the writer is gone.
     pub async fn closed(&self) {
-        loop {
-            let notified = self.changed.notified();
+        std::future::poll_fn(|cx| {
             if self.is_closed() {
-                return;
+                return Poll::Ready(());
             }
-            notified.await;
-        }
+            self.close_waker.register(cx.waker());
+            if self.is_closed() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        self.closed.store(true, Ordering::SeqCst);
+        self.close_waker.wake();
         self.changed.notify_waiters();
     }
 }
