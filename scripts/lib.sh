@@ -3,10 +3,13 @@
 #
 #   lib_init NAME             scratch dir in $work, cleanup on exit, `die` prefixes NAME
 #   free_port                 prints a free TCP port on 127.0.0.1
-#   start_redis [ARGS...]     redis-server on a free port: sets redis_port
+#   wait_ping PORT NAME       polls PING until PONG (bounded), or dies
+#   start_redis [ARGS...]     redis-server on a free port: sets redis_port, redis_pid
 #   nearcache_bin             builds the release binary unless SKIP_BUILD=1: sets bin
-#   start_nearcache [ARGS...] the binary in front of $redis_port (admin on a free port):
-#                             sets nc_pid, nc_port, nc_admin; stops the previous one
+#   spawn_nearcache NAME EXE [ARGS...]
+#                             EXE in front of $redis_port (admin on a free port), output in
+#                             $work/NAME.{out,err}: sets nc_pid, nc_port, nc_admin (host:port)
+#   start_nearcache [ARGS...] spawn_nearcache of $bin as "nc", stopping the previous one
 #   track PID                 stops PID on exit too
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,6 +47,15 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+wait_ping() {
+    local port=$1 name=$2
+    for _ in $(seq 1 200); do
+        [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.05
+    done
+    die "$name on port $port did not answer PING"
+}
+
 start_redis() {
     local port pid
     for _ in 1 2 3 4 5; do
@@ -56,6 +68,7 @@ start_redis() {
             kill -0 "$pid" 2>/dev/null || break
             if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
                 redis_port=$port
+                redis_pid=$pid
                 return 0
             fi
             sleep 0.05
@@ -73,19 +86,16 @@ nearcache_bin() {
     [ -x "$bin" ] || die "no binary at $bin"
 }
 
-start_nearcache() {
-    if [ -n "$nc_pid" ]; then
-        kill "$nc_pid" 2>/dev/null || true
-        wait "$nc_pid" 2>/dev/null || true
-    fi
-    "$bin" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" \
-        "$@" >"$work/nc.out" 2>"$work/nc.err" &
+spawn_nearcache() {
+    local name=$1 exe=$2 line
+    shift 2
+    "$exe" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" \
+        "$@" >"$work/$name.out" 2>"$work/$name.err" &
     nc_pid=$!
     track "$nc_pid"
     nc_port="" nc_admin=""
-    local line
     for _ in $(seq 1 300); do
-        line=$(head -n 1 "$work/nc.out" 2>/dev/null || true)
+        line=$(head -n 1 "$work/$name.out" 2>/dev/null || true)
         if [[ "$line" =~ listen=127\.0\.0\.1:([0-9]+)\ admin=([^ ]+) ]]; then
             nc_port=${BASH_REMATCH[1]}
             nc_admin=${BASH_REMATCH[2]}
@@ -94,5 +104,13 @@ start_nearcache() {
         kill -0 "$nc_pid" 2>/dev/null || break
         sleep 0.05
     done
-    die "nearcache did not start: $(tail -n 20 "$work/nc.err")"
+    die "$name did not start: $(tail -n 20 "$work/$name.err")"
+}
+
+start_nearcache() {
+    if [ -n "$nc_pid" ]; then
+        kill "$nc_pid" 2>/dev/null || true
+        wait "$nc_pid" 2>/dev/null || true
+    fi
+    spawn_nearcache nc "$bin" "$@"
 }

@@ -57,27 +57,9 @@ else
 fi
 THREADS=${PERF_THREADS:-1}
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-work=$(mktemp -d "${TMPDIR:-/tmp}/nearcache-perf.XXXXXX")
-pids=()
-
-cleanup() {
-    local pid
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-die() {
-    echo "perf.sh: $*" >&2
-    exit 1
-}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init perf
 log() { echo "perf.sh: $*" >&2; }
 
 "$root/scripts/deps.sh" nutcracker:nutcracker >&2 || true
@@ -85,60 +67,25 @@ for tool in redis-server redis-benchmark redis-cli python3 curl nutcracker; do
     command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs it)"
 done
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_ping PORT NAME: polls PING until it answers PONG (bounded).
-wait_ping() {
-    local port=$1 name=$2
-    for _ in $(seq 1 200); do
-        [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] && return 0
-        sleep 0.05
-    done
-    die "$name on port $port did not answer PING"
-}
-
-# --- build -------------------------------------------------------------------------------
-bin="${CARGO_TARGET_DIR:-$root/target}/release/nearcache"
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    log "building nearcache (release)..."
-    (cd "$root" && cargo build --release -p nearcache >&2)
-fi
-[ -x "$bin" ] || die "no binary at $bin"
+nearcache_bin
 
 # --- servers -----------------------------------------------------------------------------
 declare -A port_of admin_of pid_of
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-    --daemonize no --dir "$work" --logfile "$work/redis.log" &
-pids+=("$!")
-redis_pid=$!
-wait_ping "$redis_port" redis-server
+start_redis
 port_of[direct]=$redis_port
 
 # start_nearcache NAME ARGS...: a nearcache (binary $nc_bin) with its admin port, under NAME.
 nc_bin=$bin
 start_nearcache() {
-    local name=$1 out="$work/$1.out" line
+    local name=$1
     shift
     # shellcheck disable=SC2086
-    "$nc_bin" --listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" --admin-listen 127.0.0.1:0 \
-        "$@" ${NEARCACHE_ARGS:-} >"$out" 2>"$work/$name.err" &
-    pids+=("$!")
-    pid_of[$name]=$!
-    for _ in $(seq 1 300); do
-        line=$(head -n 1 "$out" 2>/dev/null || true)
-        if [[ "$line" =~ listen=127\.0\.0\.1:([0-9]+)\ admin=127\.0\.0\.1:([0-9]+) ]]; then
-            port_of[$name]=${BASH_REMATCH[1]}
-            admin_of[$name]=${BASH_REMATCH[2]}
-            wait_ping "${port_of[$name]}" "$name"
-            return 0
-        fi
-        sleep 0.05
-    done
-    die "$name did not print its ready line: $(cat "$work/$name.err")"
+    spawn_nearcache "$name" "$nc_bin" "$@" ${NEARCACHE_ARGS:-}
+    pid_of[$name]=$nc_pid
+    port_of[$name]=$nc_port
+    admin_of[$name]=${nc_admin##*:}
+    wait_ping "$nc_port" "$name"
 }
 
 start_nearcache nearcache --max-memory 256mb
@@ -168,7 +115,7 @@ bench:
    - 127.0.0.1:$redis_port:1
 EOF
 nutcracker -c "$work/nutcracker.yml" -a 127.0.0.1 -s "$(free_port)" -o "$work/nutcracker.log" &
-pids+=("$!")
+track "$!"
 pid_of[twemproxy]=$!
 wait_ping "$tw_port" nutcracker
 port_of[twemproxy]=$tw_port
@@ -227,7 +174,7 @@ bench() {
     shift 2
     redis-benchmark -h 127.0.0.1 -p "$port" --csv "$@" >"$out" 2>"$out.err" &
     pid=$!
-    pids+=("$pid")
+    track "$pid"
     wait "$pid" || die "redis-benchmark -p $port $* failed: $(cat "$out.err")"
     unset 'pids[-1]'
 }
@@ -284,7 +231,7 @@ run() {
             redis-benchmark -h 127.0.0.1 -p "$port" --csv -n "$wn" -c "$wc" -P "$p" -r "$hot" \
                 SET 'h:__rand_int__' "$value" >"$work/mixw.csv" 2>"$work/mixw.err" &
             pid=$!
-            pids+=("$pid")
+            track "$pid"
             bench "$out" "$port" -n "$rn" -c "$rc" -P "$p" -r "$hot" GET 'h:__rand_int__'
             wait "$pid" || die "redis-benchmark (mix writes) failed: $(cat "$work/mixw.err")"
             unset 'pids[-1]'
