@@ -4,7 +4,6 @@
 //! Synchronous: the session and writer call into it, the upstream side calls it through
 //! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all).
 
-use hashbrown::HashMap;
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
+use hashbrown::HashMap;
+use smallvec::SmallVec;
 
 use tokio::sync::oneshot;
 
@@ -23,20 +24,21 @@ use crate::upstream::TrackingSink;
 
 const FLIGHT_SHARDS: usize = 16;
 
-/// Clients waiting for the reply to a read already on its way upstream.
-type Waiters = Arc<Mutex<Vec<ReplyTx>>>;
-
 /// A read in flight that later misses of the same entry join instead of reading again.
 struct Flight {
     id: u64,
     /// The entry key.
     key: Bytes,
-    waiters: Waiters,
+    /// Clients waiting for the reply besides the leader.
+    waiters: Vec<ReplyTx>,
+    /// An invalidation came after this read was sent: later misses must read again rather
+    /// than join it, but those who joined before still get its reply.
+    grounded: bool,
 }
 
 /// Reads in flight by group (Redis key): an invalidation grounds a whole group at once, and a
 /// group rarely has more than one read in flight, so its list is searched in order.
-type Flights = HashMap<Bytes, Vec<Flight>, hashbrown::DefaultHashBuilder>;
+type Flights = HashMap<Bytes, SmallVec<[Flight; 1]>, hashbrown::DefaultHashBuilder>;
 
 /// A fill waiting for its key's `PTTL` reply.
 pub type PendingFill = (Fill, oneshot::Receiver<UpstreamResult>);
@@ -61,7 +63,6 @@ pub enum Read {
 pub struct Landing {
     id: u64,
     group: Bytes,
-    waiters: Waiters,
 }
 
 /// The cache as the proxy sees it.
@@ -133,42 +134,44 @@ impl CacheLayer {
     /// without waiting, so that a follower never waits on a leader that waits on it.
     pub fn join(&self, group: &Bytes, key: &Bytes, meter: Option<&Arc<OutMeter>>) -> Join {
         let mut flights = self.flight_shard(group);
-        let in_flight = flights
-            .get(group.as_ref())
-            .and_then(|reads| reads.iter().find(|f| f.key == *key));
-        if let Some(f) = in_flight {
+        let joinable = flights
+            .get_mut(group.as_ref())
+            .and_then(|reads| reads.iter_mut().find(|f| !f.grounded && f.key == *key));
+        if let Some(f) = joinable {
             let (tx, rx) = reply::reply_channel(meter);
-            f.waiters.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
+            f.waiters.push(tx);
             self.collapsed.fetch_add(1, Ordering::Relaxed);
             return Join::Follower(rx);
         }
         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
-        let waiters = Waiters::default();
         flights.entry(group.clone()).or_default().push(Flight {
             id,
             key: key.clone(),
-            waiters: waiters.clone(),
+            waiters: Vec::new(),
+            grounded: false,
         });
         Join::Leader(Landing {
             id,
             group: group.clone(),
-            waiters,
         })
     }
 
     /// The leader's reply is in: close the flight and hand the reply to everyone who joined.
     pub fn land(&self, landing: Landing, result: &UpstreamResult) {
-        {
+        let waiters = {
             let mut flights = self.flight_shard(&landing.group);
-            if let Some(reads) = flights.get_mut(landing.group.as_ref()) {
-                reads.retain(|f| f.id != landing.id);
-                if reads.is_empty() {
-                    flights.remove(landing.group.as_ref());
-                }
+            let Some(reads) = flights.get_mut(landing.group.as_ref()) else {
+                return;
+            };
+            let Some(at) = reads.iter().position(|f| f.id == landing.id) else {
+                return;
+            };
+            let flight = reads.swap_remove(at);
+            if reads.is_empty() {
+                flights.remove(landing.group.as_ref());
             }
-        }
-        let waiters =
-            std::mem::take(&mut *landing.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+            flight.waiters
+        };
         for w in waiters {
             w.send(result.clone());
         }
@@ -177,12 +180,19 @@ impl CacheLayer {
     /// After an invalidation, later misses must read again rather than join a read that may
     /// have run before the change; those who joined earlier still get its reply.
     fn ground(&self, group: &[u8]) {
-        self.flight_shard(group).remove(group);
+        if let Some(reads) = self.flight_shard(group).get_mut(group) {
+            for f in reads.iter_mut() {
+                f.grounded = true;
+            }
+        }
     }
 
     fn ground_all(&self) {
         for shard in self.flights.iter() {
-            shard.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            let mut flights = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for f in flights.values_mut().flatten() {
+                f.grounded = true;
+            }
         }
     }
 

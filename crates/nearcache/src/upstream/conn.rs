@@ -50,8 +50,29 @@ pub enum Expect {
     Track(u64),
 }
 
-/// Work done with a reply by the task that read it (see [`Expect::Then`]).
-pub type Completion = Box<dyn FnOnce(UpstreamResult) + Send>;
+/// Work done with a reply by the task that read it (see [`Expect::Then`]). It runs exactly
+/// once: with the reply, with the error that failed the request, or, if the request is dropped
+/// unanswered (its connection's task ended with it still queued), with that loss.
+pub struct Completion(Option<Box<dyn FnOnce(UpstreamResult) + Send>>);
+
+impl Completion {
+    fn run(mut self, result: UpstreamResult) {
+        if let Some(then) = self.0.take() {
+            then(result);
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(then) = self.0.take() {
+            then(Err(UpstreamError::Lost {
+                addr: "upstream".into(),
+                cause: "request dropped".into(),
+            }));
+        }
+    }
+}
 
 /// One encoded command (or several, pipelined) and what it expects back.
 pub struct Request {
@@ -174,7 +195,7 @@ impl ConnHandle {
     pub fn call_then(&self, bytes: Bytes, then: impl FnOnce(UpstreamResult) + Send + 'static) {
         self.send(Request {
             bytes,
-            expect: Expect::Then(Box::new(then)),
+            expect: Expect::Then(Completion(Some(Box::new(then)))),
             timed: true,
         });
     }
@@ -274,7 +295,7 @@ fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
     state.inflight.fetch_sub(1, Ordering::AcqRel);
     match expect {
         Expect::One(tx) => tx.send(Err(err.clone())),
-        Expect::Then(then) => then(Err(err.clone())),
+        Expect::Then(then) => then.run(Err(err.clone())),
         Expect::Relay(sink) => close_relay(&sink, err),
         Expect::Track(_) => {}
     }
@@ -716,7 +737,7 @@ fn deliver(
         }
         Some(Expect::Then(then)) => {
             state.inflight.fetch_sub(1, Ordering::AcqRel);
-            then(Ok(frame));
+            then.run(Ok(frame));
             Ok(())
         }
         // Taken above before any frame is examined; kept total rather than panicking.
@@ -730,5 +751,36 @@ fn deliver(
             addr: state.addr.clone(),
             cause: "reply without a request".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn recorder() -> (Arc<Mutex<Vec<UpstreamResult>>>, Completion) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let then = move |r| log.lock().unwrap().push(r);
+        (seen, Completion(Some(Box::new(then))))
+    }
+
+    #[test]
+    fn a_completion_runs_once_with_its_reply() {
+        let (seen, then) = recorder();
+        then.run(Ok(Bytes::from_static(b"+OK\r\n")));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(matches!(&seen[0], Ok(b) if &b[..] == b"+OK\r\n"));
+    }
+
+    #[test]
+    fn a_completion_dropped_unanswered_runs_with_the_loss() {
+        let (seen, then) = recorder();
+        drop(then);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(matches!(&seen[0], Err(UpstreamError::Lost { .. })));
     }
 }
