@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Instructions the proxy executes per request, counted by valgrind's callgrind: a figure that
+# does not drift with the machine's load, for comparing builds (what perf.sh's CPU columns do
+# with more noise). Counts user space only: the kernel's share (socket reads and writes, about
+# 60% of a hit's time) is not in it.
+#
+#   scripts/instr.sh [BIN...]      default: the release build (built unless SKIP_BUILD=1)
+#
+# For each binary and case it starts Redis and the binary under callgrind (instrumentation
+# off), warms the cache through the proxy, switches instrumentation on, drives N requests with
+# redis-benchmark (50 clients), dumps, and prints instructions / N. The count includes the
+# benchmark's 50 connections being accepted, a few percent of the smallest figures.
+#
+# Environment: INSTR_CASES (default "get:1 get:16 mget:1 set:1 miss:16"), INSTR_N (20000).
+set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init instr
+for tool in valgrind callgrind_control redis-server redis-benchmark redis-cli; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install valgrind redis-server redis-tools)"
+done
+CASES=${INSTR_CASES:-"get:1 get:16 mget:1 set:1 miss:16"}
+N=${INSTR_N:-20000}
+if [ $# -eq 0 ]; then
+    nearcache_bin
+    set -- "$bin"
+fi
+
+value=$(head -c 64 /dev/zero | tr '\0' v)
+hot_args() {
+    case $1 in
+        get) echo "GET h:__rand_int__" ;;
+        set) echo "SET h:__rand_int__ $value" ;;
+        mget) echo "MGET$(printf ' h:__rand_int__%.0s' $(seq 1 10))" ;;
+        miss) echo "GET m:__rand_int__" ;;
+    esac
+}
+
+# count BIN TEST PIPELINE: prints instructions per request
+count() {
+    local exe=$1 test=$2 p=$3 out="$work/cg.out" port admin vg max=256mb keys=1000 ir
+    [ "$test" = miss ] && max=4mb keys=300000
+    start_redis
+    port=$(free_port) admin=$(free_port)
+    rm -f "$out"*
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$exe" \
+        --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+        --upstream "127.0.0.1:$redis_port" --max-memory "$max" >"$work/vg.log" 2>&1 &
+    vg=$!
+    track "$vg"
+    wait_ping "$port" "$(basename "$exe") under callgrind"
+    if [ "$test" = miss ]; then
+        redis-cli -p "$redis_port" DEBUG POPULATE "$keys" m 64 >/dev/null
+    else
+        for i in $(seq 0 999); do echo "SET h:$i $value"; done | redis-cli -p "$redis_port" >/dev/null
+        for _ in 1 2; do
+            for i in $(seq 0 999); do echo "GET h:$i"; done | redis-cli -p "$port" >/dev/null
+        done
+    fi
+    # shellcheck disable=SC2046
+    redis-benchmark -p "$port" -c 50 -P "$p" -r "$keys" -n 2000 $(hot_args "$test") >/dev/null
+    callgrind_control -i on "$vg" >/dev/null 2>&1
+    # shellcheck disable=SC2046
+    redis-benchmark -p "$port" -c 50 -P "$p" -r "$keys" -n "$N" $(hot_args "$test") >/dev/null
+    callgrind_control -d "$vg" >/dev/null 2>&1
+    for _ in $(seq 1 100); do
+        ir=$(cat "$out".* 2>/dev/null | awk '/^(summary|totals):/ { if ($2 > m) m = $2 } END { print m + 0 }')
+        [ "$ir" -gt 0 ] && break
+        sleep 0.1
+    done
+    kill "$vg" "$redis_pid" 2>/dev/null || true
+    wait "$vg" "$redis_pid" 2>/dev/null || true
+    echo $((ir / N))
+}
+
+printf '| binary |'
+for c in $CASES; do printf ' %s P=%s |' "${c%%:*}" "${c##*:}"; done
+printf '\n|---|'
+for _ in $CASES; do printf -- '---:|'; done
+printf '\n'
+for exe in "$@"; do
+    printf '| %s |' "$(basename "$exe")"
+    for c in $CASES; do printf ' %s |' "$(count "$exe" "${c%%:*}" "${c##*:}")"; done
+    printf '\n'
+done
