@@ -25,6 +25,9 @@ if [ $# -eq 0 ]; then
     nearcache_bin
     set -- "$bin"
 fi
+for exe in "$@"; do
+    [ -x "$exe" ] || die "no executable at $exe"
+done
 
 value=$(head -c 64 /dev/zero | tr '\0' v)
 hot_args() {
