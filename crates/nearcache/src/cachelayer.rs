@@ -221,8 +221,8 @@ impl CacheLayer {
         let key = buf.split();
         let hit = self
             .cache
-            .get_with(args[1].as_ref(), &key, self.clock.now(), |reply| {
-                buf.extend_from_slice(reply)
+            .get_with(args[1].as_ref(), &key, self.clock.now(), |stored| {
+                put_reply(buf, stored)
             });
         drop(key);
         match hit {
@@ -237,7 +237,12 @@ impl CacheLayer {
     /// A cached reply, if any, for an entry key made by [`CacheLayer::entry_key`].
     pub fn lookup(&self, group: &[u8], entry_key: &[u8]) -> Option<Bytes> {
         let key = compact_key(entry_key)?;
-        self.cache.get(group, &key, self.clock.now())
+        self.cache
+            .get_with(group, &key, self.clock.now(), |stored| {
+                let mut out = BytesMut::new();
+                put_reply(&mut out, stored);
+                out.freeze()
+            })
     }
 
     /// Starts a fill through a connection whose tracking protects entries tagged `tag`; `key`
@@ -271,8 +276,18 @@ impl CacheLayer {
         let now = self.clock.now();
         let expires_at = fill.sent_at.saturating_add(life);
         // The cache copies the reply, with the key, into one allocation of its own.
-        self.cache
-            .complete_fill(fill.ticket, key, reply, expires_at, now);
+        match bulk_payload(reply) {
+            Some(payload) => {
+                let mut stored = Vec::with_capacity(1 + payload.len());
+                stored.push(0);
+                stored.extend_from_slice(payload);
+                self.cache
+                    .complete_fill(fill.ticket, key, stored, expires_at, now)
+            }
+            None => self
+                .cache
+                .complete_fill(fill.ticket, key, reply, expires_at, now),
+        };
     }
 
     /// Drops every entry derived from these Redis keys (a write through the proxy).
@@ -326,6 +341,37 @@ pub fn put_entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], out: &mut impl BufMu
         let a = a.as_ref();
         put_len(out, a.len());
         out.put_slice(a);
+    }
+}
+
+/// The payload of a bulk string reply (`$<n>\r\n<n bytes>\r\n`, length written as Redis
+/// writes it), which the cache stores as a 0 byte and the payload: 6 to 10 bytes less per
+/// entry. RESP replies never start with a 0 byte, so anything else is stored as it is.
+fn bulk_payload(reply: &[u8]) -> Option<&[u8]> {
+    let rest = reply.strip_prefix(b"$")?;
+    let end = rest.iter().position(|&c| c == b'\r')?;
+    let digits = &rest[..end];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits.len() > 1 && digits[0] == b'0' {
+        return None;
+    }
+    let n: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let body = rest[end..].strip_prefix(b"\r\n")?;
+    (body.len() == n.checked_add(2)? && body.ends_with(b"\r\n")).then(|| &body[..n])
+}
+
+/// Appends a reply as the client gets it, from its stored form (see [`bulk_payload`]).
+fn put_reply(out: &mut BytesMut, stored: &[u8]) {
+    match stored.split_first() {
+        Some((0, payload)) => {
+            out.reserve(payload.len() + 24);
+            let _ = write!(out, "${}\r\n", payload.len());
+            out.extend_from_slice(payload);
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => out.extend_from_slice(stored),
     }
 }
 
@@ -551,6 +597,31 @@ mod tests {
         assert_eq!(seen.len(), 14);
         assert_eq!(compact(2, &[b"GET", b"a-long-redis-key"]), [2, 1]);
         assert!(compact_key(b"\x02*2\r\n$3\r\nGET\r\n$1\r\nkk\r\n").is_none());
+    }
+
+    #[test]
+    fn bulk_replies_are_stored_without_their_framing() {
+        for (reply, payload) in [
+            (&b"$3\r\nabc\r\n"[..], Some(&b"abc"[..])),
+            (b"$0\r\n\r\n", Some(b"")),
+            (b"$12\r\nhello\r\nworld\r\n", Some(b"hello\r\nworld")),
+            (b"$-1\r\n", None),
+            (b"$03\r\nabc\r\n", None),
+            (b"$+3\r\nabc\r\n", None),
+            (b"$3\r\nabcd\r\n", None),
+            (b"$3\r\nabc\r\n+OK\r\n", None),
+            (b":5\r\n", None),
+            (b"*1\r\n$1\r\na\r\n", None),
+        ] {
+            assert_eq!(bulk_payload(reply), payload, "{reply:?}");
+            let stored = match payload {
+                Some(p) => [&[0][..], p].concat(),
+                None => reply.to_vec(),
+            };
+            let mut out = BytesMut::new();
+            put_reply(&mut out, &stored);
+            assert_eq!(&out[..], reply);
+        }
     }
 
     #[test]
