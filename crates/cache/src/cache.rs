@@ -222,7 +222,7 @@ impl Cache {
         let mut garbage = Garbage::new();
         let found = {
             let mut core = shard.core.lock();
-            let (found, delta) = core.get(key_hash, group, key, now, &mut garbage, f);
+            let (found, delta) = core.get(key_hash, group_hash, group, key, now, &mut garbage, f);
             let c = &shard.counters;
             bump(if found.is_some() { &c.hits } else { &c.misses }, 1);
             account(c, &core, delta);

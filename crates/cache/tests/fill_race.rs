@@ -180,3 +180,27 @@ fn policy_names_parse() {
         "{err}"
     );
 }
+
+#[test]
+fn groups_with_many_entries() {
+    for p in PolicyKind::ALL {
+        let c = cache(p);
+        for i in 0..50u64 {
+            assert!(fill(&c, "g", 1 + i % 3, &format!("k{i}"), "v"), "{p}");
+        }
+        assert!(fill(&c, "h", 1, "k0", "w"), "{p}");
+        c.validate().unwrap();
+        // Tag 1 holds the group's head (k0) and every third entry, and h's only entry.
+        assert_eq!(c.invalidate_tag(1), 18, "{p}");
+        c.validate().unwrap();
+        for i in 0..50u64 {
+            let found = c.get(b"g", format!("k{i}").as_bytes(), 0).is_some();
+            assert_eq!(found, i % 3 != 0, "{p} k{i}");
+        }
+        assert!(fill(&c, "g", 1, "k3", "again"), "{p}");
+        assert_eq!(c.get(b"g", b"k3", 0), Some(Bytes::from_static(b"again")));
+        assert_eq!(c.invalidate_group(b"g"), 34, "{p}");
+        assert_eq!(c.stats().entries, 0, "{p}");
+        c.validate().unwrap();
+    }
+}

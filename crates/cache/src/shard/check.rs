@@ -25,11 +25,15 @@ impl Core {
             bytes += self.cost_of(e);
             let (group, key, _) = parts(&e.data);
             let group_hash = self.hasher.hash_one(group);
-            if self.find(entry_hash(&self.hasher, group_hash, key), group, key) != Some(slot) {
-                return Err(format!("entry {slot} not reachable through the key index"));
+            let hash = entry_hash(&self.hasher, group_hash, key);
+            if self.find(hash, group_hash, group, key) != Some(slot) {
+                return Err(format!("entry {slot} not reachable through the index"));
             }
-            if self.find_group(group_hash, group).is_none() {
-                return Err(format!("entry {slot}'s group is not indexed"));
+            let Some(head) = self.find_group(group_hash, group) else {
+                return Err(format!("entry {slot}'s group has no head"));
+            };
+            if e.is_head() != (head == slot) {
+                return Err(format!("entry {slot}: head flag disagrees with the index"));
             }
             for (n, back) in [(e.g_next, true), (e.g_prev, false)] {
                 let ok = self.slab.get(n).is_some_and(|ne| {
@@ -39,11 +43,12 @@ impl Core {
                     return Err(format!("entry {slot}: group circle broken"));
                 }
             }
-            let rec = self.tags.get(e.tag as usize);
-            if !rec.is_some_and(|r| r.len > 0 && self.tag_ids.get(&r.tag) == Some(&e.tag)) {
+            let id = e.tag_id();
+            let rec = self.tags.get(id as usize);
+            if !rec.is_some_and(|r| r.len > 0 && self.tag_ids.get(&r.tag) == Some(&id)) {
                 return Err(format!("entry {slot} has an unindexed tag"));
             }
-            per_tag[e.tag as usize] += 1;
+            per_tag[id as usize] += 1;
         }
         if live != self.len || live != self.index.len() || live != self.policy.len() {
             return Err(format!(
@@ -67,16 +72,14 @@ impl Core {
             return Err(format!("{} bytes over budget {}", self.bytes, self.budget));
         }
         self.policy.check()?;
-        // Group circles: each indexed group's circle holds its entries, and they add up.
+        // Group circles: each head's circle holds its group's entries, no other head, and the
+        // circles add up to every entry.
         let mut in_groups = 0usize;
-        for &head in self.groups.iter() {
-            let Some(e) = self.slab.get(head) else {
-                return Err(format!("group index points at free slot {head}"));
+        for head in 0..self.slab.high {
+            let Some(e) = self.slab.get(head).filter(|e| e.is_head()) else {
+                continue;
             };
             let group = parts(&e.data).0;
-            if self.find_group(self.hasher.hash_one(group), group) != Some(head) {
-                return Err(format!("group of slot {head} indexed twice or unreachable"));
-            }
             let (mut cur, mut n) = (head, 0usize);
             loop {
                 n += 1;
@@ -86,6 +89,10 @@ impl Core {
                 cur = self.slab.entry(cur).g_next;
                 if cur == head {
                     break;
+                }
+                let m = self.slab.entry(cur);
+                if m.is_head() || parts(&m.data).0 != group {
+                    return Err(format!("group of slot {head}: circle reaches slot {cur}"));
                 }
             }
             in_groups += n;

@@ -1,5 +1,5 @@
-//! The single-threaded core of one shard: an entry slab, the key index, the group and tag
-//! indexes, and the shard's eviction policy.
+//! The single-threaded core of one shard: an entry slab, one index for keys and groups, the
+//! tag table, and the shard's eviction policy.
 //!
 //! Everything here runs under the shard's lock, so it must never block, never call back into the
 //! cache and never drop entry data: removed entries are handed back in a [`Garbage`] bag that the
@@ -9,11 +9,13 @@
 //! * one heap allocation holding the group, the key and the value ([`pack`]);
 //! * a 32-byte [`Entry`] slot in a chunked slab (chunks of 1,024 slots, so the slab never holds
 //!   more than one chunk of slack and never copies itself to grow);
-//! * a `u32` in the key index, and one `u32` per *group* in the group index;
+//! * one `u32` in the index: the first entry of a group (its *head*) is indexed by the group's
+//!   hash, the others by the hash of group and key, so the same table finds a key and a group
+//!   (no group index);
 //! * nothing per tag: an entry names its tag by a small per-shard id.
 //!
-//! No hash is stored: the indexes rehash from the entry's bytes when they grow, and removals
-//! recompute the two hashes (a few nanoseconds for short keys).
+//! No hash is stored: the index rehashes from the entry's bytes when it grows, and removals
+//! recompute the hashes (a few nanoseconds for short keys).
 
 mod check;
 
@@ -25,16 +27,18 @@ use std::hash::BuildHasher;
 pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
 
 const NIL: u32 = u32::MAX;
+/// Flag in [`Entry::tag`]: the entry is its group's head (indexed by the group's hash).
+const HEAD: u32 = 1 << 31;
 const CHUNK_BITS: u32 = 10;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// Fixed per-entry cost, in bytes, of the shard's own structures beyond the entry's packed
-/// bytes: the 32-byte slot, the key index slot and (worst case, one group per entry) the group
-/// index slot (`hashbrown` tables of `u32` between 7/16 and 7/8 full: 5.7-11.4 bytes each), and
-/// the allocator's rounding and header of the packed bytes (about 16-24 bytes). The
+/// bytes: the 32-byte slot, the index slot (a `hashbrown` table of `u32` between 7/16 and 7/8
+/// full: 5.7-11.4 bytes), and the allocator's rounding and header of the packed bytes (about
+/// 16-24 bytes). The
 /// policy adds its own share. Calibrated by `tests/overhead.rs` and
 /// `nearcache/examples/entry_overhead.rs`.
-pub const ENTRY_OVERHEAD: u64 = 72;
+pub const ENTRY_OVERHEAD: u64 = 64;
 
 /// One resident entry: 32 bytes.
 pub(crate) struct Entry {
@@ -42,7 +46,7 @@ pub(crate) struct Entry {
     data: Box<[u8]>,
     /// Deadline, see [`encode_deadline`].
     expires: u32,
-    /// The shard's id for the entry's tag (index into `Core::tags`).
+    /// The shard's id for the entry's tag (index into `Core::tags`), and the [`HEAD`] flag.
     tag: u32,
     /// The entry's neighbours in its group's circular list (itself when alone).
     g_prev: u32,
@@ -136,9 +140,24 @@ fn mix64(x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
-/// The key index's hash of an entry: its group's hash combined with its key's.
+/// The index's hash of an entry that is not its group's head: its group's hash combined with
+/// its key's.
 pub(crate) fn entry_hash(hasher: &Hasher, group_hash: u64, key: &[u8]) -> u64 {
     mix64(group_hash ^ hasher.hash_one(key).rotate_left(29))
+}
+
+/// The index's hash of a group's head.
+fn head_hash(group_hash: u64) -> u64 {
+    mix64(group_hash ^ 0x9E37_79B9_7F4A_7C15)
+}
+
+impl Entry {
+    fn is_head(&self) -> bool {
+        self.tag & HEAD != 0
+    }
+    fn tag_id(&self) -> u32 {
+        self.tag & !HEAD
+    }
 }
 
 /// Entry slots in chunks of [`CHUNK`]; freed slots are reused first.
@@ -200,13 +219,16 @@ impl Slab {
     }
 }
 
-fn group_hash_of(slab: &Slab, hasher: &Hasher, slot: u32) -> u64 {
-    hasher.hash_one(parts(&slab.entry(slot).data).0)
-}
-
+/// The hash an entry is indexed by.
 fn hash_of(slab: &Slab, hasher: &Hasher, slot: u32) -> u64 {
-    let (group, key, _) = parts(&slab.entry(slot).data);
-    entry_hash(hasher, hasher.hash_one(group), key)
+    let e = slab.entry(slot);
+    let (group, key, _) = parts(&e.data);
+    let group_hash = hasher.hash_one(group);
+    if e.is_head() {
+        head_hash(group_hash)
+    } else {
+        entry_hash(hasher, group_hash, key)
+    }
 }
 
 /// A tag in use in this shard, and how many entries carry it.
@@ -239,10 +261,8 @@ pub(crate) struct Delta {
 
 pub(crate) struct Core {
     slab: Slab,
-    /// Key index: entry hash ([`entry_hash`]) -> slot.
+    /// Every entry's slot: a group's head by [`head_hash`], the others by [`entry_hash`].
     index: HashTable<u32>,
-    /// Group index: group hash -> one slot of the group's circular list.
-    groups: HashTable<u32>,
     /// Tags by the shard's tag id; a record is freed with the last entry carrying it.
     tags: Vec<TagRec>,
     tag_ids: hashbrown::HashMap<u64, u32>,
@@ -264,7 +284,6 @@ impl Core {
         Self {
             slab: Slab::default(),
             index: HashTable::new(),
-            groups: HashTable::new(),
             tags: Vec::new(),
             tag_ids: hashbrown::HashMap::new(),
             free_tags: Vec::new(),
@@ -296,18 +315,32 @@ impl Core {
         self.cost(e.data.len())
     }
 
-    fn find(&self, hash: u64, group: &[u8], key: &[u8]) -> Option<u32> {
+    /// The entry (group, key); `hash` is its [`entry_hash`].
+    fn find(&self, hash: u64, group_hash: u64, group: &[u8], key: &[u8]) -> Option<u32> {
+        let head = self.find_group(group_hash, group)?;
+        let e = self.slab.entry(head);
+        if parts(&e.data).1 == key {
+            return Some(head);
+        }
+        if e.g_next == head {
+            return None;
+        }
         self.index
             .find(hash, |&s| {
-                let (g, k, _) = parts(&self.slab.entry(s).data);
-                k == key && g == group
+                let e = self.slab.entry(s);
+                let (g, k, _) = parts(&e.data);
+                !e.is_head() && k == key && g == group
             })
             .copied()
     }
 
+    /// The head of a group.
     fn find_group(&self, group_hash: u64, group: &[u8]) -> Option<u32> {
-        self.groups
-            .find(group_hash, |&s| parts(&self.slab.entry(s).data).0 == group)
+        self.index
+            .find(head_hash(group_hash), |&s| {
+                let e = self.slab.entry(s);
+                e.is_head() && parts(&e.data).0 == group
+            })
             .copied()
     }
 
@@ -316,6 +349,7 @@ impl Core {
     pub(crate) fn get<R>(
         &mut self,
         hash: u64,
+        group_hash: u64,
         group: &[u8],
         key: &[u8],
         now: u64,
@@ -323,7 +357,7 @@ impl Core {
         f: impl FnOnce(&[u8]) -> R,
     ) -> (Option<R>, Delta) {
         let mut d = Delta::default();
-        let Some(slot) = self.find(hash, group, key) else {
+        let Some(slot) = self.find(hash, group_hash, group, key) else {
             return (None, d);
         };
         if decode_deadline(self.slab.entry(slot).expires) <= now {
@@ -350,7 +384,7 @@ impl Core {
     ) -> (bool, Delta) {
         let mut d = Delta::default();
         let (group, key, _) = parts(&data);
-        if let Some(old) = self.find(hash, group, key) {
+        if let Some(old) = self.find(hash, group_hash, group, key) {
             self.policy.remove(old);
             g.push(self.unlink(old));
             d.removed += 1;
@@ -400,7 +434,7 @@ impl Core {
         let mut removed = 0;
         while let Some(slot) = self.find_group(group_hash, group) {
             self.policy.remove(slot);
-            g.push(self.unlink(slot)); // the index moves on to the next member, if any
+            g.push(self.unlink(slot)); // the next member, if any, becomes the head
             removed += 1;
         }
         removed
@@ -416,7 +450,7 @@ impl Core {
         let mut removed = 0;
         let mut slot = 0;
         while left > 0 && slot < self.slab.high {
-            if self.slab.get(slot).is_some_and(|e| e.tag == id) {
+            if self.slab.get(slot).is_some_and(|e| e.tag_id() == id) {
                 self.policy.remove(slot);
                 g.push(self.unlink(slot));
                 left -= 1;
@@ -435,7 +469,6 @@ impl Core {
                 .extend(chunk.into_vec().into_iter().flatten().map(|e| e.data));
         }
         self.index = HashTable::new();
-        self.groups = HashTable::new();
         self.tags.clear();
         self.tag_ids.clear();
         self.free_tags.clear();
@@ -458,6 +491,10 @@ impl Core {
                 id
             }
             None => {
+                assert!(
+                    self.tags.len() < HEAD as usize,
+                    "fewer than 2^31 tags per shard"
+                );
                 self.tags.push(rec);
                 (self.tags.len() - 1) as u32
             }
@@ -467,8 +504,8 @@ impl Core {
     }
 
     fn link(&mut self, hash: u64, group_hash: u64, data: Box<[u8]>, tag: u64, expires: u32) -> u32 {
-        let member = self.find_group(group_hash, parts(&data).0);
-        let tag = self.tag_id(tag);
+        let head = self.find_group(group_hash, parts(&data).0);
+        let tag = self.tag_id(tag) | if head.is_none() { HEAD } else { 0 };
         let cost = self.cost(data.len());
         let slot = self.slab.place(Entry {
             data,
@@ -477,62 +514,69 @@ impl Core {
             g_prev: NIL,
             g_next: NIL,
         });
-        // Join the group's circle right after the member the index points at, or start one.
-        let (g_prev, g_next) = match member {
+        // Join the group's circle right after its head, or start one as its head.
+        let (g_prev, g_next, indexed_by) = match head {
             Some(m) => {
                 let next = self.slab.entry(m).g_next;
                 self.slab.entry_mut(m).g_next = slot;
                 self.slab.entry_mut(next).g_prev = slot;
-                (m, next)
+                (m, next, hash)
             }
-            None => {
-                let (slab, hasher) = (&self.slab, &self.hasher);
-                self.groups
-                    .insert_unique(group_hash, slot, |&s| group_hash_of(slab, hasher, s));
-                (slot, slot)
-            }
+            None => (slot, slot, head_hash(group_hash)),
         };
         let e = self.slab.entry_mut(slot);
         e.g_prev = g_prev;
         e.g_next = g_next;
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.index
-            .insert_unique(hash, slot, |&s| hash_of(slab, hasher, s));
+            .insert_unique(indexed_by, slot, |&s| hash_of(slab, hasher, s));
         self.len += 1;
         self.bytes += cost;
         slot
     }
 
-    /// Remove an entry from the slab and every index (not from the policy).
+    /// Remove an entry from the slab and the indexes (not from the policy). When it was its
+    /// group's head, the next member of the group becomes the head.
     fn unlink(&mut self, slot: u32) -> Entry {
         let e = self.slab.take(slot);
         self.len -= 1;
         self.bytes -= self.cost_of(&e);
         let (group, key, _) = parts(&e.data);
         let group_hash = self.hasher.hash_one(group);
-        let hash = entry_hash(&self.hasher, group_hash, key);
-        if let Ok(o) = self.index.find_entry(hash, |&s| s == slot) {
+        let indexed_by = if e.is_head() {
+            head_hash(group_hash)
+        } else {
+            entry_hash(&self.hasher, group_hash, key)
+        };
+        if let Ok(o) = self.index.find_entry(indexed_by, |&s| s == slot) {
             o.remove();
         }
-        // Group circle; the group index moves on to the next member, or forgets the group.
-        let found = self.groups.find_entry(group_hash, |&s| s == slot);
-        if e.g_next == slot {
-            if let Ok(o) = found {
-                o.remove();
-            }
-        } else {
-            if let Ok(mut o) = found {
-                *o.get_mut() = e.g_next;
-            }
+        if e.g_next != slot {
             self.slab.entry_mut(e.g_prev).g_next = e.g_next;
             self.slab.entry_mut(e.g_next).g_prev = e.g_prev;
+            if e.is_head() {
+                let next = e.g_next;
+                let old = entry_hash(
+                    &self.hasher,
+                    group_hash,
+                    parts(&self.slab.entry(next).data).1,
+                );
+                if let Ok(o) = self.index.find_entry(old, |&s| s == next) {
+                    o.remove();
+                }
+                self.slab.entry_mut(next).tag |= HEAD;
+                let (slab, hasher) = (&self.slab, &self.hasher);
+                self.index
+                    .insert_unique(head_hash(group_hash), next, |&s| hash_of(slab, hasher, s));
+            }
         }
-        let rec = &mut self.tags[e.tag as usize];
+        let id = e.tag_id();
+        let rec = &mut self.tags[id as usize];
         rec.len -= 1;
         if rec.len == 0 {
             let t = rec.tag;
             self.tag_ids.remove(&t);
-            self.free_tags.push(e.tag);
+            self.free_tags.push(id);
         }
         e
     }
