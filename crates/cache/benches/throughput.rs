@@ -35,13 +35,12 @@ trait Bench: Sync {
     fn run(&self, key: &Bytes, value: &Bytes);
 }
 
-struct Ours(Cache<Bytes>);
+struct Ours(Cache);
 impl Bench for Ours {
     fn run(&self, key: &Bytes, value: &Bytes) {
         if self.0.get(key, key, 0).is_none() {
             let t = self.0.begin_fill(key, 1);
-            self.0
-                .complete_fill(t, key.clone(), value.clone(), VALUE as u64, NEVER, 0);
+            self.0.complete_fill(t, key, value, NEVER, 0);
         }
     }
 }

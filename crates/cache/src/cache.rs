@@ -7,7 +7,7 @@
 //! block while holding a shard lock, and never hold two shard locks at once.
 
 use crate::policy::PolicyKind;
-use crate::shard::{Core, Delta, Garbage, Lookup};
+use crate::shard::{entry_hash, pack, packed_len, Core, Delta, Garbage, Hasher};
 use crate::sync::{bump, AtomicU64, Mutex, Ordering};
 use bytes::Bytes;
 use std::hash::BuildHasher;
@@ -84,8 +84,8 @@ struct Counters {
 
 /// One shard on its own cache lines.
 #[repr(align(128))]
-struct Shard<V> {
-    core: Mutex<Core<V>>,
+struct Shard {
+    core: Mutex<Core>,
     /// Written only under `core`'s lock, read without it.
     counters: Counters,
 }
@@ -113,12 +113,12 @@ impl FillTicket {
     }
 }
 
-/// A concurrent, byte-bounded cache of `V` values keyed by bytes, with group and tag
+/// A concurrent, byte-bounded cache of byte values keyed by (group, key), with group and tag
 /// invalidation. See the crate docs for the model.
-pub struct Cache<V> {
-    shards: Box<[Shard<V>]>,
+pub struct Cache {
+    shards: Box<[Shard]>,
     mask: usize,
-    hasher: hashbrown::DefaultHashBuilder,
+    hasher: Hasher,
     group_epochs: Box<[AtomicU64]>,
     tag_epochs: Box<[AtomicU64]>,
     clear_epoch: AtomicU64,
@@ -132,7 +132,7 @@ fn mix64(x: u64) -> u64 {
     x ^ (x >> 33)
 }
 
-impl<V: Clone> Cache<V> {
+impl Cache {
     /// Build a cache.
     pub fn new(config: CacheConfig) -> Self {
         let n = if config.shards == 0 {
@@ -144,9 +144,10 @@ impl<V: Clone> Cache<V> {
         }
         .next_power_of_two();
         let budget = config.max_bytes / n as u64;
+        let hasher = Hasher::default();
         let shards = (0..n)
             .map(|_| Shard {
-                core: Mutex::new(Core::new(config.policy, budget)),
+                core: Mutex::new(Core::new(config.policy, budget, hasher.clone())),
                 counters: Counters::default(),
             })
             .collect();
@@ -154,7 +155,7 @@ impl<V: Clone> Cache<V> {
         Self {
             shards,
             mask: n - 1,
-            hasher: hashbrown::DefaultHashBuilder::default(),
+            hasher,
             group_epochs: epochs(),
             tag_epochs: epochs(),
             clear_epoch: AtomicU64::new(0),
@@ -173,20 +174,19 @@ impl<V: Clone> Cache<V> {
         self.shards.len()
     }
 
-    /// Bytes an entry with these sizes would be charged: key + group + value + fixed overhead
-    /// ([`crate::ENTRY_OVERHEAD`] plus the policy's per-entry metadata).
+    /// Bytes an entry with these sizes would be charged: key + group + value, their two length
+    /// prefixes (a byte each below 128) and the fixed overhead ([`crate::ENTRY_OVERHEAD`] plus
+    /// the policy's per-entry metadata).
     pub fn entry_cost(&self, key_len: usize, group_len: usize, value_bytes: u64) -> u64 {
-        self.shards[0]
-            .core
-            .lock()
-            .cost(key_len, group_len, value_bytes)
+        let packed = packed_len(group_len, key_len, value_bytes as usize);
+        self.shards[0].core.lock().cost(packed)
     }
 
     fn hash(&self, bytes: &[u8]) -> u64 {
         self.hasher.hash_one(bytes)
     }
 
-    fn shard(&self, group_hash: u64) -> &Shard<V> {
+    fn shard(&self, group_hash: u64) -> &Shard {
         &self.shards[(group_hash >> 40) as usize & self.mask]
     }
 
@@ -198,30 +198,38 @@ impl<V: Clone> Cache<V> {
         &self.tag_epochs[mix64(tag) as usize % EPOCH_SLOTS]
     }
 
-    /// Look up `key`, which belongs to `group` (a key must always be used with the same group:
-    /// the group picks the shard). Returns a clone of the value unless absent or expired at
+    /// Look up `key` in `group` and return a copy of its value, unless absent or expired at
     /// `now` (milliseconds on the caller's monotonic clock, see [`crate::Clock`]). An expired
-    /// entry found here is removed.
-    pub fn get(&self, group: &[u8], key: &[u8], now: u64) -> Option<V> {
-        let shard = self.shard(self.hash(group));
-        let key_hash = self.hash(key);
+    /// entry found here is removed. Entries are identified by (group, key), both compared in
+    /// full; the group also picks the shard.
+    pub fn get(&self, group: &[u8], key: &[u8], now: u64) -> Option<Bytes> {
+        self.get_with(group, key, now, Bytes::copy_from_slice)
+    }
+
+    /// Like [`Cache::get`], but hands the value to `f` instead of copying it out. `f` runs under
+    /// the shard's lock: it must be quick (copy the bytes somewhere) and must not call into the
+    /// cache.
+    pub fn get_with<R>(
+        &self,
+        group: &[u8],
+        key: &[u8],
+        now: u64,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Option<R> {
+        let group_hash = self.hash(group);
+        let shard = self.shard(group_hash);
+        let key_hash = entry_hash(&self.hasher, group_hash, key);
         let mut garbage = Garbage::new();
         let found = {
             let mut core = shard.core.lock();
-            let (found, delta) = core.get(key_hash, key, now, &mut garbage);
+            let (found, delta) = core.get(key_hash, group_hash, group, key, now, &mut garbage, f);
             let c = &shard.counters;
-            match &found {
-                Lookup::Hit(_) => bump(&c.hits, 1),
-                Lookup::Miss => bump(&c.misses, 1),
-            }
+            bump(if found.is_some() { &c.hits } else { &c.misses }, 1);
             account(c, &core, delta);
             found
         };
         drop(garbage);
-        match found {
-            Lookup::Hit(v) => Some(v),
-            Lookup::Miss => None,
-        }
+        found
     }
 
     /// Start a fill: call *before* sending the read upstream. The ticket remembers the
@@ -238,7 +246,8 @@ impl<V: Clone> Cache<V> {
         }
     }
 
-    /// Finish a fill: store `value` under `key` (in the ticket's group and tag) unless the group
+    /// Finish a fill: store a copy of `value` under `key` (in the ticket's group and tag; group,
+    /// key and value share one allocation) unless the group
     /// was invalidated, the tag invalidated or the cache cleared since `begin_fill` (checked
     /// under the shard lock, so an invalidation either rejects this fill or removes its entry).
     /// May also refuse because the policy does not admit the entry, the entry alone exceeds a
@@ -248,14 +257,16 @@ impl<V: Clone> Cache<V> {
     pub fn complete_fill(
         &self,
         ticket: FillTicket,
-        key: Bytes,
-        value: V,
-        value_bytes: u64,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
         expires_at: u64,
         now: u64,
     ) -> bool {
         let shard = self.shard(ticket.group_hash);
-        let key_hash = self.hash(&key);
+        let key = key.as_ref();
+        let key_hash = entry_hash(&self.hasher, ticket.group_hash, key);
+        // Copied before the lock is taken.
+        let data = pack(&ticket.group, key, value.as_ref());
         let mut garbage = Garbage::new();
         let stored = {
             let mut core = shard.core.lock();
@@ -265,15 +276,11 @@ impl<V: Clone> Cache<V> {
                 && self.tag_epoch(ticket.tag).load(Ordering::SeqCst) == ticket.tag_epoch
                 && self.clear_epoch.load(Ordering::SeqCst) == ticket.clear_epoch;
             if fresh {
-                let cost = core.cost(key.len(), ticket.group.len(), value_bytes);
                 let (stored, delta) = core.insert(
                     key_hash,
-                    key,
                     ticket.group_hash,
-                    &ticket.group,
+                    data,
                     ticket.tag,
-                    value,
-                    cost,
                     expires_at,
                     now,
                     &mut garbage,
@@ -291,7 +298,7 @@ impl<V: Clone> Cache<V> {
             } else {
                 bump(&c.stale_fills, 1);
                 drop(core);
-                drop(value);
+                drop(data);
                 false
             }
         };
@@ -329,7 +336,7 @@ impl<V: Clone> Cache<V> {
         self.sweep_shards(|core, g| core.clear(g))
     }
 
-    fn sweep_shards(&self, mut f: impl FnMut(&mut Core<V>, &mut Garbage<V>) -> u64) -> usize {
+    fn sweep_shards(&self, mut f: impl FnMut(&mut Core, &mut Garbage) -> u64) -> usize {
         let mut total = 0u64;
         for shard in self.shards.iter() {
             let mut garbage = Garbage::new();
@@ -393,7 +400,7 @@ impl<V: Clone> Cache<V> {
 }
 
 /// Update counters and gauges after an operation (caller holds the shard lock).
-fn account<V: Clone>(c: &Counters, core: &Core<V>, d: Delta) {
+fn account(c: &Counters, core: &Core, d: Delta) {
     bump(&c.evictions, d.evicted);
     bump(&c.expirations, d.expired);
     c.entries.store(core.len() as u64, Ordering::Relaxed);

@@ -4,18 +4,21 @@
 //! sockets, Redis or async runtimes, and must never block on anything but its own shard locks.
 //!
 //! # Model
-//! - **key** (`Bytes`): compared in full, never by hash alone.
 //! - **group** (`&[u8]`): the upstream key an entry derives from. [`Cache::invalidate_group`]
-//!   drops all entries of a group. The group picks the shard, so `get` takes it too, and a key
-//!   must always be used with the same group.
+//!   drops all entries of a group. The group picks the shard.
+//! - **key** (`&[u8]`): identifies the entry within its group. An entry is identified by
+//!   (group, key), both compared in full, never by hash alone.
 //! - **tag** (`u64`): the upstream connection/generation whose tracking protects the entry;
 //!   [`Cache::invalidate_tag`] drops all entries with that tag.
-//! - **value** (`V: Clone`) with a caller-given size; **cost** = key + group + value bytes +
-//!   [`ENTRY_OVERHEAD`] + the policy's per-entry metadata ([`Cache::entry_cost`]).
+//! - **value** (bytes): copied in by [`Cache::complete_fill`] into one allocation with the group
+//!   and key; read back as a copy ([`Cache::get`]) or under the lock ([`Cache::get_with`]).
+//!   **cost** = group + key + value bytes + two length bytes + [`ENTRY_OVERHEAD`] + the
+//!   policy's per-entry metadata ([`Cache::entry_cost`]).
 //! - **expires_at**: a deadline in milliseconds on the caller's monotonic clock (see
 //!   [`Clock`]); every call that needs time takes `now`, so tests are deterministic. Expired
 //!   entries are never returned; they are removed when met by `get` or by a small sweep on
-//!   every insert, and are otherwise evicted like any cold entry.
+//!   every insert, and are otherwise evicted like any cold entry. Deadlines past 2^31 ms are
+//!   kept in ~1 s units, rounded down (an entry may then expire up to a second early).
 //!
 //! # Fill protocol
 //! `begin_fill(group, tag)` before sending the read upstream, `complete_fill(ticket, ...)` with

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use cache::{Cache, CacheConfig, PolicyKind, NEVER};
 
-fn cache(policy: PolicyKind) -> Cache<Bytes> {
+fn cache(policy: PolicyKind) -> Cache {
     Cache::new(CacheConfig {
         max_bytes: 1 << 20,
         policy,
@@ -11,16 +11,9 @@ fn cache(policy: PolicyKind) -> Cache<Bytes> {
     })
 }
 
-fn fill(c: &Cache<Bytes>, group: &str, tag: u64, key: &str, val: &str) -> bool {
+fn fill(c: &Cache, group: &str, tag: u64, key: &str, val: &str) -> bool {
     let t = c.begin_fill(group.as_bytes(), tag);
-    c.complete_fill(
-        t,
-        Bytes::from(key.to_string()),
-        Bytes::from(val.to_string()),
-        val.len() as u64,
-        NEVER,
-        0,
-    )
+    c.complete_fill(t, key, val, NEVER, 0)
 }
 
 #[test]
@@ -44,7 +37,6 @@ fn group_invalidation_during_fill_rejects() {
         t,
         Bytes::from_static(b"k"),
         Bytes::from_static(b"v"),
-        1,
         NEVER,
         0
     ));
@@ -53,7 +45,6 @@ fn group_invalidation_during_fill_rejects() {
         other,
         Bytes::from_static(b"k2"),
         Bytes::from_static(b"v"),
-        1,
         NEVER,
         0
     ));
@@ -72,7 +63,6 @@ fn tag_invalidation_during_fill_rejects() {
         t,
         Bytes::from_static(b"k"),
         Bytes::from_static(b"v"),
-        1,
         NEVER,
         0
     ));
@@ -80,7 +70,6 @@ fn tag_invalidation_during_fill_rejects() {
         other,
         Bytes::from_static(b"k2"),
         Bytes::from_static(b"v"),
-        1,
         NEVER,
         0
     ));
@@ -96,7 +85,6 @@ fn clear_during_fill_rejects() {
         t,
         Bytes::from_static(b"k"),
         Bytes::from_static(b"v"),
-        1,
         NEVER,
         0
     ));
@@ -130,7 +118,6 @@ fn expiry_is_respected() {
         t,
         Bytes::from_static(b"k"),
         Bytes::from_static(b"v"),
-        1,
         100,
         10
     ));
@@ -138,28 +125,21 @@ fn expiry_is_respected() {
     assert!(c.get(b"g", b"k", 100).is_none());
     assert_eq!(c.stats().expirations, 1);
     let t = c.begin_fill(b"g", 1);
-    assert!(!c.complete_fill(
-        t,
-        Bytes::from_static(b"k"),
-        Bytes::from_static(b"v"),
-        1,
-        5,
-        10
-    ));
+    assert!(!c.complete_fill(t, Bytes::from_static(b"k"), Bytes::from_static(b"v"), 5, 10));
     c.validate().unwrap();
 }
 
 #[test]
 fn byte_budget_holds_and_oversized_is_refused() {
     for p in PolicyKind::ALL {
-        let c: Cache<Bytes> = Cache::new(CacheConfig {
+        let c: Cache = Cache::new(CacheConfig {
             max_bytes: 64 * 1024,
             policy: p,
             shards: 2,
         });
         for i in 0..2000 {
             let t = c.begin_fill(format!("g{i}").as_bytes(), 1);
-            let _ = c.complete_fill(t, Bytes::from(format!("k{i}")), Bytes::new(), 100, NEVER, 0);
+            let _ = c.complete_fill(t, format!("k{i}"), [0u8; 100], NEVER, 0);
             if i % 100 == 0 {
                 c.validate().unwrap();
             }
@@ -168,14 +148,7 @@ fn byte_budget_holds_and_oversized_is_refused() {
         assert!(s.bytes <= s.max_bytes, "{p}: {s:?}");
         assert!(s.evictions + s.rejected_fills > 0, "{p}: {s:?}");
         let t = c.begin_fill(b"big", 1);
-        assert!(!c.complete_fill(
-            t,
-            Bytes::from_static(b"big"),
-            Bytes::new(),
-            40_000,
-            NEVER,
-            0
-        ));
+        assert!(!c.complete_fill(t, Bytes::from_static(b"big"), vec![0u8; 40_000], NEVER, 0));
         c.validate().unwrap();
     }
 }
@@ -206,4 +179,28 @@ fn policy_names_parse() {
         err.contains("lru") && err.contains("adaptive") && err.contains("s3fifo"),
         "{err}"
     );
+}
+
+#[test]
+fn groups_with_many_entries() {
+    for p in PolicyKind::ALL {
+        let c = cache(p);
+        for i in 0..50u64 {
+            assert!(fill(&c, "g", 1 + i % 3, &format!("k{i}"), "v"), "{p}");
+        }
+        assert!(fill(&c, "h", 1, "k0", "w"), "{p}");
+        c.validate().unwrap();
+        // Tag 1 holds the group's head (k0) and every third entry, and h's only entry.
+        assert_eq!(c.invalidate_tag(1), 18, "{p}");
+        c.validate().unwrap();
+        for i in 0..50u64 {
+            let found = c.get(b"g", format!("k{i}").as_bytes(), 0).is_some();
+            assert_eq!(found, i % 3 != 0, "{p} k{i}");
+        }
+        assert!(fill(&c, "g", 1, "k3", "again"), "{p}");
+        assert_eq!(c.get(b"g", b"k3", 0), Some(Bytes::from_static(b"again")));
+        assert_eq!(c.invalidate_group(b"g"), 34, "{p}");
+        assert_eq!(c.stats().entries, 0, "{p}");
+        c.validate().unwrap();
+    }
 }

@@ -57,7 +57,7 @@ fn key_of(group: u8, key: u8) -> Bytes {
 }
 
 fn run(policy: PolicyKind, shards: usize, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let cache: Cache<Bytes> = Cache::new(CacheConfig {
+    let cache: Cache = Cache::new(CacheConfig {
         max_bytes: 12 * 1024,
         policy,
         shards,
@@ -89,14 +89,7 @@ fn run(policy: PolicyKind, shards: usize, ops: Vec<Op>) -> Result<(), TestCaseEr
                 let value = Bytes::from(v);
                 let expires_at = ttl.map_or(NEVER, |t| now + u64::from(t));
                 let k = key_of(group, key);
-                let stored = cache.complete_fill(
-                    ticket,
-                    k.clone(),
-                    value.clone(),
-                    value.len() as u64,
-                    expires_at,
-                    now,
-                );
+                let stored = cache.complete_fill(ticket, &k, &value, expires_at, now);
                 prop_assert!(!(stale && stored), "stale fill was stored");
                 if stored {
                     model.insert(

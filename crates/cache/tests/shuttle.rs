@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 const ITERATIONS: usize = 1500;
 
-fn small_cache(policy: PolicyKind, max_bytes: u64) -> Arc<Cache<Bytes>> {
+fn small_cache(policy: PolicyKind, max_bytes: u64) -> Arc<Cache> {
     Arc::new(Cache::new(CacheConfig {
         max_bytes,
         policy,
@@ -20,7 +20,7 @@ fn small_cache(policy: PolicyKind, max_bytes: u64) -> Arc<Cache<Bytes>> {
 
 /// One fill races one invalidation. If the invalidation had not even started when `begin_fill`
 /// returned, the entry must not be cached at the end.
-fn fill_vs(invalidate: fn(&Cache<Bytes>)) {
+fn fill_vs(invalidate: fn(&Cache)) {
     let cache = small_cache(PolicyKind::Adaptive, 1 << 20);
     let started = Arc::new(AtomicBool::new(false));
     let inv = {
@@ -36,7 +36,6 @@ fn fill_vs(invalidate: fn(&Cache<Bytes>)) {
         ticket,
         Bytes::from_static(b"k"),
         Bytes::from_static(b"v"),
-        1,
         NEVER,
         0,
     );
@@ -118,7 +117,8 @@ fn fill_vs_clear() {
 /// Two threads fill and read overlapping keys in a cache that holds only a few entries, a third
 /// validates concurrently: accounting and indexes stay consistent through evictions.
 fn get_fill_evict(policy: PolicyKind) {
-    let cache = small_cache(policy, 2 * 1300);
+    // Two or three entries per shard (cost 91-164 bytes each, depending on the policy).
+    let cache = small_cache(policy, 2 * 330);
     let workers: Vec<_> = (0..2u8)
         .map(|t| {
             let cache = cache.clone();
@@ -129,7 +129,7 @@ fn get_fill_evict(policy: PolicyKind) {
                     let key = Bytes::copy_from_slice(&[b'k', k]);
                     if cache.get(&group, &key, 0).is_none() {
                         let ticket = cache.begin_fill(&group, u64::from(t));
-                        cache.complete_fill(ticket, key, Bytes::from_static(b"value"), 5, NEVER, 0);
+                        cache.complete_fill(ticket, key, b"value", NEVER, 0);
                     }
                 }
             })

@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::keys::CacheRules;
+use crate::keys::{self, CacheRules};
 use crate::metrics::{FlushReason, Metrics};
 use crate::reply::{self, OutMeter, ReplyTx, UpstreamResult};
 use crate::upstream::TrackingSink;
@@ -53,11 +53,19 @@ pub enum Join {
 
 /// A cacheable read looked up.
 pub enum Read {
-    /// The cached reply.
+    /// The cached reply, copied into the caller's buffer (it shares that buffer's allocation).
     Hit(Bytes),
-    /// Not cached: the entry key, to fill it with.
+    /// Not cached: the entry key ([`CacheLayer::entry_key`]), to fill it with.
     Miss(Bytes),
 }
+
+/// Room for hits in the encode buffer: when it has less than `MIN_ROOM` left, [`CacheLayer::read`]
+/// takes `ROOM` back from it if nothing else holds it (no allocation), and allocates a new one
+/// only when it is also below `LOW_ROOM`. So the replies of a request's hits (an MGET's
+/// elements, alive together) are copied in without allocating.
+const ROOM: usize = 4096;
+const MIN_ROOM: usize = 1024;
+const LOW_ROOM: usize = 256;
 
 /// The leader's handle on its flight.
 pub struct Landing {
@@ -67,7 +75,7 @@ pub struct Landing {
 
 /// The cache as the proxy sees it.
 pub struct CacheLayer {
-    cache: Cache<Bytes>,
+    cache: Cache,
     /// What the operator allows to be cached.
     pub rules: CacheRules,
     clock: Clock,
@@ -91,7 +99,8 @@ pub struct CacheLayer {
 /// A read sent upstream whose reply may be cached.
 pub struct Fill {
     ticket: FillTicket,
-    key: Bytes,
+    /// The compact entry key ([`put_entry_key`]); `None` if the entry key did not parse.
+    key: Option<Vec<u8>>,
     /// When the read left, on the cache clock: the key's TTL is counted from here, so the entry
     /// never outlives the key.
     sent_at: u64,
@@ -196,10 +205,11 @@ impl CacheLayer {
         }
     }
 
-    /// The entry key of a read: protocol version, then the encoded command, written into `buf`
-    /// (whose unused room it reuses). `key.slice(1..)` is the command as sent upstream. The db
-    /// is always 0 and the identity the proxy's own: sessions with another db or user never
-    /// use the cache.
+    /// The entry key of a read as sessions handle it: protocol version, then the encoded
+    /// command, written into `buf` (whose unused room it reuses). `key.slice(1..)` is the command
+    /// as sent upstream. The cache itself stores the shorter form [`put_entry_key`] makes of it.
+    /// The db is always 0 and the identity the proxy's own: sessions with another db or user
+    /// never use the cache.
     pub fn entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], buf: &mut BytesMut) -> Bytes {
         Self::encode_key(proto, args, buf);
         buf.split().freeze()
@@ -211,31 +221,50 @@ impl CacheLayer {
         resp::encode_command(args, buf);
     }
 
-    /// Looks a read up (its group is `args[1]`). The entry key is built in `buf`, whose room
-    /// it reuses: a hit allocates nothing, a miss takes the key out as its own `Bytes`.
+    /// Looks a read up (its group is `args[1]`). The compact entry key is built in `buf`, and
+    /// a hit's reply is copied in after it, in room the buffer already has: a hit allocates
+    /// nothing once the buffer has its size, and the cache keeps no reference count per entry.
+    /// A miss returns the entry key ([`CacheLayer::entry_key`]) as its own `Bytes`.
     pub fn read<A: AsRef<[u8]>>(&self, proto: u8, args: &[A], buf: &mut BytesMut) -> Read {
         debug_assert!(buf.is_empty());
-        Self::encode_key(proto, args, buf);
-        match self.lookup(args[1].as_ref(), buf) {
-            Some(hit) => {
-                buf.clear();
-                Read::Hit(hit)
+        if buf.capacity() < MIN_ROOM && !buf.try_reclaim(ROOM) && buf.capacity() < LOW_ROOM {
+            buf.reserve(ROOM);
+        }
+        put_entry_key(proto, args, buf);
+        let key = buf.split();
+        let hit = self
+            .cache
+            .get_with(args[1].as_ref(), &key, self.clock.now(), |stored| {
+                put_reply(buf, stored)
+            });
+        drop(key);
+        match hit {
+            Some(()) => Read::Hit(buf.split().freeze()),
+            None => {
+                Self::encode_key(proto, args, buf);
+                Read::Miss(buf.split().freeze())
             }
-            None => Read::Miss(buf.split().freeze()),
         }
     }
 
-    /// A cached reply, if any.
-    pub fn lookup(&self, group: &[u8], key: &[u8]) -> Option<Bytes> {
-        self.cache.get(group, key, self.clock.now())
+    /// A cached reply, if any, for an entry key made by [`CacheLayer::entry_key`].
+    pub fn lookup(&self, group: &[u8], entry_key: &[u8]) -> Option<Bytes> {
+        let key = compact_key(entry_key)?;
+        self.cache
+            .get_with(group, &key, self.clock.now(), |stored| {
+                let mut out = BytesMut::new();
+                put_reply(&mut out, stored);
+                out.freeze()
+            })
     }
 
-    /// Starts a fill through a connection whose tracking protects entries tagged `tag`.
+    /// Starts a fill through a connection whose tracking protects entries tagged `tag`; `key`
+    /// is the entry key [`CacheLayer::read`] returned.
     pub fn begin(&self, group: &[u8], tag: u64, key: Bytes) -> Fill {
         Fill {
             ticket: self.cache.begin_fill(group, tag),
             sent_at: self.clock.now(),
-            key,
+            key: compact_key(&key),
         }
     }
 
@@ -254,18 +283,24 @@ impl CacheLayer {
             Some(ms) => ms.min(self.ttl_cap_ms),
             None => self.ttl_cap_ms,
         };
+        let Some(key) = fill.key else {
+            return;
+        };
         let now = self.clock.now();
         let expires_at = self.clock.deadline(fill.sent_at, life);
-        // A copy of its own: a slice would pin the whole upstream read buffer it came from,
-        // and the cache's byte count would no longer be what the allocator holds.
-        self.cache.complete_fill(
-            fill.ticket,
-            fill.key,
-            Bytes::copy_from_slice(reply),
-            reply.len() as u64,
-            expires_at,
-            now,
-        );
+        // The cache copies the reply, with the key, into one allocation of its own.
+        match bulk_payload(reply) {
+            Some(payload) => {
+                let mut stored = Vec::with_capacity(1 + payload.len());
+                stored.push(0);
+                stored.extend_from_slice(payload);
+                self.cache
+                    .complete_fill(fill.ticket, key, stored, expires_at, now)
+            }
+            None => self
+                .cache
+                .complete_fill(fill.ticket, key, reply, expires_at, now),
+        };
     }
 
     /// Drops every entry derived from these Redis keys (a write through the proxy).
@@ -290,6 +325,94 @@ impl CacheLayer {
     pub fn validate(&self) -> Result<(), String> {
         self.cache.validate()
     }
+}
+
+/// Appends the compact entry key of a read, which the cache stores within the read's group
+/// (`args[1]`, the Redis key): protocol version, the command's one-byte code
+/// ([`keys::read_code`], or 0 followed by the name's length and the name), then every argument
+/// after the Redis key preceded by its length (LEB128). Together with the group it determines
+/// (protocol, command, every argument) exactly; the cache compares group and key in full.
+pub fn put_entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], out: &mut impl BufMut) {
+    fn put_len(out: &mut impl BufMut, mut n: usize) {
+        while n >= 0x80 {
+            out.put_u8(n as u8 | 0x80);
+            n >>= 7;
+        }
+        out.put_u8(n as u8);
+    }
+    out.put_u8(proto);
+    let name = args[0].as_ref();
+    match keys::read_code(name) {
+        Some(code) => out.put_u8(code),
+        None => {
+            out.put_u8(0);
+            put_len(out, name.len());
+            out.put_slice(name);
+        }
+    }
+    for a in args.iter().skip(2) {
+        let a = a.as_ref();
+        put_len(out, a.len());
+        out.put_slice(a);
+    }
+}
+
+/// The payload of a bulk string reply (`$<n>\r\n<n bytes>\r\n`, length written as Redis
+/// writes it), which the cache stores as a 0 byte and the payload: 6 to 10 bytes less per
+/// entry. RESP replies never start with a 0 byte, so anything else is stored as it is.
+fn bulk_payload(reply: &[u8]) -> Option<&[u8]> {
+    let rest = reply.strip_prefix(b"$")?;
+    let end = rest.iter().position(|&c| c == b'\r')?;
+    let digits = &rest[..end];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits.len() > 1 && digits[0] == b'0' {
+        return None;
+    }
+    let n: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let body = rest[end..].strip_prefix(b"\r\n")?;
+    (body.len() == n.checked_add(2)? && body.ends_with(b"\r\n")).then(|| &body[..n])
+}
+
+/// Appends a reply as the client gets it, from its stored form (see [`bulk_payload`]).
+fn put_reply(out: &mut BytesMut, stored: &[u8]) {
+    match stored.split_first() {
+        Some((0, payload)) => {
+            out.reserve(payload.len() + 24);
+            let _ = write!(out, "${}\r\n", payload.len());
+            out.extend_from_slice(payload);
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => out.extend_from_slice(stored),
+    }
+}
+
+/// The compact key ([`put_entry_key`]) of an entry key made by [`CacheLayer::entry_key`].
+fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
+    fn header(b: &[u8], kind: u8) -> Option<(usize, &[u8])> {
+        let b = b.strip_prefix(&[kind])?;
+        let end = b.iter().position(|&c| c == b'\r')?;
+        let n = std::str::from_utf8(&b[..end]).ok()?.parse().ok()?;
+        Some((n, b.get(end + 2..)?))
+    }
+    let (&proto, wire) = entry_key.split_first()?;
+    let (n, mut rest) = header(wire, b'*')?;
+    let mut args = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let (len, r) = header(rest, b'$')?;
+        if r.get(len..len.checked_add(2)?)? != b"\r\n" {
+            return None;
+        }
+        args.push(&r[..len]);
+        rest = &r[len + 2..];
+    }
+    if !rest.is_empty() || args.len() < 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(entry_key.len());
+    put_entry_key(proto, &args, &mut out);
+    Some(out)
 }
 
 /// Completes a leader's read with its reply (or why there is none): fills the cache, lands the
@@ -449,6 +572,91 @@ mod tests {
         assert_eq!(parse_pttl(b":-1\r\n"), Some(None));
         assert_eq!(parse_pttl(b":-2\r\n"), Some(None));
         assert_eq!(parse_pttl(b"-ERR x\r\n"), None);
+    }
+
+    fn compact(proto: u8, args: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_entry_key(proto, args, &mut out);
+        out
+    }
+
+    #[test]
+    fn compact_keys_match_entry_keys_and_tell_reads_apart() {
+        let reads: [&[&[u8]]; 8] = [
+            &[b"GET", b"k"],
+            &[b"get", b"k"],
+            &[b"MGET", b"k"],
+            &[b"HGET", b"k", b"ab"],
+            &[b"HGET", b"k", b"a", b"b"],
+            &[b"HMGET", b"k", b"a", b"b"],
+            &[b"LRANGE", b"k", b"0", b"-1"],
+            &[b"NOSUCHREAD", b"k", &[0x80; 200]],
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for args in reads {
+            for proto in [2, 3] {
+                let key = CacheLayer::entry_key(proto, args, &mut BytesMut::new());
+                let c = compact(proto, args);
+                assert_eq!(compact_key(&key).as_deref(), Some(&c[..]), "{args:?}");
+                seen.insert(c);
+            }
+        }
+        // GET and get share their entries; everything else is told apart.
+        assert_eq!(seen.len(), 14);
+        assert_eq!(compact(2, &[b"GET", b"a-long-redis-key"]), [2, 1]);
+        assert!(compact_key(b"\x02*2\r\n$3\r\nGET\r\n$1\r\nkk\r\n").is_none());
+    }
+
+    #[test]
+    fn bulk_replies_are_stored_without_their_framing() {
+        for (reply, payload) in [
+            (&b"$3\r\nabc\r\n"[..], Some(&b"abc"[..])),
+            (b"$0\r\n\r\n", Some(b"")),
+            (b"$12\r\nhello\r\nworld\r\n", Some(b"hello\r\nworld")),
+            (b"$-1\r\n", None),
+            (b"$03\r\nabc\r\n", None),
+            (b"$+3\r\nabc\r\n", None),
+            (b"$3\r\nabcd\r\n", None),
+            (b"$3\r\nabc\r\n+OK\r\n", None),
+            (b":5\r\n", None),
+            (b"*1\r\n$1\r\na\r\n", None),
+        ] {
+            assert_eq!(bulk_payload(reply), payload, "{reply:?}");
+            let stored = match payload {
+                Some(p) => [&[0][..], p].concat(),
+                None => reply.to_vec(),
+            };
+            let mut out = BytesMut::new();
+            put_reply(&mut out, &stored);
+            assert_eq!(&out[..], reply);
+        }
+    }
+
+    #[test]
+    fn hits_are_copied_into_the_callers_buffer() {
+        let layer = CacheLayer::new(
+            1 << 20,
+            PolicyKind::default(),
+            60_000,
+            CacheRules::default(),
+            Arc::new(Metrics::default()),
+        );
+        let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
+        let mut buf = BytesMut::new();
+        let Read::Miss(key) = layer.read(2, &get, &mut buf) else {
+            panic!("hit in an empty cache");
+        };
+        assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        let reply = Bytes::from_static(b"$1\r\nv\r\n");
+        layer.complete(layer.begin(b"k", 1, key), &reply, b":-1\r\n");
+        let Read::Hit(hit) = layer.read(2, &get, &mut buf) else {
+            panic!("miss after the fill");
+        };
+        assert_eq!(hit, reply);
+        assert!(buf.is_empty());
+        let Read::Miss(_) = layer.read(3, &get, &mut buf) else {
+            panic!("RESP3 reads have entries of their own");
+        };
     }
 
     #[test]

@@ -139,6 +139,21 @@ const READ_ONLY: &[&[u8]] = &[
     b"ZUNION",
 ];
 
+/// A one-byte code (1..=29) for a command the cache answers, case-insensitively: its position
+/// among the cacheable reads, MGET last. Compact entry keys use it instead of the name.
+pub fn read_code(name: &[u8]) -> Option<u8> {
+    let (buf, n) = name_upper(name);
+    if n == 0 {
+        return None;
+    }
+    CACHEABLE
+        .iter()
+        .copied()
+        .chain(std::iter::once(&b"MGET"[..]))
+        .position(|c| c == &buf[..n])
+        .map(|i| i as u8 + 1)
+}
+
 /// What a command means for the cache.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheUse {

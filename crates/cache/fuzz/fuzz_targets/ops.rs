@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let policy = PolicyKind::ALL[usize::from(first) % PolicyKind::ALL.len()];
-    let cache: Cache<Bytes> = Cache::new(CacheConfig {
+    let cache: Cache = Cache::new(CacheConfig {
         max_bytes: 4096 + u64::from(first) * 64,
         policy,
         shards: 1 + usize::from(first >> 6),
@@ -28,8 +28,8 @@ fuzz_target!(|data: &[u8]| {
                 let (ticket, stale) = pending.remove(usize::from(a) % pending.len());
                 let key = Bytes::from(vec![b'k', ticket.group()[1], b % 4]);
                 let ttl = if b & 0x80 != 0 { NEVER } else { now + u64::from(b & 0x3f) };
-                let len = u64::from(b) * 3;
-                let stored = cache.complete_fill(ticket, key, Bytes::from_static(b"v"), len, ttl, now);
+                let value = vec![b'v'; usize::from(b) * 3];
+                let stored = cache.complete_fill(ticket, key, value, ttl, now);
                 assert!(!(stale && stored), "stale fill stored");
             }
             4 => {

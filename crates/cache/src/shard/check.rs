@@ -1,17 +1,18 @@
 //! `validate()` for one shard core: a full O(n) consistency check for tests and debugging.
 //! Must never mutate anything.
 
-use super::{Core, NIL};
+use super::{entry_hash, parts, Core};
+use std::hash::BuildHasher;
 
-impl<V: Clone> Core<V> {
+impl Core {
     /// Check every invariant of the shard; `Err` names the first violation.
     pub(crate) fn validate(&self) -> Result<(), String> {
         let mut live = 0usize;
         let mut bytes = 0u64;
-        for (slot, e) in self.slots.iter().enumerate() {
-            let slot = slot as u32;
+        let mut per_tag = vec![0u32; self.tags.len()];
+        for slot in 0..self.slab.high {
             let resident = self.policy.contains(slot);
-            let Some(e) = e else {
+            let Some(e) = self.slab.get(slot) else {
                 if resident {
                     return Err(format!("policy holds free slot {slot}"));
                 }
@@ -21,24 +22,44 @@ impl<V: Clone> Core<V> {
                 return Err(format!("entry {slot} is not in the policy"));
             }
             live += 1;
-            bytes += u64::from(e.cost);
-            if self.find(e.hash, &e.key) != Some(slot) {
-                return Err(format!("entry {slot} not reachable through the key index"));
+            bytes += self.cost_of(e);
+            let (group, key, _) = parts(&e.data);
+            let group_hash = self.hasher.hash_one(group);
+            let hash = entry_hash(&self.hasher, group_hash, key);
+            if self.find(hash, group_hash, group, key) != Some(slot) {
+                return Err(format!("entry {slot} not reachable through the index"));
             }
-            let g = self.groups.get(e.group as usize).and_then(|g| g.as_ref());
-            if g.is_none() {
-                return Err(format!("entry {slot} points to a missing group"));
+            let Some(head) = self.find_group(group_hash, group) else {
+                return Err(format!("entry {slot}'s group has no head"));
+            };
+            if e.is_head() != (head == slot) {
+                return Err(format!("entry {slot}: head flag disagrees with the index"));
             }
-            if !self.tags.contains_key(&e.tag) {
+            for (n, back) in [(e.g_next, true), (e.g_prev, false)] {
+                let ok = self.slab.get(n).is_some_and(|ne| {
+                    parts(&ne.data).0 == group && if back { ne.g_prev } else { ne.g_next } == slot
+                });
+                if !ok {
+                    return Err(format!("entry {slot}: group circle broken"));
+                }
+            }
+            let id = e.tag_id();
+            let rec = self.tags.get(id as usize);
+            if !rec.is_some_and(|r| r.len > 0 && self.tag_ids.get(&r.tag) == Some(&id)) {
                 return Err(format!("entry {slot} has an unindexed tag"));
             }
+            per_tag[id as usize] += 1;
         }
-        if live != self.index.len() || live != self.policy.len() {
+        if live != self.len || live != self.index.len() || live != self.policy.len() {
             return Err(format!(
-                "{live} live slots, {} indexed, {} in policy",
+                "{live} live slots, {} counted, {} indexed, {} in policy",
+                self.len,
                 self.index.len(),
                 self.policy.len()
             ));
+        }
+        if self.slab.high as usize - live != self.slab.free.len() {
+            return Err("free list out of step with the slab".into());
         }
         if bytes != self.bytes || bytes != self.policy.weight() {
             return Err(format!(
@@ -51,61 +72,47 @@ impl<V: Clone> Core<V> {
             return Err(format!("{} bytes over budget {}", self.bytes, self.budget));
         }
         self.policy.check()?;
-        // Group lists: each group's chain is well formed and holds exactly its entries.
+        // Group circles: each head's circle holds its group's entries, no other head, and the
+        // circles add up to every entry.
         let mut in_groups = 0usize;
-        for (gi, g) in self.groups.iter().enumerate() {
-            let Some(g) = g else { continue };
-            if self.find_group(g.hash, &g.name) != Some(gi as u32) {
-                return Err(format!("group {gi} not reachable through the group index"));
-            }
-            let n = self.walk(g.head, |e| (e.g_prev, e.g_next), |e| e.group == gi as u32)?;
-            if n != g.len as usize || n == 0 {
-                return Err(format!("group {gi}: chain {n}, recorded {}", g.len));
+        for head in 0..self.slab.high {
+            let Some(e) = self.slab.get(head).filter(|e| e.is_head()) else {
+                continue;
+            };
+            let group = parts(&e.data).0;
+            let (mut cur, mut n) = (head, 0usize);
+            loop {
+                n += 1;
+                if n > live {
+                    return Err(format!("group of slot {head}: circle does not close"));
+                }
+                cur = self.slab.entry(cur).g_next;
+                if cur == head {
+                    break;
+                }
+                let m = self.slab.entry(cur);
+                if m.is_head() || parts(&m.data).0 != group {
+                    return Err(format!("group of slot {head}: circle reaches slot {cur}"));
+                }
             }
             in_groups += n;
         }
-        if in_groups != live || self.group_index.len() + self.free_groups.len() != self.groups.len()
-        {
-            return Err("group index out of step with entries".into());
+        if in_groups != live {
+            return Err(format!("{in_groups} entries in group circles, {live} live"));
         }
-        let mut in_tags = 0usize;
-        for (&tag, t) in &self.tags {
-            let n = self.walk(t.head, |e| (e.t_prev, e.t_next), |e| e.tag == tag)?;
-            if n != t.len as usize || n == 0 {
-                return Err(format!("tag {tag}: chain {n}, recorded {}", t.len));
+        for (id, rec) in self.tags.iter().enumerate() {
+            let indexed = self.tag_ids.get(&rec.tag) == Some(&(id as u32));
+            let free = self.free_tags.contains(&(id as u32));
+            if indexed == free || (indexed && rec.len != per_tag[id]) {
+                return Err(format!(
+                    "tag id {id}: {} entries, recorded {}",
+                    per_tag[id], rec.len
+                ));
             }
-            in_tags += n;
         }
-        if in_tags != live {
+        if self.tag_ids.len() + self.free_tags.len() != self.tags.len() {
             return Err("tag index out of step with entries".into());
         }
         Ok(())
-    }
-
-    fn walk(
-        &self,
-        head: u32,
-        links: impl Fn(&super::Entry<V>) -> (u32, u32),
-        belongs: impl Fn(&super::Entry<V>) -> bool,
-    ) -> Result<usize, String> {
-        let (mut cur, mut prev, mut n) = (head, NIL, 0usize);
-        while cur != NIL {
-            let e = self
-                .slots
-                .get(cur as usize)
-                .and_then(|e| e.as_ref())
-                .ok_or_else(|| format!("chain reaches free slot {cur}"))?;
-            let (p, next) = links(e);
-            if p != prev || !belongs(e) {
-                return Err(format!("chain broken at slot {cur}"));
-            }
-            n += 1;
-            if n > self.slots.len() {
-                return Err("chain has a cycle".into());
-            }
-            prev = cur;
-            cur = next;
-        }
-        Ok(n)
     }
 }

@@ -1,62 +1,253 @@
-//! The single-threaded core of one shard: an entry slab, the key index, the group and tag
-//! indexes, and the shard's eviction policy.
+//! The single-threaded core of one shard: an entry slab, one index for keys and groups, the
+//! tag table, and the shard's eviction policy.
 //!
 //! Everything here runs under the shard's lock, so it must never block, never call back into the
-//! cache and never drop a value: removed entries are handed back in a [`Garbage`] bag that the
+//! cache and never drop entry data: removed entries are handed back in a [`Garbage`] bag that the
 //! caller drops after unlocking. It knows nothing about fill tickets or epochs (see `cache.rs`).
+//!
+//! Memory layout, per entry (see docs/cache.md, "Per-entry cost"):
+//! * one heap allocation holding the group, the key and the value ([`pack`]);
+//! * a 32-byte [`Entry`] slot in a chunked slab (chunks of 1,024 slots, so the slab never holds
+//!   more than one chunk of slack and never copies itself to grow);
+//! * one `u32` in the index: the first entry of a group (its *head*) is indexed by the group's
+//!   hash, the others by the hash of group and key, so the same table finds a key and a group
+//!   (no group index);
+//! * nothing per tag: an entry names its tag by a small per-shard id.
+//!
+//! No hash is stored: the index rehashes from the entry's bytes when it grows, and removals
+//! recompute the hashes (a few nanoseconds for short keys).
 
 mod check;
 
+use crate::clock::NEVER;
 use crate::policy::{Handle, Policy, PolicyKind};
-use bytes::Bytes;
 use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
 
 const NIL: u32 = u32::MAX;
+/// Flag in [`Entry::tag`]: the entry is its group's head (indexed by the group's hash).
+const HEAD: u32 = 1 << 31;
+const CHUNK_BITS: u32 = 10;
+const CHUNK: usize = 1 << CHUNK_BITS;
 
-/// Fixed per-entry cost, in bytes, of the shard's own structures: the 112-byte entry slot and the
-/// 48-byte group record (one group per entry in the worst case), both in doubling vectors (~1.3x
-/// average slack), key and group index slots, and malloc rounding of the key, group and value
-/// buffers. The policy adds its own share. Calibrated by `tests/overhead.rs`.
-pub const ENTRY_OVERHEAD: u64 = 300;
+/// Fixed per-entry cost, in bytes, of the shard's own structures beyond the entry's packed
+/// bytes: the 32-byte slot, the index slot (a `hashbrown` table of `u32` between 7/16 and 7/8
+/// full: 5.7-11.4 bytes), and the allocator's rounding and header of the packed bytes (about
+/// 16-24 bytes). The
+/// policy adds its own share. Calibrated by `tests/overhead.rs` and
+/// `nearcache/examples/entry_overhead.rs`.
+pub const ENTRY_OVERHEAD: u64 = 64;
 
-pub(crate) struct Entry<V> {
-    key: Bytes,
-    value: V,
-    hash: u64,
-    expires_at: u64,
-    tag: u64,
-    cost: u32,
-    group: u32,
+/// One resident entry: 32 bytes.
+pub(crate) struct Entry {
+    /// Group, key and value in one allocation, see [`pack`].
+    data: Box<[u8]>,
+    /// Deadline, see [`encode_deadline`].
+    expires: u32,
+    /// The shard's id for the entry's tag (index into `Core::tags`), and the [`HEAD`] flag.
+    tag: u32,
+    /// The entry's neighbours in its group's circular list (itself when alone).
     g_prev: u32,
     g_next: u32,
-    t_prev: u32,
-    t_next: u32,
 }
 
-struct Group {
-    name: Bytes,
-    hash: u64,
-    head: u32,
+/// Deadlines below 2^31 ms (24.8 days on the caller's clock) are stored exactly; later ones in
+/// units of 1,024 ms, rounded down (an entry may expire up to ~1 s early, never late), up to
+/// ~69 years; `u32::MAX` is [`NEVER`].
+const EXACT: u64 = 1 << 31;
+const COARSE_SHIFT: u32 = 10;
+
+pub(crate) fn encode_deadline(at: u64) -> u32 {
+    if at == NEVER {
+        return u32::MAX;
+    }
+    if at < EXACT {
+        return at as u32;
+    }
+    let coarse = ((at - EXACT) >> COARSE_SHIFT).min(u64::from(u32::MAX) - 1 - EXACT);
+    (EXACT + coarse) as u32
+}
+
+pub(crate) fn decode_deadline(d: u32) -> u64 {
+    let d = u64::from(d);
+    if d == u64::from(u32::MAX) {
+        NEVER
+    } else if d < EXACT {
+        d
+    } else {
+        EXACT + ((d - EXACT) << COARSE_SHIFT)
+    }
+}
+
+fn varint_len(n: usize) -> usize {
+    let bits = usize::BITS - (n | 1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
+fn put_varint(out: &mut Vec<u8>, mut n: usize) {
+    while n >= 0x80 {
+        out.push(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> usize {
+    let (mut n, mut shift) = (0usize, 0u32);
+    loop {
+        let x = b[*pos];
+        *pos += 1;
+        n |= usize::from(x & 0x7f) << shift;
+        if x < 0x80 {
+            return n;
+        }
+        shift += 7;
+    }
+}
+
+/// Bytes [`pack`] produces for these lengths.
+pub(crate) fn packed_len(group_len: usize, key_len: usize, value_len: usize) -> usize {
+    varint_len(group_len) + varint_len(key_len) + group_len + key_len + value_len
+}
+
+/// An entry's bytes: group length and key length (LEB128), then group, key and value, in one
+/// allocation of exactly that size.
+pub(crate) fn pack(group: &[u8], key: &[u8], value: &[u8]) -> Box<[u8]> {
+    let mut v = Vec::with_capacity(packed_len(group.len(), key.len(), value.len()));
+    put_varint(&mut v, group.len());
+    put_varint(&mut v, key.len());
+    v.extend_from_slice(group);
+    v.extend_from_slice(key);
+    v.extend_from_slice(value);
+    v.into_boxed_slice()
+}
+
+/// Group, key and value of packed bytes.
+fn parts(data: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let mut pos = 0;
+    let g = get_varint(data, &mut pos);
+    let k = get_varint(data, &mut pos);
+    let (group, rest) = data[pos..].split_at(g);
+    let (key, value) = rest.split_at(k);
+    (group, key, value)
+}
+
+fn mix64(x: u64) -> u64 {
+    let x = (x ^ (x >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    let x = (x ^ (x >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    x ^ (x >> 33)
+}
+
+/// The index's hash of an entry that is not its group's head: its group's hash combined with
+/// its key's.
+pub(crate) fn entry_hash(hasher: &Hasher, group_hash: u64, key: &[u8]) -> u64 {
+    mix64(group_hash ^ hasher.hash_one(key).rotate_left(29))
+}
+
+/// The index's hash of a group's head.
+fn head_hash(group_hash: u64) -> u64 {
+    mix64(group_hash ^ 0x9E37_79B9_7F4A_7C15)
+}
+
+impl Entry {
+    fn is_head(&self) -> bool {
+        self.tag & HEAD != 0
+    }
+    fn tag_id(&self) -> u32 {
+        self.tag & !HEAD
+    }
+}
+
+/// Entry slots in chunks of [`CHUNK`]; freed slots are reused first.
+#[derive(Default)]
+struct Slab {
+    chunks: Vec<Box<[Option<Entry>]>>,
+    /// Slots handed out so far (free or live): the slab's length.
+    high: u32,
+    free: Vec<u32>,
+}
+
+impl Slab {
+    fn get(&self, slot: u32) -> Option<&Entry> {
+        self.chunks
+            .get((slot >> CHUNK_BITS) as usize)
+            .and_then(|c| c[slot as usize & (CHUNK - 1)].as_ref())
+    }
+
+    fn get_mut(&mut self, slot: u32) -> Option<&mut Entry> {
+        self.chunks
+            .get_mut((slot >> CHUNK_BITS) as usize)
+            .and_then(|c| c[slot as usize & (CHUNK - 1)].as_mut())
+    }
+
+    fn entry(&self, slot: u32) -> &Entry {
+        self.get(slot).expect("index points at a live slot")
+    }
+
+    fn entry_mut(&mut self, slot: u32) -> &mut Entry {
+        self.get_mut(slot).expect("index points at a live slot")
+    }
+
+    /// Put `e` in a free slot and return it.
+    fn place(&mut self, e: Entry) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                let s = self.high;
+                assert!(s < NIL, "fewer than 2^32 - 1 entries per shard");
+                if (s as usize) >> CHUNK_BITS == self.chunks.len() {
+                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                }
+                self.high += 1;
+                s
+            }
+        };
+        let cell = &mut self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)];
+        debug_assert!(cell.is_none());
+        *cell = Some(e);
+        slot
+    }
+
+    fn take(&mut self, slot: u32) -> Entry {
+        let e = self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
+            .take()
+            .expect("take of a live slot");
+        self.free.push(slot);
+        e
+    }
+}
+
+/// The hash an entry is indexed by.
+fn hash_of(slab: &Slab, hasher: &Hasher, slot: u32) -> u64 {
+    let e = slab.entry(slot);
+    let (group, key, _) = parts(&e.data);
+    let group_hash = hasher.hash_one(group);
+    if e.is_head() {
+        head_hash(group_hash)
+    } else {
+        entry_hash(hasher, group_hash, key)
+    }
+}
+
+/// A tag in use in this shard, and how many entries carry it.
+struct TagRec {
+    tag: u64,
     len: u32,
 }
 
-#[derive(Clone, Copy)]
-struct Tag {
-    head: u32,
-    len: u32,
+/// Entry bytes removed under the lock, to be dropped after it is released.
+pub(crate) struct Garbage {
+    items: Vec<Box<[u8]>>,
 }
 
-/// Values removed under the lock, to be dropped after it is released.
-pub(crate) struct Garbage<V> {
-    items: Vec<(Bytes, V)>,
-}
-
-impl<V> Garbage<V> {
+impl Garbage {
     pub(crate) fn new() -> Self {
         Self { items: Vec::new() }
     }
-    fn push(&mut self, e: Entry<V>) {
-        self.items.push((e.key, e.value));
+    fn push(&mut self, e: Entry) {
+        self.items.push(e.data);
     }
 }
 
@@ -68,39 +259,39 @@ pub(crate) struct Delta {
     pub removed: u64,
 }
 
-/// Result of a lookup.
-pub(crate) enum Lookup<V> {
-    Hit(V),
-    Miss,
-}
-
-pub(crate) struct Core<V> {
-    slots: Vec<Option<Entry<V>>>,
-    free: Vec<u32>,
+pub(crate) struct Core {
+    slab: Slab,
+    /// Every entry's slot: a group's head by [`head_hash`], the others by [`entry_hash`].
     index: HashTable<u32>,
-    groups: Vec<Option<Group>>,
-    free_groups: Vec<u32>,
-    group_index: HashTable<u32>,
-    tags: hashbrown::HashMap<u64, Tag>,
+    /// Tags by the shard's tag id; a record is freed with the last entry carrying it.
+    tags: Vec<TagRec>,
+    tag_ids: hashbrown::HashMap<u64, u32>,
+    free_tags: Vec<u32>,
+    hasher: Hasher,
     policy: Box<dyn Policy>,
     scratch: Vec<Handle>,
+    /// `ENTRY_OVERHEAD` plus the policy's share, fixed when the shard is built.
+    fixed: u64,
+    len: usize,
     bytes: u64,
     budget: u64,
-    sweep: usize,
+    sweep: u32,
 }
 
-impl<V: Clone> Core<V> {
-    pub(crate) fn new(kind: PolicyKind, budget: u64) -> Self {
+impl Core {
+    pub(crate) fn new(kind: PolicyKind, budget: u64, hasher: Hasher) -> Self {
+        let policy = kind.build(budget);
         Self {
-            slots: Vec::new(),
-            free: Vec::new(),
+            slab: Slab::default(),
             index: HashTable::new(),
-            groups: Vec::new(),
-            free_groups: Vec::new(),
-            group_index: HashTable::new(),
-            tags: hashbrown::HashMap::new(),
-            policy: kind.build(budget),
+            tags: Vec::new(),
+            tag_ids: hashbrown::HashMap::new(),
+            free_tags: Vec::new(),
+            hasher,
+            fixed: ENTRY_OVERHEAD + policy.entry_overhead(),
+            policy,
             scratch: Vec::new(),
+            len: 0,
             bytes: 0,
             budget,
             sweep: 0,
@@ -108,89 +299,107 @@ impl<V: Clone> Core<V> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.index.len()
+        self.len
     }
 
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
 
-    /// Bytes an entry with these sizes is charged.
-    pub(crate) fn cost(&self, key_len: usize, group_len: usize, value_bytes: u64) -> u64 {
-        (key_len as u64 + group_len as u64)
-            .saturating_add(value_bytes)
-            .saturating_add(ENTRY_OVERHEAD + self.policy.entry_overhead())
+    /// Bytes an entry of `packed` bytes (see [`pack`]) is charged.
+    pub(crate) fn cost(&self, packed: usize) -> u64 {
+        packed as u64 + self.fixed
     }
 
-    fn entry(&self, slot: u32) -> &Entry<V> {
-        self.slots[slot as usize]
-            .as_ref()
-            .expect("index points at a live slot")
+    fn cost_of(&self, e: &Entry) -> u64 {
+        self.cost(e.data.len())
     }
 
-    fn entry_mut(&mut self, slot: u32) -> &mut Entry<V> {
-        self.slots[slot as usize]
-            .as_mut()
-            .expect("index points at a live slot")
-    }
-
-    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+    /// The entry (group, key); `hash` is its [`entry_hash`].
+    fn find(&self, hash: u64, group_hash: u64, group: &[u8], key: &[u8]) -> Option<u32> {
+        let head = self.find_group(group_hash, group)?;
+        let e = self.slab.entry(head);
+        if parts(&e.data).1 == key {
+            return Some(head);
+        }
+        if e.g_next == head {
+            return None;
+        }
         self.index
-            .find(hash, |&s| self.entry(s).key.as_ref() == key)
+            .find(hash, |&s| {
+                let e = self.slab.entry(s);
+                let (g, k, _) = parts(&e.data);
+                !e.is_head() && k == key && g == group
+            })
             .copied()
     }
 
-    pub(crate) fn get(
+    /// The head of a group.
+    fn find_group(&self, group_hash: u64, group: &[u8]) -> Option<u32> {
+        self.index
+            .find(head_hash(group_hash), |&s| {
+                let e = self.slab.entry(s);
+                e.is_head() && parts(&e.data).0 == group
+            })
+            .copied()
+    }
+
+    /// Look up an entry; on a hit, `f` gets its value (under the shard lock).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn get<R>(
         &mut self,
         hash: u64,
+        group_hash: u64,
+        group: &[u8],
         key: &[u8],
         now: u64,
-        g: &mut Garbage<V>,
-    ) -> (Lookup<V>, Delta) {
+        g: &mut Garbage,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> (Option<R>, Delta) {
         let mut d = Delta::default();
-        let Some(slot) = self.find(hash, key) else {
-            return (Lookup::Miss, d);
+        let Some(slot) = self.find(hash, group_hash, group, key) else {
+            return (None, d);
         };
-        if self.entry(slot).expires_at <= now {
+        if decode_deadline(self.slab.entry(slot).expires) <= now {
             self.policy.remove(slot);
             g.push(self.unlink(slot));
             d.expired = 1;
-            return (Lookup::Miss, d);
+            return (None, d);
         }
         self.policy.on_hit(slot);
-        (Lookup::Hit(self.entry(slot).value.clone()), d)
+        (Some(f(parts(&self.slab.entry(slot).data).2)), d)
     }
 
-    /// Insert (or replace) an entry. Returns whether it is resident afterwards.
+    /// Insert (or replace) an entry made by [`pack`]. Returns whether it is resident afterwards.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn insert(
         &mut self,
         hash: u64,
-        key: Bytes,
         group_hash: u64,
-        group: &[u8],
+        data: Box<[u8]>,
         tag: u64,
-        value: V,
-        cost: u64,
         expires_at: u64,
         now: u64,
-        g: &mut Garbage<V>,
+        g: &mut Garbage,
     ) -> (bool, Delta) {
         let mut d = Delta::default();
-        if let Some(old) = self.find(hash, &key) {
+        let (group, key, _) = parts(&data);
+        if let Some(old) = self.find(hash, group_hash, group, key) {
             self.policy.remove(old);
             g.push(self.unlink(old));
             d.removed += 1;
         }
         d.expired += self.sweep_expired(now, 2, g);
+        let cost = self.cost(data.len());
+        let expires = encode_deadline(expires_at);
         let weight = match u32::try_from(cost) {
-            Ok(w) if cost <= self.budget && expires_at > now => w,
+            Ok(w) if cost <= self.budget && decode_deadline(expires) > now => w,
             _ => {
-                g.items.push((key, value));
+                g.items.push(data);
                 return (false, d);
             }
         };
-        let slot = self.link(hash, key, group_hash, group, tag, value, cost, expires_at);
+        let slot = self.link(hash, group_hash, data, tag, expires);
         let mut scratch = std::mem::take(&mut self.scratch);
         self.policy.insert(slot, hash, weight, &mut scratch);
         let mut resident = true;
@@ -205,13 +414,13 @@ impl<V: Clone> Core<V> {
     }
 
     /// Look at up to `budget` slots after the sweep cursor and drop expired entries.
-    fn sweep_expired(&mut self, now: u64, budget: usize, g: &mut Garbage<V>) -> u64 {
-        let n = self.slots.len();
+    fn sweep_expired(&mut self, now: u64, budget: usize, g: &mut Garbage) -> u64 {
+        let n = self.slab.high;
         let mut expired = 0;
-        for _ in 0..budget.min(n) {
+        for _ in 0..budget.min(n as usize) {
             self.sweep = (self.sweep + 1) % n;
-            let slot = self.sweep as u32;
-            if matches!(&self.slots[self.sweep], Some(e) if e.expires_at <= now) {
+            let slot = self.sweep;
+            if matches!(self.slab.get(slot), Some(e) if decode_deadline(e.expires) <= now) {
                 self.policy.remove(slot);
                 g.push(self.unlink(slot));
                 expired += 1;
@@ -221,198 +430,207 @@ impl<V: Clone> Core<V> {
     }
 
     /// Drop every entry of a group.
-    pub(crate) fn remove_group(
-        &mut self,
-        group_hash: u64,
-        group: &[u8],
-        g: &mut Garbage<V>,
-    ) -> u64 {
-        let Some(gi) = self.find_group(group_hash, group) else {
-            return 0;
-        };
+    pub(crate) fn remove_group(&mut self, group_hash: u64, group: &[u8], g: &mut Garbage) -> u64 {
         let mut removed = 0;
-        loop {
-            let head = self.groups[gi as usize].as_ref().map_or(NIL, |gr| gr.head);
-            if head == NIL {
-                break;
-            }
-            self.policy.remove(head);
-            g.push(self.unlink(head)); // frees the group with its last entry
+        while let Some(slot) = self.find_group(group_hash, group) {
+            self.policy.remove(slot);
+            g.push(self.unlink(slot)); // the next member, if any, becomes the head
             removed += 1;
         }
         removed
     }
 
-    /// Drop every entry with this tag.
-    pub(crate) fn remove_tag(&mut self, tag: u64, g: &mut Garbage<V>) -> u64 {
+    /// Drop every entry with this tag: a scan of the slab, as tags die rarely (a lost upstream
+    /// connection) and keeping per-tag lists would cost every entry two links.
+    pub(crate) fn remove_tag(&mut self, tag: u64, g: &mut Garbage) -> u64 {
+        let Some(&id) = self.tag_ids.get(&tag) else {
+            return 0;
+        };
+        let mut left = self.tags[id as usize].len;
         let mut removed = 0;
-        while let Some(t) = self.tags.get(&tag) {
-            let head = t.head;
-            self.policy.remove(head);
-            g.push(self.unlink(head));
-            removed += 1;
+        let mut slot = 0;
+        while left > 0 && slot < self.slab.high {
+            if self.slab.get(slot).is_some_and(|e| e.tag_id() == id) {
+                self.policy.remove(slot);
+                g.push(self.unlink(slot));
+                left -= 1;
+                removed += 1;
+            }
+            slot += 1;
         }
         removed
     }
 
     /// Drop everything.
-    pub(crate) fn clear(&mut self, g: &mut Garbage<V>) -> u64 {
-        let n = self.index.len() as u64;
-        for e in self.slots.drain(..).flatten() {
-            g.push(e);
+    pub(crate) fn clear(&mut self, g: &mut Garbage) -> u64 {
+        let n = self.len as u64;
+        for chunk in std::mem::take(&mut self.slab).chunks {
+            g.items
+                .extend(chunk.into_vec().into_iter().flatten().map(|e| e.data));
         }
-        self.free.clear();
-        self.index.clear();
-        self.groups.clear();
-        self.free_groups.clear();
-        self.group_index.clear();
+        self.index = HashTable::new();
         self.tags.clear();
+        self.tag_ids.clear();
+        self.free_tags.clear();
         self.policy.clear();
+        self.len = 0;
         self.bytes = 0;
         self.sweep = 0;
         n
     }
 
-    fn find_group(&self, group_hash: u64, group: &[u8]) -> Option<u32> {
-        let groups = &self.groups;
-        self.group_index
-            .find(group_hash, |&gi| {
-                groups[gi as usize]
-                    .as_ref()
-                    .is_some_and(|gr| gr.name.as_ref() == group)
-            })
-            .copied()
+    fn tag_id(&mut self, tag: u64) -> u32 {
+        if let Some(&id) = self.tag_ids.get(&tag) {
+            self.tags[id as usize].len += 1;
+            return id;
+        }
+        let rec = TagRec { tag, len: 1 };
+        let id = match self.free_tags.pop() {
+            Some(id) => {
+                self.tags[id as usize] = rec;
+                id
+            }
+            None => {
+                assert!(
+                    self.tags.len() < HEAD as usize,
+                    "fewer than 2^31 tags per shard"
+                );
+                self.tags.push(rec);
+                (self.tags.len() - 1) as u32
+            }
+        };
+        self.tag_ids.insert(tag, id);
+        id
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn link(
-        &mut self,
-        hash: u64,
-        key: Bytes,
-        group_hash: u64,
-        group: &[u8],
-        tag: u64,
-        value: V,
-        cost: u64,
-        expires_at: u64,
-    ) -> u32 {
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                self.slots.push(None);
-                u32::try_from(self.slots.len() - 1).expect("fewer than 2^32 entries per shard")
-            }
-        };
-        // Group record: find or create, then push the entry at its head.
-        let gi = match self.find_group(group_hash, group) {
-            Some(gi) => gi,
-            None => {
-                let rec = Group {
-                    name: Bytes::copy_from_slice(group),
-                    hash: group_hash,
-                    head: NIL,
-                    len: 0,
-                };
-                let gi = match self.free_groups.pop() {
-                    Some(gi) => {
-                        self.groups[gi as usize] = Some(rec);
-                        gi
-                    }
-                    None => {
-                        self.groups.push(Some(rec));
-                        (self.groups.len() - 1) as u32
-                    }
-                };
-                let groups = &self.groups;
-                self.group_index.insert_unique(group_hash, gi, |&x| {
-                    groups[x as usize].as_ref().map_or(0, |gr| gr.hash)
-                });
-                gi
-            }
-        };
-        let grec = self.groups[gi as usize].as_mut().expect("group just found");
-        let g_next = grec.head;
-        grec.head = slot;
-        grec.len += 1;
-        if g_next != NIL {
-            self.entry_mut(g_next).g_prev = slot;
-        }
-        let trec = self.tags.entry(tag).or_insert(Tag { head: NIL, len: 0 });
-        let t_next = trec.head;
-        trec.head = slot;
-        trec.len += 1;
-        if t_next != NIL {
-            self.entry_mut(t_next).t_prev = slot;
-        }
-        self.slots[slot as usize] = Some(Entry {
-            key,
-            value,
-            hash,
-            expires_at,
+    fn link(&mut self, hash: u64, group_hash: u64, data: Box<[u8]>, tag: u64, expires: u32) -> u32 {
+        let head = self.find_group(group_hash, parts(&data).0);
+        let tag = self.tag_id(tag) | if head.is_none() { HEAD } else { 0 };
+        let cost = self.cost(data.len());
+        let slot = self.slab.place(Entry {
+            data,
+            expires,
             tag,
-            cost: cost as u32,
-            group: gi,
             g_prev: NIL,
-            g_next,
-            t_prev: NIL,
-            t_next,
+            g_next: NIL,
         });
-        let slots = &self.slots;
-        self.index.insert_unique(hash, slot, |&s| {
-            slots[s as usize].as_ref().map_or(0, |e| e.hash)
-        });
+        // Join the group's circle right after its head, or start one as its head.
+        let (g_prev, g_next, indexed_by) = match head {
+            Some(m) => {
+                let next = self.slab.entry(m).g_next;
+                self.slab.entry_mut(m).g_next = slot;
+                self.slab.entry_mut(next).g_prev = slot;
+                (m, next, hash)
+            }
+            None => (slot, slot, head_hash(group_hash)),
+        };
+        let e = self.slab.entry_mut(slot);
+        e.g_prev = g_prev;
+        e.g_next = g_next;
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.index
+            .insert_unique(indexed_by, slot, |&s| hash_of(slab, hasher, s));
+        self.len += 1;
         self.bytes += cost;
         slot
     }
 
-    /// Remove an entry from the slab and every index (not from the policy).
-    fn unlink(&mut self, slot: u32) -> Entry<V> {
-        let e = self.slots[slot as usize]
-            .take()
-            .expect("unlink of a live slot");
-        self.free.push(slot);
-        self.bytes -= u64::from(e.cost);
-        if let Ok(o) = self.index.find_entry(e.hash, |&s| s == slot) {
+    /// Remove an entry from the slab and the indexes (not from the policy). When it was its
+    /// group's head, the next member of the group becomes the head.
+    fn unlink(&mut self, slot: u32) -> Entry {
+        let e = self.slab.take(slot);
+        self.len -= 1;
+        self.bytes -= self.cost_of(&e);
+        let (group, key, _) = parts(&e.data);
+        let group_hash = self.hasher.hash_one(group);
+        let indexed_by = if e.is_head() {
+            head_hash(group_hash)
+        } else {
+            entry_hash(&self.hasher, group_hash, key)
+        };
+        if let Ok(o) = self.index.find_entry(indexed_by, |&s| s == slot) {
             o.remove();
         }
-        // Group list.
-        if e.g_prev != NIL {
-            self.entry_mut(e.g_prev).g_next = e.g_next;
-        }
-        if e.g_next != NIL {
-            self.entry_mut(e.g_next).g_prev = e.g_prev;
-        }
-        let grec = self.groups[e.group as usize]
-            .as_mut()
-            .expect("entry's group exists");
-        if e.g_prev == NIL {
-            grec.head = e.g_next;
-        }
-        grec.len -= 1;
-        if grec.len == 0 {
-            let gh = grec.hash;
-            self.groups[e.group as usize] = None;
-            self.free_groups.push(e.group);
-            if let Ok(o) = self.group_index.find_entry(gh, |&x| x == e.group) {
-                o.remove();
+        if e.g_next != slot {
+            self.slab.entry_mut(e.g_prev).g_next = e.g_next;
+            self.slab.entry_mut(e.g_next).g_prev = e.g_prev;
+            if e.is_head() {
+                let next = e.g_next;
+                let old = entry_hash(
+                    &self.hasher,
+                    group_hash,
+                    parts(&self.slab.entry(next).data).1,
+                );
+                if let Ok(o) = self.index.find_entry(old, |&s| s == next) {
+                    o.remove();
+                }
+                self.slab.entry_mut(next).tag |= HEAD;
+                let (slab, hasher) = (&self.slab, &self.hasher);
+                self.index
+                    .insert_unique(head_hash(group_hash), next, |&s| hash_of(slab, hasher, s));
             }
         }
-        // Tag list.
-        if e.t_prev != NIL {
-            self.entry_mut(e.t_prev).t_next = e.t_next;
-        }
-        if e.t_next != NIL {
-            self.entry_mut(e.t_next).t_prev = e.t_prev;
-        }
-        if let Some(trec) = self.tags.get_mut(&e.tag) {
-            if e.t_prev == NIL {
-                trec.head = e.t_next;
-            }
-            trec.len -= 1;
-            if trec.len == 0 {
-                self.tags.remove(&e.tag);
-            }
+        let id = e.tag_id();
+        let rec = &mut self.tags[id as usize];
+        rec.len -= 1;
+        if rec.len == 0 {
+            let t = rec.tag;
+            self.tag_ids.remove(&t);
+            self.free_tags.push(id);
         }
         e
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_32_bytes() {
+        assert_eq!(std::mem::size_of::<Option<Entry>>(), 32);
+    }
+
+    #[test]
+    fn deadlines_never_move_later() {
+        for at in [
+            0,
+            1,
+            99,
+            EXACT - 1,
+            EXACT,
+            EXACT + 1023,
+            EXACT + 1024,
+            EXACT + 5_000_000,
+            1 << 40,
+            1 << 41,
+            1 << 50,
+            NEVER - 1,
+        ] {
+            let back = decode_deadline(encode_deadline(at));
+            assert!(back <= at, "{at} -> {back}");
+            assert!(back != NEVER);
+            if at < EXACT {
+                assert_eq!(back, at);
+            } else if at < 1 << 41 {
+                assert!(at - back < 1024, "{at} -> {back}");
+            }
+        }
+        assert_eq!(decode_deadline(encode_deadline(NEVER)), NEVER);
+    }
+
+    #[test]
+    fn packs_and_unpacks() {
+        for (g, k, v) in [
+            (0usize, 0usize, 0usize),
+            (1, 2, 3),
+            (127, 128, 5),
+            (300, 20_000, 70_000),
+        ] {
+            let (gb, kb, vb) = (vec![1u8; g], vec![2u8; k], vec![3u8; v]);
+            let data = pack(&gb, &kb, &vb);
+            assert_eq!(data.len(), packed_len(g, k, v));
+            assert_eq!(parts(&data), (&gb[..], &kb[..], &vb[..]));
+        }
     }
 }
