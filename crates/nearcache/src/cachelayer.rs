@@ -225,6 +225,33 @@ impl CacheLayer {
     /// a hit's reply is copied in after it, in room the buffer already has: a hit allocates
     /// nothing once the buffer has its size, and the cache keeps no reference count per entry.
     /// A miss returns the entry key ([`CacheLayer::entry_key`]) as its own `Bytes`.
+    /// [`CacheLayer::read`] that appends a hit's reply to `out` (the bytes about to be written
+    /// to the client) instead of copying it out as its own `Bytes`; `keys` is scratch room for
+    /// the entry key. Returns `None` on a hit, the entry key on a miss.
+    pub fn read_into<A: AsRef<[u8]>>(
+        &self,
+        proto: u8,
+        args: &[A],
+        keys: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Option<Bytes> {
+        debug_assert!(keys.is_empty());
+        put_entry_key(proto, args, keys);
+        let hit = self
+            .cache
+            .get_with(args[1].as_ref(), keys, self.clock.now(), |stored| {
+                put_reply(out, stored)
+            });
+        keys.clear();
+        match hit {
+            Some(()) => None,
+            None => {
+                Self::encode_key(proto, args, keys);
+                Some(keys.split().freeze())
+            }
+        }
+    }
+
     pub fn read<A: AsRef<[u8]>>(&self, proto: u8, args: &[A], buf: &mut BytesMut) -> Read {
         debug_assert!(buf.is_empty());
         if buf.capacity() < MIN_ROOM && !buf.try_reclaim(ROOM) && buf.capacity() < LOW_ROOM {

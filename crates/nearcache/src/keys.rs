@@ -9,7 +9,7 @@
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use hashbrown::HashSet;
+use hashbrown::{HashMap, HashSet};
 
 use crate::command::name_upper;
 
@@ -146,12 +146,12 @@ pub fn read_code(name: &[u8]) -> Option<u8> {
     if n == 0 {
         return None;
     }
-    CACHEABLE
-        .iter()
-        .copied()
-        .chain(std::iter::once(&b"MGET"[..]))
-        .position(|c| c == &buf[..n])
-        .map(|i| i as u8 + 1)
+    static CODES: LazyLock<HashMap<&'static [u8], u8, hashbrown::DefaultHashBuilder>> =
+        LazyLock::new(|| {
+            let reads = CACHEABLE.iter().copied().chain([&b"MGET"[..]]);
+            reads.zip(1..).collect()
+        });
+    CODES.get(&buf[..n]).copied()
 }
 
 /// What a command means for the cache.
@@ -353,6 +353,19 @@ pub fn write_keys(args: &[Bytes]) -> &[Bytes] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_codes_are_distinct_and_case_insensitive() {
+        let mut codes: Vec<u8> = CACHEABLE.iter().map(|n| read_code(n).unwrap()).collect();
+        codes.push(read_code(b"mget").unwrap());
+        assert_eq!(read_code(b"get"), read_code(b"GET"));
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), CACHEABLE.len() + 1);
+        assert!(codes[0] >= 1);
+        assert_eq!(read_code(b"SET"), None);
+        assert_eq!(read_code(b"GETXXXXXXXXXXXXXXXXXXXXXXX"), None);
+    }
 
     #[test]
     fn command_tables_are_sorted_without_duplicates() {

@@ -10,6 +10,7 @@
 
 mod writer;
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -580,6 +581,21 @@ impl Session {
             _ => return self.send_shared(args, After::Nothing).await,
         };
         let lookup = self.stamp.phase("cache_lookup");
+        if self.wr.is_some() && self.link.writer_idle() {
+            // The reply can go straight into the bytes the reader writes at the end of this read.
+            let at = self.direct.len();
+            match cache.read_into(self.proto, args, &mut self.encode_buf, &mut self.direct) {
+                None => {
+                    self.stamp.mark(Outcome::Hit);
+                    self.answered_direct = Some(matches!(self.direct.get(at), Some(b'-' | b'!')));
+                    return;
+                }
+                Some(key) => {
+                    drop(lookup);
+                    return self.cached_miss(cache.clone(), args, key).await;
+                }
+            }
+        }
         let key = match cache.read(self.proto, args, &mut self.encode_buf) {
             Read::Hit(hit) => {
                 self.stamp.mark(Outcome::Hit);
@@ -588,7 +604,12 @@ impl Session {
             Read::Miss(key) => key,
         };
         drop(lookup);
-        let cache = cache.clone();
+        self.cached_miss(cache.clone(), args, key).await
+    }
+
+    /// A cacheable read that missed (`key`, its entry key): joins the same read in flight, or
+    /// sends it after a `PTTL` of its key and has the reply cached when it returns.
+    async fn cached_miss(&mut self, cache: Arc<CacheLayer>, args: &[Bytes], key: Bytes) {
         let group = &args[1];
         self.stamp.mark(Outcome::Miss);
         self.stamp.sent_upstream();
@@ -622,13 +643,25 @@ impl Session {
     /// (each after its PTTL), cached one by one, and merged with the hits in the asked order.
     async fn cached_mget(&mut self, args: &[Bytes]) {
         let cache = match &self.ctx.cache {
-            Some(c) if self.link.writes_inflight() == 0 => c,
+            Some(c) if self.link.writes_inflight() == 0 => c.clone(),
             _ => return self.send_shared(args, After::Nothing).await,
         };
         let keys = &args[1..];
         let mut items = std::mem::take(&mut self.mget_items);
         let mut misses = Vec::new();
-        for (slot, key) in keys.iter().enumerate() {
+        let mut looked_up = 0;
+        if self.wr.is_some() && self.link.writer_idle() {
+            match self.mget_into_direct(&cache, keys, &mut items, &mut misses) {
+                None => {
+                    self.stamp.mark(Outcome::Hit);
+                    self.answered_direct = Some(false);
+                    self.mget_items = items;
+                    return;
+                }
+                Some(n) => looked_up = n,
+            }
+        }
+        for (slot, key) in keys.iter().enumerate().skip(looked_up) {
             let entry = [&b"MGET"[..], &key[..]];
             match cache.read(self.proto, &entry, &mut self.encode_buf) {
                 Read::Hit(hit) => items.push(Some(hit)),
@@ -647,7 +680,6 @@ impl Session {
         }
         self.stamp.mark(Outcome::Miss);
         self.stamp.sent_upstream();
-        let cache = cache.clone();
         let conn = self.pick_shared().await;
         let tag = conn.fill_tag();
         let mut missing = vec![Bytes::from_static(b"MGET")];
@@ -668,6 +700,42 @@ impl Session {
         });
         self.link.dispatched();
         self.queue(Outbound::Pending(rx, After::Nothing));
+    }
+
+    /// An MGET whose keys all hit, answered straight into the bytes the reader writes at the
+    /// end of this read: `None`. If a key misses, nothing stays written: the keys looked up so
+    /// far are in `items` and `misses` as the general path would have put them, and their count
+    /// is returned, so that no key is looked up (and counted) twice.
+    fn mget_into_direct(
+        &mut self,
+        cache: &CacheLayer,
+        keys: &[Bytes],
+        items: &mut Vec<Option<Bytes>>,
+        misses: &mut Vec<(usize, Bytes)>,
+    ) -> Option<usize> {
+        let at = self.direct.len();
+        let _ = write!(self.direct, "*{}\r\n", keys.len());
+        let mut ends: smallvec::SmallVec<[usize; 16]> = smallvec::SmallVec::new();
+        for (slot, key) in keys.iter().enumerate() {
+            let entry = [&b"MGET"[..], &key[..]];
+            let Some(entry_key) =
+                cache.read_into(self.proto, &entry, &mut self.encode_buf, &mut self.direct)
+            else {
+                ends.push(self.direct.len());
+                continue;
+            };
+            // A miss: hand the hits so far over as items, then take back what was written.
+            let mut start = at + header_len(keys.len());
+            for end in ends {
+                items.push(Some(Bytes::copy_from_slice(&self.direct[start..end])));
+                start = end;
+            }
+            items.push(None);
+            misses.push((slot, entry_key));
+            self.direct.truncate(at);
+            return Some(slot + 1);
+        }
+        None
     }
 
     /// The shared connection for the next command: the current one while replies are pending
@@ -820,6 +888,11 @@ impl Session {
 
 /// Resolves when the client has closed its side with nothing left unread. With more input
 /// queued nothing can be told, and it never resolves.
+/// Bytes of an array header `*<n>\r\n`.
+fn header_len(n: usize) -> usize {
+    3 + n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
 async fn client_gone(rd: &mut OwnedReadHalf) {
     let mut byte = [0u8; 1];
     match rd.peek(&mut byte).await {
@@ -841,4 +914,14 @@ fn protocol_error_text(e: &resp::ParseError) -> String {
         other => other.to_string(),
     };
     format!("ERR Protocol error: {what}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_len_counts_the_digits() {
+        for n in [0, 1, 9, 10, 99, 100, 12345] {
+            assert_eq!(super::header_len(n), format!("*{n}\r\n").len(), "{n}");
+        }
+    }
 }
