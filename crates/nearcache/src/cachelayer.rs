@@ -659,15 +659,39 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hits_are_copied_into_the_callers_buffer() {
-        let layer = CacheLayer::new(
+    fn small_layer() -> CacheLayer {
+        CacheLayer::new(
             1 << 20,
             PolicyKind::default(),
             60_000,
             CacheRules::default(),
             Arc::new(Metrics::default()),
+        )
+    }
+
+    #[test]
+    fn read_into_appends_a_hit_to_the_output_and_hands_back_a_miss_key() {
+        let layer = small_layer();
+        let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
+        let (mut keys, mut out) = (BytesMut::new(), BytesMut::from(&b"+PONG\r\n"[..]));
+        let key = layer
+            .read_into(2, &get, &mut keys, &mut out)
+            .expect("a miss");
+        assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(&out[..], b"+PONG\r\n");
+        layer.complete(
+            layer.begin(b"k", 1, key),
+            &Bytes::from_static(b"$1\r\nv\r\n"),
+            b":-1\r\n",
         );
+        assert!(layer.read_into(2, &get, &mut keys, &mut out).is_none());
+        assert_eq!(&out[..], b"+PONG\r\n$1\r\nv\r\n");
+        assert!(keys.is_empty());
+    }
+
+    #[test]
+    fn hits_are_copied_into_the_callers_buffer() {
+        let layer = small_layer();
         let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
         let mut buf = BytesMut::new();
         let Read::Miss(key) = layer.read(2, &get, &mut buf) else {
@@ -688,13 +712,7 @@ mod tests {
 
     #[test]
     fn fills_respect_ttl_and_invalidation() {
-        let layer = CacheLayer::new(
-            1 << 20,
-            PolicyKind::default(),
-            60_000,
-            CacheRules::default(),
-            Arc::new(Metrics::default()),
-        );
+        let layer = small_layer();
         let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
         let key = CacheLayer::entry_key(2, &get, &mut BytesMut::new());
         assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
