@@ -118,18 +118,8 @@ async fn rss_stays_within_the_cap_while_reading_five_times_the_cap() {
 
     // 2. The proxy, warmed up: the hot set cached, a few hundred reads done.
     let upstream = redis_srv.addr();
-    let proxy = ProxyProcess::spawn_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream,
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--max-memory",
-        "32mb",
-        "--threads",
-        WORKERS,
-    ]);
+    let proxy =
+        ProxyProcess::spawn_admin(&upstream, &["--max-memory", "32mb", "--threads", WORKERS]);
     let rss = || status_bytes(proxy.pid(), "VmRSS");
     let mut c = RawConn::connect(&proxy.addr.to_string()).await;
     c.timeout = Duration::from_secs(20);

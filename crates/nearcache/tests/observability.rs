@@ -181,15 +181,7 @@ async fn dashboard_and_stats_are_served_and_heap_profile_explains_its_absence() 
 #[tokio::test]
 async fn slow_upstream_commands_are_logged() {
     let redis = RedisServer::start();
-    let proxy = ProxyProcess::spawn_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &redis.addr(),
-        "--no-admin",
-        "--slowlog-threshold-ms",
-        "20",
-    ]);
+    let proxy = ProxyProcess::spawn_with(&redis.addr(), &["--slowlog-threshold-ms", "20"]);
     let mut c = RawConn::connect(&proxy.addr()).await;
     // BLPOP on an empty list waits its timeout upstream: 0.1 s, past the threshold.
     assert_eq!(&c.cmd(&["BLPOP", "empty", "0.1"]).await[..], b"*-1\r\n");
@@ -313,16 +305,7 @@ async fn binary_serves_heap_and_cpu_profiles_that_heap_diff_reads() {
 #[tokio::test]
 async fn binary_pauses_heap_profiling_on_request_and_refuses_concurrent_cpu_profiles() {
     let redis = RedisServer::start();
-    let proxy = ProxyProcess::spawn_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &redis.addr(),
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--heap-profiling",
-        "false",
-    ]);
+    let proxy = ProxyProcess::spawn_admin(&redis.addr(), &["--heap-profiling", "false"]);
     let admin = proxy.admin.unwrap();
     let (status, body) = http_get_bytes(admin, "/debug/pprof/heap", PROFILE_LIMIT).await;
     assert!((500..600).contains(&status), "status {status}");
@@ -363,16 +346,7 @@ async fn binary_pauses_heap_profiling_on_request_and_refuses_concurrent_cpu_prof
 #[tokio::test]
 async fn binary_captures_sampled_request_traces_as_chrome_json() {
     let redis = RedisServer::start();
-    let proxy = ProxyProcess::spawn_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &redis.addr(),
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--trace-sample",
-        "10",
-    ]);
+    let proxy = ProxyProcess::spawn_admin(&redis.addr(), &["--trace-sample", "10"]);
     let admin = proxy.admin.unwrap();
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(load(proxy.addr(), stop));

@@ -46,13 +46,7 @@ fn binary_prints_ready_line_and_serves() {
 #[test]
 fn binary_without_admin_says_none() {
     let redis = RedisServer::start();
-    let mut proxy = ProxyProcess::spawn_args(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &redis.addr(),
-        "--no-admin",
-    ]);
+    let mut proxy = ProxyProcess::spawn_with(&redis.addr(), &[]);
     assert!(proxy.is_running());
     assert_eq!(proxy.admin, None, "--no-admin must print admin=none");
     let out = cli(proxy.port(), &["ping"]);

@@ -330,14 +330,21 @@ pub struct ProxyProcess {
 impl ProxyProcess {
     /// Spawns `nearcache --listen 127.0.0.1:0 --upstream UPSTREAM --admin-listen 127.0.0.1:0`.
     pub fn spawn(upstream: &str) -> ProxyProcess {
-        Self::spawn_args(&[
+        Self::spawn_admin(upstream, &[])
+    }
+
+    /// [`ProxyProcess::spawn`] with extra arguments.
+    pub fn spawn_admin(upstream: &str, extra: &[&str]) -> ProxyProcess {
+        let mut args = vec![
             "--listen",
             "127.0.0.1:0",
             "--upstream",
             upstream,
             "--admin-listen",
             "127.0.0.1:0",
-        ])
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn_args(&args)
     }
 
     /// Spawns the binary with explicit arguments and waits for its ready line.
