@@ -320,6 +320,11 @@ mod tests {
             .collect()
     }
 
+    /// The answer to one command line, with no cache and an empty pool.
+    async fn ask(line: &str, proto: u8, m: &Metrics) -> Bytes {
+        answer(&cmd(line), proto, m, None, &PoolStats::default()).await
+    }
+
     #[test]
     fn globs_like_config_get() {
         assert!(glob(b"*", b"log-level"));
@@ -331,32 +336,11 @@ mod tests {
     #[tokio::test]
     async fn config_set_and_get_round_trip() {
         let m = Metrics::default();
-        let r = answer(
-            &cmd("nearcache config set slowlog-threshold-ms 25"),
-            2,
-            &m,
-            None,
-            &PoolStats::default(),
-        )
-        .await;
+        let r = ask("nearcache config set slowlog-threshold-ms 25", 2, &m).await;
         assert_eq!(&r[..], b"+OK\r\n");
-        let r = answer(
-            &cmd("NEARCACHE CONFIG GET slowlog*"),
-            2,
-            &m,
-            None,
-            &PoolStats::default(),
-        )
-        .await;
+        let r = ask("NEARCACHE CONFIG GET slowlog*", 2, &m).await;
         assert_eq!(&r[..], b"*2\r\n$20\r\nslowlog-threshold-ms\r\n$2\r\n25\r\n");
-        let r = answer(
-            &cmd("NEARCACHE CONFIG GET slowlog*"),
-            3,
-            &m,
-            None,
-            &PoolStats::default(),
-        )
-        .await;
+        let r = ask("NEARCACHE CONFIG GET slowlog*", 3, &m).await;
         assert!(r.starts_with(b"%1\r\n"));
     }
 
@@ -374,7 +358,7 @@ mod tests {
             "NEARCACHE CONFIG SET max-memory 1gb",
             "NEARCACHE CONFIG GET",
         ] {
-            let r = answer(&cmd(c), 2, &m, None, &PoolStats::default()).await;
+            let r = ask(c, 2, &m).await;
             assert!(r.starts_with(b"-ERR"), "{c}: {r:?}");
         }
     }
@@ -382,7 +366,7 @@ mod tests {
     #[tokio::test]
     async fn info_is_a_bulk_string_of_fields() {
         let m = Metrics::default();
-        let r = answer(&cmd("NEARCACHE INFO"), 2, &m, None, &PoolStats::default()).await;
+        let r = ask("NEARCACHE INFO", 2, &m).await;
         let text = String::from_utf8_lossy(&r);
         assert!(text.starts_with('$'));
         assert!(text.contains("used_memory_rss:"));
