@@ -75,9 +75,10 @@ declare -A port_of admin_of pid_of
 start_redis
 port_of[direct]=$redis_port
 
-# start_nearcache NAME ARGS...: a nearcache (binary $nc_bin) with its admin port, under NAME.
+# start_instance NAME ARGS...: a nearcache (binary $nc_bin) with its admin port, under NAME
+# (lib.sh's start_nearcache would stop the previous instance; these run side by side).
 nc_bin=$bin
-start_nearcache() {
+start_instance() {
     local name=$1
     shift
     # shellcheck disable=SC2086
@@ -88,18 +89,18 @@ start_nearcache() {
     wait_ping "$nc_port" "$name"
 }
 
-start_nearcache nearcache --max-memory 256mb
-start_nearcache small --max-memory 4mb
+start_instance nearcache --max-memory 256mb
+start_instance small --max-memory 4mb
 if [ -n "${PERF_BASELINE:-}" ]; then
     nc_bin=$PERF_BASELINE
-    start_nearcache baseline --max-memory 256mb
-    start_nearcache baseline-small --max-memory 4mb
+    start_instance baseline --max-memory 256mb
+    start_instance baseline-small --max-memory 4mb
     nc_bin=$bin
     TARGETS="$TARGETS baseline"
 fi
 if [ "$THREADS" = 1 ]; then
-    start_nearcache nearcache-1t --max-memory 256mb --threads 1
-    start_nearcache nearcache-2t --max-memory 256mb --threads 2
+    start_instance nearcache-1t --max-memory 256mb --threads 1
+    start_instance nearcache-2t --max-memory 256mb --threads 2
 fi
 
 tw_port=$(free_port)
