@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use nearcache::cachelayer::{CacheLayer, Join, Read};
+use nearcache::cachelayer::{CacheLayer, Form, Join, Read};
 use nearcache::keys::CacheRules;
 use nearcache::metrics::Metrics;
 
@@ -73,7 +73,7 @@ fn main() {
     let base = rss_bytes();
     for key in &keys {
         let args = [get.clone(), key.clone()];
-        let Read::Miss(entry_key) = layer.read(2, &args, &mut buf) else {
+        let Read::Miss(entry_key) = layer.read(Form::of(2, b"GET"), &args, &mut buf) else {
             panic!("hit before fill")
         };
         let Join::Leader(landing) = layer.join(key, &entry_key, None) else {
@@ -86,7 +86,8 @@ fn main() {
     let filled = rss_bytes();
     let mut hits = 0;
     for key in &keys {
-        if let Read::Hit(_) = layer.read(2, &[get.clone(), key.clone()], &mut buf) {
+        if let Read::Hit(_) = layer.read(Form::of(2, b"GET"), &[get.clone(), key.clone()], &mut buf)
+        {
             hits += 1;
         }
     }

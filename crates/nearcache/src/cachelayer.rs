@@ -230,13 +230,14 @@ impl CacheLayer {
     /// the entry key. Returns `None` on a hit, the entry key on a miss.
     pub fn read_into<A: AsRef<[u8]>>(
         &self,
-        proto: u8,
+        form: Form,
         args: &[A],
         keys: &mut BytesMut,
         out: &mut BytesMut,
     ) -> Option<Bytes> {
         debug_assert!(keys.is_empty());
-        put_entry_key(proto, args, keys);
+        let proto = form.proto;
+        form.put_key(args, keys);
         let hit = self
             .cache
             .get_with(args[1].as_ref(), keys, self.clock.now(), |stored| {
@@ -252,12 +253,13 @@ impl CacheLayer {
         }
     }
 
-    pub fn read<A: AsRef<[u8]>>(&self, proto: u8, args: &[A], buf: &mut BytesMut) -> Read {
+    pub fn read<A: AsRef<[u8]>>(&self, form: Form, args: &[A], buf: &mut BytesMut) -> Read {
         debug_assert!(buf.is_empty());
         if buf.capacity() < MIN_ROOM && !buf.try_reclaim(ROOM) && buf.capacity() < LOW_ROOM {
             buf.reserve(ROOM);
         }
-        put_entry_key(proto, args, buf);
+        let proto = form.proto;
+        form.put_key(args, buf);
         let key = buf.split();
         let hit = self
             .cache
@@ -354,12 +356,41 @@ impl CacheLayer {
     }
 }
 
+/// How a read is named in its compact entry key: the client's protocol and the command's
+/// [`keys::read_code`], worked out once per command name rather than once per lookup (an MGET
+/// looks up each of its keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Form {
+    pub proto: u8,
+    pub code: Option<u8>,
+}
+
+impl Form {
+    /// The form of a read named `name` (any case).
+    pub fn of(proto: u8, name: &[u8]) -> Form {
+        Form {
+            proto,
+            code: keys::read_code(name),
+        }
+    }
+
+    /// [`put_entry_key`], with the command's code known.
+    fn put_key<A: AsRef<[u8]>>(self, args: &[A], out: &mut impl BufMut) {
+        debug_assert_eq!(self.code, keys::read_code(args[0].as_ref()));
+        put_key_coded(self.proto, self.code, args, out);
+    }
+}
+
 /// Appends the compact entry key of a read, which the cache stores within the read's group
 /// (`args[1]`, the Redis key): protocol version, the command's one-byte code
 /// ([`keys::read_code`], or 0 followed by the name's length and the name), then every argument
 /// after the Redis key preceded by its length (LEB128). Together with the group it determines
 /// (protocol, command, every argument) exactly; the cache compares group and key in full.
 pub fn put_entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], out: &mut impl BufMut) {
+    put_key_coded(proto, keys::read_code(args[0].as_ref()), args, out);
+}
+
+fn put_key_coded<A: AsRef<[u8]>>(proto: u8, code: Option<u8>, args: &[A], out: &mut impl BufMut) {
     fn put_len(out: &mut impl BufMut, mut n: usize) {
         while n >= 0x80 {
             out.put_u8(n as u8 | 0x80);
@@ -369,7 +400,7 @@ pub fn put_entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], out: &mut impl BufMu
     }
     out.put_u8(proto);
     let name = args[0].as_ref();
-    match keys::read_code(name) {
+    match code {
         Some(code) => out.put_u8(code),
         None => {
             out.put_u8(0);
@@ -675,7 +706,7 @@ mod tests {
         let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
         let (mut keys, mut out) = (BytesMut::new(), BytesMut::from(&b"+PONG\r\n"[..]));
         let key = layer
-            .read_into(2, &get, &mut keys, &mut out)
+            .read_into(Form::of(2, b"GET"), &get, &mut keys, &mut out)
             .expect("a miss");
         assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         assert_eq!(&out[..], b"+PONG\r\n");
@@ -684,7 +715,9 @@ mod tests {
             &Bytes::from_static(b"$1\r\nv\r\n"),
             b":-1\r\n",
         );
-        assert!(layer.read_into(2, &get, &mut keys, &mut out).is_none());
+        assert!(layer
+            .read_into(Form::of(2, b"GET"), &get, &mut keys, &mut out)
+            .is_none());
         assert_eq!(&out[..], b"+PONG\r\n$1\r\nv\r\n");
         assert!(keys.is_empty());
     }
@@ -694,18 +727,18 @@ mod tests {
         let layer = small_layer();
         let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
         let mut buf = BytesMut::new();
-        let Read::Miss(key) = layer.read(2, &get, &mut buf) else {
+        let Read::Miss(key) = layer.read(Form::of(2, b"GET"), &get, &mut buf) else {
             panic!("hit in an empty cache");
         };
         assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
         layer.complete(layer.begin(b"k", 1, key), &reply, b":-1\r\n");
-        let Read::Hit(hit) = layer.read(2, &get, &mut buf) else {
+        let Read::Hit(hit) = layer.read(Form::of(2, b"GET"), &get, &mut buf) else {
             panic!("miss after the fill");
         };
         assert_eq!(hit, reply);
         assert!(buf.is_empty());
-        let Read::Miss(_) = layer.read(3, &get, &mut buf) else {
+        let Read::Miss(_) = layer.read(Form::of(3, b"GET"), &get, &mut buf) else {
             panic!("RESP3 reads have entries of their own");
         };
     }

@@ -139,23 +139,26 @@ const READ_ONLY: &[&[u8]] = &[
     b"ZUNION",
 ];
 
+/// MGET's [`read_code`]: after every cacheable read's.
+pub const MGET_CODE: u8 = CACHEABLE.len() as u8 + 1;
+
 /// A one-byte code (1..=29) for a command the cache answers, case-insensitively: its position
 /// among the cacheable reads, MGET last. Compact entry keys use it instead of the name.
 pub fn read_code(name: &[u8]) -> Option<u8> {
+    if name.len() == 4 && name.eq_ignore_ascii_case(b"MGET") {
+        return Some(MGET_CODE);
+    }
     let (buf, n) = name_upper(name);
     if n == 0 {
         return None;
     }
     static CODES: LazyLock<HashMap<&'static [u8], u8, hashbrown::DefaultHashBuilder>> =
-        LazyLock::new(|| {
-            let reads = CACHEABLE.iter().copied().chain([&b"MGET"[..]]);
-            reads.zip(1..).collect()
-        });
+        LazyLock::new(|| CACHEABLE.iter().copied().zip(1..).collect());
     CODES.get(&buf[..n]).copied()
 }
 
 /// What a command means for the cache.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheUse {
     /// Answerable from the cache; the entry belongs to this Redis key.
     Read,
@@ -194,30 +197,42 @@ fn is_single_key_write(name: &[u8]) -> bool {
 
 /// Classifies a command for the cache.
 pub fn cache_use(args: &[Bytes]) -> CacheUse {
-    let Some(first) = args.first() else {
-        return CacheUse::Neutral;
-    };
-    let (buf, n) = name_upper(first);
+    match args.first() {
+        Some(first) => name_use(first).for_args(args.len()),
+        None => CacheUse::Neutral,
+    }
+}
+
+/// What a command name (in any case) means for the cache when the command has arguments:
+/// [`cache_use`] before [`CacheUse::for_args`], the same for every command of that name.
+pub fn name_use(name: &[u8]) -> CacheUse {
+    let (buf, n) = name_upper(name);
     let name = &buf[..n];
     if n == 0 {
         // Longer than any known command: unknown, so assume it writes.
         return CacheUse::Write;
     }
     if is_cacheable(name) {
-        return if args.len() >= 2 {
-            CacheUse::Read
-        } else {
-            CacheUse::Neutral
-        };
+        return CacheUse::Read;
     }
     match name {
-        b"MGET" if args.len() >= 2 => CacheUse::MultiRead,
-        b"MGET" => CacheUse::Neutral,
+        b"MGET" => CacheUse::MultiRead,
         b"FLUSHALL" | b"FLUSHDB" | b"SWAPDB" => CacheUse::WriteAll,
         // EXEC runs what was queued; the session supplies those keys.
         b"EXEC" => CacheUse::Neutral,
         _ if is_read_only(name) => CacheUse::Neutral,
         _ => CacheUse::Write,
+    }
+}
+
+impl CacheUse {
+    /// The use of a command of `nargs` words (name included) whose name means `self`: a read
+    /// without a key is passed through.
+    pub fn for_args(self, nargs: usize) -> CacheUse {
+        match self {
+            CacheUse::Read | CacheUse::MultiRead if nargs < 2 => CacheUse::Neutral,
+            used => used,
+        }
     }
 }
 
@@ -248,6 +263,14 @@ impl CacheRules {
         }
     }
 
+    /// No rules: every cacheable read is cached.
+    fn is_empty(&self) -> bool {
+        self.allow.is_empty()
+            && self.deny.is_empty()
+            && self.include.is_empty()
+            && self.exclude.is_empty()
+    }
+
     fn admits_command(&self, name: &[u8]) -> bool {
         (self.allow.is_empty() || self.allow.iter().any(|a| a == name))
             && !self.deny.iter().any(|d| d == name)
@@ -260,7 +283,7 @@ impl CacheRules {
 
     /// Applies the rules to a command's cache use: a read they do not admit is read through.
     pub fn apply(&self, args: &[Bytes], used: CacheUse) -> CacheUse {
-        if !matches!(used, CacheUse::Read | CacheUse::MultiRead) {
+        if !matches!(used, CacheUse::Read | CacheUse::MultiRead) || self.is_empty() {
             return used;
         }
         let (buf, n) = name_upper(&args[0]);

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod obs;
 pub mod reply;
 pub mod session;
+mod stop;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -69,6 +70,7 @@ impl Running {
     /// that (a client blocked for ever, say) are left to end with the process.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.ctx.stop.raise();
         let _ = self.accept.await;
         // Sessions give up waiting at the same timeout; a little more lets them close.
         let limit = self.ctx.clients.shutdown_timeout() + Duration::from_millis(100);
@@ -179,6 +181,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         limits: resp::Limits::default(),
         clients: client_limits(&config)?,
         cache: cache.clone(),
+        stop: Default::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let admin_addr = match &config.admin_listen {
@@ -265,9 +268,8 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::
                 ctx.metrics.connections.inc();
                 ctx.metrics.clients.inc();
                 let ctx = ctx.clone();
-                let stop = stop.clone();
                 tokio::spawn(async move {
-                    session::serve_client(stream, ctx.clone(), stop).await;
+                    session::serve_client(stream, ctx.clone()).await;
                     ctx.metrics.clients.dec();
                 });
             }

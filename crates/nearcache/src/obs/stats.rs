@@ -188,32 +188,6 @@ pub fn slot_of(name: &[u8]) -> u16 {
         .unwrap_or(OTHER) as u16
 }
 
-/// The last command name looked up and its slot. Clients repeat their commands (a pipeline of
-/// GETs, a loop of SETs), so most lookups become one short comparison.
-#[derive(Default)]
-pub struct SlotMemo {
-    name: [u8; 16],
-    len: u8,
-    slot: u16,
-}
-
-impl SlotMemo {
-    /// [`slot_of`], remembered.
-    pub fn slot_of(&mut self, name: &[u8]) -> u16 {
-        let len = usize::from(self.len);
-        if len > 0 && name.eq_ignore_ascii_case(&self.name[..len]) {
-            return self.slot;
-        }
-        let slot = slot_of(name);
-        if let Some(dst) = self.name.get_mut(..name.len()) {
-            dst.copy_from_slice(name);
-            self.len = name.len() as u8;
-            self.slot = slot;
-        }
-        slot
-    }
-}
-
 /// The label of a slot.
 pub fn slot_name(slot: u16) -> &'static str {
     NAMES.get(slot as usize).copied().unwrap_or("OTHER")
@@ -443,17 +417,6 @@ mod tests {
         assert_eq!(slot_name(slot_of(b"NOSUCHCOMMAND")), "OTHER");
         assert_eq!(slot_name(slot_of(b"GETXXXXXXXXXXXXXXXXXXXXXX")), "OTHER");
         assert_eq!(slot_name(slot_of(b"\xff\x00")), "OTHER");
-        let mut memo = SlotMemo::default();
-        assert_eq!(slot_name(memo.slot_of(b"get")), "GET");
-        assert_eq!(slot_name(memo.slot_of(b"GET")), "GET");
-        assert_eq!(slot_name(memo.slot_of(b"GETSET")), "GETSET");
-        assert_eq!(
-            slot_name(memo.slot_of(b"GETXXXXXXXXXXXXXXXXXXXXXX")),
-            "OTHER"
-        );
-        assert_eq!(slot_name(memo.slot_of(b"getset")), "GETSET");
-        assert_eq!(slot_name(memo.slot_of(b"")), "OTHER");
-        assert_eq!(slot_name(memo.slot_of(b"get")), "GET");
     }
 
     #[test]

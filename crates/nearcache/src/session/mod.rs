@@ -8,6 +8,7 @@
 //! queued ahead of them: they are gathered per read and written by the reader in one syscall,
 //! so a pipeline of hits costs one read and one write and no task wake-up.
 
+mod names;
 mod writer;
 
 use std::fmt::Write as _;
@@ -19,10 +20,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tracing::{debug, info};
 
-use crate::cachelayer::{self, CacheLayer, Join, Read};
+use crate::cachelayer::{self, CacheLayer, Form, Join, Read};
 use crate::command::{self, Local, Route, TxEffect};
 use crate::keys::{self, CacheUse};
 use crate::metrics::{FlushReason, Metrics};
@@ -39,6 +39,8 @@ pub struct Context {
     pub clients: ClientLimits,
     /// The tracking cache; `None` when caching is off.
     pub cache: Option<Arc<CacheLayer>>,
+    /// Raised when the server stops: sessions stop reading and deliver what is in flight.
+    pub stop: crate::stop::StopSignal,
 }
 
 /// Limits on each client, changeable while running (configuration reload).
@@ -147,7 +149,9 @@ struct Session {
     batch_at: Instant,
     /// When the replies answered from the proxy in this batch were at hand (read once).
     answered_at: Option<Instant>,
-    slots: crate::obs::stats::SlotMemo,
+    names: names::NameMemo,
+    /// What the name of the command being handled says.
+    name: names::NameInfo,
     /// The client socket, for replies written without the writer; `None` once relaying.
     wr: Option<Arc<OwnedWriteHalf>>,
     /// Replies for the reader to write at the end of this read (the writer is idle).
@@ -161,6 +165,14 @@ struct Session {
     answered_direct: Option<bool>,
 }
 
+/// How an MGET's keys are named in entry keys: each is cached as `MGET key`.
+fn mget_form(proto: u8) -> Form {
+    Form {
+        proto,
+        code: Some(keys::MGET_CODE),
+    }
+}
+
 /// Answers a client that cannot be served with one error reply, then closes it.
 pub async fn refuse(mut stream: TcpStream, msg: &str) {
     let _ = stream.write_all(&reply::error(msg)).await;
@@ -168,7 +180,7 @@ pub async fn refuse(mut stream: TcpStream, msg: &str) {
 }
 
 /// Serves one client until it disconnects, sends QUIT, or the server shuts down.
-pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let wr = Arc::new(wr);
@@ -215,7 +227,8 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         read_at: None,
         batch_at: Instant::now(),
         answered_at: None,
-        slots: Default::default(),
+        names: Default::default(),
+        name: names::NameInfo::of(b""),
         wr: Some(wr),
         direct: BytesMut::new(),
         mget_items: Vec::new(),
@@ -223,9 +236,12 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>, mut stop: watch:
         answered_direct: None,
     };
     let link = session.link.clone();
+    let ctx = session.ctx.clone();
+    // Biased: the read loop is what wakes the session nearly every time.
     let shutting_down = tokio::select! {
+        biased;
         _ = session.read_loop(rd) => false,
-        _ = stop.wait_for(|s| *s) => true,
+        () = ctx.stop.stopped() => true,
         // The writer gave up (client unreachable, over its output limit): stop reading too.
         () = link.closed() => false,
     };
@@ -402,7 +418,8 @@ impl Session {
     /// direct write, else through the writer once the reply is queued.
     async fn handle(&mut self, args: &[Bytes], rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         let name = args.first().map_or(&b""[..], |a| &a[..]);
-        let slot = self.slots.slot_of(name);
+        self.name = self.names.info(name);
+        let slot = self.name.slot;
         self.stamp = Some(crate::obs::begin(slot, self.read_at.take(), self.batch_at));
         self.answered_direct = None;
         let result = self.dispatch(args, rd).await;
@@ -543,10 +560,19 @@ impl Session {
         }
     }
 
+    /// What the command being handled (`args`) means for the cache.
     fn cache_use(&self, args: &[Bytes]) -> CacheUse {
         match &self.ctx.cache {
-            Some(c) => c.rules.apply(args, keys::cache_use(args)),
+            Some(c) => c.rules.apply(args, self.name.used.for_args(args.len())),
             None => CacheUse::Neutral,
+        }
+    }
+
+    /// How the command being handled, a cacheable read, is named in entry keys.
+    fn form(&self) -> Form {
+        Form {
+            proto: self.proto,
+            code: self.name.code,
         }
     }
 
@@ -584,7 +610,8 @@ impl Session {
         if self.wr.is_some() && self.link.writer_idle() {
             // The reply can go straight into the bytes the reader writes at the end of this read.
             let at = self.direct.len();
-            match cache.read_into(self.proto, args, &mut self.encode_buf, &mut self.direct) {
+            let form = self.form();
+            match cache.read_into(form, args, &mut self.encode_buf, &mut self.direct) {
                 None => {
                     self.stamp.mark(Outcome::Hit);
                     self.answered_direct = Some(matches!(self.direct.get(at), Some(b'-' | b'!')));
@@ -596,7 +623,7 @@ impl Session {
                 }
             }
         }
-        let key = match cache.read(self.proto, args, &mut self.encode_buf) {
+        let key = match cache.read(self.form(), args, &mut self.encode_buf) {
             Read::Hit(hit) => {
                 self.stamp.mark(Outcome::Hit);
                 return self.reply(hit);
@@ -663,7 +690,7 @@ impl Session {
         }
         for (slot, key) in keys.iter().enumerate().skip(looked_up) {
             let entry = [&b"MGET"[..], &key[..]];
-            match cache.read(self.proto, &entry, &mut self.encode_buf) {
+            match cache.read(mget_form(self.proto), &entry, &mut self.encode_buf) {
                 Read::Hit(hit) => items.push(Some(hit)),
                 Read::Miss(entry_key) => {
                     items.push(None);
@@ -716,11 +743,12 @@ impl Session {
         let at = self.direct.len();
         let _ = write!(self.direct, "*{}\r\n", keys.len());
         let first = self.direct.len();
+        let form = mget_form(self.proto);
         let mut ends: smallvec::SmallVec<[usize; 16]> = smallvec::SmallVec::new();
         for (slot, key) in keys.iter().enumerate() {
             let entry = [&b"MGET"[..], &key[..]];
             let Some(entry_key) =
-                cache.read_into(self.proto, &entry, &mut self.encode_buf, &mut self.direct)
+                cache.read_into(form, &entry, &mut self.encode_buf, &mut self.direct)
             else {
                 ends.push(self.direct.len());
                 continue;
