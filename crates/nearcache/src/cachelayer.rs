@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -92,6 +92,9 @@ pub struct CacheLayer {
     pub collapsed: AtomicU64,
     /// Reads in flight, sharded by group.
     flights: Box<[Mutex<Flights>]>,
+    /// Flights in `flights`: while there are none, an invalidation has nothing to ground and
+    /// takes no flight lock (a write's keys are invalidated twice, at send and at reply).
+    flying: AtomicUsize,
     next_flight: AtomicU64,
     hasher: hashbrown::DefaultHashBuilder,
 }
@@ -129,6 +132,7 @@ impl CacheLayer {
             unmatched_keys: AtomicU64::new(0),
             collapsed: AtomicU64::new(0),
             flights: (0..FLIGHT_SHARDS).map(|_| Mutex::default()).collect(),
+            flying: AtomicUsize::new(0),
             next_flight: AtomicU64::new(1),
             hasher: Default::default(),
         }
@@ -153,6 +157,9 @@ impl CacheLayer {
             return Join::Follower(rx);
         }
         let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
+        // Counted under the shard's lock: an invalidation that reads 0 after this would have
+        // taken the lock before this flight was registered, with the same outcome.
+        self.flying.fetch_add(1, Ordering::SeqCst);
         flights.entry(group.clone()).or_default().push(Flight {
             id,
             key: key.clone(),
@@ -176,6 +183,7 @@ impl CacheLayer {
                 return;
             };
             let flight = reads.swap_remove(at);
+            self.flying.fetch_sub(1, Ordering::SeqCst);
             if reads.is_empty() {
                 flights.remove(landing.group.as_ref());
             }
@@ -189,6 +197,9 @@ impl CacheLayer {
     /// After an invalidation, later misses must read again rather than join a read that may
     /// have run before the change; those who joined earlier still get its reply.
     fn ground(&self, group: &[u8]) {
+        if self.flying.load(Ordering::SeqCst) == 0 {
+            return;
+        }
         if let Some(reads) = self.flight_shard(group).get_mut(group) {
             for f in reads.iter_mut() {
                 f.grounded = true;

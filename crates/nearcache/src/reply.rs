@@ -1,11 +1,12 @@
 //! What flows from the upstream side back to a client session: replies, relayed frames, and
 //! errors that say where they came from.
 
+use atomic_waker::AtomicWaker;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 /// Why an upstream request failed. Every variant becomes an `-ERR nearcache: ...` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,8 +79,13 @@ pub enum After {
 
 /// One item in a session's ordered output queue.
 pub enum Outbound {
-    /// The reply to a command sent upstream, delivered when it arrives.
-    Pending(oneshot::Receiver<UpstreamResult>, After),
+    /// The reply to a command sent upstream, delivered when it arrives, and the command's
+    /// stamp (recorded as for [`Outbound::Done`] once the reply is queued for the client).
+    Pending(
+        oneshot::Receiver<UpstreamResult>,
+        After,
+        Option<crate::obs::stats::Stamp>,
+    ),
     /// Bytes ready to write: a local reply, or a frame relayed from a dedicated connection.
     Frame(Bytes),
     /// Write everything queued so far, then close the client connection.
@@ -102,7 +108,9 @@ pub struct OutMeter {
     queued: AtomicUsize,
     limit: usize,
     over: AtomicBool,
-    overflow: Notify,
+    /// Wakes the writer waiting in [`OutMeter::overflowed`]: a waker, not a `Notify`, because
+    /// that wait is polled each time the writer wakes, and a `Notify` locks to be polled.
+    overflow: AtomicWaker,
 }
 
 impl Outbox {
@@ -113,7 +121,7 @@ impl Outbox {
             queued: AtomicUsize::new(0),
             limit,
             over: AtomicBool::new(false),
-            overflow: Notify::new(),
+            overflow: AtomicWaker::new(),
         });
         (Outbox { tx, meter }, rx)
     }
@@ -135,7 +143,7 @@ impl OutMeter {
     pub fn charge(&self, n: usize) {
         let queued = self.queued.fetch_add(n, Ordering::AcqRel) + n;
         if queued > self.limit && !self.over.swap(true, Ordering::AcqRel) {
-            self.overflow.notify_one();
+            self.overflow.wake();
         }
     }
 
@@ -156,10 +164,19 @@ impl OutMeter {
 
     /// Resolves once the limit has been crossed.
     pub async fn overflowed(&self) {
-        // `notify_one` keeps a permit when nobody waits yet, so no crossing is missed.
-        while !self.is_over() {
-            self.overflow.notified().await;
-        }
+        std::future::poll_fn(|cx| {
+            if self.is_over() {
+                return std::task::Poll::Ready(());
+            }
+            self.overflow.register(cx.waker());
+            // Crossed between the check and the registration: `wake` may have found no waker.
+            if self.is_over() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await
     }
 }
 

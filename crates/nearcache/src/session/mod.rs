@@ -20,6 +20,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use crate::cachelayer::{self, CacheLayer, Form, Join, Read};
@@ -375,6 +376,13 @@ impl Session {
         self.out.send(item);
     }
 
+    /// Queues the reply to the command being handled, with its stamp: the writer records the
+    /// command once the reply is in (one queue item per forwarded command, not two).
+    fn queue_reply(&mut self, rx: oneshot::Receiver<reply::UpstreamResult>, after: After) {
+        let stamp = self.stamp.take();
+        self.queue(Outbound::Pending(rx, after, stamp));
+    }
+
     /// Hands the replies gathered for a direct write to the writer instead.
     fn spill(&mut self) {
         if !self.direct.is_empty() {
@@ -645,7 +653,7 @@ impl Session {
         let landing = match cache.join(group, &key, Some(self.out.meter())) {
             Join::Follower(rx) => {
                 self.link.dispatched();
-                self.queue(Outbound::Pending(rx, After::Nothing));
+                self.queue_reply(rx, After::Nothing);
                 return;
             }
             Join::Leader(landing) => landing,
@@ -663,7 +671,7 @@ impl Session {
             cachelayer::complete_flight(&cache, landing, fill, result, to_client)
         });
         self.link.dispatched();
-        self.queue(Outbound::Pending(rx, After::Nothing));
+        self.queue_reply(rx, After::Nothing);
     }
 
     /// MGET: every key is looked up on its own; the keys that miss are fetched with one MGET
@@ -726,7 +734,7 @@ impl Session {
             cachelayer::complete_mget(&cache, items, fills, result, to_client)
         });
         self.link.dispatched();
-        self.queue(Outbound::Pending(rx, After::Nothing));
+        self.queue_reply(rx, After::Nothing);
     }
 
     /// An MGET whose keys all hit, answered straight into the bytes the reader writes at the
@@ -788,7 +796,7 @@ impl Session {
         self.stamp.sent_upstream();
         self.link.dispatched();
         let rx = conn.call_for(bytes, true, Some(self.out.meter()));
-        self.queue(Outbound::Pending(rx, after));
+        self.queue_reply(rx, after);
     }
 
     /// Moves the session onto a dedicated connection; on failure replies with the error. A
@@ -841,7 +849,7 @@ impl Session {
         let rx = self.dedicated_conn()?.call_for(bytes, timed, Some(&meter));
         self.stamp.sent_upstream();
         self.link.dispatched();
-        self.queue(Outbound::Pending(rx, after));
+        self.queue_reply(rx, after);
         Ok(())
     }
 

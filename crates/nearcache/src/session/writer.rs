@@ -177,7 +177,9 @@ pub async fn run(
         traced: Vec::new(),
         now: None,
     };
+    // Biased: the write loop is what wakes the writer nearly every time.
     let result = tokio::select! {
+        biased;
         r = write_loop(&mut rx, &wr, link, cache, &mut w) => r,
         // A client over its output limit is closed at once, even while a write is stuck.
         () = meter.overflowed() => Err(io::ErrorKind::OutOfMemory.into()),
@@ -215,7 +217,7 @@ async fn write_loop(
             Err(mpsc::error::TryRecvError::Disconnected) => break,
         };
         match item {
-            Outbound::Pending(mut reply, after) => {
+            Outbound::Pending(mut reply, after, stamp) => {
                 let result = match reply.try_recv() {
                     Ok(r) => Ok(r),
                     Err(oneshot::error::TryRecvError::Empty) => {
@@ -235,6 +237,9 @@ async fn write_loop(
                         write_all(wr, &bytes).await?;
                         w.metrics.bytes_out.inc_by(bytes.len() as u64);
                         w.meter.written(bytes.len());
+                        if let Some(stamp) = stamp {
+                            w.done(stamp);
+                        }
                         out.items += 1;
                         continue;
                     }
@@ -259,6 +264,9 @@ async fn write_loop(
                     }
                 };
                 after_reply(after, reply, cache, link, &mut out.buf);
+                if let Some(stamp) = stamp {
+                    w.done(stamp);
+                }
             }
             Outbound::Frame(bytes) => {
                 w.last_error = is_error(&bytes);
