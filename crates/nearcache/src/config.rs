@@ -52,7 +52,8 @@ pub struct Config {
     pub log_level: String,
     /// Log as JSON lines instead of text. Default false.
     pub log_json: bool,
-    /// Tokio worker threads; 0 means one per core. Default 0.
+    /// Tokio worker threads; 0 means one per core, 1 runs everything on tokio's current-thread
+    /// scheduler. Default 0.
     pub threads: usize,
     /// Most clients connected at once; more get Redis's `max number of clients` error.
     /// Default 10000, as in Redis.

@@ -45,10 +45,18 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = Config::from_args(args.clone())?;
     init_logging(&config);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if config.threads > 0 {
-        rt.worker_threads(config.threads);
-    }
+    // One thread: tokio's current-thread scheduler, which skips the work-stealing machinery
+    // (run queues shared between workers, waking an idle worker to steal).
+    let mut rt = match config.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 0 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
     rt.enable_all().build()?.block_on(run(config, args))
 }
 
