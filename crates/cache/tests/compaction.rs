@@ -60,7 +60,7 @@ fn moving_entries_down_keeps_groups_tags_and_policies_consistent() {
         for round in 0..2 {
             for i in 0..4 * GROUPS {
                 fill(&cache, i / 4, i % 4, 8);
-                if round == 1 && i % 3 == 0 {
+                if round == 1 && i.is_multiple_of(3) {
                     let _ = cache.get(format!("g{}", i / 4).as_bytes(), b"k0", 0);
                 }
             }
@@ -79,7 +79,7 @@ fn moving_entries_down_keeps_groups_tags_and_policies_consistent() {
             for i in 0..1200 {
                 let group = i * 10 % GROUPS;
                 fill(&cache, group, 4 + i % 2, 2000);
-                if i % 500 == 0 {
+                if i.is_multiple_of(500) {
                     cache
                         .validate()
                         .unwrap_or_else(|e| panic!("{policy}, pass {pass}, fill {i}: {e}"));

@@ -60,7 +60,7 @@ fn read(cache: &Cache, prefix: &str, n: usize, value: &[u8], mut sample: impl Fn
             let ticket = cache.begin_fill(group.as_bytes(), 1);
             let _ = cache.complete_fill(ticket, key, value, NEVER, 0);
         }
-        if i % 256 == 0 {
+        if i.is_multiple_of(256) {
             sample();
         }
     }

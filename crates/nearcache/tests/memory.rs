@@ -265,7 +265,7 @@ async fn rss_stays_within_the_cap_when_tiny_entries_give_way_to_large_ones() {
         }
         next += NIL_BATCH;
         max_rss = max_rss.max(rss());
-        if next % (32 * NIL_BATCH) == 0 {
+        if next.is_multiple_of(32 * NIL_BATCH) {
             let body = http_get(admin, "/metrics").await;
             let entries = metric(&body, "nearcache_cache_entries");
             if metric(&body, "nearcache_cache_evictions_total") > entries / 10.0 {
