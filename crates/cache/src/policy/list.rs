@@ -49,13 +49,15 @@ impl<M> Arena<M> {
         self.nodes.capacity() * std::mem::size_of::<Node<M>>()
     }
 
-    /// Forget the nodes at and above `limit` (none may be in a list) once the arena is more
-    /// than twice that size; it grows by half again, so a shrink and the next growth are a
-    /// constant factor of handles apart.
+    /// No node at or above `limit` is in a list: once the arena is more than three times that
+    /// size, cut it to one and a half times. It grows by doubling, so a shrink and the next
+    /// growth (or shrink) are a constant factor of handles apart.
     pub fn shrink(&mut self, limit: Handle) {
         let limit = limit as usize;
-        if self.nodes.len() > 2 * limit.max(16) || (limit == 0 && !self.nodes.is_empty()) {
-            self.nodes.truncate(limit);
+        if limit == 0 {
+            self.nodes = Vec::new();
+        } else if self.nodes.len() > 3 * limit.max(16) {
+            self.nodes.truncate(limit + limit / 2);
             self.nodes.shrink_to_fit();
         }
     }
@@ -72,11 +74,8 @@ impl<M: Copy + Default> Arena<M> {
                 weight: 0,
                 meta: M::default(),
             };
-            // Half again, not double, so that `shrink` (at twice the need) cannot alternate
-            // with growth at every chunk the shard's slab gains and loses.
-            let len = need.max(self.nodes.len() + self.nodes.len() / 2).max(16);
-            self.nodes.reserve_exact(len - self.nodes.len());
-            self.nodes.resize(len, node);
+            self.nodes
+                .resize(need.max(self.nodes.len() * 2).max(16), node);
         }
     }
 
