@@ -314,9 +314,9 @@ impl Cache {
         let removed = {
             let mut core = shard.core.lock();
             self.group_epoch(group_hash).fetch_add(1, Ordering::SeqCst);
-            let removed = core.remove_group(group_hash, group, &mut garbage);
+            let (removed, delta) = core.remove_group(group_hash, group, &mut garbage);
             bump(&shard.counters.invalidations, removed);
-            account(&shard.counters, &core, Delta::default());
+            account(&shard.counters, &core, delta);
             removed
         };
         drop(garbage);
@@ -336,15 +336,15 @@ impl Cache {
         self.sweep_shards(|core, g| core.clear(g))
     }
 
-    fn sweep_shards(&self, mut f: impl FnMut(&mut Core, &mut Garbage) -> u64) -> usize {
+    fn sweep_shards(&self, mut f: impl FnMut(&mut Core, &mut Garbage) -> (u64, Delta)) -> usize {
         let mut total = 0u64;
         for shard in self.shards.iter() {
             let mut garbage = Garbage::new();
             {
                 let mut core = shard.core.lock();
-                let removed = f(&mut core, &mut garbage);
+                let (removed, delta) = f(&mut core, &mut garbage);
                 bump(&shard.counters.invalidations, removed);
-                account(&shard.counters, &core, Delta::default());
+                account(&shard.counters, &core, delta);
                 total += removed;
             }
             drop(garbage);

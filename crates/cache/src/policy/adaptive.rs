@@ -129,6 +129,24 @@ impl Policy for Adaptive {
         self.window_ghost.clear();
         self.main_ghost.clear();
     }
+    fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
+        self.inner.set_capacity(capacity, evicted);
+        self.max_window = (capacity as f64 * MAX_WINDOW) as u64;
+        self.window = self.window.min(self.max_window);
+        self.remember_evictions();
+    }
+    fn heap_bytes(&self) -> u64 {
+        self.inner.heap_bytes() + self.window_ghost.heap_bytes() + self.main_ghost.heap_bytes()
+    }
+    fn shrink(&mut self, handle_limit: Handle) {
+        self.inner.shrink(handle_limit);
+        let limit = (self.inner.len() / GHOST_DIVISOR).max(16);
+        self.window_ghost.shrink(limit);
+        self.main_ghost.shrink(limit);
+    }
+    fn relocate(&mut self, from: Handle, to: Handle) {
+        self.inner.relocate(from, to);
+    }
     fn check(&self) -> Result<(), String> {
         self.inner.check()
     }

@@ -2,7 +2,8 @@
 //! without their values). Amortised O(1); stale duplicates are discarded as the queue rotates.
 //! Must never hold anything but hashes.
 
-use std::collections::{HashMap, VecDeque};
+use hashbrown::HashMap;
+use std::collections::VecDeque;
 
 /// Bounded FIFO set of hashes.
 #[derive(Debug, Default)]
@@ -18,6 +19,11 @@ impl Ghost {
         self.seq += 1;
         self.order.push_back((hash, self.seq));
         self.live.insert(hash, self.seq);
+        self.trim(limit);
+    }
+
+    /// Forget the oldest hashes beyond `limit`, and stale copies beyond twice that.
+    fn trim(&mut self, limit: usize) {
         while self.live.len() > limit {
             let Some((h, s)) = self.order.pop_front() else {
                 break;
@@ -44,6 +50,25 @@ impl Ghost {
     pub fn clear(&mut self) {
         self.order.clear();
         self.live.clear();
+    }
+
+    /// Trim to `limit` and, once the buffers hold more than four times what that needs, give
+    /// the rest back (they grow by doubling, so shrinks and growths are a factor apart).
+    pub fn shrink(&mut self, limit: usize) {
+        self.trim(limit);
+        let limit = limit.max(16);
+        if self.live.capacity() > 4 * limit {
+            self.live.shrink_to(2 * limit);
+        }
+        if self.order.capacity() > 8 * limit {
+            self.order.shrink_to(4 * limit);
+        }
+    }
+
+    /// Heap bytes of the queue and the map.
+    pub fn heap_bytes(&self) -> u64 {
+        (self.order.capacity() * std::mem::size_of::<(u64, u64)>() + self.live.allocation_size())
+            as u64
     }
 }
 

@@ -108,6 +108,18 @@ impl Lfu {
         self.free_buckets.push(b);
     }
 
+    /// Evict from the lowest bucket until `extra` more weight fits.
+    fn make_room(&mut self, extra: u64, evicted: &mut Vec<Handle>) {
+        while self.weight + extra > self.capacity && self.lowest != NIL {
+            let v = self.buckets[self.lowest as usize]
+                .entries
+                .tail()
+                .expect("non-empty buckets only");
+            self.remove(v);
+            evicted.push(v);
+        }
+    }
+
     fn detach(&mut self, h: Handle) -> u32 {
         let b = self.arena.node(h).meta.0;
         self.buckets[b as usize].entries.unlink(&mut self.arena, h);
@@ -162,15 +174,7 @@ impl Policy for Lfu {
             evicted.push(h);
             return;
         }
-        while self.weight + u64::from(weight) > self.capacity {
-            let low = self.lowest;
-            let v = self.buckets[low as usize]
-                .entries
-                .tail()
-                .expect("non-empty buckets only");
-            self.remove(v);
-            evicted.push(v);
-        }
+        self.make_room(u64::from(weight), evicted);
         let low = self.lowest;
         let target = if low != NIL && self.buckets[low as usize].freq == 1 {
             low
@@ -201,6 +205,24 @@ impl Policy for Lfu {
         self.lowest = NIL;
         self.weight = 0;
         self.len = 0;
+    }
+    fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
+        self.capacity = capacity;
+        self.make_room(0, evicted);
+    }
+    fn heap_bytes(&self) -> u64 {
+        (self.arena.heap_bytes()
+            + self.buckets.capacity() * std::mem::size_of::<Bucket>()
+            + self.free_buckets.capacity() * 4) as u64
+    }
+    fn shrink(&mut self, handle_limit: Handle) {
+        self.arena.shrink(handle_limit);
+    }
+    fn relocate(&mut self, from: Handle, to: Handle) {
+        let b = self.arena.node(from).meta.0;
+        self.buckets[b as usize]
+            .entries
+            .relocate(&mut self.arena, from, to);
     }
     fn check(&self) -> Result<(), String> {
         let (mut len, mut weight) = (0usize, 0u64);

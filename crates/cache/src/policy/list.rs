@@ -2,8 +2,9 @@
 //!
 //! Every policy keeps one [`Arena`] of nodes indexed by entry handle; a node is in at most one
 //! [`List`] at a time, so all lists of a policy share the arena's links. All operations are O(1).
-//! This module never allocates per operation (the arena grows only when a larger handle appears)
-//! and never decides anything about eviction: it is plumbing.
+//! This module never allocates per operation (the arena grows only when a larger handle appears,
+//! and shrinks only when its caller says the high handles are gone) and never decides anything
+//! about eviction: it is plumbing.
 
 use super::Handle;
 
@@ -46,6 +47,19 @@ impl<M> Arena<M> {
     /// Bytes held by the arena's buffer.
     pub fn heap_bytes(&self) -> usize {
         self.nodes.capacity() * std::mem::size_of::<Node<M>>()
+    }
+
+    /// No node at or above `limit` is in a list: once the arena is more than three times that
+    /// size, cut it to one and a half times. It grows by doubling, so a shrink and the next
+    /// growth (or shrink) are a constant factor of handles apart.
+    pub fn shrink(&mut self, limit: Handle) {
+        let limit = limit as usize;
+        if limit == 0 {
+            self.nodes = Vec::new();
+        } else if self.nodes.len() > 3 * limit.max(16) {
+            self.nodes.truncate(limit + limit / 2);
+            self.nodes.shrink_to_fit();
+        }
     }
 }
 
@@ -175,6 +189,30 @@ impl List {
             self.unlink(arena, h);
             self.push_head(arena, h);
         }
+    }
+
+    /// Move `from` (in this list) to the unused node `to`, keeping its place in the list;
+    /// `from` is left reset.
+    pub fn relocate<M: Copy + Default>(&mut self, arena: &mut Arena<M>, from: Handle, to: Handle) {
+        arena.ensure(to);
+        let n = arena.nodes[from as usize];
+        arena.nodes[to as usize] = n;
+        if n.prev != NIL {
+            arena.nodes[n.prev as usize].next = to;
+        } else {
+            self.head = to;
+        }
+        if n.next != NIL {
+            arena.nodes[n.next as usize].prev = to;
+        } else {
+            self.tail = to;
+        }
+        arena.nodes[from as usize] = Node {
+            prev: NIL,
+            next: NIL,
+            weight: 0,
+            meta: M::default(),
+        };
     }
 
     /// Remove and return the tail.

@@ -23,6 +23,19 @@ impl Lru {
     }
 }
 
+impl Lru {
+    /// Evict from the tail until `extra` more weight fits.
+    fn make_room(&mut self, extra: u64, evicted: &mut Vec<Handle>) {
+        while self.list.weight() + extra > self.capacity {
+            let Some(v) = self.list.pop_tail(&mut self.arena) else {
+                return;
+            };
+            self.arena.node_mut(v).meta = false;
+            evicted.push(v);
+        }
+    }
+}
+
 impl Policy for Lru {
     fn kind(&self) -> PolicyKind {
         PolicyKind::Lru
@@ -51,14 +64,7 @@ impl Policy for Lru {
             evicted.push(h);
             return;
         }
-        while self.list.weight() + u64::from(weight) > self.capacity {
-            let v = self
-                .list
-                .pop_tail(&mut self.arena)
-                .expect("over capacity implies non-empty");
-            self.arena.node_mut(v).meta = false;
-            evicted.push(v);
-        }
+        self.make_room(u64::from(weight), evicted);
         let n = self.arena.node_mut(h);
         n.weight = weight;
         n.meta = true;
@@ -71,6 +77,19 @@ impl Policy for Lru {
     fn clear(&mut self) {
         self.arena.reset();
         self.list.clear();
+    }
+    fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
+        self.capacity = capacity;
+        self.make_room(0, evicted);
+    }
+    fn heap_bytes(&self) -> u64 {
+        self.arena.heap_bytes() as u64
+    }
+    fn shrink(&mut self, handle_limit: Handle) {
+        self.arena.shrink(handle_limit);
+    }
+    fn relocate(&mut self, from: Handle, to: Handle) {
+        self.list.relocate(&mut self.arena, from, to);
     }
     fn check(&self) -> Result<(), String> {
         self.list.check(&self.arena, "lru", |h, n| {

@@ -63,6 +63,19 @@ pub trait Policy: Send {
     fn remove(&mut self, h: Handle);
     /// Drop every handle.
     fn clear(&mut self);
+    /// Change the weight capacity; evicts (pushing to `evicted`) until the weight fits it.
+    /// The shard lowers it by what its structures hold beyond the entries' share.
+    fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>);
+    /// Heap bytes the policy's metadata holds now (arena, sketch, ghosts, buffers).
+    fn heap_bytes(&self) -> u64;
+    /// No handle at or above `handle_limit` is resident or will be offered until the arena
+    /// grows again: let the handle-indexed metadata shrink, and size the count-based structures
+    /// (sketch, ghosts) for the resident count. Shrinks only after a constant-factor drop since
+    /// the last growth, so it is O(1) amortised.
+    fn shrink(&mut self, handle_limit: Handle);
+    /// The resident handle `from` is now called `to` (which is not resident): same place, same
+    /// metadata. The shard moves entries down to let its structures shrink.
+    fn relocate(&mut self, from: Handle, to: Handle);
     /// Check internal invariants: each resident handle is in exactly one structure, lengths and
     /// weights add up, and the weight fits the capacity.
     fn check(&self) -> Result<(), String>;

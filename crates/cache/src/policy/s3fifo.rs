@@ -151,6 +151,27 @@ impl Policy for S3Fifo {
         self.main.clear();
         self.ghost.clear();
     }
+    fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
+        self.capacity = capacity;
+        self.small_cap = (capacity / 10).max(1);
+        while self.total() > capacity {
+            let v = self.evict_one();
+            evicted.push(v);
+        }
+    }
+    fn heap_bytes(&self) -> u64 {
+        self.arena.heap_bytes() as u64 + self.ghost.heap_bytes()
+    }
+    fn shrink(&mut self, handle_limit: Handle) {
+        self.arena.shrink(handle_limit);
+        self.ghost.shrink(self.ghost_limit());
+    }
+    fn relocate(&mut self, from: Handle, to: Handle) {
+        match self.arena.node(from).meta.queue {
+            1 => self.small.relocate(&mut self.arena, from, to),
+            _ => self.main.relocate(&mut self.arena, from, to),
+        }
+    }
     fn check(&self) -> Result<(), String> {
         for (list, q, name) in [
             (&self.small, 1, "s3fifo small"),

@@ -103,6 +103,25 @@ impl Policy for Sieve {
         self.queue.clear();
         self.hand = None;
     }
+    fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
+        self.capacity = capacity;
+        while self.queue.weight() > capacity {
+            let v = self.evict_one();
+            evicted.push(v);
+        }
+    }
+    fn heap_bytes(&self) -> u64 {
+        self.arena.heap_bytes() as u64
+    }
+    fn shrink(&mut self, handle_limit: Handle) {
+        self.arena.shrink(handle_limit);
+    }
+    fn relocate(&mut self, from: Handle, to: Handle) {
+        self.queue.relocate(&mut self.arena, from, to);
+        if self.hand == Some(from) {
+            self.hand = Some(to);
+        }
+    }
     fn check(&self) -> Result<(), String> {
         let mut hand_seen = self.hand.is_none();
         self.queue.check(&self.arena, "sieve", |h, n| {

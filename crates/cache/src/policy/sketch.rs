@@ -3,7 +3,8 @@
 //! once only cost a bit. The table has two 64-bit words per expected key. Aging: after `sample`
 //! (20 x words) additions every counter is halved and the
 //! doorkeeper is cleared. Estimates may over-count (hash collisions), never under-count since the
-//! last aging. Must never allocate except when resized.
+//! last aging. Must never allocate except when resized (grown with the resident count, shrunk
+//! when it falls far below what the sketch was sized for).
 
 const SEEDS: [u64; 4] = [
     0x9E37_79B9_7F4A_7C15,
@@ -20,6 +21,8 @@ pub struct Sketch {
     additions: u64,
     sample: u64,
     sized_for: usize,
+    /// `sized_for` at construction: `shrink` goes no lower.
+    floor: usize,
 }
 
 fn mix(hash: u64, seed: u64) -> u64 {
@@ -38,14 +41,34 @@ impl Sketch {
             additions: 0,
             sample: 20 * words as u64,
             sized_for: words / 2,
+            floor: words / 2,
         }
     }
 
     /// Grow (and reset) the sketch, with headroom, once more than it was sized for are resident.
     pub fn ensure(&mut self, entries: usize) {
         if entries > self.sized_for {
-            *self = Self::new(entries * 2);
+            *self = Self {
+                floor: self.floor,
+                ..Self::new(entries * 2)
+            };
         }
+    }
+
+    /// Shrink (and reset) the sketch once it is sized for more than eight times `entries`,
+    /// to the size `ensure` would give them, never below its size at construction.
+    pub fn shrink(&mut self, entries: usize) {
+        if self.sized_for > self.floor && self.sized_for > 8 * entries {
+            *self = Self {
+                floor: self.floor,
+                ..Self::new((entries * 2).max(self.floor))
+            };
+        }
+    }
+
+    /// Heap bytes of the table and the doorkeeper.
+    pub fn heap_bytes(&self) -> u64 {
+        ((self.table.capacity() + self.door.capacity()) * 8) as u64
     }
 
     fn door_bits(&self, hash: u64) -> [(usize, u64); 2] {

@@ -263,6 +263,32 @@ impl Policy for WTinyLfu {
         self.protected.clear();
         self.sketch.clear();
     }
+    fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
+        self.capacity = capacity;
+        self.set_window(self.window_cap);
+        self.rebalance(evicted);
+    }
+    fn heap_bytes(&self) -> u64 {
+        let log = self
+            .log
+            .as_ref()
+            .map_or(0, |l| l.from_window.capacity() + l.from_main.capacity());
+        (self.arena.heap_bytes() + log * 8) as u64 + self.sketch.heap_bytes()
+    }
+    fn shrink(&mut self, handle_limit: Handle) {
+        self.arena.shrink(handle_limit);
+        self.sketch.shrink(self.len());
+        if let Some(log) = &mut self.log {
+            log.from_window.shrink_to(64);
+            log.from_main.shrink_to(64);
+        }
+    }
+    fn relocate(&mut self, from: Handle, to: Handle) {
+        let region = self.arena.node(from).meta.region;
+        let mut list = *self.list_mut(region);
+        list.relocate(&mut self.arena, from, to);
+        *self.list_mut(region) = list;
+    }
     fn check(&self) -> Result<(), String> {
         for (list, r, name) in [
             (&self.window, WINDOW, "wtinylfu window"),

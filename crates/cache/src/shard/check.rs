@@ -10,7 +10,7 @@ impl Core {
         let mut live = 0usize;
         let mut bytes = 0u64;
         let mut per_tag = vec![0u32; self.tags.len()];
-        for slot in 0..self.slab.high {
+        for slot in 0..self.slab.high() {
             let resident = self.policy.contains(slot);
             let Some(e) = self.slab.get(slot) else {
                 if resident {
@@ -58,9 +58,7 @@ impl Core {
                 self.policy.len()
             ));
         }
-        if self.slab.high as usize - live != self.slab.free.len() {
-            return Err("free list out of step with the slab".into());
-        }
+        self.slab.check()?;
         if bytes != self.bytes || bytes != self.policy.weight() {
             return Err(format!(
                 "bytes: entries sum to {bytes}, accounted {}, policy weight {}",
@@ -68,14 +66,34 @@ impl Core {
                 self.policy.weight()
             ));
         }
-        if self.bytes > self.budget {
-            return Err(format!("{} bytes over budget {}", self.bytes, self.budget));
+        if self.bytes() > self.budget {
+            return Err(format!(
+                "{} bytes over budget {}",
+                self.bytes(),
+                self.budget
+            ));
+        }
+        // The structures are charged at least what they hold beyond the entries' share.
+        if self.reserve < self.excess() {
+            return Err(format!(
+                "reserve {} below the structures' excess {}",
+                self.reserve,
+                self.excess()
+            ));
+        }
+        if self.policy.capacity() != self.budget.saturating_sub(self.reserve) {
+            return Err(format!(
+                "policy capacity {} is not budget {} less reserve {}",
+                self.policy.capacity(),
+                self.budget,
+                self.reserve
+            ));
         }
         self.policy.check()?;
         // Group circles: each head's circle holds its group's entries, no other head, and the
         // circles add up to every entry.
         let mut in_groups = 0usize;
-        for head in 0..self.slab.high {
+        for head in 0..self.slab.high() {
             let Some(e) = self.slab.get(head).filter(|e| e.is_head()) else {
                 continue;
             };

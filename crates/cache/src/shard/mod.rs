@@ -18,10 +18,12 @@
 //! recompute the hashes (a few nanoseconds for short keys).
 
 mod check;
+mod slab;
 
 use crate::clock::NEVER;
 use crate::policy::{Handle, Policy, PolicyKind};
 use hashbrown::HashTable;
+use slab::Slab;
 use std::hash::BuildHasher;
 
 pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
@@ -29,8 +31,6 @@ pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
 const NIL: u32 = u32::MAX;
 /// Flag in [`Entry::tag`]: the entry is its group's head (indexed by the group's hash).
 const HEAD: u32 = 1 << 31;
-const CHUNK_BITS: u32 = 10;
-const CHUNK: usize = 1 << CHUNK_BITS;
 
 /// Fixed per-entry cost, in bytes, of the shard's own structures beyond the entry's packed
 /// bytes: the 32-byte slot, the index slot (a `hashbrown` table of `u32` between 7/16 and 7/8
@@ -160,65 +160,6 @@ impl Entry {
     }
 }
 
-/// Entry slots in chunks of [`CHUNK`]; freed slots are reused first.
-#[derive(Default)]
-struct Slab {
-    chunks: Vec<Box<[Option<Entry>]>>,
-    /// Slots handed out so far (free or live): the slab's length.
-    high: u32,
-    free: Vec<u32>,
-}
-
-impl Slab {
-    fn get(&self, slot: u32) -> Option<&Entry> {
-        self.chunks
-            .get((slot >> CHUNK_BITS) as usize)
-            .and_then(|c| c[slot as usize & (CHUNK - 1)].as_ref())
-    }
-
-    fn get_mut(&mut self, slot: u32) -> Option<&mut Entry> {
-        self.chunks
-            .get_mut((slot >> CHUNK_BITS) as usize)
-            .and_then(|c| c[slot as usize & (CHUNK - 1)].as_mut())
-    }
-
-    fn entry(&self, slot: u32) -> &Entry {
-        self.get(slot).expect("index points at a live slot")
-    }
-
-    fn entry_mut(&mut self, slot: u32) -> &mut Entry {
-        self.get_mut(slot).expect("index points at a live slot")
-    }
-
-    /// Put `e` in a free slot and return it.
-    fn place(&mut self, e: Entry) -> u32 {
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
-                let s = self.high;
-                assert!(s < NIL, "fewer than 2^32 - 1 entries per shard");
-                if (s as usize) >> CHUNK_BITS == self.chunks.len() {
-                    self.chunks.push((0..CHUNK).map(|_| None).collect());
-                }
-                self.high += 1;
-                s
-            }
-        };
-        let cell = &mut self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)];
-        debug_assert!(cell.is_none());
-        *cell = Some(e);
-        slot
-    }
-
-    fn take(&mut self, slot: u32) -> Entry {
-        let e = self.chunks[(slot >> CHUNK_BITS) as usize][slot as usize & (CHUNK - 1)]
-            .take()
-            .expect("take of a live slot");
-        self.free.push(slot);
-        e
-    }
-}
-
 /// The hash an entry is indexed by.
 fn hash_of(slab: &Slab, hasher: &Hasher, slot: u32) -> u64 {
     let e = slab.entry(slot);
@@ -273,15 +214,34 @@ pub(crate) struct Core {
     /// `ENTRY_OVERHEAD` plus the policy's share, fixed when the shard is built.
     fixed: u64,
     len: usize,
+    /// Sum of the resident entries' costs (what the policy holds as weight).
     bytes: u64,
+    /// Structure bytes beyond what the entries' costs and `base` cover, charged on top of
+    /// `bytes`: the policy's capacity is `budget - reserve`. See [`Core::tidy`].
+    reserve: u64,
+    /// Structure bytes never charged: those of an empty shard plus [`BASE_SLACK`].
+    base: u64,
     budget: u64,
     sweep: u32,
 }
 
+/// Structure bytes a shard may hold beyond its entries' costs without charging them: one chunk
+/// of slots (32 KiB) and room for the index and the policy's arena of its 1,024 handles, so a
+/// small cache is not charged for the structures every shard has.
+const BASE_SLACK: u64 = 64 << 10;
+
+/// Entries moved down per insert while the slab is sparse: more than the one entry an insert
+/// adds, so compaction outpaces any refill.
+const COMPACT_MOVES: usize = 4;
+
+/// The share of the per-entry charge that pays the allocator's rounding of the packed bytes
+/// rather than a structure (see [`ENTRY_OVERHEAD`]).
+const PACKED_ROUNDING: u64 = 16;
+
 impl Core {
     pub(crate) fn new(kind: PolicyKind, budget: u64, hasher: Hasher) -> Self {
         let policy = kind.build(budget);
-        Self {
+        let mut core = Self {
             slab: Slab::default(),
             index: HashTable::new(),
             tags: Vec::new(),
@@ -293,17 +253,76 @@ impl Core {
             scratch: Vec::new(),
             len: 0,
             bytes: 0,
+            reserve: 0,
+            base: 0,
             budget,
             sweep: 0,
-        }
+        };
+        core.base = core.structure_bytes() + BASE_SLACK;
+        core
     }
 
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
+    /// Bytes charged against the budget: the entries' costs and the structures' reserve.
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
+        self.bytes + self.reserve
+    }
+
+    /// Heap bytes of the shard's structures (everything but the entries' packed bytes): slab,
+    /// index, tag table, scratch and the policy's metadata.
+    pub(crate) fn structure_bytes(&self) -> u64 {
+        let vecs = self.tags.capacity() * std::mem::size_of::<TagRec>()
+            + (self.free_tags.capacity() + self.scratch.capacity()) * 4;
+        self.slab.heap_bytes()
+            + (self.index.allocation_size() + self.tag_ids.allocation_size() + vecs) as u64
+            + self.policy.heap_bytes()
+    }
+
+    /// Structure bytes that neither the resident entries' costs nor the base cover.
+    fn excess(&self) -> u64 {
+        let covered = self.len as u64 * (self.fixed - PACKED_ROUNDING) + self.base;
+        self.structure_bytes().saturating_sub(covered)
+    }
+
+    /// After every operation that removed or added entries: let the structures follow the live
+    /// entry count (trailing empty chunks released, the index shrunk when under a quarter full,
+    /// the policy told which handles are gone for good), then charge what they still hold
+    /// beyond the entries' costs as the reserve, evicting if that no longer fits. Each shrink
+    /// happens only after the count fell by a constant factor since the structure last grew, so
+    /// this is O(1) amortised. Returns the entries evicted.
+    fn tidy(&mut self, g: &mut Garbage) -> u64 {
+        let mut evicted = 0;
+        // Each eviction for the reserve takes its entry's share off what covers the
+        // structures, so the reserve grows again, by less than the evicted weight: repeat until
+        // it settles. Only a round that raises the reserve can evict, and one that evicts
+        // nothing changes nothing, so the rounds stay within the evictions plus a few.
+        loop {
+            self.slab.release();
+            self.policy.shrink(self.slab.high());
+            if self.index.len() < self.index.capacity() / 4 {
+                let (slab, hasher) = (&self.slab, &self.hasher);
+                self.index
+                    .shrink_to(self.index.len() * 2, |&s| hash_of(slab, hasher, s));
+            }
+            let reserve = self.excess();
+            if reserve == self.reserve {
+                break;
+            }
+            self.reserve = reserve;
+            let mut scratch = std::mem::take(&mut self.scratch);
+            self.policy
+                .set_capacity(self.budget.saturating_sub(reserve), &mut scratch);
+            for &v in &scratch {
+                g.push(self.unlink(v));
+            }
+            evicted += scratch.len() as u64;
+            scratch.clear();
+            self.scratch = scratch;
+        }
+        evicted
     }
 
     /// Bytes an entry of `packed` bytes (see [`pack`]) is charged.
@@ -364,6 +383,7 @@ impl Core {
             self.policy.remove(slot);
             g.push(self.unlink(slot));
             d.expired = 1;
+            d.evicted = self.tidy(g);
             return (None, d);
         }
         self.policy.on_hit(slot);
@@ -390,6 +410,7 @@ impl Core {
             d.removed += 1;
         }
         d.expired += self.sweep_expired(now, 2, g);
+        self.compact();
         let cost = self.cost(data.len());
         let expires = encode_deadline(expires_at);
         let weight = match u32::try_from(cost) {
@@ -402,20 +423,64 @@ impl Core {
         let slot = self.link(hash, group_hash, data, tag, expires);
         let mut scratch = std::mem::take(&mut self.scratch);
         self.policy.insert(slot, hash, weight, &mut scratch);
-        let mut resident = true;
         for &v in &scratch {
-            resident &= v != slot;
             g.push(self.unlink(v));
         }
-        d.evicted += scratch.len() as u64 - u64::from(!resident);
+        let mut evicted = scratch.len() as u64;
         scratch.clear();
         self.scratch = scratch;
+        evicted += self.tidy(g);
+        // Nothing was placed after the entry, so its slot is live only if it stayed.
+        let resident = self.slab.get(slot).is_some();
+        d.evicted += evicted - u64::from(!resident);
         (resident, d)
+    }
+
+    /// While more than a quarter of the slab (beyond one chunk) is free, move the highest
+    /// entries into the lowest free slots, a few per call, so the top chunks drain and go even
+    /// when long-lived entries sit in them (say, a hot entry placed when the count was at its
+    /// peak). Never moves the slab's entries otherwise.
+    fn compact(&mut self) {
+        for _ in 0..COMPACT_MOVES {
+            let high = self.slab.high() as usize;
+            if high - self.len <= high / 4 + slab::CHUNK {
+                return;
+            }
+            let Some(from) = self.slab.highest() else {
+                return;
+            };
+            let to = self.slab.move_down(from);
+            if to == from {
+                return;
+            }
+            self.relocated(from, to);
+        }
+    }
+
+    /// Point the index, the group circle and the policy at an entry's new slot.
+    fn relocated(&mut self, from: u32, to: u32) {
+        let hash = hash_of(&self.slab, &self.hasher, to);
+        if let Some(s) = self.index.find_mut(hash, |&s| s == from) {
+            *s = to;
+        }
+        let (prev, next) = {
+            let e = self.slab.entry(to);
+            (e.g_prev, e.g_next)
+        };
+        if next == from {
+            let e = self.slab.entry_mut(to);
+            e.g_prev = to;
+            e.g_next = to;
+        } else {
+            self.slab.entry_mut(prev).g_next = to;
+            self.slab.entry_mut(next).g_prev = to;
+        }
+        self.policy.relocate(from, to);
     }
 
     /// Look at up to `budget` slots after the sweep cursor and drop expired entries.
     fn sweep_expired(&mut self, now: u64, budget: usize, g: &mut Garbage) -> u64 {
-        let n = self.slab.high;
+        let n = self.slab.high();
         let mut expired = 0;
         for _ in 0..budget.min(n as usize) {
             self.sweep = (self.sweep + 1) % n;
@@ -430,26 +495,38 @@ impl Core {
     }
 
     /// Drop every entry of a group.
-    pub(crate) fn remove_group(&mut self, group_hash: u64, group: &[u8], g: &mut Garbage) -> u64 {
+    pub(crate) fn remove_group(
+        &mut self,
+        group_hash: u64,
+        group: &[u8],
+        g: &mut Garbage,
+    ) -> (u64, Delta) {
         let mut removed = 0;
         while let Some(slot) = self.find_group(group_hash, group) {
             self.policy.remove(slot);
             g.push(self.unlink(slot)); // the next member, if any, becomes the head
             removed += 1;
         }
-        removed
+        (removed, self.tidied(g))
+    }
+
+    fn tidied(&mut self, g: &mut Garbage) -> Delta {
+        Delta {
+            evicted: self.tidy(g),
+            ..Delta::default()
+        }
     }
 
     /// Drop every entry with this tag: a scan of the slab, as tags die rarely (a lost upstream
     /// connection) and keeping per-tag lists would cost every entry two links.
-    pub(crate) fn remove_tag(&mut self, tag: u64, g: &mut Garbage) -> u64 {
+    pub(crate) fn remove_tag(&mut self, tag: u64, g: &mut Garbage) -> (u64, Delta) {
         let Some(&id) = self.tag_ids.get(&tag) else {
-            return 0;
+            return (0, Delta::default());
         };
         let mut left = self.tags[id as usize].len;
         let mut removed = 0;
         let mut slot = 0;
-        while left > 0 && slot < self.slab.high {
+        while left > 0 && slot < self.slab.high() {
             if self.slab.get(slot).is_some_and(|e| e.tag_id() == id) {
                 self.policy.remove(slot);
                 g.push(self.unlink(slot));
@@ -458,25 +535,23 @@ impl Core {
             }
             slot += 1;
         }
-        removed
+        (removed, self.tidied(g))
     }
 
     /// Drop everything.
-    pub(crate) fn clear(&mut self, g: &mut Garbage) -> u64 {
+    pub(crate) fn clear(&mut self, g: &mut Garbage) -> (u64, Delta) {
         let n = self.len as u64;
-        for chunk in std::mem::take(&mut self.slab).chunks {
-            g.items
-                .extend(chunk.into_vec().into_iter().flatten().map(|e| e.data));
-        }
+        g.items.extend(self.slab.drain().map(|e| e.data));
         self.index = HashTable::new();
         self.tags.clear();
         self.tag_ids.clear();
         self.free_tags.clear();
         self.policy.clear();
+        self.policy.shrink(0);
         self.len = 0;
         self.bytes = 0;
         self.sweep = 0;
-        n
+        (n, self.tidied(g))
     }
 
     fn tag_id(&mut self, tag: u64) -> u32 {
