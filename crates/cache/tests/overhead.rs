@@ -6,39 +6,8 @@
 
 use bytes::Bytes;
 use cache::{Cache, CacheConfig, PolicyKind, NEVER};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
 
-/// Counts live heap bytes, each allocation rounded like a typical malloc (8-byte header,
-/// 16-byte granules, 32-byte minimum).
-struct Counting;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-fn charged(size: usize) -> i64 {
-    ((size + 8 + 15) & !15).max(32) as i64
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(charged(layout.size()), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(charged(layout.size()), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            charged(new_size) - charged(layout.size()),
-            Ordering::Relaxed,
-        );
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+mod counting;
 
 const N: usize = 100_000;
 
@@ -54,7 +23,7 @@ fn measure(policy: PolicyKind, value_len: usize) -> (i64, u64, u64) {
         policy,
         shards: 4,
     });
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     for i in 0..2 * N {
         let group = format!("user:{i:08}");
         let ticket = cache.begin_fill(group.as_bytes(), 1);
@@ -62,7 +31,7 @@ fn measure(policy: PolicyKind, value_len: usize) -> (i64, u64, u64) {
         let value = Bytes::from(vec![b'v'; value_len]);
         let _ = cache.complete_fill(ticket, key, value, NEVER, 0);
     }
-    let actual = LIVE.load(Ordering::Relaxed) - before;
+    let actual = counting::live() - before;
     let (reported, entries) = (cache.stats().bytes, cache.stats().entries);
     cache.validate().expect("consistent");
     (actual, reported, entries)

@@ -7,39 +7,8 @@
 //! thread allocates while we count.
 
 use cache::{Cache, CacheConfig, PolicyKind, NEVER};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
 
-/// Counts live heap bytes, each allocation rounded like a typical malloc (8-byte header,
-/// 16-byte granules, 32-byte minimum).
-struct Counting;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-fn charged(size: usize) -> i64 {
-    ((size + 8 + 15) & !15).max(32) as i64
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(charged(layout.size()), Ordering::Relaxed);
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(charged(layout.size()), Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            charged(new_size) - charged(layout.size()),
-            Ordering::Relaxed,
-        );
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+mod counting;
 
 const MIB: u64 = 1 << 20;
 const CAP: u64 = 16 * MIB;
@@ -83,13 +52,13 @@ struct Run {
 }
 
 fn run(policy: PolicyKind) -> Run {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = counting::live();
     let cache: Cache = Cache::new(CacheConfig {
         max_bytes: CAP,
         policy,
         shards: SHARDS,
     });
-    let heap = || LIVE.load(Ordering::Relaxed) - before;
+    let heap = || counting::live() - before;
     // Three times what fits of tiny entries, each read once; then large ones, 80% of what
     // fits, read four times over (so that admission by frequency takes them in too).
     let tiny_cost = cache.entry_cost(20, 14, TINY.len() as u64);
