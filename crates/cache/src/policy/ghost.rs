@@ -52,4 +52,10 @@ impl Ghost {
     pub fn len(&self) -> usize {
         self.live.len()
     }
+
+    /// Heap bytes held by the queue and the map (estimated from their capacities).
+    pub fn heap_bytes(&self) -> usize {
+        self.order.capacity() * std::mem::size_of::<(u64, u64)>()
+            + super::shadow::table_bytes(self.live.capacity(), std::mem::size_of::<(u64, u64)>())
+    }
 }

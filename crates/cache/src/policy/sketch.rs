@@ -113,6 +113,11 @@ impl Sketch {
         self.additions /= 2;
     }
 
+    /// Heap bytes held by the table and the doorkeeper.
+    pub fn heap_bytes(&self) -> usize {
+        (self.table.capacity() + self.door.capacity()) * std::mem::size_of::<u64>()
+    }
+
     /// Forget everything.
     pub fn clear(&mut self) {
         self.table.iter_mut().for_each(|w| *w = 0);
