@@ -100,6 +100,7 @@ fn slots_for(max_samples: usize) -> usize {
     2 * max_samples + 2
 }
 
+#[inline]
 fn sample_bits(hash: u64) -> u64 {
     // Independent of the bits the sketch and the maps use.
     let x = (hash ^ 0x94D0_49BB_1331_11EB).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -160,6 +161,7 @@ impl Shadows {
     }
 
     /// True if requests for `hash` are simulated.
+    #[inline]
     pub fn sampled(&self, hash: u64) -> bool {
         sample_bits(hash) & self.mask == 0
     }
