@@ -9,7 +9,8 @@
 //! affords only N would (see docs/cache.md).
 //!
 //! Usage: `cargo run --release -p nearcache-cache --example replay -- [--traces DIR]
-//! [--export DIR] [--only SUBSTRING] [--samples N]`
+//! [--export DIR] [--only SUBSTRING] [--capacity N] [--samples N]`
+//! (`--capacity N` replays at N objects instead of the usual capacities)
 
 use cache::policy::{Adaptive, Handle, Policy};
 use cache::PolicyKind;
@@ -260,12 +261,14 @@ fn main() -> io::Result<()> {
     let mut export_dir = None;
     let mut only = None;
     let mut samples = None;
+    let mut cap_only = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--traces" => dir = args.next().map(PathBuf::from).unwrap_or(dir),
             "--export" => export_dir = args.next().map(PathBuf::from),
             "--only" => only = args.next(),
             "--samples" => samples = args.next().and_then(|n| n.parse().ok()),
+            "--capacity" => cap_only = args.next().and_then(|n| n.parse::<u64>().ok()),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -298,7 +301,8 @@ fn main() -> io::Result<()> {
     }
     println!("---:|");
     for t in &traces {
-        for cap in capacities(t) {
+        let caps = cap_only.map_or_else(|| capacities(t), |c| vec![c]);
+        for cap in caps {
             let ratios: Vec<f64> = PolicyKind::ALL
                 .iter()
                 .map(|&k| simulate(k, cap, samples, t))
