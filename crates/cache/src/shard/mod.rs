@@ -266,10 +266,9 @@ impl Core {
         self.len
     }
 
-    /// Bytes charged against the budget: the entries' costs, the structures' reserve and what
-    /// the policy sets aside inside its capacity (adaptive's shadows).
+    /// Bytes charged against the budget: the entries' costs and the structures' reserve.
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes + self.reserve + self.policy.reserved_bytes()
+        self.bytes + self.reserve
     }
 
     /// Heap bytes of the shard's structures (everything but the entries' packed bytes): slab,
