@@ -145,15 +145,15 @@ pub const MGET_CODE: u8 = CACHEABLE.len() as u8 + 1;
 /// A one-byte code (1..=29) for a command the cache answers, case-insensitively: its position
 /// among the cacheable reads, MGET last. Compact entry keys use it instead of the name.
 pub fn read_code(name: &[u8]) -> Option<u8> {
-    if name.len() == 4 && name.eq_ignore_ascii_case(b"MGET") {
-        return Some(MGET_CODE);
-    }
     let (buf, n) = name_upper(name);
     if n == 0 {
         return None;
     }
     static CODES: LazyLock<HashMap<&'static [u8], u8, hashbrown::DefaultHashBuilder>> =
-        LazyLock::new(|| CACHEABLE.iter().copied().zip(1..).collect());
+        LazyLock::new(|| {
+            let reads = CACHEABLE.iter().copied().chain([&b"MGET"[..]]);
+            reads.zip(1..).collect()
+        });
     CODES.get(&buf[..n]).copied()
 }
 
@@ -381,6 +381,7 @@ mod tests {
     fn read_codes_are_distinct_and_case_insensitive() {
         let mut codes: Vec<u8> = CACHEABLE.iter().map(|n| read_code(n).unwrap()).collect();
         codes.push(read_code(b"mget").unwrap());
+        assert_eq!(read_code(b"MGET"), Some(MGET_CODE));
         assert_eq!(read_code(b"get"), read_code(b"GET"));
         codes.sort_unstable();
         codes.dedup();
