@@ -93,6 +93,19 @@ fn mib(b: u64) -> f64 {
     b as f64 / MIB as f64
 }
 
+/// Sets `PREFIX:0` .. `PREFIX:n-1` to `value` straight in Redis, a pipeline of 1,000 at a time.
+async fn set_keys(redis: &mut RawConn, prefix: &str, n: usize, value: &str) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let sets: Vec<Vec<String>> = chunk
+            .iter()
+            .map(|i| vec!["SET".into(), format!("{prefix}:{i}"), value.to_string()])
+            .collect();
+        for r in redis.pipeline(&sets).await {
+            assert_eq!(&r[..], b"+OK\r\n");
+        }
+    }
+}
+
 #[tokio::test]
 async fn rss_stays_within_the_cap_while_reading_five_times_the_cap() {
     let started = Instant::now();
@@ -101,15 +114,7 @@ async fn rss_stays_within_the_cap_while_reading_five_times_the_cap() {
 
     // 1. Data straight into Redis: the cold keys, then the hot set.
     let value = "v".repeat(VALUE_LEN);
-    for chunk in (0..COLD_KEYS).collect::<Vec<_>>().chunks(1000) {
-        let sets: Vec<Vec<String>> = chunk
-            .iter()
-            .map(|i| vec!["SET".into(), format!("cold:{i}"), value.clone()])
-            .collect();
-        for r in redis.pipeline(&sets).await {
-            assert_eq!(&r[..], b"+OK\r\n");
-        }
-    }
+    set_keys(&mut redis, "cold", COLD_KEYS, &value).await;
     let sets: Vec<Vec<String>> = (0..HOT_KEYS)
         .map(|i| vec!["SET".into(), hot_key(i), hot_value(i)])
         .collect();
@@ -230,15 +235,7 @@ async fn rss_stays_within_the_cap_when_tiny_entries_give_way_to_large_ones() {
     let redis_srv = RedisServer::start();
     let mut redis = RawConn::connect(&redis_srv.addr()).await;
     let value = "v".repeat(VALUE_LEN);
-    for chunk in (0..GROWN_KEYS).collect::<Vec<_>>().chunks(1000) {
-        let sets: Vec<Vec<String>> = chunk
-            .iter()
-            .map(|i| vec!["SET".into(), format!("large:{i}"), value.clone()])
-            .collect();
-        for r in redis.pipeline(&sets).await {
-            assert_eq!(&r[..], b"+OK\r\n");
-        }
-    }
+    set_keys(&mut redis, "large", GROWN_KEYS, &value).await;
 
     let upstream = redis_srv.addr();
     let proxy =
