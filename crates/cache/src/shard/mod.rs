@@ -507,6 +507,11 @@ impl Core {
             g.push(self.unlink(slot)); // the next member, if any, becomes the head
             removed += 1;
         }
+        if removed == 0 {
+            // Most invalidations find nothing (a write to a key never read through us, or the
+            // second of a write's two invalidations): nothing shrank, so nothing to tidy.
+            return (0, Delta::default());
+        }
         (removed, self.tidied(g))
     }
 
