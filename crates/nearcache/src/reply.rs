@@ -3,10 +3,13 @@
 
 use atomic_waker::AtomicWaker;
 use bytes::{BufMut, Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Mutex;
+use std::task::Poll;
+use tokio::sync::oneshot;
 
 /// Why an upstream request failed. Every variant becomes an `-ERR nearcache: ...` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,10 +100,35 @@ pub enum Outbound {
 /// A session's output queue. Every byte held for the client (queued frames, replies the writer
 /// has taken but not written) is counted against the client's output limit, whoever queued it:
 /// the session, or a connection relaying pub/sub messages.
-#[derive(Clone)]
+///
+/// A queue of our own rather than a channel, for one thing a channel cannot do: take a pending
+/// reply without waking the writer ([`Outbox::send_pending`]). The writer has nothing to do
+/// with a reply until it arrives, and the reply's arrival wakes it ([`ReplyTx`]'s drop), so a
+/// forwarded command wakes the writer once instead of twice.
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<Outbound>,
+    queue: Arc<Queue>,
     meter: Arc<OutMeter>,
+}
+
+struct Queue {
+    items: Mutex<VecDeque<Outbound>>,
+    /// Live [`Outbox`] handles: at 0 the writer sees the queue closed once it is drained.
+    senders: AtomicUsize,
+}
+
+/// The writer's end of an [`Outbox`].
+pub struct OutboxRx {
+    queue: Arc<Queue>,
+    meter: Arc<OutMeter>,
+}
+
+/// Why [`OutboxRx::try_recv`] returned nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Empty {
+    /// Nothing queued now.
+    Now,
+    /// Nothing queued, and every sender is gone.
+    Closed,
 }
 
 /// The count of bytes held for one client.
@@ -111,30 +139,142 @@ pub struct OutMeter {
     /// Wakes the writer waiting in [`OutMeter::overflowed`]: a waker, not a `Notify`, because
     /// that wait is polled each time the writer wakes, and a `Notify` locks to be polled.
     overflow: AtomicWaker,
+    /// Wakes the writer when something is queued or a reply it waits for arrives.
+    writer: AtomicWaker,
 }
 
 impl Outbox {
     /// A queue whose client is disconnected once more than `limit` bytes wait for it.
-    pub fn new(limit: usize) -> (Outbox, mpsc::UnboundedReceiver<Outbound>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn new(limit: usize) -> (Outbox, OutboxRx) {
         let meter = Arc::new(OutMeter {
             queued: AtomicUsize::new(0),
             limit,
             over: AtomicBool::new(false),
             overflow: AtomicWaker::new(),
+            writer: AtomicWaker::new(),
         });
-        (Outbox { tx, meter }, rx)
+        let queue = Arc::new(Queue {
+            items: Mutex::new(VecDeque::new()),
+            senders: AtomicUsize::new(1),
+        });
+        let rx = OutboxRx {
+            queue: queue.clone(),
+            meter: meter.clone(),
+        };
+        (Outbox { queue, meter }, rx)
     }
 
     pub fn send(&self, item: Outbound) {
         if let Outbound::Frame(bytes) = &item {
             self.meter.charge(bytes.len());
         }
-        let _ = self.tx.send(item);
+        self.push(item);
+        self.meter.writer.wake();
+    }
+
+    /// Queues a pending reply without waking the writer: the reply wakes it when it arrives.
+    /// The reply's sender must come from [`reply_channel`] with this queue's meter, or the
+    /// writer may never learn that it arrived.
+    pub fn send_pending(&self, item: Outbound) {
+        let mut items = self.queue.items.lock().unwrap_or_else(|p| p.into_inner());
+        items.push_back(item);
+        // Looked at after the push, under the lock: a reply that arrived before the push found
+        // nothing for the writer to take and must be announced here; one that arrives after it
+        // is announced by its sender, and the writer, whose look at the queue is ordered with
+        // this one by the lock, finds the item.
+        let arrived = matches!(items.back(), Some(Outbound::Pending(rx, ..)) if !rx.is_empty());
+        drop(items);
+        if arrived {
+            self.meter.writer.wake();
+        }
+    }
+
+    fn push(&self, item: Outbound) {
+        self.queue
+            .items
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(item);
     }
 
     pub fn meter(&self) -> &Arc<OutMeter> {
         &self.meter
+    }
+}
+
+impl Clone for Outbox {
+    fn clone(&self) -> Self {
+        self.queue.senders.fetch_add(1, Ordering::AcqRel);
+        Outbox {
+            queue: self.queue.clone(),
+            meter: self.meter.clone(),
+        }
+    }
+}
+
+impl Drop for Outbox {
+    fn drop(&mut self) {
+        if self.queue.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.meter.writer.wake();
+        }
+    }
+}
+
+impl OutboxRx {
+    /// The next item, if one is queued.
+    pub fn try_recv(&mut self) -> Result<Outbound, Empty> {
+        // Senders are counted before the queue is looked at: an item pushed by the last sender
+        // before it left is then still found.
+        let closed = self.queue.senders.load(Ordering::Acquire) == 0;
+        let item = self
+            .queue
+            .items
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop_front();
+        match item {
+            Some(item) => Ok(item),
+            None if closed => Err(Empty::Closed),
+            None => Err(Empty::Now),
+        }
+    }
+
+    /// Waits for the next item; `None` once the queue is closed and drained.
+    pub async fn recv(&mut self) -> Option<Outbound> {
+        std::future::poll_fn(|cx| match self.try_recv() {
+            Ok(item) => Poll::Ready(Some(item)),
+            Err(Empty::Closed) => Poll::Ready(None),
+            Err(Empty::Now) => {
+                self.meter.writer.register(cx.waker());
+                // Queued (or closed) between the look and the registration: `wake` may have
+                // found no waker.
+                match self.try_recv() {
+                    Ok(item) => Poll::Ready(Some(item)),
+                    Err(Empty::Closed) => Poll::Ready(None),
+                    Err(Empty::Now) => Poll::Pending,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Waits for a pending reply. Woken by [`ReplyTx`] when it is sent or dropped, not through
+    /// the oneshot, so that the writer has one waker to be woken by.
+    pub async fn reply(
+        &self,
+        rx: &mut oneshot::Receiver<UpstreamResult>,
+    ) -> Result<UpstreamResult, oneshot::error::TryRecvError> {
+        std::future::poll_fn(|cx| match rx.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => {
+                self.meter.writer.register(cx.waker());
+                match rx.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => Poll::Pending,
+                    done => Poll::Ready(done),
+                }
+            }
+            done => Poll::Ready(done),
+        })
+        .await
     }
 }
 
@@ -166,14 +306,14 @@ impl OutMeter {
     pub async fn overflowed(&self) {
         std::future::poll_fn(|cx| {
             if self.is_over() {
-                return std::task::Poll::Ready(());
+                return Poll::Ready(());
             }
             self.overflow.register(cx.waker());
             // Crossed between the check and the registration: `wake` may have found no waker.
             if self.is_over() {
-                std::task::Poll::Ready(())
+                Poll::Ready(())
             } else {
-                std::task::Poll::Pending
+                Poll::Pending
             }
         })
         .await
@@ -182,8 +322,10 @@ impl OutMeter {
 
 /// Where one reply goes: a oneshot, and the output meter of the client it is for, charged
 /// with the reply's bytes as it is handed over (so replies waiting for a slow client count).
+/// A metered sender wakes the client's writer once the reply is in, or once it is dropped
+/// without one (the writer then reports the reply lost).
 pub struct ReplyTx {
-    tx: oneshot::Sender<UpstreamResult>,
+    tx: Option<oneshot::Sender<UpstreamResult>>,
     meter: Option<Arc<OutMeter>>,
 }
 
@@ -193,15 +335,44 @@ pub fn reply_channel(
 ) -> (ReplyTx, oneshot::Receiver<UpstreamResult>) {
     let (tx, rx) = oneshot::channel();
     let meter = meter.cloned();
-    (ReplyTx { tx, meter }, rx)
+    (
+        ReplyTx {
+            tx: Some(tx),
+            meter,
+        },
+        rx,
+    )
 }
 
 impl ReplyTx {
-    pub fn send(self, result: UpstreamResult) {
+    pub fn send(mut self, result: UpstreamResult) {
         if let (Some(m), Ok(bytes)) = (&self.meter, &result) {
             m.charge(bytes.len());
         }
-        let _ = self.tx.send(result);
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+impl Drop for ReplyTx {
+    fn drop(&mut self) {
+        let Some(m) = &self.meter else { return };
+        // A client's reply channel always carries a value, so that the writer can tell an
+        // arrived reply by looking (see [`Outbox::send_pending`]): one dropped unsent (its
+        // connection died with it) says so. Then the wake-up that makes the writer look.
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Err(dropped()));
+        }
+        m.writer.wake();
+    }
+}
+
+/// The error a client gets for a request whose reply was dropped unsent.
+pub fn dropped() -> UpstreamError {
+    UpstreamError::Lost {
+        addr: "upstream".into(),
+        cause: "request dropped".into(),
     }
 }
 
@@ -213,4 +384,133 @@ pub fn simple(s: &str) -> Bytes {
 /// Encodes an error reply; `msg` starts with its code (`ERR`, `WRONGTYPE`, ...).
 pub fn error(msg: &str) -> Bytes {
     Bytes::from(format!("-{}\r\n", msg.replace(['\r', '\n'], " ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Wake, Waker};
+
+    /// A waker that counts its wake-ups.
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counter() -> (Arc<Count>, Waker) {
+        let c = Arc::new(Count::default());
+        (c.clone(), Waker::from(c))
+    }
+
+    fn wakes(c: &Count) -> usize {
+        c.0.load(Ordering::SeqCst)
+    }
+
+    /// Polls the writer's wait for the next item once.
+    fn poll_recv(rx: &mut OutboxRx, waker: &Waker) -> Poll<Option<Outbound>> {
+        pin!(rx.recv()).poll(&mut Context::from_waker(waker))
+    }
+
+    fn pending(rx: oneshot::Receiver<UpstreamResult>) -> Outbound {
+        Outbound::Pending(rx, After::Nothing, None)
+    }
+
+    #[test]
+    fn a_pending_reply_wakes_the_writer_once_it_arrives_not_when_queued() {
+        let (out, mut rx) = Outbox::new(1 << 20);
+        let (count, waker) = counter();
+        assert!(poll_recv(&mut rx, &waker).is_pending());
+        let (tx, reply) = reply_channel(Some(out.meter()));
+        out.send_pending(pending(reply));
+        assert_eq!(
+            wakes(&count),
+            0,
+            "queuing a pending reply must not wake the writer"
+        );
+        let Poll::Ready(Some(Outbound::Pending(mut reply, ..))) = poll_recv(&mut rx, &waker) else {
+            panic!("the pending item is queued")
+        };
+        let wait = rx.reply(&mut reply);
+        let mut wait = pin!(wait);
+        assert!(wait
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        tx.send(Ok(Bytes::from_static(b"+OK\r\n")));
+        assert_eq!(wakes(&count), 1, "the reply's arrival wakes the writer");
+        match wait.poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Ok(Ok(bytes))) => assert_eq!(&bytes[..], b"+OK\r\n"),
+            other => panic!("expected the reply, got {:?}", other.map(|r| r.is_ok())),
+        }
+    }
+
+    #[test]
+    fn a_reply_that_arrived_before_it_was_queued_still_wakes_the_writer() {
+        let (out, mut rx) = Outbox::new(1 << 20);
+        let (count, waker) = counter();
+        let (tx, reply) = reply_channel(Some(out.meter()));
+        // The connection answers before the session has queued the item...
+        tx.send(Ok(Bytes::from_static(b"+OK\r\n")));
+        // ...while the writer, woken by that, found nothing and went back to waiting.
+        assert!(poll_recv(&mut rx, &waker).is_pending());
+        let before = wakes(&count);
+        out.send_pending(pending(reply));
+        assert_eq!(wakes(&count), before + 1, "the writer must be told");
+        assert!(matches!(
+            poll_recv(&mut rx, &waker),
+            Poll::Ready(Some(Outbound::Pending(..)))
+        ));
+    }
+
+    #[test]
+    fn a_reply_dropped_unsent_reaches_the_writer_as_an_error() {
+        let (out, mut rx) = Outbox::new(1 << 20);
+        let (count, waker) = counter();
+        let (tx, reply) = reply_channel(Some(out.meter()));
+        out.send_pending(pending(reply));
+        let Poll::Ready(Some(Outbound::Pending(mut reply, ..))) = poll_recv(&mut rx, &waker) else {
+            panic!("the pending item is queued")
+        };
+        let mut wait = pin!(rx.reply(&mut reply));
+        assert!(wait
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_pending());
+        drop(tx);
+        assert_eq!(wakes(&count), 1);
+        match wait.poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(Ok(Err(e))) => assert_eq!(e, dropped()),
+            other => panic!(
+                "expected the dropped error, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
+    }
+
+    #[test]
+    fn the_queue_closes_when_every_sender_is_gone_and_it_is_drained() {
+        let (out, mut rx) = Outbox::new(1 << 20);
+        let (count, waker) = counter();
+        let relay = out.clone();
+        relay.send(Outbound::Frame(Bytes::from_static(b"+a\r\n")));
+        drop(out);
+        assert!(matches!(
+            poll_recv(&mut rx, &waker),
+            Poll::Ready(Some(Outbound::Frame(_)))
+        ));
+        assert!(poll_recv(&mut rx, &waker).is_pending());
+        drop(relay);
+        assert_eq!(
+            wakes(&count),
+            1,
+            "the last sender's leaving wakes the writer"
+        );
+        assert!(matches!(poll_recv(&mut rx, &waker), Poll::Ready(None)));
+    }
 }

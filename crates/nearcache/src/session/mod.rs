@@ -380,7 +380,9 @@ impl Session {
     /// command once the reply is in (one queue item per forwarded command, not two).
     fn queue_reply(&mut self, rx: oneshot::Receiver<reply::UpstreamResult>, after: After) {
         let stamp = self.stamp.take();
-        self.queue(Outbound::Pending(rx, after, stamp));
+        self.spill();
+        self.link.queuing();
+        self.out.send_pending(Outbound::Pending(rx, after, stamp));
     }
 
     /// Hands the replies gathered for a direct write to the writer instead.

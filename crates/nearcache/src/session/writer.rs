@@ -18,12 +18,12 @@ use atomic_waker::AtomicWaker;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{oneshot, Notify};
 
 use crate::cachelayer::CacheLayer;
 use crate::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp};
-use crate::reply::{After, OutMeter, Outbound, UpstreamError};
+use crate::reply::{dropped, After, Empty, OutMeter, Outbound, OutboxRx};
 
 const FLUSH_AT: usize = 64 * 1024;
 /// Replies this large are written from their own buffer rather than copied into the batch.
@@ -163,7 +163,7 @@ impl Link {
 
 /// Runs until the session queue closes, a `Close` item is written, or the client goes away.
 pub async fn run(
-    mut rx: mpsc::UnboundedReceiver<Outbound>,
+    mut rx: OutboxRx,
     mut wr: Arc<OwnedWriteHalf>,
     link: &Link,
     cache: Option<&CacheLayer>,
@@ -194,7 +194,7 @@ pub async fn run(
 }
 
 async fn write_loop(
-    rx: &mut mpsc::UnboundedReceiver<Outbound>,
+    rx: &mut OutboxRx,
     wr: &OwnedWriteHalf,
     link: &Link,
     cache: Option<&CacheLayer>,
@@ -207,14 +207,14 @@ async fn write_loop(
     loop {
         let item = match rx.try_recv() {
             Ok(item) => item,
-            Err(mpsc::error::TryRecvError::Empty) => {
+            Err(Empty::Now) => {
                 w.flush(wr, link, &mut out).await?;
                 match rx.recv().await {
                     Some(item) => item,
                     None => return Ok(()),
                 }
             }
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(Empty::Closed) => break,
         };
         match item {
             Outbound::Pending(mut reply, after, stamp) => {
@@ -222,7 +222,7 @@ async fn write_loop(
                     Ok(r) => Ok(r),
                     Err(oneshot::error::TryRecvError::Empty) => {
                         w.flush(wr, link, &mut out).await?;
-                        (&mut reply).await.map_err(|_| ())
+                        rx.reply(&mut reply).await.map_err(|_| ())
                     }
                     Err(oneshot::error::TryRecvError::Closed) => Err(()),
                 };
@@ -388,13 +388,6 @@ fn after_reply(
     }
     if let Some(bytes) = reply {
         out.extend_from_slice(&bytes);
-    }
-}
-
-fn dropped() -> UpstreamError {
-    UpstreamError::Lost {
-        addr: "upstream".into(),
-        cause: "request dropped".into(),
     }
 }
 
