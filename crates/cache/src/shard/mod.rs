@@ -266,9 +266,10 @@ impl Core {
         self.len
     }
 
-    /// Bytes charged against the budget: the entries' costs and the structures' reserve.
+    /// Bytes charged against the budget: the entries' costs, the structures' reserve and what
+    /// the policy sets aside inside its capacity (adaptive's shadows).
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes + self.reserve
+        self.bytes + self.reserve + self.policy.reserved_bytes()
     }
 
     /// Heap bytes of the shard's structures (everything but the entries' packed bytes): slab,
