@@ -19,6 +19,11 @@
 //! share the copy has learned. The shadows' memory is a fixed budget taken out of the capacity
 //! (see [`Adaptive::new`]).
 //!
+//! The shadows only observe while the cache is under pressure: from the request that fills it
+//! to half its capacity (they start warm from the resident keys, see [`Shadows::start`]) until
+//! it drops below a quarter. Below that nothing is evicted, so nothing they could say matters,
+//! and a hit costs one flag test more than without them.
+//!
 //! Must never change anything but the inner policy's window size and eviction order.
 
 use super::ghost::Ghost;
@@ -38,6 +43,10 @@ const MAX_WINDOW: f64 = 1.0;
 pub const MAX_SAMPLES: usize = 1024;
 /// Fewest keys worth simulating; a byte budget too small for this many runs without shadows.
 const MIN_SAMPLES: usize = 64;
+/// The shadows start observing when the entries reach 1/`START_AT` of the capacity...
+const START_AT: u64 = 2;
+/// ... and stop when they fall below 1/`STOP_AT` of it (invalidations, expiry).
+const STOP_AT: u64 = 4;
 /// The shadows may take at most this part of a byte capacity (1/32, about 3%): a 1 MiB shard
 /// affords 117 samples, a 2 MiB one 267, an 8 MiB one the full [`MAX_SAMPLES`].
 const SHADOW_SHARE: u64 = 32;
@@ -52,6 +61,8 @@ pub struct Adaptive {
     max_window: u64,
     /// Shadow LRU against a shadow copy of this policy (absent inside that copy).
     sim: Option<Box<Shadows>>,
+    /// The shadows are observing requests (the cache is under pressure).
+    observing: bool,
     /// Running as plain LRU (window = whole cache) because the shadow LRU is ahead.
     lru_mode: bool,
     /// Capacity given at construction: the entries' share plus `reserved`.
@@ -103,6 +114,7 @@ impl Adaptive {
             window,
             max_window: (capacity as f64 * MAX_WINDOW) as u64,
             sim: None,
+            observing: false,
             lru_mode: false,
             capacity,
             reserved: 0,
@@ -124,6 +136,43 @@ impl Adaptive {
         self.inner.reserve(handles);
     }
 
+    /// Count one more request for `hash` in the frequency sketch (seeding a shadow copy).
+    pub(crate) fn record(&mut self, hash: u64) {
+        self.inner.record(hash);
+    }
+
+    /// True while the shadows observe requests.
+    pub fn observing(&self) -> bool {
+        self.observing
+    }
+
+    /// Start the shadows if an insert of `weight` brings the cache to half its capacity.
+    fn maybe_start(&mut self, weight: u32) {
+        let Some(sim) = &mut self.sim else {
+            return;
+        };
+        if START_AT * (self.inner.weight() + u64::from(weight)) >= self.inner.capacity() {
+            sim.start(&self.inner);
+            self.observing = true;
+        }
+    }
+
+    /// Stop the shadows once the cache is well below capacity: they start afresh (and warm)
+    /// when it fills again, and the policy runs as adaptive meanwhile.
+    fn maybe_stop(&mut self) {
+        if STOP_AT * self.inner.weight() >= self.inner.capacity() {
+            return;
+        }
+        if let Some(sim) = &mut self.sim {
+            sim.clear();
+        }
+        self.observing = false;
+        if self.lru_mode {
+            self.lru_mode = false;
+            self.apply_window();
+        }
+    }
+
     fn adapt(&mut self, hash: u64, weight: u64) {
         let (w, m) = (self.window_ghost.len().max(1), self.main_ghost.len().max(1));
         if self.window_ghost.take(hash) {
@@ -142,6 +191,17 @@ impl Adaptive {
     #[inline]
     fn sampled(&self, hash: u64) -> bool {
         self.sim.as_ref().is_some_and(|s| s.sampled(hash))
+    }
+
+    /// A hit while the shadows observe (out of line, see `on_hit`).
+    #[inline(never)]
+    fn observed_hit(&mut self, h: Handle) {
+        // Only sampled keys pay for more than the sampling test.
+        let (hash, weight) = self.inner.hash_weight(h);
+        if self.sampled(hash) {
+            self.simulate(hash, weight);
+        }
+        self.inner.on_hit(h);
     }
 
     /// Feed a sampled request to the shadows and follow their verdict.
@@ -194,12 +254,22 @@ impl Adaptive {
 }
 
 /// The most samples whose [`shadow::budget`] fits in `bytes` (at most [`MAX_SAMPLES`]).
+/// Below [`MIN_SAMPLES`] if even those do not fit.
 fn samples_within(bytes: u64) -> usize {
-    let mut samples = MAX_SAMPLES;
-    while samples >= MIN_SAMPLES && shadow::budget(samples) > bytes {
-        samples = samples * 7 / 8;
+    if shadow::budget(MAX_SAMPLES) <= bytes {
+        return MAX_SAMPLES;
     }
-    samples
+    // The budget grows with the samples: bisect for the last that fits.
+    let (mut fits, mut over) = (MIN_SAMPLES - 1, MAX_SAMPLES);
+    while over - fits > 1 {
+        let mid = (fits + over) / 2;
+        if shadow::budget(mid) <= bytes {
+            fits = mid;
+        } else {
+            over = mid;
+        }
+    }
+    fits
 }
 
 fn clear(mut v: Vec<u64>) -> Vec<u64> {
@@ -233,17 +303,19 @@ impl Policy for Adaptive {
         self.inner.contains(h)
     }
     fn on_hit(&mut self, h: Handle) {
-        if self.sim.is_some() {
-            // Only sampled keys pay for more than this check.
-            let (hash, weight) = self.inner.hash_weight(h);
-            if self.sampled(hash) {
-                self.simulate(hash, weight);
-            }
+        // Two tail calls: a cache under pressure goes through the shadows first; any other pays
+        // a flag test (no register saves) over the plain W-TinyLFU hit.
+        if self.observing {
+            self.observed_hit(h);
+        } else {
+            self.inner.on_hit(h);
         }
-        self.inner.on_hit(h);
     }
     fn insert(&mut self, h: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>) {
-        if self.sampled(hash) {
+        if !self.observing {
+            self.maybe_start(weight);
+        }
+        if self.observing && self.sampled(hash) {
             self.simulate(hash, weight);
         }
         self.adapt(hash, u64::from(weight));
@@ -251,13 +323,16 @@ impl Policy for Adaptive {
         self.remember_evictions();
     }
     fn remove(&mut self, h: Handle) {
-        if let Some(sim) = &mut self.sim {
+        if let (true, Some(sim)) = (self.observing, &mut self.sim) {
             let hash = self.inner.hash_weight(h).0;
             if sim.sampled(hash) {
                 sim.remove(hash);
             }
         }
         self.inner.remove(h);
+        if self.observing {
+            self.maybe_stop();
+        }
     }
     fn clear(&mut self) {
         self.inner.clear();
@@ -266,6 +341,7 @@ impl Policy for Adaptive {
         if let Some(sim) = &mut self.sim {
             sim.clear();
         }
+        self.observing = false;
         self.lru_mode = false;
         self.apply_window();
     }

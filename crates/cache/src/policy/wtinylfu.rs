@@ -255,6 +255,24 @@ impl WTinyLfu {
     pub fn record(&mut self, hash: u64) {
         self.sketch.increment(hash);
     }
+
+    /// The sketch's estimate of how often `hash` was requested lately.
+    pub(crate) fn frequency(&self, hash: u64) -> u32 {
+        self.sketch.estimate(hash)
+    }
+
+    /// Calls `f(hash, weight, age)` for every resident entry, in no particular order; `age` is
+    /// the number of requests since the entry's last access.
+    pub(crate) fn for_each_resident(&self, mut f: impl FnMut(u64, u32, u32)) {
+        for list in [&self.window, &self.probation, &self.protected] {
+            let mut cur = list.tail();
+            while let Some(h) = cur {
+                let n = self.arena.node(h);
+                f(n.meta.hash, n.weight, self.clock.wrapping_sub(n.meta.stamp));
+                cur = List::newer(&self.arena, h);
+            }
+        }
+    }
 }
 
 impl Policy for WTinyLfu {

@@ -128,3 +128,75 @@ fn removals_reach_the_shadows() {
     assert!(ad.is_empty());
     assert_eq!(ad.sim.as_ref().expect("shadows").live_keys(), 0);
 }
+
+#[test]
+fn shadows_wait_for_half_capacity() {
+    // Below half the capacity the shadows see nothing: hits cost a flag test, no simulation.
+    let mut ad = Adaptive::counted(1_000);
+    let mut evicted = Vec::new();
+    for id in 0..499u32 {
+        ad.insert(id, hash(id), 1, &mut evicted);
+    }
+    for _ in 0..3 {
+        for id in 0..499u32 {
+            ad.on_hit(id);
+        }
+    }
+    assert!(!ad.observing());
+    assert_eq!(ad.sim.as_ref().expect("shadows").live_keys(), 0);
+    // The insert that reaches half starts them, warm with every resident key.
+    ad.insert(499, hash(499), 1, &mut evicted);
+    assert!(ad.observing());
+    assert_eq!(ad.sim.as_ref().expect("shadows").live_keys(), 500);
+    ad.check().expect("invariants");
+}
+
+#[test]
+fn shadows_stop_below_a_quarter() {
+    let mut ad = Adaptive::counted(100);
+    hits(&mut ad, &sweeps(20_000));
+    assert!(ad.observing() && ad.lru_mode());
+    // Invalidate down to 24 entries: the shadows stop, the policy is adaptive again.
+    for id in 0..1000u32 {
+        if ad.contains(id) && ad.len() > 24 {
+            ad.remove(id);
+        }
+    }
+    assert!(!ad.observing() && !ad.lru_mode());
+    assert_eq!(ad.sim.as_ref().expect("shadows").live_keys(), 0);
+    ad.check().expect("invariants");
+}
+
+/// Each new key is followed by a re-read of the key 10 new keys back: recency wins, and the
+/// re-reads start before a cache of 100 is full.
+fn recent_rereads(len: u32) -> Vec<u32> {
+    (0..len).flat_map(|i| [i, i.saturating_sub(10)]).collect()
+}
+
+#[test]
+fn half_size_hint_starts_in_lru_mode() {
+    // The half-size pair sees LRU win before the real cache evicts, so LRU mode starts with
+    // the first eviction instead of after the full-size duel has caught up.
+    let trace = recent_rereads(101);
+    let mut ad = Adaptive::counted(100);
+    hits(&mut ad, &trace);
+    assert!(ad.lru_mode(), "hint should have started LRU mode");
+    let mut lru = Lru::new(100);
+    let mut ad = Adaptive::counted(100);
+    let trace = recent_rereads(5_000);
+    let (l, a) = (hits(&mut lru, &trace), hits(&mut ad, &trace));
+    assert_eq!(a, l, "exactly LRU on a pure recency trace");
+}
+
+#[test]
+fn no_hint_without_evidence() {
+    // A loop fills the cache without a single reuse: no hint, adaptive from the start.
+    let trace: Vec<u32> = (0..1000).cycle().take(100_000).collect();
+    let mut ad = Adaptive::counted(100);
+    let mut evicted = Vec::new();
+    for &id in &trace[..101] {
+        ad.insert(id, hash(id), 1, &mut evicted);
+        evicted.clear();
+    }
+    assert!(ad.observing() && !ad.lru_mode());
+}
