@@ -4,11 +4,15 @@
 //! simulator does: a request for a resident object is a hit, anything else a miss followed by
 //! an insert. Prints a markdown table. `--export DIR` also writes every trace as plain text
 //! (one dense id per line) plus `manifest.txt` for `scripts/libcachesim_ref.py`.
+//! Policies are built with `build_counted` (weights count entries); `--samples N` makes
+//! adaptive's shadows simulate at most N keys instead of 1,024, as a shard whose byte budget
+//! affords only N would (see docs/cache.md).
 //!
 //! Usage: `cargo run --release -p nearcache-cache --example replay -- [--traces DIR]
-//! [--export DIR] [--only SUBSTRING]`
+//! [--export DIR] [--only SUBSTRING] [--capacity N] [--samples N]`
+//! (`--capacity N` replays at N objects instead of the usual capacities)
 
-use cache::policy::Handle;
+use cache::policy::{Adaptive, Handle, Policy};
 use cache::PolicyKind;
 use std::collections::HashMap;
 use std::fs::File;
@@ -192,9 +196,12 @@ fn hash(id: u32) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Hit ratio (percent) of `kind` at `capacity` objects.
-fn simulate(kind: PolicyKind, capacity: u64, trace: &Trace) -> f64 {
-    let mut policy = kind.build(capacity);
+/// Hit ratio (percent) of `kind` at `capacity` objects; `samples` bounds adaptive's shadows.
+fn simulate(kind: PolicyKind, capacity: u64, samples: Option<usize>, trace: &Trace) -> f64 {
+    let mut policy: Box<dyn Policy> = match (kind, samples) {
+        (PolicyKind::Adaptive, Some(n)) => Box::new(Adaptive::with_shadows(capacity, 0, n)),
+        _ => kind.build_counted(capacity),
+    };
     let mut resident = vec![false; trace.distinct];
     let mut evicted: Vec<Handle> = Vec::new();
     let mut hits = 0u64;
@@ -253,11 +260,15 @@ fn main() -> io::Result<()> {
     let mut dir = PathBuf::from("/work/shared/traces");
     let mut export_dir = None;
     let mut only = None;
+    let mut samples = None;
+    let mut cap_only = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--traces" => dir = args.next().map(PathBuf::from).unwrap_or(dir),
             "--export" => export_dir = args.next().map(PathBuf::from),
             "--only" => only = args.next(),
+            "--samples" => samples = args.next().and_then(|n| n.parse().ok()),
+            "--capacity" => cap_only = args.next().and_then(|n| n.parse::<u64>().ok()),
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -290,10 +301,11 @@ fn main() -> io::Result<()> {
     }
     println!("---:|");
     for t in &traces {
-        for cap in capacities(t) {
+        let caps = cap_only.map_or_else(|| capacities(t), |c| vec![c]);
+        for cap in caps {
             let ratios: Vec<f64> = PolicyKind::ALL
                 .iter()
-                .map(|&k| simulate(k, cap, t))
+                .map(|&k| simulate(k, cap, samples, t))
                 .collect();
             let best = classic
                 .iter()

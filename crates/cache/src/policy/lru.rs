@@ -21,6 +21,27 @@ impl Lru {
             capacity,
         }
     }
+
+    /// Make room for handles below `handles` up front, so the arena never grows later.
+    pub(crate) fn reserve(&mut self, handles: usize) {
+        if let Some(top) = handles.checked_sub(1) {
+            self.arena.ensure(top as Handle);
+        }
+    }
+
+    /// Resident handles and their weights, least recently used first.
+    pub(crate) fn oldest_first(&self) -> Vec<(Handle, u32)> {
+        let mut out = Vec::with_capacity(self.list.len());
+        let mut cur = self.list.tail();
+        while let Some(h) = cur {
+            out.push((h, self.arena.node(h).weight));
+            cur = List::newer(&self.arena, h);
+        }
+        out
+    }
+
+    /// Bytes of one arena node.
+    pub(crate) const NODE_BYTES: usize = std::mem::size_of::<super::list::Node<bool>>();
 }
 
 impl Lru {

@@ -14,6 +14,7 @@ mod lfu;
 pub mod list;
 mod lru;
 mod s3fifo;
+mod shadow;
 mod sieve;
 mod sketch;
 mod wtinylfu;
@@ -43,6 +44,11 @@ pub trait Policy: Send {
     /// Heap bytes of policy metadata per resident entry (node, sketch, ghost share), used in
     /// the cache's per-entry cost.
     fn entry_overhead(&self) -> u64;
+    /// Heap bytes the policy holds whatever its entries (adaptive's shadows). They are already
+    /// set aside inside `capacity()`: the entries only get the rest.
+    fn reserved_bytes(&self) -> u64 {
+        0
+    }
     /// Weight capacity given at construction.
     fn capacity(&self) -> u64;
     /// Total weight of resident handles.
@@ -122,15 +128,27 @@ impl PolicyKind {
         }
     }
 
-    /// Build a policy of this kind with the given weight capacity.
+    /// Build a policy of this kind whose weights are bytes, with the given capacity in bytes
+    /// (what the cache does).
     pub fn build(self, capacity: u64) -> Box<dyn Policy> {
+        match self {
+            PolicyKind::Adaptive => Box::new(Adaptive::new(capacity)),
+            _ => self.build_counted(capacity),
+        }
+    }
+
+    /// Build a policy of this kind whose weights count entries rather than bytes (trace
+    /// replay, unit weights): the same policy, except that adaptive's shadows are not charged
+    /// to the capacity and simulate up to 1,024 keys whatever it is
+    /// (see [`Adaptive::counted`]).
+    pub fn build_counted(self, capacity: u64) -> Box<dyn Policy> {
         match self {
             PolicyKind::Lru => Box::new(Lru::new(capacity)),
             PolicyKind::Lfu => Box::new(Lfu::new(capacity)),
             PolicyKind::WTinyLfu => Box::new(WTinyLfu::new(capacity)),
             PolicyKind::S3Fifo => Box::new(S3Fifo::new(capacity)),
             PolicyKind::Sieve => Box::new(Sieve::new(capacity)),
-            PolicyKind::Adaptive => Box::new(Adaptive::new(capacity)),
+            PolicyKind::Adaptive => Box::new(Adaptive::counted(capacity)),
         }
     }
 }

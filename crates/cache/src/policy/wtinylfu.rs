@@ -18,6 +18,8 @@ const PROTECTED: u8 = 3;
 #[derive(Clone, Copy, Debug, Default)]
 struct Meta {
     hash: u64,
+    /// Request clock at the last access (fits in the padding next to `region`).
+    stamp: u32,
     region: u8,
 }
 
@@ -35,6 +37,10 @@ pub struct WTinyLfu {
     /// When set, hashes of evicted entries are logged: candidates refused by admission (or
     /// evicted straight from the window) and main victims, for [`super::Adaptive`].
     log: Option<EvictionLog>,
+    /// When over capacity, evict the least recently used of the three list tails instead of
+    /// main first (plain LRU order, for [`super::Adaptive`]'s LRU mode).
+    evict_oldest: bool,
+    clock: u32,
 }
 
 /// Hashes of entries evicted since the log was last drained, by where they were evicted from.
@@ -49,17 +55,25 @@ pub(crate) struct EvictionLog {
 impl WTinyLfu {
     /// An empty W-TinyLFU with a 1% window.
     pub fn new(capacity: u64) -> Self {
+        Self::with_expected(capacity, capacity)
+    }
+
+    /// An empty W-TinyLFU with a 1% window whose sketch is first sized for `expected_entries`
+    /// (at most 4096; it grows with the resident count either way).
+    pub(crate) fn with_expected(capacity: u64, expected_entries: u64) -> Self {
         let mut p = Self {
             arena: Arena::default(),
             window: List::default(),
             probation: List::default(),
             protected: List::default(),
             // Weighted caches do not know their entry count up front; grow with `len`.
-            sketch: Sketch::new(capacity.min(4096) as usize),
+            sketch: Sketch::new(expected_entries.min(4096) as usize),
             capacity,
             window_cap: 0,
             rng: 0x853C_49E6_748F_EA9B,
             log: None,
+            evict_oldest: false,
+            clock: 0,
         };
         p.set_window(capacity / 100);
         p
@@ -85,6 +99,22 @@ impl WTinyLfu {
             }
         }
     }
+
+    /// Key hash and weight of a resident handle.
+    pub(crate) fn hash_weight(&self, h: Handle) -> (u64, u32) {
+        let n = self.arena.node(h);
+        (n.meta.hash, n.weight)
+    }
+
+    /// Make room for handles below `handles` up front, so the arena never grows later.
+    pub(crate) fn reserve(&mut self, handles: usize) {
+        if let Some(top) = handles.checked_sub(1) {
+            self.arena.ensure(top as Handle);
+        }
+    }
+
+    /// Bytes of one arena node.
+    pub(crate) const NODE_BYTES: usize = std::mem::size_of::<Node<Meta>>();
 
     /// Current window capacity (weight units).
     pub fn window_cap(&self) -> u64 {
@@ -138,6 +168,29 @@ impl WTinyLfu {
         self.rng
     }
 
+    /// Evict in global LRU order (oldest of the three list tails) when over capacity.
+    pub(crate) fn set_evict_oldest(&mut self, on: bool) {
+        self.evict_oldest = on;
+    }
+
+    fn tick(&mut self) -> u32 {
+        self.clock = self.clock.wrapping_add(1);
+        self.clock
+    }
+
+    /// The list tail accessed longest ago. Each list is roughly in access order, so this is
+    /// the least recently used entry, give or take entries that changed lists.
+    fn oldest_tail(&self) -> Option<Handle> {
+        [
+            self.window.tail(),
+            self.probation.tail(),
+            self.protected.tail(),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|&h| self.clock.wrapping_sub(self.arena.node(h).meta.stamp))
+    }
+
     /// Does `candidate` deserve to replace `victim`?
     fn admit(&mut self, candidate: Handle, victim: Handle) -> bool {
         let c = self.sketch.estimate(self.arena.node(candidate).meta.hash);
@@ -182,12 +235,15 @@ impl WTinyLfu {
             self.offer_to_main(c, evicted);
         }
         while self.total() > self.capacity {
-            let v = self
-                .probation
-                .tail()
-                .or(self.protected.tail())
-                .or(self.window.tail())
-                .expect("over capacity implies non-empty");
+            let v = if self.evict_oldest {
+                self.oldest_tail()
+            } else {
+                self.probation
+                    .tail()
+                    .or(self.protected.tail())
+                    .or(self.window.tail())
+            }
+            .expect("over capacity implies non-empty");
             let from_main = self.arena.node(v).meta.region != WINDOW;
             self.unlink(v);
             self.note(v, from_main);
@@ -198,6 +254,24 @@ impl WTinyLfu {
     /// Record an access that did not go through `on_hit`/`insert` (not used by the cache).
     pub fn record(&mut self, hash: u64) {
         self.sketch.increment(hash);
+    }
+
+    /// The sketch's estimate of how often `hash` was requested lately.
+    pub(crate) fn frequency(&self, hash: u64) -> u32 {
+        self.sketch.estimate(hash)
+    }
+
+    /// Calls `f(hash, weight, age)` for every resident entry, in no particular order; `age` is
+    /// the number of requests since the entry's last access.
+    pub(crate) fn for_each_resident(&self, mut f: impl FnMut(u64, u32, u32)) {
+        for list in [&self.window, &self.probation, &self.protected] {
+            let mut cur = list.tail();
+            while let Some(h) = cur {
+                let n = self.arena.node(h);
+                f(n.meta.hash, n.weight, self.clock.wrapping_sub(n.meta.stamp));
+                cur = List::newer(&self.arena, h);
+            }
+        }
     }
 }
 
@@ -223,7 +297,10 @@ impl Policy for WTinyLfu {
         self.arena.get(h).is_some_and(|n| n.meta.region != NONE)
     }
     fn on_hit(&mut self, h: Handle) {
-        let Meta { hash, region } = self.arena.node(h).meta;
+        let stamp = self.tick();
+        let meta = &mut self.arena.node_mut(h).meta;
+        meta.stamp = stamp;
+        let Meta { hash, region, .. } = *meta;
         self.sketch.increment(hash);
         match region {
             WINDOW => self.window.move_to_head(&mut self.arena, h),
@@ -247,9 +324,14 @@ impl Policy for WTinyLfu {
             evicted.push(h);
             return;
         }
+        let stamp = self.tick();
         let n = self.arena.node_mut(h);
         n.weight = weight;
-        n.meta = Meta { hash, region: NONE };
+        n.meta = Meta {
+            hash,
+            stamp,
+            region: NONE,
+        };
         self.push(WINDOW, h);
         self.rebalance(evicted);
     }

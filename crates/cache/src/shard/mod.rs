@@ -213,6 +213,9 @@ pub(crate) struct Core {
     scratch: Vec<Handle>,
     /// `ENTRY_OVERHEAD` plus the policy's share, fixed when the shard is built.
     fixed: u64,
+    /// What the policy sets aside inside its capacity (adaptive's shadows), fixed when the
+    /// shard is built; kept here so the per-request accounting makes no call for it.
+    set_aside: u64,
     len: usize,
     /// Sum of the resident entries' costs (what the policy holds as weight).
     bytes: u64,
@@ -249,6 +252,7 @@ impl Core {
             free_tags: Vec::new(),
             hasher,
             fixed: ENTRY_OVERHEAD + policy.entry_overhead(),
+            set_aside: policy.reserved_bytes(),
             policy,
             scratch: Vec::new(),
             len: 0,
@@ -266,9 +270,10 @@ impl Core {
         self.len
     }
 
-    /// Bytes charged against the budget: the entries' costs and the structures' reserve.
+    /// Bytes charged against the budget: the entries' costs, the structures' reserve and what
+    /// the policy sets aside inside its capacity (adaptive's shadows).
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes + self.reserve
+        self.bytes + self.reserve + self.set_aside
     }
 
     /// Heap bytes of the shard's structures (everything but the entries' packed bytes): slab,
