@@ -124,8 +124,24 @@ pub(crate) fn pack(group: &[u8], key: &[u8], value: &[u8]) -> Box<[u8]> {
     v.into_boxed_slice()
 }
 
-/// Group, key and value of packed bytes.
+/// Group, key and value of packed bytes. Every lookup takes an entry apart two or three times
+/// (the group to find its head, the key to compare, the value to copy), so the usual case, both
+/// lengths under 128 (one byte each), skips the general decoding.
+#[inline]
 fn parts(data: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    if let [g @ 0..=0x7f, k @ 0..=0x7f, rest @ ..] = data {
+        let (g, k) = (usize::from(*g), usize::from(*k));
+        if let Some((group, rest)) = rest.split_at_checked(g) {
+            if let Some((key, value)) = rest.split_at_checked(k) {
+                return (group, key, value);
+            }
+        }
+    }
+    parts_varint(data)
+}
+
+/// [`parts`] for any lengths.
+fn parts_varint(data: &[u8]) -> (&[u8], &[u8], &[u8]) {
     let mut pos = 0;
     let g = get_varint(data, &mut pos);
     let k = get_varint(data, &mut pos);
@@ -713,6 +729,8 @@ mod tests {
         for (g, k, v) in [
             (0usize, 0usize, 0usize),
             (1, 2, 3),
+            (127, 127, 0),
+            (128, 1, 9),
             (127, 128, 5),
             (300, 20_000, 70_000),
         ] {
