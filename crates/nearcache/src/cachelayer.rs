@@ -4,7 +4,6 @@
 //! Synchronous: the session and writer call into it, the upstream side calls it through
 //! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all).
 
-use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -449,7 +448,7 @@ fn put_reply(out: &mut BytesMut, stored: &[u8]) {
     match stored.split_first() {
         Some((0, payload)) => {
             out.reserve(payload.len() + 24);
-            let _ = write!(out, "${}\r\n", payload.len());
+            resp::header(out, b'$', payload.len());
             out.extend_from_slice(payload);
             out.extend_from_slice(b"\r\n");
         }
@@ -542,7 +541,7 @@ pub fn join_array(items: &[Bytes]) -> Bytes {
 pub fn put_array<'a>(out: &mut BytesMut, n: usize, items: impl Iterator<Item = &'a Bytes> + Clone) {
     let len: usize = items.clone().map(Bytes::len).sum();
     out.reserve(len + 16);
-    let _ = write!(out, "*{n}\r\n");
+    resp::header(out, b'*', n);
     for item in items {
         out.put_slice(item);
     }

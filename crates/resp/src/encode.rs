@@ -4,7 +4,8 @@ use bytes::{BufMut, BytesMut};
 
 use crate::frame::Frame;
 
-fn header(out: &mut BytesMut, kind: u8, n: usize) {
+/// Appends a length line: `kind`, the decimal `n`, CRLF (`$5\r\n`, `*10\r\n`).
+pub fn header(out: &mut BytesMut, kind: u8, n: usize) {
     let mut num = itoa::Buffer::new();
     let s = num.format(n);
     out.reserve(s.len() + 3);

@@ -22,7 +22,7 @@ mod request;
 mod scan;
 
 pub use convert::NullKind;
-pub use encode::{encode, encode_command, encode_command_len};
+pub use encode::{encode, encode_command, encode_command_len, header};
 pub use error::{ErrorKind, ParseError};
 pub use frame::Frame;
 pub use parse::parse_frame;

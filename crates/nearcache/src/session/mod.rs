@@ -11,7 +11,6 @@
 mod names;
 mod writer;
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -751,7 +750,7 @@ impl Session {
         misses: &mut Vec<(usize, Bytes)>,
     ) -> Option<usize> {
         let at = self.direct.len();
-        let _ = write!(self.direct, "*{}\r\n", keys.len());
+        resp::header(&mut self.direct, b'*', keys.len());
         let first = self.direct.len();
         let form = mget_form(self.proto);
         let mut ends: smallvec::SmallVec<[usize; 16]> = smallvec::SmallVec::new();
