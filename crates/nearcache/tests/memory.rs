@@ -61,6 +61,17 @@ fn gets(keys: impl Iterator<Item = String>) -> Vec<Vec<String>> {
     keys.map(|k| vec!["GET".to_string(), k]).collect()
 }
 
+/// Reads `{prefix}{i}` for each `i` in one pipeline; every value must be the bulk string `value`.
+async fn read_keys(c: &mut RawConn, prefix: &str, ids: &[usize], value: &str) {
+    let want = format!("${}\r\n{value}\r\n", value.len());
+    let replies = c
+        .pipeline(&gets(ids.iter().map(|i| format!("{prefix}{i}"))))
+        .await;
+    for (i, r) in ids.iter().zip(&replies) {
+        assert!(&r[..] == want.as_bytes(), "GET {prefix}{i}: {}", show(r));
+    }
+}
+
 /// Reads the whole hot set in one pipeline and checks every value.
 async fn read_hot_set(c: &mut RawConn) {
     let replies = c.pipeline(&gets((0..HOT_KEYS).map(hot_key))).await;
@@ -137,14 +148,8 @@ async fn rss_stays_within_the_cap_while_reading_five_times_the_cap() {
     // 3. Every cold key once, the hot set after every batch; RSS after every batch.
     let mut max_rss = base;
     let keys: Vec<usize> = (0..COLD_KEYS).collect();
-    let want_cold = format!("${VALUE_LEN}\r\n{value}\r\n");
     for chunk in keys.chunks(BATCH) {
-        let replies = c
-            .pipeline(&gets(chunk.iter().map(|i| format!("cold:{i}"))))
-            .await;
-        for (i, r) in chunk.iter().zip(&replies) {
-            assert!(&r[..] == want_cold.as_bytes(), "GET cold:{i}: {}", show(r));
-        }
+        read_keys(&mut c, "cold:", chunk, &value).await;
         read_hot_set(&mut c).await;
         max_rss = max_rss.max(rss());
     }
@@ -271,15 +276,9 @@ async fn rss_stays_within_the_cap_when_tiny_entries_give_way_to_large_ones() {
     let nil_rss = rss();
 
     // 2. The large values, a few times over.
-    let want = format!("${VALUE_LEN}\r\n{value}\r\n");
     let keys: Vec<usize> = (0..GROWN_PASSES).flat_map(|_| 0..GROWN_KEYS).collect();
     for chunk in keys.chunks(BATCH) {
-        let replies = c
-            .pipeline(&gets(chunk.iter().map(|i| format!("large:{i}"))))
-            .await;
-        for (i, r) in chunk.iter().zip(&replies) {
-            assert!(&r[..] == want.as_bytes(), "GET large:{i}: {}", show(r));
-        }
+        read_keys(&mut c, "large:", chunk, &value).await;
         max_rss = max_rss.max(rss());
     }
     let end_rss = rss();
