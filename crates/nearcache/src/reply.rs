@@ -223,11 +223,14 @@ impl Drop for Outbox {
 impl OutboxRx {
     /// The next item, if one is queued.
     pub fn try_recv(&mut self) -> Result<Outbound, Empty> {
+        Self::take(&self.queue)
+    }
+
+    fn take(queue: &Queue) -> Result<Outbound, Empty> {
         // Senders are counted before the queue is looked at: an item pushed by the last sender
         // before it left is then still found.
-        let closed = self.queue.senders.load(Ordering::Acquire) == 0;
-        let item = self
-            .queue
+        let closed = queue.senders.load(Ordering::Acquire) == 0;
+        let item = queue
             .items
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -241,19 +244,12 @@ impl OutboxRx {
 
     /// Waits for the next item; `None` once the queue is closed and drained.
     pub async fn recv(&mut self) -> Option<Outbound> {
-        std::future::poll_fn(|cx| match self.try_recv() {
-            Ok(item) => Poll::Ready(Some(item)),
-            Err(Empty::Closed) => Poll::Ready(None),
-            Err(Empty::Now) => {
-                self.meter.writer.register(cx.waker());
-                // Queued (or closed) between the look and the registration: `wake` may have
-                // found no waker.
-                match self.try_recv() {
-                    Ok(item) => Poll::Ready(Some(item)),
-                    Err(Empty::Closed) => Poll::Ready(None),
-                    Err(Empty::Now) => Poll::Pending,
-                }
-            }
+        let writer = &self.meter.writer;
+        let queue = &self.queue;
+        wait_with(writer, || match Self::take(queue) {
+            Ok(item) => Some(Some(item)),
+            Err(Empty::Closed) => Some(None),
+            Err(Empty::Now) => None,
         })
         .await
     }
@@ -264,15 +260,9 @@ impl OutboxRx {
         &self,
         rx: &mut oneshot::Receiver<UpstreamResult>,
     ) -> Result<UpstreamResult, oneshot::error::TryRecvError> {
-        std::future::poll_fn(|cx| match rx.try_recv() {
-            Err(oneshot::error::TryRecvError::Empty) => {
-                self.meter.writer.register(cx.waker());
-                match rx.try_recv() {
-                    Err(oneshot::error::TryRecvError::Empty) => Poll::Pending,
-                    done => Poll::Ready(done),
-                }
-            }
-            done => Poll::Ready(done),
+        wait_with(&self.meter.writer, || match rx.try_recv() {
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            done => Some(done),
         })
         .await
     }
@@ -304,20 +294,25 @@ impl OutMeter {
 
     /// Resolves once the limit has been crossed.
     pub async fn overflowed(&self) {
-        std::future::poll_fn(|cx| {
-            if self.is_over() {
-                return Poll::Ready(());
-            }
-            self.overflow.register(cx.waker());
-            // Crossed between the check and the registration: `wake` may have found no waker.
-            if self.is_over() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+        wait_with(&self.overflow, || self.is_over().then_some(())).await
     }
+}
+
+/// Waits until `look` finds something, woken through `waker`. `look` runs again after the
+/// waker is registered: what changed between the first look and the registration may have
+/// found no waker to wake.
+pub async fn wait_with<T>(waker: &AtomicWaker, mut look: impl FnMut() -> Option<T>) -> T {
+    std::future::poll_fn(|cx| {
+        if let Some(found) = look() {
+            return Poll::Ready(found);
+        }
+        waker.register(cx.waker());
+        match look() {
+            Some(found) => Poll::Ready(found),
+            None => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Where one reply goes: a oneshot, and the output meter of the client it is for, charged

@@ -11,7 +11,6 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 
 use atomic_waker::AtomicWaker;
@@ -23,7 +22,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::cachelayer::CacheLayer;
 use crate::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp};
-use crate::reply::{dropped, After, Empty, OutMeter, Outbound, OutboxRx};
+use crate::reply::{dropped, wait_with, After, Empty, OutMeter, Outbound, OutboxRx};
 
 const FLUSH_AT: usize = 64 * 1024;
 /// Replies this large are written from their own buffer rather than copied into the batch.
@@ -140,18 +139,7 @@ impl Link {
 
     /// Resolves once the writer is gone.
     pub async fn closed(&self) {
-        std::future::poll_fn(|cx| {
-            if self.is_closed() {
-                return Poll::Ready(());
-            }
-            self.close_waker.register(cx.waker());
-            if self.is_closed() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await
+        wait_with(&self.close_waker, || self.is_closed().then_some(())).await
     }
 
     fn close(&self) {
