@@ -45,18 +45,21 @@ impl Sketch {
         }
     }
 
-    /// Grow (and reset) the sketch, with headroom, once more than it was sized for are resident.
+    /// Grow (and reset) the sketch once more than it was sized for are resident, to the size
+    /// `new` gives that many: the power-of-two rounding is the headroom (so resets come at
+    /// doublings), and a grown sketch has the same 2-4 words per entry as one sized up front.
     pub fn ensure(&mut self, entries: usize) {
         if entries > self.sized_for {
             *self = Self {
                 floor: self.floor,
-                ..Self::new(entries * 2)
+                ..Self::new(entries)
             };
         }
     }
 
     /// Shrink (and reset) the sketch once it is sized for more than eight times `entries`,
-    /// to the size `ensure` would give them, never below its size at construction.
+    /// to the size `new` gives twice `entries` (room to grow back without a reset), never
+    /// below its size at construction.
     pub fn shrink(&mut self, entries: usize) {
         if self.sized_for > self.floor && self.sized_for > 8 * entries {
             *self = Self {

@@ -15,6 +15,10 @@ const WINDOW: u8 = 1;
 const PROBATION: u8 = 2;
 const PROTECTED: u8 = 3;
 
+/// Sketch bytes charged per resident entry: the middle of the 20-40 it holds between resizes
+/// (see `Sketch::ensure`).
+const SKETCH_SHARE: usize = 32;
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Meta {
     hash: u64,
@@ -280,9 +284,9 @@ impl Policy for WTinyLfu {
         PolicyKind::WTinyLfu
     }
     fn entry_overhead(&self) -> u64 {
-        // Node plus sketch: the table holds 2-8 words per resident entry depending on where it
-        // is between resizes, plus a quarter of that in doorkeeper bits (measured ~56 bytes).
-        (std::mem::size_of::<Node<Meta>>() + 56) as u64
+        // Node plus sketch: the table holds 2-4 words per resident entry depending on where it
+        // is between resizes, plus a quarter of that in doorkeeper bits (20-40 bytes).
+        (std::mem::size_of::<Node<Meta>>() + SKETCH_SHARE) as u64
     }
     fn capacity(&self) -> u64 {
         self.capacity
