@@ -42,7 +42,10 @@ fn drive(k: usize, capacity: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Access { id, weight } => {
                 let h = Handle::from(id);
                 if resident.contains(&h) {
+                    // Hits never allocate: the shard charges the structures after inserts.
+                    let held = p.heap_bytes();
                     p.on_hit(h);
+                    prop_assert_eq!(p.heap_bytes(), held, "a hit changed the heap held");
                 } else {
                     evicted.clear();
                     p.insert(

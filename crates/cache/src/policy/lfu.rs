@@ -150,7 +150,15 @@ impl Policy for Lfu {
     fn on_hit(&mut self, h: Handle) {
         let b = self.arena.node(h).meta.0;
         let Bucket { freq, higher, .. } = self.buckets[b as usize];
-        if freq == u32::MAX {
+        // Hits never allocate: the shard charges what the structures hold after inserts. A hit
+        // that would need a new bucket when the free list is empty and the buckets are at
+        // capacity keeps its count, as a saturated one does (the insert path leaves a quarter
+        // of spare buckets, so only a run of hits making that many new frequencies between two
+        // inserts gets here).
+        let promote = higher != NIL && self.buckets[higher as usize].freq == freq + 1
+            || !self.free_buckets.is_empty()
+            || self.buckets.len() < self.buckets.capacity();
+        if freq == u32::MAX || !promote {
             self.buckets[b as usize]
                 .entries
                 .move_to_head(&mut self.arena, h);
@@ -189,6 +197,16 @@ impl Policy for Lfu {
             .push_head(&mut self.arena, h);
         self.weight += u64::from(weight);
         self.len += 1;
+        // Room for hits to make new buckets without allocating (see `on_hit`): a quarter more
+        // than there are, and a free list as long as the buckets can be.
+        let spare = self.buckets.len() / 4 + 1;
+        if self.buckets.capacity() < self.buckets.len() + spare {
+            self.buckets.reserve(spare);
+        }
+        if self.free_buckets.capacity() < self.buckets.capacity() {
+            self.free_buckets
+                .reserve(self.buckets.capacity() - self.free_buckets.len());
+        }
     }
     fn remove(&mut self, h: Handle) {
         let w = u64::from(self.arena.node(h).weight);
