@@ -5,6 +5,13 @@
 //! This module never allocates per operation (the arena grows only when a larger handle appears,
 //! and shrinks only when its caller says the high handles are gone) and never decides anything
 //! about eviction: it is plumbing.
+//!
+//! The arena is chunked like the shard's slab: a first chunk that grows by doubling up to
+//! [`CHUNK`] nodes (small caches and the shadows' copies stay exactly as large as they need),
+//! then whole chunks. A large arena thus never holds more than one chunk (4,096 nodes) beyond
+//! its highest handle and is never copied to grow, where a doubling `Vec` held up to twice the
+//! nodes it needed (64 bytes per entry for W-TinyLFU's 32-byte nodes just past a power of
+//! two), plus the old copy until the allocator returned it.
 
 use super::Handle;
 
@@ -22,43 +29,75 @@ pub struct Node<M> {
     pub meta: M,
 }
 
-/// Nodes indexed by handle.
+const CHUNK_BITS: u32 = 12;
+/// Nodes per chunk once the arena outgrows its first chunk. An arena of up to this many
+/// handles is one exact allocation, which `shadow::budget` counts on.
+pub const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// Nodes indexed by handle, in chunks (see the module's notes).
 #[derive(Debug, Default)]
 pub struct Arena<M> {
-    nodes: Vec<Node<M>>,
+    /// Every chunk but the first holds exactly [`CHUNK`] nodes; the first holds up to that
+    /// many, and exactly that many once there is a second.
+    chunks: Vec<Vec<Node<M>>>,
 }
 
 impl<M> Arena<M> {
+    /// Nodes the arena holds (handles below this have one).
+    fn len(&self) -> usize {
+        match self.chunks.len() {
+            0 => 0,
+            1 => self.chunks[0].len(),
+            n => n * CHUNK,
+        }
+    }
+
     /// Node of `h`, if the arena is large enough.
     pub fn get(&self, h: Handle) -> Option<&Node<M>> {
-        self.nodes.get(h as usize)
+        let h = h as usize;
+        self.chunks.get(h >> CHUNK_BITS)?.get(h & (CHUNK - 1))
     }
 
     /// Node of `h`. Panics if `h` was never `ensure`d (a caller bug).
+    #[inline]
     pub fn node(&self, h: Handle) -> &Node<M> {
-        &self.nodes[h as usize]
+        let h = h as usize;
+        &self.chunks[h >> CHUNK_BITS][h & (CHUNK - 1)]
     }
 
     /// Mutable node of `h`. Panics if `h` was never `ensure`d (a caller bug).
+    #[inline]
     pub fn node_mut(&mut self, h: Handle) -> &mut Node<M> {
-        &mut self.nodes[h as usize]
+        let h = h as usize;
+        &mut self.chunks[h >> CHUNK_BITS][h & (CHUNK - 1)]
     }
 
-    /// Bytes held by the arena's buffer.
+    /// Bytes held by the arena's chunks and its chunk table.
     pub fn heap_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node<M>>()
+        let nodes: usize = self.chunks.iter().map(Vec::capacity).sum();
+        nodes * std::mem::size_of::<Node<M>>()
+            + self.chunks.capacity() * std::mem::size_of::<Vec<Node<M>>>()
     }
 
-    /// No node at or above `limit` is in a list: once the arena is more than three times that
-    /// size, cut it to one and a half times. It grows by doubling, so a shrink and the next
-    /// growth (or shrink) are a constant factor of handles apart.
+    /// No node at or above `limit` is in a list: whole chunks above the one `limit` falls in
+    /// are released, one spare kept (no copy: chunks are never moved). A first chunk alone is
+    /// cut to one and a half times `limit` once more than three times that; it grows by
+    /// doubling, so a shrink and the next growth (or shrink) are a constant factor apart.
     pub fn shrink(&mut self, limit: Handle) {
         let limit = limit as usize;
         if limit == 0 {
-            self.nodes = Vec::new();
-        } else if self.nodes.len() > 3 * limit.max(16) {
-            self.nodes.truncate(limit + limit / 2);
-            self.nodes.shrink_to_fit();
+            self.chunks = Vec::new();
+        } else if self.chunks.len() > 1 {
+            let keep = limit.div_ceil(CHUNK) + 1;
+            if self.chunks.len() > keep {
+                self.chunks.truncate(keep);
+                self.chunks.shrink_to_fit();
+            }
+        } else if let Some(first) = self.chunks.first_mut() {
+            if first.len() > 3 * limit.max(16) {
+                first.truncate(limit + limit / 2);
+                first.shrink_to_fit();
+            }
         }
     }
 }
@@ -67,21 +106,32 @@ impl<M: Copy + Default> Arena<M> {
     /// Make sure `h` has a node, growing the arena if needed.
     pub fn ensure(&mut self, h: Handle) {
         let need = h as usize + 1;
-        if self.nodes.len() < need {
-            let node = Node {
-                prev: NIL,
-                next: NIL,
-                weight: 0,
-                meta: M::default(),
-            };
-            self.nodes
-                .resize(need.max(self.nodes.len() * 2).max(16), node);
+        if self.len() >= need {
+            return;
+        }
+        let node = Node {
+            prev: NIL,
+            next: NIL,
+            weight: 0,
+            meta: M::default(),
+        };
+        if self.chunks.is_empty() {
+            self.chunks.push(Vec::new());
+        }
+        let first = &mut self.chunks[0];
+        let len = need.max(first.len() * 2).max(16).min(CHUNK);
+        if first.len() < len {
+            first.reserve_exact(len - first.len());
+            first.resize(len, node);
+        }
+        while self.len() < need {
+            self.chunks.push(vec![node; CHUNK]);
         }
     }
 
     /// Reset every node's metadata (used by `clear`).
     pub fn reset(&mut self) {
-        for n in &mut self.nodes {
+        for n in self.chunks.iter_mut().flatten() {
             n.prev = NIL;
             n.next = NIL;
             n.weight = 0;
@@ -138,7 +188,7 @@ impl List {
 
     /// Node just newer than `h` (towards the head), if any.
     pub fn newer<M>(arena: &Arena<M>, h: Handle) -> Option<Handle> {
-        let p = arena.nodes[h as usize].prev;
+        let p = arena.node(h).prev;
         (p != NIL).then_some(p)
     }
 
@@ -146,13 +196,13 @@ impl List {
     pub fn push_head<M>(&mut self, arena: &mut Arena<M>, h: Handle) {
         let old = self.head;
         {
-            let n = &mut arena.nodes[h as usize];
+            let n = arena.node_mut(h);
             n.prev = NIL;
             n.next = old;
             self.weight += u64::from(n.weight);
         }
         if old != NIL {
-            arena.nodes[old as usize].prev = h;
+            arena.node_mut(old).prev = h;
         } else {
             self.tail = h;
         }
@@ -163,19 +213,19 @@ impl List {
     /// Unlink `h`, which must be in this list.
     pub fn unlink<M>(&mut self, arena: &mut Arena<M>, h: Handle) {
         let (prev, next, w) = {
-            let n = &mut arena.nodes[h as usize];
+            let n = arena.node_mut(h);
             let r = (n.prev, n.next, n.weight);
             n.prev = NIL;
             n.next = NIL;
             r
         };
         if prev != NIL {
-            arena.nodes[prev as usize].next = next;
+            arena.node_mut(prev).next = next;
         } else {
             self.head = next;
         }
         if next != NIL {
-            arena.nodes[next as usize].prev = prev;
+            arena.node_mut(next).prev = prev;
         } else {
             self.tail = prev;
         }
@@ -195,19 +245,19 @@ impl List {
     /// `from` is left reset.
     pub fn relocate<M: Copy + Default>(&mut self, arena: &mut Arena<M>, from: Handle, to: Handle) {
         arena.ensure(to);
-        let n = arena.nodes[from as usize];
-        arena.nodes[to as usize] = n;
+        let n = *arena.node(from);
+        *arena.node_mut(to) = n;
         if n.prev != NIL {
-            arena.nodes[n.prev as usize].next = to;
+            arena.node_mut(n.prev).next = to;
         } else {
             self.head = to;
         }
         if n.next != NIL {
-            arena.nodes[n.next as usize].prev = to;
+            arena.node_mut(n.next).prev = to;
         } else {
             self.tail = to;
         }
-        arena.nodes[from as usize] = Node {
+        *arena.node_mut(from) = Node {
             prev: NIL,
             next: NIL,
             weight: 0,

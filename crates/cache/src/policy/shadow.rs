@@ -22,7 +22,7 @@
 //!
 //! Must never influence which real entries are resident: it only observes and gives a verdict.
 
-use super::adaptive::{Adaptive, GHOST_DIVISOR};
+use super::adaptive::{Adaptive, GHOST_DIVISOR, MAX_SAMPLES};
 use super::lru::Lru;
 use super::wtinylfu::WTinyLfu;
 use super::{Handle, Policy};
@@ -148,9 +148,13 @@ fn copy_bound(s: usize) -> usize {
 
 /// Slots needed for `max_samples`: each shadow holds at most one more than `max_samples`
 /// (the request that overflows it), and a slot lives while either holds its key.
-fn slots_for(max_samples: usize) -> usize {
+const fn slots_for(max_samples: usize) -> usize {
     2 * max_samples + 2
 }
+
+// The copies' arenas are reserved for `slots_for` handles and `budget` counts exactly that many
+// nodes: true while they fit the arena's first chunk, which is one exact allocation.
+const _: () = assert!(slots_for(MAX_SAMPLES) <= super::list::CHUNK);
 
 /// Slots in use while filling: the shadow LRU has evicted nothing since the slots were last
 /// reset, so it holds every live key, at most one more than `max_samples`.
