@@ -45,6 +45,18 @@ pub struct WTinyLfu {
     /// main first (plain LRU order, for [`super::Adaptive`]'s LRU mode).
     evict_oldest: bool,
     clock: u32,
+    /// Hits on window entries (wrapping), for [`super::Adaptive`].
+    window_hits: u32,
+    /// Weight of the candidates that left the window (wrapping), for [`super::Adaptive`].
+    window_out: u64,
+}
+
+/// Counters of the window's use (see [`WTinyLfu::traffic`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Traffic {
+    pub window_hits: u32,
+    pub clock: u32,
+    pub window_out: u64,
 }
 
 /// Hashes of entries evicted since the log was last drained, by where they were evicted from.
@@ -78,6 +90,8 @@ impl WTinyLfu {
             log: None,
             evict_oldest: false,
             clock: 0,
+            window_hits: 0,
+            window_out: 0,
         };
         p.set_window(capacity / 100);
         p
@@ -119,6 +133,16 @@ impl WTinyLfu {
 
     /// Bytes of one arena node.
     pub(crate) const NODE_BYTES: usize = std::mem::size_of::<Node<Meta>>();
+
+    /// Hits on window entries, requests (hits and inserts) and the weight of the candidates
+    /// that left the window so far, all wrapping.
+    pub(crate) fn traffic(&self) -> Traffic {
+        Traffic {
+            window_hits: self.window_hits,
+            clock: self.clock,
+            window_out: self.window_out,
+        }
+    }
 
     /// Current window capacity (weight units).
     pub fn window_cap(&self) -> u64 {
@@ -235,6 +259,9 @@ impl WTinyLfu {
     fn rebalance(&mut self, evicted: &mut Vec<Handle>) {
         while self.window.weight() > self.window_cap {
             let c = self.window.tail().expect("non-empty window");
+            self.window_out = self
+                .window_out
+                .wrapping_add(u64::from(self.arena.node(c).weight));
             self.unlink(c);
             self.offer_to_main(c, evicted);
         }
@@ -307,7 +334,10 @@ impl Policy for WTinyLfu {
         let Meta { hash, region, .. } = *meta;
         self.sketch.increment(hash);
         match region {
-            WINDOW => self.window.move_to_head(&mut self.arena, h),
+            WINDOW => {
+                self.window_hits = self.window_hits.wrapping_add(1);
+                self.window.move_to_head(&mut self.arena, h);
+            }
             PROTECTED => self.protected.move_to_head(&mut self.arena, h),
             _ => {
                 self.unlink(h);

@@ -200,3 +200,40 @@ fn no_hint_without_evidence() {
     }
     assert!(ad.observing() && !ad.lru_mode());
 }
+
+#[test]
+fn idle_window_shrinks() {
+    // 80 hot keys (resident in main, hit every other request) between one-time keys: the window
+    // never hits, so it should shrink from its 5% towards nothing.
+    let mut trace = Vec::new();
+    let mut fresh = 1_000;
+    for i in 0..40_000u32 {
+        if i % 2 == 0 {
+            trace.push(i / 2 % 80);
+        } else {
+            trace.push(fresh);
+            fresh += 1;
+        }
+    }
+    let mut ad = Adaptive::plain(200, 200);
+    let start = ad.window();
+    hits(&mut ad, &trace);
+    assert!(
+        ad.window() < start / 2,
+        "window {} from {start}",
+        ad.window()
+    );
+}
+
+#[test]
+fn busy_window_stays() {
+    // Every key is requested twice, a few requests apart: only the window hits, so it must not
+    // shrink for idleness.
+    let trace: Vec<u32> = (0..20_000u32)
+        .flat_map(|i| [i, i.saturating_sub(3)])
+        .collect();
+    let mut ad = Adaptive::plain(200, 200);
+    let start = ad.window();
+    hits(&mut ad, &trace);
+    assert!(ad.window() >= start, "window {} from {start}", ad.window());
+}
