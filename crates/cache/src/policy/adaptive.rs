@@ -409,6 +409,8 @@ impl Policy for Adaptive {
         self.inner.set_capacity(capacity, evicted);
         self.max_window = (capacity as f64 * MAX_WINDOW) as u64;
         self.window = self.window.min(self.max_window);
+        // In LRU mode the window follows the capacity.
+        self.apply_window();
         self.remember_evictions();
     }
     fn heap_bytes(&self) -> u64 {
