@@ -131,6 +131,7 @@ impl Adaptive {
     pub(crate) fn plain(capacity: u64, expected_entries: u64) -> Self {
         let mut inner = WTinyLfu::with_expected(capacity, expected_entries);
         inner.enable_log();
+        inner.strict_small_window();
         let window = (capacity as f64 * START_WINDOW) as u64;
         inner.set_window(window);
         Self {

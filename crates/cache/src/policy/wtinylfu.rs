@@ -47,6 +47,9 @@ pub struct WTinyLfu {
     clock: u32,
     /// Hits on window entries (wrapping), for [`super::Adaptive`].
     window_hits: u32,
+    /// While the window is under 1% of the capacity, admission needs a lead of 2 (see
+    /// [`WTinyLfu::admit`]); set by [`super::Adaptive`].
+    strict_small_window: bool,
     /// Weight of the candidates that left the window (wrapping), for [`super::Adaptive`].
     window_out: u64,
 }
@@ -92,9 +95,15 @@ impl WTinyLfu {
             clock: 0,
             window_hits: 0,
             window_out: 0,
+            strict_small_window: false,
         };
         p.set_window(capacity / 100);
         p
+    }
+
+    /// Demand a lead of 2 for admission while the window is under 1% of the capacity.
+    pub(crate) fn strict_small_window(&mut self) {
+        self.strict_small_window = true;
     }
 
     /// Start logging evicted hashes (see [`EvictionLog`]).
@@ -223,7 +232,11 @@ impl WTinyLfu {
     fn admit(&mut self, candidate: Handle, victim: Handle) -> bool {
         let c = self.sketch.estimate(self.arena.node(candidate).meta.hash);
         let v = self.sketch.estimate(self.arena.node(victim).meta.hash);
-        if c > v {
+        // With a window under 1% (for [`super::Adaptive`], which shrinks an idle one), the
+        // candidate must lead by more than the request that brought it in: in a loop it always
+        // leads the victim (due sooner) by exactly that one request.
+        let margin = u32::from(self.strict_small_window && self.window_cap * 100 < self.capacity);
+        if c > v + margin {
             return true;
         }
         c >= 6 && self.next_random() & 127 == 0
