@@ -28,7 +28,7 @@
 
 use super::ghost::Ghost;
 use super::shadow::{self, Shadows, Verdict};
-use super::wtinylfu::WTinyLfu;
+use super::wtinylfu::{Traffic, WTinyLfu};
 use super::{Handle, Policy, PolicyKind};
 
 /// Window share at start.
@@ -50,6 +50,9 @@ const STOP_AT: u64 = 4;
 /// The shadows may take at most this part of a byte capacity (1/32, about 3%): a 1 MiB shard
 /// affords 64 samples, a 2 MiB one 165, an 8 MiB one 703, from 12 MiB the full [`MAX_SAMPLES`].
 const SHADOW_SHARE: u64 = 32;
+/// The window halves when it has had no hit while its share of the cache's hits would have
+/// been this many (see [`Adaptive::idle_window`]).
+const IDLE_HITS: u64 = 5;
 
 /// Adaptive W-TinyLFU.
 #[derive(Debug)]
@@ -69,6 +72,29 @@ pub struct Adaptive {
     capacity: u64,
     /// Bytes set aside for the shadows (0 when weights are not bytes).
     reserved: u64,
+    /// Since when the window has had no hit (see [`Adaptive::idle_window`]).
+    idle: Idle,
+}
+
+/// A period without window hits.
+#[derive(Debug, Default)]
+struct Idle {
+    /// The inner policy's counters when it began.
+    since: Traffic,
+    /// The inner policy's request clock at the last insert.
+    clock: u32,
+    /// Hits (on any entry) since it began.
+    hits: u64,
+}
+
+impl Idle {
+    fn start(since: Traffic) -> Self {
+        Self {
+            since,
+            clock: since.clock,
+            hits: 0,
+        }
+    }
 }
 
 impl Adaptive {
@@ -105,6 +131,7 @@ impl Adaptive {
     pub(crate) fn plain(capacity: u64, expected_entries: u64) -> Self {
         let mut inner = WTinyLfu::with_expected(capacity, expected_entries);
         inner.enable_log();
+        inner.strict_small_window();
         let window = (capacity as f64 * START_WINDOW) as u64;
         inner.set_window(window);
         Self {
@@ -118,6 +145,7 @@ impl Adaptive {
             lru_mode: false,
             capacity,
             reserved: 0,
+            idle: Idle::default(),
         }
     }
 
@@ -233,6 +261,33 @@ impl Adaptive {
         }
     }
 
+    /// A window that had no hit while candidates of the whole cache's weight left it, and while
+    /// the cache as a whole had hits enough that the window's share of them would have been
+    /// [`IDLE_HITS`], serves less than its share: halve it. (Were a window slot worth an average
+    /// slot, the chance of no hit at all by then would be e^-IDLE_HITS.) Evidence for a larger
+    /// window comes from the window ghost.
+    fn idle_window(&mut self) {
+        let now = self.inner.traffic();
+        // The clock counts hits and inserts; this insert is one tick.
+        let ticks = now.clock.wrapping_sub(self.idle.clock);
+        self.idle.hits += u64::from(ticks.saturating_sub(1));
+        self.idle.clock = now.clock;
+        if self.lru_mode || now.window_hits != self.idle.since.window_hits {
+            self.idle = Idle::start(now);
+            return;
+        }
+        let cap = self.inner.capacity();
+        if now.window_out.wrapping_sub(self.idle.since.window_out) < cap {
+            return;
+        }
+        let window = self.inner.window_cap().max(1);
+        if self.idle.hits.saturating_mul(window) >= IDLE_HITS.saturating_mul(cap) {
+            self.idle = Idle::start(now);
+            self.window /= 2;
+            self.apply_window();
+        }
+    }
+
     fn remember_evictions(&mut self) {
         let limit = (self.inner.len() / GHOST_DIVISOR).max(16);
         if let Some(log) = self.inner.log_mut() {
@@ -320,6 +375,7 @@ impl Policy for Adaptive {
         }
         self.adapt(hash, u64::from(weight));
         self.inner.insert(h, hash, weight, evicted);
+        self.idle_window();
         self.remember_evictions();
     }
     fn remove(&mut self, h: Handle) {
@@ -344,6 +400,7 @@ impl Policy for Adaptive {
         self.observing = false;
         self.lru_mode = false;
         self.apply_window();
+        self.idle = Idle::start(self.inner.traffic());
     }
     fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
         // The shadows' share stays set aside; the entries get the rest. The shadows keep the
@@ -353,6 +410,8 @@ impl Policy for Adaptive {
         self.inner.set_capacity(capacity, evicted);
         self.max_window = (capacity as f64 * MAX_WINDOW) as u64;
         self.window = self.window.min(self.max_window);
+        // In LRU mode the window follows the capacity.
+        self.apply_window();
         self.remember_evictions();
     }
     fn heap_bytes(&self) -> u64 {

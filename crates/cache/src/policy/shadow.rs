@@ -249,6 +249,11 @@ pub struct Shadows {
     /// Net requests the half-size LRU hit and its copy missed, and requests they disagreed on.
     hint: i64,
     hint_n: i64,
+    /// No key requested twice yet: none of the real cache's resident keys at start (by its
+    /// sketch) and no hit in the full-size pair since. Neither LRU nor the copy has evidence
+    /// then, and a first sweep's turn only rewards recency, so the first evictions run in LRU
+    /// mode on trial until the full-size duel has a verdict (see [`Shadows::end_filling`]).
+    no_reuse: bool,
     phase: Phase,
     /// Capacity of the real policy being simulated (weight units).
     capacity: u64,
@@ -278,6 +283,7 @@ impl Shadows {
             half: None,
             hint: 0,
             hint_n: 0,
+            no_reuse: false,
             phase: Phase::Filling,
             psel: 0,
             verdict: Verdict::Adaptive,
@@ -321,7 +327,9 @@ impl Shadows {
         self.reset_slots();
         self.rebuild_shadows(true);
         let mut keys = Vec::with_capacity(total);
+        let mut reused = false;
         real.for_each_resident(|hash, weight, age| {
+            reused |= real.frequency(hash) > 1;
             if self.sampled(hash) {
                 keys.push((Reverse(age), hash, weight));
             }
@@ -338,6 +346,7 @@ impl Shadows {
         }
         self.psel = 0;
         (self.hint, self.hint_n) = (0, 0);
+        self.no_reuse = !reused;
         self.phase = Phase::Filling;
         self.verdict = Verdict::Adaptive;
         self.settle_rate();
@@ -368,6 +377,7 @@ impl Shadows {
     pub fn access(&mut self, hash: u64, weight: u32) {
         debug_assert!(self.sampled(hash));
         let hits = self.feed(hash, weight);
+        self.no_reuse &= !(hits.lru || hits.ad);
         if hits.lru != hits.ad {
             let d = if hits.lru { 1 } else { -1 };
             self.psel = (self.psel + d).clamp(-SATURATION, SATURATION);
@@ -396,6 +406,9 @@ impl Shadows {
     }
 
     /// The shadow LRU evicts for the first time: read the half-size pair's hint and drop it.
+    /// A clear hint for LRU starts a trial of LRU mode of half a shadow's worth of sampled
+    /// requests; no reuse at all so far (nothing for either side) starts one that lasts until
+    /// the full-size duel confirms or refutes it.
     fn end_filling(&mut self) {
         let half = self.half.take();
         let (lead, n) = (self.hint, self.hint_n);
@@ -404,6 +417,9 @@ impl Shadows {
             self.phase = Phase::Trial {
                 left: self.full.lru.len() / 2,
             };
+        } else if self.no_reuse {
+            self.verdict = Verdict::Lru;
+            self.phase = Phase::Trial { left: usize::MAX };
         } else {
             self.phase = Phase::Duel;
         }

@@ -45,6 +45,21 @@ pub struct WTinyLfu {
     /// main first (plain LRU order, for [`super::Adaptive`]'s LRU mode).
     evict_oldest: bool,
     clock: u32,
+    /// Hits on window entries (wrapping), for [`super::Adaptive`].
+    window_hits: u32,
+    /// While the window is under 1% of the capacity, admission needs a lead of 2 (see
+    /// [`WTinyLfu::admit`]); set by [`super::Adaptive`].
+    strict_small_window: bool,
+    /// Weight of the candidates that left the window (wrapping), for [`super::Adaptive`].
+    window_out: u64,
+}
+
+/// Counters of the window's use (see [`WTinyLfu::traffic`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Traffic {
+    pub window_hits: u32,
+    pub clock: u32,
+    pub window_out: u64,
 }
 
 /// Hashes of entries evicted since the log was last drained, by where they were evicted from.
@@ -78,9 +93,17 @@ impl WTinyLfu {
             log: None,
             evict_oldest: false,
             clock: 0,
+            window_hits: 0,
+            window_out: 0,
+            strict_small_window: false,
         };
         p.set_window(capacity / 100);
         p
+    }
+
+    /// Demand a lead of 2 for admission while the window is under 1% of the capacity.
+    pub(crate) fn strict_small_window(&mut self) {
+        self.strict_small_window = true;
     }
 
     /// Start logging evicted hashes (see [`EvictionLog`]).
@@ -119,6 +142,16 @@ impl WTinyLfu {
 
     /// Bytes of one arena node.
     pub(crate) const NODE_BYTES: usize = std::mem::size_of::<Node<Meta>>();
+
+    /// Hits on window entries, requests (hits and inserts) and the weight of the candidates
+    /// that left the window so far, all wrapping.
+    pub(crate) fn traffic(&self) -> Traffic {
+        Traffic {
+            window_hits: self.window_hits,
+            clock: self.clock,
+            window_out: self.window_out,
+        }
+    }
 
     /// Current window capacity (weight units).
     pub fn window_cap(&self) -> u64 {
@@ -199,7 +232,11 @@ impl WTinyLfu {
     fn admit(&mut self, candidate: Handle, victim: Handle) -> bool {
         let c = self.sketch.estimate(self.arena.node(candidate).meta.hash);
         let v = self.sketch.estimate(self.arena.node(victim).meta.hash);
-        if c > v {
+        // With a window under 1% (for [`super::Adaptive`], which shrinks an idle one), the
+        // candidate must lead by more than the request that brought it in: in a loop it always
+        // leads the victim (due sooner) by exactly that one request.
+        let margin = u32::from(self.strict_small_window && self.window_cap * 100 < self.capacity);
+        if c > v + margin {
             return true;
         }
         c >= 6 && self.next_random() & 127 == 0
@@ -235,6 +272,9 @@ impl WTinyLfu {
     fn rebalance(&mut self, evicted: &mut Vec<Handle>) {
         while self.window.weight() > self.window_cap {
             let c = self.window.tail().expect("non-empty window");
+            self.window_out = self
+                .window_out
+                .wrapping_add(u64::from(self.arena.node(c).weight));
             self.unlink(c);
             self.offer_to_main(c, evicted);
         }
@@ -307,7 +347,10 @@ impl Policy for WTinyLfu {
         let Meta { hash, region, .. } = *meta;
         self.sketch.increment(hash);
         match region {
-            WINDOW => self.window.move_to_head(&mut self.arena, h),
+            WINDOW => {
+                self.window_hits = self.window_hits.wrapping_add(1);
+                self.window.move_to_head(&mut self.arena, h);
+            }
             PROTECTED => self.protected.move_to_head(&mut self.arena, h),
             _ => {
                 self.unlink(h);

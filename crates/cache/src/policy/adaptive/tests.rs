@@ -189,14 +189,84 @@ fn half_size_hint_starts_in_lru_mode() {
 }
 
 #[test]
-fn no_hint_without_evidence() {
-    // A loop fills the cache without a single reuse: no hint, adaptive from the start.
-    let trace: Vec<u32> = (0..1000).cycle().take(100_000).collect();
+fn no_reuse_starts_a_trial_of_lru() {
+    // A loop fills the cache without a single reuse: neither side has evidence, so the first
+    // evictions run in LRU mode on trial (`keeps_tinylfu_on_a_loop` sees it end).
     let mut ad = Adaptive::counted(100);
     let mut evicted = Vec::new();
-    for &id in &trace[..101] {
+    for id in 0..101 {
+        ad.insert(id, hash(id), 1, &mut evicted);
+        evicted.clear();
+    }
+    assert!(ad.observing() && ad.lru_mode());
+    // One key requested twice before the cache fills is evidence enough to start adaptive.
+    let mut ad = Adaptive::counted(100);
+    ad.insert(0, hash(0), 1, &mut evicted);
+    ad.on_hit(0);
+    for id in 1..101 {
         ad.insert(id, hash(id), 1, &mut evicted);
         evicted.clear();
     }
     assert!(ad.observing() && !ad.lru_mode());
+}
+
+#[test]
+fn idle_window_shrinks() {
+    // 80 hot keys (resident in main, hit every other request) between one-time keys: the window
+    // never hits, so it should shrink from its 5% towards nothing.
+    let mut trace = Vec::new();
+    let mut fresh = 1_000;
+    for i in 0..40_000u32 {
+        if i % 2 == 0 {
+            trace.push(i / 2 % 80);
+        } else {
+            trace.push(fresh);
+            fresh += 1;
+        }
+    }
+    let mut ad = Adaptive::plain(200, 200);
+    let start = ad.window();
+    hits(&mut ad, &trace);
+    assert!(
+        ad.window() < start / 2,
+        "window {} from {start}",
+        ad.window()
+    );
+}
+
+#[test]
+fn busy_window_stays() {
+    // Every key is requested twice, a few requests apart: only the window hits, so it must not
+    // shrink for idleness.
+    let trace: Vec<u32> = (0..20_000u32)
+        .flat_map(|i| [i, i.saturating_sub(3)])
+        .collect();
+    let mut ad = Adaptive::plain(200, 200);
+    let start = ad.window();
+    hits(&mut ad, &trace);
+    assert!(ad.window() >= start, "window {} from {start}", ad.window());
+}
+
+#[test]
+fn first_turn_of_a_sweep_is_lru() {
+    // Nothing is requested twice before the cache evicts, so the first evictions run in LRU
+    // mode on trial, and the turn of the sweep hits what LRU hits.
+    let trace = sweeps(3_000);
+    let mut lru = Lru::new(100);
+    let mut ad = Adaptive::counted(100);
+    let (l, a) = (hits(&mut lru, &trace), hits(&mut ad, &trace));
+    assert!(l > 0);
+    assert_eq!(a, l, "adaptive {a} vs lru {l}");
+}
+
+#[test]
+fn loop_keeps_a_stable_main() {
+    // A loop over 2,000 keys at capacity 200: the window goes idle and shrinks below 1%, and a
+    // candidate that leads a victim by only its own request is refused, so main keeps a stable
+    // set from the first passes (at most 199 hits a pass, 20 passes).
+    let trace: Vec<u32> = (0..2000).cycle().take(40_000).collect();
+    let mut ad = Adaptive::counted(200);
+    let a = hits(&mut ad, &trace);
+    assert!(ad.window() * 100 < 200, "window {}", ad.window());
+    assert!(a > 3_400, "adaptive hits {a}");
 }
