@@ -6,12 +6,13 @@
 //! and shrinks only when its caller says the high handles are gone) and never decides anything
 //! about eviction: it is plumbing.
 //!
-//! The arena is chunked like the shard's slab: a first chunk that grows by doubling up to
-//! [`CHUNK`] nodes (small caches and the shadows' copies stay exactly as large as they need),
-//! then whole chunks. A large arena thus never holds more than one chunk (4,096 nodes) beyond
-//! its highest handle and is never copied to grow, where a doubling `Vec` held up to twice the
-//! nodes it needed (64 bytes per entry for W-TinyLFU's 32-byte nodes just past a power of
-//! two), plus the old copy until the allocator returned it.
+//! The arena is chunked: nodes live in fixed chunks of [`CHUNK`], allocated as handles reach
+//! them and released when the caller says the handles above are gone. It never holds more than
+//! one chunk beyond its highest handle (and one spare) and is never copied to grow, where a
+//! doubling `Vec` held up to twice the nodes it needed (64 bytes per entry for W-TinyLFU's
+//! 32-byte nodes just past a power of two), plus the old copy until the allocator returned it.
+//! Chunks are small and fixed-size, so a node's address is one load from the chunk table and
+//! needs no second bounds check.
 
 use super::Handle;
 
@@ -29,74 +30,63 @@ pub struct Node<M> {
     pub meta: M,
 }
 
-const CHUNK_BITS: u32 = 12;
-/// Nodes per chunk once the arena outgrows its first chunk. An arena of up to this many
-/// handles is one exact allocation, which `shadow::budget` counts on.
-pub const CHUNK: usize = 1 << CHUNK_BITS;
+const CHUNK_BITS: u32 = 4;
+/// Nodes per chunk.
+const CHUNK: usize = 1 << CHUNK_BITS;
+const MASK: usize = CHUNK - 1;
+
+/// Most heap bytes an arena of nodes of `node_bytes` holds once handles below `handles` have
+/// nodes: its chunks and its chunk table, grown by doubling. (A chunk of 16-byte or 32-byte
+/// nodes is 256 or 512 bytes, exact size classes of jemalloc, so no rounding.)
+pub(crate) fn arena_bound(handles: usize, node_bytes: usize) -> usize {
+    let chunks = handles.div_ceil(CHUNK);
+    chunks * CHUNK * node_bytes + chunks.next_power_of_two() * 8
+}
 
 /// Nodes indexed by handle, in chunks (see the module's notes).
 #[derive(Debug, Default)]
 pub struct Arena<M> {
-    /// Every chunk but the first holds exactly [`CHUNK`] nodes; the first holds up to that
-    /// many, and exactly that many once there is a second.
-    chunks: Vec<Vec<Node<M>>>,
+    chunks: Vec<Box<[Node<M>; CHUNK]>>,
 }
 
 impl<M> Arena<M> {
-    /// Nodes the arena holds (handles below this have one).
-    fn len(&self) -> usize {
-        match self.chunks.len() {
-            0 => 0,
-            1 => self.chunks[0].len(),
-            n => n * CHUNK,
-        }
-    }
-
     /// Node of `h`, if the arena is large enough.
     pub fn get(&self, h: Handle) -> Option<&Node<M>> {
         let h = h as usize;
-        self.chunks.get(h >> CHUNK_BITS)?.get(h & (CHUNK - 1))
+        Some(&self.chunks.get(h >> CHUNK_BITS)?[h & MASK])
     }
 
     /// Node of `h`. Panics if `h` was never `ensure`d (a caller bug).
     #[inline]
     pub fn node(&self, h: Handle) -> &Node<M> {
         let h = h as usize;
-        &self.chunks[h >> CHUNK_BITS][h & (CHUNK - 1)]
+        &self.chunks[h >> CHUNK_BITS][h & MASK]
     }
 
     /// Mutable node of `h`. Panics if `h` was never `ensure`d (a caller bug).
     #[inline]
     pub fn node_mut(&mut self, h: Handle) -> &mut Node<M> {
         let h = h as usize;
-        &mut self.chunks[h >> CHUNK_BITS][h & (CHUNK - 1)]
+        &mut self.chunks[h >> CHUNK_BITS][h & MASK]
     }
 
     /// Bytes held by the arena's chunks and its chunk table.
     pub fn heap_bytes(&self) -> usize {
-        let nodes: usize = self.chunks.iter().map(Vec::capacity).sum();
-        nodes * std::mem::size_of::<Node<M>>()
-            + self.chunks.capacity() * std::mem::size_of::<Vec<Node<M>>>()
+        self.chunks.len() * std::mem::size_of::<[Node<M>; CHUNK]>()
+            + self.chunks.capacity() * std::mem::size_of::<Box<[Node<M>; CHUNK]>>()
     }
 
-    /// No node at or above `limit` is in a list: whole chunks above the one `limit` falls in
-    /// are released, one spare kept (no copy: chunks are never moved). A first chunk alone is
-    /// cut to one and a half times `limit` once more than three times that; it grows by
-    /// doubling, so a shrink and the next growth (or shrink) are a constant factor apart.
+    /// No node at or above `limit` is in a list: the chunks above the one `limit` falls in are
+    /// released, one spare kept (no copy: chunks never move), and the chunk table is cut to
+    /// twice its length once four times longer.
     pub fn shrink(&mut self, limit: Handle) {
-        let limit = limit as usize;
+        let keep = (limit as usize).div_ceil(CHUNK) + 1;
         if limit == 0 {
             self.chunks = Vec::new();
-        } else if self.chunks.len() > 1 {
-            let keep = limit.div_ceil(CHUNK) + 1;
-            if self.chunks.len() > keep {
-                self.chunks.truncate(keep);
-                self.chunks.shrink_to_fit();
-            }
-        } else if let Some(first) = self.chunks.first_mut() {
-            if first.len() > 3 * limit.max(16) {
-                first.truncate(limit + limit / 2);
-                first.shrink_to_fit();
+        } else if self.chunks.len() > keep {
+            self.chunks.truncate(keep);
+            if self.chunks.capacity() > 4 * keep {
+                self.chunks.shrink_to(2 * keep);
             }
         }
     }
@@ -105,33 +95,20 @@ impl<M> Arena<M> {
 impl<M: Copy + Default> Arena<M> {
     /// Make sure `h` has a node, growing the arena if needed.
     pub fn ensure(&mut self, h: Handle) {
-        let need = h as usize + 1;
-        if self.len() >= need {
-            return;
-        }
         let node = Node {
             prev: NIL,
             next: NIL,
             weight: 0,
             meta: M::default(),
         };
-        if self.chunks.is_empty() {
-            self.chunks.push(Vec::new());
-        }
-        let first = &mut self.chunks[0];
-        let len = need.max(first.len() * 2).max(16).min(CHUNK);
-        if first.len() < len {
-            first.reserve_exact(len - first.len());
-            first.resize(len, node);
-        }
-        while self.len() < need {
-            self.chunks.push(vec![node; CHUNK]);
+        while self.chunks.len() <= h as usize >> CHUNK_BITS {
+            self.chunks.push(Box::new([node; CHUNK]));
         }
     }
 
     /// Reset every node's metadata (used by `clear`).
     pub fn reset(&mut self) {
-        for n in self.chunks.iter_mut().flatten() {
+        for n in self.chunks.iter_mut().flat_map(|c| c.iter_mut()) {
             n.prev = NIL;
             n.next = NIL;
             n.weight = 0;

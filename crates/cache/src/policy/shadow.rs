@@ -22,7 +22,8 @@
 //!
 //! Must never influence which real entries are resident: it only observes and gives a verdict.
 
-use super::adaptive::{Adaptive, GHOST_DIVISOR, MAX_SAMPLES};
+use super::adaptive::{Adaptive, GHOST_DIVISOR};
+use super::list::arena_bound;
 use super::lru::Lru;
 use super::wtinylfu::WTinyLfu;
 use super::{Handle, Policy};
@@ -117,10 +118,12 @@ pub fn budget(max_samples: usize) -> u64 {
     let s = max_samples;
     let slots = slots_for(s);
     // Per slot: its hash, a free-list entry, an LRU node and a W-TinyLFU node.
-    // Per slot: its hash, a free-list entry, an LRU node and a W-TinyLFU node.
-    let per_slot = 8 + 4 + Lru::NODE_BYTES + WTinyLfu::NODE_BYTES;
+    // Per slot: its hash and a free-list entry; and the full-size pair's arenas, an LRU node
+    // and a W-TinyLFU node per slot (in chunks).
+    let per_slot = 8 + 4;
+    let nodes = |n| arena_bound(n, Lru::NODE_BYTES) + arena_bound(n, WTinyLfu::NODE_BYTES);
     // The half-size pair's nodes: it only runs while no slot above `half_slots` is in use.
-    let half = half_slots(s) * (Lru::NODE_BYTES + WTinyLfu::NODE_BYTES);
+    let half = nodes(half_slots(s));
     // Each pair's copy: its sketch, two ghosts and an eviction log (the half-size copy may hold
     // as many keys as the shadow LRU, if they are light).
     let copies = 2 * copy_bound(s);
@@ -128,7 +131,8 @@ pub fn budget(max_samples: usize) -> u64 {
     // evicting up to `s + 1` each) and the warm-up list.
     let buffers = 4 * (s + 2) * 4 + (s / START_SHARE + 1) * 16;
     let allocations = 32 * 64 + std::mem::size_of::<Shadows>() + std::mem::size_of::<Pair>();
-    (slots * per_slot + table_bound(slots, 4) + half + copies + buffers + allocations) as u64
+    let own = slots * per_slot + table_bound(slots, 4) + nodes(slots);
+    (own + half + copies + buffers + allocations) as u64
 }
 
 /// Most bytes the count-dependent structures of a shadow copy of up to `s` entries hold.
@@ -148,13 +152,9 @@ fn copy_bound(s: usize) -> usize {
 
 /// Slots needed for `max_samples`: each shadow holds at most one more than `max_samples`
 /// (the request that overflows it), and a slot lives while either holds its key.
-const fn slots_for(max_samples: usize) -> usize {
+fn slots_for(max_samples: usize) -> usize {
     2 * max_samples + 2
 }
-
-// The copies' arenas are reserved for `slots_for` handles and `budget` counts exactly that many
-// nodes: true while they fit the arena's first chunk, which is one exact allocation.
-const _: () = assert!(slots_for(MAX_SAMPLES) <= super::list::CHUNK);
 
 /// Slots in use while filling: the shadow LRU has evicted nothing since the slots were last
 /// reset, so it holds every live key, at most one more than `max_samples`.
