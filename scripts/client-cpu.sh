@@ -19,9 +19,9 @@ nearcache_bin
 start_redis
 start_nearcache --max-memory 256mb "$@"
 value=$(head -c 64 /dev/zero | tr '\0' v)
-for i in $(seq 0 999); do echo "SET h:$i $value"; done | redis-cli -p "$redis_port" >/dev/null
+populate h 1000 "$value"
 for _ in 1 2; do
-    for i in $(seq 0 999); do echo "GET h:$i"; done | redis-cli -p "$nc_port" >/dev/null
+    for i in $(seq 0 999); do printf 'GET h:%012d\n' "$i"; done | redis-cli -p "$nc_port" >/dev/null
 done
 N=${N:-500000}
 ticks=$(getconf CLK_TCK)

@@ -11,7 +11,12 @@
 # redis-benchmark (50 clients), dumps, and prints instructions / N. The count includes the
 # benchmark's 50 connections being accepted, a few percent of the smallest figures.
 #
-# Environment: INSTR_CASES (default "get:1 get:16 mget:1 set:1 miss:16"), INSTR_N (20000).
+# Cases: get, mget (hits on 1,000 hot keys, 256 MB cache), set, miss (300k keys through a 4 MB
+# cache: nearly all misses, shards too small for adaptive's shadows), full (uniform GETs over
+# 200k keys through a 16 MB cache that holds about 40% of them: evicting, shadows running).
+# Environment: INSTR_CASES (default "get:1 get:16 mget:1 set:1 miss:16"), INSTR_N (20000),
+# INSTR_ARGS (more flags for every binary, e.g. "--eviction sieve"), INSTR_KEEP (a directory
+# that receives each run's callgrind output as BIN-CASE-P.out, for callgrind_annotate).
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -35,33 +40,35 @@ hot_args() {
         get) echo "GET h:__rand_int__" ;;
         set) echo "SET h:__rand_int__ $value" ;;
         mget) echo "MGET$(printf ' h:__rand_int__%.0s' $(seq 1 10))" ;;
-        miss) echo "GET m:__rand_int__" ;;
+        miss | full) echo "GET m:__rand_int__" ;;
     esac
 }
 
 # count BIN TEST PIPELINE: prints instructions per request
 count() {
-    local exe=$1 test=$2 p=$3 out="$work/cg.out" port admin vg max=256mb keys=1000 ir
+    local exe=$1 test=$2 p=$3 out="$work/cg.out" port admin vg max=256mb keys=1000 warm=2000 ir
     [ "$test" = miss ] && max=4mb keys=300000
+    [ "$test" = full ] && max=16mb keys=200000 warm=400000
     start_redis
     port=$(free_port) admin=$(free_port)
     rm -f "$out"*
+    # shellcheck disable=SC2086 # INSTR_ARGS is a list of flags
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$exe" \
         --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
-        --upstream "127.0.0.1:$redis_port" --max-memory "$max" >"$work/vg.log" 2>&1 &
+        --upstream "127.0.0.1:$redis_port" --max-memory "$max" ${INSTR_ARGS:-} >"$work/vg.log" 2>&1 &
     vg=$!
     track "$vg"
     wait_ping "$port" "$(basename "$exe") under callgrind"
-    if [ "$test" = miss ]; then
-        redis-cli -p "$redis_port" DEBUG POPULATE "$keys" m 64 >/dev/null
+    if [ "$test" = miss ] || [ "$test" = full ]; then
+        populate m "$keys" "$value"
     else
-        for i in $(seq 0 999); do echo "SET h:$i $value"; done | redis-cli -p "$redis_port" >/dev/null
+        populate h "$keys" "$value"
         for _ in 1 2; do
-            for i in $(seq 0 999); do echo "GET h:$i"; done | redis-cli -p "$port" >/dev/null
+            for i in $(seq 0 999); do printf 'GET h:%012d\n' "$i"; done | redis-cli -p "$port" >/dev/null
         done
     fi
     # shellcheck disable=SC2046
-    redis-benchmark -p "$port" -c 50 -P "$p" -r "$keys" -n 2000 $(hot_args "$test") >/dev/null
+    redis-benchmark -p "$port" -c 50 -P "$p" -r "$keys" -n "$warm" $(hot_args "$test") >/dev/null
     callgrind_control -i on "$vg" >/dev/null 2>&1
     # shellcheck disable=SC2046
     redis-benchmark -p "$port" -c 50 -P "$p" -r "$keys" -n "$N" $(hot_args "$test") >/dev/null
@@ -71,6 +78,10 @@ count() {
         [ "$ir" -gt 0 ] && break
         sleep 0.1
     done
+    if [ -n "${INSTR_KEEP:-}" ]; then
+        mkdir -p "$INSTR_KEEP"
+        cat "$out".* >"$INSTR_KEEP/$(basename "$exe")-$test-$p.out"
+    fi
     kill "$vg" "$redis_pid" 2>/dev/null || true
     wait "$vg" "$redis_pid" 2>/dev/null || true
     echo $((ir / N))

@@ -77,13 +77,23 @@ start_redis() {
     die "could not start redis-server (logs in $work)"
 }
 
+# nearcache_bin: sets bin to the release build (built first unless SKIP_BUILD=1), or to
+# NEARCACHE_BIN when that names another binary (say, a build before a change).
 nearcache_bin() {
-    bin="${CARGO_TARGET_DIR:-$root/target}/release/nearcache"
-    if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    bin="${NEARCACHE_BIN:-${CARGO_TARGET_DIR:-$root/target}/release/nearcache}"
+    if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${NEARCACHE_BIN:-}" ]; then
         echo "building nearcache (release)..." >&2
         (cd "$root" && cargo build --release -p nearcache >&2)
     fi
     [ -x "$bin" ] || die "no binary at $bin"
+}
+
+# populate PREFIX N VALUE: SET PREFIX:0 .. PREFIX:N-1 to VALUE in the Redis of start_redis,
+# the keys spelled as redis-benchmark expands __rand_int__ (12 digits, zero-padded).
+populate() {
+    awk -v p="$1" -v n="$2" -v v="$3" \
+        'BEGIN { for (i = 0; i < n; i++) printf "SET %s:%012d %s\r\n", p, i, v }' |
+        redis-cli -p "$redis_port" --pipe >/dev/null
 }
 
 spawn_nearcache() {
