@@ -293,3 +293,63 @@ impl List {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Clone, Copy, Debug, Default)]
+    struct Meta(u32);
+
+    #[test]
+    fn arena_grows_by_chunks_and_releases_them() {
+        let mut a: Arena<Meta> = Arena::default();
+        assert!(a.get(0).is_none());
+        a.ensure(0);
+        assert_eq!(a.chunks.len(), 1);
+        assert!(a.get(CHUNK as Handle - 1).is_some() && a.get(CHUNK as Handle).is_none());
+        // A handle far up makes every chunk below it, none above.
+        a.ensure(10 * CHUNK as Handle + 3);
+        assert_eq!(a.chunks.len(), 11);
+        a.node_mut(10 * CHUNK as Handle + 3).meta = Meta(7);
+        let node = std::mem::size_of::<Node<Meta>>();
+        assert!(a.heap_bytes() >= 11 * CHUNK * node);
+        assert!(a.heap_bytes() <= arena_bound(11 * CHUNK, node));
+        // Nothing at or above 2 chunks' worth is in use: keep those and one spare.
+        a.shrink(2 * CHUNK as Handle);
+        assert_eq!(a.chunks.len(), 3);
+        // A lower limit inside the same chunk keeps it.
+        a.shrink(2 * CHUNK as Handle - 1);
+        assert_eq!(a.chunks.len(), 3);
+        // Growing again gives fresh nodes, not the released ones.
+        a.ensure(10 * CHUNK as Handle + 3);
+        assert_eq!(a.node(10 * CHUNK as Handle + 3).meta.0, 0);
+        a.shrink(0);
+        assert_eq!((a.chunks.len(), a.heap_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn list_links_cross_chunks() {
+        let mut a: Arena<Meta> = Arena::default();
+        let mut l = List::default();
+        let hs = [0, CHUNK as Handle + 1, 5 * CHUNK as Handle, 3];
+        for &h in &hs {
+            a.ensure(h);
+            a.node_mut(h).weight = 1;
+            l.push_head(&mut a, h);
+        }
+        l.move_to_head(&mut a, CHUNK as Handle + 1);
+        l.unlink(&mut a, 5 * CHUNK as Handle);
+        // Moving a node into another chunk keeps its place.
+        l.relocate(&mut a, 0, 2 * CHUNK as Handle + 7);
+        let mut order = Vec::new();
+        let mut cur = l.tail();
+        while let Some(h) = cur {
+            order.push(h);
+            cur = List::newer(&a, h);
+        }
+        assert_eq!(order, vec![2 * CHUNK as Handle + 7, 3, CHUNK as Handle + 1]);
+        assert_eq!((l.len(), l.weight()), (3, 3));
+        l.check(&a, "test", |_, _| Ok(())).expect("consistent list");
+    }
+}
