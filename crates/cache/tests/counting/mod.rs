@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 pub struct Counting;
 
 static LIVE: AtomicI64 = AtomicI64::new(0);
+static CALLS: AtomicI64 = AtomicI64::new(0);
 
 fn charged(size: usize) -> i64 {
     ((size + 8 + 15) & !15).max(32) as i64
@@ -17,6 +18,7 @@ fn charged(size: usize) -> i64 {
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        CALLS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(charged(layout.size()), Ordering::Relaxed);
         System.alloc(layout)
     }
@@ -25,6 +27,7 @@ unsafe impl GlobalAlloc for Counting {
         System.dealloc(ptr, layout)
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        CALLS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(
             charged(new_size) - charged(layout.size()),
             Ordering::Relaxed,
@@ -37,6 +40,13 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Live heap bytes, as counted.
+#[allow(dead_code)]
 pub fn live() -> i64 {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// Allocations and reallocations so far.
+#[allow(dead_code)]
+pub fn calls() -> i64 {
+    CALLS.load(Ordering::Relaxed)
 }
