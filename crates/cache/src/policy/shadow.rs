@@ -117,7 +117,6 @@ fn vec_bound(len: usize, size: usize) -> usize {
 pub fn budget(max_samples: usize) -> u64 {
     let s = max_samples;
     let slots = slots_for(s);
-    // Per slot: its hash, a free-list entry, an LRU node and a W-TinyLFU node.
     // Per slot: its hash and a free-list entry; and the full-size pair's arenas, an LRU node
     // and a W-TinyLFU node per slot (in chunks).
     let per_slot = 8 + 4;
