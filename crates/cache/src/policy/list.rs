@@ -93,6 +93,13 @@ impl<M> Arena<M> {
 }
 
 impl<M: Copy + Default> Arena<M> {
+    /// Make room for handles below `handles` up front, so the arena never grows later.
+    pub fn reserve(&mut self, handles: usize) {
+        if let Some(top) = handles.checked_sub(1) {
+            self.ensure(top as Handle);
+        }
+    }
+
     /// Make sure `h` has a node, growing the arena if needed.
     pub fn ensure(&mut self, h: Handle) {
         let node = Node {

@@ -24,9 +24,7 @@ impl Lru {
 
     /// Make room for handles below `handles` up front, so the arena never grows later.
     pub(crate) fn reserve(&mut self, handles: usize) {
-        if let Some(top) = handles.checked_sub(1) {
-            self.arena.ensure(top as Handle);
-        }
+        self.arena.reserve(handles);
     }
 
     /// Resident handles and their weights, least recently used first.

@@ -135,9 +135,7 @@ impl WTinyLfu {
 
     /// Make room for handles below `handles` up front, so the arena never grows later.
     pub(crate) fn reserve(&mut self, handles: usize) {
-        if let Some(top) = handles.checked_sub(1) {
-            self.arena.ensure(top as Handle);
-        }
+        self.arena.reserve(handles);
     }
 
     /// Bytes of one arena node.
