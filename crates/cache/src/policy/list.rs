@@ -170,6 +170,11 @@ impl List {
         (self.head != NIL).then_some(self.head)
     }
 
+    /// The list's nodes from the tail (oldest) to the head.
+    pub fn oldest_first<'a, M>(&self, arena: &'a Arena<M>) -> impl Iterator<Item = Handle> + 'a {
+        std::iter::successors(self.tail(), move |&h| List::newer(arena, h))
+    }
+
     /// Node just newer than `h` (towards the head), if any.
     pub fn newer<M>(arena: &Arena<M>, h: Handle) -> Option<Handle> {
         let p = arena.node(h).prev;
@@ -349,12 +354,7 @@ mod tests {
         l.unlink(&mut a, 5 * CHUNK as Handle);
         // Moving a node into another chunk keeps its place.
         l.relocate(&mut a, 0, 2 * CHUNK as Handle + 7);
-        let mut order = Vec::new();
-        let mut cur = l.tail();
-        while let Some(h) = cur {
-            order.push(h);
-            cur = List::newer(&a, h);
-        }
+        let order: Vec<Handle> = l.oldest_first(&a).collect();
         assert_eq!(order, vec![2 * CHUNK as Handle + 7, 3, CHUNK as Handle + 1]);
         assert_eq!((l.len(), l.weight()), (3, 3));
         l.check(&a, "test", |_, _| Ok(())).expect("consistent list");

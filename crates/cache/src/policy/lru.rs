@@ -29,13 +29,10 @@ impl Lru {
 
     /// Resident handles and their weights, least recently used first.
     pub(crate) fn oldest_first(&self) -> Vec<(Handle, u32)> {
-        let mut out = Vec::with_capacity(self.list.len());
-        let mut cur = self.list.tail();
-        while let Some(h) = cur {
-            out.push((h, self.arena.node(h).weight));
-            cur = List::newer(&self.arena, h);
-        }
-        out
+        self.list
+            .oldest_first(&self.arena)
+            .map(|h| (h, self.arena.node(h).weight))
+            .collect()
     }
 
     /// Bytes of one arena node.

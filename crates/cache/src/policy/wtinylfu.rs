@@ -307,11 +307,9 @@ impl WTinyLfu {
     /// the number of requests since the entry's last access.
     pub(crate) fn for_each_resident(&self, mut f: impl FnMut(u64, u32, u32)) {
         for list in [&self.window, &self.probation, &self.protected] {
-            let mut cur = list.tail();
-            while let Some(h) = cur {
+            for h in list.oldest_first(&self.arena) {
                 let n = self.arena.node(h);
                 f(n.meta.hash, n.weight, self.clock.wrapping_sub(n.meta.stamp));
-                cur = List::newer(&self.arena, h);
             }
         }
     }
