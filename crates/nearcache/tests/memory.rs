@@ -49,8 +49,10 @@ fn status_bytes(pid: u32, field: &str) -> u64 {
     kib * 1024
 }
 
+const HOT_PREFIX: &str = "hot:";
+
 fn hot_key(i: usize) -> String {
-    format!("hot:{i}")
+    format!("{HOT_PREFIX}{i}")
 }
 
 fn hot_value(i: usize) -> String {
@@ -61,25 +63,27 @@ fn gets(keys: impl Iterator<Item = String>) -> Vec<Vec<String>> {
     keys.map(|k| vec!["GET".to_string(), k]).collect()
 }
 
-/// Reads `{prefix}{i}` for each `i` in one pipeline; every value must be the bulk string `value`.
-async fn read_keys(c: &mut RawConn, prefix: &str, ids: &[usize], value: &str) {
-    let want = format!("${}\r\n{value}\r\n", value.len());
+/// Reads `{prefix}{i}` for each `i` in one pipeline; the value of each must be the bulk string
+/// `value(i)`.
+async fn read_keys(
+    c: &mut RawConn,
+    prefix: &str,
+    ids: impl Iterator<Item = usize> + Clone,
+    value: impl Fn(usize) -> String,
+) {
     let replies = c
-        .pipeline(&gets(ids.iter().map(|i| format!("{prefix}{i}"))))
+        .pipeline(&gets(ids.clone().map(|i| format!("{prefix}{i}"))))
         .await;
-    for (i, r) in ids.iter().zip(&replies) {
+    for (i, r) in ids.zip(&replies) {
+        let v = value(i);
+        let want = format!("${}\r\n{v}\r\n", v.len());
         assert!(&r[..] == want.as_bytes(), "GET {prefix}{i}: {}", show(r));
     }
 }
 
 /// Reads the whole hot set in one pipeline and checks every value.
 async fn read_hot_set(c: &mut RawConn) {
-    let replies = c.pipeline(&gets((0..HOT_KEYS).map(hot_key))).await;
-    for (i, r) in replies.iter().enumerate() {
-        let v = hot_value(i);
-        let want = format!("${}\r\n{v}\r\n", v.len());
-        assert_eq!(&r[..], want.as_bytes(), "GET {}", hot_key(i));
-    }
+    read_keys(c, HOT_PREFIX, 0..HOT_KEYS, hot_value).await;
 }
 
 /// Waits until re-reading the whole hot set through the proxy does not reach Redis.
@@ -149,7 +153,7 @@ async fn rss_stays_within_the_cap_while_reading_five_times_the_cap() {
     let mut max_rss = base;
     let keys: Vec<usize> = (0..COLD_KEYS).collect();
     for chunk in keys.chunks(BATCH) {
-        read_keys(&mut c, "cold:", chunk, &value).await;
+        read_keys(&mut c, "cold:", chunk.iter().copied(), |_| value.clone()).await;
         read_hot_set(&mut c).await;
         max_rss = max_rss.max(rss());
     }
@@ -278,7 +282,7 @@ async fn rss_stays_within_the_cap_when_tiny_entries_give_way_to_large_ones() {
     // 2. The large values, a few times over.
     let keys: Vec<usize> = (0..GROWN_PASSES).flat_map(|_| 0..GROWN_KEYS).collect();
     for chunk in keys.chunks(BATCH) {
-        read_keys(&mut c, "large:", chunk, &value).await;
+        read_keys(&mut c, "large:", chunk.iter().copied(), |_| value.clone()).await;
         max_rss = max_rss.max(rss());
     }
     let end_rss = rss();

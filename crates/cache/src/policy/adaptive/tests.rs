@@ -37,7 +37,12 @@ fn hits(p: &mut dyn Policy, trace: &[u32]) -> u64 {
 /// Sweeps up and down over 1,000 keys: each turn re-reads the most recent keys, which only
 /// recency catches; TinyLFU alone refuses them (all keys are equally frequent).
 fn sweeps(len: usize) -> Vec<u32> {
-    let sweep: Vec<u32> = (0..1000).chain((0..1000).rev()).collect();
+    sweeps_over(1000, len)
+}
+
+/// `len` requests sweeping up and down over `keys` keys.
+fn sweeps_over(keys: u32, len: usize) -> Vec<u32> {
+    let sweep: Vec<u32> = (0..keys).chain((0..keys).rev()).collect();
     sweep.iter().copied().cycle().take(len).collect()
 }
 
@@ -76,8 +81,7 @@ fn clear_leaves_lru_mode() {
 fn sampled_shadows_still_switch() {
     // 20,000 keys swept at capacity 5,000 with room for 256 samples: the rate halves to 1/32 or
     // so, and the sample still sees LRU winning.
-    let sweep: Vec<u32> = (0..20_000).chain((0..20_000).rev()).collect();
-    let trace: Vec<u32> = sweep.iter().copied().cycle().take(400_000).collect();
+    let trace = sweeps_over(20_000, 400_000);
     let mut ad = Adaptive::with_shadows(5_000, 0, 256);
     let mut lru = Lru::new(5_000);
     let (l, a) = (hits(&mut lru, &trace), hits(&mut ad, &trace));
