@@ -48,7 +48,7 @@ const START_AT: u64 = 2;
 /// ... and stop when they fall below 1/`STOP_AT` of it (invalidations, expiry).
 const STOP_AT: u64 = 4;
 /// The shadows may take at most this part of a byte capacity (1/32, about 3%): a 1 MiB shard
-/// affords 64 samples, a 2 MiB one 165, an 8 MiB one 703, from 12 MiB the full [`MAX_SAMPLES`].
+/// affords 64 samples, a 2 MiB one 159, an 8 MiB one 687, from 12 MiB the full [`MAX_SAMPLES`].
 const SHADOW_SHARE: u64 = 32;
 /// The window halves when it has had no hit while its share of the cache's hits would have
 /// been this many (see [`Adaptive::idle_window`]).
