@@ -20,9 +20,7 @@ start_redis
 start_nearcache --max-memory 256mb "$@"
 value=$(head -c 64 /dev/zero | tr '\0' v)
 populate h 1000 "$value"
-for _ in 1 2; do
-    for i in $(seq 0 999); do printf 'GET h:%012d\n' "$i"; done | redis-cli -p "$nc_port" >/dev/null
-done
+prime "$nc_port" h 1000
 N=${N:-500000}
 ticks=$(getconf CLK_TCK)
 # User + system CPU of a process, in clock ticks.

@@ -63,9 +63,7 @@ count() {
         populate m "$keys" "$value"
     else
         populate h "$keys" "$value"
-        for _ in 1 2; do
-            for i in $(seq 0 999); do printf 'GET h:%012d\n' "$i"; done | redis-cli -p "$port" >/dev/null
-        done
+        prime "$port" h 1000
     fi
     # shellcheck disable=SC2046
     redis-benchmark -p "$port" -c 50 -P "$p" -r "$keys" -n "$warm" $(hot_args "$test") >/dev/null

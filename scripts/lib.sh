@@ -96,6 +96,15 @@ populate() {
         redis-cli -p "$redis_port" --pipe >/dev/null
 }
 
+# prime PORT PREFIX N: GET PREFIX:0 .. PREFIX:N-1 (spelled as populate writes them) twice
+# through the server on PORT, so that a cache in front has filled and admitted them.
+prime() {
+    for _ in 1 2; do
+        awk -v p="$2" -v n="$3" 'BEGIN { for (i = 0; i < n; i++) printf "GET %s:%012d\n", p, i }' |
+            redis-cli -p "$1" >/dev/null
+    done
+}
+
 spawn_nearcache() {
     local name=$1 exe=$2 line
     shift 2

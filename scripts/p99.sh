@@ -23,11 +23,8 @@ spawn_nearcache one "$bin" --max-memory 256mb --threads 1
 one_port=$nc_port one_pid=$nc_pid
 spawn_nearcache default "$bin" --max-memory 256mb
 default_port=$nc_port default_pid=$nc_pid
-for port in "$one_port" "$default_port"; do
-    for _ in 1 2; do
-        for i in $(seq 0 999); do printf 'GET h:%012d\n' "$i"; done | redis-cli -p "$port" >/dev/null
-    done
-done
+prime "$one_port" h 1000
+prime "$default_port" h 1000
 client=()
 if [ "${PIN:-0}" = 1 ]; then
     command -v taskset >/dev/null || die "taskset not found (apt-get install util-linux)"
