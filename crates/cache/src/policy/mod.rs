@@ -61,7 +61,8 @@ pub trait Policy: Send {
     }
     /// True if `h` is resident.
     fn contains(&self, h: Handle) -> bool;
-    /// A resident handle was read.
+    /// A resident handle was read. Must not allocate or change `heap_bytes`: the shard charges
+    /// the structures after inserts and removals only (the policy property test checks it).
     fn on_hit(&mut self, h: Handle);
     /// Offer a new handle; evicts (pushing to `evicted`) until the weight fits the capacity.
     fn insert(&mut self, h: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>);
