@@ -248,11 +248,15 @@ pub struct Shadows {
     /// Net requests the half-size LRU hit and its copy missed, and requests they disagreed on.
     hint: i64,
     hint_n: i64,
-    /// No key requested twice yet: none of the real cache's resident keys at start (by its
-    /// sketch) and no hit in the full-size pair since. Neither LRU nor the copy has evidence
-    /// then, and a first sweep's turn only rewards recency, so the first evictions run in LRU
-    /// mode on trial until the full-size duel has a verdict (see [`Shadows::end_filling`]).
+    /// No key requested again yet, back-to-back repeats aside: no such hit in the real cache
+    /// before the shadows started (its [`super::wtinylfu::Traffic`] `reuses`) and no hit in the
+    /// full-size pair since but on the sampled key requested just before. Any policy hits a
+    /// back-to-back repeat, so it is evidence for neither LRU nor the copy; without evidence,
+    /// and as a first sweep's turn only rewards recency, the first evictions run in LRU mode on
+    /// trial until the full-size duel has a verdict (see [`Shadows::end_filling`]).
     no_reuse: bool,
+    /// Hash of the last sampled key requested (for [`Shadows::no_reuse`]).
+    last: u64,
     phase: Phase,
     /// Capacity of the real policy being simulated (weight units).
     capacity: u64,
@@ -283,6 +287,7 @@ impl Shadows {
             hint: 0,
             hint_n: 0,
             no_reuse: false,
+            last: 0,
             phase: Phase::Filling,
             psel: 0,
             verdict: Verdict::Adaptive,
@@ -326,9 +331,7 @@ impl Shadows {
         self.reset_slots();
         self.rebuild_shadows(true);
         let mut keys = Vec::with_capacity(total);
-        let mut reused = false;
         real.for_each_resident(|hash, weight, age| {
-            reused |= real.frequency(hash) > 1;
             if self.sampled(hash) {
                 keys.push((Reverse(age), hash, weight));
             }
@@ -345,7 +348,8 @@ impl Shadows {
         }
         self.psel = 0;
         (self.hint, self.hint_n) = (0, 0);
-        self.no_reuse = !reused;
+        self.no_reuse = real.traffic().reuses == 0;
+        self.last = 0;
         self.phase = Phase::Filling;
         self.verdict = Verdict::Adaptive;
         self.settle_rate();
@@ -376,7 +380,8 @@ impl Shadows {
     pub fn access(&mut self, hash: u64, weight: u32) {
         debug_assert!(self.sampled(hash));
         let hits = self.feed(hash, weight);
-        self.no_reuse &= !(hits.lru || hits.ad);
+        let repeat = std::mem::replace(&mut self.last, hash) == hash;
+        self.no_reuse &= repeat || !(hits.lru || hits.ad);
         if hits.lru != hits.ad {
             let d = if hits.lru { 1 } else { -1 };
             self.psel = (self.psel + d).clamp(-SATURATION, SATURATION);
@@ -406,7 +411,7 @@ impl Shadows {
 
     /// The shadow LRU evicts for the first time: read the half-size pair's hint and drop it.
     /// A clear hint for LRU starts a trial of LRU mode of half a shadow's worth of sampled
-    /// requests; no reuse at all so far (nothing for either side) starts one that lasts until
+    /// requests; no reuse so far (nothing for either side) starts one that lasts until
     /// the full-size duel confirms or refutes it.
     fn end_filling(&mut self) {
         let half = self.half.take();

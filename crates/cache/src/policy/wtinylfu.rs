@@ -52,6 +52,9 @@ pub struct WTinyLfu {
     strict_small_window: bool,
     /// Weight of the candidates that left the window (wrapping), for [`super::Adaptive`].
     window_out: u64,
+    /// Hits since the last clear, not counting a hit on the entry the previous request touched
+    /// (a back-to-back repeat, which any policy hits), saturating; for [`super::Adaptive`].
+    reuses: u32,
 }
 
 /// Counters of the window's use (see [`WTinyLfu::traffic`]).
@@ -60,6 +63,8 @@ pub(crate) struct Traffic {
     pub window_hits: u32,
     pub clock: u32,
     pub window_out: u64,
+    /// Hits since the last clear other than back-to-back repeats (saturating).
+    pub reuses: u32,
 }
 
 /// Hashes of entries evicted since the log was last drained, by where they were evicted from.
@@ -95,6 +100,7 @@ impl WTinyLfu {
             clock: 0,
             window_hits: 0,
             window_out: 0,
+            reuses: 0,
             strict_small_window: false,
         };
         p.set_window(capacity / 100);
@@ -148,6 +154,7 @@ impl WTinyLfu {
             window_hits: self.window_hits,
             clock: self.clock,
             window_out: self.window_out,
+            reuses: self.reuses,
         }
     }
 
@@ -339,7 +346,9 @@ impl Policy for WTinyLfu {
     fn on_hit(&mut self, h: Handle) {
         let stamp = self.tick();
         let meta = &mut self.arena.node_mut(h).meta;
+        let repeat = meta.stamp.wrapping_add(1) == stamp;
         meta.stamp = stamp;
+        self.reuses = self.reuses.saturating_add(u32::from(!repeat));
         let Meta { hash, region, .. } = *meta;
         self.sketch.increment(hash);
         match region {
@@ -387,6 +396,7 @@ impl Policy for WTinyLfu {
         self.probation.clear();
         self.protected.clear();
         self.sketch.clear();
+        self.reuses = 0;
     }
     fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
         self.capacity = capacity;

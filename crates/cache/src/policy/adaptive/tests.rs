@@ -203,15 +203,28 @@ fn no_reuse_starts_a_trial_of_lru() {
         evicted.clear();
     }
     assert!(ad.observing() && ad.lru_mode());
-    // One key requested twice before the cache fills is evidence enough to start adaptive.
+    // One key requested again after another, before the cache fills, is evidence enough to
+    // start adaptive; whether the reuse came before the shadows started or after.
+    for at in [1, 70] {
+        let mut ad = Adaptive::counted(100);
+        for id in 0..101 {
+            ad.insert(id, hash(id), 1, &mut evicted);
+            evicted.clear();
+            if id == at {
+                ad.on_hit(at - 1);
+            }
+        }
+        assert!(ad.observing() && !ad.lru_mode(), "reuse after {at}");
+    }
+    // Back-to-back repeats are not: any policy hits them. Every key twice in a row, before and
+    // after the shadows start, still starts the trial.
     let mut ad = Adaptive::counted(100);
-    ad.insert(0, hash(0), 1, &mut evicted);
-    ad.on_hit(0);
-    for id in 1..101 {
+    for id in 0..101 {
         ad.insert(id, hash(id), 1, &mut evicted);
         evicted.clear();
+        ad.on_hit(id);
     }
-    assert!(ad.observing() && !ad.lru_mode());
+    assert!(ad.observing() && ad.lru_mode());
 }
 
 #[test]
