@@ -26,7 +26,7 @@ pub struct CacheConfig {
     /// Eviction policy (every shard runs its own instance).
     pub policy: PolicyKind,
     /// Number of shards, rounded up to a power of two; 0 picks 4 x CPUs, fewer if that would
-    /// leave a shard with less than 1 MiB.
+    /// leave a shard below 1 MiB (rounded down to a power of two).
     pub shards: usize,
 }
 
@@ -126,6 +126,17 @@ pub struct Cache {
     policy: PolicyKind,
 }
 
+/// Smallest shard [`auto_shards`] makes.
+const MIN_SHARD: u64 = 1 << 20;
+
+/// Shards for a cache of `max_bytes` on `cpus` CPUs: 4 per CPU, fewer if that would leave a
+/// shard below 1 MiB; rounded down to a power of two, at least one.
+fn auto_shards(max_bytes: u64, cpus: usize) -> usize {
+    let fit = usize::try_from(max_bytes / MIN_SHARD).unwrap_or(usize::MAX);
+    let n = (4 * cpus).min(fit).max(1);
+    1 << n.ilog2()
+}
+
 fn mix64(x: u64) -> u64 {
     let x = (x ^ (x >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
     let x = (x ^ (x >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
@@ -137,12 +148,10 @@ impl Cache {
     pub fn new(config: CacheConfig) -> Self {
         let n = if config.shards == 0 {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let by_size = (config.max_bytes >> 20).max(1) as usize;
-            (cpus * 4).min(by_size)
+            auto_shards(config.max_bytes, cpus)
         } else {
-            config.shards.min(1 << 16)
-        }
-        .next_power_of_two();
+            config.shards.min(1 << 16).next_power_of_two()
+        };
         let budget = config.max_bytes / n as u64;
         let hasher = Hasher::default();
         let shards = (0..n)
@@ -405,4 +414,32 @@ fn account(c: &Counters, core: &Core, d: Delta) {
     bump(&c.expirations, d.expired);
     c.entries.store(core.len() as u64, Ordering::Relaxed);
     c.bytes.store(core.bytes(), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{auto_shards, MIN_SHARD};
+
+    #[test]
+    fn auto_shards_keep_a_mebibyte_each() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(auto_shards(10 << 30, 2), 8);
+        assert_eq!(auto_shards(64 * MIB, 2), 8);
+        assert_eq!(auto_shards(6 * MIB, 2), 4);
+        // 3 MiB used to round up to 4 shards of 768 KiB.
+        assert_eq!(auto_shards(3 * MIB, 2), 2);
+        assert_eq!(auto_shards(MIN_SHARD / 2, 2), 1);
+        // 3 CPUs: 12 rounds down to 8.
+        assert_eq!(auto_shards(1 << 30, 3), 8);
+        for bytes in [0, 1, MIB, 5 * MIB, 100 * MIB, 1 << 40] {
+            for cpus in 1..=12 {
+                let n = auto_shards(bytes, cpus);
+                assert!(n.is_power_of_two() && n <= 4 * cpus, "{bytes} {cpus}: {n}");
+                assert!(
+                    n == 1 || bytes / n as u64 >= MIN_SHARD,
+                    "{bytes} {cpus}: {n}"
+                );
+            }
+        }
+    }
 }
