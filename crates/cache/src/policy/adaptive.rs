@@ -234,10 +234,11 @@ impl Adaptive {
 
     /// Feed a sampled request to the shadows and follow their verdict.
     fn simulate(&mut self, hash: u64, weight: u32) {
+        let reused = self.inner.traffic().reuses != 0;
         let Some(sim) = &mut self.sim else {
             return;
         };
-        sim.access(hash, weight);
+        sim.access(hash, weight, reused);
         let lru = sim.verdict() == Verdict::Lru;
         if lru != self.lru_mode {
             self.lru_mode = lru;

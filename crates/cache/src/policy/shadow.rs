@@ -248,15 +248,6 @@ pub struct Shadows {
     /// Net requests the half-size LRU hit and its copy missed, and requests they disagreed on.
     hint: i64,
     hint_n: i64,
-    /// No key requested again yet, back-to-back repeats aside: no such hit in the real cache
-    /// before the shadows started (its [`super::wtinylfu::Traffic`] `reuses`) and no hit in the
-    /// full-size pair since but on the sampled key requested just before. Any policy hits a
-    /// back-to-back repeat, so it is evidence for neither LRU nor the copy; without evidence,
-    /// and as a first sweep's turn only rewards recency, the first evictions run in LRU mode on
-    /// trial until the full-size duel has a verdict (see [`Shadows::end_filling`]).
-    no_reuse: bool,
-    /// Hash of the last sampled key requested (for [`Shadows::no_reuse`]).
-    last: u64,
     phase: Phase,
     /// Capacity of the real policy being simulated (weight units).
     capacity: u64,
@@ -286,8 +277,6 @@ impl Shadows {
             half: None,
             hint: 0,
             hint_n: 0,
-            no_reuse: false,
-            last: 0,
             phase: Phase::Filling,
             psel: 0,
             verdict: Verdict::Adaptive,
@@ -348,8 +337,6 @@ impl Shadows {
         }
         self.psel = 0;
         (self.hint, self.hint_n) = (0, 0);
-        self.no_reuse = real.traffic().reuses == 0;
-        self.last = 0;
         self.phase = Phase::Filling;
         self.verdict = Verdict::Adaptive;
         self.settle_rate();
@@ -377,11 +364,11 @@ impl Shadows {
     }
 
     /// A request for a sampled key (hit or miss in the real cache, it does not matter).
-    pub fn access(&mut self, hash: u64, weight: u32) {
+    /// `reused`: the real cache has had a hit other than a back-to-back repeat since it was
+    /// last cleared (see [`Shadows::end_filling`]).
+    pub fn access(&mut self, hash: u64, weight: u32, reused: bool) {
         debug_assert!(self.sampled(hash));
         let hits = self.feed(hash, weight);
-        let repeat = std::mem::replace(&mut self.last, hash) == hash;
-        self.no_reuse &= repeat || !(hits.lru || hits.ad);
         if hits.lru != hits.ad {
             let d = if hits.lru { 1 } else { -1 };
             self.psel = (self.psel + d).clamp(-SATURATION, SATURATION);
@@ -397,7 +384,7 @@ impl Shadows {
                     self.phase = Phase::Trial { left: left - 1 };
                 }
             }
-            Phase::Filling if hits.lru_evicted => self.end_filling(),
+            Phase::Filling if hits.lru_evicted => self.end_filling(reused),
             _ => {
                 if self.psel >= TO_LRU {
                     self.verdict = Verdict::Lru;
@@ -411,9 +398,11 @@ impl Shadows {
 
     /// The shadow LRU evicts for the first time: read the half-size pair's hint and drop it.
     /// A clear hint for LRU starts a trial of LRU mode of half a shadow's worth of sampled
-    /// requests; no reuse so far (nothing for either side) starts one that lasts until
-    /// the full-size duel confirms or refutes it.
-    fn end_filling(&mut self) {
+    /// requests. So does no reuse so far (`reused` false): no key was requested again, other
+    /// than back-to-back, before the first eviction. Any policy hits a back-to-back repeat, so
+    /// it is evidence for neither side; without evidence, and as a first sweep's turn only
+    /// rewards recency, that trial lasts until the full-size duel confirms or refutes it.
+    fn end_filling(&mut self, reused: bool) {
         let half = self.half.take();
         let (lead, n) = (self.hint, self.hint_n);
         if lead >= HINT_MIN && lead * lead >= HINT_Z * HINT_Z * n {
@@ -421,7 +410,7 @@ impl Shadows {
             self.phase = Phase::Trial {
                 left: self.full.lru.len() / 2,
             };
-        } else if self.no_reuse {
+        } else if !reused {
             self.verdict = Verdict::Lru;
             self.phase = Phase::Trial { left: usize::MAX };
         } else {
