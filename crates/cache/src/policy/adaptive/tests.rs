@@ -196,34 +196,24 @@ fn half_size_hint_starts_in_lru_mode() {
 fn no_reuse_starts_a_trial_of_lru() {
     // A loop fills the cache without a single reuse: neither side has evidence, so the first
     // evictions run in LRU mode on trial (`keeps_tinylfu_on_a_loop` sees it end).
+    let fill: Vec<u32> = (0..101).collect();
     let mut ad = Adaptive::counted(100);
-    let mut evicted = Vec::new();
-    for id in 0..101 {
-        ad.insert(id, hash(id), 1, &mut evicted);
-        evicted.clear();
-    }
+    hits(&mut ad, &fill);
     assert!(ad.observing() && ad.lru_mode());
     // One key requested again after another, before the cache fills, is evidence enough to
     // start adaptive; whether the reuse came before the shadows started or after.
     for at in [1, 70] {
+        let mut trace = fill.clone();
+        trace.insert(at as usize + 1, at - 1);
         let mut ad = Adaptive::counted(100);
-        for id in 0..101 {
-            ad.insert(id, hash(id), 1, &mut evicted);
-            evicted.clear();
-            if id == at {
-                ad.on_hit(at - 1);
-            }
-        }
+        hits(&mut ad, &trace);
         assert!(ad.observing() && !ad.lru_mode(), "reuse after {at}");
     }
     // Back-to-back repeats are not: any policy hits them. Every key twice in a row, before and
     // after the shadows start, still starts the trial.
+    let twice: Vec<u32> = fill.iter().flat_map(|&id| [id, id]).collect();
     let mut ad = Adaptive::counted(100);
-    for id in 0..101 {
-        ad.insert(id, hash(id), 1, &mut evicted);
-        evicted.clear();
-        ad.on_hit(id);
-    }
+    hits(&mut ad, &twice);
     assert!(ad.observing() && ad.lru_mode());
 }
 
