@@ -15,8 +15,8 @@
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use nearcache::cachelayer::CacheRules;
 use nearcache::cachelayer::{CacheLayer, Form, Join, Read};
-use nearcache::keys::CacheRules;
 use nearcache::metrics::Metrics;
 
 #[cfg(not(target_env = "msvc"))]

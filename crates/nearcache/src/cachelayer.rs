@@ -16,10 +16,13 @@ use smallvec::SmallVec;
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::keys::{self, CacheRules};
+use crate::command;
+
+mod rules;
 use crate::metrics::{FlushReason, Metrics};
 use crate::reply::{self, OutMeter, ReplyTx, UpstreamResult};
 use crate::upstream::TrackingSink;
+pub use rules::CacheRules;
 
 const FLIGHT_SHARDS: usize = 16;
 
@@ -367,8 +370,8 @@ impl CacheLayer {
 }
 
 /// How a read is named in its compact entry key: the client's protocol and the command's
-/// [`keys::read_code`], worked out once per command name rather than once per lookup (an MGET
-/// looks up each of its keys).
+/// [`command::CommandSpec::read_code`], worked out once per command name rather than once per
+/// lookup (an MGET looks up each of its keys).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Form {
     pub proto: u8,
@@ -380,24 +383,29 @@ impl Form {
     pub fn of(proto: u8, name: &[u8]) -> Form {
         Form {
             proto,
-            code: keys::read_code(name),
+            code: command::lookup(name).read_code(),
         }
     }
 
     /// [`put_entry_key`], with the command's code known.
     fn put_key<A: AsRef<[u8]>>(self, args: &[A], out: &mut impl BufMut) {
-        debug_assert_eq!(self.code, keys::read_code(args[0].as_ref()));
+        debug_assert_eq!(self.code, command::lookup(args[0].as_ref()).read_code());
         put_key_coded(self.proto, self.code, args, out);
     }
 }
 
 /// Appends the compact entry key of a read, which the cache stores within the read's group
 /// (`args[1]`, the Redis key): protocol version, the command's one-byte code
-/// ([`keys::read_code`], or 0 followed by the name's length and the name), then every argument
+/// ([`command::CommandSpec::read_code`], or 0 followed by the name's length and the name), then every argument
 /// after the Redis key preceded by its length (LEB128). Together with the group it determines
 /// (protocol, command, every argument) exactly; the cache compares group and key in full.
 pub fn put_entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], out: &mut impl BufMut) {
-    put_key_coded(proto, keys::read_code(args[0].as_ref()), args, out);
+    put_key_coded(
+        proto,
+        command::lookup(args[0].as_ref()).read_code(),
+        args,
+        out,
+    );
 }
 
 fn put_key_coded<A: AsRef<[u8]>>(proto: u8, code: Option<u8>, args: &[A], out: &mut impl BufMut) {

@@ -12,7 +12,6 @@ pub mod cachelayer;
 mod clock;
 pub mod command;
 pub mod config;
-pub mod keys;
 pub mod metrics;
 pub mod obs;
 pub mod reply;
@@ -143,7 +142,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             ("bcast", true) => &config.tracking_prefixes,
             _ => &config.cache_include_prefixes,
         };
-        let rules = keys::CacheRules::new(
+        let rules = cachelayer::CacheRules::new(
             &config.cache_allow_commands,
             &config.cache_deny_commands,
             include,

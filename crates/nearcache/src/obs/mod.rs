@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use crate::command::CommandId;
 use stats::{Outcome, Stamp};
 
 /// Changes the log filter of the running process (installed by the binary).
@@ -95,14 +96,15 @@ fn page_size() -> u64 {
     })
 }
 
-/// Opens a command's stamp: which command (its [`stats::slot_of`]), when it arrived (`start`: when the read that brought
-/// it returned, one clock reading for a whole pipeline), and whether a capture samples it.
+/// Opens a command's stamp: which command, when it arrived (`start`: when the read that
+/// brought it returned, one clock reading for a whole pipeline), and whether a capture samples
+/// it.
 #[inline]
-pub fn begin(slot: u16, read_at: Option<Instant>, start: Instant) -> Stamp {
-    let trace =
-        trace::sample().then(|| trace::RequestTrace::start(stats::slot_name(slot), read_at));
+pub fn begin(command: CommandId, read_at: Option<Instant>, start: Instant) -> Stamp {
+    let trace = trace::sample()
+        .then(|| trace::RequestTrace::start(crate::command::name_of(command), read_at));
     Stamp {
-        slot,
+        command,
         outcome: Outcome::Forwarded,
         start,
         timed: true,

@@ -1,9 +1,9 @@
 //! Per-command figures: counts by command name and outcome, and latency histograms by outcome.
 //!
-//! The hot path touches only atomics: a command's name is mapped to a slot of a fixed table (a
-//! binary search over a sorted list), so the label set stays bounded whatever clients send;
-//! names outside the table are counted as `other`. The registry reads the atomics at scrape
-//! time through a [`Collector`], nothing is copied per request.
+//! The hot path touches only atomics: a command is counted under its [`CommandId`], its place in
+//! the command table, so the label set stays bounded whatever clients send; names outside the
+//! table are counted as `OTHER`. The registry reads the atomics at scrape time through a
+//! [`Collector`], nothing is copied per request.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -13,147 +13,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 
-/// Command names with a label of their own, upper case and sorted (binary-searched).
-const NAMES: &[&str] = &[
-    "APPEND",
-    "AUTH",
-    "BITCOUNT",
-    "BITPOS",
-    "BLMOVE",
-    "BLPOP",
-    "BRPOP",
-    "BZPOPMAX",
-    "BZPOPMIN",
-    "CLIENT",
-    "COMMAND",
-    "CONFIG",
-    "DBSIZE",
-    "DECR",
-    "DECRBY",
-    "DEL",
-    "DISCARD",
-    "ECHO",
-    "EVAL",
-    "EVALSHA",
-    "EXEC",
-    "EXISTS",
-    "EXPIRE",
-    "EXPIREAT",
-    "FCALL",
-    "FLUSHALL",
-    "FLUSHDB",
-    "GEOADD",
-    "GEODIST",
-    "GEOPOS",
-    "GEOSEARCH",
-    "GET",
-    "GETBIT",
-    "GETDEL",
-    "GETEX",
-    "GETRANGE",
-    "GETSET",
-    "HDEL",
-    "HELLO",
-    "HEXISTS",
-    "HGET",
-    "HGETALL",
-    "HINCRBY",
-    "HKEYS",
-    "HLEN",
-    "HMGET",
-    "HMSET",
-    "HSCAN",
-    "HSET",
-    "HSETNX",
-    "HSTRLEN",
-    "HVALS",
-    "INCR",
-    "INCRBY",
-    "INCRBYFLOAT",
-    "INFO",
-    "KEYS",
-    "LINDEX",
-    "LINSERT",
-    "LLEN",
-    "LMOVE",
-    "LPOP",
-    "LPOS",
-    "LPUSH",
-    "LRANGE",
-    "LREM",
-    "LSET",
-    "LTRIM",
-    "MGET",
-    "MONITOR",
-    "MSET",
-    "MSETNX",
-    "MULTI",
-    "NEARCACHE",
-    "PERSIST",
-    "PEXPIRE",
-    "PFADD",
-    "PFCOUNT",
-    "PING",
-    "PSETEX",
-    "PSUBSCRIBE",
-    "PTTL",
-    "PUBLISH",
-    "QUIT",
-    "RENAME",
-    "RESET",
-    "RPOP",
-    "RPUSH",
-    "SADD",
-    "SCAN",
-    "SCARD",
-    "SCRIPT",
-    "SDIFF",
-    "SELECT",
-    "SET",
-    "SETBIT",
-    "SETEX",
-    "SETNX",
-    "SETRANGE",
-    "SINTER",
-    "SISMEMBER",
-    "SMEMBERS",
-    "SMISMEMBER",
-    "SPOP",
-    "SRANDMEMBER",
-    "SREM",
-    "SSCAN",
-    "STRLEN",
-    "SUBSCRIBE",
-    "SUNION",
-    "TIME",
-    "TOUCH",
-    "TTL",
-    "TYPE",
-    "UNLINK",
-    "UNSUBSCRIBE",
-    "UNWATCH",
-    "WATCH",
-    "XADD",
-    "XLEN",
-    "XRANGE",
-    "XREAD",
-    "XREADGROUP",
-    "ZADD",
-    "ZCARD",
-    "ZCOUNT",
-    "ZINCRBY",
-    "ZRANGE",
-    "ZRANGEBYSCORE",
-    "ZRANK",
-    "ZREM",
-    "ZREVRANGE",
-    "ZREVRANK",
-    "ZSCAN",
-    "ZSCORE",
-];
-/// The slot of names not in [`NAMES`].
-const OTHER: usize = NAMES.len();
-const SLOTS: usize = NAMES.len() + 1;
+use crate::command::{self, CommandId};
 
 /// How a command was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,20 +38,6 @@ pub const BOUNDS: [f64; 16] = [
     0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 10.0,
 ];
-
-/// The table slot of a command name (`other` for anything unknown).
-pub fn slot_of(name: &[u8]) -> u16 {
-    let (buf, n) = crate::command::name_upper(name);
-    let upper = &buf[..n];
-    NAMES
-        .binary_search_by(|probe| probe.as_bytes().cmp(upper))
-        .unwrap_or(OTHER) as u16
-}
-
-/// The label of a slot.
-pub fn slot_name(slot: u16) -> &'static str {
-    NAMES.get(slot as usize).copied().unwrap_or("OTHER")
-}
 
 /// A latency histogram of atomics.
 #[derive(Default)]
@@ -228,8 +74,9 @@ impl std::fmt::Debug for CommandStats {
 
 impl Default for CommandStats {
     fn default() -> Self {
+        // One row per command of the table, and one for `OTHER`.
         CommandStats {
-            counts: (0..SLOTS).map(|_| Default::default()).collect(),
+            counts: (0..=command::count()).map(|_| Default::default()).collect(),
             latency: Default::default(),
         }
     }
@@ -237,14 +84,18 @@ impl Default for CommandStats {
 
 impl CommandStats {
     /// Counts one answered command.
-    pub fn record(&self, slot: u16, outcome: Outcome, took: Option<Duration>) {
+    pub fn record(&self, id: CommandId, outcome: Outcome, took: Option<Duration>) {
         let o = outcome as usize;
-        if let Some(row) = self.counts.get(slot as usize) {
-            row[o].fetch_add(1, Ordering::Relaxed);
-        }
+        self.row(id)[o].fetch_add(1, Ordering::Relaxed);
         if let Some(took) = took {
             self.latency[o].observe(took);
         }
+    }
+
+    /// The counts of a command: its own row, or the last (`OTHER`).
+    fn row(&self, id: CommandId) -> &[AtomicU64; 5] {
+        let last = self.counts.len() - 1;
+        &self.counts[usize::from(id).min(last)]
     }
 
     /// Answered commands by outcome, summed over names.
@@ -287,10 +138,15 @@ impl CommandStats {
             .enumerate()
             .filter_map(|(i, row)| {
                 let counts: [u64; 5] = std::array::from_fn(|o| row[o].load(Ordering::Relaxed));
-                (counts.iter().sum::<u64>() > 0).then(|| (slot_name(i as u16), counts))
+                (counts.iter().sum::<u64>() > 0).then(|| (row_name(i), counts))
             })
             .collect()
     }
+}
+
+/// The label of a row of counts.
+fn row_name(i: usize) -> &'static str {
+    command::name_of(CommandId::try_from(i).unwrap_or(CommandId::MAX))
 }
 
 /// The upper bound (seconds) of the bucket holding quantile `q` of `counts` (`BOUNDS` order).
@@ -318,13 +174,13 @@ impl Collector for CommandStats {
             None,
             MetricType::Counter,
         )?;
-        for (slot, row) in self.counts.iter().enumerate() {
+        for (i, row) in self.counts.iter().enumerate() {
             for (o, outcome) in OUTCOMES.iter().enumerate() {
                 let n = row[o].load(Ordering::Relaxed);
                 if n == 0 {
                     continue;
                 }
-                let labels = [("command", slot_name(slot as u16)), ("outcome", outcome)];
+                let labels = [("command", row_name(i)), ("outcome", outcome)];
                 let metric = family.encode_family(&labels)?;
                 ConstCounter::new(n).encode(metric)?;
             }
@@ -360,7 +216,7 @@ impl Collector for CommandStats {
 /// A command's arrival, carried with it until its reply is ready.
 #[derive(Debug)]
 pub struct Stamp {
-    pub slot: u16,
+    pub command: CommandId,
     pub outcome: Outcome,
     pub start: Instant,
     /// False when the reply is not one-to-one with the command (relayed): counted, not timed.
@@ -409,14 +265,24 @@ impl StampExt for Option<Stamp> {
 mod tests {
     use super::*;
 
+    fn id(name: &[u8]) -> CommandId {
+        command::lookup(name).id
+    }
+
     #[test]
-    fn names_are_sorted_and_unknown_ones_fold_into_other() {
-        assert!(NAMES.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(slot_name(slot_of(b"get")), "GET");
-        assert_eq!(slot_name(slot_of(b"ZsCoRe")), "ZSCORE");
-        assert_eq!(slot_name(slot_of(b"NOSUCHCOMMAND")), "OTHER");
-        assert_eq!(slot_name(slot_of(b"GETXXXXXXXXXXXXXXXXXXXXXX")), "OTHER");
-        assert_eq!(slot_name(slot_of(b"\xff\x00")), "OTHER");
+    fn unknown_names_are_counted_as_other() {
+        let s = CommandStats::default();
+        for name in [
+            &b"get"[..],
+            b"ZsCoRe",
+            b"NOSUCHCOMMAND",
+            b"\xff\x00",
+            b"get",
+        ] {
+            s.record(id(name), Outcome::Forwarded, None);
+        }
+        let names: Vec<_> = s.per_name().into_iter().map(|(n, c)| (n, c[2])).collect();
+        assert_eq!(names, vec![("GET", 2), ("ZSCORE", 1), ("OTHER", 2)]);
     }
 
     #[test]
@@ -424,17 +290,9 @@ mod tests {
         let s = CommandStats::default();
         assert_eq!(s.quantile_upper_bound(0.99), None);
         for _ in 0..99 {
-            s.record(
-                slot_of(b"GET"),
-                Outcome::Hit,
-                Some(Duration::from_micros(30)),
-            );
+            s.record(id(b"GET"), Outcome::Hit, Some(Duration::from_micros(30)));
         }
-        s.record(
-            slot_of(b"GET"),
-            Outcome::Miss,
-            Some(Duration::from_millis(3)),
-        );
+        s.record(id(b"GET"), Outcome::Miss, Some(Duration::from_millis(3)));
         assert_eq!(s.quantile_upper_bound(0.5), Some(0.000_05));
         assert_eq!(s.quantile_upper_bound(1.0), Some(0.005));
         assert_eq!(s.by_outcome(), [99, 1, 0, 0, 0]);

@@ -142,9 +142,8 @@ impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "command" {
             // Command names come from a fixed table; anything else is not kept.
-            self.command = Some(super::stats::slot_name(super::stats::slot_of(
-                value.as_bytes(),
-            )));
+            let id = crate::command::lookup(value.as_bytes()).id;
+            self.command = Some(crate::command::name_of(id));
         }
     }
 

@@ -8,7 +8,6 @@
 //! queued ahead of them: they are gathered per read and written by the reader in one syscall,
 //! so a pipeline of hits costs one read and one write and no task wake-up.
 
-mod names;
 mod writer;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,8 +22,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, info};
 
 use crate::cachelayer::{self, CacheLayer, Form, Join, Read};
-use crate::command::{self, Local, Route, TxEffect};
-use crate::keys::{self, CacheUse};
+use crate::command::{self, CacheUse, CommandSpec, Local, NameMemo, Route, TxEffect};
 use crate::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp, StampExt as _};
 use crate::reply::{self, After, Outbound, Outbox};
@@ -149,9 +147,9 @@ struct Session {
     batch_at: Instant,
     /// When the replies answered from the proxy in this batch were at hand (read once).
     answered_at: Option<Instant>,
-    names: names::NameMemo,
-    /// What the name of the command being handled says.
-    name: names::NameInfo,
+    names: NameMemo,
+    /// The command being handled.
+    spec: &'static CommandSpec,
     /// The client socket, for replies written without the writer; `None` once relaying.
     wr: Option<Arc<OwnedWriteHalf>>,
     /// Replies for the reader to write at the end of this read (the writer is idle).
@@ -169,7 +167,7 @@ struct Session {
 fn mget_form(proto: u8) -> Form {
     Form {
         proto,
-        code: Some(keys::MGET_CODE),
+        code: Some(command::MGET_CODE),
     }
 }
 
@@ -228,7 +226,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
         batch_at: Instant::now(),
         answered_at: None,
         names: Default::default(),
-        name: names::NameInfo::of(b""),
+        spec: command::lookup(b""),
         wr: Some(wr),
         direct: BytesMut::new(),
         mget_items: Vec::new(),
@@ -427,9 +425,9 @@ impl Session {
     /// direct write, else through the writer once the reply is queued.
     async fn handle(&mut self, args: &[Bytes], rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         let name = args.first().map_or(&b""[..], |a| &a[..]);
-        self.name = self.names.info(name);
-        let slot = self.name.slot;
-        self.stamp = Some(crate::obs::begin(slot, self.read_at.take(), self.batch_at));
+        self.spec = self.names.lookup(name).resolve(args);
+        let id = self.spec.id;
+        self.stamp = Some(crate::obs::begin(id, self.read_at.take(), self.batch_at));
         self.answered_direct = None;
         let result = self.dispatch(args, rd).await;
         if let Some(stamp) = self.stamp.take() {
@@ -446,7 +444,7 @@ impl Session {
 
     async fn dispatch(&mut self, args: &[Bytes], rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         self.ctx.metrics.commands.inc();
-        let route = command::classify(args);
+        let route = self.spec.route(args);
         if route == Route::Local(Local::Nearcache) {
             self.stamp.mark(Outcome::Local);
             let (m, c) = (&self.ctx.metrics, self.ctx.cache.as_deref());
@@ -480,16 +478,16 @@ impl Session {
             Route::Session => self.mode = Mode::Session,
             _ => {}
         }
-        if command::is_reset(args) {
+        if self.spec.is_reset(args) {
             self.proto = 2;
             self.in_multi = false;
             self.watching = false;
-        } else if let Some(v) = command::hello_version(args) {
+        } else if let Some(v) = self.spec.hello_version(args) {
             // The dedicated connection now speaks another protocol: never give it back.
             self.proto = v;
             self.mode = Mode::Session;
         }
-        self.track_tx(args);
+        self.track_tx();
         self.send_dedicated(args)
     }
 
@@ -519,10 +517,9 @@ impl Session {
             // Answered in `dispatch`, in every mode.
             Route::Local(Local::Nearcache) => Ok(()),
             Route::Shared => {
-                if command::is_plain_hello(args) {
-                    if let Some(v) = command::hello_version(args) {
-                        self.proto = v;
-                    }
+                // A HELLO routed here asks for a protocol only.
+                if let Some(v) = self.spec.hello_version(args) {
+                    self.proto = v;
                 }
                 match self.cache_use(args) {
                     CacheUse::Read => self.cached_read(args).await,
@@ -547,20 +544,20 @@ impl Session {
                 if self.mode == Mode::Relay {
                     return self.relay(args);
                 }
-                if let Some(v) = command::hello_version(args) {
+                if let Some(v) = self.spec.hello_version(args) {
                     self.proto = v;
                 }
-                self.track_tx(args);
+                self.track_tx();
                 self.send_dedicated(args)
             }
         }
     }
 
-    fn track_tx(&mut self, args: &[Bytes]) {
-        match command::tx_effect(args) {
+    fn track_tx(&mut self) {
+        match self.spec.tx {
             TxEffect::Multi => self.in_multi = true,
             TxEffect::Watch if !self.in_multi => self.watching = true,
-            TxEffect::EndTx if self.in_multi => {
+            TxEffect::Exec | TxEffect::Discard if self.in_multi => {
                 self.in_multi = false;
                 self.watching = false;
             }
@@ -572,7 +569,9 @@ impl Session {
     /// What the command being handled (`args`) means for the cache.
     fn cache_use(&self, args: &[Bytes]) -> CacheUse {
         match &self.ctx.cache {
-            Some(c) => c.rules.apply(args, self.name.used.for_args(args.len())),
+            Some(c) => c
+                .rules
+                .apply(self.spec, args, self.spec.cache_use(args.len())),
             None => CacheUse::Neutral,
         }
     }
@@ -581,26 +580,36 @@ impl Session {
     fn form(&self) -> Form {
         Form {
             proto: self.proto,
-            code: self.name.code,
+            code: self.spec.read_code(),
         }
     }
 
     /// What a write means for the cache: its keys are invalidated now, and again when its reply
     /// arrives (a fill racing with it may have slipped in between).
     fn write_effect(&mut self, effect: CacheUse, args: &[Bytes]) -> After {
+        if self.ctx.cache.is_none() {
+            return After::Nothing;
+        }
+        match effect {
+            CacheUse::WriteAll => self.changed(None),
+            _ => self.changed(Some(self.spec.write_keys(args))),
+        }
+    }
+
+    /// A write sent now may change these keys (`None`: every key).
+    fn changed(&mut self, keys: Option<Vec<Bytes>>) -> After {
         let Some(cache) = &self.ctx.cache else {
             return After::Nothing;
         };
         self.link.write_sent();
-        match effect {
-            CacheUse::WriteAll => {
+        match keys {
+            None => {
                 cache.flush(FlushReason::Flushall);
                 After::FlushAll
             }
-            _ => {
-                let keys = keys::write_keys(args);
-                cache.invalidate_keys(keys);
-                After::Invalidate(keys.to_vec())
+            Some(keys) => {
+                cache.invalidate_keys(&keys);
+                After::Invalidate(keys)
             }
         }
     }
@@ -845,7 +854,7 @@ impl Session {
     fn send_dedicated(&mut self, args: &[Bytes]) -> Result<(), Stop> {
         let after = self.dedicated_write_effect(args);
         let bytes = self.wire(args);
-        let timed = !command::is_blocking(args);
+        let timed = !self.spec.blocks(args);
         let meter = self.out.meter().clone();
         let rx = self.dedicated_conn()?.call_for(bytes, timed, Some(&meter));
         self.stamp.sent_upstream();
@@ -858,17 +867,17 @@ impl Session {
     /// collected and invalidated (again) when EXEC's reply arrives.
     fn dedicated_write_effect(&mut self, args: &[Bytes]) -> After {
         let effect = self.cache_use(args);
-        if args[0].eq_ignore_ascii_case(b"DISCARD") {
+        if self.spec.tx == TxEffect::Discard {
             self.tx_keys.clear();
             self.tx_flush = false;
         }
-        let is_exec = args[0].eq_ignore_ascii_case(b"EXEC");
+        let is_exec = self.spec.tx == TxEffect::Exec;
         match effect {
             CacheUse::Write | CacheUse::WriteAll if self.in_multi && !is_exec => {
                 if let Some(c) = &self.ctx.cache {
-                    let keys = keys::write_keys(args);
-                    c.invalidate_keys(keys);
-                    self.tx_keys.extend_from_slice(keys);
+                    let keys = self.spec.write_keys(args);
+                    c.invalidate_keys(&keys);
+                    self.tx_keys.extend(keys);
                     if effect == CacheUse::WriteAll {
                         c.flush(FlushReason::Flushall);
                         self.tx_flush = true;
@@ -878,14 +887,9 @@ impl Session {
             }
             CacheUse::Write | CacheUse::WriteAll => self.write_effect(effect, args),
             _ if is_exec && (self.tx_flush || !self.tx_keys.is_empty()) => {
-                let effect = if std::mem::take(&mut self.tx_flush) {
-                    CacheUse::WriteAll
-                } else {
-                    CacheUse::Write
-                };
-                let mut exec_args = vec![Bytes::from_static(b"EXEC")];
-                exec_args.append(&mut self.tx_keys);
-                self.write_effect(effect, &exec_args)
+                let keys = std::mem::take(&mut self.tx_keys);
+                let flush = std::mem::take(&mut self.tx_flush);
+                self.changed((!flush).then_some(keys))
             }
             _ => After::Nothing,
         }
@@ -895,11 +899,11 @@ impl Session {
         self.stamp.untimed();
         // No reply hook in relay mode: invalidate at dispatch only.
         if let (Some(c), CacheUse::Write) = (&self.ctx.cache, self.cache_use(args)) {
-            c.invalidate_keys(keys::write_keys(args));
+            c.invalidate_keys(&self.spec.write_keys(args));
         }
-        if command::is_reset(args) {
+        if self.spec.is_reset(args) {
             self.proto = 2;
-        } else if let Some(v) = command::hello_version(args) {
+        } else if let Some(v) = self.spec.hello_version(args) {
             self.proto = v;
         }
         let bytes = self.encode(args);

@@ -294,11 +294,11 @@ pub fn record(
     }
     metrics
         .cmd
-        .record(stamp.slot, stamp.outcome, stamp.timed.then_some(took));
+        .record(stamp.command, stamp.outcome, stamp.timed.then_some(took));
     let threshold = metrics.live.slowlog_threshold_ms.load(Ordering::Relaxed);
     if upstream && stamp.timed && threshold > 0 && took.as_millis() >= u128::from(threshold) {
         tracing::warn!(
-            command = crate::obs::stats::slot_name(stamp.slot),
+            command = crate::command::name_of(stamp.command),
             duration_ms = took.as_secs_f64() * 1000.0,
             outcome = ?stamp.outcome,
             "slow command"
