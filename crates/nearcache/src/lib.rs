@@ -33,7 +33,7 @@ use cachelayer::CacheLayer;
 pub use config::Config;
 use metrics::Metrics;
 use session::Context;
-use upstream::{Limits, Pool, PoolConfig, Tracking, TrackingMode, TrackingSink};
+use upstream::{Limits, Pool, Settings, Tracking, TrackingMode, TrackingSink};
 
 /// A running proxy. Dropping it leaves the proxy running; call [`Running::shutdown`].
 pub struct Running {
@@ -163,7 +163,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         ))
     });
     let pool = Pool::new(
-        PoolConfig {
+        Settings {
             addr: config.upstream.clone(),
             shared_conns: config.upstream_conns,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),

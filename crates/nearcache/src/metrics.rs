@@ -372,6 +372,7 @@ impl Metrics {
     pub fn render(&self, cache: Option<CacheSnapshot>, pool: &PoolStats) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.pool.update(pool);
+        advance(&self.upstream_reconnects, pool.reconnects);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             self.alive_tasks.set(rt.metrics().num_alive_tasks() as i64);
         }
@@ -389,7 +390,6 @@ impl Metrics {
             c.entries.set(s.stats.entries as i64);
             c.max_bytes.set(s.stats.max_bytes as i64);
         }
-        advance(&self.upstream_reconnects, crate::obs::upstream_reconnects());
         self.rss.set(crate::obs::rss_bytes() as i64);
         let mut out = String::new();
         // Writing into a String cannot fail.

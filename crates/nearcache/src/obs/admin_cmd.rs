@@ -271,7 +271,7 @@ pub async fn info(metrics: &Metrics, cache: Option<&CacheLayer>, pool: &PoolStat
     let _ = writeln!(w, "pool_wait_count:{}\r", pool.wait_count);
     let wait_ms = pool.wait_duration.as_millis();
     let _ = writeln!(w, "pool_wait_duration_ms:{wait_ms}\r");
-    let _ = writeln!(w, "upstream_reconnects:{}\r", super::upstream_reconnects());
+    let _ = writeln!(w, "upstream_reconnects:{}\r", pool.reconnects);
     let _ = writeln!(w, "upstream_errors:{}\r", metrics.upstream_error_count());
     let _ = writeln!(w, "\r\n# Latency\r");
     for (name, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {

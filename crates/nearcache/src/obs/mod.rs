@@ -12,7 +12,7 @@ pub mod profile;
 pub mod stats;
 pub mod trace;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -45,19 +45,6 @@ pub fn set_log_level(filter: &str) -> Result<(), String> {
     reload(filter)?;
     *LOG_LEVEL.lock().unwrap_or_else(|p| p.into_inner()) = filter.to_string();
     Ok(())
-}
-
-static UPSTREAM_RECONNECTS: AtomicU64 = AtomicU64::new(0);
-
-/// Counts a shared upstream connection re-established after a loss (process-wide: the
-/// connection tasks know no metrics registry).
-pub fn upstream_reconnected() {
-    UPSTREAM_RECONNECTS.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Shared upstream connections re-established since the process started.
-pub fn upstream_reconnects() -> u64 {
-    UPSTREAM_RECONNECTS.load(Ordering::Relaxed)
 }
 
 /// Settings an operator may change while the proxy runs.

@@ -6,7 +6,6 @@
 //! nothing it holds is protected any more; then it reconnects with backoff.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use resp::Frame;
@@ -14,24 +13,22 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, warn};
 
-use super::conn::{connect, handshake};
-use super::pool::{Env, PoolConfig, SharedConns};
+use super::connect::{connect, handshake};
+use super::env::{Backoff, Env, Settings};
+use super::shared::SharedConns;
 use super::tracking::{Tracking, TrackingMode};
 use crate::reply::UpstreamError;
-
-const MIN_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_millis(400);
 
 /// Starts the invalidation connection task for these shared connections.
 pub fn spawn(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
     tokio::spawn(async move {
-        let cfg = &env.cfg;
-        let mut backoff = MIN_BACKOFF;
+        let cfg = &env.settings;
+        let mut backoff = Backoff::new();
         let mut healthy = true;
         loop {
             match open(cfg, &tracking.mode).await {
                 Ok((stream, id)) => {
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                     let epoch = tracking.up(id);
                     if tracking.mode == TrackingMode::Default {
                         for conn in shared.all() {
@@ -53,8 +50,7 @@ pub fn spawn(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
                         warn!(upstream = %cfg.addr, "invalidation connection down; caching paused");
                         healthy = false;
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }
@@ -62,7 +58,7 @@ pub fn spawn(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
 }
 
 /// Connects, learns the client id and subscribes to the invalidation channel.
-async fn open(cfg: &PoolConfig, mode: &TrackingMode) -> Result<(TcpStream, i64), UpstreamError> {
+async fn open(cfg: &Settings, mode: &TrackingMode) -> Result<(TcpStream, i64), UpstreamError> {
     let mut stream = connect(cfg, 3, &[]).await?;
     let mut out = BytesMut::new();
     resp::encode_command(&["CLIENT", "ID"], &mut out);

@@ -4,15 +4,29 @@
 //! they come (batching whatever is queued into one write), reads replies, and hands each reply
 //! to the request it answers, in order. Callers never touch the socket and never hold a lock
 //! across an `.await`; they talk to the task through channels.
+//!
+//! The files depend on each other in one direction, from the bottom up:
+//! - `env` (settings, limits, counters, backoff), `health`, `tracking`: leaves;
+//! - `connect`: opening a socket and the handshake (TLS and per-user auth belong here);
+//! - `conn`: the connection task and its handles (`serve`: writer, reader, retirement;
+//!   `spawn`: shared connections that reconnect, dedicated ones that do not);
+//! - `permits` (the `max_open` accounting and idle list), `shared` (the shared lists),
+//!   `invalidation` (the connection Redis sends invalidations to);
+//! - `pool`: on top, deciding which connections exist and for how long.
+//!
+//! Never knows about clients or the cache: it reports invalidations through [`TrackingSink`].
 
 mod conn;
+mod connect;
+mod env;
 mod health;
 mod invalidation;
+mod permits;
 mod pool;
-mod slots;
+mod shared;
 mod tracking;
 
 pub use conn::{ConnHandle, Request};
-pub use pool::{Pool, PoolConfig, PoolStats};
-pub use slots::{CloseReason, Limits};
+pub use env::{CloseReason, Limits, Settings};
+pub use pool::{Pool, PoolStats};
 pub use tracking::{Tracking, TrackingMode, TrackingSink};

@@ -7,58 +7,24 @@
 //!
 //! What "in use" means (docs/pool.md): a shared connection is in use while it has requests in
 //! flight, idle otherwise; a dedicated connection is in use while a session holds it. Both kinds
-//! hold one slot of `max_open` for as long as they are open.
+//! hold one permit of `max_open` for as long as they are open.
+//!
+//! Owns which connections exist and for how long: it sits on top of the connections, the
+//! open-connection accounting and the invalidation connection. Never touches a socket.
 
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tracing::{debug, info};
 
 use super::conn::{connect_dedicated, spawn_shared, ConnHandle};
+use super::env::{CloseReason, Counters, Env, Limits, Settings};
 use super::health::Health;
 use super::invalidation;
-use super::slots::{CloseReason, Grant, Limits, SlotStats, Slots, Take};
+use super::permits::{Grant, PermitStats, Permits, Take};
+use super::shared::{SharedConns, PROTOS};
 use super::tracking::Tracking;
 use crate::reply::UpstreamError;
-
-/// Settings of the upstream side.
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    /// `host:port` of Redis.
-    pub addr: String,
-    /// Shared connections per protocol version.
-    pub shared_conns: usize,
-    pub connect_timeout: Duration,
-    /// A request unanswered this long fails, and its connection is retired.
-    pub upstream_timeout: Option<Duration>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub limits: Limits,
-}
-
-/// What every connection task of the pool needs.
-pub struct Env {
-    pub cfg: PoolConfig,
-    pub slots: Arc<Slots>,
-    pub health: Health,
-    pub tracking: Option<Arc<Tracking>>,
-}
-
-/// The current shared connections, replaced one at a time as they reach their lifetime.
-pub struct SharedConns {
-    /// Index 0 serves RESP2 clients, index 1 RESP3 clients.
-    lists: [RwLock<Vec<ConnHandle>>; 2],
-}
-
-impl SharedConns {
-    /// Every shared connection now.
-    pub fn all(&self) -> Vec<ConnHandle> {
-        self.lists
-            .iter()
-            .flat_map(|l| l.read().unwrap_or_else(|p| p.into_inner()).clone())
-            .collect()
-    }
-}
 
 /// The pool's figures, as `sql.DBStats` has them.
 #[derive(Debug, Clone, Default)]
@@ -71,74 +37,70 @@ pub struct PoolStats {
     pub wait_duration: Duration,
     /// Indexed like [`CloseReason::ALL`].
     pub closed: [u64; 5],
+    /// Shared connections re-established after a loss.
+    pub reconnects: u64,
 }
 
 /// Upstream connections, shared and dedicated.
 pub struct Pool {
     env: Arc<Env>,
+    permits: Arc<Permits>,
     shared: Arc<SharedConns>,
-}
-
-fn slot(proto: u8) -> usize {
-    usize::from(proto >= 3)
 }
 
 impl Pool {
     /// Creates the pool and starts its shared connections. Must run inside a tokio runtime.
     /// With `tracking`, every shared connection tracks what it reads, redirecting invalidations
     /// to an invalidation connection this pool also runs.
-    pub fn new(cfg: PoolConfig, tracking: Option<Arc<Tracking>>) -> Arc<Pool> {
-        let slots = Slots::new(cfg.limits.clone());
+    pub fn new(settings: Settings, tracking: Option<Arc<Tracking>>) -> Arc<Pool> {
+        let counters = Arc::new(Counters::default());
+        let permits = Permits::new(settings.limits.clone(), counters.clone());
         let env = Arc::new(Env {
-            cfg,
-            slots,
+            settings,
+            counters,
             health: Health::default(),
             tracking: tracking.clone(),
         });
-        let n = env.cfg.shared_conns.max(1);
-        let lists = [2u8, 3u8].map(|p| {
-            let conns = (0..n)
-                .map(|_| spawn_shared(env.clone(), p, env.slots.force()))
-                .collect();
-            RwLock::new(conns)
+        let n = env.settings.shared_conns.max(1);
+        let lists = PROTOS.map(|p| {
+            (0..n)
+                .map(|_| spawn_shared(env.clone(), p, permits.force()))
+                .collect()
         });
-        let shared = Arc::new(SharedConns { lists });
+        let shared = Arc::new(SharedConns::new(lists));
         if let Some(t) = tracking {
             invalidation::spawn(env.clone(), t, shared.clone());
         }
-        let pool = Arc::new(Pool { env, shared });
+        let pool = Arc::new(Pool {
+            env,
+            permits,
+            shared,
+        });
         tokio::spawn(maintain(Arc::downgrade(&pool)));
         pool
     }
 
     /// The upstream address.
     pub fn addr(&self) -> &str {
-        &self.env.cfg.addr
+        &self.env.settings.addr
     }
 
     /// The least busy shared connection for `proto`, preferring connected ones.
     pub fn shared(&self, proto: u8) -> ConnHandle {
-        let conns = self.shared.lists[slot(proto)]
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
-        conns
-            .iter()
-            .min_by_key(|c| (!c.is_up(), c.inflight()))
-            .cloned()
-            .expect("pool has at least one shared connection")
+        self.shared.least_busy(proto)
     }
 
     /// A dedicated connection: an idle one if any is still up, else a new one, else the first
     /// to come free within the wait timeout.
     pub async fn dedicated(&self, proto: u8) -> Result<ConnHandle, UpstreamError> {
-        let grant = match self.env.slots.take(proto) {
+        let grant = match self.permits.take(proto) {
             Take::Idle(conn) => return Ok(conn),
-            Take::Open(slot) => Grant::Slot(slot),
+            Take::Open(permit) => Grant::Permit(permit),
             Take::Wait(rx) => {
                 let started = std::time::Instant::now();
-                let wait = self.env.slots.limits().wait_timeout;
+                let wait = self.permits.limits().wait_timeout;
                 let got = tokio::time::timeout(wait, rx).await;
-                self.env.slots.waited(started.elapsed());
+                self.permits.waited(started.elapsed());
                 match got {
                     Ok(Ok(grant)) => grant,
                     _ => return Err(self.exhausted(wait)),
@@ -147,20 +109,20 @@ impl Pool {
         };
         match grant {
             Grant::Conn(conn) if conn.is_up() => Ok(conn),
-            // Handed a connection that died meanwhile: its slot is ours to reopen, but that
-            // slot lives in the dead connection's task. Ask again, without waiting in line.
-            Grant::Conn(_) => match self.env.slots.try_open() {
-                Some(slot) => connect_dedicated(&self.env, proto, slot).await,
+            // Handed a connection that died meanwhile: its permit is ours to reopen, but that
+            // permit lives in the dead connection's task. Ask again, without waiting in line.
+            Grant::Conn(_) => match self.permits.try_open() {
+                Some(permit) => connect_dedicated(&self.env, proto, permit).await,
                 None => Err(self.exhausted(Duration::ZERO)),
             },
-            Grant::Slot(slot) => connect_dedicated(&self.env, proto, slot).await,
+            Grant::Permit(permit) => connect_dedicated(&self.env, proto, permit).await,
         }
     }
 
     fn exhausted(&self, waited: Duration) -> UpstreamError {
-        let max = self.env.slots.limits().max_open;
+        let max = self.permits.limits().max_open;
         UpstreamError::Unavailable {
-            addr: self.env.cfg.addr.clone(),
+            addr: self.env.settings.addr.clone(),
             cause: format!(
                 "no connection free within {} ms (max-open-conns {max} in use)",
                 waited.as_millis()
@@ -172,33 +134,33 @@ impl Pool {
     /// protocol it was opened with). A busy or broken one is dropped, which closes it.
     pub fn release(&self, conn: ConnHandle) {
         if !conn.is_up() || conn.inflight() > 0 {
-            self.env.slots.closed(CloseReason::Discarded);
+            self.permits.closed(CloseReason::Discarded);
             return;
         }
-        self.env.slots.put(conn);
+        self.permits.put(conn);
     }
 
     /// Drops a dedicated connection whose session state cannot be reused.
     pub fn discard(&self, conn: ConnHandle) {
         if conn.is_up() {
-            self.env.slots.closed(CloseReason::Discarded);
+            self.permits.closed(CloseReason::Discarded);
         }
         drop(conn);
     }
 
     /// The pool limits now.
     pub fn limits(&self) -> Limits {
-        self.env.slots.limits()
+        self.permits.limits()
     }
 
     /// Applies new limits (configuration reload).
     pub fn set_limits(&self, limits: Limits) {
-        self.env.slots.set_limits(limits);
+        self.permits.set_limits(limits);
     }
 
     /// The pool's figures now.
     pub fn stats(&self) -> PoolStats {
-        let SlotStats {
+        let PermitStats {
             max_open,
             open,
             idle_dedicated,
@@ -206,7 +168,7 @@ impl Pool {
             wait_duration,
             closed,
             ..
-        } = self.env.slots.stats();
+        } = self.permits.stats();
         let idle_shared = self
             .shared
             .all()
@@ -222,47 +184,33 @@ impl Pool {
             wait_count,
             wait_duration,
             closed,
+            reconnects: self.env.counters.reconnects(),
         }
     }
 
-    /// Replaces the shared connection at `index` with a new one, once the new one is up.
-    async fn rotate(&self, side: usize, index: usize) {
-        let Some(slot) = self.env.slots.try_open() else {
-            debug!("no free slot to replace a shared connection; will retry");
+    /// Replaces the shared connection at `index` of `list` with a new one, once the new one
+    /// is up.
+    async fn rotate(&self, list: usize, index: usize) {
+        let Some(permit) = self.permits.try_open() else {
+            debug!("no free permit to replace a shared connection; will retry");
             return;
         };
-        let proto = [2u8, 3u8][side];
-        let fresh = spawn_shared(self.env.clone(), proto, slot);
-        if !fresh.wait_up(self.env.cfg.connect_timeout).await {
-            // Dropping the handle ends its task, which frees the slot.
+        let proto = PROTOS[list];
+        let fresh = spawn_shared(self.env.clone(), proto, permit);
+        if !fresh.wait_up(self.env.settings.connect_timeout).await {
+            // Dropping the handle ends its task, which frees the permit.
             return;
         }
-        let old = {
-            let mut list = self.shared.lists[side]
-                .write()
-                .unwrap_or_else(|p| p.into_inner());
-            match list.get_mut(index) {
-                Some(c) => std::mem::replace(c, fresh),
-                None => return,
-            }
+        let Some(old) = self.shared.replace(list, index, fresh) else {
+            return;
         };
-        self.env.slots.closed(CloseReason::MaxLifetime);
+        self.permits.closed(CloseReason::MaxLifetime);
         info!(
             proto,
             age_s = old.age().as_secs(),
             "shared upstream connection replaced at its max lifetime"
         );
         old.retire();
-    }
-
-    /// The first shared connection past its lifetime, if any.
-    fn due_for_rotation(&self, lifetime: Duration) -> Option<(usize, usize)> {
-        self.shared.lists.iter().enumerate().find_map(|(side, l)| {
-            let list = l.read().unwrap_or_else(|p| p.into_inner());
-            list.iter()
-                .position(|c| c.age() >= lifetime)
-                .map(|index| (side, index))
-        })
     }
 }
 
@@ -277,10 +225,10 @@ async fn maintain(pool: Weak<Pool>) {
         let Some(pool) = pool.upgrade() else {
             return;
         };
-        pool.env.slots.reap();
-        let lifetime = pool.env.slots.limits().max_lifetime;
-        if let Some((side, index)) = lifetime.and_then(|l| pool.due_for_rotation(l)) {
-            pool.rotate(side, index).await;
+        pool.permits.reap();
+        let lifetime = pool.permits.limits().max_lifetime;
+        if let Some((list, index)) = lifetime.and_then(|l| pool.shared.first_older_than(l)) {
+            pool.rotate(list, index).await;
         }
     }
 }

@@ -1,14 +1,14 @@
 //! Open-connection accounting, as Go's database/sql does it.
 //!
 //! Every open upstream data connection (shared or dedicated; not the invalidation connection)
-//! holds a [`Slot`], and at most `max_open` slots exist. Idle dedicated connections wait in a
+//! holds a [`Permit`], and at most `max_open` permits exist. Idle dedicated connections wait in a
 //! list, at most `max_idle` of them. A caller that finds neither an idle connection nor a free
-//! slot joins a line and is served first come, first served: a connection given back goes to the
-//! first waiter, and so does the slot of a connection that closes. A waiter that gave up (its
+//! permit joins a line and is served first come, first served: a connection given back goes to the
+//! first waiter, and so does the permit of a connection that closes. A waiter that gave up (its
 //! wait timed out, its client left) is skipped, never served.
 //!
-//! Nothing here awaits while holding the lock, and nothing drops a [`Slot`] under it (dropping
-//! one re-enters to hand the slot on).
+//! Owns the open count, the idle list and the line of waiters. Nothing here awaits while holding
+//! the lock, and nothing drops a [`Permit`] under it (dropping one re-enters to hand it on).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,70 +18,20 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::conn::ConnHandle;
-
-/// The limits, changeable at run time (SIGHUP).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Open data connections at most; 0 means no limit.
-    pub max_open: usize,
-    /// Idle dedicated connections kept for reuse.
-    pub max_idle: usize,
-    /// Connections are closed (dedicated) or replaced (shared) at this age.
-    pub max_lifetime: Option<Duration>,
-    /// Idle dedicated connections are closed after this long unused.
-    pub max_idle_time: Option<Duration>,
-    /// How long a session waits for a connection when `max_open` are open.
-    pub wait_timeout: Duration,
-}
-
-/// Why the pool closed a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// Given back while `max_idle` were already idle.
-    MaxIdle,
-    /// Idle longer than `max_idle_time`.
-    MaxIdleTime,
-    /// Older than `max_lifetime`.
-    MaxLifetime,
-    /// Failed: Redis closed it, the socket broke, a reply timed out.
-    Error,
-    /// Dropped with session state on it (the client left mid-transaction, switched protocol).
-    Discarded,
-}
-
-impl CloseReason {
-    pub const ALL: [CloseReason; 5] = [
-        CloseReason::MaxIdle,
-        CloseReason::MaxIdleTime,
-        CloseReason::MaxLifetime,
-        CloseReason::Error,
-        CloseReason::Discarded,
-    ];
-
-    /// The metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseReason::MaxIdle => "max_idle",
-            CloseReason::MaxIdleTime => "max_idle_time",
-            CloseReason::MaxLifetime => "max_lifetime",
-            CloseReason::Error => "error",
-            CloseReason::Discarded => "discarded",
-        }
-    }
-}
+use super::env::{CloseReason, Counters, Limits};
 
 /// What a waiter is handed.
 pub enum Grant {
     /// A connection given back by another session.
     Conn(ConnHandle),
     /// Permission to open a new connection.
-    Slot(Slot),
+    Permit(Permit),
 }
 
 /// The outcome of asking for a dedicated connection.
 pub enum Take {
     Idle(ConnHandle),
-    Open(Slot),
+    Open(Permit),
     Wait(oneshot::Receiver<Grant>),
 }
 
@@ -104,27 +54,27 @@ struct Inner {
 }
 
 /// The pool's bookkeeping: open count, idle list, waiters and the statistics.
-pub struct Slots {
+pub struct Permits {
     inner: Mutex<Inner>,
     wait_count: AtomicU64,
     wait_nanos: AtomicU64,
-    closed: [AtomicU64; 5],
+    counters: Arc<Counters>,
 }
 
 /// One unit of `max_open`, held by an open connection for its whole life.
-pub struct Slot(Option<Arc<Slots>>);
+pub struct Permit(Option<Arc<Permits>>);
 
-impl Drop for Slot {
+impl Drop for Permit {
     fn drop(&mut self) {
-        if let Some(slots) = self.0.take() {
-            slots.free();
+        if let Some(permits) = self.0.take() {
+            permits.free();
         }
     }
 }
 
 /// The figures of `sql.DBStats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SlotStats {
+pub struct PermitStats {
     pub max_open: usize,
     pub open: usize,
     pub idle_dedicated: usize,
@@ -134,7 +84,7 @@ pub struct SlotStats {
     pub closed: [u64; 5],
 }
 
-fn side(proto: u8) -> usize {
+fn proto_index(proto: u8) -> usize {
     usize::from(proto >= 3)
 }
 
@@ -156,9 +106,9 @@ fn expired(
     None
 }
 
-impl Slots {
-    pub fn new(limits: Limits) -> Arc<Slots> {
-        Arc::new(Slots {
+impl Permits {
+    pub fn new(limits: Limits, counters: Arc<Counters>) -> Arc<Permits> {
+        Arc::new(Permits {
             inner: Mutex::new(Inner {
                 limits,
                 open: 0,
@@ -167,7 +117,7 @@ impl Slots {
             }),
             wait_count: AtomicU64::new(0),
             wait_nanos: AtomicU64::new(0),
-            closed: Default::default(),
+            counters,
         })
     }
 
@@ -187,34 +137,34 @@ impl Slots {
 
     /// Counts a connection the pool closed.
     pub fn closed(&self, reason: CloseReason) {
-        self.closed[reason as usize].fetch_add(1, Ordering::Relaxed);
+        self.counters.closed(reason);
     }
 
-    /// A slot taken whatever the limit: the shared connections the proxy cannot run without.
-    pub fn force(self: &Arc<Self>) -> Slot {
+    /// A permit taken whatever the limit: the shared connections the proxy cannot run without.
+    pub fn force(self: &Arc<Self>) -> Permit {
         self.lock().open += 1;
-        Slot(Some(self.clone()))
+        Permit(Some(self.clone()))
     }
 
-    /// A slot if one is free and nobody waits for it (replacing a shared connection).
-    pub fn try_open(self: &Arc<Self>) -> Option<Slot> {
+    /// A permit if one is free and nobody waits for it (replacing a shared connection).
+    pub fn try_open(self: &Arc<Self>) -> Option<Permit> {
         let mut g = self.lock();
         let max = g.limits.max_open;
         let free = max == 0 || g.open < max;
         (free && g.waiters.iter().all(|w| w.tx.is_closed())).then(|| {
             g.open += 1;
-            Slot(Some(self.clone()))
+            Permit(Some(self.clone()))
         })
     }
 
-    /// An idle connection speaking `proto`, a slot to open one, or a place in line.
+    /// An idle connection speaking `proto`, a permit to open one, or a place in line.
     pub fn take(self: &Arc<Self>, proto: u8) -> Take {
         let mut closing = Vec::new();
         let now = Instant::now();
         let mut g = self.lock();
         let inner = &mut *g;
         let mut found = None;
-        while let Some(idle) = inner.idle[side(proto)].pop_back() {
+        while let Some(idle) = inner.idle[proto_index(proto)].pop_back() {
             match expired(&idle.conn, idle.since, &inner.limits, now) {
                 Some(reason) => {
                     self.closed(reason);
@@ -231,11 +181,11 @@ impl Slots {
             Take::Idle(conn)
         } else if inner.limits.max_open == 0 || inner.open < inner.limits.max_open {
             inner.open += 1;
-            Take::Open(Slot(Some(self.clone())))
+            Take::Open(Permit(Some(self.clone())))
         } else {
             // At the limit. An idle connection of the other protocol is of no use to anyone
-            // waiting here: close it, and its slot comes to the line.
-            if let Some(idle) = inner.idle[1 - side(proto)].pop_front() {
+            // waiting here: close it, and its permit comes to the line.
+            if let Some(idle) = inner.idle[1 - proto_index(proto)].pop_front() {
                 self.closed(CloseReason::MaxIdle);
                 closing.push(idle.conn);
             }
@@ -268,7 +218,7 @@ impl Slots {
         while let Some(w) = g.waiters.front() {
             if w.proto != conn.proto() && !w.tx.is_closed() {
                 // The first in line speaks the other protocol: close this one so that its
-                // slot goes to them.
+                // permit goes to them.
                 drop(g);
                 self.closed(CloseReason::MaxIdle);
                 return;
@@ -279,7 +229,7 @@ impl Slots {
             match w.tx.send(Grant::Conn(conn)) {
                 Ok(()) => return,
                 Err(Grant::Conn(c)) => conn = c,
-                // Only a connection was sent; a slot cannot come back, but never drop one here.
+                // Only a connection was sent; a permit cannot come back, but never drop one here.
                 Err(other) => {
                     drop(g);
                     drop(other);
@@ -293,15 +243,15 @@ impl Slots {
             self.closed(CloseReason::MaxIdle);
             return;
         }
-        g.idle[side(conn.proto())].push_back(Idle {
+        g.idle[proto_index(conn.proto())].push_back(Idle {
             conn,
             since: Instant::now(),
         });
     }
 
-    /// A connection's slot is free: hand it to the first waiter, or count one fewer open.
+    /// A connection's permit is free: hand it to the first waiter, or count one fewer open.
     fn free(self: &Arc<Self>) {
-        let mut grant = Grant::Slot(Slot(Some(self.clone())));
+        let mut grant = Grant::Permit(Permit(Some(self.clone())));
         loop {
             let waiter = {
                 let mut g = self.lock();
@@ -319,8 +269,8 @@ impl Slots {
                 }
             };
             let Some(waiter) = waiter else {
-                // Disarm: this slot was counted out above.
-                if let Grant::Slot(s) = &mut grant {
+                // Disarm: this permit was counted out above.
+                if let Grant::Permit(s) = &mut grant {
                     s.0 = None;
                 }
                 return;
@@ -351,8 +301,8 @@ impl Slots {
             );
         }
         while inner.idle.iter().map(VecDeque::len).sum::<usize>() > inner.limits.max_idle {
-            let side = usize::from(inner.idle[0].len() < inner.idle[1].len());
-            if let Some(idle) = inner.idle[side].pop_front() {
+            let fuller = usize::from(inner.idle[0].len() < inner.idle[1].len());
+            if let Some(idle) = inner.idle[fuller].pop_front() {
                 self.closed(CloseReason::MaxIdle);
                 closing.push(idle.conn);
             }
@@ -361,16 +311,16 @@ impl Slots {
         drop(closing);
     }
 
-    pub fn stats(&self) -> SlotStats {
+    pub fn stats(&self) -> PermitStats {
         let g = self.lock();
-        SlotStats {
+        PermitStats {
             max_open: g.limits.max_open,
             open: g.open,
             idle_dedicated: g.idle.iter().map(VecDeque::len).sum(),
             waiting: g.waiters.iter().filter(|w| !w.tx.is_closed()).count(),
             wait_count: self.wait_count.load(Ordering::Relaxed),
             wait_duration: Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed)),
-            closed: self.closed.each_ref().map(|c| c.load(Ordering::Relaxed)),
+            closed: self.counters.closed_counts(),
         }
     }
 }

@@ -1,0 +1,316 @@
+//! One upstream connection as an active object: a task owning the socket, and cheap handles
+//! through which sessions queue requests to it.
+//!
+//! The task ([`serve`]) runs two halves concurrently: the writer takes requests off the queue,
+//! records what each expects, and writes them in batches; the reader measures each reply
+//! frame (no parsing into a tree, no copy: the reply is a slice of the read buffer) and hands it
+//! to the oldest expectation. A dedicated connection can switch to *relay* mode, where every
+//! frame goes to the owning session in arrival order (pub/sub, MONITOR, CLIENT REPLY OFF).
+//! [`spawn`] starts the tasks: shared connections reconnect, dedicated ones die with their
+//! socket.
+//!
+//! Owns the socket and the order of replies. Never decides which connection a request goes
+//! to (the pool and the session do), and never blocks its task on a caller.
+
+mod serve;
+mod spawn;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+pub use spawn::{connect_dedicated, spawn_shared};
+
+use super::connect::tracking_command;
+use super::env::Env;
+use super::tracking::{Tracking, TrackingMode, BCAST_TAG};
+use crate::reply::{self, OutMeter, Outbound, Outbox, ReplyTx, UpstreamError, UpstreamResult};
+
+/// What a request expects back.
+pub enum Expect {
+    /// Exactly one reply frame, delivered to this channel.
+    One(ReplyTx),
+    /// Exactly one reply frame (or why there is none), handed to this function by the
+    /// connection's task as soon as it is read. The function must be quick and must not block:
+    /// it is how a cache fill completes without a task of its own.
+    Then(Completion),
+    /// Switch the connection to relay mode: from now on every frame goes to this session queue.
+    Relay(Outbox),
+    /// The reply to `CLIENT TRACKING on REDIRECT`: on `+OK`, fills through this connection are
+    /// protected under this tracking epoch. Judged by the task that wrote the command, so the
+    /// reply is known to come from the same socket.
+    Track(u64),
+}
+
+/// Work done with a reply by the task that read it (see [`Expect::Then`]). It runs exactly
+/// once: with the reply, with the error that failed the request, or, if the request is dropped
+/// unanswered (its connection's task ended with it still queued), with that loss.
+pub struct Completion(Option<Box<dyn FnOnce(UpstreamResult) + Send>>);
+
+impl Completion {
+    fn run(mut self, result: UpstreamResult) {
+        if let Some(then) = self.0.take() {
+            then(result);
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if let Some(then) = self.0.take() {
+            then(Err(UpstreamError::Lost {
+                addr: "upstream".into(),
+                cause: "request dropped".into(),
+            }));
+        }
+    }
+}
+
+/// One encoded command (or several, pipelined) and what it expects back.
+pub struct Request {
+    pub bytes: Bytes,
+    pub expect: Expect,
+    /// Whether `--upstream-timeout` applies (not to blocking commands or relayed sessions).
+    pub timed: bool,
+}
+
+/// State shared between a connection's task and its handles.
+struct ConnState {
+    addr: String,
+    proto: u8,
+    /// Requests sent whose reply has not arrived yet.
+    inflight: AtomicUsize,
+    /// False while a shared connection is reconnecting, and forever once a dedicated one dies.
+    up: AtomicBool,
+    /// Unique per connection object; with `generation`, it makes the cache tag.
+    index: u64,
+    /// Bumped at every (re)connect of a shared connection.
+    generation: AtomicU64,
+    /// Tracking epoch this connection's `CLIENT TRACKING ... REDIRECT` points at (0: none).
+    tracking_epoch: AtomicU64,
+    tracking: Option<Arc<Tracking>>,
+    created: Instant,
+    /// Set when the pool replaces this connection: no new work, close once drained.
+    retiring: AtomicBool,
+    retire: Notify,
+    /// Signalled when the connection comes up.
+    came_up: Notify,
+}
+
+impl ConnState {
+    fn tag(&self) -> u64 {
+        (self.index << 32) | (self.generation.load(Ordering::Acquire) & 0xffff_ffff)
+    }
+
+    /// The connection no longer protects what it filled: tell the cache, before any new fill.
+    fn tracking_lost(&self) {
+        self.tracking_epoch.store(0, Ordering::Release);
+        if let Some(t) = &self.tracking {
+            t.sink.connection_lost(self.tag());
+        }
+    }
+}
+
+/// A cheap, cloneable handle to a connection task.
+#[derive(Clone)]
+pub struct ConnHandle {
+    tx: mpsc::UnboundedSender<Request>,
+    state: Arc<ConnState>,
+}
+
+impl ConnHandle {
+    fn new(env: &Env, proto: u8, tracking: bool) -> (Self, mpsc::UnboundedReceiver<Request>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(ConnState {
+            addr: env.settings.addr.clone(),
+            proto,
+            inflight: AtomicUsize::new(0),
+            up: AtomicBool::new(false),
+            index: env.counters.next_index(),
+            generation: AtomicU64::new(0),
+            tracking_epoch: AtomicU64::new(0),
+            tracking: env.tracking.clone().filter(|_| tracking),
+            created: Instant::now(),
+            retiring: AtomicBool::new(false),
+            retire: Notify::new(),
+            came_up: Notify::new(),
+        });
+        (ConnHandle { tx, state }, rx)
+    }
+
+    /// Sends a request expecting one reply; the receiver yields the reply or why there is none.
+    pub fn call(&self, bytes: Bytes) -> oneshot::Receiver<UpstreamResult> {
+        self.call_for(bytes, true, None)
+    }
+
+    /// [`ConnHandle::call`] for a client: whether the upstream timeout applies (a blocking
+    /// command may legitimately wait for ever), and the client's output meter to charge.
+    pub fn call_for(
+        &self,
+        bytes: Bytes,
+        timed: bool,
+        meter: Option<&Arc<OutMeter>>,
+    ) -> oneshot::Receiver<UpstreamResult> {
+        let (tx, rx) = reply::reply_channel(meter);
+        self.send(Request {
+            bytes,
+            expect: Expect::One(tx),
+            timed,
+        });
+        rx
+    }
+
+    /// Sends a request expecting one reply, and has the connection's task run `then` with it
+    /// (or with why there is none). Replies read together are thus handed on together, with no
+    /// task woken per reply.
+    pub fn call_then(&self, bytes: Bytes, then: impl FnOnce(UpstreamResult) + Send + 'static) {
+        self.send(Request {
+            bytes,
+            expect: Expect::Then(Completion(Some(Box::new(then)))),
+            timed: true,
+        });
+    }
+
+    /// Sends a request whose replies, and every frame after them, are relayed to `sink`.
+    pub fn relay(&self, bytes: Bytes, sink: Outbox) {
+        self.send(Request {
+            bytes,
+            expect: Expect::Relay(sink),
+            timed: false,
+        });
+    }
+
+    fn send(&self, req: Request) {
+        self.state.inflight.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
+            let err = UpstreamError::Lost {
+                addr: self.state.addr.clone(),
+                cause: "connection closed".into(),
+            };
+            fail(req.expect, &err, &self.state);
+        }
+    }
+
+    /// Requests sent and not yet answered.
+    pub fn inflight(&self) -> usize {
+        self.state.inflight.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection is established and takes new work (a dead dedicated connection
+    /// never comes back; a retiring one only finishes what it has).
+    pub fn is_up(&self) -> bool {
+        self.state.up.load(Ordering::Acquire)
+            && !self.state.retiring.load(Ordering::Acquire)
+            && !self.tx.is_closed()
+    }
+
+    /// Waits until the connection is up, for at most `limit`.
+    pub async fn wait_up(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.state.came_up.notified();
+            if self.is_up() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.is_up();
+            }
+        }
+    }
+
+    /// How long ago the connection object was created.
+    pub fn age(&self) -> Duration {
+        self.state.created.elapsed()
+    }
+
+    /// Takes the connection out of service: it answers what was sent to it, then closes and
+    /// drops the cache entries its tracking protected. Only shared connections are retired.
+    pub fn retire(&self) {
+        self.state.retiring.store(true, Ordering::Release);
+        self.state.retire.notify_one();
+    }
+
+    /// The RESP version this connection speaks.
+    pub fn proto(&self) -> u8 {
+        self.state.proto
+    }
+
+    /// The cache tag for a fill through this connection, if its tracking protects fills now.
+    pub fn fill_tag(&self) -> Option<u64> {
+        let t = self.state.tracking.as_ref()?;
+        if t.mode != TrackingMode::Default {
+            // BCAST: what protects an entry is the invalidation connection alone.
+            return (self.is_up() && t.redirect().is_some()).then_some(BCAST_TAG);
+        }
+        let epoch = self.state.tracking_epoch.load(Ordering::Acquire);
+        (self.is_up() && t.is_current(epoch)).then(|| self.state.tag())
+    }
+
+    /// Points this connection's tracking at a new invalidation connection. Fills through it
+    /// resume once Redis has answered, if the connection was not replaced meanwhile.
+    pub fn retrack(&self, client_id: i64, epoch: u64) {
+        self.send(Request {
+            bytes: tracking_command(client_id),
+            expect: Expect::Track(epoch),
+            timed: true,
+        });
+    }
+
+    /// True when both handles drive the same connection.
+    pub fn same(&self, other: &ConnHandle) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+}
+
+fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
+    state.inflight.fetch_sub(1, Ordering::AcqRel);
+    match expect {
+        Expect::One(tx) => tx.send(Err(err.clone())),
+        Expect::Then(then) => then.run(Err(err.clone())),
+        Expect::Relay(sink) => close_relay(&sink, err),
+        Expect::Track(_) => {}
+    }
+}
+
+/// Ends a relayed session. A clean close by Redis (after QUIT, say) is passed on as a plain
+/// close, as Redis itself would do it; anything else is explained first.
+fn close_relay(sink: &Outbox, err: &UpstreamError) {
+    if !matches!(err, UpstreamError::Closed { .. }) {
+        sink.send(Outbound::Frame(err.to_frame()));
+    }
+    sink.send(Outbound::Close);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    fn recorder() -> (Arc<Mutex<Vec<UpstreamResult>>>, Completion) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let then = move |r| log.lock().unwrap().push(r);
+        (seen, Completion(Some(Box::new(then))))
+    }
+
+    #[test]
+    fn a_completion_runs_once_with_its_reply() {
+        let (seen, then) = recorder();
+        then.run(Ok(Bytes::from_static(b"+OK\r\n")));
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(matches!(&seen[0], Ok(b) if &b[..] == b"+OK\r\n"));
+    }
+
+    #[test]
+    fn a_completion_dropped_unanswered_runs_with_the_loss() {
+        let (seen, then) = recorder();
+        drop(then);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert!(matches!(&seen[0], Err(UpstreamError::Lost { .. })));
+    }
+}

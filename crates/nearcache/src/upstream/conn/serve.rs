@@ -1,0 +1,305 @@
+//! A connection's task while its socket is up, in three parts that run concurrently: the
+//! writer, which batches queued requests into socket writes; the reader, which matches each
+//! reply to the oldest request; and the retirement, which drains a connection the pool
+//! replaced. Whichever ends first ends the connection, and every request still waiting fails.
+//!
+//! Owns the socket for one connection attempt. Never awaits anything but the socket, its
+//! request queue and its timers: a slow caller cannot stall it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::{close_relay, fail, ConnState, Expect, Request};
+use crate::reply::{Outbound, Outbox, UpstreamError};
+
+/// How many bytes of queued requests are coalesced into one socket write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Requests this large are written from their own buffer rather than copied into the batch.
+const WRITE_ALONE: usize = 16 * 1024;
+/// A retired connection keeps serving this long for requests already on their way to it.
+const RETIRE_GRACE: Duration = Duration::from_millis(100);
+/// A retired connection waits at most this long for its last replies.
+const RETIRE_DRAIN: Duration = Duration::from_secs(10);
+
+/// An expectation with the time its reply is due.
+struct Due {
+    expect: Expect,
+    deadline: Option<Instant>,
+}
+
+/// How a connection's service ended.
+pub(super) enum Ended {
+    /// Every handle is gone.
+    Dropped,
+    /// Replaced by the pool, after its last replies came in.
+    Retired,
+    Failed(UpstreamError),
+}
+
+/// Runs one established connection until it fails, is retired, or every handle is gone.
+/// Requests that were written but not answered are failed before returning.
+pub(super) async fn serve(
+    stream: TcpStream,
+    rx: &mut mpsc::UnboundedReceiver<Request>,
+    state: &ConnState,
+    timeout: Option<Duration>,
+) -> Ended {
+    let (mut rd, mut wr) = stream.into_split();
+    let (exp_tx, exp_rx) = mpsc::unbounded_channel::<Due>();
+    let mut waiting = Waiting {
+        incoming: exp_rx,
+        queue: VecDeque::new(),
+        relay: None,
+    };
+    let ended = tokio::select! {
+        e = write_requests(&mut wr, rx, &exp_tx, state, timeout) => e,
+        e = read_replies(&mut rd, &mut waiting, state, timeout) => Ended::Failed(e),
+        () = retired(state) => Ended::Retired,
+    };
+    let err = match &ended {
+        Ended::Failed(e) => e.clone(),
+        Ended::Dropped | Ended::Retired => lost(state, "connection closed".into()),
+    };
+    waiting.fail_all(&err, state);
+    ended
+}
+
+fn lost(state: &ConnState, cause: String) -> UpstreamError {
+    UpstreamError::Lost {
+        addr: state.addr.clone(),
+        cause,
+    }
+}
+
+/// The writer: takes requests off the queue, hands each expectation to the reader before its
+/// bytes leave, and writes whatever is queued in one write (a large request from its own
+/// buffer). Ends when every handle is gone or a write fails.
+async fn write_requests(
+    wr: &mut OwnedWriteHalf,
+    rx: &mut mpsc::UnboundedReceiver<Request>,
+    expected: &mpsc::UnboundedSender<Due>,
+    state: &ConnState,
+    timeout: Option<Duration>,
+) -> Ended {
+    let mut out = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let Some(req) = rx.recv().await else {
+            return Ended::Dropped;
+        };
+        // The clock is read only when a timeout applies (not on the hot path otherwise).
+        let now = timeout.map(|_| Instant::now());
+        let mut batch = Some(req);
+        while let Some(req) = batch.take() {
+            let Request {
+                bytes,
+                expect,
+                timed,
+            } = req;
+            let deadline = timeout.zip(now).filter(|_| timed).map(|(t, now)| now + t);
+            // The expectation is queued before the bytes leave, so the reader finds it.
+            let _ = expected.send(Due { expect, deadline });
+            if bytes.len() < WRITE_ALONE {
+                out.extend_from_slice(&bytes);
+            } else {
+                // A large request (a big SET): written as it is, after what precedes it.
+                let written = async {
+                    wr.write_all(&out).await?;
+                    wr.write_all(&bytes).await
+                };
+                if let Err(e) = written.await {
+                    return Ended::Failed(lost(state, e.to_string()));
+                }
+                out.clear();
+            }
+            if out.len() < WRITE_BATCH {
+                batch = rx.try_recv().ok();
+            }
+        }
+        if let Err(e) = wr.write_all(&out).await {
+            return Ended::Failed(lost(state, e.to_string()));
+        }
+        out.clear();
+    }
+}
+
+/// The reader: measures each reply frame and delivers it, and fails the connection when the
+/// oldest timed request is overdue. Returns why it stopped.
+async fn read_replies(
+    rd: &mut OwnedReadHalf,
+    waiting: &mut Waiting,
+    state: &ConnState,
+    timeout: Option<Duration>,
+) -> UpstreamError {
+    let limits = resp::Limits::default();
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+    let timer = tokio::time::sleep_until(far);
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
+    loop {
+        waiting.take_new();
+        // Replies come in order, so the oldest timed request is the one to watch.
+        let next = waiting.queue.iter().find_map(|d| d.deadline);
+        if next != armed {
+            armed = next;
+            let at = next.map_or(far, tokio::time::Instant::from_std);
+            timer.as_mut().reset(at);
+        }
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) => return UpstreamError::Closed { addr: state.addr.clone() },
+                Ok(_) => {}
+                Err(e) => return lost(state, e.to_string()),
+            },
+            () = &mut timer, if armed.is_some() => {
+                let after_ms = timeout.map_or(0, |t| t.as_millis() as u64);
+                warn!(upstream = %state.addr, after_ms, "upstream reply timed out; retiring the connection");
+                return UpstreamError::Timeout { addr: state.addr.clone(), after_ms };
+            }
+            Some(due) = waiting.incoming.recv(), if armed.is_none() && timeout.is_some() => {
+                waiting.queue.push_back(due);
+                continue;
+            }
+        }
+        loop {
+            let len = match resp::scan(&buf, &limits) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(e) => {
+                    return UpstreamError::Protocol {
+                        addr: state.addr.clone(),
+                        cause: e.to_string(),
+                    }
+                }
+            };
+            let frame = buf.split_to(len).freeze();
+            if let Err(e) = waiting.deliver(frame, state) {
+                return e;
+            }
+        }
+        crate::bufs::make_room(&mut buf);
+    }
+}
+
+/// The retirement: resolves once the pool retired the connection and its last replies are in
+/// (or have had long enough to come).
+async fn retired(state: &ConnState) {
+    state.retire.notified().await;
+    // Sessions stop picking a retiring connection at once, but one that picked it a moment
+    // ago may still be sending.
+    tokio::time::sleep(RETIRE_GRACE).await;
+    let deadline = tokio::time::Instant::now() + RETIRE_DRAIN;
+    while state.inflight.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// What the reader waits for: expectations the writer handed over, in the order their
+/// requests were written, and the session every frame goes to once the connection relays.
+struct Waiting {
+    incoming: mpsc::UnboundedReceiver<Due>,
+    queue: VecDeque<Due>,
+    relay: Option<Outbox>,
+}
+
+impl Waiting {
+    fn take_new(&mut self) {
+        while let Ok(due) = self.incoming.try_recv() {
+            self.queue.push_back(due);
+        }
+    }
+
+    /// Routes one reply frame: to the relay sink, to a push consumer, or to the oldest request.
+    fn deliver(&mut self, frame: Bytes, state: &ConnState) -> Result<(), UpstreamError> {
+        self.take_new();
+        if self.relay.is_none()
+            && matches!(
+                self.queue.front(),
+                Some(Due {
+                    expect: Expect::Relay(_),
+                    ..
+                })
+            )
+        {
+            if let Some(Due {
+                expect: Expect::Relay(sink),
+                ..
+            }) = self.queue.pop_front()
+            {
+                state.inflight.fetch_sub(1, Ordering::AcqRel);
+                self.relay = Some(sink);
+            }
+        }
+        if let Some(sink) = &self.relay {
+            // Later relay requests only confirm the mode; every frame goes to the session.
+            for _ in self.queue.drain(..) {
+                state.inflight.fetch_sub(1, Ordering::AcqRel);
+            }
+            sink.send(Outbound::Frame(frame));
+            return Ok(());
+        }
+        if frame.first() == Some(&b'>') {
+            // A RESP3 push on a matched connection is never a reply. The one that matters
+            // here: Redis lost our redirect target, so invalidations for this connection's
+            // reads are lost.
+            if frame.windows(21).any(|w| w == b"tracking-redir-broken") {
+                warn!(upstream = %state.addr, "tracking redirect broken");
+                state.tracking_lost();
+            }
+            debug!(upstream = %state.addr, "push frame on a matched connection");
+            return Ok(());
+        }
+        match self.queue.pop_front().map(|d| d.expect) {
+            Some(Expect::Track(epoch)) => {
+                state.inflight.fetch_sub(1, Ordering::AcqRel);
+                if frame.starts_with(b"+OK") {
+                    state.tracking_epoch.store(epoch, Ordering::Release);
+                } else {
+                    warn!(upstream = %state.addr, reply = %String::from_utf8_lossy(&frame).trim_end(), "CLIENT TRACKING refused");
+                }
+                Ok(())
+            }
+            Some(Expect::One(tx)) => {
+                state.inflight.fetch_sub(1, Ordering::AcqRel);
+                tx.send(Ok(frame));
+                Ok(())
+            }
+            Some(Expect::Then(then)) => {
+                state.inflight.fetch_sub(1, Ordering::AcqRel);
+                then.run(Ok(frame));
+                Ok(())
+            }
+            // Taken above before any frame is examined; kept total rather than panicking.
+            Some(Expect::Relay(sink)) => {
+                state.inflight.fetch_sub(1, Ordering::AcqRel);
+                sink.send(Outbound::Frame(frame));
+                self.relay = Some(sink);
+                Ok(())
+            }
+            None => Err(UpstreamError::Protocol {
+                addr: state.addr.clone(),
+                cause: "reply without a request".into(),
+            }),
+        }
+    }
+
+    /// The connection is gone: every request still waiting fails with `err`, and a relayed
+    /// session is told and closed.
+    fn fail_all(mut self, err: &UpstreamError, state: &ConnState) {
+        self.take_new();
+        for due in self.queue.drain(..) {
+            fail(due.expect, err, state);
+        }
+        if let Some(sink) = self.relay {
+            close_relay(&sink, err);
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Opening an upstream connection: TCP connect, then the handshake (`HELLO 3` for RESP3,
+//! `AUTH` with the proxy's credentials, and whatever commands the caller needs done before
+//! the connection serves, such as pointing its tracking at the invalidation connection).
+//!
+//! Owns everything said to Redis before a connection is handed to its task; TLS and per-user
+//! authentication belong here. Never keeps a connection: it returns the stream or the error.
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::env::Settings;
+use crate::reply::UpstreamError;
+
+/// `CLIENT TRACKING on REDIRECT <id>`: invalidations for what this connection reads go to the
+/// connection whose client id is `client_id`.
+pub fn tracking_command(client_id: i64) -> Bytes {
+    let mut out = BytesMut::new();
+    let id = client_id.to_string();
+    resp::encode_command(
+        &["CLIENT", "TRACKING", "on", "REDIRECT", id.as_str()],
+        &mut out,
+    );
+    out.freeze()
+}
+
+/// Opens a TCP connection and performs the handshake: `HELLO 3` for RESP3, `AUTH` when the
+/// proxy has upstream credentials, then any `extra` commands (each must not fail). With none
+/// of these a `PING` is sent, so that a server refusing us (maxclients) is noticed here and not
+/// by the first client request.
+pub async fn connect(
+    cfg: &Settings,
+    proto: u8,
+    extra: &[Bytes],
+) -> Result<TcpStream, UpstreamError> {
+    let unavailable = |cause: String| UpstreamError::Unavailable {
+        addr: cfg.addr.clone(),
+        cause,
+    };
+    let mut stream = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr))
+        .await
+        .map_err(|_| unavailable("connect timed out".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let mut hello: Vec<Bytes> = Vec::new();
+    if proto == 3 {
+        hello.extend([b"HELLO".as_slice(), b"3"].map(Bytes::from_static));
+        if let Some(pass) = &cfg.password {
+            let user = cfg.username.clone().unwrap_or_else(|| "default".into());
+            hello.extend([
+                Bytes::from_static(b"AUTH"),
+                user.into(),
+                pass.clone().into(),
+            ]);
+        }
+    } else if let Some(pass) = &cfg.password {
+        hello.push(Bytes::from_static(b"AUTH"));
+        if let Some(user) = &cfg.username {
+            hello.push(user.clone().into());
+        }
+        hello.push(pass.clone().into());
+    }
+    if hello.is_empty() && extra.is_empty() {
+        hello.push(Bytes::from_static(b"PING"));
+    }
+    let mut out = BytesMut::new();
+    let mut expected = extra.len();
+    if !hello.is_empty() {
+        resp::encode_command(&hello, &mut out);
+        expected += 1;
+    }
+    for cmd in extra {
+        out.extend_from_slice(cmd);
+    }
+    let replies = tokio::time::timeout(cfg.connect_timeout, handshake(&mut stream, &out, expected))
+        .await
+        .map_err(|_| unavailable("handshake timed out".into()))?
+        .map_err(|e| unavailable(format!("handshake failed: {e}")))?;
+    for reply in replies {
+        if reply.first() == Some(&b'-') {
+            let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
+            return Err(unavailable(format!("handshake rejected: {text}")));
+        }
+    }
+    Ok(stream)
+}
+
+/// Writes `out` and reads `n` replies (push frames are skipped).
+pub async fn handshake(
+    stream: &mut TcpStream,
+    out: &[u8],
+    n: usize,
+) -> std::io::Result<Vec<Bytes>> {
+    stream.write_all(out).await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut replies = Vec::with_capacity(n);
+    while replies.len() < n {
+        match resp::scan(&buf, &resp::Limits::default())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+        {
+            Some(len) => {
+                let frame = buf.split_to(len).freeze();
+                if frame.first() != Some(&b'>') {
+                    replies.push(frame);
+                }
+            }
+            None => {
+                if stream.read_buf(&mut buf).await? == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+            }
+        }
+    }
+    Ok(replies)
+}
