@@ -264,8 +264,8 @@ impl Adaptive {
 
     /// A window that had no hit while candidates of the whole cache's weight left it, and while
     /// the cache as a whole had hits enough that the window's share of them would have been
-    /// [`IDLE_HITS`], serves less than its share: halve it. (Were a window slot worth an average
-    /// slot, the chance of no hit at all by then would be e^-IDLE_HITS.) Evidence for a larger
+    /// [`IDLE_HITS`], serves less than its share: halve it. (Were a window entry worth an average
+    /// entry, the chance of no hit at all by then would be e^-IDLE_HITS.) Evidence for a larger
     /// window comes from the window ghost.
     fn idle_window(&mut self) {
         let now = self.inner.traffic();
@@ -338,7 +338,7 @@ impl Policy for Adaptive {
         PolicyKind::Adaptive
     }
     fn entry_overhead(&self) -> u64 {
-        // Inner W-TinyLFU plus two ghosts of up to 1/10 slot per entry each (queue + map, with
+        // Inner W-TinyLFU plus two ghost lists of up to one hash per 10 entries each (queue + map, with
         // the queue allowed to hold stale copies up to twice the live set). The shadows are
         // not per entry: they live in `reserved_bytes`.
         self.inner.entry_overhead() + 2 * (2 * 16 + 17) / GHOST_DIVISOR as u64

@@ -7,7 +7,7 @@
 //!
 //! Memory layout, per entry (see docs/cache.md, "Per-entry cost"):
 //! * one heap allocation holding the group, the key and the value ([`pack`]);
-//! * a 32-byte [`Entry`] slot in a chunked slab (chunks of 1,024 slots, so the slab never holds
+//! * a 32-byte [`Entry`] cell in a chunked slab (chunks of 1,024 cells, so the slab never holds
 //!   more than one chunk of slack and never copies itself to grow);
 //! * one `u32` in the index: the first entry of a group (its *head*) is indexed by the group's
 //!   hash, the others by the hash of group and key, so the same table finds a key and a group
@@ -33,7 +33,7 @@ const NIL: u32 = u32::MAX;
 const HEAD: u32 = 1 << 31;
 
 /// Fixed per-entry cost, in bytes, of the shard's own structures beyond the entry's packed
-/// bytes: the 32-byte slot, the index slot (a `hashbrown` table of `u32` between 7/16 and 7/8
+/// bytes: the 32-byte cell, the index bucket (a `hashbrown` table of `u32` between 7/16 and 7/8
 /// full: 5.7-11.4 bytes), and the allocator's rounding and header of the packed bytes (about
 /// 16-24 bytes). The
 /// policy adds its own share. Calibrated by `tests/overhead.rs` and
@@ -177,8 +177,8 @@ impl Entry {
 }
 
 /// The hash an entry is indexed by.
-fn hash_of(slab: &Slab, hasher: &Hasher, slot: u32) -> u64 {
-    let e = slab.entry(slot);
+fn hash_of(slab: &Slab, hasher: &Hasher, cell: u32) -> u64 {
+    let e = slab.entry(cell);
     let (group, key, _) = parts(&e.data);
     let group_hash = hasher.hash_one(group);
     if e.is_head() {
@@ -218,7 +218,7 @@ pub(crate) struct Delta {
 
 pub(crate) struct Core {
     slab: Slab,
-    /// Every entry's slot: a group's head by [`head_hash`], the others by [`entry_hash`].
+    /// Every entry's cell: a group's head by [`head_hash`], the others by [`entry_hash`].
     index: HashTable<u32>,
     /// Tags by the shard's tag id; a record is freed with the last entry carrying it.
     tags: Vec<TagRec>,
@@ -245,7 +245,7 @@ pub(crate) struct Core {
 }
 
 /// Structure bytes a shard may hold beyond its entries' costs without charging them: one chunk
-/// of slots (32 KiB) and room for the index and the policy's arena of its 1,024 handles, so a
+/// of cells (32 KiB) and room for the index and the policy's arena of its 1,024 handles, so a
 /// small cache is not charged for the structures every shard has.
 const BASE_SLACK: u64 = 64 << 10;
 
@@ -401,18 +401,18 @@ impl Core {
         f: impl FnOnce(&[u8]) -> R,
     ) -> (Option<R>, Delta) {
         let mut d = Delta::default();
-        let Some(slot) = self.find(hash, group_hash, group, key) else {
+        let Some(cell) = self.find(hash, group_hash, group, key) else {
             return (None, d);
         };
-        if decode_deadline(self.slab.entry(slot).expires) <= now {
-            self.policy.remove(slot);
-            g.push(self.unlink(slot));
+        if decode_deadline(self.slab.entry(cell).expires) <= now {
+            self.policy.remove(cell);
+            g.push(self.unlink(cell));
             d.expired = 1;
             d.evicted = self.tidy(g);
             return (None, d);
         }
-        self.policy.on_hit(slot);
-        (Some(f(parts(&self.slab.entry(slot).data).2)), d)
+        self.policy.on_hit(cell);
+        (Some(f(parts(&self.slab.entry(cell).data).2)), d)
     }
 
     /// Insert (or replace) an entry made by [`pack`]. Returns whether it is resident afterwards.
@@ -445,9 +445,9 @@ impl Core {
                 return (false, d);
             }
         };
-        let slot = self.link(hash, group_hash, data, tag, expires);
+        let cell = self.link(hash, group_hash, data, tag, expires);
         let mut scratch = std::mem::take(&mut self.scratch);
-        self.policy.insert(slot, hash, weight, &mut scratch);
+        self.policy.insert(cell, hash, weight, &mut scratch);
         for &v in &scratch {
             g.push(self.unlink(v));
         }
@@ -455,14 +455,14 @@ impl Core {
         scratch.clear();
         self.scratch = scratch;
         evicted += self.tidy(g);
-        // Nothing was placed after the entry, so its slot is live only if it stayed.
-        let resident = self.slab.get(slot).is_some();
+        // Nothing was placed after the entry, so its cell is live only if it stayed.
+        let resident = self.slab.get(cell).is_some();
         d.evicted += evicted - u64::from(!resident);
         (resident, d)
     }
 
     /// While more than a quarter of the slab (beyond one chunk) is free, move the highest
-    /// entries into the lowest free slots, a few per call, so the top chunks drain and go even
+    /// entries into the lowest free cells, a few per call, so the top chunks drain and go even
     /// when long-lived entries sit in them (say, a hot entry placed when the count was at its
     /// peak). Never moves the slab's entries otherwise.
     fn compact(&mut self) {
@@ -482,7 +482,7 @@ impl Core {
         }
     }
 
-    /// Point the index, the group circle and the policy at an entry's new slot.
+    /// Point the index, the group circle and the policy at an entry's new cell.
     fn relocated(&mut self, from: u32, to: u32) {
         let hash = hash_of(&self.slab, &self.hasher, to);
         if let Some(s) = self.index.find_mut(hash, |&s| s == from) {
@@ -503,16 +503,16 @@ impl Core {
         self.policy.relocate(from, to);
     }
 
-    /// Look at up to `budget` slots after the sweep cursor and drop expired entries.
+    /// Look at up to `budget` cells after the sweep cursor and drop expired entries.
     fn sweep_expired(&mut self, now: u64, budget: usize, g: &mut Garbage) -> u64 {
         let n = self.slab.high();
         let mut expired = 0;
         for _ in 0..budget.min(n as usize) {
             self.sweep = (self.sweep + 1) % n;
-            let slot = self.sweep;
-            if matches!(self.slab.get(slot), Some(e) if decode_deadline(e.expires) <= now) {
-                self.policy.remove(slot);
-                g.push(self.unlink(slot));
+            let cell = self.sweep;
+            if matches!(self.slab.get(cell), Some(e) if decode_deadline(e.expires) <= now) {
+                self.policy.remove(cell);
+                g.push(self.unlink(cell));
                 expired += 1;
             }
         }
@@ -527,9 +527,9 @@ impl Core {
         g: &mut Garbage,
     ) -> (u64, Delta) {
         let mut removed = 0;
-        while let Some(slot) = self.find_group(group_hash, group) {
-            self.policy.remove(slot);
-            g.push(self.unlink(slot)); // the next member, if any, becomes the head
+        while let Some(cell) = self.find_group(group_hash, group) {
+            self.policy.remove(cell);
+            g.push(self.unlink(cell)); // the next member, if any, becomes the head
             removed += 1;
         }
         if removed == 0 {
@@ -555,15 +555,15 @@ impl Core {
         };
         let mut left = self.tags[id as usize].len;
         let mut removed = 0;
-        let mut slot = 0;
-        while left > 0 && slot < self.slab.high() {
-            if self.slab.get(slot).is_some_and(|e| e.tag_id() == id) {
-                self.policy.remove(slot);
-                g.push(self.unlink(slot));
+        let mut cell = 0;
+        while left > 0 && cell < self.slab.high() {
+            if self.slab.get(cell).is_some_and(|e| e.tag_id() == id) {
+                self.policy.remove(cell);
+                g.push(self.unlink(cell));
                 left -= 1;
                 removed += 1;
             }
-            slot += 1;
+            cell += 1;
         }
         (removed, self.tidied(g))
     }
@@ -612,7 +612,7 @@ impl Core {
         let head = self.find_group(group_hash, parts(&data).0);
         let tag = self.tag_id(tag) | if head.is_none() { HEAD } else { 0 };
         let cost = self.cost(data.len());
-        let slot = self.slab.place(Entry {
+        let cell = self.slab.place(Entry {
             data,
             expires,
             tag,
@@ -623,27 +623,27 @@ impl Core {
         let (g_prev, g_next, indexed_by) = match head {
             Some(m) => {
                 let next = self.slab.entry(m).g_next;
-                self.slab.entry_mut(m).g_next = slot;
-                self.slab.entry_mut(next).g_prev = slot;
+                self.slab.entry_mut(m).g_next = cell;
+                self.slab.entry_mut(next).g_prev = cell;
                 (m, next, hash)
             }
-            None => (slot, slot, head_hash(group_hash)),
+            None => (cell, cell, head_hash(group_hash)),
         };
-        let e = self.slab.entry_mut(slot);
+        let e = self.slab.entry_mut(cell);
         e.g_prev = g_prev;
         e.g_next = g_next;
         let (slab, hasher) = (&self.slab, &self.hasher);
         self.index
-            .insert_unique(indexed_by, slot, |&s| hash_of(slab, hasher, s));
+            .insert_unique(indexed_by, cell, |&s| hash_of(slab, hasher, s));
         self.len += 1;
         self.bytes += cost;
-        slot
+        cell
     }
 
     /// Remove an entry from the slab and the indexes (not from the policy). When it was its
     /// group's head, the next member of the group becomes the head.
-    fn unlink(&mut self, slot: u32) -> Entry {
-        let e = self.slab.take(slot);
+    fn unlink(&mut self, cell: u32) -> Entry {
+        let e = self.slab.take(cell);
         self.len -= 1;
         self.bytes -= self.cost_of(&e);
         let (group, key, _) = parts(&e.data);
@@ -653,10 +653,10 @@ impl Core {
         } else {
             entry_hash(&self.hasher, group_hash, key)
         };
-        if let Ok(o) = self.index.find_entry(indexed_by, |&s| s == slot) {
+        if let Ok(o) = self.index.find_entry(indexed_by, |&s| s == cell) {
             o.remove();
         }
-        if e.g_next != slot {
+        if e.g_next != cell {
             self.slab.entry_mut(e.g_prev).g_next = e.g_next;
             self.slab.entry_mut(e.g_next).g_prev = e.g_prev;
             if e.is_head() {
@@ -692,7 +692,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_are_32_bytes() {
+    fn cells_are_32_bytes() {
         assert_eq!(std::mem::size_of::<Option<Entry>>(), 32);
     }
 
