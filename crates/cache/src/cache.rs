@@ -426,7 +426,7 @@ mod tests {
         assert_eq!(auto_shards(10 << 30, 2), 8);
         assert_eq!(auto_shards(64 * MIB, 2), 8);
         assert_eq!(auto_shards(6 * MIB, 2), 4);
-        // 3 MiB used to round up to 4 shards of 768 KiB.
+        // 3 MiB rounds down to 2 shards, not up to 4 of 768 KiB.
         assert_eq!(auto_shards(3 * MIB, 2), 2);
         assert_eq!(auto_shards(MIN_SHARD / 2, 2), 1);
         // 3 CPUs: 12 rounds down to 8.

@@ -34,7 +34,8 @@ use super::{Handle, Policy, PolicyKind};
 /// Window share at start.
 const START_WINDOW: f64 = 0.05;
 /// Each ghost remembers `resident entries / GHOST_DIVISOR` hashes: only very recent evictions
-/// are evidence (measured on the traces: 1/10 beat 1/8, 1/4, 1/2 and 1/1 of the resident count).
+/// are evidence that a slightly larger window or main space would have hit; longer ghosts move
+/// the window on reuse that no resize within the cache could catch, and cost memory per entry.
 pub(crate) const GHOST_DIVISOR: usize = 10;
 /// Largest window share (at 100% the policy is plain LRU).
 const MAX_WINDOW: f64 = 1.0;

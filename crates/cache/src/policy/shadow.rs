@@ -35,13 +35,13 @@ use hashbrown::HashTable;
 use std::cmp::Reverse;
 
 /// Net sampled requests (hit by one shadow, missed by the other) the shadow LRU must be ahead by
-/// before the real policy switches to LRU. Lower reacts sooner on LRU-friendly traces but lets
-/// sampling noise flip the mode (measured on the first version: 16 and 32 cost web07 @ 2048 0.4
-/// points, 128 cost backf @ 75 one point).
+/// before the real policy switches to LRU. Lower reacts sooner on LRU-friendly traffic but lets
+/// sampling noise flip the mode on traffic where neither policy is clearly ahead; higher leaves
+/// LRU-friendly phases to TinyLFU for longer.
 const TO_LRU: i64 = 64;
 /// Net sampled requests the shadow adaptive policy must be ahead by before the real policy
 /// leaves LRU mode. Higher than [`TO_LRU`]: resuming costs a refill of the main space, so leaving
-/// on a small lead loses more than it wins (sprite @ 707: 0.2 points).
+/// on a small lead loses more than it wins.
 const TO_ADAPTIVE: i64 = 128;
 /// The counter saturates here, so old history is outweighed within a bounded number of
 /// requests.

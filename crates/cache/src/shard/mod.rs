@@ -178,10 +178,10 @@ impl Core {
             .copied()
     }
 
-    /// Look up an entry; on a hit, `f` gets its value (under the shard lock). Inlined into
-    /// its one caller, [`crate::Cache::get_with`]: the hit path, where LLVM's own choice
-    /// flipped with unrelated changes elsewhere (a call per key cost an MGET of ten ~400
-    /// instructions).
+    /// Look up an entry; on a hit, `f` gets its value (under the shard lock). Always inlined
+    /// into its one caller, [`crate::Cache::get_with`]: this is the hit path, run once per key
+    /// of a multi-key read, and the inliner's own choice for it is not stable across unrelated
+    /// changes, so it is not left to it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     pub(crate) fn get<R>(
