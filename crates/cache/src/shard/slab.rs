@@ -5,8 +5,8 @@
 //! cell (a bit per chunk says which chunks have room, a bit per cell which cells are taken), so
 //! under churn the entries gather in the low chunks and the high ones drain; trailing empty
 //! chunks are then released, keeping one spare so that a count wobbling at a chunk boundary
-//! does not allocate and free 32 KiB each time. Never moves a live entry, never copies itself
-//! to grow. Picking a cell scans one bit per chunk and 16 words in the chunk: O(1) for any
+//! does not allocate and free 32 KiB each time. Never moves a live entry on its own (only
+//! [`Slab::move_down`], when the core compacts), never copies itself to grow. Picking a cell scans one bit per chunk and 16 words in the chunk: O(1) for any
 //! shard size that fits memory.
 
 use super::{Entry, NIL};
