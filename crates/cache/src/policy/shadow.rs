@@ -6,7 +6,7 @@
 //!
 //! Memory is a fixed budget per policy instance, whatever the shard's size: each shadow holds at
 //! most `max_samples` keys (the sampling rate halves when either holds more), every
-//! count-dependent buffer is sized for that bound up front, and [`budget`] is an upper bound of
+//! count-dependent buffer is sized for that bound up front, and [`budget()`] is an upper bound of
 //! everything it can hold (checked by [`Shadows::check`]). Only sampled keys reach it (the
 //! caller asks [`Shadows::sampled`], one multiply), so on a shard of many thousand entries almost
 //! every request skips it. Amortised O(1): a rate halving rebuilds the shadows in
