@@ -14,9 +14,9 @@ use std::hash::BuildHasher;
 
 /// Number of hashed invalidation counters (per group hash and per tag hash).
 #[cfg(not(feature = "shuttle"))]
-const EPOCH_SLOTS: usize = 1 << 16;
+const EPOCH_COUNTERS: usize = 1 << 16;
 #[cfg(feature = "shuttle")]
-const EPOCH_SLOTS: usize = 16;
+const EPOCH_COUNTERS: usize = 16;
 
 /// How to build a [`Cache`].
 #[derive(Clone, Debug)]
@@ -160,7 +160,7 @@ impl Cache {
                 counters: Counters::default(),
             })
             .collect();
-        let epochs = || (0..EPOCH_SLOTS).map(|_| AtomicU64::new(0)).collect();
+        let epochs = || (0..EPOCH_COUNTERS).map(|_| AtomicU64::new(0)).collect();
         Self {
             shards,
             mask: n - 1,
@@ -200,11 +200,11 @@ impl Cache {
     }
 
     fn group_epoch(&self, group_hash: u64) -> &AtomicU64 {
-        &self.group_epochs[(group_hash >> 20) as usize % EPOCH_SLOTS]
+        &self.group_epochs[(group_hash >> 20) as usize % EPOCH_COUNTERS]
     }
 
     fn tag_epoch(&self, tag: u64) -> &AtomicU64 {
-        &self.tag_epochs[mix64(tag) as usize % EPOCH_SLOTS]
+        &self.tag_epochs[mix64(tag) as usize % EPOCH_COUNTERS]
     }
 
     /// Look up `key` in `group` and return a copy of its value, unless absent or expired at
@@ -426,7 +426,7 @@ mod tests {
         assert_eq!(auto_shards(10 << 30, 2), 8);
         assert_eq!(auto_shards(64 * MIB, 2), 8);
         assert_eq!(auto_shards(6 * MIB, 2), 4);
-        // 3 MiB used to round up to 4 shards of 768 KiB.
+        // 3 MiB rounds down to 2 shards, not up to 4 of 768 KiB.
         assert_eq!(auto_shards(3 * MIB, 2), 2);
         assert_eq!(auto_shards(MIN_SHARD / 2, 2), 1);
         // 3 CPUs: 12 rounds down to 8.

@@ -3,7 +3,8 @@
 //! With the `shuttle` feature these become shuttle's instrumented types so the model-checking
 //! tests can explore interleavings; otherwise they are `parking_lot`/`std` types. Nothing else in
 //! the crate may name `parking_lot`, `std::sync` or `shuttle` directly: every lock and atomic goes
-//! through this module, or shuttle would miss it.
+//! through this module, or shuttle would miss it. It holds no cache logic, only the types and
+//! the counter bump.
 
 #[cfg(not(feature = "shuttle"))]
 pub(crate) use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,5 @@
 //! When the entry count falls, the shard moves entries from its top slab chunks into free low
-//! slots and lets the structures shrink. Moving must keep everything that points at a slot
+//! cells and lets the structures shrink. Moving must keep everything that points at a cell
 //! right: the index (for group heads and other members alike), the group circles, the tag
 //! counts and each policy's lists. Groups of several entries, tags and invalidations go through
 //! a fall in the count here, with `validate()` along the way and every value read back.

@@ -14,7 +14,7 @@ const MIB: u64 = 1 << 20;
 const CAP: u64 = 16 * MIB;
 const SHARDS: usize = 4;
 /// What a shard may hold uncharged: its structures when empty (the W-TinyLFU sketch is the
-/// largest, 80 KiB) and one chunk of slots with the index and arena for it.
+/// largest, 80 KiB) and one chunk of cells with the index and arena for it.
 const BASE_PER_SHARD: u64 = 192 << 10;
 /// A nil reply, as the proxy caches it.
 const TINY: &[u8] = b"$-1\r\n";

@@ -1,4 +1,7 @@
 //! RESP3 to RESP2 conversion, as Redis performs it when it replies to a RESP2 client.
+//!
+//! It never fails and never copies a payload: strings move into their RESP2 variant as the same
+//! `Bytes`, except a bulk error holding CR or LF, which a simple error cannot carry.
 
 use bytes::Bytes;
 

@@ -1,4 +1,8 @@
 //! Writing frames and commands to a buffer.
+//!
+//! Encoding never fails and never normalises: a frame is written with the text it holds (a
+//! double's digits, a verbatim string's prefix), so every frame the parser accepts encodes back
+//! to the bytes it came from. It only appends to the caller's buffer and allocates nothing else.
 
 use bytes::{BufMut, BytesMut};
 

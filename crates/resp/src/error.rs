@@ -1,4 +1,7 @@
 //! Typed parse errors: what was wrong, and at which byte offset of the input.
+//!
+//! An error is a `Copy` value: it never allocates and never holds a slice of the input, so
+//! returning one costs nothing and carries no more of a peer's bytes than the one it names.
 
 use std::fmt;
 

@@ -1,4 +1,7 @@
 //! The frame tree: one variant per RESP2/RESP3 type, strings held as `Bytes` views.
+//!
+//! Data only: a frame never says what it means to Redis and never drops wire detail (a double
+//! keeps its text, RESP2's two nulls stay distinct variants), so encoding it is lossless.
 
 use bytes::Bytes;
 

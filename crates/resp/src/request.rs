@@ -1,4 +1,9 @@
 //! Client requests: a multibulk array of bulk strings, or an inline command line.
+//!
+//! Accepts what Redis accepts from a client and nothing more. An incomplete command consumes
+//! nothing and, as a multibulk, allocates nothing; a multibulk's arguments are `Bytes` views of
+//! the read buffer, never copies (an inline command's are built, as quotes and escapes rewrite
+//! them).
 
 use bytes::{Bytes, BytesMut};
 
@@ -264,7 +269,7 @@ mod tests {
             canonical_length(long, 1),
             Some((999_999_999_999_999_999, 21))
         );
-        // Left to the general path, which rules on them as before.
+        // Left to the general path, which judges them as it would without the short path.
         for odd in [
             &b"$01\r\n"[..],
             b"$-1\r\n",

@@ -34,7 +34,8 @@ use super::{Handle, Policy, PolicyKind};
 /// Window share at start.
 const START_WINDOW: f64 = 0.05;
 /// Each ghost remembers `resident entries / GHOST_DIVISOR` hashes: only very recent evictions
-/// are evidence (measured on the traces: 1/10 beat 1/8, 1/4, 1/2 and 1/1 of the resident count).
+/// are evidence that a slightly larger window or main space would have hit; longer ghosts move
+/// the window on reuse that no resize within the cache could catch, and cost memory per entry.
 pub(crate) const GHOST_DIVISOR: usize = 10;
 /// Largest window share (at 100% the policy is plain LRU).
 const MAX_WINDOW: f64 = 1.0;
@@ -264,8 +265,8 @@ impl Adaptive {
 
     /// A window that had no hit while candidates of the whole cache's weight left it, and while
     /// the cache as a whole had hits enough that the window's share of them would have been
-    /// [`IDLE_HITS`], serves less than its share: halve it. (Were a window slot worth an average
-    /// slot, the chance of no hit at all by then would be e^-IDLE_HITS.) Evidence for a larger
+    /// [`IDLE_HITS`], serves less than its share: halve it. (Were a window entry worth an average
+    /// entry, the chance of no hit at all by then would be e^-IDLE_HITS.) Evidence for a larger
     /// window comes from the window ghost.
     fn idle_window(&mut self) {
         let now = self.inner.traffic();
@@ -338,7 +339,7 @@ impl Policy for Adaptive {
         PolicyKind::Adaptive
     }
     fn entry_overhead(&self) -> u64 {
-        // Inner W-TinyLFU plus two ghosts of up to 1/10 slot per entry each (queue + map, with
+        // Inner W-TinyLFU plus two ghost lists of up to one hash per 10 entries each (queue + map, with
         // the queue allowed to hold stale copies up to twice the live set). The shadows are
         // not per entry: they live in `reserved_bytes`.
         self.inner.entry_overhead() + 2 * (2 * 16 + 17) / GHOST_DIVISOR as u64

@@ -20,7 +20,7 @@ struct Bucket {
 #[derive(Debug)]
 pub struct Lfu {
     /// Entry node meta = index of its bucket, `NIL` when not resident.
-    arena: Arena<Slot>,
+    arena: Arena<BucketIdx>,
     buckets: Vec<Bucket>,
     free_buckets: Vec<u32>,
     lowest: u32,
@@ -31,11 +31,11 @@ pub struct Lfu {
 
 /// Bucket index of a node (`NIL` = not resident).
 #[derive(Clone, Copy, Debug)]
-struct Slot(u32);
+struct BucketIdx(u32);
 
-impl Default for Slot {
+impl Default for BucketIdx {
     fn default() -> Self {
-        Slot(NIL)
+        BucketIdx(NIL)
     }
 }
 
@@ -133,7 +133,8 @@ impl Policy for Lfu {
     }
     fn entry_overhead(&self) -> u64 {
         // Node plus (at worst) one bucket per entry amortised to a quarter.
-        (std::mem::size_of::<super::list::Node<Slot>>() + std::mem::size_of::<Bucket>() / 4) as u64
+        (std::mem::size_of::<super::list::Node<BucketIdx>>() + std::mem::size_of::<Bucket>() / 4)
+            as u64
     }
     fn capacity(&self) -> u64 {
         self.capacity
@@ -173,7 +174,7 @@ impl Policy for Lfu {
         self.buckets[target as usize]
             .entries
             .push_head(&mut self.arena, h);
-        self.arena.node_mut(h).meta = Slot(target);
+        self.arena.node_mut(h).meta = BucketIdx(target);
         self.drop_bucket_if_empty(b);
     }
     fn insert(&mut self, h: Handle, _hash: u64, weight: u32, evicted: &mut Vec<Handle>) {
@@ -191,7 +192,7 @@ impl Policy for Lfu {
         };
         let n = self.arena.node_mut(h);
         n.weight = weight;
-        n.meta = Slot(target);
+        n.meta = BucketIdx(target);
         self.buckets[target as usize]
             .entries
             .push_head(&mut self.arena, h);
@@ -211,7 +212,7 @@ impl Policy for Lfu {
     fn remove(&mut self, h: Handle) {
         let w = u64::from(self.arena.node(h).weight);
         let b = self.detach(h);
-        self.arena.node_mut(h).meta = Slot(NIL);
+        self.arena.node_mut(h).meta = BucketIdx(NIL);
         self.drop_bucket_if_empty(b);
         self.weight -= w;
         self.len -= 1;

@@ -8,9 +8,9 @@
 //!
 //! The arena is chunked: nodes live in fixed chunks of [`CHUNK`], allocated as handles reach
 //! them and released when the caller says the handles above are gone. It never holds more than
-//! one chunk beyond its highest handle (and one spare) and is never copied to grow, where a
-//! doubling `Vec` held up to twice the nodes it needed (64 bytes per entry for W-TinyLFU's
-//! 32-byte nodes just past a power of two), plus the old copy until the allocator returned it.
+//! one chunk beyond its highest handle (and one spare) and is never copied to grow; a doubling
+//! `Vec` would hold up to twice the nodes it needs (64 bytes per entry for W-TinyLFU's 32-byte
+//! nodes just past a power of two), plus the old copy while it grows.
 //! Chunks are small and fixed-size, so a node's address is one load from the chunk table and
 //! needs no second bounds check.
 

@@ -92,7 +92,7 @@ impl Policy for S3Fifo {
         PolicyKind::S3Fifo
     }
     fn entry_overhead(&self) -> u64 {
-        // Node, plus one ghost slot per entry: a queue pair and a map entry with its control byte.
+        // Node, plus one ghost per entry: a queue pair and a map bucket with its control byte.
         (std::mem::size_of::<super::list::Node<Meta>>() + 16 + 17) as u64
     }
     fn capacity(&self) -> u64 {

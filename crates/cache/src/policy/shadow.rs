@@ -6,7 +6,7 @@
 //!
 //! Memory is a fixed budget per policy instance, whatever the shard's size: each shadow holds at
 //! most `max_samples` keys (the sampling rate halves when either holds more), every
-//! count-dependent buffer is sized for that bound up front, and [`budget`] is an upper bound of
+//! count-dependent buffer is sized for that bound up front, and [`budget()`] is an upper bound of
 //! everything it can hold (checked by [`Shadows::check`]). Only sampled keys reach it (the
 //! caller asks [`Shadows::sampled`], one multiply), so on a shard of many thousand entries almost
 //! every request skips it. Amortised O(1): a rate halving rebuilds the shadows in
@@ -22,8 +22,12 @@
 //!
 //! Must never influence which real entries are resident: it only observes and gives a verdict.
 
-use super::adaptive::{Adaptive, GHOST_DIVISOR};
-use super::list::arena_bound;
+mod budget;
+
+pub use budget::budget;
+use budget::{half_handles, handles_for, table_bytes};
+
+use super::adaptive::Adaptive;
 use super::lru::Lru;
 use super::wtinylfu::WTinyLfu;
 use super::{Handle, Policy};
@@ -31,13 +35,13 @@ use hashbrown::HashTable;
 use std::cmp::Reverse;
 
 /// Net sampled requests (hit by one shadow, missed by the other) the shadow LRU must be ahead by
-/// before the real policy switches to LRU. Lower reacts sooner on LRU-friendly traces but lets
-/// sampling noise flip the mode (measured on the first version: 16 and 32 cost web07 @ 2048 0.4
-/// points, 128 cost backf @ 75 one point).
+/// before the real policy switches to LRU. Lower reacts sooner on LRU-friendly traffic but lets
+/// sampling noise flip the mode on traffic where neither policy is clearly ahead; higher leaves
+/// LRU-friendly phases to TinyLFU for longer.
 const TO_LRU: i64 = 64;
 /// Net sampled requests the shadow adaptive policy must be ahead by before the real policy
 /// leaves LRU mode. Higher than [`TO_LRU`]: resuming costs a refill of the main space, so leaving
-/// on a small lead loses more than it wins (sprite @ 707: 0.2 points).
+/// on a small lead loses more than it wins.
 const TO_ADAPTIVE: i64 = 128;
 /// The counter saturates here, so old history is outweighed within a bounded number of
 /// requests.
@@ -84,83 +88,6 @@ pub enum Verdict {
     Adaptive,
 }
 
-/// Bytes a `hashbrown` table of `capacity` (as reported by `capacity()`) holds: buckets of
-/// `slot` bytes plus one control byte each, plus a group of trailing control bytes.
-pub fn table_bytes(capacity: usize, slot: usize) -> usize {
-    if capacity == 0 {
-        return 0;
-    }
-    // hashbrown keeps 1/8 of the buckets empty (from 8 buckets up; below, one).
-    let buckets = if capacity < 7 {
-        (capacity + 1).next_power_of_two()
-    } else {
-        (capacity * 8 / 7).next_power_of_two()
-    };
-    buckets * (slot + 1) + 16
-}
-
-/// Most bytes a `hashbrown` table holds once it has held up to `items` entries.
-fn table_bound(items: usize, slot: usize) -> usize {
-    // A table grows to at least one more than its capacity, and sizes buckets for 8/7 of that.
-    let buckets = ((items + 1) * 8 / 7 + 1).next_power_of_two().max(4);
-    buckets * (slot + 1) + 16
-}
-
-/// Most bytes a `Vec` or `VecDeque` of `len` elements of `size` bytes holds after growing one
-/// push at a time (capacity doubles).
-fn vec_bound(len: usize, size: usize) -> usize {
-    (2 * len).max(4) * size
-}
-
-/// Upper bound of the heap bytes a [`Shadows`] of `max_samples` ever holds (every buffer, plus
-/// the allocator's header and rounding on each of its allocations).
-pub fn budget(max_samples: usize) -> u64 {
-    let s = max_samples;
-    let slots = slots_for(s);
-    // Per slot: its hash and a free-list entry; and the full-size pair's arenas, an LRU node
-    // and a W-TinyLFU node per slot (in chunks).
-    let per_slot = 8 + 4;
-    let nodes = |n| arena_bound(n, Lru::NODE_BYTES) + arena_bound(n, WTinyLfu::NODE_BYTES);
-    // The half-size pair's nodes: it only runs while no slot above `half_slots` is in use.
-    let half = nodes(half_slots(s));
-    // Each pair's copy: its sketch, two ghosts and an eviction log (the half-size copy may hold
-    // as many keys as the shadow LRU, if they are light).
-    let copies = 2 * copy_bound(s);
-    // Our eviction buffer (made for `s + 2` handles, grown at most twice by four shadows
-    // evicting up to `s + 1` each) and the warm-up list.
-    let buffers = 4 * (s + 2) * 4 + (s / START_SHARE + 1) * 16;
-    let allocations = 32 * 64 + std::mem::size_of::<Shadows>() + std::mem::size_of::<Pair>();
-    let own = slots * per_slot + table_bound(slots, 4) + nodes(slots);
-    (own + half + copies + buffers + allocations) as u64
-}
-
-/// Most bytes the count-dependent structures of a shadow copy of up to `s` entries hold.
-fn copy_bound(s: usize) -> usize {
-    // Its sketch, sized for `s` entries (two words each, rounded up to a power of two, and a
-    // quarter of that in doorkeeper words).
-    let words = (s.max(16) * 2).next_power_of_two();
-    let sketch = (words + (words / 4).max(1)) * 8;
-    // Its two ghosts: each remembers up to a tenth of its entries (at least 16), in a map and a
-    // queue that may hold stale copies up to twice that.
-    let ghost_live = ((s + 2) / GHOST_DIVISOR).max(16) + 1;
-    let ghost = table_bound(ghost_live, 16) + vec_bound(2 * ghost_live + 1, 16);
-    // Its eviction log: up to one shadow's worth per insert, in two vectors.
-    let log = 2 * vec_bound(s + 2, 8);
-    sketch + 2 * ghost + log
-}
-
-/// Slots needed for `max_samples`: each shadow holds at most one more than `max_samples`
-/// (the request that overflows it), and a slot lives while either holds its key.
-fn slots_for(max_samples: usize) -> usize {
-    2 * max_samples + 2
-}
-
-/// Slots in use while filling: the shadow LRU has evicted nothing since the slots were last
-/// reset, so it holds every live key, at most one more than `max_samples`.
-fn half_slots(max_samples: usize) -> usize {
-    max_samples + 2
-}
-
 #[inline]
 fn sample_bits(hash: u64) -> u64 {
     // Independent of the bits the sketch and the maps use.
@@ -176,30 +103,31 @@ struct Pair {
 }
 
 impl Pair {
-    /// An empty pair of `capacity` weight units whose arenas hold `slots` handles.
-    fn new(capacity: u64, expected: usize, slots: usize) -> Self {
+    /// An empty pair of `capacity` weight units whose arenas have room for handles below
+    /// `handles`.
+    fn new(capacity: u64, expected: usize, handles: usize) -> Self {
         let mut lru = Lru::new(capacity);
-        lru.reserve(slots);
+        lru.reserve(handles);
         let mut ad = Adaptive::plain(capacity, expected as u64);
-        ad.reserve(slots);
+        ad.reserve(handles);
         Self { lru, ad }
     }
 
     /// Run one request through both; returns whether each hit and whether the LRU evicted.
-    fn feed(&mut self, slot: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>) -> Hits {
+    fn feed(&mut self, handle: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>) -> Hits {
         let before = evicted.len();
-        let lru = self.lru.contains(slot);
+        let lru = self.lru.contains(handle);
         if lru {
-            self.lru.on_hit(slot);
+            self.lru.on_hit(handle);
         } else {
-            self.lru.insert(slot, hash, weight, evicted);
+            self.lru.insert(handle, hash, weight, evicted);
         }
         let lru_evicted = evicted.len() > before;
-        let ad = self.ad.contains(slot);
+        let ad = self.ad.contains(handle);
         if ad {
-            self.ad.on_hit(slot);
+            self.ad.on_hit(handle);
         } else {
-            self.ad.insert(slot, hash, weight, evicted);
+            self.ad.insert(handle, hash, weight, evicted);
         }
         Hits {
             lru,
@@ -208,16 +136,16 @@ impl Pair {
         }
     }
 
-    fn holds(&self, slot: Handle) -> bool {
-        self.lru.contains(slot) || self.ad.contains(slot)
+    fn holds(&self, handle: Handle) -> bool {
+        self.lru.contains(handle) || self.ad.contains(handle)
     }
 
-    fn remove(&mut self, slot: Handle) {
-        if self.lru.contains(slot) {
-            self.lru.remove(slot);
+    fn remove(&mut self, handle: Handle) {
+        if self.lru.contains(handle) {
+            self.lru.remove(handle);
         }
-        if self.ad.contains(slot) {
-            self.ad.remove(slot);
+        if self.ad.contains(handle) {
+            self.ad.remove(handle);
         }
     }
 
@@ -236,9 +164,9 @@ struct Hits {
 /// Two shadow policies over sampled keys, and the duel between them.
 #[derive(Debug)]
 pub struct Shadows {
-    /// Key hash of every slot; a slot is live while a shadow holds it.
+    /// Key hash of every handle; a handle is live while a shadow holds it.
     hashes: Vec<u64>,
-    /// Live slots by key hash.
+    /// Live handles by key hash.
     index: HashTable<u32>,
     free: Vec<u32>,
     /// The pair at the real capacity (scaled by the sampling rate).
@@ -263,11 +191,11 @@ impl Shadows {
     /// Shadows of a cache of `capacity` weight units, each holding at most `max_samples` keys
     /// (the sampling rate is chosen by [`Shadows::start`] and halved when a shadow holds more).
     pub fn new(capacity: u64, max_samples: usize) -> Self {
-        let slots = slots_for(max_samples);
+        let handles = handles_for(max_samples);
         let mut s = Self {
-            hashes: Vec::with_capacity(slots),
-            index: HashTable::with_capacity(slots),
-            free: Vec::with_capacity(slots),
+            hashes: Vec::with_capacity(handles),
+            index: HashTable::with_capacity(handles),
+            free: Vec::with_capacity(handles),
             full: Pair::new(0, 0, 0),
             capacity,
             shift: 0,
@@ -285,15 +213,15 @@ impl Shadows {
         s
     }
 
-    /// Fresh, empty shadows at the current scale, their arenas sized for every slot, with a
+    /// Fresh, empty shadows at the current scale, their arenas sized for every handle, with a
     /// half-size pair if `half`.
     fn rebuild_shadows(&mut self, half: bool) {
-        let slots = slots_for(self.max_samples);
+        let handles = handles_for(self.max_samples);
         let cap = self.capacity >> self.shift;
-        self.full = Pair::new(cap, self.max_samples, slots);
+        self.full = Pair::new(cap, self.max_samples, handles);
         self.half = half.then(|| {
-            let slots = half_slots(self.max_samples);
-            Box::new(Pair::new(cap / 2, self.max_samples / 2, slots))
+            let handles = half_handles(self.max_samples);
+            Box::new(Pair::new(cap / 2, self.max_samples / 2, handles))
         });
     }
 
@@ -317,7 +245,7 @@ impl Shadows {
         }
         self.shift = shift;
         self.mask = (1u64 << shift).wrapping_sub(1);
-        self.reset_slots();
+        self.reset_handles();
         self.rebuild_shadows(true);
         let mut keys = Vec::with_capacity(total);
         real.for_each_resident(|hash, weight, age| {
@@ -416,7 +344,7 @@ impl Shadows {
         } else {
             self.phase = Phase::Duel;
         }
-        // Free the slots only the half-size pair held (a no-op on free slots).
+        // Free the handles only the half-size pair held (a no-op on free handles).
         if half.is_some() {
             for s in 0..self.hashes.len() as Handle {
                 if !self.holds(s) {
@@ -439,12 +367,12 @@ impl Shadows {
 
     /// Run one request through every shadow; returns what the full-size pair did.
     fn feed(&mut self, hash: u64, weight: u32) -> Hits {
-        let slot = self.slot(hash);
+        let handle = self.handle(hash);
         let mut evicted = std::mem::take(&mut self.evicted);
         evicted.clear();
-        let hits = self.full.feed(slot, hash, weight, &mut evicted);
+        let hits = self.full.feed(handle, hash, weight, &mut evicted);
         if let Some(half) = &mut self.half {
-            let h = half.feed(slot, hash, weight, &mut evicted);
+            let h = half.feed(handle, hash, weight, &mut evicted);
             if h.lru != h.ad {
                 self.hint_n += 1;
                 self.hint += if h.lru { 1 } else { -1 };
@@ -459,15 +387,15 @@ impl Shadows {
         hits
     }
 
-    /// True if a shadow holds `slot`.
-    fn holds(&self, slot: Handle) -> bool {
-        self.full.lru.contains(slot)
-            || self.full.ad.contains(slot)
-            || self.half.as_ref().is_some_and(|h| h.holds(slot))
+    /// True if a shadow holds `handle`.
+    fn holds(&self, handle: Handle) -> bool {
+        self.full.lru.contains(handle)
+            || self.full.ad.contains(handle)
+            || self.half.as_ref().is_some_and(|h| h.holds(handle))
     }
 
-    /// The slot of `hash`, taking a free one if it has none.
-    fn slot(&mut self, hash: u64) -> Handle {
+    /// The handle of `hash`, taking a free one if it has none.
+    fn handle(&mut self, hash: u64) -> Handle {
         let hashes = &self.hashes;
         if let Some(&s) = self.index.find(hash, |&s| hashes[s as usize] == hash) {
             return s;
@@ -487,7 +415,7 @@ impl Shadows {
         s
     }
 
-    /// Free a slot no shadow holds (a no-op if it is already free).
+    /// Free a handle no shadow holds (a no-op if it is already free).
     fn release(&mut self, s: Handle) {
         let hash = self.hashes[s as usize];
         if let Ok(e) = self.index.find_entry(hash, |&x| x == s) {
@@ -525,7 +453,7 @@ impl Shadows {
             .map(|(s, w)| (self.hashes[s as usize], w))
             .filter(|&(h, _)| self.sampled(h))
             .collect();
-        self.reset_slots();
+        self.reset_handles();
         self.rebuild_shadows(self.half.is_some());
         for (hash, weight) in keep {
             self.feed(hash, weight);
@@ -533,7 +461,7 @@ impl Shadows {
         self.psel = 0;
     }
 
-    fn reset_slots(&mut self) {
+    fn reset_handles(&mut self) {
         self.hashes.clear();
         self.index.clear();
         self.free.clear();
@@ -541,7 +469,7 @@ impl Shadows {
 
     /// Forget every key and the counter's history (the sampling rate is kept).
     fn forget(&mut self) {
-        self.reset_slots();
+        self.reset_handles();
         self.full.lru.clear();
         self.full.ad.clear();
         self.psel = 0;
@@ -572,22 +500,22 @@ impl Shadows {
             + (self.full.heap_bytes() + self.half.as_ref().map_or(0, |h| h.heap_bytes())) as usize
     }
 
-    /// Shadow invariants: each shadow's own check, every slot held by a shadow indexed by its
-    /// hash, no more than the slots the budget allows, and the bytes within the budget.
+    /// Shadow invariants: each shadow's own check, every handle held by a shadow indexed by its
+    /// hash, no more than the handles the budget allows, and the bytes within the budget.
     pub fn check(&self) -> Result<(), String> {
         self.full.lru.check()?;
         self.full.ad.check()?;
         if let Some(half) = &self.half {
             half.lru.check()?;
             half.ad.check()?;
-            if self.hashes.len() > half_slots(self.max_samples) {
-                return Err("shadows: more slots than the half-size pair's arenas".into());
+            if self.hashes.len() > half_handles(self.max_samples) {
+                return Err("shadows: more handles than the half-size pair's arenas".into());
             }
         }
         let live = self.hashes.len() - self.free.len();
-        if self.index.len() != live || live > slots_for(self.max_samples) {
+        if self.index.len() != live || live > handles_for(self.max_samples) {
             return Err(format!(
-                "shadows: {} indexed, {live} live slots",
+                "shadows: {} indexed, {live} live handles",
                 self.index.len()
             ));
         }
@@ -597,7 +525,7 @@ impl Shadows {
             let indexed = self.index.find(hash, |&x| x == s).is_some();
             if held && !(indexed && self.sampled(hash)) {
                 return Err(format!(
-                    "shadows: slot {s} held but not indexed or not sampled"
+                    "shadows: handle {s} held but not indexed or not sampled"
                 ));
             }
         }

@@ -81,7 +81,8 @@ impl Sketch {
         [(a / 64, 1 << (a % 64)), (b / 64, 1 << (b % 64))]
     }
 
-    fn slots(&self, hash: u64) -> [(usize, u32); 4] {
+    /// The four counters of `hash`: table word and bit shift of each.
+    fn counters(&self, hash: u64) -> [(usize, u32); 4] {
         let mask = self.table.len() - 1;
         let mut out = [(0, 0); 4];
         for (i, seed) in SEEDS.iter().enumerate() {
@@ -108,12 +109,16 @@ impl Sketch {
             }
             return;
         }
-        let slots = self.slots(hash);
-        let min = slots.iter().map(|&s| self.counter(s)).min().unwrap_or(15);
+        let counters = self.counters(hash);
+        let min = counters
+            .iter()
+            .map(|&s| self.counter(s))
+            .min()
+            .unwrap_or(15);
         if min == 15 {
             return;
         }
-        for s in slots {
+        for s in counters {
             if self.counter(s) == min {
                 self.table[s.0] += 1 << s.1;
             }
@@ -122,8 +127,8 @@ impl Sketch {
 
     /// Estimated accesses since the last aging (plus one if the doorkeeper has seen it).
     pub fn estimate(&self, hash: u64) -> u32 {
-        let slots = self.slots(hash);
-        let min = slots.iter().map(|&s| self.counter(s)).min().unwrap_or(0) as u32;
+        let counters = self.counters(hash);
+        let min = counters.iter().map(|&s| self.counter(s)).min().unwrap_or(0) as u32;
         let door = self
             .door_bits(hash)
             .iter()

@@ -10,49 +10,49 @@ impl Core {
         let mut live = 0usize;
         let mut bytes = 0u64;
         let mut per_tag = vec![0u32; self.tags.len()];
-        for slot in 0..self.slab.high() {
-            let resident = self.policy.contains(slot);
-            let Some(e) = self.slab.get(slot) else {
+        for cell in 0..self.slab.high() {
+            let resident = self.policy.contains(cell);
+            let Some(e) = self.slab.get(cell) else {
                 if resident {
-                    return Err(format!("policy holds free slot {slot}"));
+                    return Err(format!("policy holds free cell {cell}"));
                 }
                 continue;
             };
             if !resident {
-                return Err(format!("entry {slot} is not in the policy"));
+                return Err(format!("entry {cell} is not in the policy"));
             }
             live += 1;
             bytes += self.cost_of(e);
             let (group, key, _) = parts(&e.data);
             let group_hash = self.hasher.hash_one(group);
             let hash = entry_hash(&self.hasher, group_hash, key);
-            if self.find(hash, group_hash, group, key) != Some(slot) {
-                return Err(format!("entry {slot} not reachable through the index"));
+            if self.find(hash, group_hash, group, key) != Some(cell) {
+                return Err(format!("entry {cell} not reachable through the index"));
             }
             let Some(head) = self.find_group(group_hash, group) else {
-                return Err(format!("entry {slot}'s group has no head"));
+                return Err(format!("entry {cell}'s group has no head"));
             };
-            if e.is_head() != (head == slot) {
-                return Err(format!("entry {slot}: head flag disagrees with the index"));
+            if e.is_head() != (head == cell) {
+                return Err(format!("entry {cell}: head flag disagrees with the index"));
             }
             for (n, back) in [(e.g_next, true), (e.g_prev, false)] {
                 let ok = self.slab.get(n).is_some_and(|ne| {
-                    parts(&ne.data).0 == group && if back { ne.g_prev } else { ne.g_next } == slot
+                    parts(&ne.data).0 == group && if back { ne.g_prev } else { ne.g_next } == cell
                 });
                 if !ok {
-                    return Err(format!("entry {slot}: group circle broken"));
+                    return Err(format!("entry {cell}: group circle broken"));
                 }
             }
             let id = e.tag_id();
             let rec = self.tags.get(id as usize);
             if !rec.is_some_and(|r| r.len > 0 && self.tag_ids.get(&r.tag) == Some(&id)) {
-                return Err(format!("entry {slot} has an unindexed tag"));
+                return Err(format!("entry {cell} has an unindexed tag"));
             }
             per_tag[id as usize] += 1;
         }
         if live != self.len || live != self.index.len() || live != self.policy.len() {
             return Err(format!(
-                "{live} live slots, {} counted, {} indexed, {} in policy",
+                "{live} live cells, {} counted, {} indexed, {} in policy",
                 self.len,
                 self.index.len(),
                 self.policy.len()
@@ -102,7 +102,7 @@ impl Core {
             loop {
                 n += 1;
                 if n > live {
-                    return Err(format!("group of slot {head}: circle does not close"));
+                    return Err(format!("group of cell {head}: circle does not close"));
                 }
                 cur = self.slab.entry(cur).g_next;
                 if cur == head {
@@ -110,7 +110,7 @@ impl Core {
                 }
                 let m = self.slab.entry(cur);
                 if m.is_head() || parts(&m.data).0 != group {
-                    return Err(format!("group of slot {head}: circle reaches slot {cur}"));
+                    return Err(format!("group of cell {head}: circle reaches cell {cur}"));
                 }
             }
             in_groups += n;

@@ -1,12 +1,12 @@
-//! The shard's entry slots: chunks of [`CHUNK`] slots that follow the live entry count.
+//! The shard's entry cells: chunks of [`CHUNK`] cells that follow the live entry count.
 //!
-//! A slot's number is the entry's handle everywhere (index, group links, policy arena), so the
+//! A cell's number is the entry's handle everywhere (index, group links, policy arena), so the
 //! slab decides how far the handle-indexed structures reach. It hands out the **lowest** free
-//! slot (a bit per chunk says which chunks have room, a bit per slot which slots are taken), so
+//! cell (a bit per chunk says which chunks have room, a bit per cell which cells are taken), so
 //! under churn the entries gather in the low chunks and the high ones drain; trailing empty
 //! chunks are then released, keeping one spare so that a count wobbling at a chunk boundary
-//! does not allocate and free 32 KiB each time. Never moves a live entry, never copies itself
-//! to grow. Picking a slot scans one bit per chunk and 16 words in the chunk: O(1) for any
+//! does not allocate and free 32 KiB each time. Never moves a live entry on its own (only
+//! [`Slab::move_down`], when the core compacts), never copies itself to grow. Picking a cell scans one bit per chunk and 16 words in the chunk: O(1) for any
 //! shard size that fits memory.
 
 use super::{Entry, NIL};
@@ -16,8 +16,8 @@ pub(crate) const CHUNK: usize = 1 << CHUNK_BITS;
 const WORDS: usize = CHUNK / 64;
 
 struct Chunk {
-    slots: Box<[Option<Entry>]>,
-    /// Bit `i`: slot `i` holds an entry.
+    cells: Box<[Option<Entry>]>,
+    /// Bit `i`: cell `i` holds an entry.
     used: [u64; WORDS],
     live: u32,
 }
@@ -25,7 +25,7 @@ struct Chunk {
 impl Chunk {
     fn new() -> Self {
         Self {
-            slots: (0..CHUNK).map(|_| None).collect(),
+            cells: (0..CHUNK).map(|_| None).collect(),
             used: [0; WORDS],
             live: 0,
         }
@@ -35,36 +35,36 @@ impl Chunk {
 #[derive(Default)]
 pub(crate) struct Slab {
     chunks: Vec<Chunk>,
-    /// Bit `c`: chunk `c` has a free slot.
+    /// Bit `c`: chunk `c` has a free cell.
     open: Vec<u64>,
 }
 
-fn split(slot: u32) -> (usize, usize) {
-    ((slot >> CHUNK_BITS) as usize, slot as usize & (CHUNK - 1))
+fn split(cell: u32) -> (usize, usize) {
+    ((cell >> CHUNK_BITS) as usize, cell as usize & (CHUNK - 1))
 }
 
 impl Slab {
-    /// One past the highest slot that can hold an entry.
+    /// One past the highest cell that can hold an entry.
     pub(crate) fn high(&self) -> u32 {
         (self.chunks.len() << CHUNK_BITS) as u32
     }
 
-    pub(crate) fn get(&self, slot: u32) -> Option<&Entry> {
-        let (c, i) = split(slot);
-        self.chunks.get(c).and_then(|c| c.slots[i].as_ref())
+    pub(crate) fn get(&self, cell: u32) -> Option<&Entry> {
+        let (c, i) = split(cell);
+        self.chunks.get(c).and_then(|c| c.cells[i].as_ref())
     }
 
-    pub(crate) fn get_mut(&mut self, slot: u32) -> Option<&mut Entry> {
-        let (c, i) = split(slot);
-        self.chunks.get_mut(c).and_then(|c| c.slots[i].as_mut())
+    pub(crate) fn get_mut(&mut self, cell: u32) -> Option<&mut Entry> {
+        let (c, i) = split(cell);
+        self.chunks.get_mut(c).and_then(|c| c.cells[i].as_mut())
     }
 
-    pub(crate) fn entry(&self, slot: u32) -> &Entry {
-        self.get(slot).expect("index points at a live slot")
+    pub(crate) fn entry(&self, cell: u32) -> &Entry {
+        self.get(cell).expect("index points at a live cell")
     }
 
-    pub(crate) fn entry_mut(&mut self, slot: u32) -> &mut Entry {
-        self.get_mut(slot).expect("index points at a live slot")
+    pub(crate) fn entry_mut(&mut self, cell: u32) -> &mut Entry {
+        self.get_mut(cell).expect("index points at a live cell")
     }
 
     fn set_open(&mut self, c: usize, open: bool) {
@@ -79,7 +79,7 @@ impl Slab {
         }
     }
 
-    /// Put `e` in the lowest free slot and return it.
+    /// Put `e` in the lowest free cell and return it.
     pub(crate) fn place(&mut self, e: Entry) -> u32 {
         let c = match self.open.iter().position(|&w| w != 0) {
             Some(w) => w * 64 + self.open[w].trailing_zeros() as usize,
@@ -98,29 +98,29 @@ impl Slab {
             .used
             .iter()
             .position(|&w| w != u64::MAX)
-            .expect("an open chunk has a free slot");
+            .expect("an open chunk has a free cell");
         let i = w * 64 + (!chunk.used[w]).trailing_zeros() as usize;
         chunk.used[w] |= 1 << (i % 64);
         chunk.live += 1;
-        debug_assert!(chunk.slots[i].is_none());
-        chunk.slots[i] = Some(e);
+        debug_assert!(chunk.cells[i].is_none());
+        chunk.cells[i] = Some(e);
         if chunk.live as usize == CHUNK {
             self.set_open(c, false);
         }
         ((c << CHUNK_BITS) | i) as u32
     }
 
-    pub(crate) fn take(&mut self, slot: u32) -> Entry {
-        let (c, i) = split(slot);
+    pub(crate) fn take(&mut self, cell: u32) -> Entry {
+        let (c, i) = split(cell);
         let chunk = &mut self.chunks[c];
-        let e = chunk.slots[i].take().expect("take of a live slot");
+        let e = chunk.cells[i].take().expect("take of a live cell");
         chunk.used[i / 64] &= !(1 << (i % 64));
         chunk.live -= 1;
         self.set_open(c, true);
         e
     }
 
-    /// The highest slot holding an entry.
+    /// The highest cell holding an entry.
     pub(crate) fn highest(&self) -> Option<u32> {
         let c = self.chunks.iter().rposition(|c| c.live > 0)?;
         let used = &self.chunks[c].used;
@@ -129,10 +129,10 @@ impl Slab {
         Some(((c << CHUNK_BITS) | i) as u32)
     }
 
-    /// Move the entry in `slot` to the lowest free slot, and return that slot (`slot` itself
+    /// Move the entry in `cell` to the lowest free cell, and return that cell (`cell` itself
     /// when none is lower).
-    pub(crate) fn move_down(&mut self, slot: u32) -> u32 {
-        let e = self.take(slot);
+    pub(crate) fn move_down(&mut self, cell: u32) -> u32 {
+        let e = self.take(cell);
         self.place(e)
     }
 
@@ -161,7 +161,7 @@ impl Slab {
         std::mem::take(self)
             .chunks
             .into_iter()
-            .flat_map(|c| c.slots.into_vec().into_iter().flatten())
+            .flat_map(|c| c.cells.into_vec().into_iter().flatten())
     }
 
     /// Heap bytes the slab holds: the chunks, their headers and the open-chunk bits.
@@ -172,17 +172,17 @@ impl Slab {
             + self.open.capacity() * 8) as u64
     }
 
-    /// The slab's own invariants: bits, counts and slots agree, and at most one trailing chunk
+    /// The slab's own invariants: bits, counts and cells agree, and at most one trailing chunk
     /// is empty.
     pub(crate) fn check(&self) -> Result<(), String> {
         for (c, chunk) in self.chunks.iter().enumerate() {
             let bits: u32 = chunk.used.iter().map(|w| w.count_ones()).sum();
-            let filled = chunk.slots.iter().filter(|s| s.is_some()).count() as u32;
+            let filled = chunk.cells.iter().filter(|s| s.is_some()).count() as u32;
             let agree = (0..CHUNK).all(|i| {
-                (chunk.used[i / 64] >> (i % 64)) & 1 == u64::from(chunk.slots[i].is_some())
+                (chunk.used[i / 64] >> (i % 64)) & 1 == u64::from(chunk.cells[i].is_some())
             });
             if bits != chunk.live || filled != chunk.live || !agree {
-                return Err(format!("chunk {c}: bits, count and slots disagree"));
+                return Err(format!("chunk {c}: bits, count and cells disagree"));
             }
             let open = self
                 .open

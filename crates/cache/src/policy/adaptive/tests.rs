@@ -1,3 +1,7 @@
+//! The adaptive policy alone on synthetic traces (sweeps, loops, re-reads, hot sets): it must
+//! follow LRU where recency wins, keep TinyLFU where frequency wins, and keep its shadows within
+//! their budget. Tests drive the policy directly, never a cache, and assert hit counts, never time.
+
 use super::*;
 use crate::policy::Lru;
 
