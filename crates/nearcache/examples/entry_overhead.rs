@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use nearcache::cachelayer::CacheRules;
 use nearcache::cachelayer::{CacheLayer, Form, Join, Read};
-use nearcache::metrics::Metrics;
+use nearcache::obs::metrics::Metrics;
 
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]

@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::command;
 
 mod rules;
-use crate::metrics::{FlushReason, Metrics};
+use crate::obs::metrics::{FlushReason, Metrics};
 use crate::reply::{self, OutMeter, ReplyTx, UpstreamResult};
 use crate::upstream::TrackingSink;
 pub use rules::CacheRules;

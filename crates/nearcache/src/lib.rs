@@ -12,7 +12,7 @@ pub mod cachelayer;
 mod clock;
 pub mod command;
 pub mod config;
-pub mod metrics;
+
 pub mod obs;
 pub mod reply;
 pub mod session;
@@ -31,7 +31,7 @@ use tracing::{info, warn};
 
 use cachelayer::CacheLayer;
 pub use config::Config;
-use metrics::Metrics;
+use obs::metrics::Metrics;
 use session::Context;
 use upstream::{Limits, Pool, Settings, Tracking, TrackingMode, TrackingSink};
 
@@ -112,7 +112,7 @@ impl Running {
             new.slowlog_threshold_ms,
             std::sync::atomic::Ordering::Relaxed,
         );
-        obs::trace::set_sample_every(new.trace_sample);
+        self.ctx.metrics.tracer.set_sample_every(new.trace_sample);
         if !restart.is_empty() {
             warn!(settings = ?restart, "changed settings need a restart to take effect");
         }
@@ -184,7 +184,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let (stop, stop_rx) = watch::channel(false);
     let admin_addr = match &config.admin_listen {
-        Some(addr) => Some(admin::start(addr, metrics, cache, pool, stop_rx.clone()).await?),
+        Some(addr) => Some(obs::http::start(addr, metrics, cache, pool, stop_rx.clone()).await?),
         None => None,
     };
     info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
@@ -227,7 +227,7 @@ async fn obs_settings(config: &Config, metrics: &Metrics, max_memory: u64) {
     metrics.set_max_memory(max_memory);
     let slowlog = &metrics.live.slowlog_threshold_ms;
     slowlog.store(config.slowlog_threshold_ms, Ordering::Relaxed);
-    obs::trace::set_sample_every(config.trace_sample);
+    metrics.tracer.set_sample_every(config.trace_sample);
     // Only the binary runs on jemalloc with the profiler; elsewhere there is nothing to switch.
     let state = obs::profile::heap_profiling_state().await;
     if state.is_some_and(|on| on != config.heap_profiling) {

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use clap::Parser;
 use nearcache::config::{Args, Config};
-use nearcache::obs::{self, heapdiff, trace::CaptureLayer};
+use nearcache::obs::{self, heapdiff};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{reload, EnvFilter, Layer as _};
@@ -83,7 +83,6 @@ fn init_logging(config: &Config) {
     };
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
-        .with(CaptureLayer::filtered())
         .init();
     obs::set_log_reloader(
         &level,

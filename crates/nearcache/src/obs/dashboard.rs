@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 
 use super::stats::BOUNDS;
-use crate::metrics::{CacheSnapshot, Metrics};
+use crate::obs::metrics::{CacheSnapshot, Metrics};
 use crate::upstream::PoolStats;
 
 /// The page, compiled into the binary.

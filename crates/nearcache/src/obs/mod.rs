@@ -1,23 +1,25 @@
-//! Observability: per-command figures, the slow log, live settings, the `NEARCACHE` admin
-//! command, heap and CPU profiles, sampled request traces and the admin dashboard.
+//! Observability: the metrics registry, per-command figures, the slow log, heap and CPU
+//! profiles, sampled request traces, the dashboard, and the admin HTTP port that serves them.
 //!
-//! What runs per request is atomics only (see [`stats`] and [`trace::sample`]); everything else
+//! What runs per request is atomics only (see [`stats`] and [`trace::Tracer::sample`]); everything else
 //! runs when an operator asks (a scrape, a profile, a capture). Nothing here may panic on input
 //! from a client or an HTTP request.
 
-pub mod admin_cmd;
 pub mod dashboard;
 pub mod heapdiff;
+pub mod http;
+pub mod metrics;
 pub mod profile;
 pub mod stats;
 pub mod trace;
 
 use std::sync::atomic::AtomicU64;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::command::CommandId;
 use stats::{Outcome, Stamp};
+use trace::Tracer;
 
 /// Changes the log filter of the running process (installed by the binary).
 pub type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -87,9 +89,15 @@ fn page_size() -> u64 {
 /// brought it returned, one clock reading for a whole pipeline), and whether a capture samples
 /// it.
 #[inline]
-pub fn begin(command: CommandId, read_at: Option<Instant>, start: Instant) -> Stamp {
-    let trace = trace::sample()
-        .then(|| trace::RequestTrace::start(crate::command::name_of(command), read_at));
+pub fn begin(
+    tracer: &Arc<Tracer>,
+    command: CommandId,
+    read_at: Option<Instant>,
+    start: Instant,
+) -> Stamp {
+    let trace = tracer
+        .sample()
+        .then(|| trace::RequestTrace::start(tracer, crate::command::name_of(command), read_at));
     Stamp {
         command,
         outcome: Outcome::Forwarded,

@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::MetricType;
 
 use crate::command::{self, CommandId};
+use crate::obs::trace::Phase;
 
 /// How a command was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,8 +234,8 @@ pub trait StampExt {
     fn sent_upstream(&mut self);
     /// The command's replies are relayed, not matched one-to-one: count it, do not time it.
     fn untimed(&mut self);
-    /// A phase span to hold while the phase lasts (when sampled).
-    fn phase(&self, name: &'static str) -> Option<tracing::Span>;
+    /// A phase to hold while it lasts (when sampled).
+    fn phase(&self, name: &'static str) -> Option<Phase>;
 }
 
 impl StampExt for Option<Stamp> {
@@ -256,7 +257,7 @@ impl StampExt for Option<Stamp> {
         }
     }
 
-    fn phase(&self, name: &'static str) -> Option<tracing::Span> {
+    fn phase(&self, name: &'static str) -> Option<Phase> {
         self.as_ref()?.trace.as_ref().map(|t| t.phase(name))
     }
 }

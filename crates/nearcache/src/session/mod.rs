@@ -23,7 +23,7 @@ use tracing::{debug, info};
 
 use crate::cachelayer::{self, CacheLayer, Form, Join, Read};
 use crate::command::{self, CacheUse, CommandSpec, Local, NameMemo, Route, TxEffect};
-use crate::metrics::{FlushReason, Metrics};
+use crate::obs::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp, StampExt as _};
 use crate::reply::{self, After, Outbound, Outbox};
 use crate::upstream::{ConnHandle, Pool};
@@ -290,7 +290,7 @@ impl Session {
             self.ctx.metrics.bytes_in.inc_by(n as u64);
             self.batch_at = Instant::now();
             self.answered_at = None;
-            self.read_at = crate::obs::trace::capturing().then_some(self.batch_at);
+            self.read_at = self.ctx.metrics.tracer.capturing().then_some(self.batch_at);
             loop {
                 match resp::parse_command_into(&mut buf, &self.ctx.limits, &mut args) {
                     Ok(Some(_)) if args.is_empty() => continue,
@@ -427,7 +427,13 @@ impl Session {
         let name = args.first().map_or(&b""[..], |a| &a[..]);
         self.spec = self.names.lookup(name).resolve(args);
         let id = self.spec.id;
-        self.stamp = Some(crate::obs::begin(id, self.read_at.take(), self.batch_at));
+        let tracer = &self.ctx.metrics.tracer;
+        self.stamp = Some(crate::obs::begin(
+            tracer,
+            id,
+            self.read_at.take(),
+            self.batch_at,
+        ));
         self.answered_direct = None;
         let result = self.dispatch(args, rd).await;
         if let Some(stamp) = self.stamp.take() {
@@ -449,7 +455,7 @@ impl Session {
             self.stamp.mark(Outcome::Local);
             let (m, c) = (&self.ctx.metrics, self.ctx.cache.as_deref());
             let pool = self.ctx.pool.stats();
-            let answer = crate::obs::admin_cmd::answer(args, self.proto, m, c, &pool).await;
+            let answer = crate::admin::answer(args, self.proto, m, c, &pool).await;
             self.reply(answer);
             return Ok(());
         }

@@ -20,7 +20,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::{oneshot, Notify};
 
 use crate::cachelayer::CacheLayer;
-use crate::metrics::{FlushReason, Metrics};
+use crate::obs::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp};
 use crate::reply::{dropped, wait_with, After, Empty, OutMeter, Outbound, OutboxRx};
 

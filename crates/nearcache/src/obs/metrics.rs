@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::obs::stats::CommandStats;
+use crate::obs::trace::Tracer;
 use crate::obs::Live;
 use crate::reply::UpstreamError;
 use crate::upstream::{CloseReason, PoolStats};
@@ -155,6 +156,8 @@ pub struct Metrics {
     pub started: Instant,
     /// Settings that change while the proxy runs.
     pub live: Live,
+    /// Sampled request traces.
+    pub tracer: Arc<Tracer>,
     /// Serialises scrapes so the copied counters advance exactly once per change.
     scrape: Mutex<()>,
 }
@@ -181,6 +184,7 @@ impl Default for Metrics {
             max_memory: AtomicU64::new(0),
             started: Instant::now(),
             live: Live::default(),
+            tracer: Arc::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };

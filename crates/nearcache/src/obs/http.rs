@@ -1,0 +1,226 @@
+//! The admin HTTP port: `/metrics` in Prometheus text format, the dashboard (`/`) and its
+//! `/api/stats`, heap and CPU profiles under `/debug/pprof/`, and `/debug/trace` captures.
+//!
+//! Every handler answers bad query strings with a 4xx text and unavailable profilers with a
+//! 5xx text; none panics on a request.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::cachelayer::CacheLayer;
+use crate::obs::metrics::{CacheSnapshot, Metrics};
+use crate::obs::profile::{self, CpuFormat, ProfileError};
+use crate::obs::{dashboard, trace};
+use crate::upstream::Pool;
+
+/// What the handlers read.
+#[derive(Clone)]
+struct Admin {
+    metrics: Arc<Metrics>,
+    cache: Option<Arc<CacheLayer>>,
+    pool: Arc<Pool>,
+}
+
+impl Admin {
+    fn snapshot(&self) -> Option<CacheSnapshot> {
+        self.cache.as_ref().map(|c| CacheSnapshot {
+            stats: c.stats(),
+            invalidated_keys: c.invalidated_keys.load(Ordering::Relaxed),
+            unmatched_keys: c.unmatched_keys.load(Ordering::Relaxed),
+            collapsed: c.collapsed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+/// Binds the admin listener and serves it until `stop` turns true.
+pub async fn start(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    cache: Option<Arc<CacheLayer>>,
+    pool: Arc<Pool>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on admin address {addr}"))?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics_text))
+        .route("/api/stats", get(stats))
+        .route("/debug/pprof/heap", get(heap))
+        .route("/debug/pprof/profile", get(cpu))
+        .route("/debug/pprof/flamegraph", get(flamegraph))
+        .route("/debug/trace", get(capture_trace))
+        .with_state(Admin {
+            metrics,
+            cache,
+            pool,
+        });
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            warn!(error = %e, "admin server stopped");
+        }
+    });
+    Ok(local)
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        dashboard::PAGE,
+    )
+}
+
+async fn metrics_text(State(a): State<Admin>) -> impl IntoResponse {
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    let text = a.metrics.render(a.snapshot(), &a.pool.stats());
+    ([(header::CONTENT_TYPE, content_type)], text)
+}
+
+async fn stats(State(a): State<Admin>) -> impl IntoResponse {
+    let json = dashboard::stats_json(&a.metrics, a.snapshot(), &a.pool.stats());
+    ([(header::CONTENT_TYPE, "application/json")], json)
+}
+
+async fn heap() -> Response {
+    match profile::heap_pprof().await {
+        Ok(bytes) => pprof_response(bytes, "heap.pb.gz"),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn cpu(uri: Uri) -> Response {
+    let format = match query(&uri, "format") {
+        None | Some("pprof" | "proto") => CpuFormat::Pprof,
+        Some("svg" | "flamegraph") => CpuFormat::Flamegraph,
+        Some(other) => {
+            return bad_request(format!("format must be pprof or svg, not {other:?}\n"));
+        }
+    };
+    cpu_capture(&uri, format).await
+}
+
+async fn flamegraph(uri: Uri) -> Response {
+    cpu_capture(&uri, CpuFormat::Flamegraph).await
+}
+
+async fn cpu_capture(uri: &Uri, format: CpuFormat) -> Response {
+    let seconds = match seconds(uri, 30, profile::MAX_CPU_SECONDS) {
+        Ok(s) => s,
+        Err(msg) => return bad_request(msg),
+    };
+    match profile::cpu_profile(seconds, format).await {
+        Ok(bytes) if format == CpuFormat::Flamegraph => {
+            ([(header::CONTENT_TYPE, "image/svg+xml")], bytes).into_response()
+        }
+        Ok(bytes) => pprof_response(bytes, "profile.pb.gz"),
+        Err(e) => error_response(e),
+    }
+}
+
+async fn capture_trace(State(a): State<Admin>, uri: Uri) -> Response {
+    let seconds = match seconds(&uri, 5, 60) {
+        Ok(s) => s,
+        Err(msg) => return bad_request(msg),
+    };
+    match a.metrics.tracer.capture(Duration::from_secs(seconds)).await {
+        Ok(json) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"nearcache-trace.json\"",
+                ),
+            ],
+            json,
+        )
+            .into_response(),
+        Err(trace::CaptureError::Busy) => (
+            StatusCode::CONFLICT,
+            "a trace capture is already running; retry later\n",
+        )
+            .into_response(),
+    }
+}
+
+/// The `seconds` parameter, `default` when absent, within 1..=`max`.
+fn seconds(uri: &Uri, default: u64, max: u64) -> Result<u64, String> {
+    match query(uri, "seconds") {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(s) if (1..=max).contains(&s) => Ok(s),
+            _ => Err(format!(
+                "seconds must be a whole number from 1 to {max}, not {v:?}\n"
+            )),
+        },
+    }
+}
+
+/// The value of `name` in the query string (no percent-decoding: values here are plain).
+fn query<'a>(uri: &'a Uri, name: &str) -> Option<&'a str> {
+    uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then_some(v)
+    })
+}
+
+fn bad_request(msg: String) -> Response {
+    (StatusCode::BAD_REQUEST, msg).into_response()
+}
+
+fn pprof_response(bytes: Vec<u8>, filename: &str) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response()
+}
+
+fn error_response(e: ProfileError) -> Response {
+    let status = match e {
+        ProfileError::Busy => StatusCode::CONFLICT,
+        ProfileError::Unavailable(_) => StatusCode::NOT_IMPLEMENTED,
+        ProfileError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    (status, format!("{e}\n")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_query_parameters() {
+        let uri: Uri = "/debug/pprof/profile?seconds=3&format=svg".parse().unwrap();
+        assert_eq!(query(&uri, "seconds"), Some("3"));
+        assert_eq!(query(&uri, "format"), Some("svg"));
+        assert_eq!(query(&uri, "nope"), None);
+        assert_eq!(seconds(&uri, 30, 60).unwrap(), 3);
+        for bad in ["0", "61", "-1", "x", ""] {
+            let uri: Uri = format!("/p?seconds={bad}").parse().unwrap();
+            assert!(seconds(&uri, 30, 60).is_err(), "{bad}");
+        }
+    }
+}
