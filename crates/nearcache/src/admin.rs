@@ -1,9 +1,11 @@
 //! `NEARCACHE ...` on the RESP port, so redis-cli users need no HTTP:
 //! - `NEARCACHE INFO`: proxy, memory, cache, pool and command figures as INFO-like lines;
 //! - `NEARCACHE FLUSH`: empties the proxy's cache (never Redis);
-//! - `NEARCACHE CONFIG GET <pattern>` / `NEARCACHE CONFIG SET <name> <value>`: live settings.
+//! - `NEARCACHE CONFIG GET <pattern>` / `NEARCACHE CONFIG SET <name> <value>`: the settings,
+//!   by their dashed names; live ones change at once (through `control.rs`, as SIGHUP does).
 //!
-//! Every malformed request gets an error reply; nothing here panics on client input.
+//! Every malformed request gets an error reply; nothing here panics on client input. Never
+//! shows a secret.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -11,43 +13,68 @@ use std::sync::atomic::Ordering;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cachelayer::CacheLayer;
+use crate::config::{Config, SETTINGS};
+use crate::control::Control;
 use crate::obs::metrics::{FlushReason, Metrics};
 use crate::obs::profile;
 use crate::obs::stats::Outcome;
 use crate::reply;
 use crate::upstream::PoolStats;
 
-/// Settings `CONFIG GET` knows, in the order it lists them.
-const SETTINGS: &[&str] = &[
-    "slowlog-threshold-ms",
-    "log-level",
-    "trace-sample",
-    "heap-profiling",
-    "max-memory",
-];
+/// A `NEARCACHE` request, as read from its arguments.
+#[derive(Debug, PartialEq, Eq)]
+enum Request {
+    Info,
+    Flush,
+    Help,
+    ConfigGet(String),
+    ConfigSet(String, String),
+    /// Malformed: the error to reply with.
+    Bad(&'static str),
+}
+
+fn read(args: &[Bytes]) -> Request {
+    let upper = |i: usize| args.get(i).map(|a| a.to_ascii_uppercase());
+    let text = |i: usize| String::from_utf8_lossy(&args[i]).into_owned();
+    match (upper(1).as_deref(), upper(2).as_deref(), args.len()) {
+        (Some(b"INFO"), _, 2) => Request::Info,
+        (Some(b"FLUSH"), _, 2) => Request::Flush,
+        (Some(b"HELP"), _, 2) => Request::Help,
+        (Some(b"CONFIG"), Some(b"GET"), 4) => Request::ConfigGet(text(3).to_ascii_lowercase()),
+        (Some(b"CONFIG"), Some(b"SET"), 5) => {
+            Request::ConfigSet(text(3), text(4).trim().to_string())
+        }
+        (Some(b"CONFIG"), ..) => Request::Bad(
+            "ERR nearcache: use NEARCACHE CONFIG GET <pattern> or NEARCACHE CONFIG SET <name> <value>",
+        ),
+        _ => Request::Bad(
+            "ERR nearcache: unknown subcommand or wrong number of arguments; try NEARCACHE HELP",
+        ),
+    }
+}
 
 /// Answers one `NEARCACHE` command (`args[0]` is `NEARCACHE`).
 pub async fn answer(
     args: &[Bytes],
     proto: u8,
-    metrics: &Metrics,
+    control: &Control,
     cache: Option<&CacheLayer>,
-    pool: &PoolStats,
 ) -> Bytes {
-    let sub = args.get(1).map(|a| a.to_ascii_uppercase());
-    match (sub.as_deref(), args.len()) {
-        (Some(b"INFO"), 2) => bulk(&info(metrics, cache, pool).await),
-        (Some(b"FLUSH"), 2) => {
+    match read(args) {
+        Request::Info => bulk(&info(control.metrics(), cache, &control.pool().stats()).await),
+        Request::Flush => {
             if let Some(c) = cache {
                 c.flush(FlushReason::Admin);
             }
             reply::simple("OK")
         }
-        (Some(b"CONFIG"), _) => config(&args[2..], proto, metrics).await,
-        (Some(b"HELP"), 2) => help(),
-        _ => reply::error(
-            "ERR nearcache: unknown subcommand or wrong number of arguments; try NEARCACHE HELP",
-        ),
+        Request::Help => help(),
+        Request::ConfigGet(pattern) => pairs_reply(&config_get(&pattern, &control.config()), proto),
+        Request::ConfigSet(name, value) => match control.set(&name, &value).await {
+            Ok(()) => reply::simple("OK"),
+            Err(e) => reply::error(&format!("ERR nearcache: {e}")),
+        },
+        Request::Bad(msg) => reply::error(msg),
     }
 }
 
@@ -66,94 +93,14 @@ fn help() -> Bytes {
     out.freeze()
 }
 
-async fn config(args: &[Bytes], proto: u8, metrics: &Metrics) -> Bytes {
-    let sub = args.first().map(|a| a.to_ascii_uppercase());
-    match (sub.as_deref(), args.len()) {
-        (Some(b"GET"), 2) => {
-            let pattern = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-            let mut pairs = Vec::new();
-            for name in SETTINGS {
-                if glob(pattern.as_bytes(), name.as_bytes()) {
-                    if let Some(v) = get(name, metrics).await {
-                        pairs.push((*name, v));
-                    }
-                }
-            }
-            pairs_reply(&pairs, proto)
-        }
-        (Some(b"SET"), 3) => {
-            let name = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-            let value = String::from_utf8_lossy(&args[2]).into_owned();
-            match set(&name, value.trim(), metrics).await {
-                Ok(()) => reply::simple("OK"),
-                Err(e) => reply::error(&format!("ERR nearcache: {e}")),
-            }
-        }
-        _ => reply::error(
-            "ERR nearcache: use NEARCACHE CONFIG GET <pattern> or NEARCACHE CONFIG SET <name> <value>",
-        ),
-    }
-}
-
-async fn get(name: &str, metrics: &Metrics) -> Option<String> {
-    Some(match name {
-        "slowlog-threshold-ms" => metrics
-            .live
-            .slowlog_threshold_ms
-            .load(Ordering::Relaxed)
-            .to_string(),
-        "log-level" => crate::obs::log_level().unwrap_or_else(|| "n/a".into()),
-        "trace-sample" => metrics.tracer.sample_every().to_string(),
-        "heap-profiling" => match profile::heap_profiling_state().await {
-            Some(true) => "true".into(),
-            Some(false) => "false".into(),
-            None => "unavailable".into(),
-        },
-        "max-memory" => metrics.max_memory().to_string(),
-        _ => return None,
-    })
-}
-
-async fn set(name: &str, value: &str, metrics: &Metrics) -> Result<(), String> {
-    match name {
-        "slowlog-threshold-ms" => {
-            let ms: u64 = value.parse().map_err(|_| {
-                format!("slowlog-threshold-ms must be a number of ms, not {value:?}")
-            })?;
-            metrics
-                .live
-                .slowlog_threshold_ms
-                .store(ms, Ordering::Relaxed);
-            Ok(())
-        }
-        "log-level" => crate::obs::set_log_level(value),
-        "trace-sample" => {
-            let k: u64 = value.parse().ok().filter(|k| *k >= 1).ok_or_else(|| {
-                format!("trace-sample must be a whole number >= 1, not {value:?}")
-            })?;
-            metrics.tracer.set_sample_every(k);
-            Ok(())
-        }
-        "heap-profiling" => {
-            let on = match value.to_ascii_lowercase().as_str() {
-                "true" | "yes" | "on" | "1" => true,
-                "false" | "no" | "off" | "0" => false,
-                _ => {
-                    return Err(format!(
-                        "heap-profiling must be true or false, not {value:?}"
-                    ))
-                }
-            };
-            profile::set_heap_profiling(on)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        "max-memory" => Err("max-memory cannot change while the proxy runs".into()),
-        _ => Err(format!(
-            "unknown setting {name:?}; settable: slowlog-threshold-ms, log-level, trace-sample, \
-             heap-profiling"
-        )),
-    }
+/// The settings whose dashed names match `pattern`, with their values (secrets masked).
+fn config_get(pattern: &str, config: &Config) -> Vec<(String, String)> {
+    SETTINGS
+        .iter()
+        .map(|s| (s.dashed(), s))
+        .filter(|(name, _)| glob(pattern.as_bytes(), name.as_bytes()))
+        .map(|(name, s)| (name, s.show(config)))
+        .collect()
 }
 
 /// Glob match with `*` and `?`, as CONFIG GET patterns.
@@ -166,7 +113,7 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
-fn pairs_reply(pairs: &[(&str, String)], proto: u8) -> Bytes {
+fn pairs_reply(pairs: &[(String, String)], proto: u8) -> Bytes {
     let mut out = BytesMut::new();
     if proto >= 3 {
         let _ = write!(Writer(&mut out), "%{}\r\n", pairs.len());
@@ -320,55 +267,61 @@ mod tests {
             .collect()
     }
 
-    /// The answer to one command line, with no cache and an empty pool.
-    async fn ask(line: &str, proto: u8, m: &Metrics) -> Bytes {
-        answer(&cmd(line), proto, m, None, &PoolStats::default()).await
-    }
-
     #[test]
     fn globs_like_config_get() {
         assert!(glob(b"*", b"log-level"));
-        assert!(glob(b"slow*", b"slowlog-threshold-ms"));
+        assert!(glob(b"slow*", b"slowlog-threshold"));
         assert!(glob(b"log-leve?", b"log-level"));
         assert!(!glob(b"log", b"log-level"));
     }
 
-    #[tokio::test]
-    async fn config_set_and_get_round_trip() {
-        let m = Metrics::default();
-        let r = ask("nearcache config set slowlog-threshold-ms 25", 2, &m).await;
-        assert_eq!(&r[..], b"+OK\r\n");
-        let r = ask("NEARCACHE CONFIG GET slowlog*", 2, &m).await;
-        assert_eq!(&r[..], b"*2\r\n$20\r\nslowlog-threshold-ms\r\n$2\r\n25\r\n");
-        let r = ask("NEARCACHE CONFIG GET slowlog*", 3, &m).await;
-        assert!(r.starts_with(b"%1\r\n"));
-    }
-
-    #[tokio::test]
-    async fn bad_input_gets_error_replies() {
-        let m = Metrics::default();
+    #[test]
+    fn reads_requests_and_refuses_malformed_ones() {
+        assert_eq!(read(&cmd("nearcache info")), Request::Info);
+        assert_eq!(read(&cmd("NEARCACHE flush")), Request::Flush);
+        assert_eq!(
+            read(&cmd("NEARCACHE CONFIG GET Slow*")),
+            Request::ConfigGet("slow*".into())
+        );
+        assert_eq!(
+            read(&cmd("nearcache config set max-clients 5")),
+            Request::ConfigSet("max-clients".into(), "5".into())
+        );
         for c in [
             "NEARCACHE",
             "NEARCACHE BOGUS",
             "NEARCACHE INFO extra",
             "NEARCACHE CONFIG",
-            "NEARCACHE CONFIG SET nosuch 1",
-            "NEARCACHE CONFIG SET slowlog-threshold-ms -3",
-            "NEARCACHE CONFIG SET trace-sample 0",
-            "NEARCACHE CONFIG SET max-memory 1gb",
             "NEARCACHE CONFIG GET",
+            "NEARCACHE CONFIG SET x",
         ] {
-            let r = ask(c, 2, &m).await;
-            assert!(r.starts_with(b"-ERR"), "{c}: {r:?}");
+            assert!(matches!(read(&cmd(c)), Request::Bad(_)), "{c}");
         }
+    }
+
+    #[test]
+    fn config_get_lists_settings_by_dashed_name_with_secrets_masked() {
+        let mut config = Config::default();
+        config.set("slowlog-threshold", "25ms").unwrap();
+        config.set("upstream-password", "hunter2").unwrap();
+        let pairs = config_get("slowlog*", &config);
+        assert_eq!(
+            pairs,
+            [("slowlog-threshold".to_string(), "25ms".to_string())]
+        );
+        assert_eq!(
+            &pairs_reply(&pairs, 2)[..],
+            b"*2\r\n$17\r\nslowlog-threshold\r\n$4\r\n25ms\r\n"
+        );
+        assert!(pairs_reply(&pairs, 3).starts_with(b"%1\r\n"));
+        let all = config_get("*", &config);
+        assert_eq!(all.len(), SETTINGS.len());
+        assert!(all.contains(&("upstream-password".into(), "********".into())));
     }
 
     #[tokio::test]
     async fn info_is_a_bulk_string_of_fields() {
-        let m = Metrics::default();
-        let r = ask("NEARCACHE INFO", 2, &m).await;
-        let text = String::from_utf8_lossy(&r);
-        assert!(text.starts_with('$'));
+        let text = info(&Metrics::default(), None, &PoolStats::default()).await;
         assert!(text.contains("used_memory_rss:"));
         assert!(text.contains("cache_enabled:0"));
         assert!(text.contains("pool_in_use_connections:"));

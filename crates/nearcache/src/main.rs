@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use clap::Parser;
-use nearcache::config::{Args, Config};
-use nearcache::obs::{self, heapdiff};
+use nearcache::config::{self, Config, Loaded};
+use nearcache::obs::{heapdiff, LogControl};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{reload, EnvFilter, Layer as _};
@@ -39,16 +39,29 @@ unsafe impl Sync for MallocConf {}
 pub static MALLOC_CONF: MallocConf =
     MallocConf(c"prof:true,prof_active:true,lg_prof_sample:19,dirty_decay_ms:0".as_ptr());
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("nearcache: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_main() -> anyhow::Result<()> {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.get(1).is_some_and(|a| a == "heap-diff") {
         let args = heapdiff::HeapDiffArgs::parse_from(&argv[1..]);
         print!("{}", heapdiff::run(&args)?);
         return Ok(());
     }
-    let args = Args::parse();
-    let config = Config::from_args(args.clone())?;
-    init_logging(&config);
+    let args = config::parse_args(argv);
+    let Loaded { config, warnings } = Config::load(&args)?;
+    let log = init_logging(&config);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     // One thread: tokio's current-thread scheduler, which skips the work-stealing machinery
     // (run queues shared between workers, waking an idle worker to steal).
     let mut rt = match config.threads {
@@ -61,19 +74,15 @@ fn main() -> anyhow::Result<()> {
             b
         }
     };
-    rt.enable_all().build()?.block_on(run(config, args))
+    rt.enable_all().build()?.block_on(run(config, args, log))
 }
 
-/// Logs to stderr (text or JSON) through a filter `NEARCACHE CONFIG SET log-level` can
-/// change, plus the layer that records sampled request spans during a trace capture.
-fn init_logging(config: &Config) {
-    let (filter, level) = match EnvFilter::try_from_default_env() {
-        Ok(f) => (f, std::env::var("RUST_LOG").unwrap_or_default()),
-        Err(_) => match EnvFilter::try_new(&config.log_level) {
-            Ok(f) => (f, config.log_level.clone()),
-            Err(_) => (EnvFilter::new("info"), "info".to_string()),
-        },
-    };
+/// Logs to stderr (text or JSON) through a filter that SIGHUP and `NEARCACHE CONFIG SET
+/// log-level` can change; `RUST_LOG`, when set, wins over `log_level` at start.
+fn init_logging(config: &Config) -> LogControl {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level.0))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let fmt = if config.log_json {
@@ -84,17 +93,14 @@ fn init_logging(config: &Config) {
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .init();
-    obs::set_log_reloader(
-        &level,
-        Box::new(move |text: &str| {
-            let f = EnvFilter::try_new(text).map_err(|e| format!("invalid log filter: {e}"))?;
-            handle.reload(f).map_err(|e| e.to_string())
-        }),
-    );
+    LogControl::new(move |text: &str| {
+        let f = EnvFilter::try_new(text).map_err(|e| format!("invalid log filter: {e}"))?;
+        handle.reload(f).map_err(|e| e.to_string())
+    })
 }
 
-async fn run(config: Config, args: Args) -> anyhow::Result<()> {
-    let running = nearcache::start(config).await?;
+async fn run(config: Config, args: config::Args, log: LogControl) -> anyhow::Result<()> {
+    let running = nearcache::start_with(config, Some(log)).await?;
     let admin = running
         .admin_addr
         .map_or_else(|| "none".to_string(), |a| a.to_string());
@@ -112,19 +118,27 @@ async fn run(config: Config, args: Args) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             () = &mut stop => break,
-            _ = hangup.recv() => match Config::from_args(args.clone()) {
-                Ok(new) => {
-                    if let Err(e) = running.reload(new) {
-                        tracing::error!(error = %e, "configuration reload refused");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "configuration reload failed"),
-            },
+            _ = hangup.recv() => reload(&running, &args).await,
         }
     }
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
+}
+
+/// SIGHUP: reads the file and flags again and applies what can change live.
+async fn reload(running: &nearcache::Running, args: &config::Args) {
+    match Config::load(args) {
+        Ok(Loaded { config, warnings }) => {
+            for w in warnings {
+                tracing::warn!("{w}");
+            }
+            if let Err(e) = running.reload(config).await {
+                tracing::error!(error = %e, "configuration reload refused");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "configuration reload failed"),
+    }
 }
 
 async fn shutdown_signal() {

@@ -91,10 +91,7 @@ struct Setup {
 
 /// The default config with the admin endpoint on a free port (for tests that read metrics).
 fn with_admin(c: nearcache::Config) -> nearcache::Config {
-    nearcache::Config {
-        admin_listen: Some("127.0.0.1:0".into()),
-        ..c
-    }
+    c.with("admin_listen", "127.0.0.1:0")
 }
 
 async fn setup(config: impl FnOnce(nearcache::Config) -> nearcache::Config) -> Setup {
@@ -303,10 +300,9 @@ async fn the_cache_stays_under_its_cap_while_a_hot_key_keeps_hitting() {
         proxy,
         mut redis,
         mut c,
-    } = setup(|c| nearcache::Config {
-        max_memory: "1mb".into(),
-        admin_listen: Some("127.0.0.1:0".into()),
-        ..c
+    } = setup(|c| {
+        c.with("max_memory", "1mb")
+            .with("admin_listen", "127.0.0.1:0")
     })
     .await;
     let value = "x".repeat(1000);
@@ -466,12 +462,7 @@ async fn bcast_mode_caches_only_its_prefixes_and_stays_coherent() {
         proxy,
         mut redis,
         mut c,
-    } = setup(|c| nearcache::Config {
-        tracking: "bcast".into(),
-        tracking_prefixes: vec!["b:".into()],
-        ..c
-    })
-    .await;
+    } = setup(|c| c.with("tracking", "bcast").with("tracking_prefixes", "b:")).await;
     redis.cmd(&["SET", "b:1", "old"]).await;
     redis.cmd(&["SET", "other", "x"]).await;
     wait_until_cached(&mut c, &mut redis, "b:1").await;

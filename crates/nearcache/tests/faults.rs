@@ -18,9 +18,9 @@ fn is_nearcache_error(r: &[u8]) -> bool {
 async fn a_stalled_redis_times_out_and_the_connection_is_replaced() {
     let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
     let mut config = Proxy::config(&redis.addr());
-    config.upstream_conns = 1;
-    config.upstream_timeout = "300ms".into();
-    config.admin_listen = Some("127.0.0.1:0".into());
+    config.set("upstream_conns", "1").unwrap();
+    config.set("upstream_timeout", "300ms").unwrap();
+    config.set("admin_listen", "127.0.0.1:0").unwrap();
     let proxy = Proxy::start_config(config).await;
     let admin = proxy.admin.unwrap();
     let mut c = RawConn::connect(&proxy.addr()).await;
@@ -140,7 +140,7 @@ async fn replies_dribbled_byte_by_byte_are_never_mixed() {
     let redis = RedisServer::start();
     let relay = FaultRelay::start(&redis.addr(), Fault::Dribble).await;
     let mut config = Proxy::config(&relay.addr());
-    config.max_memory = "0".into(); // every read goes upstream
+    config.set("max_memory", "0").unwrap(); // every read goes upstream
     let proxy = Proxy::start_config(config).await;
     let mut tasks = Vec::new();
     for i in 0..8 {
@@ -190,7 +190,7 @@ async fn a_connection_cut_mid_reply_never_mixes_replies() {
     )
     .await;
     let mut config = Proxy::config(&relay.addr());
-    config.max_memory = "0".into();
+    config.set("max_memory", "0").unwrap();
     let proxy = Proxy::start_config(config).await;
     let value = |i: usize| vec![b'a' + i as u8; 4096];
     for i in 0..8 {
@@ -253,7 +253,7 @@ async fn tracking_turned_on_during_a_handshake_takes_effect() {
     )
     .await;
     let mut config = Proxy::config(&relay.addr());
-    config.admin_listen = Some("127.0.0.1:0".into());
+    config.set("admin_listen", "127.0.0.1:0").unwrap();
     let proxy = Proxy::start_config(config).await;
     let admin = proxy.admin.unwrap();
     let mut c = RawConn::connect(&proxy.addr()).await;

@@ -16,7 +16,7 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
-use common::{redis_cmd_blocking, RedisServer};
+use common::{redis_cmd_blocking, Proxy, RedisServer, With};
 
 struct Counting;
 
@@ -114,13 +114,7 @@ fn the_hit_path_allocates_nothing_per_request() {
         .on_thread_start(|| PROXY_THREAD.with(|p| p.set(true)))
         .build()
         .unwrap();
-    let config = nearcache::Config {
-        listen: "127.0.0.1:0".into(),
-        upstream: redis.addr(),
-        admin_listen: None,
-        max_memory: "16mb".into(),
-        ..Default::default()
-    };
+    let config = Proxy::config(&redis.addr()).with("max_memory", "16mb");
     let running = rt.block_on(nearcache::start(config)).unwrap();
     let mut c = Client {
         s: TcpStream::connect(running.listen_addr).unwrap(),

@@ -5,16 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, metric, show, Proxy, RawConn, RedisServer};
+use common::{eventually, metric, show, Proxy, RawConn, RedisServer, With};
 
 #[tokio::test]
 async fn clients_beyond_max_clients_get_redis_error_and_are_closed() {
     let redis = RedisServer::start();
-    let proxy = Proxy::start_config(nearcache::Config {
-        max_clients: 2,
-        ..Proxy::config(&redis.addr())
-    })
-    .await;
+    let proxy = Proxy::start_config(Proxy::config(&redis.addr()).with("max_clients", "2")).await;
     let mut a = RawConn::connect(&proxy.addr()).await;
     let mut b = RawConn::connect(&proxy.addr()).await;
     assert_eq!(&a.cmd(&["PING"]).await[..], b"+PONG\r\n");
@@ -42,11 +38,7 @@ async fn clients_beyond_max_clients_get_redis_error_and_are_closed() {
 #[tokio::test]
 async fn idle_clients_are_closed_but_blocked_and_subscribed_ones_are_not() {
     let redis = RedisServer::start();
-    let proxy = Proxy::start_config(nearcache::Config {
-        timeout: 1,
-        ..Proxy::config(&redis.addr())
-    })
-    .await;
+    let proxy = Proxy::start_config(Proxy::config(&redis.addr()).with("timeout", "1s")).await;
     let mut idle = RawConn::connect(&proxy.addr()).await;
     assert_eq!(&idle.cmd(&["PING"]).await[..], b"+PONG\r\n");
 
@@ -86,10 +78,10 @@ async fn idle_clients_are_closed_but_blocked_and_subscribed_ones_are_not() {
 /// A proxy with the admin port on, a small output limit and `max_memory` as given.
 async fn limited_proxy(redis: &RedisServer, max_memory: &str) -> Proxy {
     let mut config = Proxy::config(&redis.addr());
-    config.admin_listen = Some("127.0.0.1:0".into());
-    config.client_output_buffer_limit = "1mb".into();
-    config.client_query_buffer_limit = "1mb".into();
-    config.max_memory = max_memory.into();
+    config.set("admin_listen", "127.0.0.1:0").unwrap();
+    config.set("client_output_buffer_limit", "1mb").unwrap();
+    config.set("client_query_buffer_limit", "1mb").unwrap();
+    config.set("max_memory", max_memory).unwrap();
     Proxy::start_config(config).await
 }
 

@@ -12,11 +12,7 @@ use nearcache::obs::heapdiff;
 const PROFILE_LIMIT: Duration = Duration::from_secs(120);
 
 async fn proxy_with_admin(redis: &RedisServer) -> Proxy {
-    Proxy::start_config(nearcache::Config {
-        admin_listen: Some("127.0.0.1:0".into()),
-        ..Proxy::config(&redis.addr())
-    })
-    .await
+    Proxy::start_config(Proxy::config(&redis.addr()).with("admin_listen", "127.0.0.1:0")).await
 }
 
 /// The value of the metric line starting with `prefix` (name and labels), 0 when absent.
@@ -125,14 +121,21 @@ async fn nearcache_admin_command_answers_locally_and_info_still_reaches_redis() 
             .await[..],
         b"+OK\r\n"
     );
+    // The old name (a number of ms) still works; the setting is now a duration.
     assert_eq!(
-        &c.cmd(&["NEARCACHE", "CONFIG", "GET", "slowlog-threshold-ms"])
+        &c.cmd(&["NEARCACHE", "CONFIG", "GET", "slowlog-threshold"])
             .await[..],
-        b"*2\r\n$20\r\nslowlog-threshold-ms\r\n$1\r\n7\r\n"
+        b"*2\r\n$17\r\nslowlog-threshold\r\n$3\r\n7ms\r\n"
+    );
+    assert_eq!(
+        &c.cmd(&["NEARCACHE", "CONFIG", "SET", "slowlog-threshold", "25ms"])
+            .await[..],
+        b"+OK\r\n"
     );
     for bad in [
         &["NEARCACHE", "CONFIG", "SET", "bogus", "1"][..],
         &["NEARCACHE", "CONFIG", "SET", "slowlog-threshold-ms", "soon"],
+        &["NEARCACHE", "CONFIG", "SET", "max-memory", "1gb"],
         &["NEARCACHE", "NOPE"],
         &["NEARCACHE"],
     ] {

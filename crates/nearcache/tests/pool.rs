@@ -11,7 +11,7 @@ use common::*;
 
 async fn start(redis: &RedisServer, tweak: impl FnOnce(&mut nearcache::Config)) -> Proxy {
     let mut config = Proxy::config(&redis.addr());
-    config.admin_listen = Some("127.0.0.1:0".into());
+    config.set("admin_listen", "127.0.0.1:0").unwrap();
     tweak(&mut config);
     Proxy::start_config(config).await
 }
@@ -43,8 +43,8 @@ async fn a_hundred_clients_share_max_open_conns() {
     const MAX_OPEN: usize = 10;
     let redis = RedisServer::start();
     let proxy = start(&redis, |c| {
-        c.max_open_conns = MAX_OPEN;
-        c.pool_wait_timeout = "30s".into();
+        c.set("max_open_conns", &MAX_OPEN.to_string()).unwrap();
+        c.set("pool_wait_timeout", "30s").unwrap();
     })
     .await;
     let admin = proxy.admin.unwrap();
@@ -122,8 +122,8 @@ async fn a_hundred_clients_share_max_open_conns() {
 async fn a_waiter_whose_client_left_is_skipped() {
     let redis = RedisServer::start();
     let proxy = start(&redis, |c| {
-        c.max_open_conns = 5; // 4 shared + 1 dedicated
-        c.pool_wait_timeout = "20s".into();
+        c.set("max_open_conns", "5").unwrap(); // 4 shared + 1 dedicated
+        c.set("pool_wait_timeout", "20s").unwrap();
     })
     .await;
     let admin = proxy.admin.unwrap();
@@ -162,8 +162,8 @@ async fn a_waiter_whose_client_left_is_skipped() {
 async fn a_wait_that_times_out_gets_a_clear_error() {
     let redis = RedisServer::start();
     let proxy = start(&redis, |c| {
-        c.max_open_conns = 5;
-        c.pool_wait_timeout = "200ms".into();
+        c.set("max_open_conns", "5").unwrap();
+        c.set("pool_wait_timeout", "200ms").unwrap();
     })
     .await;
     let mut a = RawConn::connect(&proxy.addr()).await;
@@ -185,7 +185,7 @@ async fn a_wait_that_times_out_gets_a_clear_error() {
 async fn idle_connections_close_after_their_idle_time() {
     let redis = RedisServer::start();
     let proxy = start(&redis, |c| {
-        c.conn_max_idle_time = "300ms".into();
+        c.set("conn_max_idle_time", "300ms").unwrap();
     })
     .await;
     let admin = proxy.admin.unwrap();
@@ -222,8 +222,8 @@ async fn idle_connections_close_after_their_idle_time() {
 async fn shared_connections_rotate_without_flushing_the_cache() {
     let redis = RedisServer::start();
     let proxy = start(&redis, |c| {
-        c.upstream_conns = 1;
-        c.conn_max_lifetime = "1500ms".into();
+        c.set("upstream_conns", "1").unwrap();
+        c.set("conn_max_lifetime", "1500ms").unwrap();
     })
     .await;
     let admin = proxy.admin.unwrap();

@@ -627,7 +627,7 @@ async fn password_protected_upstream() {
     bare.shutdown().await;
 
     let mut config = Proxy::config(&redis.addr());
-    config.upstream_password = Some("s3cret".into());
+    config.set("upstream_password", "s3cret").unwrap();
     let proxy = Proxy::start_config(config).await;
     let mut c = RawConn::connect(&proxy.addr()).await;
     assert_eq!(&c.cmd(&["AUTH", "s3cret"]).await[..], b"+OK\r\n");

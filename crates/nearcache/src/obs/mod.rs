@@ -21,32 +21,21 @@ use crate::command::CommandId;
 use stats::{Outcome, Stamp};
 use trace::Tracer;
 
-/// Changes the log filter of the running process (installed by the binary).
-pub type LogReloader = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+/// Changes the log filter of the running process: the binary makes one from its subscriber's
+/// reload handle and gives it to the proxy it starts (`NEARCACHE CONFIG SET log-level`, SIGHUP).
+pub struct LogControl(Box<Reload>);
 
-static LOG_RELOADER: OnceLock<LogReloader> = OnceLock::new();
-static LOG_LEVEL: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+type Reload = dyn Fn(&str) -> Result<(), String> + Send + Sync;
 
-/// Lets `NEARCACHE CONFIG SET log-level` change the filter; `initial` is the filter in force.
-pub fn set_log_reloader(initial: &str, reload: LogReloader) {
-    *LOG_LEVEL.lock().unwrap_or_else(|p| p.into_inner()) = initial.to_string();
-    let _ = LOG_RELOADER.set(reload);
-}
+impl LogControl {
+    pub fn new(reload: impl Fn(&str) -> Result<(), String> + Send + Sync + 'static) -> Self {
+        LogControl(Box::new(reload))
+    }
 
-/// The log filter in force, if the binary installed a reloader.
-pub fn log_level() -> Option<String> {
-    LOG_RELOADER.get()?;
-    Some(LOG_LEVEL.lock().unwrap_or_else(|p| p.into_inner()).clone())
-}
-
-/// Sets the log filter; an error when it does not parse or the process cannot change it.
-pub fn set_log_level(filter: &str) -> Result<(), String> {
-    let reload = LOG_RELOADER
-        .get()
-        .ok_or("log-level cannot change in this process (no reloadable logger)")?;
-    reload(filter)?;
-    *LOG_LEVEL.lock().unwrap_or_else(|p| p.into_inner()) = filter.to_string();
-    Ok(())
+    /// Puts `filter` in force.
+    pub fn reload(&self, filter: &str) -> Result<(), String> {
+        (self.0)(filter)
+    }
 }
 
 /// Settings an operator may change while the proxy runs.
@@ -114,11 +103,5 @@ mod tests {
     #[test]
     fn reads_its_own_rss() {
         assert!(rss_bytes() > 0);
-    }
-
-    #[test]
-    fn log_level_needs_a_reloader() {
-        assert!(log_level().is_none());
-        assert!(set_log_level("debug").is_err());
     }
 }

@@ -10,7 +10,6 @@
 
 mod writer;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,8 @@ use tracing::{debug, info};
 
 use crate::cachelayer::{self, CacheLayer, Form, Join, Read};
 use crate::command::{self, CacheUse, CommandSpec, Local, NameMemo, Route, TxEffect};
+use crate::config::live::ClientLimits;
+use crate::control::Control;
 use crate::obs::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp, StampExt as _};
 use crate::reply::{self, After, Outbound, Outbox};
@@ -34,75 +35,14 @@ pub struct Context {
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
     pub limits: resp::Limits,
-    pub clients: ClientLimits,
+    /// Limits on each client, changed by `control`.
+    pub clients: Arc<ClientLimits>,
+    /// The configuration in force (`NEARCACHE CONFIG`).
+    pub control: Arc<Control>,
     /// The tracking cache; `None` when caching is off.
     pub cache: Option<Arc<CacheLayer>>,
     /// Raised when the server stops: sessions stop reading and deliver what is in flight.
     pub stop: crate::stop::StopSignal,
-}
-
-/// Limits on each client, changeable while running (configuration reload).
-pub struct ClientLimits {
-    /// Most clients connected at once.
-    pub max_clients: AtomicUsize,
-    /// Close clients idle this long, in ms (Redis's `timeout`); 0 never does.
-    pub idle_timeout_ms: AtomicU64,
-    /// How long a shutdown waits for replies to requests already sent, in ms.
-    pub shutdown_timeout_ms: AtomicU64,
-    /// Close a client whose unparsed input grows beyond this.
-    pub query_buffer: AtomicUsize,
-    /// Close a client once more than this many bytes of replies wait for it.
-    pub output_buffer: AtomicUsize,
-}
-
-impl ClientLimits {
-    pub fn new(
-        max_clients: usize,
-        idle_timeout: Option<Duration>,
-        query_buffer: usize,
-        output_buffer: usize,
-        shutdown_timeout: Duration,
-    ) -> Self {
-        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        ClientLimits {
-            max_clients: AtomicUsize::new(max_clients),
-            shutdown_timeout_ms: AtomicU64::new(ms(shutdown_timeout)),
-            idle_timeout_ms: AtomicU64::new(idle_timeout.map_or(0, ms)),
-            query_buffer: AtomicUsize::new(query_buffer),
-            output_buffer: AtomicUsize::new(output_buffer),
-        }
-    }
-
-    /// Takes every limit from `other`.
-    pub fn update_from(&self, other: &ClientLimits) {
-        let copy = |a: &AtomicUsize, b: &AtomicUsize| {
-            a.store(b.load(Ordering::Relaxed), Ordering::Relaxed)
-        };
-        copy(&self.max_clients, &other.max_clients);
-        copy(&self.query_buffer, &other.query_buffer);
-        copy(&self.output_buffer, &other.output_buffer);
-        for (a, b) in [
-            (&self.idle_timeout_ms, &other.idle_timeout_ms),
-            (&self.shutdown_timeout_ms, &other.shutdown_timeout_ms),
-        ] {
-            a.store(b.load(Ordering::Relaxed), Ordering::Relaxed);
-        }
-    }
-
-    pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_millis(self.shutdown_timeout_ms.load(Ordering::Relaxed))
-    }
-
-    pub fn max_clients(&self) -> usize {
-        self.max_clients.load(Ordering::Relaxed)
-    }
-
-    fn idle_timeout(&self) -> Option<Duration> {
-        match self.idle_timeout_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(Duration::from_millis(ms)),
-        }
-    }
 }
 
 /// Where the session's commands currently go.
@@ -182,7 +122,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
     let wr = Arc::new(wr);
-    let output_limit = ctx.clients.output_buffer.load(Ordering::Relaxed);
+    let output_limit = ctx.clients.output_buffer();
     let (out, out_rx) = Outbox::new(output_limit);
     let link = Arc::new(Link::default());
     let writer_link = link.clone();
@@ -324,7 +264,7 @@ impl Session {
                     }
                 }
             }
-            if buf.len() > self.ctx.clients.query_buffer.load(Ordering::Relaxed) {
+            if buf.len() > self.ctx.clients.query_buffer() {
                 info!(
                     bytes = buf.len(),
                     "client query buffer limit reached; client closed"
@@ -453,9 +393,8 @@ impl Session {
         let route = self.spec.route(args);
         if route == Route::Local(Local::Nearcache) {
             self.stamp.mark(Outcome::Local);
-            let (m, c) = (&self.ctx.metrics, self.ctx.cache.as_deref());
-            let pool = self.ctx.pool.stats();
-            let answer = crate::admin::answer(args, self.proto, m, c, &pool).await;
+            let cache = self.ctx.cache.as_deref();
+            let answer = crate::admin::answer(args, self.proto, &self.ctx.control, cache).await;
             self.reply(answer);
             return Ok(());
         }

@@ -278,12 +278,10 @@ impl Proxy {
 
     /// The config [`Proxy::start`] uses, for tests that tweak it.
     pub fn config(upstream: &str) -> nearcache::Config {
-        nearcache::Config {
-            listen: "127.0.0.1:0".into(),
-            upstream: upstream.into(),
-            admin_listen: None,
-            ..Default::default()
-        }
+        nearcache::Config::default()
+            .with("listen", "127.0.0.1:0")
+            .with("upstream", upstream)
+            .with("admin_listen", "none")
     }
 
     pub async fn start_config(config: nearcache::Config) -> Proxy {
@@ -315,6 +313,21 @@ impl Proxy {
                 panic!("Running::shutdown did not finish within 10 s");
             }
         }
+    }
+}
+
+/// Settings given by name and text, as in the config file, for tests that tweak a config.
+pub trait With {
+    /// The config with setting `name` set to `value`; panics on a bad value.
+    fn with(self, name: &str, value: &str) -> Self;
+}
+
+impl With for nearcache::Config {
+    fn with(mut self, name: &str, value: &str) -> Self {
+        if let Err(e) = self.set(name, value) {
+            panic!("{name} = {value:?}: {e}");
+        }
+        self
     }
 }
 

@@ -1,0 +1,358 @@
+//! Configuration: typed settings, each defined once ([`settings`]), read from a TOML file
+//! (`--config`), then from flags of the same names, which win; and changed while running by
+//! SIGHUP or `NEARCACHE CONFIG SET` for the settings marked live.
+//!
+//! Every value is parsed once, where it enters, into its type; a bad one is an error that names
+//! the setting as the user spelled it (`max_memory` in the file, `--max-memory` as a flag,
+//! `max-memory` in `NEARCACHE CONFIG SET`). Owns no running state except [`live::ClientLimits`],
+//! the limits sessions read while the proxy runs. Never applies a setting to the running proxy
+//! (`control.rs` does).
+
+mod flags;
+pub mod live;
+mod settings;
+pub mod values;
+
+use std::path::Path;
+
+pub use flags::{parse_args, Args};
+pub use settings::{Config, SETTINGS};
+use values::TrackingKind;
+
+/// One setting: what it is called, its type and default, and how to read and write it.
+pub struct Setting {
+    /// snake_case: the file key. The flag and `NEARCACHE CONFIG` name use dashes.
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// The default, as text.
+    pub default: &'static str,
+    /// Takes effect while the proxy runs (SIGHUP, `NEARCACHE CONFIG SET`).
+    pub live: bool,
+    /// The type, for `--help`.
+    pub kind: &'static str,
+    /// A value the type refuses (for tests).
+    pub bad: &'static str,
+    /// Never shown or logged.
+    pub secret: bool,
+    /// A flag without a value means `true`.
+    pub bare_flag: bool,
+    show: fn(&Config) -> String,
+    copy: fn(&mut Config, &Config),
+    parse: fn(&mut Config, &str) -> Result<(), String>,
+    from_toml: fn(&mut Config, &toml::Value) -> Result<(), String>,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Setting {
+    /// The setting called `name` in any of its spellings (dashes or underscores, any case,
+    /// the names of older versions).
+    pub fn find(name: &str) -> Option<&'static Setting> {
+        let snake = name.trim().replace('-', "_").to_ascii_lowercase();
+        let now = LEGACY
+            .iter()
+            .find(|(old, ..)| *old == snake)
+            .map_or(snake.as_str(), |(_, new, _)| new);
+        SETTINGS.iter().find(|s| s.name == now)
+    }
+
+    /// Gives `dst` the value `src` has.
+    pub fn copy(&self, dst: &mut Config, src: &Config) {
+        (self.copy)(dst, src)
+    }
+
+    /// The name with dashes: the flag without its `--`, the `NEARCACHE CONFIG` name.
+    pub fn dashed(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    /// The value in `config` as text; `********` for a secret that is set.
+    pub fn show(&self, config: &Config) -> String {
+        let text = (self.show)(config);
+        if self.secret && !text.is_empty() {
+            "********".into()
+        } else {
+            text
+        }
+    }
+}
+
+/// Settings as older versions spelled them: the old name, the setting it is now, and the unit
+/// of a bare number (`connect_timeout_ms = 500` is `connect_timeout = "500ms"`). Still read,
+/// with a warning that says how to write them now.
+const LEGACY: &[(&str, &str, &str)] = &[
+    ("connect_timeout_ms", "connect_timeout", "ms"),
+    ("cache_ttl_ms", "cache_ttl", "ms"),
+    ("slowlog_threshold_ms", "slowlog_threshold", "ms"),
+    ("timeout", "timeout", "s"),
+];
+
+/// A setting spelled as before: the setting, the value in today's style, and the warning.
+fn legacy(name: &str, value: &str) -> Option<(&'static Setting, String, String)> {
+    let snake = name.trim().replace('-', "_").to_ascii_lowercase();
+    let &(old, new, unit) = LEGACY.iter().find(|(old, ..)| *old == snake)?;
+    let bare = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) && value != "0";
+    if old == new && !bare {
+        return None;
+    }
+    let setting = Setting::find(new)?;
+    let now = if bare {
+        format!("{value}{unit}")
+    } else {
+        value.to_string()
+    };
+    let warning = format!("{name} = {value} is deprecated: write {new} = {now:?}");
+    Some((setting, now, warning))
+}
+
+/// A configuration, and the warnings reading it gave (deprecated spellings).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Sets the setting called `name` (any spelling, old names included) from text. On
+    /// success, a deprecation warning if the name or value is spelled the old way. The error
+    /// says what is wrong with the value; the caller names the setting.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<Option<String>, String> {
+        if let Some((setting, value, warning)) = legacy(name, value) {
+            (setting.parse)(self, &value)?;
+            return Ok(Some(warning));
+        }
+        let setting = Setting::find(name).ok_or_else(|| unknown(name))?;
+        (setting.parse)(self, value)?;
+        Ok(None)
+    }
+
+    /// The value of the setting called `name`, as text (secrets masked).
+    pub fn get(&self, name: &str) -> Option<String> {
+        Setting::find(name).map(|s| s.show(self))
+    }
+
+    /// Reads a TOML file's settings on top of `self`. Unknown keys are errors.
+    pub fn merge_toml(&mut self, text: &str) -> Result<Vec<String>, String> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+        let mut warnings = Vec::new();
+        for (key, value) in &table {
+            let as_text = match value {
+                toml::Value::Integer(i) => Some(i.to_string()),
+                toml::Value::String(s) => Some(s.clone()),
+                _ => None,
+            };
+            let old = as_text.as_deref().and_then(|t| legacy(key, t));
+            let result = match old {
+                Some((setting, value, warning)) => {
+                    warnings.push(warning);
+                    (setting.parse)(self, &value)
+                }
+                None => match SETTINGS.iter().find(|s| s.name == key.as_str()) {
+                    Some(setting) => (setting.from_toml)(self, value),
+                    None => Err(unknown(key)),
+                },
+            };
+            result.map_err(|why| format!("{key}: {why}"))?;
+        }
+        Ok(warnings)
+    }
+
+    /// Reads a TOML file on top of the defaults and checks the result.
+    pub fn from_toml(text: &str) -> Result<Loaded, String> {
+        let mut config = Config::default();
+        let warnings = config.merge_toml(text)?;
+        config.validate()?;
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Builds the configuration from the command line: the defaults, the `--config` file,
+    /// then the flags; then checks it.
+    pub fn load(args: &Args) -> anyhow::Result<Loaded> {
+        let mut config = Config::default();
+        let mut warnings = Vec::new();
+        if let Some(path) = &args.config {
+            warnings.extend(read_file(&mut config, path)?);
+        }
+        for (flag, value) in &args.values {
+            let warning = config
+                .set(flag, value)
+                .map_err(|why| anyhow::anyhow!("--{flag}: {why}"))?;
+            warnings.extend(warning);
+        }
+        config.validate().map_err(anyhow::Error::msg)?;
+        Ok(Loaded { config, warnings })
+    }
+
+    /// Rejects settings that cannot work together, with a message naming them.
+    pub fn validate(&self) -> Result<(), String> {
+        let at_least_one = [
+            ("upstream_conns", self.upstream_conns as u64),
+            ("max_clients", self.max_clients as u64),
+            ("trace_sample", self.trace_sample),
+            (
+                "client_query_buffer_limit",
+                self.client_query_buffer_limit.0,
+            ),
+            (
+                "client_output_buffer_limit",
+                self.client_output_buffer_limit.0,
+            ),
+        ];
+        for (name, v) in at_least_one {
+            if v == 0 {
+                return Err(format!("{name} must be more than 0"));
+            }
+        }
+        for (name, d) in [
+            ("connect_timeout", self.connect_timeout),
+            ("cache_ttl", self.cache_ttl),
+        ] {
+            if d.as_millis() == 0 {
+                return Err(format!("{name} must be at least 1ms"));
+            }
+        }
+        if self.max_open_conns != 0 && self.max_open_conns <= 2 * self.upstream_conns {
+            return Err(format!(
+                "max_open_conns ({}) must leave room for dedicated connections beyond the {} \
+                 shared ones (2 x upstream_conns), or be 0 for no limit",
+                self.max_open_conns,
+                2 * self.upstream_conns
+            ));
+        }
+        let prefixes = &self.tracking_prefixes.0;
+        match self.tracking {
+            TrackingKind::Default if !prefixes.is_empty() => {
+                return Err("tracking_prefixes needs tracking = \"bcast\"".into())
+            }
+            TrackingKind::Bcast if !prefixes.is_empty() => {
+                for inc in &self.cache_include_prefixes.0 {
+                    if !prefixes.iter().any(|p| inc.starts_with(p.as_str())) {
+                        return Err(format!(
+                            "cache_include_prefixes entry {inc:?} is outside every tracking prefix"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        if self.upstream_user.is_some() && self.upstream_password.is_none() {
+            return Err("upstream_user needs upstream_password".into());
+        }
+        Ok(())
+    }
+}
+
+fn unknown(name: &str) -> String {
+    format!("unknown setting {name:?} (nearcache --help lists them)")
+}
+
+fn read_file(config: &mut Config, path: &Path) -> anyhow::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    config
+        .merge_toml(&text)
+        .map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))
+}
+
+/// The settings whose values differ between `a` and `b`.
+pub fn changed_settings(a: &Config, b: &Config) -> Vec<&'static Setting> {
+    SETTINGS
+        .iter()
+        .filter(|s| (s.show)(a) != (s.show)(b))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn every_default_parses_and_shows_back() {
+        let c = Config::default();
+        for s in SETTINGS {
+            let mut again = Config::default();
+            again.set(s.name, &(s.show)(&c)).unwrap();
+            assert_eq!(again, c, "{}", s.name);
+            assert!(!s.doc.trim().is_empty(), "{} has no doc", s.name);
+        }
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn every_setting_refuses_its_bad_value_naming_it() {
+        for s in SETTINGS {
+            let mut c = Config::default();
+            let err = c.set(s.name, s.bad).unwrap_err();
+            assert!(!err.is_empty(), "{}", s.name);
+            let file = format!("{} = {:?}\n", s.name, s.bad);
+            let err = Config::from_toml(&file).unwrap_err();
+            assert!(err.starts_with(&format!("{}: ", s.name)), "{err}");
+        }
+    }
+
+    #[test]
+    fn names_are_found_in_every_spelling() {
+        assert_eq!(Setting::find("max-memory").unwrap().name, "max_memory");
+        assert_eq!(Setting::find("MAX_MEMORY").unwrap().name, "max_memory");
+        assert!(Setting::find("max_mem").is_none());
+        let mut c = Config::default();
+        assert!(c
+            .set("nosuch", "1")
+            .unwrap_err()
+            .contains("unknown setting"));
+        assert!(Config::from_toml("lisen = \"x\"")
+            .unwrap_err()
+            .contains("unknown setting \"lisen\""));
+        // The file takes the name as written, with underscores.
+        assert!(Config::from_toml("max-memory = \"1mb\"").is_err());
+    }
+
+    #[test]
+    fn old_spellings_still_work_with_a_warning() {
+        let loaded = Config::from_toml("connect_timeout_ms = 250\ntimeout = 30\n").unwrap();
+        assert_eq!(loaded.config.connect_timeout, Duration::from_millis(250));
+        assert_eq!(loaded.config.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("connect_timeout = \"250ms\""));
+        let mut c = Config::default();
+        let warning = c.set("slowlog-threshold-ms", "25").unwrap();
+        assert_eq!(c.slowlog_threshold, Some(Duration::from_millis(25)));
+        assert!(warning.unwrap().contains("deprecated"));
+        assert_eq!(c.set("timeout", "30s").unwrap(), None);
+        assert!(c.set("connect_timeout_ms", "soon").is_err());
+    }
+
+    #[test]
+    fn settings_that_cannot_work_together_are_refused() {
+        for (file, needle) in [
+            ("upstream_conns = 0", "upstream_conns"),
+            ("max_open_conns = 3", "max_open_conns"),
+            ("tracking_prefixes = [\"a:\"]", "tracking_prefixes"),
+            ("upstream_user = \"u\"", "upstream_password"),
+            ("connect_timeout = \"0\"", "connect_timeout"),
+            ("trace_sample = 0", "trace_sample"),
+        ] {
+            let err = Config::from_toml(file).unwrap_err();
+            assert!(err.contains(needle), "{file}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_masked_and_changes_are_listed() {
+        let mut c = Config::default();
+        assert_eq!(c.get("upstream_password").unwrap(), "");
+        c.set("upstream-password", "hunter2").unwrap();
+        assert_eq!(c.get("upstream_password").unwrap(), "********");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let names: Vec<_> = changed_settings(&Config::default(), &c)
+            .iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["upstream_password"]);
+    }
+}

@@ -1,0 +1,137 @@
+//! Every setting, defined once: its name (which is also its file key; the flag and the
+//! `NEARCACHE CONFIG` name are the same words with dashes), its type, its default, whether it
+//! changes while the proxy runs, and its documentation.
+//!
+//! Owns the list. Never parses text itself (each type does, in [`super::values`]) nor checks
+//! how settings relate (that is [`Config::validate`]).
+
+use std::time::Duration;
+
+use cache::PolicyKind;
+
+use super::values::*;
+use super::Setting;
+
+/// Declares the settings: the [`Config`] struct with one typed field each, its defaults, and
+/// [`SETTINGS`], which reads and writes each field as text or TOML.
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $name:ident: $ty:ty = $default:literal, $when:ident; )*) => {
+        /// The proxy's settings, each typed; see [`SETTINGS`] for their names and defaults.
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct Config {
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config {
+                    $( $name: <$ty as Value>::parse($default)
+                        .expect(concat!("the default of ", stringify!($name), " parses")), )*
+                }
+            }
+        }
+
+        /// Every setting, in the order `--help` lists them.
+        pub static SETTINGS: &[Setting] = &[$(
+            Setting {
+                name: stringify!($name),
+                doc: concat!($($doc, "\n"),*),
+                default: $default,
+                live: settings!(@live $when),
+                kind: <$ty as Value>::KIND,
+                bad: <$ty as Value>::BAD,
+                secret: <$ty as Value>::SECRET,
+                bare_flag: <$ty as Value>::BARE_FLAG,
+                show: |c| c.$name.show(),
+                copy: |dst, src| dst.$name = src.$name.clone(),
+                parse: |c, text| {
+                    c.$name = Value::parse(text)?;
+                    Ok(())
+                },
+                from_toml: |c, value| {
+                    c.$name = Value::from_toml(value)?;
+                    Ok(())
+                },
+            },
+        )*];
+    };
+    (@live live) => { true };
+    (@live restart) => { false };
+}
+
+settings! {
+    /// Address clients connect to.
+    listen: Address = "127.0.0.1:6380", restart;
+    /// Redis to forward to, `host:port`.
+    upstream: Address = "127.0.0.1:6379", restart;
+    /// Admin HTTP address (`/metrics`, profiles, dashboard); `none` disables it.
+    admin_listen: Option<Address> = "127.0.0.1:9121", restart;
+    /// Shared (multiplexed) upstream connections per protocol version.
+    upstream_conns: usize = "2", restart;
+    /// Most upstream data connections open at once, shared and dedicated together (the
+    /// invalidation connection is not counted); 0 means no limit.
+    max_open_conns: usize = "64", live;
+    /// Idle dedicated connections kept for reuse.
+    max_idle_conns: usize = "8", live;
+    /// Age at which a connection is closed (dedicated) or replaced (shared); 0 never.
+    conn_max_lifetime: Option<Duration> = "0", live;
+    /// An idle dedicated connection unused this long is closed; 0 never.
+    conn_max_idle_time: Option<Duration> = "5m", live;
+    /// How long a session waits for a dedicated connection when max_open_conns are open.
+    pool_wait_timeout: Duration = "2s", live;
+    /// A request Redis has not answered after this long fails, and its connection is replaced
+    /// (blocking commands and pub/sub are exempt); 0 waits for ever.
+    upstream_timeout: Option<Duration> = "10s", restart;
+    /// Timeout for connecting to Redis and completing the handshake.
+    connect_timeout: Duration = "1s", restart;
+    /// ACL user for upstream connections (`default` when unset).
+    upstream_user: Option<UserName> = "", restart;
+    /// Password for upstream connections (also from the environment variable
+    /// NEARCACHE_UPSTREAM_PASSWORD).
+    upstream_password: Option<Secret> = "", restart;
+    /// Close a client whose unparsed input exceeds this (Redis's client-query-buffer-limit).
+    client_query_buffer_limit: ByteSize = "1gb", live;
+    /// Close a client whose replies waiting to be written exceed this (Redis's
+    /// client-output-buffer-limit for normal clients); applies to clients that connect later.
+    client_output_buffer_limit: ByteSize = "256mb", live;
+    /// Most clients connected at once; more get Redis's `max number of clients` error.
+    max_clients: usize = "10000", live;
+    /// Close a client idle this long (Redis's `timeout`); clients waiting on a blocking command
+    /// or subscribed are never idle. 0 never.
+    timeout: Option<Duration> = "0", live;
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    shutdown_timeout: Duration = "5s", live;
+    /// Memory cap of the cache, Redis-style (`64mb`, `10gb`, bytes); 0 turns caching off.
+    max_memory: ByteSize = "64mb", restart;
+    /// Eviction policy: lru, lfu, w-tinylfu, s3fifo, sieve, adaptive (docs/cache.md).
+    eviction: PolicyKind = "adaptive", restart;
+    /// Longest life of any cached entry, whatever the key's TTL.
+    cache_ttl: Duration = "5m", restart;
+    /// How Redis tells the proxy what changed: `default` (Redis tracks the keys each shared
+    /// connection reads) or `bcast` (every change under tracking_prefixes).
+    tracking: TrackingKind = "default", restart;
+    /// BCAST prefixes; only keys under them are cached in `bcast` mode (empty: all keys).
+    tracking_prefixes: Prefixes = "", restart;
+    /// Only these cacheable commands are cached (empty: all of them).
+    cache_allow_commands: CacheableCommands = "", restart;
+    /// These commands are never cached.
+    cache_deny_commands: CacheableCommands = "", restart;
+    /// Only keys with one of these prefixes are cached (empty: all keys).
+    cache_include_prefixes: Prefixes = "", restart;
+    /// Keys with one of these prefixes are never cached.
+    cache_exclude_prefixes: Prefixes = "", restart;
+    /// Log filter (`info`, `debug`, `nearcache=trace`, ...); RUST_LOG overrides it at start.
+    log_level: LogFilter = "info", live;
+    /// Log as JSON lines instead of text.
+    log_json: bool = "false", restart;
+    /// Log a warning for every command sent to Redis whose reply took at least this long;
+    /// 0 is off.
+    slowlog_threshold: Option<Duration> = "0", live;
+    /// jemalloc's sampling heap profiler (one sample per 512 KiB allocated) behind
+    /// /debug/pprof/heap.
+    heap_profiling: bool = "true", live;
+    /// During a /debug/trace capture, trace one request in this many.
+    trace_sample: u64 = "100", live;
+    /// Tokio worker threads; 0 means one per core, 1 runs everything on one thread.
+    threads: usize = "0", restart;
+}

@@ -1,0 +1,209 @@
+//! One proxy instance: building it from a configuration (cache, tracking, pool, metrics, admin
+//! port), accepting clients, and stopping.
+//!
+//! Owns the listeners and the instance's shared state ([`Context`]). Everything a proxy keeps is
+//! reachable from here and nothing is process-wide, so two proxies in one process (tests) are
+//! apart. Never handles a client's commands (the session does).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::cachelayer::{CacheLayer, CacheRules};
+use crate::config::live::ClientLimits;
+use crate::config::values::TrackingKind;
+use crate::config::{Config, Setting};
+use crate::control::{pool_limits, Control};
+use crate::obs::metrics::Metrics;
+use crate::obs::{self, LogControl};
+use crate::session::{self, Context};
+use crate::upstream::{Pool, Settings, Tracking, TrackingMode, TrackingSink};
+
+/// A running proxy. Dropping it leaves the proxy running; call [`Running::shutdown`].
+pub struct Running {
+    /// Where clients connect (the bound port when the config asked for port 0).
+    pub listen_addr: SocketAddr,
+    /// Where the admin HTTP server listens, if enabled.
+    pub admin_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    ctx: Arc<Context>,
+}
+
+impl Running {
+    /// Stops accepting, then gives client sessions up to `shutdown_timeout` to receive the
+    /// replies to what they already sent; the admin server stops too. Sessions still open after
+    /// that (a client blocked for ever, say) are left to end with the process.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.ctx.stop.raise();
+        let _ = self.accept.await;
+        // Sessions give up waiting at the same timeout; a little more lets them close.
+        let limit = self.ctx.clients.shutdown_timeout() + Duration::from_millis(100);
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.ctx.metrics.clients.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.ctx.metrics.clients.get();
+        if left > 0 {
+            warn!(
+                clients = left,
+                "shutdown timeout reached with clients still waiting"
+            );
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.ctx.control.config()
+    }
+
+    /// Applies a new configuration: the live settings take effect now; the others are logged
+    /// as needing a restart, and returned.
+    pub async fn reload(&self, new: Config) -> Result<Vec<&'static Setting>, String> {
+        self.ctx.control.reload(new).await
+    }
+}
+
+/// Binds the listeners and starts serving. Must be called inside a tokio runtime.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_with(config, None).await
+}
+
+/// [`start`], with the log filter changeable through `log` (the binary's subscriber).
+pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Result<Running> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let listen = config.listen.as_str();
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let listen_addr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::default());
+    let max_memory = config.max_memory.0;
+    metrics.set_max_memory(max_memory);
+    let cache = (max_memory > 0).then(|| Arc::new(cache_layer(&config, metrics.clone())));
+    let tracking = cache.clone().map(|c| {
+        Arc::new(Tracking::new(
+            tracking_mode(&config),
+            c as Arc<dyn TrackingSink>,
+        ))
+    });
+    let pool = Pool::new(upstream_settings(&config), tracking);
+    let clients = Arc::new(ClientLimits::new(&config));
+    let control = Arc::new(Control::new(
+        config.clone(),
+        pool.clone(),
+        metrics.clone(),
+        clients.clone(),
+        log,
+    ));
+    control.start().await;
+    let ctx = Arc::new(Context {
+        pool: pool.clone(),
+        metrics: metrics.clone(),
+        limits: resp::Limits::default(),
+        clients,
+        control,
+        cache: cache.clone(),
+        stop: Default::default(),
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let admin_addr = match &config.admin_listen {
+        Some(addr) => {
+            let addr = addr.as_str();
+            Some(obs::http::start(addr, metrics, cache, pool, stop_rx.clone()).await?)
+        }
+        None => None,
+    };
+    info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
+    let accept = tokio::spawn(accept_loop(listener, ctx.clone(), stop_rx));
+    Ok(Running {
+        listen_addr,
+        admin_addr,
+        stop,
+        accept,
+        ctx,
+    })
+}
+
+/// The tracking cache a configuration asks for.
+fn cache_layer(config: &Config, metrics: Arc<Metrics>) -> CacheLayer {
+    // In BCAST mode only keys under the tracking prefixes get invalidations.
+    let include = match config.tracking {
+        TrackingKind::Bcast if config.cache_include_prefixes.0.is_empty() => {
+            &config.tracking_prefixes.0
+        }
+        _ => &config.cache_include_prefixes.0,
+    };
+    let rules = CacheRules::new(
+        &config.cache_allow_commands.0,
+        &config.cache_deny_commands.0,
+        include,
+        &config.cache_exclude_prefixes.0,
+    );
+    let ttl_ms = u64::try_from(config.cache_ttl.as_millis()).unwrap_or(u64::MAX);
+    CacheLayer::new(config.max_memory.0, config.eviction, ttl_ms, rules, metrics)
+}
+
+fn upstream_settings(config: &Config) -> Settings {
+    Settings {
+        addr: config.upstream.to_string(),
+        shared_conns: config.upstream_conns,
+        connect_timeout: config.connect_timeout,
+        upstream_timeout: config.upstream_timeout,
+        username: config.upstream_user.as_ref().map(|u| u.0.clone()),
+        password: config.upstream_password.as_ref().map(|p| p.0.clone()),
+        limits: pool_limits(config),
+    }
+}
+
+fn tracking_mode(config: &Config) -> TrackingMode {
+    match config.tracking {
+        TrackingKind::Bcast => TrackingMode::Bcast(
+            config
+                .tracking_prefixes
+                .0
+                .iter()
+                .map(|p| bytes::Bytes::from(p.clone()))
+                .collect(),
+        ),
+        TrackingKind::Default => TrackingMode::Default,
+    }
+}
+
+async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match accepted {
+            Ok((stream, _peer))
+                if ctx.metrics.clients.get() as usize >= ctx.clients.max_clients() =>
+            {
+                tokio::spawn(session::refuse(stream, "ERR max number of clients reached"));
+            }
+            Ok((stream, _peer)) => {
+                // Counted here, not in the task, so a burst of accepts cannot overshoot.
+                ctx.metrics.connections.inc();
+                ctx.metrics.clients.inc();
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    session::serve_client(stream, ctx.clone()).await;
+                    ctx.metrics.clients.dec();
+                });
+            }
+            Err(e) => {
+                // Out of descriptors and the like: back off briefly instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
