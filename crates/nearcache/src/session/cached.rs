@@ -1,0 +1,207 @@
+//! The cached read path of a session on shared connections: a cacheable read is looked up, a
+//! hit answered at once (in order, behind the replies still pending), a miss joined to the same
+//! read in flight or sent upstream after a `PTTL` of its key and filled when it returns; MGET
+//! is looked up key by key and only its missing keys are fetched.
+//!
+//! Owns the session's side of the cache protocol. Never fills an entry itself: the fill is
+//! completed by the upstream connection's task as it reads the reply (`cachelayer`).
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::Session;
+use crate::cachelayer::{self, CacheLayer, Form, Join, Read};
+use crate::command;
+use crate::obs::stats::{Outcome, StampExt as _};
+use crate::reply::{self, After};
+
+impl Session {
+    /// A cacheable read on a shared connection: a hit is answered at once (in order, behind
+    /// the replies still pending); a miss goes upstream after a `PTTL` of its key, and is cached
+    /// when it returns.
+    pub(super) async fn cached_read(&mut self, args: &[Bytes]) {
+        // While a write is in flight, Redis may not have applied it yet: read through, and
+        // leave the cache alone (a pipeline of writes and reads would only churn it).
+        let cache = match &self.ctx.cache {
+            Some(c) if self.output.link.writes_inflight() == 0 => c,
+            _ => return self.send_shared(args, After::Nothing).await,
+        };
+        let lookup = self.stamp.phase("cache_lookup");
+        let form = self.form();
+        if let Some(direct) = self.output.direct() {
+            // The reply can go straight into the bytes the reader writes at the end of this read.
+            let at = direct.len();
+            match cache.read_into(form, args, &mut self.encode_buf, direct) {
+                None => {
+                    self.stamp.mark(Outcome::Hit);
+                    let is_error = matches!(direct.get(at), Some(b'-' | b'!'));
+                    self.output.answered = Some(is_error);
+                    return;
+                }
+                Some(key) => {
+                    drop(lookup);
+                    return self.cached_miss(cache.clone(), args, key).await;
+                }
+            }
+        }
+        let key = match cache.read(form, args, &mut self.encode_buf) {
+            Read::Hit(hit) => {
+                self.stamp.mark(Outcome::Hit);
+                return self.output.reply(hit);
+            }
+            Read::Miss(key) => key,
+        };
+        drop(lookup);
+        self.cached_miss(cache.clone(), args, key).await
+    }
+
+    /// A cacheable read that missed (`key`, its entry key): joins the same read in flight, or
+    /// sends it after a `PTTL` of its key and has the reply cached when it returns.
+    async fn cached_miss(&mut self, cache: Arc<CacheLayer>, args: &[Bytes], key: Bytes) {
+        let group = &args[1];
+        self.stamp.mark(Outcome::Miss);
+        self.stamp.sent_upstream();
+        // The connection is picked before joining: a leader must be able to send at once.
+        let conn = self.pick_shared().await;
+        let landing = match cache.join(group, &key, Some(self.output.out.meter())) {
+            Join::Follower(rx) => {
+                self.output.link.dispatched();
+                self.queue_reply(rx, After::Nothing);
+                return;
+            }
+            Join::Leader(landing) => landing,
+        };
+        let wire = key.slice(1..);
+        let fill = conn.fill_tag().map(|tag| {
+            // PTTL goes first: its reply is in by the time the read's is, and a write
+            // between the two invalidates the key (PTTL is tracked too), voiding the fill.
+            let fill = cache.begin(group, tag, key);
+            let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
+            (fill, pttl)
+        });
+        let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
+        conn.call_then(wire, move |result| {
+            cachelayer::complete_flight(&cache, landing, fill, result, to_client)
+        });
+        self.output.link.dispatched();
+        self.queue_reply(rx, After::Nothing);
+    }
+
+    /// MGET: every key is looked up on its own; the keys that miss are fetched with one MGET
+    /// (each after its PTTL), cached one by one, and merged with the hits in the asked order.
+    pub(super) async fn cached_mget(&mut self, args: &[Bytes]) {
+        let cache = match &self.ctx.cache {
+            Some(c) if self.output.link.writes_inflight() == 0 => c.clone(),
+            _ => return self.send_shared(args, After::Nothing).await,
+        };
+        let keys = &args[1..];
+        let mut items = std::mem::take(&mut self.mget_items);
+        let mut misses = Vec::new();
+        let mut looked_up = 0;
+        let form = mget_form(self.proto);
+        if let Some(direct) = self.output.direct() {
+            match mget_into(
+                direct,
+                &mut self.encode_buf,
+                &cache,
+                form,
+                keys,
+                &mut items,
+                &mut misses,
+            ) {
+                None => {
+                    self.stamp.mark(Outcome::Hit);
+                    self.output.answered = Some(false);
+                    self.mget_items = items;
+                    return;
+                }
+                Some(n) => looked_up = n,
+            }
+        }
+        for (i, key) in keys.iter().enumerate().skip(looked_up) {
+            let entry = [&b"MGET"[..], &key[..]];
+            match cache.read(form, &entry, &mut self.encode_buf) {
+                Read::Hit(hit) => items.push(Some(hit)),
+                Read::Miss(entry_key) => {
+                    items.push(None);
+                    misses.push((i, entry_key));
+                }
+            }
+        }
+        if misses.is_empty() {
+            self.stamp.mark(Outcome::Hit);
+            self.output.reply_array(&items);
+            items.clear();
+            self.mget_items = items;
+            return;
+        }
+        self.stamp.mark(Outcome::Miss);
+        self.stamp.sent_upstream();
+        let conn = self.pick_shared().await;
+        let tag = conn.fill_tag();
+        let mut missing = vec![Bytes::from_static(b"MGET")];
+        let mut fills = Vec::new();
+        for (i, entry_key) in misses {
+            let key = &keys[i];
+            let fill = tag.map(|tag| {
+                let fill = cache.begin(key, tag, entry_key);
+                let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), key.clone()]));
+                (fill, pttl)
+            });
+            fills.push((i, fill));
+            missing.push(key.clone());
+        }
+        let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
+        conn.call_then(self.encode(&missing), move |result| {
+            cachelayer::complete_mget(&cache, items, fills, result, to_client)
+        });
+        self.output.link.dispatched();
+        self.queue_reply(rx, After::Nothing);
+    }
+}
+
+/// An MGET whose keys all hit, answered straight into `direct`, the bytes the reader writes at
+/// the end of this read: `None`. If a key misses, nothing stays written: the keys looked up so
+/// far are in `items` and `misses` as the general path would have put them, and their count
+/// is returned, so that no key is looked up (and counted) twice.
+fn mget_into(
+    direct: &mut BytesMut,
+    encode_buf: &mut BytesMut,
+    cache: &CacheLayer,
+    form: Form,
+    keys: &[Bytes],
+    items: &mut Vec<Option<Bytes>>,
+    misses: &mut Vec<(usize, Bytes)>,
+) -> Option<usize> {
+    let at = direct.len();
+    resp::header(direct, b'*', keys.len());
+    let first = direct.len();
+    let mut ends: smallvec::SmallVec<[usize; 16]> = smallvec::SmallVec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let entry = [&b"MGET"[..], &key[..]];
+        let Some(entry_key) = cache.read_into(form, &entry, encode_buf, direct) else {
+            ends.push(direct.len());
+            continue;
+        };
+        // A miss: hand the hits so far over as items, then take back what was written.
+        let mut start = first;
+        for end in ends {
+            items.push(Some(Bytes::copy_from_slice(&direct[start..end])));
+            start = end;
+        }
+        items.push(None);
+        misses.push((i, entry_key));
+        direct.truncate(at);
+        return Some(i + 1);
+    }
+    None
+}
+
+/// How an MGET's keys are named in entry keys: each is cached as `MGET key`.
+fn mget_form(proto: u8) -> Form {
+    Form {
+        proto,
+        code: Some(command::MGET_CODE),
+    }
+}
