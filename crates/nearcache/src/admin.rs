@@ -200,11 +200,7 @@ pub async fn info(metrics: &Metrics, cache: Option<&CacheLayer>, pool: &PoolStat
                 "invalidated_keys:{}\r",
                 c.invalidated_keys.load(Ordering::Relaxed)
             );
-            let _ = writeln!(
-                w,
-                "collapsed_misses:{}\r",
-                c.collapsed.load(Ordering::Relaxed)
-            );
+            let _ = writeln!(w, "collapsed_misses:{}\r", c.collapsed());
         }
         None => {
             let _ = writeln!(w, "cache_enabled:0\r");

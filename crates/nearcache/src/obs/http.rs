@@ -38,7 +38,7 @@ impl Admin {
             stats: c.stats(),
             invalidated_keys: c.invalidated_keys.load(Ordering::Relaxed),
             unmatched_keys: c.unmatched_keys.load(Ordering::Relaxed),
-            collapsed: c.collapsed.load(Ordering::Relaxed),
+            collapsed: c.collapsed(),
         })
     }
 }

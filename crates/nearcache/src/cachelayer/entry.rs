@@ -1,0 +1,211 @@
+//! Entry keys and stored replies: how a cacheable read is named inside its group (the Redis
+//! key), and how a reply is stored and given back byte for byte.
+//!
+//! Owns the encodings. Never lets two different reads share an entry: protocol, command and
+//! every argument are part of the key, and the cache compares keys in full.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::command;
+
+/// How a read is named in its compact entry key: the client's protocol and the command's
+/// [`command::CommandSpec::read_code`], worked out once per command name rather than once per
+/// lookup (an MGET looks up each of its keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Form {
+    pub proto: u8,
+    pub code: Option<u8>,
+}
+
+impl Form {
+    /// The form of a read named `name` (any case).
+    pub fn of(proto: u8, name: &[u8]) -> Form {
+        Form {
+            proto,
+            code: command::lookup(name).read_code(),
+        }
+    }
+
+    /// [`put_entry_key`], with the command's code known.
+    pub(super) fn put_key<A: AsRef<[u8]>>(self, args: &[A], out: &mut impl BufMut) {
+        debug_assert_eq!(self.code, command::lookup(args[0].as_ref()).read_code());
+        put_key_coded(self.proto, self.code, args, out);
+    }
+}
+
+/// Appends the compact entry key of a read, which the cache stores within the read's group
+/// (`args[1]`, the Redis key): protocol version, the command's one-byte code
+/// ([`command::CommandSpec::read_code`], or 0 followed by the name's length and the name), then every argument
+/// after the Redis key preceded by its length (LEB128). Together with the group it determines
+/// (protocol, command, every argument) exactly; the cache compares group and key in full.
+pub fn put_entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], out: &mut impl BufMut) {
+    put_key_coded(
+        proto,
+        command::lookup(args[0].as_ref()).read_code(),
+        args,
+        out,
+    );
+}
+
+fn put_key_coded<A: AsRef<[u8]>>(proto: u8, code: Option<u8>, args: &[A], out: &mut impl BufMut) {
+    fn put_len(out: &mut impl BufMut, mut n: usize) {
+        while n >= 0x80 {
+            out.put_u8(n as u8 | 0x80);
+            n >>= 7;
+        }
+        out.put_u8(n as u8);
+    }
+    out.put_u8(proto);
+    let name = args[0].as_ref();
+    match code {
+        Some(code) => out.put_u8(code),
+        None => {
+            out.put_u8(0);
+            put_len(out, name.len());
+            out.put_slice(name);
+        }
+    }
+    for a in args.iter().skip(2) {
+        let a = a.as_ref();
+        put_len(out, a.len());
+        out.put_slice(a);
+    }
+}
+
+/// The payload of a bulk string reply (`$<n>\r\n<n bytes>\r\n`, length written as Redis
+/// writes it), which the cache stores as a 0 byte and the payload: 6 to 10 bytes less per
+/// entry. RESP replies never start with a 0 byte, so anything else is stored as it is.
+pub(super) fn bulk_payload(reply: &[u8]) -> Option<&[u8]> {
+    let rest = reply.strip_prefix(b"$")?;
+    let end = rest.iter().position(|&c| c == b'\r')?;
+    let digits = &rest[..end];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    if digits.len() > 1 && digits[0] == b'0' {
+        return None;
+    }
+    let n: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let body = rest[end..].strip_prefix(b"\r\n")?;
+    (body.len() == n.checked_add(2)? && body.ends_with(b"\r\n")).then(|| &body[..n])
+}
+
+/// Appends a reply as the client gets it, from its stored form (see [`bulk_payload`]).
+pub(super) fn put_reply(out: &mut BytesMut, stored: &[u8]) {
+    match stored.split_first() {
+        Some((0, payload)) => {
+            out.reserve(payload.len() + 24);
+            resp::header(out, b'$', payload.len());
+            out.extend_from_slice(payload);
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => out.extend_from_slice(stored),
+    }
+}
+
+/// The compact key ([`put_entry_key`]) of an entry key made by [`CacheLayer::entry_key`].
+pub(super) fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
+    fn header(b: &[u8], kind: u8) -> Option<(usize, &[u8])> {
+        let b = b.strip_prefix(&[kind])?;
+        let end = b.iter().position(|&c| c == b'\r')?;
+        let n = std::str::from_utf8(&b[..end]).ok()?.parse().ok()?;
+        Some((n, b.get(end + 2..)?))
+    }
+    let (&proto, wire) = entry_key.split_first()?;
+    let (n, mut rest) = header(wire, b'*')?;
+    let mut args = Vec::with_capacity(n.min(64));
+    for _ in 0..n {
+        let (len, r) = header(rest, b'$')?;
+        if r.get(len..len.checked_add(2)?)? != b"\r\n" {
+            return None;
+        }
+        args.push(&r[..len]);
+        rest = &r[len + 2..];
+    }
+    if !rest.is_empty() || args.len() < 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(entry_key.len());
+    put_entry_key(proto, &args, &mut out);
+    Some(out)
+}
+
+/// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),
+/// `None` when the reply is not an integer (then nothing is cached).
+pub(super) fn parse_pttl(reply: &[u8]) -> Option<Option<u64>> {
+    let text = std::str::from_utf8(reply.strip_prefix(b":")?).ok()?;
+    let ms: i64 = text.trim_end().parse().ok()?;
+    Some((ms >= 0).then_some(ms as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cachelayer::CacheLayer;
+
+    #[test]
+    fn reads_pttl_replies() {
+        assert_eq!(parse_pttl(b":1500\r\n"), Some(Some(1500)));
+        assert_eq!(parse_pttl(b":-1\r\n"), Some(None));
+        assert_eq!(parse_pttl(b":-2\r\n"), Some(None));
+        assert_eq!(parse_pttl(b"-ERR x\r\n"), None);
+    }
+
+    fn compact(proto: u8, args: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        put_entry_key(proto, args, &mut out);
+        out
+    }
+
+    #[test]
+    fn compact_keys_match_entry_keys_and_tell_reads_apart() {
+        let reads: [&[&[u8]]; 8] = [
+            &[b"GET", b"k"],
+            &[b"get", b"k"],
+            &[b"MGET", b"k"],
+            &[b"HGET", b"k", b"ab"],
+            &[b"HGET", b"k", b"a", b"b"],
+            &[b"HMGET", b"k", b"a", b"b"],
+            &[b"LRANGE", b"k", b"0", b"-1"],
+            &[b"NOSUCHREAD", b"k", &[0x80; 200]],
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for args in reads {
+            for proto in [2, 3] {
+                let key = CacheLayer::entry_key(proto, args, &mut BytesMut::new());
+                let c = compact(proto, args);
+                assert_eq!(compact_key(&key).as_deref(), Some(&c[..]), "{args:?}");
+                seen.insert(c);
+            }
+        }
+        // GET and get share their entries; everything else is told apart.
+        assert_eq!(seen.len(), 14);
+        assert_eq!(compact(2, &[b"GET", b"a-long-redis-key"]), [2, 1]);
+        assert!(compact_key(b"\x02*2\r\n$3\r\nGET\r\n$1\r\nkk\r\n").is_none());
+    }
+
+    #[test]
+    fn bulk_replies_are_stored_without_their_framing() {
+        for (reply, payload) in [
+            (&b"$3\r\nabc\r\n"[..], Some(&b"abc"[..])),
+            (b"$0\r\n\r\n", Some(b"")),
+            (b"$12\r\nhello\r\nworld\r\n", Some(b"hello\r\nworld")),
+            (b"$-1\r\n", None),
+            (b"$03\r\nabc\r\n", None),
+            (b"$+3\r\nabc\r\n", None),
+            (b"$3\r\nabcd\r\n", None),
+            (b"$3\r\nabc\r\n+OK\r\n", None),
+            (b":5\r\n", None),
+            (b"*1\r\n$1\r\na\r\n", None),
+        ] {
+            assert_eq!(bulk_payload(reply), payload, "{reply:?}");
+            let stored = match payload {
+                Some(p) => [&[0][..], p].concat(),
+                None => reply.to_vec(),
+            };
+            let mut out = BytesMut::new();
+            put_reply(&mut out, &stored);
+            assert_eq!(&out[..], reply);
+        }
+    }
+}

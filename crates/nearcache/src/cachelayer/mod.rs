@@ -1,0 +1,389 @@
+//! The proxy's use of the cache library: lookups, fills with their expiry, and what Redis's
+//! invalidations and lost connections mean for cached entries. Entry keys and stored replies
+//! are `entry.rs`'s, reads in flight `flights.rs`'s, completing a read `complete.rs`'s, the
+//! operator's narrowing `rules.rs`'s.
+//!
+//! Synchronous: the session and writer call into it, the upstream side calls it through
+//! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all), and
+//! never caches a reply a concurrent invalidation may have made stale (fill tickets).
+
+mod complete;
+mod entry;
+mod flights;
+mod rules;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
+
+use crate::clock::Clock;
+use crate::obs::metrics::{FlushReason, Metrics};
+use crate::reply::{OutMeter, UpstreamResult};
+use crate::upstream::TrackingSink;
+pub use complete::{
+    complete_flight, complete_mget, join_array, put_array, split_array, PendingFill,
+};
+use entry::{bulk_payload, compact_key, parse_pttl, put_reply};
+pub use entry::{put_entry_key, Form};
+use flights::Flights;
+pub use flights::{Join, Landing};
+pub use rules::CacheRules;
+
+/// A cacheable read looked up.
+pub enum Read {
+    /// The cached reply, copied into the caller's buffer (it shares that buffer's allocation).
+    Hit(Bytes),
+    /// Not cached: the entry key ([`CacheLayer::entry_key`]), to fill it with.
+    Miss(Bytes),
+}
+
+/// Room for hits in the encode buffer: when it has less than `MIN_ROOM` left, [`CacheLayer::read`]
+/// takes `ROOM` back from it if nothing else holds it (no allocation), and allocates a new one
+/// only when it is also below `LOW_ROOM`. So the replies of a request's hits (an MGET's
+/// elements, alive together) are copied in without allocating.
+const ROOM: usize = 4096;
+const MIN_ROOM: usize = 1024;
+const LOW_ROOM: usize = 256;
+
+/// The cache as the proxy sees it.
+pub struct CacheLayer {
+    cache: Cache,
+    /// What the operator allows to be cached.
+    pub rules: CacheRules,
+    clock: Clock,
+    /// Upper bound on any entry's life, so a lost invalidation cannot pin a value forever.
+    ttl_cap_ms: u64,
+    /// Replies larger than this are not cached: copying them in would cost more than it saves
+    /// once the policy, whose window is a small share of a shard, pushes them out again.
+    max_value: u64,
+    metrics: Arc<Metrics>,
+    /// Invalidation messages (keys) received from Redis, and those that matched no entry.
+    pub invalidated_keys: AtomicU64,
+    pub unmatched_keys: AtomicU64,
+    /// Reads in flight.
+    flights: Flights,
+}
+
+/// A read sent upstream whose reply may be cached.
+pub struct Fill {
+    ticket: FillTicket,
+    /// The compact entry key ([`put_entry_key`]); `None` if the entry key did not parse.
+    key: Option<Vec<u8>>,
+    /// When the read left, on the cache clock: the key's TTL is counted from here, so the entry
+    /// never outlives the key.
+    sent_at: u64,
+}
+
+impl CacheLayer {
+    pub fn new(
+        max_bytes: u64,
+        policy: PolicyKind,
+        ttl_cap_ms: u64,
+        rules: CacheRules,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        CacheLayer {
+            rules,
+            cache: Cache::new(CacheConfig {
+                max_bytes,
+                policy,
+                shards: 0,
+            }),
+            clock: Clock::new(),
+            ttl_cap_ms,
+            max_value: (max_bytes / 1024).clamp(16 * 1024, 1024 * 1024),
+            metrics,
+            invalidated_keys: AtomicU64::new(0),
+            unmatched_keys: AtomicU64::new(0),
+            flights: Flights::default(),
+        }
+    }
+
+    /// Joins the read of `key` in flight, or starts one. Call only once the read can be sent
+    /// without waiting, so that a follower never waits on a leader that waits on it.
+    pub fn join(&self, group: &Bytes, key: &Bytes, meter: Option<&Arc<OutMeter>>) -> Join {
+        self.flights.join(group, key, meter)
+    }
+
+    /// The leader's reply is in: close the flight and hand the reply to everyone who joined.
+    pub fn land(&self, landing: Landing, result: &UpstreamResult) {
+        self.flights.land(landing, result)
+    }
+
+    /// Misses answered by joining a read already in flight.
+    pub fn collapsed(&self) -> u64 {
+        self.flights.collapsed.load(Ordering::Relaxed)
+    }
+
+    /// The entry key of a read as sessions handle it: protocol version, then the encoded
+    /// command, written into `buf` (whose unused room it reuses). `key.slice(1..)` is the command
+    /// as sent upstream. The cache itself stores the shorter form [`put_entry_key`] makes of it.
+    /// The db is always 0 and the identity the proxy's own: sessions with another db or user
+    /// never use the cache.
+    pub fn entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], buf: &mut BytesMut) -> Bytes {
+        Self::encode_key(proto, args, buf);
+        buf.split().freeze()
+    }
+
+    fn encode_key<A: AsRef<[u8]>>(proto: u8, args: &[A], buf: &mut BytesMut) {
+        buf.reserve(1 + resp::encode_command_len(args));
+        buf.put_u8(proto);
+        resp::encode_command(args, buf);
+    }
+
+    /// Looks a read up (its group is `args[1]`). The compact entry key is built in `buf`, and
+    /// a hit's reply is copied in after it, in room the buffer already has: a hit allocates
+    /// nothing once the buffer has its size, and the cache keeps no reference count per entry.
+    /// A miss returns the entry key ([`CacheLayer::entry_key`]) as its own `Bytes`.
+    /// [`CacheLayer::read`] that appends a hit's reply to `out` (the bytes about to be written
+    /// to the client) instead of copying it out as its own `Bytes`; `keys` is scratch room for
+    /// the entry key. Returns `None` on a hit, the entry key on a miss.
+    pub fn read_into<A: AsRef<[u8]>>(
+        &self,
+        form: Form,
+        args: &[A],
+        keys: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Option<Bytes> {
+        debug_assert!(keys.is_empty());
+        let proto = form.proto;
+        form.put_key(args, keys);
+        let hit = self
+            .cache
+            .get_with(args[1].as_ref(), keys, self.clock.now(), |stored| {
+                put_reply(out, stored)
+            });
+        keys.clear();
+        match hit {
+            Some(()) => None,
+            None => {
+                Self::encode_key(proto, args, keys);
+                Some(keys.split().freeze())
+            }
+        }
+    }
+
+    pub fn read<A: AsRef<[u8]>>(&self, form: Form, args: &[A], buf: &mut BytesMut) -> Read {
+        debug_assert!(buf.is_empty());
+        if buf.capacity() < MIN_ROOM && !buf.try_reclaim(ROOM) && buf.capacity() < LOW_ROOM {
+            buf.reserve(ROOM);
+        }
+        let proto = form.proto;
+        form.put_key(args, buf);
+        let key = buf.split();
+        let hit = self
+            .cache
+            .get_with(args[1].as_ref(), &key, self.clock.now(), |stored| {
+                put_reply(buf, stored)
+            });
+        drop(key);
+        match hit {
+            Some(()) => Read::Hit(buf.split().freeze()),
+            None => {
+                Self::encode_key(proto, args, buf);
+                Read::Miss(buf.split().freeze())
+            }
+        }
+    }
+
+    /// A cached reply, if any, for an entry key made by [`CacheLayer::entry_key`].
+    pub fn lookup(&self, group: &[u8], entry_key: &[u8]) -> Option<Bytes> {
+        let key = compact_key(entry_key)?;
+        self.cache
+            .get_with(group, &key, self.clock.now(), |stored| {
+                let mut out = BytesMut::new();
+                put_reply(&mut out, stored);
+                out.freeze()
+            })
+    }
+
+    /// Starts a fill through a connection whose tracking protects entries tagged `tag`; `key`
+    /// is the entry key [`CacheLayer::read`] returned.
+    pub fn begin(&self, group: &[u8], tag: u64, key: Bytes) -> Fill {
+        Fill {
+            ticket: self.cache.begin_fill(group, tag),
+            sent_at: self.clock.now(),
+            key: compact_key(&key),
+        }
+    }
+
+    /// Completes a fill with the reply and the key's `PTTL` reply (sent right before the read).
+    pub fn complete(&self, fill: Fill, reply: &Bytes, pttl: &[u8]) {
+        if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
+            return;
+        }
+        if reply.len() as u64 > self.max_value {
+            return;
+        }
+        let Some(ttl) = parse_pttl(pttl) else {
+            return;
+        };
+        let life = match ttl {
+            Some(ms) => ms.min(self.ttl_cap_ms),
+            None => self.ttl_cap_ms,
+        };
+        let Some(key) = fill.key else {
+            return;
+        };
+        let now = self.clock.now();
+        let expires_at = self.clock.deadline(fill.sent_at, life);
+        // The cache copies the reply, with the key, into one allocation of its own.
+        match bulk_payload(reply) {
+            Some(payload) => {
+                let mut stored = Vec::with_capacity(1 + payload.len());
+                stored.push(0);
+                stored.extend_from_slice(payload);
+                self.cache
+                    .complete_fill(fill.ticket, key, stored, expires_at, now)
+            }
+            None => self
+                .cache
+                .complete_fill(fill.ticket, key, reply, expires_at, now),
+        };
+    }
+
+    /// Drops every entry derived from these Redis keys (a write through the proxy).
+    pub fn invalidate_keys(&self, keys: &[Bytes]) {
+        for k in keys {
+            self.cache.invalidate_group(k);
+            self.flights.ground(k);
+        }
+    }
+
+    /// Empties the cache.
+    pub fn flush(&self, reason: FlushReason) {
+        self.cache.clear();
+        self.flights.ground_all();
+        self.metrics.flush(reason);
+    }
+
+    pub fn stats(&self) -> cache::CacheStats {
+        self.cache.stats()
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.cache.validate()
+    }
+}
+
+impl TrackingSink for CacheLayer {
+    fn connection_lost(&self, tag: u64) {
+        self.cache.invalidate_tag(tag);
+        // Reads in flight on that connection will fail; new misses must not join them.
+        self.flights.ground_all();
+        self.metrics.connection_lost.inc();
+    }
+
+    fn invalidate(&self, keys: Option<Vec<Bytes>>) {
+        match keys {
+            None => self.flush(FlushReason::Flushall),
+            Some(keys) => {
+                for k in &keys {
+                    self.invalidated_keys.fetch_add(1, Ordering::Relaxed);
+                    self.flights.ground(k);
+                    if self.cache.invalidate_group(k) == 0 {
+                        // Keys we no longer hold, or Redis's tracking table evicting
+                        // (tracking-table-max-keys): harmless, but counted.
+                        self.unmatched_keys.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn invalidation_lost(&self) {
+        self.flush(FlushReason::InvalidationConnectionLost);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_layer() -> CacheLayer {
+        CacheLayer::new(
+            1 << 20,
+            PolicyKind::default(),
+            60_000,
+            CacheRules::default(),
+            Arc::new(Metrics::default()),
+        )
+    }
+
+    #[test]
+    fn read_into_appends_a_hit_to_the_output_and_hands_back_a_miss_key() {
+        let layer = small_layer();
+        let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
+        let (mut keys, mut out) = (BytesMut::new(), BytesMut::from(&b"+PONG\r\n"[..]));
+        let key = layer
+            .read_into(Form::of(2, b"GET"), &get, &mut keys, &mut out)
+            .expect("a miss");
+        assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(&out[..], b"+PONG\r\n");
+        layer.complete(
+            layer.begin(b"k", 1, key),
+            &Bytes::from_static(b"$1\r\nv\r\n"),
+            b":-1\r\n",
+        );
+        assert!(layer
+            .read_into(Form::of(2, b"GET"), &get, &mut keys, &mut out)
+            .is_none());
+        assert_eq!(&out[..], b"+PONG\r\n$1\r\nv\r\n");
+        assert!(keys.is_empty());
+    }
+
+    #[test]
+    fn hits_are_copied_into_the_callers_buffer() {
+        let layer = small_layer();
+        let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
+        let mut buf = BytesMut::new();
+        let Read::Miss(key) = layer.read(Form::of(2, b"GET"), &get, &mut buf) else {
+            panic!("hit in an empty cache");
+        };
+        assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        let reply = Bytes::from_static(b"$1\r\nv\r\n");
+        layer.complete(layer.begin(b"k", 1, key), &reply, b":-1\r\n");
+        let Read::Hit(hit) = layer.read(Form::of(2, b"GET"), &get, &mut buf) else {
+            panic!("miss after the fill");
+        };
+        assert_eq!(hit, reply);
+        assert!(buf.is_empty());
+        let Read::Miss(_) = layer.read(Form::of(3, b"GET"), &get, &mut buf) else {
+            panic!("RESP3 reads have entries of their own");
+        };
+    }
+
+    #[test]
+    fn fills_respect_ttl_and_invalidation() {
+        let layer = small_layer();
+        let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
+        let key = CacheLayer::entry_key(2, &get, &mut BytesMut::new());
+        assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        let reply = Bytes::from_static(b"$1\r\nv\r\n");
+        let fill = layer.begin(b"k", 1, key.clone());
+        layer.complete(fill, &reply, b":-1\r\n");
+        assert_eq!(layer.lookup(b"k", &key), Some(reply.clone()));
+        layer.invalidate(Some(vec![Bytes::from_static(b"k")]));
+        assert_eq!(layer.lookup(b"k", &key), None);
+
+        // An invalidation while the read is in flight: the reply is not cached.
+        let fill = layer.begin(b"k", 1, key.clone());
+        layer.invalidate_keys(&[Bytes::from_static(b"k")]);
+        layer.complete(fill, &reply, b":-1\r\n");
+        assert_eq!(layer.lookup(b"k", &key), None);
+
+        // The protecting connection closes: its entries go.
+        let fill = layer.begin(b"k", 7, key.clone());
+        layer.complete(fill, &reply, b":-1\r\n");
+        layer.connection_lost(7);
+        assert_eq!(layer.lookup(b"k", &key), None);
+
+        // Errors are never cached.
+        let fill = layer.begin(b"k", 1, key.clone());
+        layer.complete(fill, &Bytes::from_static(b"-WRONGTYPE x\r\n"), b":-1\r\n");
+        assert_eq!(layer.lookup(b"k", &key), None);
+        layer.validate().unwrap();
+    }
+}
