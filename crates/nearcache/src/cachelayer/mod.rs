@@ -1,13 +1,13 @@
-//! The proxy's use of the cache library: lookups, fills with their expiry, and what Redis's
-//! invalidations and lost connections mean for cached entries. Entry keys and stored replies
-//! are `entry.rs`'s, reads in flight `flights.rs`'s, completing a read `complete.rs`'s, the
-//! operator's narrowing `rules.rs`'s.
+//! The proxy's use of the cache library: lookups, fills with their expiry, completing a read
+//! that went upstream, and what Redis's invalidations and lost connections mean for cached
+//! entries. Entry keys and stored replies are `entry.rs`'s, reads in flight `flights.rs`'s,
+//! array replies `arrays.rs`'s, the operator's narrowing `rules.rs`'s.
 //!
 //! Synchronous: the session and writer call into it, the upstream side calls it through
 //! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all), and
 //! never caches a reply a concurrent invalidation may have made stale (fill tickets).
 
-mod complete;
+mod arrays;
 mod entry;
 mod flights;
 mod rules;
@@ -17,14 +17,13 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
+use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::obs::metrics::{FlushReason, Metrics};
-use crate::reply::{OutMeter, UpstreamResult};
+use crate::reply::{OutMeter, ReplyTx, UpstreamResult};
 use crate::upstream::TrackingSink;
-pub use complete::{
-    complete_flight, complete_mget, join_array, put_array, split_array, PendingFill,
-};
+pub use arrays::{join_array, put_array, split_array};
 use entry::{bulk_payload, compact_key, parse_pttl, put_reply};
 pub use entry::{put_entry_key, Form};
 use flights::Flights;
@@ -266,6 +265,70 @@ impl CacheLayer {
     pub fn validate(&self) -> Result<(), String> {
         self.cache.validate()
     }
+}
+
+/// A fill waiting for its key's `PTTL` reply.
+pub type PendingFill = (Fill, oneshot::Receiver<UpstreamResult>);
+
+/// Completes a leader's read with its reply (or why there is none): fills the cache, lands the
+/// flight, and passes the reply on to the leader's own client. Run by the upstream connection's
+/// task as it reads the reply ([`crate::upstream::ConnHandle::call_then`]), so followers get
+/// their reply even if the leader's client has gone, and no task is woken per miss.
+pub fn complete_flight(
+    cache: &CacheLayer,
+    landing: Landing,
+    fill: Option<PendingFill>,
+    result: UpstreamResult,
+    to_client: ReplyTx,
+) {
+    if let (Some((fill, pttl)), Ok(bytes)) = (fill, &result) {
+        if let Some(ttl) = pttl_reply(pttl) {
+            cache.complete(fill, bytes, &ttl);
+        }
+    }
+    cache.land(landing, &result);
+    to_client.send(result);
+}
+
+/// The reply to a fill's `PTTL`, which was sent just before the read on the same connection and
+/// so has been delivered by the time the read's reply is: `None` if it failed.
+fn pttl_reply(mut rx: oneshot::Receiver<UpstreamResult>) -> Option<Bytes> {
+    rx.try_recv().ok()?.ok()
+}
+
+/// Completes an MGET of the keys that missed: fills each key's entry from its element, then
+/// answers the client with the whole array, hits and fetched elements in the asked order. Run
+/// by the upstream connection's task, like [`complete_flight`].
+pub fn complete_mget(
+    cache: &CacheLayer,
+    mut items: Vec<Option<Bytes>>,
+    fills: Vec<(usize, Option<PendingFill>)>,
+    result: UpstreamResult,
+    to_client: ReplyTx,
+) {
+    let fetched = match &result {
+        Ok(bytes) => split_array(bytes).filter(|f| f.len() == fills.len()),
+        Err(_) => None,
+    };
+    let Some(fetched) = fetched else {
+        // An error (or an unexpected shape): the client gets Redis's reply as it is.
+        to_client.send(result);
+        return;
+    };
+    for ((slot, fill), elem) in fills.into_iter().zip(fetched) {
+        if let Some((fill, pttl)) = fill {
+            if let Some(ttl) = pttl_reply(pttl) {
+                cache.complete(fill, &elem, &ttl);
+            }
+        }
+        items[slot] = Some(elem);
+    }
+    let all: Option<Vec<Bytes>> = items.into_iter().collect();
+    let reply = match all {
+        Some(all) => Ok(join_array(&all)),
+        None => result,
+    };
+    to_client.send(reply);
 }
 
 impl TrackingSink for CacheLayer {

@@ -5,7 +5,7 @@
 //! keys, a `blocking` command pins a connection) is derived in [`super::build`], and only the
 //! exceptions are written here. Never lists key positions: those come from Redis.
 
-use super::{CacheEffect, Local, Route, RouteRule, Special, TxEffect, Written};
+use super::meaning::{CacheEffect, Local, Route, RouteRule, Special, TxEffect, Written};
 
 /// Reads the cache answers: the reply depends only on the value of the one key at argument 1,
 /// and is the same for every client of the same protocol. Their position here (from 1) is

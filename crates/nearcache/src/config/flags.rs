@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, Command};
 
-use super::{Setting, LEGACY, SETTINGS};
+use super::settings::{Setting, LEGACY, SETTINGS};
 
 /// The environment variable a setting may also come from (a flag given on the command line
 /// wins over it).

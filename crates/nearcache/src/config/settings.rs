@@ -1,16 +1,15 @@
 //! Every setting, defined once: its name (which is also its file key; the flag and the
 //! `NEARCACHE CONFIG` name are the same words with dashes), its type, its default, whether it
-//! changes while the proxy runs, and its documentation.
+//! changes while the proxy runs, and its documentation; and the names older versions used.
 //!
-//! Owns the list. Never parses text itself (each type does, in [`super::values`]) nor checks
-//! how settings relate (that is [`Config::validate`]).
+//! Owns the list and [`Setting`], each setting's handle. Never parses text itself (each type
+//! does, in [`super::values`]) nor checks how settings relate (that is `Config::validate`).
 
 use std::time::Duration;
 
 use cache::PolicyKind;
 
 use super::values::*;
-use super::Setting;
 
 /// Declares the settings: the [`Config`] struct with one typed field each, its defaults, and
 /// [`SETTINGS`], which reads and writes each field as text or TOML.
@@ -134,4 +133,94 @@ settings! {
     trace_sample: u64 = "100", live;
     /// Tokio worker threads; 0 means one per core, 1 runs everything on one thread.
     threads: usize = "0", restart;
+}
+
+/// One setting: what it is called, its type and default, and how to read and write it.
+pub struct Setting {
+    /// snake_case: the file key. The flag and `NEARCACHE CONFIG` name use dashes.
+    pub name: &'static str,
+    pub doc: &'static str,
+    /// The default, as text.
+    pub default: &'static str,
+    /// Takes effect while the proxy runs (SIGHUP, `NEARCACHE CONFIG SET`).
+    pub live: bool,
+    /// The type, for `--help`.
+    pub kind: &'static str,
+    /// A value the type refuses (for tests).
+    pub bad: &'static str,
+    /// Never shown or logged.
+    pub secret: bool,
+    /// A flag without a value means `true`.
+    pub bare_flag: bool,
+    pub(super) show: fn(&Config) -> String,
+    pub(super) copy: fn(&mut Config, &Config),
+    pub(super) parse: fn(&mut Config, &str) -> Result<(), String>,
+    pub(super) from_toml: fn(&mut Config, &toml::Value) -> Result<(), String>,
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Setting {
+    /// The setting called `name` in any of its spellings (dashes or underscores, any case,
+    /// the names of older versions).
+    pub fn find(name: &str) -> Option<&'static Setting> {
+        let snake = name.trim().replace('-', "_").to_ascii_lowercase();
+        let now = LEGACY
+            .iter()
+            .find(|(old, ..)| *old == snake)
+            .map_or(snake.as_str(), |(_, new, _)| new);
+        SETTINGS.iter().find(|s| s.name == now)
+    }
+
+    /// Gives `dst` the value `src` has.
+    pub fn copy(&self, dst: &mut Config, src: &Config) {
+        (self.copy)(dst, src)
+    }
+
+    /// The name with dashes: the flag without its `--`, the `NEARCACHE CONFIG` name.
+    pub fn dashed(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    /// The value in `config` as text; `********` for a secret that is set.
+    pub fn show(&self, config: &Config) -> String {
+        let text = (self.show)(config);
+        if self.secret && !text.is_empty() {
+            "********".into()
+        } else {
+            text
+        }
+    }
+}
+
+/// Settings as older versions spelled them: the old name, the setting it is now, and the unit
+/// of a bare number (`connect_timeout_ms = 500` is `connect_timeout = "500ms"`). Still read,
+/// with a warning that says how to write them now.
+pub(super) const LEGACY: &[(&str, &str, &str)] = &[
+    ("connect_timeout_ms", "connect_timeout", "ms"),
+    ("cache_ttl_ms", "cache_ttl", "ms"),
+    ("slowlog_threshold_ms", "slowlog_threshold", "ms"),
+    ("timeout", "timeout", "s"),
+];
+
+/// A setting spelled as before: the setting, the value in today's style, and the warning.
+pub(super) fn legacy(name: &str, value: &str) -> Option<(&'static Setting, String, String)> {
+    let snake = name.trim().replace('-', "_").to_ascii_lowercase();
+    let &(old, new, unit) = LEGACY.iter().find(|(old, ..)| *old == snake)?;
+    let bare = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) && value != "0";
+    if old == new && !bare {
+        return None;
+    }
+    let setting = Setting::find(new)?;
+    let now = if bare {
+        format!("{value}{unit}")
+    } else {
+        value.to_string()
+    };
+    let warning = format!("{name} = {value} is deprecated: write {new} = {now:?}");
+    Some((setting, now, warning))
 }

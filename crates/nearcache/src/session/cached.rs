@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use super::Session;
+use super::state::Session;
 use crate::cachelayer::{self, CacheLayer, Form, Join, Read};
 use crate::command;
 use crate::obs::stats::{Outcome, StampExt as _};

@@ -21,6 +21,7 @@ mod cached;
 mod link;
 mod mode;
 mod output;
+mod state;
 mod tx;
 mod writer;
 
@@ -31,74 +32,20 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
 use tracing::{debug, info};
 
-use crate::cachelayer::{CacheLayer, Form};
-use crate::command::{self, CacheUse, CommandSpec, Local, NameMemo, Route};
-use crate::config::live::ClientLimits;
-use crate::control::Control;
-use crate::obs::metrics::{FlushReason, Metrics};
-use crate::obs::stats::{Outcome, Stamp, StampExt as _};
-use crate::reply::{self, After, Outbound, Outbox, UpstreamResult};
-use crate::upstream::{ConnHandle, Pool};
+use crate::cachelayer::Form;
+use crate::command::memo::NameMemo;
+use crate::command::{self, CacheUse, Local, Route};
+use crate::obs::metrics::FlushReason;
+use crate::obs::stats::{Outcome, StampExt as _};
+use crate::reply::{self, After, Outbound, Outbox};
 use link::Link;
-use mode::{Mode, Send};
+use mode::Send;
 use output::Output;
+pub use state::Context;
+use state::{Arrival, Mode, Session, Stop};
 use tx::Tx;
-
-/// Everything a session needs from the server.
-pub struct Context {
-    pub pool: Arc<Pool>,
-    pub metrics: Arc<Metrics>,
-    pub limits: resp::Limits,
-    /// Limits on each client, changed by `control`.
-    pub clients: Arc<ClientLimits>,
-    /// The configuration in force (`NEARCACHE CONFIG`).
-    pub control: Arc<Control>,
-    /// The tracking cache; `None` when caching is off.
-    pub cache: Option<Arc<CacheLayer>>,
-    /// Raised when the server stops: sessions stop reading and deliver what is in flight.
-    pub stop: crate::stop::StopSignal,
-}
-
-/// Why the reader stopped.
-enum Stop {
-    /// QUIT, or a dedicated connection died: the writer finishes and closes.
-    Closing,
-}
-
-/// When the commands being handled arrived.
-struct Arrival {
-    /// When the last read returned: the arrival time of every command it brought.
-    batch_at: Instant,
-    /// The same, noted only while a trace capture runs.
-    read_at: Option<Instant>,
-    /// When the replies answered from the proxy in this batch were at hand (read once).
-    answered_at: Option<Instant>,
-}
-
-struct Session {
-    ctx: Arc<Context>,
-    output: Output,
-    /// The protocol the client speaks (and the connections it uses).
-    proto: u8,
-    mode: Mode,
-    /// The connection the in-flight requests went to.
-    conn: Option<ConnHandle>,
-    tx: Tx,
-    names: NameMemo,
-    /// The command being handled.
-    spec: &'static CommandSpec,
-    /// Its figures and sampled trace (see `obs`).
-    stamp: Option<Stamp>,
-    /// Its bytes as the client sent them (multibulk only), forwarded without a copy.
-    frame: Option<Bytes>,
-    arrival: Arrival,
-    /// Scratch space kept between commands: encoding, an MGET's cached elements.
-    encode_buf: BytesMut,
-    mget_items: Vec<Option<Bytes>>,
-}
 
 /// Answers a client that cannot be served with one error reply, then closes it.
 pub async fn refuse(mut stream: TcpStream, msg: &str) {
@@ -398,34 +345,6 @@ impl Session {
                 After::Invalidate(keys)
             }
         }
-    }
-
-    /// Queues the reply to the command being handled, with its stamp.
-    fn queue_reply(&mut self, rx: oneshot::Receiver<UpstreamResult>, after: After) {
-        let stamp = self.stamp.take();
-        self.output.queue_reply(rx, after, stamp);
-    }
-
-    /// The command being handled, to send upstream: as the client sent it when it can be,
-    /// sparing a copy (a large SET's value is not copied again).
-    fn wire(&mut self, args: &[Bytes]) -> Bytes {
-        self.frame.take().unwrap_or_else(|| self.encode(args))
-    }
-
-    fn encode(&mut self, args: &[Bytes]) -> Bytes {
-        self.encode_buf.reserve(resp::encode_command_len(args));
-        resp::encode_command(args, &mut self.encode_buf);
-        self.encode_buf.split().freeze()
-    }
-}
-
-/// Resolves when the client has closed its side with nothing left unread. With more input
-/// queued nothing can be told, and it never resolves.
-async fn client_gone(rd: &mut OwnedReadHalf) {
-    let mut byte = [0u8; 1];
-    match rd.peek(&mut byte).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
     }
 }
 

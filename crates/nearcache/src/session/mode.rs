@@ -10,25 +10,12 @@
 use bytes::Bytes;
 use tokio::net::tcp::OwnedReadHalf;
 
-use super::{client_gone, Session, Stop};
+use super::state::{Mode, Session, Stop};
 use crate::command::{CacheUse, Local, Route};
 use crate::obs::metrics::FlushReason;
 use crate::obs::stats::StampExt as _;
 use crate::reply::{self, After};
 use crate::upstream::ConnHandle;
-
-/// Where the session's commands currently go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mode {
-    /// Multiplexed shared connections.
-    Shared,
-    /// A dedicated connection, given back when the transaction or blocking call is over.
-    Transient,
-    /// A dedicated connection kept until the client leaves.
-    Session,
-    /// A dedicated connection whose every frame is relayed to the client.
-    Relay,
-}
 
 /// How the command being handled is to be sent, once the session is where it must be.
 pub(super) enum Send {
@@ -238,5 +225,15 @@ impl Session {
             }
         }
         self.conn = None;
+    }
+}
+
+/// Resolves when the client has closed its side with nothing left unread. With more input
+/// queued nothing can be told, and it never resolves.
+async fn client_gone(rd: &mut OwnedReadHalf) {
+    let mut byte = [0u8; 1];
+    match rd.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
     }
 }

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
-use super::conn::{connect_dedicated, spawn_shared, ConnHandle};
+use super::conn::spawn::{connect_dedicated, spawn_shared};
+use super::conn::ConnHandle;
 use super::env::{CloseReason, Counters, Env, Limits, Settings};
 use super::health::Health;
 use super::invalidation;

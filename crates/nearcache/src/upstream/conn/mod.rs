@@ -13,7 +13,7 @@
 //! to (the pool and the session do), and never blocks its task on a caller.
 
 mod serve;
-mod spawn;
+pub(super) mod spawn;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify};
-
-pub use spawn::{connect_dedicated, spawn_shared};
 
 use super::connect::tracking_command;
 use super::env::Env;

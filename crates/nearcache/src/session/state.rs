@@ -1,0 +1,110 @@
+//! A session's state, and the vocabulary its parts share: the server context it serves
+//! under, where its commands go ([`Mode`]), the command being handled and when it arrived.
+//!
+//! Owns the [`Session`] struct and the small helpers every phase uses (encoding a command,
+//! queueing its reply). Never runs a phase itself: those are `mod.rs`, `mode.rs` and
+//! `cached.rs`, which import from here and never the other way round.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+use super::output::Output;
+use super::tx::Tx;
+use crate::cachelayer::CacheLayer;
+use crate::command::memo::NameMemo;
+use crate::command::CommandSpec;
+use crate::config::live::ClientLimits;
+use crate::control::Control;
+use crate::obs::metrics::Metrics;
+use crate::obs::stats::Stamp;
+use crate::reply::{After, UpstreamResult};
+use crate::upstream::{ConnHandle, Pool};
+
+/// Everything a session needs from the server.
+pub struct Context {
+    pub pool: Arc<Pool>,
+    pub metrics: Arc<Metrics>,
+    pub limits: resp::Limits,
+    /// Limits on each client, changed by `control`.
+    pub clients: Arc<ClientLimits>,
+    /// The configuration in force (`NEARCACHE CONFIG`).
+    pub control: Arc<Control>,
+    /// The tracking cache; `None` when caching is off.
+    pub cache: Option<Arc<CacheLayer>>,
+    /// Raised when the server stops: sessions stop reading and deliver what is in flight.
+    pub stop: crate::stop::StopSignal,
+}
+
+/// Why the reader stopped.
+pub(super) enum Stop {
+    /// QUIT, or a dedicated connection died: the writer finishes and closes.
+    Closing,
+}
+
+/// When the commands being handled arrived.
+pub(super) struct Arrival {
+    /// When the last read returned: the arrival time of every command it brought.
+    pub(super) batch_at: Instant,
+    /// The same, noted only while a trace capture runs.
+    pub(super) read_at: Option<Instant>,
+    /// When the replies answered from the proxy in this batch were at hand (read once).
+    pub(super) answered_at: Option<Instant>,
+}
+
+pub(super) struct Session {
+    pub(super) ctx: Arc<Context>,
+    pub(super) output: Output,
+    /// The protocol the client speaks (and the connections it uses).
+    pub(super) proto: u8,
+    pub(super) mode: Mode,
+    /// The connection the in-flight requests went to.
+    pub(super) conn: Option<ConnHandle>,
+    pub(super) tx: Tx,
+    pub(super) names: NameMemo,
+    /// The command being handled.
+    pub(super) spec: &'static CommandSpec,
+    /// Its figures and sampled trace (see `obs`).
+    pub(super) stamp: Option<Stamp>,
+    /// Its bytes as the client sent them (multibulk only), forwarded without a copy.
+    pub(super) frame: Option<Bytes>,
+    pub(super) arrival: Arrival,
+    /// Scratch space kept between commands: encoding, an MGET's cached elements.
+    pub(super) encode_buf: BytesMut,
+    pub(super) mget_items: Vec<Option<Bytes>>,
+}
+
+/// Where the session's commands currently go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Multiplexed shared connections.
+    Shared,
+    /// A dedicated connection, given back when the transaction or blocking call is over.
+    Transient,
+    /// A dedicated connection kept until the client leaves.
+    Session,
+    /// A dedicated connection whose every frame is relayed to the client.
+    Relay,
+}
+
+impl Session {
+    /// Queues the reply to the command being handled, with its stamp.
+    pub(super) fn queue_reply(&mut self, rx: oneshot::Receiver<UpstreamResult>, after: After) {
+        let stamp = self.stamp.take();
+        self.output.queue_reply(rx, after, stamp);
+    }
+
+    /// The command being handled, to send upstream: as the client sent it when it can be,
+    /// sparing a copy (a large SET's value is not copied again).
+    pub(super) fn wire(&mut self, args: &[Bytes]) -> Bytes {
+        self.frame.take().unwrap_or_else(|| self.encode(args))
+    }
+
+    pub(super) fn encode(&mut self, args: &[Bytes]) -> Bytes {
+        self.encode_buf.reserve(resp::encode_command_len(args));
+        resp::encode_command(args, &mut self.encode_buf);
+        self.encode_buf.split().freeze()
+    }
+}
