@@ -6,7 +6,7 @@
 //! once (as hits do), and divides the growth of the process's RSS by N. The allocator is
 //! jemalloc, as in the binary. What a Redis user would call the payload is the key and the
 //! value; everything above that is overhead: the entry key's RESP framing, the group (key)
-//! copy, the reply's framing, the slab slot, indexes, policy metadata, allocator rounding.
+//! copy, the reply's framing, the slab cell, indexes, policy metadata, allocator rounding.
 //!
 //! ```sh
 //! cargo run --release -p nearcache --example entry_overhead [N] [KEY_LEN] [VALUE_LEN] [POLICY]

@@ -4,6 +4,7 @@
 //! reply waiting for a slow client), so the buffer's storage is often shared and `reserve` must
 //! move the unparsed tail to a new allocation. Growing by a fixed step would copy a large frame
 //! again at every read; growing by at least the bytes already held keeps the copying linear.
+//! Owns the growth rule only; never shrinks a buffer or copies what it holds itself.
 
 use bytes::BytesMut;
 

@@ -1,6 +1,9 @@
 //! The `nearcache` binary: parse flags, set up logging, run until SIGINT or SIGTERM; SIGHUP
 //! re-reads the configuration file and applies what can change live.
 //! `nearcache heap-diff OLD NEW` compares two heap profiles instead (see obs::heapdiff).
+//!
+//! Owns the process: the allocator, the log subscriber, the runtime, the signals. Never holds
+//! proxy state of its own; everything lives in the instance `nearcache::start_with` returns.
 
 use std::io::Write;
 

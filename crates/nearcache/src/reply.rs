@@ -1,5 +1,8 @@
 //! What flows from the upstream side back to a client session: replies, relayed frames, and
-//! errors that say where they came from.
+//! errors that say where they came from; and the session's output queue with its byte meter.
+//!
+//! Owns the hand-over between an upstream connection's task and a session's writer. Never
+//! loses a reply silently: a reply dropped unsent reaches the writer as an error.
 
 use atomic_waker::AtomicWaker;
 use bytes::{BufMut, Bytes, BytesMut};

@@ -4,6 +4,7 @@
 //! session wakes: once per request at pipeline 1. A `watch` or `Notify` wait takes a lock on
 //! every poll; this one registers the task's waker once and afterwards costs one atomic load
 //! (and a waker comparison) per poll. Stopping wakes every registered session.
+//! Never un-raises: a stop is final.
 
 use std::collections::HashMap;
 use std::future::Future;

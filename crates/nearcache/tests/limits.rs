@@ -22,7 +22,7 @@ async fn clients_beyond_max_clients_get_redis_error_and_are_closed() {
 
     // Once a client leaves, a newcomer is served again.
     a.close().await;
-    common::poll_until_async(Duration::from_secs(5), "a free client slot", || {
+    common::poll_until_async(Duration::from_secs(5), "room for another client", || {
         let addr = proxy.addr();
         async move {
             let mut d = RawConn::try_connect(&addr).await.ok()?;

@@ -236,7 +236,7 @@ fn metric(body: &str, name: &str) -> f64 {
 }
 
 /// The soak's shape: the cache first fills with many tiny entries (nil replies of keys never
-/// written), then holds far fewer large ones. The structures sized by the entry count (slots,
+/// written), then holds far fewer large ones. The structures sized by the entry count (cells,
 /// index, policy metadata) must follow the count down, or at least be charged against the cap,
 /// so resident memory stays within 1.3x the cap plus the base all along.
 #[tokio::test]

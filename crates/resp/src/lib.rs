@@ -12,6 +12,9 @@
 //!
 //! [`encode`] writes frames back; [`Frame::into_resp2`] converts a RESP3 reply the way Redis does
 //! for a RESP2 client.
+//!
+//! Never panics on input, never allocates before a frame is known to be complete, and never
+//! accepts more than its [`Limits`] allow.
 
 mod convert;
 mod encode;

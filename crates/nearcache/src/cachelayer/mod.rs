@@ -315,13 +315,13 @@ pub fn complete_mget(
         to_client.send(result);
         return;
     };
-    for ((slot, fill), elem) in fills.into_iter().zip(fetched) {
+    for ((i, fill), elem) in fills.into_iter().zip(fetched) {
         if let Some((fill, pttl)) = fill {
             if let Some(ttl) = pttl_reply(pttl) {
                 cache.complete(fill, &elem, &ttl);
             }
         }
-        items[slot] = Some(elem);
+        items[i] = Some(elem);
     }
     let all: Option<Vec<Bytes>> = items.into_iter().collect();
     let reply = match all {

@@ -1,7 +1,7 @@
 //! What a command means to the proxy, as the command table records it: how it is routed, what
 //! it does to the cache and to a transaction. The vocabulary of [`super::CommandSpec`].
 //!
-//! Types only: shared by the table and the policy, depending on neither.
+//! Types only: shared by the table and the policy, depending on neither; never a name.
 
 /// How a command must be routed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,6 +9,7 @@
 //!
 //! This is the synchronous half of the proxy: no I/O, no locks after the table is built. A
 //! name Redis does not know gets the safe default: shared route, a write to every argument.
+//! Never asks Redis at run time: the table is compiled in.
 
 pub mod introspect;
 mod meaning;

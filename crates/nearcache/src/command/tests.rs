@@ -1,5 +1,6 @@
 //! The command table's unit tests: routes, cache uses, keys, and the policy's consistency with
 //! Redis's own metadata. (`tests/command_table.rs` checks the metadata against a live server.)
+//! Never starts a server: these run on the compiled-in table alone.
 
 use super::*;
 

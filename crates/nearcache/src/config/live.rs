@@ -2,6 +2,7 @@
 //! configuration reload or `NEARCACHE CONFIG SET` changes under them.
 //!
 //! Owns atomics only: reading a limit costs a relaxed load, and nothing here ever locks.
+//! Never decides a limit: `control.rs` puts the configuration's values here.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //!
 //! `/api/stats` returns cumulative counters and current gauges; the page computes rates and
 //! the p99 from differences between polls, so the server keeps no history.
+//! Never shows a key or a value, and never fetches anything from outside the proxy.
 
 use std::fmt::Write as _;
 

@@ -4,6 +4,8 @@
 //! them. In-use bytes are summed per allocation site: by default the leaf-most frames of each
 //! stack that are not the allocator's own (jemalloc, Rust's alloc shims, `RawVec` growth), or
 //! the whole stack with `--full`. Sites are printed by growth, largest first.
+//! Offline only: never runs inside the proxy, and never trusts a profile's contents (a bad
+//! file is an error, not a panic).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -3,6 +3,7 @@
 //!
 //! Every handler answers bad query strings with a 4xx text and unavailable profilers with a
 //! 5xx text; none panics on a request.
+//! Owns the routes; never changes the proxy's state (that is `NEARCACHE` on the RESP port).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;

@@ -1,4 +1,8 @@
-//! Process-wide counters, exposed in Prometheus text format on the admin port.
+//! One proxy's counters and gauges, exposed in Prometheus text format on the admin port.
+//!
+//! Owns the registry. What the hot path touches are atomics; figures other parts keep (the
+//! cache's, the pool's) are copied in at each scrape. Never holds a lock a request waits on
+//! (the scrape lock serialises scrapes only).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,9 +1,10 @@
 //! Observability: the metrics registry, per-command figures, the slow log, heap and CPU
 //! profiles, sampled request traces, the dashboard, and the admin HTTP port that serves them.
 //!
-//! What runs per request is atomics only (see [`stats`] and [`trace::Tracer::sample`]); everything else
-//! runs when an operator asks (a scrape, a profile, a capture). Nothing here may panic on input
-//! from a client or an HTTP request.
+//! What runs per request is atomics only (see [`stats`] and [`trace::Tracer::sample`]);
+//! everything else runs when an operator asks (a scrape, a profile, a capture). Nothing here
+//! may panic on input from a client or an HTTP request, and nothing here keeps state outside
+//! the proxy instance it belongs to (the heap profiler aside: jemalloc has one per process).
 
 pub mod dashboard;
 pub mod heapdiff;

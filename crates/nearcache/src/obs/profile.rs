@@ -7,6 +7,7 @@
 //! jemalloc with profiling (the in-process tests) gets [`ProfileError::Unavailable`].
 //! The CPU profile samples stacks on SIGPROF for the asked number of seconds, one capture at
 //! a time.
+//! Never profiles unasked, and never labels a sample with a key or a value.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,6 +4,7 @@
 //! the command table, so the label set stays bounded whatever clients send; names outside the
 //! table are counted as `OTHER`. The registry reads the atomics at scrape time through a
 //! [`Collector`], nothing is copied per request.
+//! Never allocates or locks on the request path.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

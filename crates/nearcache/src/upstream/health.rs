@@ -4,6 +4,7 @@
 //! connection attempt fails the same way. The first failure with each cause during an outage is
 //! logged at warn; repeats are logged at debug; the first success after failures is logged at
 //! info and starts a new outage record.
+//! Owns only which causes were logged; never decides whether to retry (the callers do).
 
 use std::collections::HashSet;
 use std::sync::Mutex;

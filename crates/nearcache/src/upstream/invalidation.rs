@@ -4,6 +4,7 @@
 //! When it is up, it tells [`Tracking`] its client id (a new epoch) and asks each shared
 //! connection to point its tracking here. When it drops, fills stop and the cache is told that
 //! nothing it holds is protected any more; then it reconnects with backoff.
+//! Never carries a request: its only traffic is the handshake and Redis's pushes.
 
 use std::sync::Arc;
 
