@@ -36,35 +36,28 @@ pub trait Value: Sized {
     }
 }
 
-impl Value for usize {
-    const KIND: &'static str = "NUMBER";
-    const BAD: &'static str = "many";
+/// A whole number of type `$ty`; `$bad` is a text it refuses.
+macro_rules! whole_number {
+    ($ty:ty, $bad:literal) => {
+        impl Value for $ty {
+            const KIND: &'static str = "NUMBER";
+            const BAD: &'static str = $bad;
 
-    fn parse(text: &str) -> Result<Self, String> {
-        text.trim()
-            .parse()
-            .map_err(|_| format!("expected a whole number, not {text:?}"))
-    }
+            fn parse(text: &str) -> Result<Self, String> {
+                text.trim()
+                    .parse()
+                    .map_err(|_| format!("expected a whole number, not {text:?}"))
+            }
 
-    fn show(&self) -> String {
-        self.to_string()
-    }
+            fn show(&self) -> String {
+                self.to_string()
+            }
+        }
+    };
 }
 
-impl Value for u64 {
-    const KIND: &'static str = "NUMBER";
-    const BAD: &'static str = "-1";
-
-    fn parse(text: &str) -> Result<Self, String> {
-        text.trim()
-            .parse()
-            .map_err(|_| format!("expected a whole number, not {text:?}"))
-    }
-
-    fn show(&self) -> String {
-        self.to_string()
-    }
-}
+whole_number!(usize, "many");
+whole_number!(u64, "-1");
 
 impl Value for bool {
     const KIND: &'static str = "BOOL";
