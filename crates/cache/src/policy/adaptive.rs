@@ -26,10 +26,11 @@
 //!
 //! Must never change anything but the inner policy's window size and eviction order.
 
+use super::api::{Handle, Policy};
 use super::ghost::Ghost;
+use super::kind::PolicyKind;
 use super::shadow::{self, Shadows, Verdict};
 use super::wtinylfu::{Traffic, WTinyLfu};
-use super::{Handle, Policy, PolicyKind};
 
 /// Window share at start.
 const START_WINDOW: f64 = 0.05;

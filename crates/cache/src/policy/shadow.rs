@@ -28,9 +28,9 @@ pub use budget::budget;
 use budget::{half_handles, handles_for, table_bytes};
 
 use super::adaptive::Adaptive;
+use super::api::{Handle, Policy};
 use super::lru::Lru;
 use super::wtinylfu::WTinyLfu;
-use super::{Handle, Policy};
 use hashbrown::HashTable;
 use std::cmp::Reverse;
 

@@ -6,9 +6,10 @@
 //! moves it. Must never evict from main without a frequency duel unless the cache is over its
 //! total capacity (which only happens right after the window was shrunk).
 
+use super::api::{Handle, Policy};
+use super::kind::PolicyKind;
 use super::list::{Arena, List, Node};
 use super::sketch::Sketch;
-use super::{Handle, Policy, PolicyKind};
 
 const NONE: u8 = 0;
 const WINDOW: u8 = 1;
