@@ -8,10 +8,13 @@
 //!
 //! Every operation is O(1) amortised.
 //!
-//! Files: `kind.rs` the policies' names; `api.rs` the [`Policy`] trait and [`Handle`];
-//! `list.rs`, `ghost.rs` and `sketch.rs` the shared structures; one file per policy. This file
-//! only declares and re-exports them and, on top of them all, builds a policy from its
-//! [`PolicyKind`]; no policy may import it.
+//! Files, each importing only files listed before it: `kind.rs` the policies' names;
+//! `api.rs` the [`Policy`] trait and [`Handle`]; `list.rs`, `ghost.rs` and `sketch.rs` the
+//! shared structures; `lru.rs`, `lfu.rs`, `sieve.rs`, `s3fifo.rs` and `wtinylfu.rs` the plain
+//! policies; `tuned.rs` W-TinyLFU with its window tuned by ghosts; `shadow.rs` (with
+//! `shadow/`) the shadows that race LRU against that; `adaptive.rs` the default policy, which
+//! runs both. This file only declares and re-exports them and, on top of them all, builds a
+//! policy from its [`PolicyKind`]; no policy may import it.
 
 mod adaptive;
 mod api;
@@ -24,6 +27,7 @@ mod s3fifo;
 mod shadow;
 mod sieve;
 mod sketch;
+mod tuned;
 mod wtinylfu;
 
 pub use adaptive::Adaptive;
