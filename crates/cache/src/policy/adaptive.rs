@@ -1,44 +1,30 @@
-//! The default policy: W-TinyLFU whose window share adapts per request, ARC style, and which
-//! falls back to plain LRU while a miniature simulation says LRU is winning.
-//!
-//! Two ghost lists remember the hashes of recently evicted entries, split by where they were
-//! evicted from: candidates that left from the window (refused by TinyLFU admission) and victims
-//! evicted from the main space. A miss on a window ghost means a larger window (more recency)
-//! would have hit, so the window grows by the entry's weight (times the ghost-size ratio, as in
-//! ARC); a miss on a main ghost means a larger main space (more frequency) would have hit, so the
-//! window shrinks. A large window makes the policy behave like LRU (good for recency-heavy
-//! traces), a small one like TinyLFU (good for frequency-heavy, scan and loop traces). Unlike a
-//! periodic hill climber it needs no sampling period, so it adapts on short traces too.
+//! The default policy: W-TinyLFU whose window share adapts per request from two ghost lists
+//! ([`Tuned`], see `tuned.rs`), and which falls back to plain LRU while a miniature simulation
+//! says LRU is winning.
 //!
 //! The ghosts only see reuse within a tenth of the cache, so on LRU-friendly patterns (long
 //! alternating sweeps, a trace's first pass over a recency-heavy working set) they react late or
-//! not at all. [`Shadows`] therefore run a shadow LRU and a shadow copy of this policy (without
-//! shadows) over a hash-sampled subset of the keys. While the shadow LRU is clearly ahead the
-//! real policy runs with the window at the whole cache, i.e. as LRU, evicting the least recently
-//! used entry across its lists; when the copy is clearly ahead again it resumes with the window
-//! share the copy has learned. The shadows' memory is a fixed budget taken out of the capacity
-//! (see [`Adaptive::new`]).
+//! not at all. [`Shadows`] therefore run a shadow LRU and a shadow copy of the ghost-tuned policy
+//! (without shadows) over a hash-sampled subset of the keys. While the shadow LRU is clearly
+//! ahead the real policy runs with the window at the whole cache, i.e. as LRU, evicting the least
+//! recently used entry across its lists; when the copy is clearly ahead again it resumes with the
+//! window share the copy has learned. The shadows' memory is a fixed budget taken out of the
+//! capacity (see [`Adaptive::new`]).
 //!
 //! The shadows only observe while the cache is under pressure: from the request that fills it
 //! to half its capacity (they start warm from the resident keys, see [`Shadows::start`]) until
 //! it drops below a quarter. Below that nothing is evicted, so nothing they could say matters,
 //! and a hit costs one flag test more than without them.
 //!
-//! Must never change anything but the inner policy's window size and eviction order.
+//! Owns the shadows, when they run and the switch to and from LRU mode; must never change
+//! anything but the inner policy's window size and eviction order, and nothing below it (the
+//! shadows, the ghost-tuned policy) may import it.
 
-use super::ghost::Ghost;
+use super::api::{Handle, Policy};
+use super::kind::PolicyKind;
 use super::shadow::{self, Shadows, Verdict};
-use super::wtinylfu::{Traffic, WTinyLfu};
-use super::{Handle, Policy, PolicyKind};
+use super::tuned::Tuned;
 
-/// Window share at start.
-const START_WINDOW: f64 = 0.05;
-/// Each ghost remembers `resident entries / GHOST_DIVISOR` hashes: only very recent evictions
-/// are evidence that a slightly larger window or main space would have hit; longer ghosts move
-/// the window on reuse that no resize within the cache could catch, and cost memory per entry.
-pub(crate) const GHOST_DIVISOR: usize = 10;
-/// Largest window share (at 100% the policy is plain LRU).
-const MAX_WINDOW: f64 = 1.0;
 /// Most keys each shadow simulates. Caches of up to about this many entries are simulated in
 /// full; larger ones at a rate of one key in 2^k.
 pub const MAX_SAMPLES: usize = 1024;
@@ -51,51 +37,20 @@ const STOP_AT: u64 = 4;
 /// The shadows may take at most this part of a byte capacity (1/32, about 3%): a 1 MiB shard
 /// affords 64 samples, a 2 MiB one 159, an 8 MiB one 687, from 12 MiB the full [`MAX_SAMPLES`].
 const SHADOW_SHARE: u64 = 32;
-/// The window halves when it has had no hit while its share of the cache's hits would have
-/// been this many (see [`Adaptive::idle_window`]).
-const IDLE_HITS: u64 = 5;
 
 /// Adaptive W-TinyLFU.
 #[derive(Debug)]
 pub struct Adaptive {
-    inner: WTinyLfu,
-    window_ghost: Ghost,
-    main_ghost: Ghost,
-    window: u64,
-    max_window: u64,
-    /// Shadow LRU against a shadow copy of this policy (absent inside that copy).
+    /// The ghost-tuned W-TinyLFU holding the entries (and the LRU mode switch).
+    inner: Tuned,
+    /// Shadow LRU against a shadow copy of the ghost-tuned policy.
     sim: Option<Box<Shadows>>,
     /// The shadows are observing requests (the cache is under pressure).
     observing: bool,
-    /// Running as plain LRU (window = whole cache) because the shadow LRU is ahead.
-    lru_mode: bool,
     /// Capacity given at construction: the entries' share plus `reserved`.
     capacity: u64,
     /// Bytes set aside for the shadows (0 when weights are not bytes).
     reserved: u64,
-    /// Since when the window has had no hit (see [`Adaptive::idle_window`]).
-    idle: Idle,
-}
-
-/// A period without window hits.
-#[derive(Debug, Default)]
-struct Idle {
-    /// The inner policy's counters when it began.
-    since: Traffic,
-    /// The inner policy's request clock at the last insert.
-    clock: u32,
-    /// Hits (on any entry) since it began.
-    hits: u64,
-}
-
-impl Idle {
-    fn start(since: Traffic) -> Self {
-        Self {
-            since,
-            clock: since.clock,
-            hits: 0,
-        }
-    }
 }
 
 impl Adaptive {
@@ -127,47 +82,26 @@ impl Adaptive {
         p
     }
 
-    /// The ghost-adaptive W-TinyLFU alone, without shadows (what the shadows run), with its
-    /// frequency sketch first sized for `expected_entries`.
+    /// The ghost-tuned W-TinyLFU alone, without shadows, with its frequency sketch first sized
+    /// for `expected_entries`.
     pub(crate) fn plain(capacity: u64, expected_entries: u64) -> Self {
-        let mut inner = WTinyLfu::with_expected(capacity, expected_entries);
-        inner.enable_log();
-        inner.strict_small_window();
-        let window = (capacity as f64 * START_WINDOW) as u64;
-        inner.set_window(window);
         Self {
-            inner,
-            window_ghost: Ghost::default(),
-            main_ghost: Ghost::default(),
-            window,
-            max_window: (capacity as f64 * MAX_WINDOW) as u64,
+            inner: Tuned::new(capacity, expected_entries),
             sim: None,
             observing: false,
-            lru_mode: false,
             capacity,
             reserved: 0,
-            idle: Idle::default(),
         }
     }
 
     /// Current window capacity in weight units (the whole capacity while in LRU mode).
     pub fn window(&self) -> u64 {
-        self.inner.window_cap()
+        self.inner.window()
     }
 
     /// True while the policy runs as plain LRU because the shadow LRU is ahead.
     pub fn lru_mode(&self) -> bool {
-        self.lru_mode
-    }
-
-    /// Make room for handles below `handles` up front, so the arena never grows later.
-    pub(crate) fn reserve(&mut self, handles: usize) {
-        self.inner.reserve(handles);
-    }
-
-    /// Count one more request for `hash` in the frequency sketch (seeding a shadow copy).
-    pub(crate) fn record(&mut self, hash: u64) {
-        self.inner.record(hash);
+        self.inner.lru_mode()
     }
 
     /// True while the shadows observe requests.
@@ -181,7 +115,7 @@ impl Adaptive {
             return;
         };
         if START_AT * (self.inner.weight() + u64::from(weight)) >= self.inner.capacity() {
-            sim.start(&self.inner);
+            sim.start(self.inner.wtinylfu());
             self.observing = true;
         }
     }
@@ -196,27 +130,12 @@ impl Adaptive {
             sim.clear();
         }
         self.observing = false;
-        if self.lru_mode {
-            self.lru_mode = false;
-            self.apply_window();
+        if self.inner.lru_mode() {
+            self.inner.leave_lru(None);
         }
     }
 
-    fn adapt(&mut self, hash: u64, weight: u64) {
-        let (w, m) = (self.window_ghost.len().max(1), self.main_ghost.len().max(1));
-        if self.window_ghost.take(hash) {
-            let step = weight.saturating_mul((m / w).max(1) as u64);
-            self.window = self.window.saturating_add(step).min(self.max_window);
-        } else if self.main_ghost.take(hash) {
-            let step = weight.saturating_mul((w / m).max(1) as u64);
-            self.window = self.window.saturating_sub(step);
-        } else {
-            return;
-        }
-        self.apply_window();
-    }
-
-    /// True if requests for `hash` go to the shadows (never inside the shadows' own copy).
+    /// True if requests for `hash` go to the shadows.
     #[inline]
     fn sampled(&self, hash: u64) -> bool {
         self.sim.as_ref().is_some_and(|s| s.sampled(hash))
@@ -235,76 +154,18 @@ impl Adaptive {
 
     /// Feed a sampled request to the shadows and follow their verdict.
     fn simulate(&mut self, hash: u64, weight: u32) {
-        let reused = self.inner.traffic().reuses != 0;
+        let reused = self.inner.reused();
         let Some(sim) = &mut self.sim else {
             return;
         };
         sim.access(hash, weight, reused);
         let lru = sim.verdict() == Verdict::Lru;
-        if lru != self.lru_mode {
-            self.lru_mode = lru;
-            if !lru {
+        if lru != self.inner.lru_mode() {
+            if lru {
+                self.inner.enter_lru();
+            } else {
                 // Resume with the window share the shadow copy has learned.
-                let cap = self.inner.capacity();
-                self.window = ((cap as f64 * sim.window_share()) as u64).min(self.max_window);
-            }
-            self.apply_window();
-        }
-    }
-
-    fn apply_window(&mut self) {
-        // In LRU mode the window is the whole cache and overflow leaves in global LRU order,
-        // so entries still in main are not flushed ahead of older window entries.
-        self.inner.set_evict_oldest(self.lru_mode);
-        if self.lru_mode {
-            self.inner.set_window(self.inner.capacity());
-        } else {
-            self.inner.set_window(self.window);
-        }
-    }
-
-    /// A window that had no hit while candidates of the whole cache's weight left it, and while
-    /// the cache as a whole had hits enough that the window's share of them would have been
-    /// [`IDLE_HITS`], serves less than its share: halve it. (Were a window entry worth an average
-    /// entry, the chance of no hit at all by then would be e^-IDLE_HITS.) Evidence for a larger
-    /// window comes from the window ghost.
-    fn idle_window(&mut self) {
-        let now = self.inner.traffic();
-        // The clock counts hits and inserts; this insert is one tick.
-        let ticks = now.clock.wrapping_sub(self.idle.clock);
-        self.idle.hits += u64::from(ticks.saturating_sub(1));
-        self.idle.clock = now.clock;
-        if self.lru_mode || now.window_hits != self.idle.since.window_hits {
-            self.idle = Idle::start(now);
-            return;
-        }
-        let cap = self.inner.capacity();
-        if now.window_out.wrapping_sub(self.idle.since.window_out) < cap {
-            return;
-        }
-        let window = self.inner.window_cap().max(1);
-        if self.idle.hits.saturating_mul(window) >= IDLE_HITS.saturating_mul(cap) {
-            self.idle = Idle::start(now);
-            self.window /= 2;
-            self.apply_window();
-        }
-    }
-
-    fn remember_evictions(&mut self) {
-        let limit = (self.inner.len() / GHOST_DIVISOR).max(16);
-        if let Some(log) = self.inner.log_mut() {
-            let from_window = std::mem::take(&mut log.from_window);
-            let from_main = std::mem::take(&mut log.from_main);
-            for h in &from_window {
-                self.window_ghost.push(*h, limit);
-            }
-            for h in &from_main {
-                self.main_ghost.push(*h, limit);
-            }
-            // Hand the (now empty) buffers back to keep their capacity.
-            if let Some(log) = self.inner.log_mut() {
-                log.from_window = clear(from_window);
-                log.from_main = clear(from_main);
+                self.inner.leave_lru(Some(sim.window_share()));
             }
         }
     }
@@ -329,20 +190,14 @@ fn samples_within(bytes: u64) -> usize {
     fits
 }
 
-fn clear(mut v: Vec<u64>) -> Vec<u64> {
-    v.clear();
-    v
-}
-
 impl Policy for Adaptive {
     fn kind(&self) -> PolicyKind {
         PolicyKind::Adaptive
     }
     fn entry_overhead(&self) -> u64 {
-        // Inner W-TinyLFU plus two ghost lists of up to one hash per 10 entries each (queue + map, with
-        // the queue allowed to hold stale copies up to twice the live set). The shadows are
-        // not per entry: they live in `reserved_bytes`.
-        self.inner.entry_overhead() + 2 * (2 * 16 + 17) / GHOST_DIVISOR as u64
+        // The ghost-tuned policy's share. The shadows are not per entry: they live in
+        // `reserved_bytes`.
+        self.inner.entry_overhead()
     }
     fn reserved_bytes(&self) -> u64 {
         self.reserved
@@ -375,10 +230,7 @@ impl Policy for Adaptive {
         if self.observing && self.sampled(hash) {
             self.simulate(hash, weight);
         }
-        self.adapt(hash, u64::from(weight));
         self.inner.insert(h, hash, weight, evicted);
-        self.idle_window();
-        self.remember_evictions();
     }
     fn remove(&mut self, h: Handle) {
         if let (true, Some(sim)) = (self.observing, &mut self.sim) {
@@ -394,36 +246,23 @@ impl Policy for Adaptive {
     }
     fn clear(&mut self) {
         self.inner.clear();
-        self.window_ghost.clear();
-        self.main_ghost.clear();
         if let Some(sim) = &mut self.sim {
             sim.clear();
         }
         self.observing = false;
-        self.lru_mode = false;
-        self.apply_window();
-        self.idle = Idle::start(self.inner.traffic());
     }
     fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
         // The shadows' share stays set aside; the entries get the rest. The shadows keep the
         // scale they were built for: the shard's reserve moves the capacity by a few percent.
         self.capacity = capacity;
-        let capacity = capacity.saturating_sub(self.reserved);
-        self.inner.set_capacity(capacity, evicted);
-        self.max_window = (capacity as f64 * MAX_WINDOW) as u64;
-        self.window = self.window.min(self.max_window);
-        // In LRU mode the window follows the capacity.
-        self.apply_window();
-        self.remember_evictions();
+        self.inner
+            .set_capacity(capacity.saturating_sub(self.reserved), evicted);
     }
     fn heap_bytes(&self) -> u64 {
-        self.inner.heap_bytes() + self.window_ghost.heap_bytes() + self.main_ghost.heap_bytes()
+        self.inner.heap_bytes()
     }
     fn shrink(&mut self, handle_limit: Handle) {
         self.inner.shrink(handle_limit);
-        let limit = (self.inner.len() / GHOST_DIVISOR).max(16);
-        self.window_ghost.shrink(limit);
-        self.main_ghost.shrink(limit);
     }
     fn relocate(&mut self, from: Handle, to: Handle) {
         self.inner.relocate(from, to);
@@ -431,16 +270,14 @@ impl Policy for Adaptive {
     fn check(&self) -> Result<(), String> {
         if let Some(sim) = &self.sim {
             sim.check()?;
-            if self.lru_mode != (sim.verdict() == Verdict::Lru) {
+            if self.inner.lru_mode() != (sim.verdict() == Verdict::Lru) {
                 return Err("adaptive: mode differs from the shadows' verdict".into());
             }
-        }
-        if self.lru_mode && self.inner.window_cap() != self.inner.capacity() {
-            return Err("adaptive: LRU mode with a partial window".into());
         }
         if self.inner.capacity() + self.reserved != self.capacity {
             return Err("adaptive: entries' capacity and reserve do not add up".into());
         }
+        // The LRU mode's whole-cache window, and the inner policy's own invariants.
         self.inner.check()
     }
 }

@@ -4,8 +4,9 @@
 //! forgotten when its entry leaves (this matches the classic LFU that simulators report). Must
 //! never scan more than one bucket per operation.
 
+use super::api::{Handle, Policy};
+use super::kind::PolicyKind;
 use super::list::{Arena, List, NIL};
-use super::{Handle, Policy, PolicyKind};
 
 #[derive(Clone, Copy, Debug)]
 struct Bucket {

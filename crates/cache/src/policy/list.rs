@@ -14,7 +14,7 @@
 //! Chunks are small and fixed-size, so a node's address is one load from the chunk table and
 //! needs no second bounds check.
 
-use super::Handle;
+use super::api::Handle;
 
 /// "No node" marker for links.
 pub const NIL: u32 = u32::MAX;

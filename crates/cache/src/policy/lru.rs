@@ -1,8 +1,9 @@
 //! Least-recently-used: one list, hits move to the head, victims come from the tail.
 //! Must never reorder on anything but a hit or an insert.
 
+use super::api::{Handle, Policy};
+use super::kind::PolicyKind;
 use super::list::{Arena, List};
-use super::{Handle, Policy, PolicyKind};
 
 /// LRU policy.
 #[derive(Debug)]

@@ -4,9 +4,10 @@
 //! is amortised O(1): an entry can be reinserted at most 3 times per hit it received.
 //! Must never move an entry on a hit (hits only bump the counter).
 
+use super::api::{Handle, Policy};
 use super::ghost::Ghost;
+use super::kind::PolicyKind;
 use super::list::{Arena, List};
-use super::{Handle, Policy, PolicyKind};
 
 /// Hits an entry needs while in the small queue to be promoted to main instead of evicted.
 const MOVE_TO_MAIN: u8 = 1;

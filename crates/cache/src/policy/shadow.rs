@@ -1,8 +1,9 @@
 //! Set dueling for [`super::Adaptive`]: two miniature caches run over the same hash-sampled
-//! subset of the keys (spatial sampling, as in SHARDS), a plain LRU and a copy of the
-//! ghost-adaptive W-TinyLFU without shadows of its own, each with the real capacity scaled by the
-//! sampling rate. A saturating counter moves by one for every sampled request that exactly one
-//! of them hits; its verdict says which of the two has been doing better lately.
+//! subset of the keys (spatial sampling, as in SHARDS), a plain LRU and a copy of the ghost-tuned
+//! W-TinyLFU (`tuned.rs`: the adaptive policy without shadows of its own), each with the real
+//! capacity scaled by the sampling rate. A saturating counter moves by one for every sampled
+//! request that exactly one of them hits; its verdict says which of the two has been doing better
+//! lately.
 //!
 //! Memory is a fixed budget per policy instance, whatever the shard's size: each shadow holds at
 //! most `max_samples` keys (the sampling rate halves when either holds more), every
@@ -20,17 +21,21 @@
 //! starts evicting it already tells whether LRU is likely to win, and a clear hint makes the
 //! real policy start in LRU mode on trial (see [`Phase`]).
 //!
-//! Must never influence which real entries are resident: it only observes and gives a verdict.
+//! This file runs the duel (it implements [`Shadows`]); what the shadows hold is in
+//! `shadow/state.rs`, their memory bound in `shadow/budget.rs`. Must never influence which real
+//! entries are resident: it only observes and gives a verdict. Must never import the adaptive
+//! policy it serves: it runs the ghost-tuned policy below it instead.
 
 mod budget;
+mod state;
 
 pub use budget::budget;
 use budget::{half_handles, handles_for, table_bytes};
+use state::{Hits, Pair, Phase, START_SHARE};
+pub use state::{Shadows, Verdict};
 
-use super::adaptive::Adaptive;
-use super::lru::Lru;
+use super::api::{Handle, Policy};
 use super::wtinylfu::WTinyLfu;
-use super::{Handle, Policy};
 use hashbrown::HashTable;
 use std::cmp::Reverse;
 
@@ -59,132 +64,15 @@ const HINT_Z: i64 = 3;
 const TRIAL_CONFIRM: i64 = 16;
 /// ... and ends it at this lead for the copy (or when the trial has run its length).
 const TRIAL_ABANDON: i64 = 4;
-/// The sampling rate at start leaves a shadow holding at most this part of its samples, as the
-/// real cache is then half full.
-const START_SHARE: usize = 2;
 /// Highest frequency copied from the real cache's sketch into the copies' at start (the sketch
 /// counts to 15).
 const MAX_SEED: u32 = 15;
-
-/// Where the duel stands since [`Shadows::start`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// The shadow LRU has not evicted yet; the half-size pair runs.
-    Filling,
-    /// The half-size pair hinted at LRU, so the verdict is LRU until the full-size duel
-    /// confirms it ([`TRIAL_CONFIRM`]), refutes it ([`TRIAL_ABANDON`]) or `left` sampled
-    /// requests have passed.
-    Trial { left: usize },
-    /// The full-size duel alone decides.
-    Duel,
-}
-
-/// Which behaviour the real cache should follow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Plain LRU has been winning.
-    Lru,
-    /// The adaptive W-TinyLFU has been winning.
-    Adaptive,
-}
 
 #[inline]
 fn sample_bits(hash: u64) -> u64 {
     // Independent of the bits the sketch and the maps use.
     let x = (hash ^ 0x94D0_49BB_1331_11EB).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x ^ (x >> 32)
-}
-
-/// A shadow LRU and a shadow copy of the adaptive policy at one capacity.
-#[derive(Debug)]
-struct Pair {
-    lru: Lru,
-    ad: Adaptive,
-}
-
-impl Pair {
-    /// An empty pair of `capacity` weight units whose arenas have room for handles below
-    /// `handles`.
-    fn new(capacity: u64, expected: usize, handles: usize) -> Self {
-        let mut lru = Lru::new(capacity);
-        lru.reserve(handles);
-        let mut ad = Adaptive::plain(capacity, expected as u64);
-        ad.reserve(handles);
-        Self { lru, ad }
-    }
-
-    /// Run one request through both; returns whether each hit and whether the LRU evicted.
-    fn feed(&mut self, handle: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>) -> Hits {
-        let before = evicted.len();
-        let lru = self.lru.contains(handle);
-        if lru {
-            self.lru.on_hit(handle);
-        } else {
-            self.lru.insert(handle, hash, weight, evicted);
-        }
-        let lru_evicted = evicted.len() > before;
-        let ad = self.ad.contains(handle);
-        if ad {
-            self.ad.on_hit(handle);
-        } else {
-            self.ad.insert(handle, hash, weight, evicted);
-        }
-        Hits {
-            lru,
-            ad,
-            lru_evicted,
-        }
-    }
-
-    fn holds(&self, handle: Handle) -> bool {
-        self.lru.contains(handle) || self.ad.contains(handle)
-    }
-
-    fn remove(&mut self, handle: Handle) {
-        if self.lru.contains(handle) {
-            self.lru.remove(handle);
-        }
-        if self.ad.contains(handle) {
-            self.ad.remove(handle);
-        }
-    }
-
-    fn heap_bytes(&self) -> u64 {
-        self.lru.heap_bytes() + self.ad.heap_bytes()
-    }
-}
-
-/// What one request did in a pair.
-struct Hits {
-    lru: bool,
-    ad: bool,
-    lru_evicted: bool,
-}
-
-/// Two shadow policies over sampled keys, and the duel between them.
-#[derive(Debug)]
-pub struct Shadows {
-    /// Key hash of every handle; a handle is live while a shadow holds it.
-    hashes: Vec<u64>,
-    /// Live handles by key hash.
-    index: HashTable<u32>,
-    free: Vec<u32>,
-    /// The pair at the real capacity (scaled by the sampling rate).
-    full: Pair,
-    /// The half-size pair, while [`Phase::Filling`].
-    half: Option<Box<Pair>>,
-    /// Net requests the half-size LRU hit and its copy missed, and requests they disagreed on.
-    hint: i64,
-    hint_n: i64,
-    phase: Phase,
-    /// Capacity of the real policy being simulated (weight units).
-    capacity: u64,
-    shift: u32,
-    mask: u64,
-    max_samples: usize,
-    evicted: Vec<Handle>,
-    psel: i64,
-    verdict: Verdict,
 }
 
 impl Shadows {

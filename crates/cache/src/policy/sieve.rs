@@ -3,8 +3,9 @@
 //! Hits only set a bit (no list movement). Amortised O(1): each bit is cleared at most once per
 //! setting. Must never move an entry on a hit.
 
+use super::api::{Handle, Policy};
+use super::kind::PolicyKind;
 use super::list::{Arena, List};
-use super::{Handle, Policy, PolicyKind};
 
 const RESIDENT: u8 = 1;
 const VISITED: u8 = 2;

@@ -2,13 +2,15 @@
 //! candidates for the *main* space, a segmented LRU (probation + protected, 80% protected). A
 //! candidate is admitted to main only if the frequency sketch says it is more popular than the
 //! main victim it would displace (with a 1/128 chance for warm candidates, so an attacker cannot
-//! pin the cache by colliding hashes). The window share is fixed here (1%); [`super::Adaptive`]
-//! moves it. Must never evict from main without a frequency duel unless the cache is over its
-//! total capacity (which only happens right after the window was shrunk).
+//! pin the cache by colliding hashes). The window share is fixed here (1%); the ghost-tuned
+//! policy ([`super::tuned::Tuned`]) moves it. Must never evict from main without a frequency
+//! duel unless the cache is over its total capacity (which only happens right after the window
+//! was shrunk).
 
+use super::api::{Handle, Policy};
+use super::kind::PolicyKind;
 use super::list::{Arena, List, Node};
 use super::sketch::Sketch;
-use super::{Handle, Policy, PolicyKind};
 
 const NONE: u8 = 0;
 const WINDOW: u8 = 1;
@@ -39,18 +41,18 @@ pub struct WTinyLfu {
     window_cap: u64,
     rng: u64,
     /// When set, hashes of evicted entries are logged: candidates refused by admission (or
-    /// evicted straight from the window) and main victims, for [`super::Adaptive`].
+    /// evicted straight from the window) and main victims, for [`super::tuned::Tuned`].
     log: Option<EvictionLog>,
     /// When over capacity, evict the least recently used of the three list tails instead of
-    /// main first (plain LRU order, for [`super::Adaptive`]'s LRU mode).
+    /// main first (plain LRU order, for [`super::tuned::Tuned`]'s LRU mode).
     evict_oldest: bool,
     clock: u32,
-    /// Hits on window entries (wrapping), for [`super::Adaptive`].
+    /// Hits on window entries (wrapping), for [`super::tuned::Tuned`].
     window_hits: u32,
     /// While the window is under 1% of the capacity, admission needs a lead of 2 (see
-    /// [`WTinyLfu::admit`]); set by [`super::Adaptive`].
+    /// [`WTinyLfu::admit`]); set by [`super::tuned::Tuned`].
     strict_small_window: bool,
-    /// Weight of the candidates that left the window (wrapping), for [`super::Adaptive`].
+    /// Weight of the candidates that left the window (wrapping), for [`super::tuned::Tuned`].
     window_out: u64,
     /// Hits since the last clear, not counting a hit on the entry the previous request touched
     /// (a back-to-back repeat, which any policy hits), saturating; for [`super::Adaptive`].
@@ -237,7 +239,7 @@ impl WTinyLfu {
     fn admit(&mut self, candidate: Handle, victim: Handle) -> bool {
         let c = self.sketch.estimate(self.arena.node(candidate).meta.hash);
         let v = self.sketch.estimate(self.arena.node(victim).meta.hash);
-        // With a window under 1% (for [`super::Adaptive`], which shrinks an idle one), the
+        // With a window under 1% (for [`super::tuned::Tuned`], which shrinks an idle one), the
         // candidate must lead by more than the request that brought it in: in a loop it always
         // leads the victim (due sooner) by exactly that one request.
         let margin = u32::from(self.strict_small_window && self.window_cap * 100 < self.capacity);

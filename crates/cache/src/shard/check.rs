@@ -1,7 +1,8 @@
 //! `validate()` for one shard core: a full O(n) consistency check for tests and debugging.
 //! Must never mutate anything.
 
-use super::{entry_hash, parts, Core};
+use super::core::Core;
+use super::entry::{entry_hash, parts};
 use std::hash::BuildHasher;
 
 impl Core {

@@ -1,13 +1,19 @@
 //! One entry's format: the packed bytes (group, key and value in one allocation), the 32-byte
-//! [`Entry`] the slab holds, the deadline encoding and the hashes the index files an entry by.
+//! [`Entry`] the slab holds, the deadline encoding and the hashes the index files an entry by
+//! (with the shard's [`Hasher`]).
 //!
-//! Pure functions and plain data: nothing here touches the index, the policy or the budget, and
-//! nothing allocates except [`pack`], which the caller runs before taking the shard lock.
+//! Pure functions and plain data: nothing here touches the slab, the index, the policy or the
+//! budget, nothing allocates except [`pack`], which the caller runs before taking the shard
+//! lock, and it must never import another file of the shard (they all build on it).
 
-use super::slab::Slab;
-use super::Hasher;
 use crate::clock::NEVER;
 use std::hash::BuildHasher;
+
+/// The hasher of a shard's groups and keys (shared by the cache and its shards).
+pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
+
+/// "No cell" marker for an entry's group links; the slab never hands it out as a cell.
+pub(super) const NIL: u32 = u32::MAX;
 
 /// Flag in [`Entry::tag`]: the entry is its group's head (indexed by the group's hash).
 pub(super) const HEAD: u32 = 1 << 31;
@@ -145,18 +151,6 @@ impl Entry {
     }
     pub(super) fn tag_id(&self) -> u32 {
         self.tag & !HEAD
-    }
-}
-
-/// The hash an entry is indexed by.
-pub(super) fn hash_of(slab: &Slab, hasher: &Hasher, cell: u32) -> u64 {
-    let e = slab.entry(cell);
-    let (group, key, _) = parts(&e.data);
-    let group_hash = hasher.hash_one(group);
-    if e.is_head() {
-        head_hash(group_hash)
-    } else {
-        entry_hash(hasher, group_hash, key)
     }
 }
 

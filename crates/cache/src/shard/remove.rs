@@ -5,8 +5,8 @@
 //! told with `remove` (not counted as evictions), and the structures are tidied afterwards only
 //! when something was removed.
 
+use super::core::{Core, Delta, Garbage};
 use super::entry::decode_deadline;
-use super::{Core, Delta, Garbage};
 use hashbrown::HashTable;
 
 impl Core {

@@ -9,7 +9,7 @@
 //! [`Slab::move_down`], when the core compacts), never copies itself to grow. Picking a cell scans one bit per chunk and 16 words in the chunk: O(1) for any
 //! shard size that fits memory.
 
-use super::{Entry, NIL};
+use super::entry::{Entry, NIL};
 
 pub(crate) const CHUNK_BITS: u32 = 10;
 pub(crate) const CHUNK: usize = 1 << CHUNK_BITS;

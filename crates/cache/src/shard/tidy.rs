@@ -7,8 +7,8 @@
 //! rest of the core it runs under the shard lock and drops nothing: evicted entries go to the
 //! caller's [`Garbage`].
 
-use super::entry::hash_of;
-use super::{slab, Core, Garbage, TagRec};
+use super::core::{hash_of, Core, Garbage, TagRec};
+use super::slab;
 
 /// Structure bytes a shard may hold beyond its entries' costs without charging them: one chunk
 /// of cells (32 KiB) and room for the index and the policy's arena of its 1,024 handles, so a

@@ -1,13 +1,14 @@
 //! The shadows' memory bound: [`budget`] is an upper bound of every byte a [`Shadows`] of
 //! `max_samples` can ever hold, computed from the same sizes the shadows reserve up front.
 //!
-//! Only arithmetic: it must never allocate or look at a live [`Shadows`]; `Shadows::check`
-//! compares what they hold with it, and the cache takes it out of the shard's capacity.
+//! Only arithmetic on the sizes of what the shadows hold (`state.rs`): it must never allocate,
+//! look at a live [`Shadows`] or import the duel (`shadow.rs`); `Shadows::check` compares what
+//! they hold with it, and the cache takes it out of the shard's capacity.
 
-use super::{Pair, Shadows, START_SHARE};
-use crate::policy::adaptive::GHOST_DIVISOR;
+use super::state::{Pair, Shadows, START_SHARE};
 use crate::policy::list::arena_bound;
 use crate::policy::lru::Lru;
+use crate::policy::tuned::GHOST_DIVISOR;
 use crate::policy::wtinylfu::WTinyLfu;
 
 /// Bytes a `hashbrown` table of `capacity` (as reported by `capacity()`) holds: buckets of
