@@ -27,6 +27,7 @@ impl Form {
     }
 
     /// [`put_entry_key`], with the command's code known.
+    #[inline]
     pub(super) fn put_key<A: AsRef<[u8]>>(self, args: &[A], out: &mut impl BufMut) {
         debug_assert_eq!(self.code, command::lookup(args[0].as_ref()).read_code());
         put_key_coded(self.proto, self.code, args, out);
@@ -47,6 +48,7 @@ pub fn put_entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], out: &mut impl BufMu
     );
 }
 
+#[inline]
 fn put_key_coded<A: AsRef<[u8]>>(proto: u8, code: Option<u8>, args: &[A], out: &mut impl BufMut) {
     fn put_len(out: &mut impl BufMut, mut n: usize) {
         while n >= 0x80 {
@@ -91,6 +93,7 @@ pub(super) fn bulk_payload(reply: &[u8]) -> Option<&[u8]> {
 }
 
 /// Appends a reply as the client gets it, from its stored form (see [`bulk_payload`]).
+#[inline]
 pub(super) fn put_reply(out: &mut BytesMut, stored: &[u8]) {
     match stored.split_first() {
         Some((0, payload)) => {

@@ -139,6 +139,7 @@ impl CacheLayer {
     /// [`CacheLayer::read`] that appends a hit's reply to `out` (the bytes about to be written
     /// to the client) instead of copying it out as its own `Bytes`; `keys` is scratch room for
     /// the entry key. Returns `None` on a hit, the entry key on a miss.
+    #[inline]
     pub fn read_into<A: AsRef<[u8]>>(
         &self,
         form: Form,
@@ -164,6 +165,7 @@ impl CacheLayer {
         }
     }
 
+    #[inline]
     pub fn read<A: AsRef<[u8]>>(&self, form: Form, args: &[A], buf: &mut BytesMut) -> Read {
         debug_assert!(buf.is_empty());
         if buf.capacity() < MIN_ROOM && !buf.try_reclaim(ROOM) && buf.capacity() < LOW_ROOM {
