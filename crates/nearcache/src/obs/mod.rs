@@ -4,7 +4,8 @@
 //! What runs per request is atomics only (see [`stats`] and [`trace::Tracer::sample`]);
 //! everything else runs when an operator asks (a scrape, a profile, a capture). Nothing here
 //! may panic on input from a client or an HTTP request, and nothing here keeps state outside
-//! the proxy instance it belongs to (the heap profiler aside: jemalloc has one per process).
+//! the proxy instance it belongs to (the profilers aside: jemalloc's heap profiler and the
+//! SIGPROF CPU profiler exist once per process).
 
 pub mod dashboard;
 pub mod heapdiff;
