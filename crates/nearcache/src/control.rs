@@ -88,6 +88,10 @@ impl Control {
         for s in &live {
             s.copy(&mut applied, &new);
         }
+        // The new live values beside the old restart-only ones must still work together.
+        applied
+            .validate()
+            .map_err(|why| format!("{why} (with the settings in force until a restart)"))?;
         self.apply(&applied, &live).await?;
         if !restart.is_empty() {
             let names: Vec<&str> = restart.iter().map(|s| s.name).collect();
