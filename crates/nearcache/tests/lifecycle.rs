@@ -113,6 +113,20 @@ async fn sighup_reloads_live_settings_and_names_the_rest() {
         metric(admin, "nearcache_pool_max_open_connections").await,
         30.0
     );
+    // A file valid on its own, whose live max_open_conns does not fit the upstream_conns in
+    // force until a restart, is refused too.
+    std::fs::write(&path, "upstream_conns = 1\nmax_open_conns = 3\n").unwrap();
+    proxy.signal("HUP");
+    eventually(
+        Duration::from_secs(5),
+        "the mixed configuration to be refused",
+        async || proxy.logs().contains("with the settings in force until a restart"),
+    )
+    .await;
+    assert_eq!(
+        metric(admin, "nearcache_pool_max_open_connections").await,
+        30.0
+    );
     let mut c = RawConn::connect(&proxy.addr()).await;
     assert_eq!(&c.cmd(&["PING"]).await[..], b"+PONG\r\n");
 }
