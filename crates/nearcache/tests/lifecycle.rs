@@ -120,7 +120,11 @@ async fn sighup_reloads_live_settings_and_names_the_rest() {
     eventually(
         Duration::from_secs(5),
         "the mixed configuration to be refused",
-        async || proxy.logs().contains("with the settings in force until a restart"),
+        async || {
+            proxy
+                .logs()
+                .contains("with the settings in force until a restart")
+        },
     )
     .await;
     assert_eq!(
