@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Arg, ArgAction, Command};
 
-use super::settings::{Setting, LEGACY, SETTINGS};
+use super::settings::{renamed, Setting, SETTINGS};
 
 /// The environment variable a setting may also come from (a flag given on the command line
 /// wins over it).
@@ -50,9 +50,9 @@ fn command() -> Command {
     for s in SETTINGS {
         cmd = cmd.arg(flag(s));
     }
-    for (old, ..) in LEGACY.iter().filter(|(old, new, _)| old != new) {
+    for old in renamed() {
         cmd = cmd.arg(
-            Arg::new(*old)
+            Arg::new(old)
                 .long(old.replace('_', "-"))
                 .value_name("N")
                 .hide(true),
@@ -91,11 +91,7 @@ pub fn parse_args(argv: impl IntoIterator<Item = OsString>) -> Args {
         config: matches.get_one::<PathBuf>("config").cloned(),
         values: Vec::new(),
     };
-    let old_names = LEGACY.iter().filter(|(old, new, _)| old != new);
-    let names = SETTINGS
-        .iter()
-        .map(|s| s.name)
-        .chain(old_names.map(|(old, ..)| *old));
+    let names = SETTINGS.iter().map(|s| s.name).chain(renamed());
     for name in names {
         if let Some(value) = matches.get_one::<String>(name) {
             args.values.push((name.replace('_', "-"), value.clone()));

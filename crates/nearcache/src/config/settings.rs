@@ -168,11 +168,8 @@ impl Setting {
     /// The setting called `name` in any of its spellings (dashes or underscores, any case,
     /// the names of older versions).
     pub fn find(name: &str) -> Option<&'static Setting> {
-        let snake = name.trim().replace('-', "_").to_ascii_lowercase();
-        let now = LEGACY
-            .iter()
-            .find(|(old, ..)| *old == snake)
-            .map_or(snake.as_str(), |(_, new, _)| new);
+        let snake = snake(name);
+        let now = old_spelling(&snake).map_or(snake.as_str(), |&(_, new, _)| new);
         SETTINGS.iter().find(|s| s.name == now)
     }
 
@@ -200,17 +197,34 @@ impl Setting {
 /// Settings as older versions spelled them: the old name, the setting it is now, and the unit
 /// of a bare number (`connect_timeout_ms = 500` is `connect_timeout = "500ms"`). Still read,
 /// with a warning that says how to write them now.
-pub(super) const LEGACY: &[(&str, &str, &str)] = &[
+const LEGACY: &[(&str, &str, &str)] = &[
     ("connect_timeout_ms", "connect_timeout", "ms"),
     ("cache_ttl_ms", "cache_ttl", "ms"),
     ("slowlog_threshold_ms", "slowlog_threshold", "ms"),
     ("timeout", "timeout", "s"),
 ];
 
+/// A name in its file spelling: underscores, lower case.
+fn snake(name: &str) -> String {
+    name.trim().replace('-', "_").to_ascii_lowercase()
+}
+
+/// The [`LEGACY`] entry of an old name (in its file spelling).
+fn old_spelling(snake: &str) -> Option<&'static (&'static str, &'static str, &'static str)> {
+    LEGACY.iter().find(|(old, ..)| *old == snake)
+}
+
+/// Old names that are not a setting's name too: each is a hidden flag of its own.
+pub(super) fn renamed() -> impl Iterator<Item = &'static str> {
+    LEGACY
+        .iter()
+        .filter(|(old, new, _)| old != new)
+        .map(|(old, ..)| *old)
+}
+
 /// A setting spelled as before: the setting, the value in today's style, and the warning.
 pub(super) fn legacy(name: &str, value: &str) -> Option<(&'static Setting, String, String)> {
-    let snake = name.trim().replace('-', "_").to_ascii_lowercase();
-    let &(old, new, unit) = LEGACY.iter().find(|(old, ..)| *old == snake)?;
+    let &(old, new, unit) = old_spelling(&snake(name))?;
     let bare = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) && value != "0";
     if old == new && !bare {
         return None;
