@@ -54,11 +54,13 @@ run_unit() {
 
 # counts LOG: "ok err exception", exception 1 when the unit was cut short.
 counts() {
-    local ok err exc
-    ok=$(grep -c '^\[ok\]' "$1" || true)
-    err=$(grep -c '^\[err\]' "$1" || true)
+    local plain ok err exc
+    plain=$(sed 's/\x1b\[[0-9;]*m//g' "$1")
+    ok=$(grep -c '^\[ok\]' <<<"$plain" || true)
+    err=$(grep -c '^\[err\]' <<<"$plain" || true)
     exc=0
-    if grep -q '^\[exception\]' "$1" || ! grep -q 'All tests passed\|tests failed' "$1"; then
+    if grep -q '^\[exception\]\|^\[TIMEOUT\]' <<<"$plain" ||
+        ! grep -q 'All tests passed\|tests failed' <<<"$plain"; then
         exc=1
     fi
     echo "$ok $err $exc"

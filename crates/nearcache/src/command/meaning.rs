@@ -19,6 +19,10 @@ pub enum Route {
     Relay,
     /// Answered by the proxy itself.
     Local(Local),
+    /// `SYNC`, `PSYNC`: the client becomes a replica, and from then on reads the replication
+    /// stream, which is not RESP (the RDB payload is a bulk without its CRLF). A raw byte relay
+    /// on a connection of its own, both ways, until either side closes.
+    Replicate,
 }
 
 /// Commands the proxy answers without Redis.

@@ -90,8 +90,9 @@ pub(super) const ROUTES: &[(&str, RouteRule)] = &[
     ("PUNSUBSCRIBE", RouteRule::Fixed(Route::Relay)),
     ("SUNSUBSCRIBE", RouteRule::Fixed(Route::Relay)),
     ("MONITOR", RouteRule::Fixed(Route::Relay)),
-    ("SYNC", RouteRule::Fixed(Route::Relay)),
-    ("PSYNC", RouteRule::Fixed(Route::Relay)),
+    // The replication stream, relayed as raw bytes.
+    ("SYNC", RouteRule::Fixed(Route::Replicate)),
+    ("PSYNC", RouteRule::Fixed(Route::Replicate)),
     ("CLIENT|TRACKING", RouteRule::Fixed(Route::Relay)),
     ("CLIENT|REPLY", RouteRule::Fixed(Route::Relay)),
     ("CLIENT|CACHING", RouteRule::Fixed(Route::Relay)),

@@ -79,6 +79,9 @@ impl Link {
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
                     Some(q.saturating_sub(n))
                 });
+            if self.waiting.load(Ordering::SeqCst) {
+                self.changed.notify_waiters();
+            }
         }
     }
 
@@ -114,6 +117,15 @@ impl Link {
     pub async fn drained(&self) {
         self.wait_until(|l| l.inflight.load(Ordering::SeqCst) == 0)
             .await
+    }
+
+    /// Waits until every reply is in and written (or the writer is gone): the socket is the
+    /// reader's alone from then on, as long as it queues nothing more.
+    pub async fn flushed(&self) {
+        self.wait_until(|l| {
+            l.inflight.load(Ordering::SeqCst) == 0 && l.queued.load(Ordering::SeqCst) == 0
+        })
+        .await
     }
 
     /// Waits until fewer than [`RESUME_BELOW`] replies are outstanding (or the writer is gone).

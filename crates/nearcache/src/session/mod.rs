@@ -21,6 +21,7 @@ mod cached;
 mod link;
 mod mode;
 mod output;
+mod replica;
 mod state;
 mod tx;
 mod writer;
@@ -178,8 +179,12 @@ impl Session {
                         // Let go of the read buffer's storage, so it can be reused.
                         args.clear();
                         self.frame = None;
-                        if let Err(Stop::Closing) = handled {
-                            return;
+                        match handled {
+                            Ok(()) => {}
+                            Err(Stop::Closing) => return,
+                            Err(Stop::Replicate(command)) => {
+                                return self.replicate(command, buf.split(), rd).await;
+                            }
                         }
                     }
                     Ok(None) => {
@@ -256,6 +261,7 @@ impl Session {
             Send::Dedicated => self.send_dedicated(args),
             Send::Relay => self.relay(args),
             Send::Nowhere => Ok(()),
+            Send::Replicate => Err(Stop::Replicate(self.wire(args))),
         }
     }
 

@@ -29,6 +29,8 @@ pub(super) enum Send {
     Relay,
     /// Nowhere: no dedicated connection could be had, and the client has its error.
     Nowhere,
+    /// On a connection of its own, which relays raw bytes from then on.
+    Replicate,
 }
 
 impl Session {
@@ -42,12 +44,20 @@ impl Session {
         if self.mode == Mode::Relay {
             return Ok(Send::Relay);
         }
+        if route == Route::Replicate && !self.tx.is_open() {
+            return Ok(Send::Replicate);
+        }
         if self.mode == Mode::Transient && !self.tx.is_open() && route != Route::Transient {
             // The transaction or blocking call is over: keep the connection only if this
             // command needs one again.
             self.give_back().await;
         }
-        let dedicated = matches!(route, Route::Transient | Route::Session | Route::Relay);
+        // A replication command inside a transaction goes where the transaction is, for Redis
+        // to refuse it.
+        let dedicated = matches!(
+            route,
+            Route::Transient | Route::Session | Route::Relay | Route::Replicate
+        );
         if self.mode == Mode::Shared {
             if !dedicated {
                 return Ok(match route {

@@ -118,6 +118,12 @@ impl Output {
         }
     }
 
+    /// The client socket, taken from the writer's side: the caller must have waited for
+    /// [`Link::flushed`] and queue nothing more. `None` once relaying.
+    pub fn take_socket(&mut self) -> Option<Arc<OwnedWriteHalf>> {
+        self.wr.take()
+    }
+
     /// From now on every reply goes through the writer: relayed frames reach it uncounted, so
     /// the reader may never write beside it again.
     pub fn relaying(&mut self) {

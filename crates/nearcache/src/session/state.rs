@@ -42,6 +42,8 @@ pub struct Context {
 pub(super) enum Stop {
     /// QUIT, or a dedicated connection died: the writer finishes and closes.
     Closing,
+    /// `SYNC`/`PSYNC` (this command, as sent upstream): the session becomes a byte relay.
+    Replicate(Bytes),
 }
 
 /// When the commands being handled arrived.

@@ -257,7 +257,8 @@ fn after_reply(
     }
 }
 
-async fn write_all(wr: &OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
+/// Writes all of `bytes` to the client socket, waiting while it is full.
+pub(super) async fn write_all(wr: &OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
     let mut pos = 0;
     while pos < bytes.len() {
         match wr.try_write(&bytes[pos..]) {

@@ -86,6 +86,12 @@ impl Pool {
         &self.env.settings.addr
     }
 
+    /// A connection outside the pool, authenticated as the pool's user and speaking RESP2, for
+    /// a byte relay the pool never sees again (a replica's replication stream).
+    pub async fn connect_raw(&self) -> Result<tokio::net::TcpStream, crate::reply::UpstreamError> {
+        super::connect::connect(&self.env.settings, 2, &[]).await
+    }
+
     /// The least busy shared connection for `proto`, preferring connected ones.
     pub fn shared(&self, proto: u8) -> ConnHandle {
         self.shared.least_busy(proto)
