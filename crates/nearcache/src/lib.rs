@@ -9,13 +9,14 @@
 //! - [`cachelayer`]: the tracking cache as the proxy uses it;
 //! - [`config`]: typed settings, each defined once.
 //!
-//! Around them: [`server`] builds and runs one proxy, [`control`] changes its configuration
+//! Around them: [`clients`] is the proxy's own client table, [`server`] builds and runs one proxy, [`control`] changes its configuration
 //! while it runs, [`admin`] answers `NEARCACHE ...`, [`obs`] tells what it does (metrics,
 //! profiles, traces, the admin HTTP port), and [`reply`] is what flows from Redis to a client.
 
 pub mod admin;
 mod bufs;
 pub mod cachelayer;
+pub mod clients;
 mod clock;
 pub mod command;
 pub mod config;

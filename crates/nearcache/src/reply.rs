@@ -31,6 +31,15 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The connection broke or was closed (not a timeout or a refusal): on a client's
+    /// dedicated connection, its session state is gone with it.
+    pub fn ends_session(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::Lost { .. } | UpstreamError::Closed { .. }
+        )
+    }
+
     /// The error as a RESP error reply.
     pub fn to_frame(&self) -> Bytes {
         let text = self.to_string().replace(['\r', '\n'], " ");
@@ -81,6 +90,9 @@ pub enum After {
     Invalidate(Vec<Bytes>),
     /// Empty the cache (FLUSHALL, FLUSHDB, SWAPDB).
     FlushAll,
+    /// Runs on the reply before the client has it, and may rewrite it (`SELECT` notes the
+    /// client's db, `INFO` tells the proxy's clients).
+    Patch(Box<dyn FnOnce(Bytes) -> Bytes + Send>),
 }
 
 /// One item in a session's ordered output queue.

@@ -112,6 +112,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         control,
         cache: cache.clone(),
         stop: Default::default(),
+        registry: Default::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let admin_addr = match &config.admin_listen {

@@ -36,6 +36,10 @@ pub enum Local {
     SelectZero,
     /// `NEARCACHE ...`: the proxy's own admin command, answered in every session mode.
     Nearcache,
+    /// `CLIENT ID|INFO|LIST|KILL|SETNAME|GETNAME|NO-EVICT|GETREDIR|TRACKINGINFO|UNBLOCK`:
+    /// about the proxy's own clients, answered from its client table in every session mode
+    /// except inside MULTI (where Redis queues them).
+    Client,
 }
 
 /// How a route depends on the arguments.
@@ -74,6 +78,17 @@ pub enum Special {
     Hello,
     /// Returns the connection to its initial state (RESP2, db 0, no transaction).
     Reset,
+    /// `CLIENT TRACKING`: pins the session; relayed only in RESP3, where invalidations arrive
+    /// as pushes between replies (in RESP2 they go to the REDIRECT target).
+    Tracking,
+    /// `SELECT`: changes the client's db.
+    Select,
+    /// `CLIENT CACHING`: noted for `CLIENT TRACKINGINFO` until the next command.
+    Caching,
+    /// `INFO`: its `# Clients` section is about the proxy's clients.
+    Info,
+    /// `SUBSCRIBE` and the like: counted in the client table.
+    Subscribe,
 }
 
 /// What a command means for the cache.

@@ -50,6 +50,8 @@ pub struct CommandSpec {
     blocking: Blocking,
     pub tx: TxEffect,
     pub special: Special,
+    /// 1 + its index among its parent's subcommands; 0 for a command.
+    sub: u16,
     subcommands: Vec<CommandSpec>,
 }
 
@@ -63,6 +65,12 @@ impl CommandSpec {
             Some(p) => format!("{p}|{}", self.name),
             None => self.name.to_string(),
         }
+    }
+
+    /// A number naming this command or subcommand, for [`full_name_of`]: kept where a
+    /// reference cannot be (an atomic).
+    pub fn code(&self) -> u32 {
+        (u32::from(self.id) << 16) | u32::from(self.sub)
     }
 
     /// The spec that applies to this call: its subcommand's when `args[1]` names one.
@@ -242,6 +250,15 @@ pub fn name_of(id: CommandId) -> &'static str {
     TABLE.specs.get(usize::from(id)).map_or("OTHER", |s| s.name)
 }
 
+/// `NAME` or `NAME|SUBCOMMAND` of a [`CommandSpec::code`]; `None` for unknown commands.
+pub fn full_name_of(code: u32) -> Option<String> {
+    let spec = TABLE.specs.get((code >> 16) as usize)?;
+    match (code & 0xffff) as usize {
+        0 => Some(spec.full_name()),
+        i => spec.subcommands.get(i - 1).map(CommandSpec::full_name),
+    }
+}
+
 /// Whether `name` (any case) is a read the cache may answer.
 pub fn is_cacheable(name: &str) -> bool {
     lookup(name.as_bytes()).read_code().is_some()
@@ -264,8 +281,9 @@ fn build() -> Table {
     for (id, s) in specs.iter_mut().enumerate() {
         let id = CommandId::try_from(id).expect("fewer commands than ids");
         s.id = id;
-        for sub in &mut s.subcommands {
+        for (i, sub) in s.subcommands.iter_mut().enumerate() {
             sub.id = id;
+            sub.sub = u16::try_from(i + 1).expect("fewer subcommands than ids");
         }
     }
     let by_name = specs
@@ -331,6 +349,7 @@ fn named(
         blocking,
         tx: listed(policy::TX, &full).unwrap_or(TxEffect::None),
         special: listed(policy::SPECIAL, &full).unwrap_or(Special::None),
+        sub: 0,
         subcommands: Vec::new(),
     }
 }

@@ -62,6 +62,8 @@ pub(super) const EFFECTS: &[(&str, CacheEffect)] = &[
 
 /// Where a command goes, when not to a shared connection (or, for blocking commands, to a
 /// dedicated one): `NAME` or `NAME|SUBCOMMAND`.
+const CLIENT_TABLE: RouteRule = RouteRule::Fixed(Route::Local(Local::Client));
+
 pub(super) const ROUTES: &[(&str, RouteRule)] = &[
     ("QUIT", RouteRule::Fixed(Route::Local(Local::Quit))),
     (
@@ -76,8 +78,7 @@ pub(super) const ROUTES: &[(&str, RouteRule)] = &[
     ("READONLY", RouteRule::Fixed(Route::Session)),
     ("READWRITE", RouteRule::Fixed(Route::Session)),
     ("ASKING", RouteRule::Fixed(Route::Session)),
-    ("CLIENT|SETNAME", RouteRule::Fixed(Route::Session)),
-    ("CLIENT|NO-EVICT", RouteRule::Fixed(Route::Session)),
+    ("CLIENT|CACHING", RouteRule::Fixed(Route::Session)),
     ("CLIENT|NO-TOUCH", RouteRule::Fixed(Route::Session)),
     // A dedicated connection until the transaction ends.
     ("MULTI", RouteRule::Fixed(Route::Transient)),
@@ -95,7 +96,17 @@ pub(super) const ROUTES: &[(&str, RouteRule)] = &[
     ("PSYNC", RouteRule::Fixed(Route::Replicate)),
     ("CLIENT|TRACKING", RouteRule::Fixed(Route::Relay)),
     ("CLIENT|REPLY", RouteRule::Fixed(Route::Relay)),
-    ("CLIENT|CACHING", RouteRule::Fixed(Route::Relay)),
+    // The proxy's own client table.
+    ("CLIENT|ID", CLIENT_TABLE),
+    ("CLIENT|INFO", CLIENT_TABLE),
+    ("CLIENT|LIST", CLIENT_TABLE),
+    ("CLIENT|KILL", CLIENT_TABLE),
+    ("CLIENT|SETNAME", CLIENT_TABLE),
+    ("CLIENT|GETNAME", CLIENT_TABLE),
+    ("CLIENT|NO-EVICT", CLIENT_TABLE),
+    ("CLIENT|GETREDIR", CLIENT_TABLE),
+    ("CLIENT|TRACKINGINFO", CLIENT_TABLE),
+    ("CLIENT|UNBLOCK", CLIENT_TABLE),
 ];
 
 /// Commands that wait on Redis's side without carrying Redis's `blocking` flag (which BLPOP and
@@ -115,8 +126,20 @@ pub(super) const TX: &[(&str, TxEffect)] = &[
 ];
 
 /// Commands the session treats specially beyond their route.
-pub(super) const SPECIAL: &[(&str, Special)] =
-    &[("HELLO", Special::Hello), ("RESET", Special::Reset)];
+pub(super) const SPECIAL: &[(&str, Special)] = &[
+    ("HELLO", Special::Hello),
+    ("RESET", Special::Reset),
+    ("CLIENT|TRACKING", Special::Tracking),
+    ("SELECT", Special::Select),
+    ("CLIENT|CACHING", Special::Caching),
+    ("INFO", Special::Info),
+    ("SUBSCRIBE", Special::Subscribe),
+    ("UNSUBSCRIBE", Special::Subscribe),
+    ("PSUBSCRIBE", Special::Subscribe),
+    ("PUNSUBSCRIBE", Special::Subscribe),
+    ("SSUBSCRIBE", Special::Subscribe),
+    ("SUNSUBSCRIBE", Special::Subscribe),
+];
 
 /// Names the generated table does not have: the proxy's own command, and commands newer than
 /// the table's Redis that must be routed as they are. Without key specifications, their keys

@@ -26,7 +26,6 @@ fn routes_stateless_commands_to_shared_connections() {
         "set k v",
         "MGET a b",
         "EVAL x 0",
-        "CLIENT ID",
         "client nosuchsub",
         "HELLO 3",
         "EXEC",
@@ -66,7 +65,7 @@ fn pins_session_state_and_relays_out_of_band_replies() {
     assert_eq!(route("SELECT 0"), Route::Local(Local::SelectZero));
     assert_eq!(route("AUTH u p"), Route::Session);
     assert_eq!(route("HELLO 3 AUTH u p"), Route::Session);
-    assert_eq!(route("client setname x"), Route::Session);
+    assert_eq!(route("client caching yes"), Route::Session);
     assert_eq!(route("CLIENT NO-TOUCH on"), Route::Session);
     assert_eq!(route("SUBSCRIBE a b"), Route::Relay);
     assert_eq!(route("unsubscribe"), Route::Relay);
@@ -75,6 +74,33 @@ fn pins_session_state_and_relays_out_of_band_replies() {
     assert_eq!(route("quit"), Route::Local(Local::Quit));
     assert_eq!(route("reset"), Route::Local(Local::Reset));
     assert_eq!(route("nearcache info"), Route::Local(Local::Nearcache));
+    assert_eq!(route("SYNC"), Route::Replicate);
+    assert_eq!(route("psync ? -1"), Route::Replicate);
+}
+
+#[test]
+fn answers_client_table_commands_itself() {
+    for c in [
+        "CLIENT ID",
+        "client setname x",
+        "client list type pubsub",
+        "CLIENT KILL ID 3",
+        "client getredir",
+        "client trackinginfo",
+        "client unblock 3",
+    ] {
+        assert_eq!(route(c), Route::Local(Local::Client), "{c}");
+    }
+    let code = |line: &str| {
+        let args = cmd(line);
+        lookup(&args[0]).resolve(&args).code()
+    };
+    assert_eq!(
+        full_name_of(code("client list")).as_deref(),
+        Some("CLIENT|LIST")
+    );
+    assert_eq!(full_name_of(code("GET k")).as_deref(), Some("GET"));
+    assert_eq!(full_name_of(code("NOSUCHCOMMAND")), None);
 }
 
 #[test]

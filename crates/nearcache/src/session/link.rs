@@ -29,6 +29,8 @@ pub struct Link {
     queued: AtomicUsize,
     /// The writer is gone (client unreachable): nobody will drain `inflight` any more.
     closed: AtomicBool,
+    /// The session's replies come from a dedicated connection: losing it closes the client.
+    dedicated: AtomicBool,
     /// Wakes whoever waits in [`Link::closed`]: a waker rather than a `Notify`, because the
     /// session polls that wait every time it wakes, and a `Notify` takes a lock to be polled.
     close_waker: AtomicWaker,
@@ -106,6 +108,14 @@ impl Link {
 
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Acquire)
+    }
+
+    pub fn set_dedicated(&self, on: bool) {
+        self.dedicated.store(on, Ordering::Release);
+    }
+
+    pub fn is_dedicated(&self) -> bool {
+        self.dedicated.load(Ordering::Acquire)
     }
 
     pub fn is_closed(&self) -> bool {

@@ -18,6 +18,7 @@
 //! Never holds a lock across an `.await`.
 
 mod cached;
+mod clients;
 mod link;
 mod mode;
 mod output;
@@ -37,7 +38,7 @@ use tracing::{debug, info};
 
 use crate::cachelayer::Form;
 use crate::command::memo::NameMemo;
-use crate::command::{self, CacheUse, Local, Route};
+use crate::command::{self, CacheUse, Local, Route, Special};
 use crate::obs::metrics::FlushReason;
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply::{self, After, Outbound, Outbox};
@@ -57,6 +58,16 @@ pub async fn refuse(mut stream: TcpStream, msg: &str) {
 /// Serves one client until it disconnects, sends QUIT, or the server shuts down.
 pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
     let _ = stream.set_nodelay(true);
+    let me = {
+        use std::os::fd::AsRawFd;
+        let unknown = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        let (addr, laddr) = (stream.peer_addr(), stream.local_addr());
+        let fd = stream.as_raw_fd();
+        let user = ctx.pool.user().to_string();
+        ctx.registry
+            .register(addr.unwrap_or(unknown), laddr.unwrap_or(unknown), fd, &user)
+    };
+    let killed = me.client();
     let (rd, wr) = stream.into_split();
     let wr = Arc::new(wr);
     let output_limit = ctx.clients.output_buffer();
@@ -100,6 +111,9 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
         },
         encode_buf: BytesMut::new(),
         mget_items: Vec::new(),
+        me,
+        caching_noted: false,
+        unasked: Default::default(),
     };
     // Biased: the read loop is what wakes the session nearly every time.
     let shutting_down = tokio::select! {
@@ -108,6 +122,8 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
         () = ctx.stop.stopped() => true,
         // The writer gave up (client unreachable, over its output limit): stop reading too.
         () = link.closed() => false,
+        // `CLIENT KILL` from another client.
+        () = killed.killed() => false,
     };
     session.output.spill();
     session.output.out.send(Outbound::Close);
@@ -231,7 +247,11 @@ impl Session {
         );
         self.stamp = Some(stamp);
         self.output.answered = None;
+        self.me.touched(self.spec.code(), self.arrival.batch_at);
         let result = self.dispatch(args, rd).await;
+        if self.caching_noted && self.spec.special != Special::Caching {
+            self.clear_caching();
+        }
         if let Some(stamp) = self.stamp.take() {
             match self.output.answered {
                 Some(is_error) => {
@@ -247,10 +267,50 @@ impl Session {
     /// Phases 3 to 5: routes the command, then answers or sends it.
     async fn dispatch(&mut self, args: &[Bytes], rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         self.ctx.metrics.commands.inc();
-        let route = self.spec.route(args);
+        let mut route = self.spec.route(args);
         if route == Route::Local(Local::Nearcache) {
             // The proxy's own command is answered in every mode, relaying included.
             return self.answer_local(Local::Nearcache, args).await;
+        }
+        if route == Route::Local(Local::Client) && self.answers_client_here(args) {
+            return self.answer_client(args).await;
+        }
+        let rewritten;
+        let mut args = args;
+        match self.spec.special {
+            Special::Tracking => {
+                match self.tracking_args(args) {
+                    Err(refused) => {
+                        self.output.reply(refused);
+                        return Ok(());
+                    }
+                    Ok(Some(v)) => {
+                        self.frame = None;
+                        rewritten = v;
+                        args = &rewritten;
+                    }
+                    Ok(None) => {}
+                }
+                if self.proto == 2 {
+                    // No pushes in RESP2: invalidations go to the REDIRECT target.
+                    route = Route::Session;
+                }
+            }
+            Special::Hello if self.spec.hello_version(args) == Some(3) => {
+                let t = self.me.tracking();
+                if t.on && t.redirect.is_none() {
+                    // Invalidations now arrive as pushes between replies.
+                    route = Route::Relay;
+                }
+            }
+            Special::Caching => self.note_caching(args),
+            Special::Reset => self.me.reset(),
+            _ => {}
+        }
+        if self.spec.special == Special::Hello {
+            if let Some(name) = hello_setname(args) {
+                self.me.set_name(name.clone());
+            }
         }
         match self.transition(route, args, rd).await? {
             Send::Local(local) => self.answer_local(local, args).await,
@@ -278,6 +338,8 @@ impl Session {
                 reply::simple("RESET")
             }
             Local::SelectZero => reply::simple("OK"),
+            // Answered in `dispatch`, or sent to Redis inside MULTI.
+            Local::Client => return self.answer_client(args).await,
             Local::Nearcache => {
                 let cache = self.ctx.cache.as_deref();
                 crate::admin::answer(args, self.proto, &self.ctx.control, cache).await
@@ -293,11 +355,15 @@ impl Session {
         // A HELLO routed here asks for a protocol only.
         if let Some(v) = self.spec.hello_version(args) {
             self.proto = v;
+            self.me.set_proto(v);
         }
         match self.cache_use(args) {
             CacheUse::Read => self.cached_read(args).await,
             CacheUse::MultiRead => self.cached_mget(args).await,
-            CacheUse::Neutral => self.send_shared(args, After::Nothing).await,
+            CacheUse::Neutral => {
+                let after = self.neutral_after(args);
+                self.send_shared(args, after).await
+            }
             effect => {
                 let after = self.write_effect(effect, args);
                 self.send_shared(args, after).await;
@@ -352,6 +418,14 @@ impl Session {
             }
         }
     }
+}
+
+/// The name `HELLO ... SETNAME name` gives the client.
+fn hello_setname(args: &[Bytes]) -> Option<&Bytes> {
+    let i = args
+        .iter()
+        .position(|a| a.eq_ignore_ascii_case(b"SETNAME"))?;
+    args.get(i + 1)
 }
 
 /// The reply to a malformed request, worded as Redis words it where Redis has a wording.

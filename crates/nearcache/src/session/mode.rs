@@ -9,13 +9,17 @@
 
 use bytes::Bytes;
 use tokio::net::tcp::OwnedReadHalf;
+use tracing::debug;
 
 use super::state::{Mode, Session, Stop};
-use crate::command::{CacheUse, Local, Route};
+use crate::command::{CacheUse, Local, Route, Special};
 use crate::obs::metrics::FlushReason;
 use crate::obs::stats::StampExt as _;
-use crate::reply::{self, After};
+use crate::reply::After;
 use crate::upstream::ConnHandle;
+
+/// How long a relayed session waits for Redis to confirm it may leave relay mode.
+const LEAVE_RELAY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How the command being handled is to be sent, once the session is where it must be.
 pub(super) enum Send {
@@ -41,7 +45,9 @@ impl Session {
         args: &[Bytes],
         rd: &mut OwnedReadHalf,
     ) -> Result<Send, Stop> {
-        if self.mode == Mode::Relay {
+        if self.mode == Mode::Relay
+            && (self.unasked.any(self.proto, self.me.tracking().on) || !self.leave_relay().await)
+        {
             return Ok(Send::Relay);
         }
         if route == Route::Replicate && !self.tx.is_open() {
@@ -123,6 +129,8 @@ impl Session {
         Ok(match got {
             Ok(conn) => {
                 self.ctx.metrics.pinned.inc();
+                self.me.set_upstream(Some(conn.clone()));
+                self.output.link.set_dedicated(true);
                 self.conn = Some(conn);
                 true
             }
@@ -139,16 +147,17 @@ impl Session {
         if let Some(conn) = self.conn.take() {
             self.ctx.pool.release(conn);
         }
+        self.me.set_upstream(None);
+        self.output.link.set_dedicated(false);
         self.ctx.metrics.pinned.dec();
         self.mode = Mode::Shared;
     }
 
     fn dedicated_conn(&mut self) -> Result<&ConnHandle, Stop> {
         if !self.conn.as_ref().is_some_and(ConnHandle::is_up) {
-            // The state this session kept upstream (transaction, db, subscriptions) is gone.
-            self.output.reply(reply::error(
-                "ERR nearcache: dedicated upstream connection lost; closing the session",
-            ));
+            // The state this session kept upstream (transaction, db, subscriptions) is gone:
+            // the client is closed, as Redis closes a client it killed.
+            debug!("dedicated upstream connection lost; closing the client");
             return Err(Stop::Closing);
         }
         self.conn.as_ref().ok_or(Stop::Closing)
@@ -164,9 +173,18 @@ impl Session {
             self.proto = v;
         }
         self.tx.track(self.spec.tx);
-        let after = self.dedicated_write_effect(args);
+        self.me.set_multi(if self.tx.in_multi() { 0 } else { -1 });
+        self.me.set_proto(self.proto);
+        let after = match self.dedicated_write_effect(args) {
+            After::Nothing => self.neutral_after(args),
+            after => after,
+        };
         let bytes = self.wire(args);
         let timed = !self.spec.blocks(args);
+        if !timed {
+            // A blocked client may be unblocked by another, by the proxy's id.
+            self.dedicated_conn()?.learn_client_id();
+        }
         let meter = self.output.out.meter().clone();
         let rx = self.dedicated_conn()?.call_for(bytes, timed, Some(&meter));
         self.stamp.sent_upstream();
@@ -209,6 +227,7 @@ impl Session {
     /// Sends the command being handled on the relayed connection.
     pub(super) fn relay(&mut self, args: &[Bytes]) -> Result<(), Stop> {
         self.stamp.untimed();
+        self.note_relayed(args);
         // No reply hook in relay mode: invalidate at dispatch only.
         if let (Some(c), CacheUse::Write) = (&self.ctx.cache, self.cache_use(args)) {
             c.invalidate_keys(&self.spec.write_keys(args));
@@ -218,11 +237,88 @@ impl Session {
         } else if let Some(v) = self.spec.hello_version(args) {
             self.proto = v;
         }
+        self.me.set_proto(self.proto);
         let bytes = self.encode(args);
         self.output.relaying();
         let out = self.output.out.clone();
-        self.dedicated_conn()?.relay(bytes, out);
+        let conn = self.dedicated_conn()?;
+        // Others may redirect their invalidations here, by the proxy's id.
+        conn.learn_client_id();
+        conn.relay(bytes, out);
         Ok(())
+    }
+
+    /// A relayed session whose connection Redis no longer sends anything unasked goes back
+    /// to matched replies, so that its commands can be answered by the proxy again (and `INFO`
+    /// patched): a `PING` with a token goes up, every frame before its reply is relayed, and
+    /// the session waits for that reply before it queues anything more. False (still relayed)
+    /// if the reply does not come back in time.
+    async fn leave_relay(&mut self) -> bool {
+        static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let Some(conn) = self.conn.clone().filter(ConnHandle::is_up) else {
+            return false;
+        };
+        let n = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = format!("nearcache-relay-end-{}-{n}", std::process::id());
+        let ping = self.encode(&[Bytes::from_static(b"PING"), Bytes::from(token.clone())]);
+        let reply = Bytes::from(format!("${}\r\n{token}\r\n", token.len()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        conn.end_relay(ping, reply, move |r| {
+            let _ = tx.send(r.is_ok());
+        });
+        match tokio::time::timeout(LEAVE_RELAY_WAIT, rx).await {
+            Ok(Ok(true)) => {
+                self.mode = Mode::Session;
+                true
+            }
+            _ => {
+                self.unasked.stuck = true;
+                false
+            }
+        }
+    }
+
+    /// Notes what a relayed command does to what Redis sends unasked, and counts `SUBSCRIBE`
+    /// and the like in the client table (names given again are counted again: close enough
+    /// for `sub=` and the `P` flag).
+    fn note_relayed(&mut self, args: &[Bytes]) {
+        use crate::clients::SubKind;
+        if self.spec.is_reset(args) {
+            for kind in [SubKind::Channel, SubKind::Pattern, SubKind::Shard] {
+                self.me.set_subs(kind, 0);
+            }
+            self.unasked = Default::default();
+            return;
+        }
+        match self.spec.full_name().as_str() {
+            "MONITOR" => self.unasked.monitor = true,
+            "CLIENT|REPLY" => {
+                self.unasked.reply_off = !args.get(2).is_some_and(|a| a.eq_ignore_ascii_case(b"on"))
+            }
+            _ => {}
+        }
+        if self.spec.special != Special::Subscribe {
+            return;
+        }
+        let kind = match self.spec.name {
+            "PSUBSCRIBE" | "PUNSUBSCRIBE" => SubKind::Pattern,
+            "SSUBSCRIBE" | "SUNSUBSCRIBE" => SubKind::Shard,
+            _ => SubKind::Channel,
+        };
+        let n = args.len() as u32 - 1;
+        let subscribing = !self.spec.name.contains("UNSUB");
+        if subscribing || n == 0 {
+            self.unasked.subscribed[kind as usize] = subscribing;
+        }
+        let now = self.me.subs(kind);
+        let after = if !self.spec.name.contains("UNSUB") {
+            now + n
+        } else if n == 0 {
+            0
+        } else {
+            now.saturating_sub(n)
+        };
+        self.me.set_subs(kind, after);
     }
 
     /// Ends the session: a transient connection with nothing pending could be reused, but the
@@ -235,6 +331,8 @@ impl Session {
             }
         }
         self.conn = None;
+        self.me.set_upstream(None);
+        self.output.link.set_dedicated(false);
     }
 }
 

@@ -15,7 +15,7 @@ use super::output::Output;
 use super::tx::Tx;
 use crate::cachelayer::CacheLayer;
 use crate::command::memo::NameMemo;
-use crate::command::CommandSpec;
+use crate::command::{CommandSpec, Special};
 use crate::config::live::ClientLimits;
 use crate::control::Control;
 use crate::obs::metrics::Metrics;
@@ -36,6 +36,8 @@ pub struct Context {
     pub cache: Option<Arc<CacheLayer>>,
     /// Raised when the server stops: sessions stop reading and deliver what is in flight.
     pub stop: crate::stop::StopSignal,
+    /// Every client connected (`CLIENT LIST`).
+    pub registry: Arc<crate::clients::Registry>,
 }
 
 /// Why the reader stopped.
@@ -76,6 +78,38 @@ pub(super) struct Session {
     /// Scratch space kept between commands: encoding, an MGET's cached elements.
     pub(super) encode_buf: BytesMut,
     pub(super) mget_items: Vec<Option<Bytes>>,
+    /// This client's entry in the client table.
+    pub(super) me: crate::clients::Registered,
+    /// `CLIENT CACHING` was the last command: the next one clears it.
+    pub(super) caching_noted: bool,
+    /// What makes Redis send this client frames it did not ask for (relay mode's reasons).
+    pub(super) unasked: Unasked,
+}
+
+/// Why Redis may send a client frames that answer no command of its own: while none holds,
+/// a relayed session can go back to matching replies to commands.
+#[derive(Debug, Default)]
+pub(super) struct Unasked {
+    /// Subscribed to channels, patterns, shard channels (until unsubscribed from all).
+    pub(super) subscribed: [bool; 3],
+    pub(super) monitor: bool,
+    /// `CLIENT REPLY OFF|SKIP`: replies are missing.
+    pub(super) reply_off: bool,
+    /// Leaving relay mode was tried and Redis did not confirm it: not tried again before
+    /// `RESET`.
+    pub(super) stuck: bool,
+}
+
+impl Unasked {
+    /// Whether anything may come unasked, for a client speaking `proto` whose tracking is
+    /// `tracking_on` (in RESP3, invalidations are pushes on its own connection).
+    pub(super) fn any(&self, proto: u8, tracking_on: bool) -> bool {
+        self.subscribed.iter().any(|&s| s)
+            || self.monitor
+            || self.reply_off
+            || self.stuck
+            || (proto == 3 && tracking_on)
+    }
 }
 
 /// Where the session's commands currently go.
@@ -102,6 +136,35 @@ impl Session {
     /// sparing a copy (a large SET's value is not copied again).
     pub(super) fn wire(&mut self, args: &[Bytes]) -> Bytes {
         self.frame.take().unwrap_or_else(|| self.encode(args))
+    }
+
+    /// What a reply that changes nothing cached still does: `SELECT` moves the client to its
+    /// db, `INFO` tells the proxy's clients.
+    pub(super) fn neutral_after(&self, args: &[Bytes]) -> After {
+        match self.spec.special {
+            Special::Select => {
+                let Some(db) = args
+                    .get(1)
+                    .and_then(|a| std::str::from_utf8(a).ok()?.parse().ok())
+                else {
+                    return After::Nothing;
+                };
+                let me = self.me.client();
+                After::Patch(Box::new(move |reply| {
+                    if !matches!(reply.first(), Some(b'-' | b'!')) {
+                        me.set_db(db);
+                    }
+                    reply
+                }))
+            }
+            Special::Info => {
+                let (registry, max) = (self.me.registry().clone(), self.ctx.clients.max_clients());
+                After::Patch(Box::new(move |reply| {
+                    crate::clients::info_clients(&reply, &registry, max).unwrap_or(reply)
+                }))
+            }
+            _ => After::Nothing,
+        }
     }
 
     pub(super) fn encode(&mut self, args: &[Bytes]) -> Bytes {

@@ -96,7 +96,9 @@ async fn write_loop(
                 // Replies were counted against the client's limit as they were handed over;
                 // errors made here are counted now.
                 let reply = match result {
-                    Ok(Ok(bytes)) if bytes.len() >= WRITE_ALONE => {
+                    Ok(Ok(bytes))
+                        if bytes.len() >= WRITE_ALONE && !matches!(after, After::Patch(..)) =>
+                    {
                         w.last_error = is_error(&bytes);
                         after_reply(after, None, cache, link, &mut out.buf);
                         w.flush(wr, link, &mut out).await?;
@@ -112,6 +114,11 @@ async fn write_loop(
                     Ok(Ok(bytes)) => {
                         w.last_error = is_error(&bytes);
                         Some(bytes)
+                    }
+                    // The connection that held the client's session state is gone: close the
+                    // client, as Redis closes a client it kills.
+                    Ok(Err(e)) if e.ends_session() && link.is_dedicated() => {
+                        return Err(io::ErrorKind::ConnectionAborted.into());
                     }
                     Ok(Err(e)) => {
                         w.last_error = true;
@@ -249,6 +256,12 @@ fn after_reply(
                 c.flush(FlushReason::Flushall);
             }
             link.write_done();
+        }
+        (After::Patch(patch), _) => {
+            if let Some(bytes) = reply {
+                out.extend_from_slice(&patch(bytes));
+            }
+            return;
         }
         _ => {}
     }

@@ -86,6 +86,11 @@ impl Pool {
         &self.env.settings.addr
     }
 
+    /// The ACL user the pool's connections act as.
+    pub fn user(&self) -> &str {
+        self.env.settings.username.as_deref().unwrap_or("default")
+    }
+
     /// A connection outside the pool, authenticated as the pool's user and speaking RESP2, for
     /// a byte relay the pool never sees again (a replica's replication stream).
     pub async fn connect_raw(&self) -> Result<tokio::net::TcpStream, crate::reply::UpstreamError> {

@@ -15,7 +15,7 @@
 mod serve;
 pub(super) mod spawn;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,10 @@ pub enum Expect {
     Then(Completion),
     /// Switch the connection to relay mode: from now on every frame goes to this session queue.
     Relay(Outbox),
+    /// Leave relay mode: on a relaying connection, the frame equal to these bytes (the reply to
+    /// this request, a `PING` with a token) is the last relayed one's successor; it is handed to
+    /// the completion instead of the session, and replies are matched again from then on.
+    EndRelay(Bytes, Completion),
     /// The reply to `CLIENT TRACKING on REDIRECT`: on `+OK`, fills through this connection are
     /// protected under this tracking epoch. Judged by the task that wrote the command, so the
     /// reply is known to come from the same socket.
@@ -89,6 +93,9 @@ struct ConnState {
     generation: AtomicU64,
     /// Tracking epoch this connection's `CLIENT TRACKING ... REDIRECT` points at (0: none).
     tracking_epoch: AtomicU64,
+    /// The id Redis gave this connection, once asked (`CLIENT ID`), or -1.
+    client_id: AtomicI64,
+    asked_id: AtomicBool,
     tracking: Option<Arc<Tracking>>,
     created: Instant,
     /// Set when the pool replaces this connection: no new work, close once drained.
@@ -130,6 +137,8 @@ impl ConnHandle {
             index: env.counters.next_index(),
             generation: AtomicU64::new(0),
             tracking_epoch: AtomicU64::new(0),
+            client_id: AtomicI64::new(-1),
+            asked_id: AtomicBool::new(false),
             tracking: env.tracking.clone().filter(|_| tracking),
             created: Instant::now(),
             retiring: AtomicBool::new(false),
@@ -172,6 +181,23 @@ impl ConnHandle {
         });
     }
 
+    /// Sends `ping` (a `PING` with a token, whose reply is `reply`) on a relaying connection;
+    /// `then` runs when that reply arrives, every frame before it relayed, and replies are
+    /// matched to requests again from then on. The session must know Redis sends nothing
+    /// unasked any more (no subscriptions, no MONITOR, replies on, no pushes).
+    pub fn end_relay(
+        &self,
+        ping: Bytes,
+        reply: Bytes,
+        then: impl FnOnce(UpstreamResult) + Send + 'static,
+    ) {
+        self.send(Request {
+            bytes: ping,
+            expect: Expect::EndRelay(reply, Completion(Some(Box::new(then)))),
+            timed: false,
+        });
+    }
+
     /// Sends a request whose replies, and every frame after them, are relayed to `sink`.
     pub fn relay(&self, bytes: Bytes, sink: Outbox) {
         self.send(Request {
@@ -195,6 +221,34 @@ impl ConnHandle {
     /// Requests sent and not yet answered.
     pub fn inflight(&self) -> usize {
         self.state.inflight.load(Ordering::Acquire)
+    }
+
+    /// The id Redis gave this connection, once [`ConnHandle::learn_client_id`] has it.
+    pub fn client_id(&self) -> Option<i64> {
+        Some(self.state.client_id.load(Ordering::Acquire)).filter(|&id| id >= 0)
+    }
+
+    /// Asks Redis, once per connection, for its client id (`CLIENT ID`, sent before whatever is
+    /// sent next). Only when the id is needed (a client others may redirect to or unblock):
+    /// every command shows in `MONITOR`.
+    pub fn learn_client_id(&self) {
+        if self.state.asked_id.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let state = self.state.clone();
+        let cmd = Bytes::from_static(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n");
+        self.call_then(cmd, move |reply| {
+            let id = reply.ok().and_then(|r| {
+                std::str::from_utf8(r.strip_prefix(b":")?)
+                    .ok()?
+                    .trim_end()
+                    .parse()
+                    .ok()
+            });
+            if let Some(id) = id {
+                state.client_id.store(id, Ordering::Release);
+            }
+        });
     }
 
     /// Whether the connection is established and takes new work (a dead dedicated connection
@@ -270,13 +324,16 @@ fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
         Expect::Then(then) => then.run(Err(err.clone())),
         Expect::Relay(sink) => close_relay(&sink, err),
         Expect::Track(_) => {}
+        Expect::EndRelay(_, then) => then.run(Err(err.clone())),
     }
 }
 
 /// Ends a relayed session. A clean close by Redis (after QUIT, say) is passed on as a plain
 /// close, as Redis itself would do it; anything else is explained first.
 fn close_relay(sink: &Outbox, err: &UpstreamError) {
-    if !matches!(err, UpstreamError::Closed { .. }) {
+    // A relayed session's connection is its own: when it breaks the client is closed, as
+    // Redis would close it, with no reply of the proxy's.
+    if !err.ends_session() {
         sink.send(Outbound::Frame(err.to_frame()));
     }
     sink.send(Outbound::Close);

@@ -239,9 +239,33 @@ impl Waiting {
             }
         }
         if let Some(sink) = &self.relay {
-            // Later relay requests only confirm the mode; every frame goes to the session.
-            for _ in self.queue.drain(..) {
+            // Later relay requests only confirm the mode; every frame goes to the session, up
+            // to the reply that ends the relay.
+            while self
+                .queue
+                .front()
+                .is_some_and(|d| !matches!(d.expect, Expect::EndRelay(..)))
+            {
+                self.queue.pop_front();
                 state.inflight.fetch_sub(1, Ordering::AcqRel);
+            }
+            if let Some(Due {
+                expect: Expect::EndRelay(last, _),
+                ..
+            }) = self.queue.front()
+            {
+                if *last == frame {
+                    if let Some(Due {
+                        expect: Expect::EndRelay(_, then),
+                        ..
+                    }) = self.queue.pop_front()
+                    {
+                        state.inflight.fetch_sub(1, Ordering::AcqRel);
+                        self.relay = None;
+                        then.run(Ok(frame));
+                    }
+                    return Ok(());
+                }
             }
             sink.send(Outbound::Frame(frame));
             return Ok(());
@@ -282,6 +306,12 @@ impl Waiting {
                 state.inflight.fetch_sub(1, Ordering::AcqRel);
                 sink.send(Outbound::Frame(frame));
                 self.relay = Some(sink);
+                Ok(())
+            }
+            // Not relaying (any more): the reply is the one awaited.
+            Some(Expect::EndRelay(_, then)) => {
+                state.inflight.fetch_sub(1, Ordering::AcqRel);
+                then.run(Ok(frame));
                 Ok(())
             }
             None => Err(UpstreamError::Protocol {
