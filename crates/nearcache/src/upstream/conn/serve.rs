@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use resp::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -202,6 +203,19 @@ async fn retired(state: &ConnState) {
     }
 }
 
+/// Whether a push is Redis saying that this connection's tracking redirect target is gone
+/// (`>2 tracking-redir-broken <id>`). Judged by the push's first element, as Redis names its
+/// pushes, never by the bytes anywhere in it: a key of that name in another push says nothing
+/// about the redirect. Pushes are rare on a data connection, so parsing one costs nothing.
+fn is_redir_broken(push: &[u8]) -> bool {
+    let mut buf = BytesMut::from(push);
+    let Ok(Some(Frame::Push(items))) = resp::parse_frame(&mut buf, &resp::Limits::default()) else {
+        return false;
+    };
+    matches!(items.first(), Some(Frame::Bulk(kind) | Frame::Simple(kind))
+        if kind.as_ref() == b"tracking-redir-broken")
+}
+
 /// What the reader waits for: expectations the writer handed over, in the order their
 /// requests were written, and the session every frame goes to once the connection relays.
 struct Waiting {
@@ -250,7 +264,7 @@ impl Waiting {
             // A RESP3 push on a matched connection is never a reply. The one that matters
             // here: Redis lost our redirect target, so invalidations for this connection's
             // reads are lost.
-            if frame.windows(21).any(|w| w == b"tracking-redir-broken") {
+            if is_redir_broken(&frame) {
                 warn!(upstream = %state.addr, "tracking redirect broken");
                 state.tracking_lost();
             }
@@ -300,6 +314,33 @@ impl Waiting {
         }
         if let Some(sink) = self.relay {
             close_relay(&sink, err);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_redir_broken;
+
+    #[test]
+    fn only_a_push_named_tracking_redir_broken_is_one() {
+        assert!(is_redir_broken(
+            b">2\r\n$21\r\ntracking-redir-broken\r\n:7\r\n"
+        ));
+        assert!(is_redir_broken(b">2\r\n+tracking-redir-broken\r\n:7\r\n"));
+        // The same bytes as a key, a channel, a message or a reply are not.
+        for other in [
+            &b">2\r\n$10\r\ninvalidate\r\n*1\r\n$21\r\ntracking-redir-broken\r\n"[..],
+            b">3\r\n$7\r\nmessage\r\n$21\r\ntracking-redir-broken\r\n$1\r\nx\r\n",
+            b"*2\r\n$21\r\ntracking-redir-broken\r\n:7\r\n",
+            b"$21\r\ntracking-redir-broken\r\n",
+            b">1\r\n$21\r\ntracking-redir-broke",
+        ] {
+            assert!(
+                !is_redir_broken(other),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 }
