@@ -1,6 +1,6 @@
 //! Faults of the tracking machinery that must never pass silently, against a real Redis behind
-//! a relay the test steers (`tests/common/relay.rs`): pushes on data connections that only
-//! look like a lost redirect.
+//! a relay the test steers (`tests/common/relay.rs`): an invalidation connection that goes
+//! quiet without closing, and pushes on data connections that only look like a lost redirect.
 
 mod common;
 
@@ -13,6 +13,8 @@ use common::*;
 /// does, not how fast (the health check's default interval is 1 s).
 const RECOVER: Duration = Duration::from_secs(10);
 
+/// What only the invalidation connection sends.
+const INVALIDATION: &[&[u8]] = &[b"__redis__:invalidate"];
 /// What only RESP3 data connections send: `HELLO 3` and a tracking redirect.
 const RESP3_DATA: &[&[u8]] = &[b"$5\r\nHELLO\r\n$1\r\n3\r\n", b"REDIRECT"];
 
@@ -62,6 +64,46 @@ async fn setup() -> Setup {
         proxy,
         redis,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_invalidation_connection_stops_stale_reads_and_tracking_recovers() {
+    let Setup {
+        _redis_srv,
+        relay,
+        proxy,
+        mut redis,
+    } = setup().await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    redis.cmd(&["SET", "bh", "old"]).await;
+    wait_until_cached(&mut c, &mut redis, "bh").await;
+    // Packets to and from the invalidation connection vanish; neither end sees a close.
+    assert_eq!(relay.black_hole(INVALIDATION), 1);
+    redis.cmd(&["SET", "bh", "new"]).await;
+    // Its invalidation is lost in the hole: the proxy must notice the silence, and drop what
+    // that connection protected, rather than serve "old" for as long as the cache keeps it.
+    eventually(RECOVER, "the stale entry dropped", async || {
+        &c.cmd(&["GET", "bh"]).await[..] == bulk("new").as_slice()
+    })
+    .await;
+    let flushes = metric(
+        proxy.admin.unwrap(),
+        "nearcache_cache_flushes_total{reason=\"invalidation_connection_lost\"}",
+    )
+    .await;
+    assert!(flushes >= 1.0, "flushes for the lost connection: {flushes}");
+    // A new invalidation connection takes over; caching and invalidation work again.
+    eventually(RECOVER, "a new invalidation connection", async || {
+        relay.count(INVALIDATION) == 1
+    })
+    .await;
+    wait_until_cached(&mut c, &mut redis, "bh").await;
+    redis.cmd(&["SET", "bh", "newer"]).await;
+    eventually(RECOVER, "the new invalidation delivered", async || {
+        &c.cmd(&["GET", "bh"]).await[..] == bulk("newer").as_slice()
+    })
+    .await;
+    proxy.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

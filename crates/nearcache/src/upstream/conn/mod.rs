@@ -285,7 +285,73 @@ fn close_relay(sink: &Outbox, err: &UpstreamError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::env::{Counters, Limits, Settings};
+    use crate::upstream::tracking::TrackingSink;
     use std::sync::Mutex;
+
+    /// What the upstream side tells the cache, applied to a real cache and remembered.
+    pub(super) struct Sink {
+        pub(super) cache: cache::Cache,
+        pub(super) lost: Mutex<Vec<u64>>,
+    }
+
+    impl TrackingSink for Sink {
+        fn connection_lost(&self, tag: u64) {
+            self.lost.lock().unwrap().push(tag);
+            self.cache.invalidate_tag(tag);
+        }
+        fn invalidate(&self, _keys: Option<Vec<Bytes>>) {}
+        fn invalidation_lost(&self) {
+            self.cache.clear();
+        }
+    }
+
+    /// A shared connection, up and tracked under the current epoch, with no task behind it
+    /// (its queue is returned so that it stays open), and the tracking and cache it reports to.
+    pub(super) fn tracked_conn() -> (
+        ConnHandle,
+        mpsc::UnboundedReceiver<Request>,
+        Arc<Tracking>,
+        Arc<Sink>,
+    ) {
+        let sink = Arc::new(Sink {
+            cache: cache::Cache::new(cache::CacheConfig {
+                max_bytes: 1 << 20,
+                policy: Default::default(),
+                shards: 0,
+            }),
+            lost: Mutex::default(),
+        });
+        let tracking = Arc::new(Tracking::new(TrackingMode::Default, sink.clone()));
+        let env = Env {
+            settings: Settings {
+                addr: "test".into(),
+                shared_conns: 1,
+                connect_timeout: Duration::from_secs(1),
+                upstream_timeout: None,
+                username: None,
+                password: None,
+                tracking_health: None,
+                limits: Limits {
+                    max_open: 0,
+                    max_idle: 0,
+                    max_lifetime: None,
+                    max_idle_time: None,
+                    wait_timeout: Duration::from_secs(1),
+                },
+            },
+            counters: Arc::new(Counters::default()),
+            health: Default::default(),
+            tracking: Some(tracking.clone()),
+        };
+        let (conn, rx) = ConnHandle::new(&env, 3, true);
+        conn.state.generation.store(1, Ordering::Release);
+        let epoch = tracking.up(42);
+        conn.state.tracking_epoch.store(epoch, Ordering::Release);
+        conn.state.up.store(true, Ordering::Release);
+        assert!(conn.fill_tag().is_some());
+        (conn, rx, tracking, sink)
+    }
 
     fn recorder() -> (Arc<Mutex<Vec<UpstreamResult>>>, Completion) {
         let seen = Arc::new(Mutex::new(Vec::new()));

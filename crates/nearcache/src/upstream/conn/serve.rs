@@ -277,7 +277,11 @@ impl Waiting {
                 if frame.starts_with(b"+OK") {
                     state.tracking_epoch.store(epoch, Ordering::Release);
                 } else {
-                    warn!(upstream = %state.addr, reply = %String::from_utf8_lossy(&frame).trim_end(), "CLIENT TRACKING refused");
+                    // Refused (the redirect target is gone, say): Redis keeps whatever tracking
+                    // the connection had, pointing at a client that no longer listens. Nothing
+                    // it read is protected, exactly as if it had closed.
+                    warn!(upstream = %state.addr, reply = %String::from_utf8_lossy(&frame).trim_end(), "CLIENT TRACKING refused; the connection fills nothing until tracking is re-pointed");
+                    state.tracking_lost();
                 }
                 Ok(())
             }
@@ -320,7 +324,36 @@ impl Waiting {
 
 #[cfg(test)]
 mod tests {
-    use super::is_redir_broken;
+    use super::*;
+    use crate::upstream::conn::tests::tracked_conn;
+
+    #[test]
+    fn a_refused_tracking_redirect_is_a_lost_connection() {
+        let (conn, _rx, tracking, sink) = tracked_conn();
+        let tag = conn.fill_tag().unwrap();
+        // The invalidation connection came back as client 43, and went again before this
+        // connection's CLIENT TRACKING reached Redis.
+        let epoch = tracking.up(43);
+        let (_tx, incoming) = mpsc::unbounded_channel();
+        let mut waiting = Waiting {
+            incoming,
+            queue: VecDeque::from([Due {
+                expect: Expect::Track(epoch),
+                deadline: None,
+            }]),
+            relay: None,
+        };
+        conn.state.inflight.fetch_add(1, Ordering::AcqRel);
+        let refusal =
+            Bytes::from_static(b"-ERR The client ID you want redirect to does not exist\r\n");
+        waiting.deliver(refusal, &conn.state).unwrap();
+        assert_eq!(
+            conn.fill_tag(),
+            None,
+            "fills through a connection nobody tracks"
+        );
+        assert_eq!(*sink.lost.lock().unwrap(), [tag], "its entries dropped");
+    }
 
     #[test]
     fn only_a_push_named_tracking_redir_broken_is_one() {
