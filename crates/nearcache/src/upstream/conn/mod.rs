@@ -236,6 +236,13 @@ impl ConnHandle {
         self.state.proto
     }
 
+    /// Starts a fill through this connection, if its tracking protects fills now: `ticket`
+    /// takes the fill's ticket(s) for the tag the entries will carry, and what it returns is
+    /// handed back, or `None` when there is nothing to fill.
+    pub fn begin_fill<F>(&self, ticket: impl FnOnce(u64) -> F) -> Option<F> {
+        self.fill_tag().map(ticket)
+    }
+
     /// The cache tag for a fill through this connection, if its tracking protects fills now.
     pub fn fill_tag(&self) -> Option<u64> {
         let t = self.state.tracking.as_ref()?;
