@@ -238,9 +238,22 @@ impl ConnHandle {
 
     /// Starts a fill through this connection, if its tracking protects fills now: `ticket`
     /// takes the fill's ticket(s) for the tag the entries will carry, and what it returns is
-    /// handed back, or `None` when there is nothing to fill.
+    /// handed back, or `None` (the tickets dropped) when there is nothing to fill.
+    ///
+    /// The ticket is taken *before* the tracking is judged, never after. A loss that comes
+    /// before the judgement is seen by it (the epoch is no longer current, or the connection's
+    /// generation, hence its tag, has changed); a loss that comes after it voids the ticket
+    /// (the flush or `invalidate_tag` bumps a counter the ticket recorded). Judged first, a loss
+    /// in between would be seen by neither: the judgement passed, and the ticket, taken after
+    /// the flush, would be fresh. The judgement's reads synchronise with the loss's writes
+    /// (the redirect's mutex; `tracking_lost` stores the epoch before it bumps the tag's
+    /// counter, and a reconnect bumps the generation before it stores the new epoch), so a
+    /// ticket that predates a loss is always followed by a judgement that sees it or by a
+    /// counter that voids it.
     pub fn begin_fill<F>(&self, ticket: impl FnOnce(u64) -> F) -> Option<F> {
-        self.fill_tag().map(ticket)
+        let tag = self.fill_tag()?;
+        let tickets = ticket(tag);
+        (self.fill_tag() == Some(tag)).then_some(tickets)
     }
 
     /// The cache tag for a fill through this connection, if its tracking protects fills now.
@@ -358,6 +371,65 @@ mod tests {
         conn.state.up.store(true, Ordering::Release);
         assert!(conn.fill_tag().is_some());
         (conn, rx, tracking, sink)
+    }
+
+    /// Begins a fill of `k` through `conn`, running `between` just before the ticket is
+    /// taken and `after` just after, and completes it once `begin_fill` has returned: whether
+    /// the entry was stored.
+    fn fill_with(
+        conn: &ConnHandle,
+        sink: &Sink,
+        between: impl FnOnce(),
+        after: impl FnOnce(),
+    ) -> bool {
+        let ticket = conn.begin_fill(|tag| {
+            between();
+            let ticket = sink.cache.begin_fill(b"k", tag);
+            after();
+            ticket
+        });
+        ticket.is_some_and(|t| sink.cache.complete_fill(t, b"GET k", b"v", u64::MAX, 0))
+    }
+
+    #[test]
+    fn a_fill_survives_no_loss_of_the_invalidation_connection_whenever_it_comes() {
+        let (conn, _rx, tracking, sink) = tracked_conn();
+        assert!(
+            fill_with(&conn, &sink, || (), || ()),
+            "a fill with nothing lost"
+        );
+        // The invalidation connection drops (fills stop, the cache is flushed) just before the
+        // ticket is taken, then just after: either way nothing is stored.
+        let drop_invalidation = || tracking.down();
+        assert!(
+            !fill_with(&conn, &sink, drop_invalidation, || ()),
+            "lost before the ticket"
+        );
+        let (conn, _rx, tracking, sink) = tracked_conn();
+        let drop_invalidation = || tracking.down();
+        assert!(
+            !fill_with(&conn, &sink, || (), drop_invalidation),
+            "lost after the ticket"
+        );
+    }
+
+    #[test]
+    fn a_fill_is_never_tagged_with_a_generation_already_lost() {
+        let (conn, _rx, tracking, sink) = tracked_conn();
+        // The connection drops and comes back (a new generation, tracked under the current
+        // epoch) just before the ticket is taken: a fill tagged with the old generation would
+        // outlive it, since that tag's entries were dropped before the ticket existed.
+        let reconnect = || {
+            conn.state.tracking_lost();
+            conn.state.generation.fetch_add(1, Ordering::AcqRel);
+            let (_, epoch) = tracking.redirect().unwrap();
+            conn.state.tracking_epoch.store(epoch, Ordering::Release);
+        };
+        assert!(!fill_with(&conn, &sink, reconnect, || ()));
+        assert!(
+            fill_with(&conn, &sink, || (), || ()),
+            "the new generation fills"
+        );
     }
 
     fn recorder() -> (Arc<Mutex<Vec<UpstreamResult>>>, Completion) {
