@@ -93,6 +93,9 @@ struct ConnState {
     created: Instant,
     /// Set when the pool replaces this connection: no new work, close once drained.
     retiring: AtomicBool,
+    /// A dedicated connection whose session changed what the pool set up (its user, protocol,
+    /// db, tracking, subscriptions): the pool never takes it back.
+    tainted: AtomicBool,
     retire: Notify,
     /// Signalled when the connection comes up.
     came_up: Notify,
@@ -133,6 +136,7 @@ impl ConnHandle {
             tracking: env.tracking.clone().filter(|_| tracking),
             created: Instant::now(),
             retiring: AtomicBool::new(false),
+            tainted: AtomicBool::new(false),
             retire: Notify::new(),
             came_up: Notify::new(),
         });
@@ -229,6 +233,17 @@ impl ConnHandle {
     pub fn retire(&self) {
         self.state.retiring.store(true, Ordering::Release);
         self.state.retire.notify_one();
+    }
+
+    /// Marks a dedicated connection as no longer in the state the pool made it (a RESET logged
+    /// it out, a HELLO changed its protocol, ...): [`crate::upstream::Pool::release`] closes it.
+    pub fn taint(&self) {
+        self.state.tainted.store(true, Ordering::Release);
+    }
+
+    /// Whether [`ConnHandle::taint`] was called.
+    pub fn is_tainted(&self) -> bool {
+        self.state.tainted.load(Ordering::Acquire)
     }
 
     /// The RESP version this connection speaks.
