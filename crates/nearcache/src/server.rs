@@ -160,6 +160,7 @@ fn upstream_settings(config: &Config) -> Settings {
         upstream_timeout: config.upstream_timeout,
         username: config.upstream_user.as_ref().map(|u| u.0.clone()),
         password: config.upstream_password.as_ref().map(|p| p.0.clone()),
+        tracking_health: config.tracking_health_interval,
         limits: pool_limits(config),
     }
 }

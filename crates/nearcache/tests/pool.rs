@@ -287,3 +287,83 @@ async fn shared_connections_rotate_without_flushing_the_cache() {
     assert_eq!(flushes(admin).await, flushes_before, "no whole-cache flush");
     proxy.shutdown().await;
 }
+
+/// A proxy with upstream credentials whose pool can hold one dedicated connection (two shared
+/// ones, one per protocol, take the other permits), so that a dedicated connection given back
+/// is the one the next transaction gets.
+async fn one_dedicated(redis: &RedisServer, user: Option<&str>, password: &str) -> Proxy {
+    start(redis, |c| {
+        c.set("upstream_conns", "1").unwrap();
+        c.set("max_open_conns", "3").unwrap();
+        c.set("pool_wait_timeout", "10s").unwrap();
+        if let Some(user) = user {
+            c.set("upstream_user", user).unwrap();
+        }
+        c.set("upstream_password", password).unwrap();
+    })
+    .await
+}
+
+/// MULTI, then RESET, which Redis runs at once: it ends the transaction, and logs the
+/// connection out (to the default user), back to RESP2 and db 0.
+async fn multi_then_reset(c: &mut RawConn) {
+    assert_eq!(&c.cmd(&["MULTI"]).await[..], b"+OK\r\n");
+    assert_eq!(&c.cmd(&["RESET"]).await[..], b"+RESET\r\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_in_a_transaction_never_leaves_a_logged_out_connection_in_use() {
+    let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let proxy = one_dedicated(&redis, None, "s3cret").await;
+    let tx = [vec!["MULTI"], vec!["SET", "k", "v"], vec!["EXEC"]];
+    let done: [&[u8]; 3] = [b"+OK\r\n", b"+QUEUED\r\n", b"*1\r\n+OK\r\n"];
+    let mut a = RawConn::connect(&proxy.addr()).await;
+    // The same client starts another transaction at once.
+    multi_then_reset(&mut a).await;
+    assert_eq!(
+        a.pipeline(&tx).await,
+        done,
+        "a transaction right after RESET"
+    );
+    // Or goes on with plain commands, and another client's transaction follows.
+    multi_then_reset(&mut a).await;
+    assert_eq!(&a.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    let mut b = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(b.pipeline(&tx).await, done, "another client's transaction");
+    assert_eq!(&a.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_in_a_transaction_hands_no_one_a_connection_as_another_user_or_protocol() {
+    let redis = RedisServer::start();
+    let mut direct = RawConn::connect(&redis.addr()).await;
+    let acl = ["ACL", "SETUSER", "pool", "on", ">pw", "~*", "&*", "+@all"];
+    assert_eq!(&direct.cmd(&acl).await[..], b"+OK\r\n");
+    direct.cmd(&["HSET", "h", "f", "v"]).await;
+    let proxy = one_dedicated(&redis, Some("pool"), "pw").await;
+    let mut a = RawConn::connect(&proxy.addr()).await;
+    a.hello3().await;
+    multi_then_reset(&mut a).await;
+    // RESET leaves the client in RESP2, as the pool's user like any new client.
+    assert_eq!(
+        &a.cmd(&["HGETALL", "h"]).await[..],
+        b"*2\r\n$1\r\nf\r\n$1\r\nv\r\n"
+    );
+    let mut b = RawConn::connect(&proxy.addr()).await;
+    b.hello3().await;
+    let replies = b
+        .pipeline(&[
+            vec!["MULTI"],
+            vec!["ACL", "WHOAMI"],
+            vec!["HGETALL", "h"],
+            vec!["EXEC"],
+        ])
+        .await;
+    assert_eq!(
+        show(&replies[3]),
+        show(b"*2\r\n$4\r\npool\r\n%1\r\n$1\r\nf\r\n$1\r\nv\r\n"),
+        "a RESP3 transaction as the pool's user"
+    );
+    proxy.shutdown().await;
+}

@@ -111,6 +111,11 @@ settings! {
     tracking: TrackingKind = "default", restart;
     /// BCAST prefixes; only keys under them are cached in `bcast` mode (empty: all keys).
     tracking_prefixes: Prefixes = "", restart;
+    /// How often the invalidation connection must show it is alive: a PING is sent this often
+    /// (TCP keepalive probes too), and when nothing has come back from it for one interval after
+    /// a PING (about two since its last sign of life) it counts as lost: the cache is flushed
+    /// and fills stop until a new one is up. 0 turns the check off.
+    tracking_health_interval: Option<Duration> = "1s", restart;
     /// Only these cacheable commands are cached (empty: all of them).
     cache_allow_commands: CacheableCommands = "", restart;
     /// These commands are never cached.

@@ -73,13 +73,14 @@ impl Session {
             Join::Leader(landing) => landing,
         };
         let wire = key.slice(1..);
-        let fill = conn.fill_tag().map(|tag| {
-            // PTTL goes first: its reply is in by the time the read's is, and a write
-            // between the two invalidates the key (PTTL is tracked too), voiding the fill.
-            let fill = cache.begin(group, tag, key);
-            let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
-            (fill, pttl)
-        });
+        let fill = conn
+            .begin_fill(|tag| cache.begin(group, tag, key))
+            .map(|fill| {
+                // PTTL goes first: its reply is in by the time the read's is, and a write
+                // between the two invalidates the key (PTTL is tracked too), voiding the fill.
+                let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
+                (fill, pttl)
+            });
         let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
         conn.call_then(wire, move |result| {
             cachelayer::complete_flight(&cache, landing, fill, result, to_client)
@@ -139,13 +140,17 @@ impl Session {
         self.stamp.mark(Outcome::Miss);
         self.stamp.sent_upstream();
         let conn = self.pick_shared().await;
-        let tag = conn.fill_tag();
+        let begun = conn.begin_fill(|tag| {
+            let begin =
+                |(i, entry_key): &(usize, Bytes)| cache.begin(&keys[*i], tag, entry_key.clone());
+            misses.iter().map(begin).collect::<Vec<_>>()
+        });
+        let mut begun = begun.map(Vec::into_iter);
         let mut missing = vec![Bytes::from_static(b"MGET")];
         let mut fills = Vec::new();
-        for (i, entry_key) in misses {
+        for (i, _) in misses {
             let key = &keys[i];
-            let fill = tag.map(|tag| {
-                let fill = cache.begin(key, tag, entry_key);
+            let fill = begun.as_mut().and_then(Iterator::next).map(|fill| {
                 let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), key.clone()]));
                 (fill, pttl)
             });

@@ -53,9 +53,13 @@ impl Session {
         if route == Route::Replicate && !self.tx.is_open() {
             return Ok(Send::Replicate);
         }
-        if self.mode == Mode::Transient && !self.tx.is_open() && route != Route::Transient {
+        if self.mode == Mode::Transient
+            && (self.conn_tainted() || !self.tx.is_open() && route != Route::Transient)
+        {
             // The transaction or blocking call is over: keep the connection only if this
-            // command needs one again.
+            // command needs one again. One that RESET logged out is given up at once, whatever
+            // comes next: the session is back to what a new client has (shared connections,
+            // the pool's user), and the pool closes the connection.
             self.give_back().await;
         }
         // A replication command inside a transaction goes where the transaction is, for Redis
@@ -141,7 +145,13 @@ impl Session {
         })
     }
 
-    /// Gives a transient dedicated connection back once its last reply is in.
+    /// Whether the session's dedicated connection is no longer as the pool made it.
+    fn conn_tainted(&self) -> bool {
+        self.conn.as_ref().is_some_and(ConnHandle::is_tainted)
+    }
+
+    /// Gives a transient dedicated connection back once its last reply is in (the pool closes
+    /// it if its state is not the pool's).
     async fn give_back(&mut self) {
         self.output.link.drained().await;
         if let Some(conn) = self.conn.take() {
@@ -166,11 +176,21 @@ impl Session {
     /// Sends the command being handled on the dedicated connection, after noting what it does
     /// to the connection's protocol and transaction.
     pub(super) fn send_dedicated(&mut self, args: &[Bytes]) -> Result<(), Stop> {
-        if self.spec.is_reset(args) {
+        let reset = self.spec.is_reset(args);
+        if reset {
             self.proto = 2;
             self.tx.reset();
+            // Redis deauthenticates the connection (to the default user), and returns it to
+            // RESP2 and db 0: it is no longer the pool's. Whatever kept it (a transaction, a
+            // SELECT, an AUTH), the next command gives it up (`transition`).
+            self.mode = Mode::Transient;
         } else if let Some(v) = self.spec.hello_version(args) {
             self.proto = v;
+        }
+        if reset || self.mode != Mode::Transient {
+            // Reset, or kept for the session (SELECT n, AUTH, CLIENT SETNAME, HELLO with a
+            // version: `transition` pins those): never back to the pool.
+            self.dedicated_conn()?.taint();
         }
         self.tx.track(self.spec.tx);
         self.me.set_multi(if self.tx.in_multi() { 0 } else { -1 });
@@ -242,6 +262,7 @@ impl Session {
         self.output.relaying();
         let out = self.output.out.clone();
         let conn = self.dedicated_conn()?;
+        conn.taint();
         // Others may redirect their invalidations here, by the proxy's id.
         conn.learn_client_id();
         conn.relay(bytes, out);

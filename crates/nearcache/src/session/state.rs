@@ -117,7 +117,8 @@ impl Unasked {
 pub(super) enum Mode {
     /// Multiplexed shared connections.
     Shared,
-    /// A dedicated connection, given back when the transaction or blocking call is over.
+    /// A dedicated connection, given back when the transaction or blocking call is over; one a
+    /// RESET logged out is closed before the next command instead.
     Transient,
     /// A dedicated connection kept until the client leaves.
     Session,

@@ -25,6 +25,8 @@ pub struct Settings {
     pub upstream_timeout: Option<Duration>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// How often the invalidation connection is checked, and its deadline; `None`: never.
+    pub tracking_health: Option<Duration>,
     pub limits: Limits,
 }
 

@@ -4,14 +4,23 @@
 //! When it is up, it tells [`Tracking`] its client id (a new epoch) and asks each shared
 //! connection to point its tracking here. When it drops, fills stop and the cache is told that
 //! nothing it holds is protected any more; then it reconnects with backoff.
-//! Never carries a request: its only traffic is the handshake and Redis's pushes.
+//!
+//! A connection that goes quiet without closing (a firewall or NAT forgetting it, a frozen
+//! host) would let the cache fill while no invalidation arrives, so its life is proved, not
+//! assumed: every `tracking_health_interval` it is sent a PING (and the socket has TCP
+//! keepalive), and an interval after a PING with nothing read since, it is dropped like a
+//! closed one. Never carries a request: its only traffic is the handshake, those PINGs and
+//! Redis's pushes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use resp::Frame;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
+use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use super::connect::{connect, handshake};
@@ -41,7 +50,7 @@ pub fn spawn(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
                         info!(upstream = %cfg.addr, "invalidation connection re-established");
                     }
                     healthy = true;
-                    let err = listen(stream, &tracking).await;
+                    let err = listen(stream, &tracking, cfg.tracking_health).await;
                     tracking.down();
                     warn!(upstream = %cfg.addr, %err, "invalidation connection lost; cache flushed");
                 }
@@ -61,6 +70,9 @@ pub fn spawn(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
 /// Connects, learns the client id and subscribes to the invalidation channel.
 async fn open(cfg: &Settings, mode: &TrackingMode) -> Result<(TcpStream, i64), UpstreamError> {
     let mut stream = connect(cfg, 3, &[]).await?;
+    if let Some(every) = cfg.tracking_health {
+        keep_alive(&stream, every);
+    }
     let mut out = BytesMut::new();
     resp::encode_command(&["CLIENT", "ID"], &mut out);
     let mut replies_wanted = 1;
@@ -110,14 +122,44 @@ async fn open(cfg: &Settings, mode: &TrackingMode) -> Result<(TcpStream, i64), U
     }
 }
 
-/// Reads invalidation messages until the connection fails.
-async fn listen(mut stream: TcpStream, tracking: &Tracking) -> UpstreamError {
+/// Asks the kernel to probe the connection while it is idle, every `every` (at least a
+/// second, its granularity), and to give up after two unanswered probes. The PINGs are what
+/// bound how long a silent connection goes unnoticed (probes wait while a PING is unacknowledged);
+/// keepalive also keeps NAT and firewall state from expiring between them.
+fn keep_alive(stream: &TcpStream, every: Duration) {
+    let every = every.max(Duration::from_secs(1));
+    let probes = socket2::TcpKeepalive::new().with_time(every);
+    #[cfg(target_os = "linux")]
+    let probes = probes.with_interval(every).with_retries(2);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
+        debug!(%e, "TCP keepalive not set on the invalidation connection");
+    }
+}
+
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+/// Reads invalidation messages until the connection fails or, with `health`, goes quiet: a PING
+/// is sent every interval, and a whole interval after a PING with nothing read since (a reply,
+/// an invalidation: any byte is a sign of life), the connection counts as lost. So a silent
+/// connection is dropped within about two intervals of its last sign of life.
+async fn listen(stream: TcpStream, tracking: &Tracking, health: Option<Duration>) -> UpstreamError {
     let limits = resp::Limits::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let addr = stream
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let (mut rd, mut wr) = stream.into_split();
+    // Without a health check the timer is never polled; a year keeps its deadline in range.
+    let every = health.unwrap_or(Duration::from_secs(86400 * 365));
+    let mut tick = tokio::time::interval_at(Instant::now() + every, every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A PING was sent and nothing has been read since.
+    let mut unanswered = false;
+    let silent = |addr: String| UpstreamError::Timeout {
+        addr,
+        after_ms: every.as_millis() as u64,
+    };
     loop {
         loop {
             match resp::parse_frame(&mut buf, &limits) {
@@ -131,17 +173,36 @@ async fn listen(mut stream: TcpStream, tracking: &Tracking) -> UpstreamError {
                 }
             }
         }
-        match stream.read_buf(&mut buf).await {
-            Ok(0) => return UpstreamError::Closed { addr },
-            Ok(_) => {}
-            Err(e) => {
-                return UpstreamError::Lost {
-                    addr,
-                    cause: e.to_string(),
+        tokio::select! {
+            biased;
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) => return UpstreamError::Closed { addr },
+                Ok(_) => unanswered = false,
+                Err(e) => {
+                    return UpstreamError::Lost {
+                        addr,
+                        cause: e.to_string(),
+                    }
                 }
+            },
+            _ = tick.tick(), if health.is_some() => {
+                if unanswered && !arrived(&mut rd, &mut buf) {
+                    return silent(addr);
+                }
+                unanswered = match tokio::time::timeout(every, wr.write_all(PING)).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => return UpstreamError::Lost { addr, cause: e.to_string() },
+                    Err(_) => return silent(addr),
+                };
             }
         }
     }
+}
+
+/// Whether bytes are waiting to be read, taking them. A tick that fires late (a starved
+/// runtime) may find the reply already there: that is life, not silence.
+fn arrived(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> bool {
+    matches!(rd.try_read_buf(buf), Ok(n) if n > 0)
 }
 
 /// `>3 message __redis__:invalidate [keys...]` (or a null for FLUSHALL/FLUSHDB); the direct

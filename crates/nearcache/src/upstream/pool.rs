@@ -142,10 +142,13 @@ impl Pool {
         }
     }
 
-    /// Returns a dedicated connection whose state is clean (no transaction, no WATCH, db 0, the
-    /// protocol it was opened with). A busy or broken one is dropped, which closes it.
+    /// Returns a dedicated connection to the pool. It goes back to the idle list only in the
+    /// state the pool made it (authenticated as the pool's user, its protocol, db 0, no
+    /// tracking changes, no subscriptions, no transaction): a busy, broken or tainted one
+    /// ([`ConnHandle::taint`]) is dropped, which closes it, so that the next session never
+    /// inherits another's state.
     pub fn release(&self, conn: ConnHandle) {
-        if !conn.is_up() || conn.inflight() > 0 {
+        if !conn.is_up() || conn.inflight() > 0 || conn.is_tainted() {
             self.permits.closed(CloseReason::Discarded);
             return;
         }

@@ -1,5 +1,6 @@
 //! Shared test harness: throwaway `redis-server` instances, the proxy (in-process or as the
-//! binary), and a raw RESP client that returns the exact bytes of every reply.
+//! binary), and a raw RESP client that returns the exact bytes of every reply; relays between
+//! the proxy and Redis that inject faults (here) or that the test steers (`relay.rs`).
 //!
 //! Everything here is bounded: servers are polled for readiness with a deadline, every socket
 //! read has a timeout, and every spawned process is killed (and reaped) on drop.
@@ -16,6 +17,8 @@ use bytes::{Bytes, BytesMut};
 use resp::{Frame, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+pub mod relay;
 
 /// How long one reply may take before the test fails instead of hanging.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);

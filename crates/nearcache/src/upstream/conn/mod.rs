@@ -100,6 +100,9 @@ struct ConnState {
     created: Instant,
     /// Set when the pool replaces this connection: no new work, close once drained.
     retiring: AtomicBool,
+    /// A dedicated connection whose session changed what the pool set up (its user, protocol,
+    /// db, tracking, subscriptions): the pool never takes it back.
+    tainted: AtomicBool,
     retire: Notify,
     /// Signalled when the connection comes up.
     came_up: Notify,
@@ -142,6 +145,7 @@ impl ConnHandle {
             tracking: env.tracking.clone().filter(|_| tracking),
             created: Instant::now(),
             retiring: AtomicBool::new(false),
+            tainted: AtomicBool::new(false),
             retire: Notify::new(),
             came_up: Notify::new(),
         });
@@ -285,9 +289,40 @@ impl ConnHandle {
         self.state.retire.notify_one();
     }
 
+    /// Marks a dedicated connection as no longer in the state the pool made it (a RESET logged
+    /// it out, a HELLO changed its protocol, ...): [`crate::upstream::Pool::release`] closes it.
+    pub fn taint(&self) {
+        self.state.tainted.store(true, Ordering::Release);
+    }
+
+    /// Whether [`ConnHandle::taint`] was called.
+    pub fn is_tainted(&self) -> bool {
+        self.state.tainted.load(Ordering::Acquire)
+    }
+
     /// The RESP version this connection speaks.
     pub fn proto(&self) -> u8 {
         self.state.proto
+    }
+
+    /// Starts a fill through this connection, if its tracking protects fills now: `ticket`
+    /// takes the fill's ticket(s) for the tag the entries will carry, and what it returns is
+    /// handed back, or `None` (the tickets dropped) when there is nothing to fill.
+    ///
+    /// The ticket is taken *before* the tracking is judged, never after. A loss that comes
+    /// before the judgement is seen by it (the epoch is no longer current, or the connection's
+    /// generation, hence its tag, has changed); a loss that comes after it voids the ticket
+    /// (the flush or `invalidate_tag` bumps a counter the ticket recorded). Judged first, a loss
+    /// in between would be seen by neither: the judgement passed, and the ticket, taken after
+    /// the flush, would be fresh. The judgement's reads synchronise with the loss's writes
+    /// (the redirect's mutex; `tracking_lost` stores the epoch before it bumps the tag's
+    /// counter, and a reconnect bumps the generation before it stores the new epoch), so a
+    /// ticket that predates a loss is always followed by a judgement that sees it or by a
+    /// counter that voids it.
+    pub fn begin_fill<F>(&self, ticket: impl FnOnce(u64) -> F) -> Option<F> {
+        let tag = self.fill_tag()?;
+        let tickets = ticket(tag);
+        (self.fill_tag() == Some(tag)).then_some(tickets)
     }
 
     /// The cache tag for a fill through this connection, if its tracking protects fills now.
@@ -342,7 +377,132 @@ fn close_relay(sink: &Outbox, err: &UpstreamError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::env::{Counters, Limits, Settings};
+    use crate::upstream::tracking::TrackingSink;
     use std::sync::Mutex;
+
+    /// What the upstream side tells the cache, applied to a real cache and remembered.
+    pub(super) struct Sink {
+        pub(super) cache: cache::Cache,
+        pub(super) lost: Mutex<Vec<u64>>,
+    }
+
+    impl TrackingSink for Sink {
+        fn connection_lost(&self, tag: u64) {
+            self.lost.lock().unwrap().push(tag);
+            self.cache.invalidate_tag(tag);
+        }
+        fn invalidate(&self, _keys: Option<Vec<Bytes>>) {}
+        fn invalidation_lost(&self) {
+            self.cache.clear();
+        }
+    }
+
+    /// A shared connection, up and tracked under the current epoch, with no task behind it
+    /// (its queue is returned so that it stays open), and the tracking and cache it reports to.
+    pub(super) fn tracked_conn() -> (
+        ConnHandle,
+        mpsc::UnboundedReceiver<Request>,
+        Arc<Tracking>,
+        Arc<Sink>,
+    ) {
+        let sink = Arc::new(Sink {
+            cache: cache::Cache::new(cache::CacheConfig {
+                max_bytes: 1 << 20,
+                policy: Default::default(),
+                shards: 0,
+            }),
+            lost: Mutex::default(),
+        });
+        let tracking = Arc::new(Tracking::new(TrackingMode::Default, sink.clone()));
+        let env = Env {
+            settings: Settings {
+                addr: "test".into(),
+                shared_conns: 1,
+                connect_timeout: Duration::from_secs(1),
+                upstream_timeout: None,
+                username: None,
+                password: None,
+                tracking_health: None,
+                limits: Limits {
+                    max_open: 0,
+                    max_idle: 0,
+                    max_lifetime: None,
+                    max_idle_time: None,
+                    wait_timeout: Duration::from_secs(1),
+                },
+            },
+            counters: Arc::new(Counters::default()),
+            health: Default::default(),
+            tracking: Some(tracking.clone()),
+        };
+        let (conn, rx) = ConnHandle::new(&env, 3, true);
+        conn.state.generation.store(1, Ordering::Release);
+        let epoch = tracking.up(42);
+        conn.state.tracking_epoch.store(epoch, Ordering::Release);
+        conn.state.up.store(true, Ordering::Release);
+        assert!(conn.fill_tag().is_some());
+        (conn, rx, tracking, sink)
+    }
+
+    /// Begins a fill of `k` through `conn`, running `between` just before the ticket is
+    /// taken and `after` just after, and completes it once `begin_fill` has returned: whether
+    /// the entry was stored.
+    fn fill_with(
+        conn: &ConnHandle,
+        sink: &Sink,
+        between: impl FnOnce(),
+        after: impl FnOnce(),
+    ) -> bool {
+        let ticket = conn.begin_fill(|tag| {
+            between();
+            let ticket = sink.cache.begin_fill(b"k", tag);
+            after();
+            ticket
+        });
+        ticket.is_some_and(|t| sink.cache.complete_fill(t, b"GET k", b"v", u64::MAX, 0))
+    }
+
+    #[test]
+    fn a_fill_survives_no_loss_of_the_invalidation_connection_whenever_it_comes() {
+        let (conn, _rx, tracking, sink) = tracked_conn();
+        assert!(
+            fill_with(&conn, &sink, || (), || ()),
+            "a fill with nothing lost"
+        );
+        // The invalidation connection drops (fills stop, the cache is flushed) just before the
+        // ticket is taken, then just after: either way nothing is stored.
+        let drop_invalidation = || tracking.down();
+        assert!(
+            !fill_with(&conn, &sink, drop_invalidation, || ()),
+            "lost before the ticket"
+        );
+        let (conn, _rx, tracking, sink) = tracked_conn();
+        let drop_invalidation = || tracking.down();
+        assert!(
+            !fill_with(&conn, &sink, || (), drop_invalidation),
+            "lost after the ticket"
+        );
+    }
+
+    #[test]
+    fn a_fill_is_never_tagged_with_a_generation_already_lost() {
+        let (conn, _rx, tracking, sink) = tracked_conn();
+        // The connection drops and comes back (a new generation, tracked under the current
+        // epoch) just before the ticket is taken: a fill tagged with the old generation would
+        // outlive it, since that tag's entries were dropped before the ticket existed.
+        let reconnect = || {
+            conn.state.tracking_lost();
+            conn.state.generation.fetch_add(1, Ordering::AcqRel);
+            let (_, epoch) = tracking.redirect().unwrap();
+            conn.state.tracking_epoch.store(epoch, Ordering::Release);
+        };
+        assert!(!fill_with(&conn, &sink, reconnect, || ()));
+        assert!(
+            fill_with(&conn, &sink, || (), || ()),
+            "the new generation fills"
+        );
+    }
 
     fn recorder() -> (Arc<Mutex<Vec<UpstreamResult>>>, Completion) {
         let seen = Arc::new(Mutex::new(Vec::new()));

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use resp::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -202,6 +203,19 @@ async fn retired(state: &ConnState) {
     }
 }
 
+/// Whether a push is Redis saying that this connection's tracking redirect target is gone
+/// (`>2 tracking-redir-broken <id>`). Judged by the push's first element, as Redis names its
+/// pushes, never by the bytes anywhere in it: a key of that name in another push says nothing
+/// about the redirect. Pushes are rare on a data connection, so parsing one costs nothing.
+fn is_redir_broken(push: &[u8]) -> bool {
+    let mut buf = BytesMut::from(push);
+    let Ok(Some(Frame::Push(items))) = resp::parse_frame(&mut buf, &resp::Limits::default()) else {
+        return false;
+    };
+    matches!(items.first(), Some(Frame::Bulk(kind) | Frame::Simple(kind))
+        if kind.as_ref() == b"tracking-redir-broken")
+}
+
 /// What the reader waits for: expectations the writer handed over, in the order their
 /// requests were written, and the session every frame goes to once the connection relays.
 struct Waiting {
@@ -274,7 +288,7 @@ impl Waiting {
             // A RESP3 push on a matched connection is never a reply. The one that matters
             // here: Redis lost our redirect target, so invalidations for this connection's
             // reads are lost.
-            if frame.windows(21).any(|w| w == b"tracking-redir-broken") {
+            if is_redir_broken(&frame) {
                 warn!(upstream = %state.addr, "tracking redirect broken");
                 state.tracking_lost();
             }
@@ -287,7 +301,11 @@ impl Waiting {
                 if frame.starts_with(b"+OK") {
                     state.tracking_epoch.store(epoch, Ordering::Release);
                 } else {
-                    warn!(upstream = %state.addr, reply = %String::from_utf8_lossy(&frame).trim_end(), "CLIENT TRACKING refused");
+                    // Refused (the redirect target is gone, say): Redis keeps whatever tracking
+                    // the connection had, pointing at a client that no longer listens. Nothing
+                    // it read is protected, exactly as if it had closed.
+                    warn!(upstream = %state.addr, reply = %String::from_utf8_lossy(&frame).trim_end(), "CLIENT TRACKING refused; the connection fills nothing until tracking is re-pointed");
+                    state.tracking_lost();
                 }
                 Ok(())
             }
@@ -330,6 +348,62 @@ impl Waiting {
         }
         if let Some(sink) = self.relay {
             close_relay(&sink, err);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::conn::tests::tracked_conn;
+
+    #[test]
+    fn a_refused_tracking_redirect_is_a_lost_connection() {
+        let (conn, _rx, tracking, sink) = tracked_conn();
+        let tag = conn.fill_tag().unwrap();
+        // The invalidation connection came back as client 43, and went again before this
+        // connection's CLIENT TRACKING reached Redis.
+        let epoch = tracking.up(43);
+        let (_tx, incoming) = mpsc::unbounded_channel();
+        let mut waiting = Waiting {
+            incoming,
+            queue: VecDeque::from([Due {
+                expect: Expect::Track(epoch),
+                deadline: None,
+            }]),
+            relay: None,
+        };
+        conn.state.inflight.fetch_add(1, Ordering::AcqRel);
+        let refusal =
+            Bytes::from_static(b"-ERR The client ID you want redirect to does not exist\r\n");
+        waiting.deliver(refusal, &conn.state).unwrap();
+        assert_eq!(
+            conn.fill_tag(),
+            None,
+            "fills through a connection nobody tracks"
+        );
+        assert_eq!(*sink.lost.lock().unwrap(), [tag], "its entries dropped");
+    }
+
+    #[test]
+    fn only_a_push_named_tracking_redir_broken_is_one() {
+        assert!(is_redir_broken(
+            b">2\r\n$21\r\ntracking-redir-broken\r\n:7\r\n"
+        ));
+        assert!(is_redir_broken(b">2\r\n+tracking-redir-broken\r\n:7\r\n"));
+        // The same bytes as a key, a channel, a message or a reply are not.
+        for other in [
+            &b">2\r\n$10\r\ninvalidate\r\n*1\r\n$21\r\ntracking-redir-broken\r\n"[..],
+            b">3\r\n$7\r\nmessage\r\n$21\r\ntracking-redir-broken\r\n$1\r\nx\r\n",
+            b"*2\r\n$21\r\ntracking-redir-broken\r\n:7\r\n",
+            b"$21\r\ntracking-redir-broken\r\n",
+            b">1\r\n$21\r\ntracking-redir-broke",
+        ] {
+            assert!(
+                !is_redir_broken(other),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
         }
     }
 }
