@@ -112,6 +112,8 @@ async fn open(cfg: &Settings, mode: &TrackingMode) -> Result<(TcpStream, i64), U
 
 /// Reads invalidation messages until the connection fails.
 async fn listen(mut stream: TcpStream, tracking: &Tracking) -> UpstreamError {
+    // Invalidation messages nest three deep at most, and their tree is built recursively:
+    // the default depth cap stays.
     let limits = resp::Limits::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let addr = stream
