@@ -36,6 +36,10 @@ pub enum ErrorKind {
     TooDeep { max: usize },
     /// An inline command line is longer than the configured maximum.
     InlineTooLong { max: usize },
+    /// A command's `*N` line has not ended within the inline maximum.
+    MultibulkCountTooLong { max: usize },
+    /// A command argument's `$N` line has not ended within the inline maximum.
+    BulkCountTooLong { max: usize },
     /// An inline command has an unterminated quote.
     UnbalancedQuotes,
     /// A command frame element is not a bulk string.
@@ -79,6 +83,12 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::TooDeep { max } => write!(f, "nesting deeper than {max}"),
             ErrorKind::InlineTooLong { max } => write!(f, "too big inline request (max {max})"),
+            ErrorKind::MultibulkCountTooLong { max } => {
+                write!(f, "too big mbulk count string (max {max})")
+            }
+            ErrorKind::BulkCountTooLong { max } => {
+                write!(f, "too big bulk count string (max {max})")
+            }
             ErrorKind::UnbalancedQuotes => f.write_str("unbalanced quotes in request"),
             ErrorKind::ExpectedBulk(b) => write!(f, "expected '$', got '{}'", b as char),
             ErrorKind::Streamed => f.write_str("streamed RESP3 types are not supported"),

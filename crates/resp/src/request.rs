@@ -1,20 +1,26 @@
-//! Client requests: a multibulk array of bulk strings, or an inline command line.
+//! Client requests: a multibulk array of bulk strings, or an inline command line, read the way
+//! Redis 7.0's `processMultibulkBuffer` and `processInlineBuffer` read them.
 //!
-//! Accepts what Redis accepts from a client and nothing more. An incomplete command consumes
-//! nothing and, as a multibulk, allocates nothing; a multibulk's arguments are `Bytes` views of
-//! the read buffer, never copies (an inline command's are built, as quotes and escapes rewrite
+//! Accepts what Redis accepts from a client and nothing more, and refuses it under the same
+//! condition with the same words ([`protocol_error_reply`]): the proxy forwards a client's
+//! bytes, so it must not read them any other way than Redis will. An incomplete command
+//! consumes nothing and allocates nothing. A [`CommandReader`] remembers how far it got, so a
+//! command trickling in over many reads is examined once, not once per read; its memory is a
+//! few words whatever the command announces. A multibulk's arguments are `Bytes` views of the
+//! read buffer, never copies (an inline command's are built, as quotes and escapes rewrite
 //! them).
 
 use bytes::{Bytes, BytesMut};
 
 use crate::error::{ErrorKind, ParseError};
-use crate::scan::{bulk_end, check_partial_header, header, length, Limits};
+use crate::inline::split_inline;
+use crate::scan::{bulk_end, parse_i64, Limits};
 
 /// Splits one command off the front of `buf` and returns its arguments.
 ///
 /// Accepts what Redis accepts from clients: `*N` followed by N bulk strings, or an inline line
-/// (`PING\r\n`, `set k "a b"\n`). `Ok(Some(vec![]))` is an empty command (a blank line, `*0`),
-/// which Redis ignores. `Ok(None)` leaves `buf` untouched until more bytes arrive.
+/// (`PING\r\n`, `set k "a b"\n`). `Ok(Some(vec![]))` is an empty command (a blank line, `*0`,
+/// `*-5`), which Redis ignores. `Ok(None)` leaves `buf` untouched until more bytes arrive.
 pub fn parse_command(
     buf: &mut BytesMut,
     limits: &Limits,
@@ -23,121 +29,322 @@ pub fn parse_command(
     Ok(parse_command_into(buf, limits, &mut args)?.map(|_| args))
 }
 
-/// [`parse_command`] into a caller's vector, so that a connection reusing one allocates nothing
-/// per command. `args` is cleared first; `Ok(Some(_))` with `args` empty is an empty command.
-/// `Ok(Some(Some(frame)))` also hands back the command's own bytes when it came as a multibulk
-/// (what a proxy can pass on without encoding it again); an inline command has none.
+/// [`parse_command`] into a caller's vector; see [`CommandReader::read`]. A connection should
+/// keep a [`CommandReader`] instead, so that an incomplete command is not examined again from
+/// its start on the next read.
 pub fn parse_command_into(
     buf: &mut BytesMut,
     limits: &Limits,
     args: &mut Vec<Bytes>,
 ) -> Result<Option<Option<Bytes>>, ParseError> {
-    args.clear();
-    match buf.first() {
-        None => Ok(None),
-        Some(b'*') => multibulk(buf, limits, args),
-        Some(_) => {
-            let parsed = inline(buf, limits)?;
-            Ok(parsed.map(|mut a| {
-                args.append(&mut a);
-                None
-            }))
-        }
-    }
+    CommandReader::new().read(buf, limits, args)
 }
 
-/// How many argument spans the first pass of [`multibulk`] keeps for the second.
+/// How many argument spans a reader keeps, so that a short command is located only once.
 const SPANS: usize = 16;
 
-fn multibulk(
-    buf: &mut BytesMut,
-    limits: &Limits,
-    args: &mut Vec<Bytes>,
-) -> Result<Option<Option<Bytes>>, ParseError> {
-    let Some(h) = header(buf, 0)? else {
-        check_partial_header(buf, 0)?;
-        return Ok(None);
-    };
-    let first = h.next;
-    let n = match length(h.line, 1)? {
-        None | Some(0) => {
-            let _ = buf.split_to(first);
-            return Ok(Some(None));
-        }
-        Some(n) if n > limits.max_elements as u64 => {
-            let max = limits.max_elements;
-            return Err(ParseError::new(
-                ErrorKind::TooManyElements { len: n, max },
-                1,
-            ));
-        }
-        Some(n) => n as usize,
-    };
-    // First pass: measure, so that an incomplete command costs no allocation. The spans of
-    // the first few arguments are kept, so a short command is not located twice.
-    let mut spans = [(0usize, 0usize); SPANS];
-    let mut pos = first;
-    for i in 0..n {
-        let Some((start, end)) = bulk_at(buf, pos, limits)? else {
-            return Ok(None);
-        };
-        debug_assert!(start <= end);
-        if let Some(span) = spans.get_mut(i) {
-            *span = (start, end);
-        }
-        pos = end + 2;
-    }
-    let data = buf.split_to(pos).freeze();
-    args.reserve(n);
-    let mut pos = first;
-    for i in 0..n {
-        let (start, end) = match spans.get(i) {
-            Some(&span) => span,
-            None => bulk_at(&data, pos, limits)?
-                .ok_or(ParseError::new(ErrorKind::InvalidLength, pos))?,
-        };
-        args.push(data.slice(start..end));
-        pos = end + 2;
-    }
-    Ok(Some(Some(data)))
+/// Reads commands off the front of one connection's buffer, resuming an incomplete command
+/// where the last call stopped (Redis keeps the same state in its client: `multibulklen`,
+/// `bulklen`, `qb_pos`).
+///
+/// The reader assumes that only it consumes the buffer's front: bytes may be appended between
+/// calls, but if anything else splits the buffer, call [`CommandReader::reset`].
+#[derive(Debug, Clone)]
+pub struct CommandReader {
+    /// Arguments the `*N` line announced; 0 while that line has not been read.
+    argc: usize,
+    /// Arguments located so far.
+    located: usize,
+    /// Where the next argument's header starts.
+    pos: usize,
+    /// The payload span of the argument whose header was read but whose payload is incomplete.
+    bulk: Option<(usize, usize)>,
+    /// How far the search for the end of the line at `pos` has looked.
+    searched: usize,
+    /// That search met a NUL: like Redis's `strchr`, it will never find the line's end.
+    stuck: bool,
+    /// Payload spans of the first [`SPANS`] arguments.
+    spans: [(usize, usize); SPANS],
+    /// Bytes examined since the reader was made: searched for a line end, parsed as a number
+    /// or split as an inline line. Payloads are skipped, not examined.
+    scanned: u64,
 }
 
-/// Locates the bulk string at `pos`: payload start and end, `None` if incomplete.
-fn bulk_at(buf: &[u8], pos: usize, limits: &Limits) -> Result<Option<(usize, usize)>, ParseError> {
-    match buf.get(pos) {
-        None => return Ok(None),
-        Some(b'$') => {}
-        Some(&b) => return Err(ParseError::new(ErrorKind::ExpectedBulk(b), pos)),
+impl Default for CommandReader {
+    fn default() -> Self {
+        Self::new()
     }
-    let (len, start) = match canonical_length(buf, pos + 1) {
-        Some(found) => found,
-        None => {
-            let Some(h) = header(buf, pos)? else {
-                check_partial_header(buf, pos)?;
+}
+
+impl CommandReader {
+    pub fn new() -> Self {
+        CommandReader {
+            argc: 0,
+            located: 0,
+            pos: 0,
+            bulk: None,
+            searched: 0,
+            stuck: false,
+            spans: [(0, 0); SPANS],
+            scanned: 0,
+        }
+    }
+
+    /// Forgets the command in progress (the buffer's front was consumed by someone else).
+    pub fn reset(&mut self) {
+        self.argc = 0;
+        self.located = 0;
+        self.pos = 0;
+        self.bulk = None;
+        self.searched = 0;
+        self.stuck = false;
+    }
+
+    /// Bytes examined so far, over every call: a measure of work that tests hold against the
+    /// bytes received.
+    pub fn scanned(&self) -> u64 {
+        self.scanned
+    }
+
+    /// Splits one command off the front of `buf` into `args` (cleared first).
+    ///
+    /// `Ok(Some(_))` with `args` empty is an empty command, which Redis ignores.
+    /// `Ok(Some(Some(frame)))` also hands back the command's own bytes when it came as a
+    /// multibulk (what a proxy can pass on without encoding it again); an inline command has
+    /// none. `Ok(None)` consumes nothing and remembers how far it got. After an error the
+    /// connection should be closed, as Redis closes it.
+    pub fn read(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        args: &mut Vec<Bytes>,
+    ) -> Result<Option<Option<Bytes>>, ParseError> {
+        args.clear();
+        if self.pos > buf.len() || self.searched > buf.len() {
+            self.reset();
+        }
+        let result = match buf.first() {
+            None => return Ok(None),
+            Some(b'*') => self.multibulk(buf, limits, args),
+            Some(_) => self.inline(buf, limits, args),
+        };
+        if !matches!(result, Ok(None)) {
+            self.reset();
+        }
+        result
+    }
+
+    fn multibulk(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        args: &mut Vec<Bytes>,
+    ) -> Result<Option<Option<Bytes>>, ParseError> {
+        if self.argc == 0 {
+            let too_long = ErrorKind::MultibulkCountTooLong {
+                max: limits.max_inline_len,
+            };
+            let Some(cr) = self.line_end(buf, 0, b'\r', limits, too_long)? else {
                 return Ok(None);
             };
-            let len = length(h.line, pos + 1)?
-                .ok_or(ParseError::new(ErrorKind::InvalidLength, pos + 1))?;
-            (len, h.next)
+            self.scanned += cr as u64;
+            let n = match parse_i64(&buf[1..cr]) {
+                None => return Err(ParseError::new(ErrorKind::InvalidLength, 1)),
+                // Redis ignores a command of no arguments, negative counts included.
+                Some(n) if n <= 0 => {
+                    let _ = buf.split_to(cr + 2);
+                    return Ok(Some(None));
+                }
+                Some(n) if n as u64 > limits.max_elements as u64 => {
+                    let (len, max) = (n as u64, limits.max_elements);
+                    return Err(ParseError::new(ErrorKind::TooManyElements { len, max }, 1));
+                }
+                Some(n) => n as usize,
+            };
+            self.argc = n;
+            self.pos = cr + 2;
+            self.searched = self.pos;
         }
-    };
-    let end = bulk_end(start, len, limits, pos + 1)?;
-    if buf.len() < end + 2 {
-        return Ok(None);
+        while self.located < self.argc {
+            let (start, end) = match self.bulk {
+                Some(span) => span,
+                None => {
+                    let Some(span) = self.bulk_header(buf, limits)? else {
+                        return Ok(None);
+                    };
+                    self.bulk = Some(span);
+                    span
+                }
+            };
+            // Redis skips the two bytes after a payload without looking at them.
+            if buf.len() < end + 2 {
+                return Ok(None);
+            }
+            if let Some(slot) = self.spans.get_mut(self.located) {
+                *slot = (start, end);
+            }
+            self.located += 1;
+            self.pos = end + 2;
+            self.searched = self.pos;
+            self.stuck = false;
+            self.bulk = None;
+        }
+        let data = buf.split_to(self.pos).freeze();
+        self.collect(&data, args);
+        Ok(Some(Some(data)))
     }
-    if &buf[end..end + 2] != b"\r\n" {
-        return Err(ParseError::new(ErrorKind::MissingCrlf, end));
+
+    /// Reads the header of the argument at `pos`: its payload span, `None` if incomplete.
+    fn bulk_header(
+        &mut self,
+        buf: &[u8],
+        limits: &Limits,
+    ) -> Result<Option<(usize, usize)>, ParseError> {
+        let pos = self.pos;
+        // The short path only for a header not searched before: one that trickles in is
+        // searched on from where the last call stopped instead.
+        let fresh = self.searched == pos;
+        let short = if fresh {
+            canonical_length(buf, pos)
+        } else {
+            None
+        };
+        let (len, start) = match short {
+            Some(found) => {
+                self.scanned += (found.1 - pos) as u64;
+                found
+            }
+            None => {
+                if fresh {
+                    // What the short path looked at before it gave up.
+                    self.scanned += (buf.len() - pos).min(21) as u64;
+                }
+                let too_long = ErrorKind::BulkCountTooLong {
+                    max: limits.max_inline_len,
+                };
+                let Some(cr) = self.line_end(buf, pos, b'\r', limits, too_long)? else {
+                    return Ok(None);
+                };
+                self.scanned += (cr - pos) as u64;
+                if buf[pos] != b'$' {
+                    return Err(ParseError::new(ErrorKind::ExpectedBulk(buf[pos]), pos));
+                }
+                let len = match parse_i64(&buf[pos + 1..cr]) {
+                    Some(n) if n >= 0 => n as u64,
+                    _ => return Err(ParseError::new(ErrorKind::InvalidLength, pos + 1)),
+                };
+                (len, cr + 2)
+            }
+        };
+        let end = bulk_end(start, len, limits, pos + 1)?;
+        Ok(Some((start, end)))
     }
-    Ok(Some((start, end)))
+
+    /// Finds the end of the line that starts at `pos` as Redis's `strchr` does: the first
+    /// `needle` before any NUL. Searches on from where the last call stopped. With no end in
+    /// sight, more than `max_inline_len` bytes after `pos` are `too_long`; so is an end found
+    /// further than that, which a client sending at Redis's pace would have been refused for.
+    /// A CR ends a count line only once one more byte (Redis skips two) has arrived.
+    fn line_end(
+        &mut self,
+        buf: &[u8],
+        pos: usize,
+        needle: u8,
+        limits: &Limits,
+        too_long: ErrorKind,
+    ) -> Result<Option<usize>, ParseError> {
+        let max = limits.max_inline_len;
+        let window = buf.len().min(pos.saturating_add(max).saturating_add(1));
+        let from = self.searched.max(pos);
+        if !self.stuck && from < window {
+            let hay = &buf[from..window];
+            match memchr::memchr2(needle, 0, hay) {
+                Some(i) if hay[i] == needle => {
+                    self.scanned += i as u64 + 1;
+                    self.searched = from + i;
+                    let end = from + i;
+                    let more = if needle == b'\r' { 2 } else { 1 };
+                    return Ok((end + more <= buf.len()).then_some(end));
+                }
+                Some(i) => {
+                    self.scanned += i as u64 + 1;
+                    self.stuck = true;
+                }
+                None => {
+                    self.scanned += hay.len() as u64;
+                    self.searched = window;
+                }
+            }
+        }
+        if buf.len() - pos > max {
+            return Err(ParseError::new(too_long, pos + max));
+        }
+        Ok(None)
+    }
+
+    /// Builds the arguments of a complete multibulk: the first few from the kept spans, the
+    /// rest by locating them again (each once more, so a command costs at most twice its
+    /// header bytes however many reads it took).
+    fn collect(&mut self, data: &Bytes, args: &mut Vec<Bytes>) {
+        // All `argc` arguments are in `data`, at least four bytes each: reserving for them
+        // costs memory in proportion to the bytes received.
+        args.reserve(self.argc);
+        let kept = self.argc.min(SPANS);
+        for &(start, end) in &self.spans[..kept] {
+            args.push(data.slice(start..end));
+        }
+        let mut pos = self.spans[kept - 1].1 + 2;
+        for _ in kept..self.argc {
+            let (start, end) = locate_again(data, pos, &mut self.scanned);
+            args.push(data.slice(start..end));
+            pos = end + 2;
+        }
+    }
+
+    fn inline(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &Limits,
+        args: &mut Vec<Bytes>,
+    ) -> Result<Option<Option<Bytes>>, ParseError> {
+        let too_long = ErrorKind::InlineTooLong {
+            max: limits.max_inline_len,
+        };
+        let Some(lf) = self.line_end(buf, 0, b'\n', limits, too_long)? else {
+            return Ok(None);
+        };
+        let line = buf.split_to(lf + 1);
+        self.scanned += line.len() as u64;
+        let line = &line[..lf];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut split =
+            split_inline(line).ok_or(ParseError::new(ErrorKind::UnbalancedQuotes, 0))?;
+        args.append(&mut split);
+        Ok(Some(None))
+    }
 }
 
-/// The common case of a length line, read without searching for its end: canonical decimal
-/// digits (no sign, no leading zero, at most 18 of them) then CRLF. Returns the length and
-/// where the payload starts; `None` for anything else, incomplete lines included, which the
-/// general path then judges, so this changes no outcome, only its cost.
+/// Locates the argument at `pos` of a command already read in full: its payload span.
+fn locate_again(data: &[u8], pos: usize, scanned: &mut u64) -> (usize, usize) {
+    let (len, start) = canonical_length(data, pos).unwrap_or_else(|| {
+        // The reader accepted this header: a `$`, a length, then a CR before any NUL.
+        let cr = memchr::memchr(b'\r', &data[pos..]).map_or(data.len(), |i| pos + i);
+        let len = parse_i64(&data[pos + 1..cr]).unwrap_or(0) as u64;
+        (len, cr + 2)
+    });
+    *scanned += (start - pos) as u64;
+    (start, start + len as usize)
+}
+
+/// The common case of a bulk header at `at`, read without searching for its end: `$`,
+/// canonical decimal digits (no sign, no leading zero, at most 18 of them), then CRLF. Returns
+/// the length and where the payload starts; `None` for anything else, incomplete lines
+/// included, which the general path then judges, so this changes no outcome, only its cost.
 #[inline]
 fn canonical_length(buf: &[u8], at: usize) -> Option<(u64, usize)> {
-    let digits = buf.get(at..)?;
+    let (b'$', digits) = buf.get(at..)?.split_first()? else {
+        return None;
+    };
     let mut n: u64 = 0;
     let mut i = 0;
     while let Some(&b) = digits.get(i) {
@@ -148,111 +355,41 @@ fn canonical_length(buf: &[u8], at: usize) -> Option<(u64, usize)> {
         i += 1;
     }
     let canonical = i == 1 || (i > 1 && digits[0] != b'0');
-    (canonical && digits.get(i..i + 2) == Some(b"\r\n")).then_some((n, at + i + 2))
+    (canonical && digits.get(i..i + 2) == Some(b"\r\n")).then_some((n, at + 1 + i + 2))
 }
 
-fn inline(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Vec<Bytes>>, ParseError> {
-    let max = limits.max_inline_len;
-    // Look no further than a line may reach: an LF at index `max` still ends a legal line.
-    let window = &buf[..buf.len().min(max.saturating_add(1))];
-    let Some(lf) = memchr::memchr(b'\n', window) else {
-        if buf.len() > max {
-            return Err(ParseError::new(ErrorKind::InlineTooLong { max }, max));
+/// Redis's reply to a request this module refused: `-ERR Protocol error: ...\r\n`, worded as
+/// `networking.c` words it, CR and LF turned into spaces as Redis's `addReplyErrorFormat`
+/// turns them. A non-ASCII byte after `got` is sent as the raw byte, as Redis sends it.
+pub fn protocol_error_reply(e: &ParseError) -> Vec<u8> {
+    let mut out = b"-ERR Protocol error: ".to_vec();
+    match e.kind {
+        // The count line is the only one that starts at offset 0, so its number is at 1.
+        ErrorKind::InvalidLength if e.offset == 1 => {
+            out.extend_from_slice(b"invalid multibulk length")
         }
-        return Ok(None);
-    };
-    let line = buf.split_to(lf + 1);
-    let line = line.strip_suffix(b"\n").unwrap_or(&line);
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    split_inline(line)
-        .map(Some)
-        .ok_or(ParseError::new(ErrorKind::UnbalancedQuotes, 0))
-}
-
-/// Splits an inline command line into arguments the way redis-cli and Redis do: whitespace
-/// separates, `"..."` understands `\n \r \t \b \a \\ \" \xHH`, `'...'` understands `\'`.
-/// Returns `None` for unbalanced quotes or a closing quote not followed by a space.
-pub fn split_inline(line: &[u8]) -> Option<Vec<Bytes>> {
-    let mut args = Vec::new();
-    let mut i = 0;
-    loop {
-        while i < line.len() && is_space(line[i]) {
-            i += 1;
+        ErrorKind::TooManyElements { .. } => out.extend_from_slice(b"invalid multibulk length"),
+        ErrorKind::InvalidLength | ErrorKind::BulkTooLarge { .. } => {
+            out.extend_from_slice(b"invalid bulk length")
         }
-        if i == line.len() {
-            return Some(args);
+        ErrorKind::ExpectedBulk(b) => {
+            let b = if b == b'\r' || b == b'\n' { b' ' } else { b };
+            out.extend_from_slice(b"expected '$', got '");
+            out.extend_from_slice(&[b, b'\'']);
         }
-        let mut cur = Vec::new();
-        loop {
-            match line.get(i) {
-                None => break,
-                Some(&c) if is_space(c) => break,
-                Some(b'"') => i = quoted(line, i + 1, b'"', &mut cur)?,
-                Some(b'\'') => i = quoted(line, i + 1, b'\'', &mut cur)?,
-                Some(&c) => {
-                    cur.push(c);
-                    i += 1;
-                }
-            }
+        ErrorKind::MultibulkCountTooLong { .. } => {
+            out.extend_from_slice(b"too big mbulk count string")
         }
-        args.push(Bytes::from(cur));
+        ErrorKind::BulkCountTooLong { .. } => out.extend_from_slice(b"too big bulk count string"),
+        ErrorKind::InlineTooLong { .. } => out.extend_from_slice(b"too big inline request"),
+        ErrorKind::UnbalancedQuotes => out.extend_from_slice(b"unbalanced quotes in request"),
+        other => {
+            let text = other.to_string().replace(['\r', '\n'], " ");
+            out.extend_from_slice(text.as_bytes());
+        }
     }
-}
-
-/// Reads a quoted run starting after the opening quote; returns the index after the closing one.
-fn quoted(line: &[u8], mut i: usize, q: u8, out: &mut Vec<u8>) -> Option<usize> {
-    loop {
-        let c = *line.get(i)?;
-        if c == q {
-            // The closing quote must end the argument.
-            match line.get(i + 1) {
-                None => return Some(i + 1),
-                Some(&n) if is_space(n) => return Some(i + 1),
-                Some(_) => return None,
-            }
-        }
-        if c == b'\\' && i + 1 < line.len() {
-            let n = line[i + 1];
-            if q == b'\'' {
-                if n == b'\'' {
-                    out.push(b'\'');
-                    i += 2;
-                    continue;
-                }
-            } else if n == b'x' && i + 3 < line.len() && is_hex_pair(line[i + 2], line[i + 3]) {
-                out.push(hex(line[i + 2]) * 16 + hex(line[i + 3]));
-                i += 4;
-                continue;
-            } else {
-                out.push(match n {
-                    b'n' => b'\n',
-                    b'r' => b'\r',
-                    b't' => b'\t',
-                    b'b' => 8,
-                    b'a' => 7,
-                    other => other,
-                });
-                i += 2;
-                continue;
-            }
-        }
-        out.push(c);
-        i += 1;
-    }
-}
-
-/// C's `isspace`, which Redis's `sdssplitargs` uses: unlike `u8::is_ascii_whitespace` it
-/// includes the vertical tab.
-fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
-}
-
-fn is_hex_pair(a: u8, b: u8) -> bool {
-    a.is_ascii_hexdigit() && b.is_ascii_hexdigit()
-}
-
-fn hex(c: u8) -> u8 {
-    (c as char).to_digit(16).unwrap_or(0) as u8
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 #[cfg(test)]
@@ -261,12 +398,12 @@ mod tests {
 
     #[test]
     fn canonical_lengths_take_the_short_path_and_nothing_else_does() {
-        assert_eq!(canonical_length(b"$3\r\nabc", 1), Some((3, 4)));
-        assert_eq!(canonical_length(b"$0\r\n", 1), Some((0, 4)));
-        assert_eq!(canonical_length(b"$1234\r\n", 1), Some((1234, 7)));
+        assert_eq!(canonical_length(b"$3\r\nabc", 0), Some((3, 4)));
+        assert_eq!(canonical_length(b"$0\r\n", 0), Some((0, 4)));
+        assert_eq!(canonical_length(b"$1234\r\n", 0), Some((1234, 7)));
         let long = b"$999999999999999999\r\n";
         assert_eq!(
-            canonical_length(long, 1),
+            canonical_length(long, 0),
             Some((999_999_999_999_999_999, 21))
         );
         // Left to the general path, which judges them as it would without the short path.
@@ -278,10 +415,12 @@ mod tests {
             b"$12",
             b"$12\r",
             b"$12\n",
+            b"$12\rx",
             b"$1x\r\n",
             b"$1234567890123456789\r\n",
+            b":12\r\n",
         ] {
-            assert_eq!(canonical_length(odd, 1), None, "{odd:?}");
+            assert_eq!(canonical_length(odd, 0), None, "{odd:?}");
         }
     }
 }

@@ -30,6 +30,20 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// No limit at all, for replies from Redis: whatever Redis sends, the proxy forwards, bound
+    /// only by memory and output-buffer settings. [`scan`] stays iterative at any depth (open
+    /// aggregates past [`INLINE_DEPTH`] cost 8 bytes each on the heap, and each took at least
+    /// 4 bytes of input); building a [`crate::Frame`] tree is recursive, so never
+    /// [`crate::parse_frame`] with these.
+    pub const UNBOUNDED: Limits = Limits {
+        max_bulk_len: usize::MAX,
+        max_elements: usize::MAX,
+        max_depth: usize::MAX,
+        max_inline_len: usize::MAX,
+    };
+}
+
 /// Finds the CRLF ending the line that starts at `from`; returns the index of the CR.
 pub(crate) fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
     let rel = memchr_lf(&buf[from.min(buf.len())..])?;

@@ -77,3 +77,28 @@ fn scan_of_nested_frames_does_not_allocate() {
         (Ok(Some(wide.len())), 0)
     );
 }
+
+#[test]
+fn a_kept_reader_allocates_nothing_while_waiting_and_no_more_than_a_one_shot_parse() {
+    use resp::{parse_command_into, CommandReader};
+    let limits = Limits::default();
+    let wire = b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n";
+    let mut args = Vec::with_capacity(8);
+    let mut buf = BytesMut::with_capacity(1024);
+    buf.extend_from_slice(wire);
+    let (r, one_shot) = allocations(|| parse_command_into(&mut buf, &limits, &mut args));
+    assert!(matches!(r, Ok(Some(Some(_)))));
+    let mut reader = CommandReader::new();
+    let mut buf = BytesMut::with_capacity(1024);
+    buf.extend_from_slice(wire);
+    let (r, kept) = allocations(|| reader.read(&mut buf, &limits, &mut args));
+    assert!(matches!(r, Ok(Some(Some(_)))));
+    assert!(kept <= one_shot, "kept reader {kept}, one-shot {one_shot}");
+    // Fed a byte at a time, nothing is allocated until the command is complete.
+    let mut buf = BytesMut::with_capacity(1024);
+    for &b in &wire[..wire.len() - 1] {
+        buf.extend_from_slice(&[b]);
+        let (r, n) = allocations(|| reader.read(&mut buf, &limits, &mut args));
+        assert_eq!((r, n), (Ok(None), 0));
+    }
+}

@@ -259,14 +259,53 @@ fn endless_header_lines_are_cut_short() {
     assert_eq!(frame_err(&long), e(ErrorKind::InvalidLength, 1));
     long[0] = b'*';
     assert_eq!(frame_err(&long), e(ErrorKind::InvalidLength, 1));
-    assert_eq!(cmd_err(&long), e(ErrorKind::InvalidLength, 1));
     long[0] = b':';
     assert_eq!(frame_err(&long), e(ErrorKind::InvalidInteger, 1));
     // 20 characters can still be a valid number.
     assert_eq!(scan(b":-9223372036854775808", &Limits::default()), Ok(None));
-    let mut cmd = b"*1\r\n$".to_vec();
-    cmd.extend_from_slice(&[b'9'; 30]);
-    assert_eq!(cmd_err(&cmd), e(ErrorKind::InvalidLength, 5));
+}
+
+/// A command's header lines are Redis's: judged once their CR arrives, refused as too big
+/// only when none has come within 64 KB (`PROTO_INLINE_MAX_SIZE`).
+#[test]
+fn command_header_lines_wait_for_their_cr_up_to_64_kb() {
+    let l = Limits::default();
+    let max = 64 * 1024;
+    for (prefix, kind, at) in [
+        (&b"*"[..], ErrorKind::MultibulkCountTooLong { max }, 0),
+        (b"*1\r\n$", ErrorKind::BulkCountTooLong { max }, 4),
+        (b"*1\r\nfoo", ErrorKind::BulkCountTooLong { max }, 4),
+    ] {
+        let mut cmd = prefix.to_vec();
+        cmd.resize(at + max, b'9');
+        let mut buf = BytesMut::from(&cmd[..]);
+        assert_eq!(parse_command(&mut buf, &l), Ok(None));
+        assert_eq!(buf.len(), cmd.len());
+        cmd.push(b'9');
+        assert_eq!(cmd_err(&cmd), e(kind, at + max));
+    }
+    // Thirty digits are waited for, then judged as a number.
+    let mut digits = b"*1\r\n$".to_vec();
+    digits.extend_from_slice(&[b'9'; 30]);
+    assert_eq!(cmd(&digits), None);
+    digits.extend_from_slice(b"\r\n");
+    assert_eq!(cmd_err(&digits), e(ErrorKind::InvalidLength, 5));
+    // Like strchr, the search for the CR stops at a NUL: the line never ends.
+    let mut nul = b"*1\r\n$1\x00\r\nab\r\n".to_vec();
+    assert_eq!(cmd(&nul), None);
+    nul.resize(4 + max + 1, b'x');
+    assert_eq!(
+        cmd_err(&nul),
+        e(ErrorKind::BulkCountTooLong { max }, 4 + max)
+    );
+    // A CR further away than 64 KB does not rescue the line.
+    let mut far = b"*".to_vec();
+    far.resize(max + 10, b'1');
+    far.extend_from_slice(b"\r\n");
+    assert_eq!(
+        cmd_err(&far),
+        e(ErrorKind::MultibulkCountTooLong { max }, max)
+    );
 }
 
 #[test]
@@ -369,17 +408,31 @@ fn command_element_not_bulk() {
         cmd_err(b"*1\r\n:1\r\n"),
         e(ErrorKind::ExpectedBulk(b':'), 4)
     );
-    // Reported as soon as the type byte is seen.
+    // Reported once the line's CR has come, as Redis does.
+    assert_eq!(cmd(b"*2\r\n$1\r\na\r\n+"), None);
     assert_eq!(
-        cmd_err(b"*2\r\n$1\r\na\r\n+"),
+        cmd_err(b"*2\r\n$1\r\na\r\n+\r\n"),
         e(ErrorKind::ExpectedBulk(b'+'), 11)
     );
     assert_eq!(cmd_err(b"*1\r\n$-1\r\n"), e(ErrorKind::InvalidLength, 5));
     assert_eq!(
-        cmd_err(b"*1\r\n$2\r\nabc\r\n"),
-        e(ErrorKind::MissingCrlf, 10)
+        cmd_err(b"*1\r\n$03\r\nabc\r\n"),
+        e(ErrorKind::InvalidLength, 5)
     );
-    assert_eq!(cmd_err(b"*-2\r\n"), e(ErrorKind::InvalidLength, 1));
+    assert_eq!(cmd_err(b"*01\r\n"), e(ErrorKind::InvalidLength, 1));
+    // Redis skips the two bytes after a payload and a line's CR without looking at them:
+    // what it reads, the proxy must read alike.
+    let mut buf = BytesMut::from(&b"*1\r\n$2\r\nabc\r\n"[..]);
+    let l = Limits::default();
+    assert_eq!(
+        parse_command(&mut buf, &l),
+        Ok(Some(vec![Bytes::from("ab")]))
+    );
+    assert_eq!(&buf[..], b"\n");
+    let mut buf = BytesMut::from(&b"*2\rX$4\r\nECHO\r\n$1\rYaZZ"[..]);
+    let want = vec![Bytes::from("ECHO"), Bytes::from("a")];
+    assert_eq!(parse_command(&mut buf, &l), Ok(Some(want)));
+    assert!(buf.is_empty());
 }
 
 #[test]
@@ -401,13 +454,16 @@ fn streamed_types() {
     assert_eq!(frame_err(b"$?\r\n"), e(ErrorKind::Streamed, 1));
     assert_eq!(frame_err(b"*?\r\n"), e(ErrorKind::Streamed, 1));
     assert_eq!(frame_err(b"*1\r\n%?\r\n"), e(ErrorKind::Streamed, 5));
-    assert_eq!(cmd_err(b"*?\r\n"), e(ErrorKind::Streamed, 1));
+    // A command's count is a number or "invalid multibulk length", as in Redis.
+    assert_eq!(cmd_err(b"*?\r\n"), e(ErrorKind::InvalidLength, 1));
 }
 
 #[test]
 fn empty_commands() {
     assert_eq!(cmd(b"*0\r\n"), Some(vec![]));
     assert_eq!(cmd(b"*-1\r\n"), Some(vec![]));
+    // Any count below one: Redis 7.0 answers `*-10` with nothing and reads on.
+    assert_eq!(cmd(b"*-10\r\n"), Some(vec![]));
     assert_eq!(cmd(b"\r\n"), Some(vec![]));
     assert_eq!(cmd(b"\n"), Some(vec![]));
     assert_eq!(cmd(b" \t \r\n"), Some(vec![]));
@@ -446,8 +502,12 @@ fn inline_lines() {
 #[test]
 fn inline_splits_on_every_c_space() {
     // Redis's sdssplitargs uses isspace(), which includes the vertical tab.
-    assert_eq!(cmd(b"a\x0bb\x0cc\td\n").unwrap(), ["a", "b", "c", "d"]);
+    // Between arguments, that is; inside an unquoted one only space, tab, CR and LF end it
+    // (redis-server 7.0.15 echoes `ECHO a\x0bb` as `a\x0bb`).
+    assert_eq!(cmd(b"\x0b\x0cPING\n").unwrap(), ["PING"]);
+    assert_eq!(cmd(b"a\x0bb\x0cc\td\n").unwrap(), ["a\x0bb\x0cc", "d"]);
     assert_eq!(cmd(b"\"a\"\x0bb\n").unwrap(), ["a", "b"]);
+    assert_eq!(cmd(b"PING\rPING\n").unwrap(), ["PING", "PING"]);
 }
 
 #[test]

@@ -4,8 +4,8 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use resp::{
-    encode, encode_command, encode_command_len, parse_command, parse_frame, scan, Frame, Limits,
-    NullKind,
+    encode, encode_command, encode_command_len, parse_command, parse_frame, scan, CommandReader,
+    Frame, Limits, NullKind, ParseError,
 };
 
 /// Bytes of a line (simple string, error): anything but CR and LF.
@@ -143,6 +143,69 @@ fn feed_frames(bytes: &[u8], chunks: &[usize]) -> Vec<(usize, Frame)> {
     }
     assert!(buf.is_empty());
     got
+}
+
+/// What a connection gets from `bytes`: each command's arguments and own bytes, then the
+/// error or the number of bytes left waiting.
+type Outcome = (Vec<(Vec<Bytes>, Option<Bytes>)>, Result<usize, ParseError>);
+
+/// Reads `bytes`, all present at once, with a fresh reader per command.
+fn commands_at_once(bytes: &[u8], limits: &Limits) -> Outcome {
+    let mut buf = BytesMut::from(bytes);
+    let mut got = Vec::new();
+    let mut args = Vec::new();
+    loop {
+        match resp::parse_command_into(&mut buf, limits, &mut args) {
+            Ok(Some(frame)) => got.push((std::mem::take(&mut args), frame)),
+            Ok(None) => return (got, Ok(buf.len())),
+            Err(e) => return (got, Err(e)),
+        }
+    }
+}
+
+/// Reads `bytes` arriving in chunks of the given sizes with one reader kept throughout.
+fn commands_chunked(bytes: &[u8], chunks: &[usize], limits: &Limits) -> Outcome {
+    let mut reader = CommandReader::new();
+    let mut buf = BytesMut::new();
+    let mut got = Vec::new();
+    let mut args = Vec::new();
+    let mut fed = 0;
+    let mut sizes = chunks.iter().cycle();
+    while fed < bytes.len() {
+        let n = (*sizes.next().unwrap()).clamp(1, bytes.len() - fed);
+        buf.extend_from_slice(&bytes[fed..fed + n]);
+        fed += n;
+        loop {
+            match reader.read(&mut buf, limits, &mut args) {
+                Ok(Some(frame)) => got.push((std::mem::take(&mut args), frame)),
+                Ok(None) => break,
+                Err(e) => return (got, Err(e)),
+            }
+        }
+    }
+    (got, Ok(buf.len()))
+}
+
+/// Client input: valid commands in every form Redis reads, with odd corners, and some noise.
+fn client_input() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        4 => args().prop_map(|a| {
+            let mut out = BytesMut::new();
+            encode_command(&a, &mut out);
+            out.to_vec()
+        }),
+        1 => Just(b"*-3\r\n".to_vec()),
+        1 => Just(b"*0\r\n".to_vec()),
+        1 => Just(b"\r\n".to_vec()),
+        1 => Just(b"*1\r\n$2\r\nabXY".to_vec()),
+        1 => Just(b"*2\rX$4\r\nECHO\r\n$1\rYaZZ".to_vec()),
+        1 => "[a-z \"'\\\\\t]{0,30}\r?\n".prop_map(String::into_bytes),
+        1 => prop::collection::vec(
+            prop_oneof![Just(b'*'), Just(b'$'), Just(b'\r'), Just(b'\n'), Just(0u8), any::<u8>()],
+            0..12,
+        ),
+    ];
+    prop::collection::vec(piece, 0..6).prop_map(|v| v.concat())
 }
 
 proptest! {
@@ -322,5 +385,25 @@ proptest! {
             let re = wire(&got);
             prop_assert_eq!(&re[..], &w[..n], "accepted input must re-encode byte for byte");
         }
+    }
+
+    /// A kept reader fed at random split points reads exactly what one pass over the whole
+    /// input reads: the same commands, the same frames, the same error or the same remainder.
+    #[test]
+    fn a_resumed_reader_reads_what_one_pass_reads(
+        input in client_input(),
+        chunks in prop::collection::vec(1usize..24, 1..8),
+        small in any::<bool>(),
+    ) {
+        let limits = if small {
+            Limits { max_inline_len: 12, max_elements: 5, max_bulk_len: 30, ..Limits::default() }
+        } else {
+            Limits::default()
+        };
+        let once = commands_at_once(&input, &limits);
+        let chunked = commands_chunked(&input, &chunks, &limits);
+        prop_assert_eq!(&chunked, &once);
+        let bytewise = commands_chunked(&input, &[1], &limits);
+        prop_assert_eq!(&bytewise, &once);
     }
 }

@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// The elements of an array reply, each as its raw bytes; `None` for anything else.
 pub fn split_array(reply: &Bytes) -> Option<Vec<Bytes>> {
-    let limits = resp::Limits::default();
+    let limits = resp::Limits::UNBOUNDED;
     let header_end = reply.iter().position(|&b| b == b'\n')? + 1;
     let count: usize = std::str::from_utf8(reply.get(1..header_end - 2)?)
         .ok()?

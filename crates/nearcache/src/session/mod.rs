@@ -49,6 +49,10 @@ pub use state::Context;
 use state::{Arrival, Mode, Session, Stop};
 use tx::Tx;
 
+/// Arguments a session's reused vector keeps room for between commands: past this, a command's
+/// list is dropped with it rather than held (32 bytes an argument) for the connection's life.
+const MAX_KEPT_ARGS: usize = 1024;
+
 /// Answers a client that cannot be served with one error reply, then closes it.
 pub async fn refuse(mut stream: TcpStream, msg: &str) {
     let _ = stream.write_all(&reply::error(msg)).await;
@@ -149,6 +153,9 @@ impl Session {
     /// Phase 1: reads from the client and handles every command each read brings.
     async fn read_loop(&mut self, mut rd: OwnedReadHalf) {
         let mut buf = BytesMut::with_capacity(16 * 1024);
+        // Remembers how far an incomplete command was read, so that one trickling in is
+        // examined once rather than from its start on every read.
+        let mut reader = resp::CommandReader::new();
         let mut args = Vec::new();
         loop {
             if self.output.link.is_closed() {
@@ -178,7 +185,7 @@ impl Session {
                 answered_at: None,
             };
             loop {
-                match resp::parse_command_into(&mut buf, &self.ctx.limits, &mut args) {
+                match reader.read(&mut buf, &self.ctx.limits, &mut args) {
                     Ok(Some(_)) if args.is_empty() => continue,
                     // The client is gone: running the rest of its pipeline would only load
                     // Redis and the shared connections with replies nobody reads.
@@ -192,8 +199,12 @@ impl Session {
                         }
                         self.frame = frame;
                         let handled = self.handle(&args, &mut rd).await;
-                        // Let go of the read buffer's storage, so it can be reused.
+                        // Let go of the read buffer's storage, so it can be reused, and of a
+                        // huge command's argument list.
                         args.clear();
+                        if args.capacity() > MAX_KEPT_ARGS {
+                            args = Vec::new();
+                        }
                         self.frame = None;
                         match handled {
                             Ok(()) => {}
@@ -207,9 +218,11 @@ impl Session {
                         self.output.write_direct();
                         break;
                     }
+                    // Redis's words, then the connection closes, as Redis closes it.
                     Err(e) => {
                         debug!(error = %e, "client protocol error");
-                        self.output.reply(reply::error(&protocol_error_text(&e)));
+                        self.output
+                            .reply(Bytes::from(resp::protocol_error_reply(&e)));
                         return;
                     }
                 }
@@ -426,19 +439,4 @@ fn hello_setname(args: &[Bytes]) -> Option<&Bytes> {
         .iter()
         .position(|a| a.eq_ignore_ascii_case(b"SETNAME"))?;
     args.get(i + 1)
-}
-
-/// The reply to a malformed request, worded as Redis words it where Redis has a wording.
-fn protocol_error_text(e: &resp::ParseError) -> String {
-    use resp::ErrorKind as K;
-    let what = match e.kind {
-        K::TooManyElements { .. } => "invalid multibulk length".to_string(),
-        K::InvalidLength if e.offset <= 1 => "invalid multibulk length".to_string(),
-        K::InvalidLength | K::BulkTooLarge { .. } => "invalid bulk length".to_string(),
-        K::ExpectedBulk(b) => format!("expected '$', got '{}'", b as char),
-        K::InlineTooLong { .. } => "too big inline request".to_string(),
-        K::UnbalancedQuotes => "unbalanced quotes in request".to_string(),
-        other => other.to_string(),
-    };
-    format!("ERR Protocol error: {what}")
 }

@@ -95,7 +95,7 @@ pub async fn handshake(
     let mut buf = BytesMut::with_capacity(1024);
     let mut replies = Vec::with_capacity(n);
     while replies.len() < n {
-        match resp::scan(&buf, &resp::Limits::default())
+        match resp::scan(&buf, &resp::Limits::UNBOUNDED)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
         {
             Some(len) => {

@@ -143,6 +143,8 @@ const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 /// an invalidation: any byte is a sign of life), the connection counts as lost. So a silent
 /// connection is dropped within about two intervals of its last sign of life.
 async fn listen(stream: TcpStream, tracking: &Tracking, health: Option<Duration>) -> UpstreamError {
+    // Invalidation messages nest three deep at most, and their tree is built recursively:
+    // the default depth cap stays.
     let limits = resp::Limits::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let addr = stream

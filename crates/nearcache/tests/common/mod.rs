@@ -511,8 +511,9 @@ pub fn parse_ready_line(line: &str) -> Option<(SocketAddr, Option<SocketAddr>)> 
 // Raw RESP client
 // ---------------------------------------------------------------------------------------------
 
+/// Replies are read as the proxy reads them: whatever Redis can send.
 pub fn limits() -> Limits {
-    Limits::default()
+    Limits::UNBOUNDED
 }
 
 /// Why a reply could not be read.
@@ -718,7 +719,8 @@ async fn read_frame_bytes<R: tokio::io::AsyncRead + Unpin>(
 /// Parses one complete frame.
 pub fn to_frame(bytes: &[u8]) -> Frame {
     let mut b = BytesMut::from(bytes);
-    resp::parse_frame(&mut b, &limits())
+    // Built recursively: the default depth cap.
+    resp::parse_frame(&mut b, &Limits::default())
         .unwrap_or_else(|e| panic!("unparseable reply {}: {e}", show(bytes)))
         .unwrap_or_else(|| panic!("incomplete reply {}", show(bytes)))
 }

@@ -139,7 +139,8 @@ async fn read_replies(
     state: &ConnState,
     timeout: Option<Duration>,
 ) -> UpstreamError {
-    let limits = resp::Limits::default();
+    // Whatever Redis sends is forwarded: no depth, length or count limit on a reply.
+    let limits = resp::Limits::UNBOUNDED;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
     let timer = tokio::time::sleep_until(far);
