@@ -90,10 +90,14 @@ pub enum After {
     Invalidate(Vec<Bytes>),
     /// Empty the cache (FLUSHALL, FLUSHDB, SWAPDB).
     FlushAll,
-    /// Runs on the reply before the client has it, and may rewrite it (`SELECT` notes the
-    /// client's db, `INFO` tells the proxy's clients).
-    Patch(Box<dyn FnOnce(Bytes) -> Bytes + Send>),
+    /// Runs on the reply (`None`: an error of the proxy's) before the client has it, and may
+    /// rewrite it (`SELECT` notes the client's db, `INFO` tells the proxy's clients, a blocking
+    /// call is over); then the other effect.
+    Patch(Box<After>, Patch),
 }
+
+/// See [`After::Patch`].
+pub type Patch = Box<dyn FnOnce(Option<Bytes>) -> Option<Bytes> + Send>;
 
 /// One item in a session's ordered output queue.
 pub enum Outbound {

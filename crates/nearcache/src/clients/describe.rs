@@ -74,6 +74,9 @@ pub fn line(c: &Client, registry: &Registry, qbuf: usize, now: Instant) -> Strin
     if multi >= 0 {
         flags.push('x');
     }
+    if c.blocked.load(Relaxed) {
+        flags.push('b');
+    }
     if tracking.on {
         flags.push('t');
         if registry.redirect_broken(&tracking) {

@@ -62,6 +62,7 @@ impl Registry {
             multi: AtomicI32::new(-1),
             subs: [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)],
             no_evict: AtomicBool::new(false),
+            blocked: AtomicBool::new(false),
             tracking: Mutex::new(TrackingView::default()),
             upstream: Mutex::new(None),
             killed: AtomicBool::new(false),
@@ -209,6 +210,8 @@ pub struct Client {
     pub(super) multi: AtomicI32,
     subs: [AtomicU32; 3],
     pub(super) no_evict: AtomicBool,
+    /// Waiting on a blocking command.
+    pub(super) blocked: AtomicBool,
     tracking: Mutex<TrackingView>,
     /// The client's dedicated connection, if it holds one.
     upstream: Mutex<Option<ConnHandle>>,
@@ -263,6 +266,10 @@ impl Client {
 
     pub fn subs(&self, kind: SubKind) -> u32 {
         self.subs[kind as usize].load(Relaxed)
+    }
+
+    pub fn set_blocked(&self, on: bool) {
+        self.blocked.store(on, Relaxed);
     }
 
     pub fn set_no_evict(&self, on: bool) {

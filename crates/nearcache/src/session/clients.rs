@@ -51,6 +51,13 @@ impl Session {
     }
 
     pub(super) async fn answer_client(&mut self, args: &[Bytes]) -> Result<(), Stop> {
+        if self.spec.name == "ID" && self.mode != Mode::Shared {
+            // A client that asks for its id may be about to be named as a REDIRECT target:
+            // the id of its dedicated connection is then needed at once.
+            if let Some(conn) = &self.conn {
+                conn.fetch_client_id().await;
+            }
+        }
         let answer = match self.spec.redis.map(|r| r.arity) {
             Some(arity) if !arity_ok(arity, args.len()) => Answer::Reply(reply::error(&format!(
                 "ERR wrong number of arguments for '{}' command",

@@ -46,7 +46,7 @@ impl Session {
         rd: &mut OwnedReadHalf,
     ) -> Result<Send, Stop> {
         if self.mode == Mode::Relay
-            && (self.unasked.any(self.proto, self.me.tracking().on) || !self.leave_relay().await)
+            && (self.unasked.any(self.proto, || self.me.tracking().on) || !self.leave_relay().await)
         {
             return Ok(Send::Relay);
         }
@@ -136,6 +136,7 @@ impl Session {
                 self.me.set_upstream(Some(conn.clone()));
                 self.output.link.set_dedicated(true);
                 self.conn = Some(conn);
+                self.accept_pushes();
                 true
             }
             Err(e) => {
@@ -150,11 +151,22 @@ impl Session {
         self.conn.as_ref().is_some_and(ConnHandle::is_tainted)
     }
 
+    /// In RESP3, pushes Redis sends the client's dedicated connection (invalidations
+    /// redirected to this client) are the client's: they go to the writer as they come, so
+    /// the reader stops writing beside it.
+    pub(super) fn accept_pushes(&mut self) {
+        if let (3, Some(conn)) = (self.proto, &self.conn) {
+            conn.set_push_sink(Some(self.output.out.clone()));
+            self.output.relaying();
+        }
+    }
+
     /// Gives a transient dedicated connection back once its last reply is in (the pool closes
     /// it if its state is not the pool's).
     async fn give_back(&mut self) {
         self.output.link.drained().await;
         if let Some(conn) = self.conn.take() {
+            conn.set_push_sink(None);
             self.ctx.pool.release(conn);
         }
         self.me.set_upstream(None);
@@ -186,6 +198,7 @@ impl Session {
             self.mode = Mode::Transient;
         } else if let Some(v) = self.spec.hello_version(args) {
             self.proto = v;
+            self.accept_pushes();
         }
         if reset || self.mode != Mode::Transient {
             // Reset, or kept for the session (SELECT n, AUTH, CLIENT SETNAME, HELLO with a
@@ -201,10 +214,20 @@ impl Session {
         };
         let bytes = self.wire(args);
         let timed = !self.spec.blocks(args);
-        if !timed {
-            // A blocked client may be unblocked by another, by the proxy's id.
+        let after = if timed || self.tx.in_multi() {
+            after
+        } else {
+            // A blocked client may be unblocked by another, by the proxy's id; and it shows
+            // as blocked (`b`) until its reply is in.
             self.dedicated_conn()?.learn_client_id();
-        }
+            self.me.set_blocked(true);
+            let me = self.me.client();
+            let unblocked: crate::reply::Patch = Box::new(move |reply| {
+                me.set_blocked(false);
+                reply
+            });
+            After::Patch(Box::new(after), unblocked)
+        };
         let meter = self.output.out.meter().clone();
         let rx = self.dedicated_conn()?.call_for(bytes, timed, Some(&meter));
         self.stamp.sent_upstream();
@@ -311,9 +334,10 @@ impl Session {
             self.unasked = Default::default();
             return;
         }
-        match self.spec.full_name().as_str() {
+        match self.spec.name {
             "MONITOR" => self.unasked.monitor = true,
-            "CLIENT|REPLY" => {
+            // CLIENT REPLY (no other command is named REPLY).
+            "REPLY" => {
                 self.unasked.reply_off = !args.get(2).is_some_and(|a| a.eq_ignore_ascii_case(b"on"))
             }
             _ => {}
@@ -348,6 +372,7 @@ impl Session {
         if self.mode != Mode::Shared {
             self.ctx.metrics.pinned.dec();
             if let Some(conn) = self.conn.take() {
+                conn.set_push_sink(None);
                 self.ctx.pool.discard(conn);
             }
         }

@@ -103,13 +103,20 @@ pub(super) struct Unasked {
 impl Unasked {
     /// Whether anything may come unasked, for a client speaking `proto` whose tracking is
     /// `tracking_on` (in RESP3, invalidations are pushes on its own connection).
-    pub(super) fn any(&self, proto: u8, tracking_on: bool) -> bool {
+    pub(super) fn any(&self, proto: u8, tracking_on: impl FnOnce() -> bool) -> bool {
         self.subscribed.iter().any(|&s| s)
             || self.monitor
             || self.reply_off
             || self.stuck
-            || (proto == 3 && tracking_on)
+            || (proto == 3 && tracking_on())
     }
+}
+
+/// An [`After::Patch`] with no other effect.
+pub(super) fn patch(
+    f: impl FnOnce(Option<Bytes>) -> Option<Bytes> + Send + 'static,
+) -> After {
+    After::Patch(Box::new(After::Nothing), Box::new(f))
 }
 
 /// Where the session's commands currently go.
@@ -151,18 +158,22 @@ impl Session {
                     return After::Nothing;
                 };
                 let me = self.me.client();
-                After::Patch(Box::new(move |reply| {
-                    if !matches!(reply.first(), Some(b'-' | b'!')) {
+                patch(move |reply| {
+                    if reply
+                        .as_ref()
+                        .is_some_and(|r| !matches!(r.first(), Some(b'-' | b'!')))
+                    {
                         me.set_db(db);
                     }
                     reply
-                }))
+                })
             }
             Special::Info => {
                 let (registry, max) = (self.me.registry().clone(), self.ctx.clients.max_clients());
-                After::Patch(Box::new(move |reply| {
-                    crate::clients::info_clients(&reply, &registry, max).unwrap_or(reply)
-                }))
+                patch(move |reply| {
+                    let reply = reply?;
+                    Some(crate::clients::info_clients(&reply, &registry, max).unwrap_or(reply))
+                })
             }
             _ => After::Nothing,
         }

@@ -257,11 +257,8 @@ fn after_reply(
             }
             link.write_done();
         }
-        (After::Patch(patch), _) => {
-            if let Some(bytes) = reply {
-                out.extend_from_slice(&patch(bytes));
-            }
-            return;
+        (After::Patch(inner, patch), c) => {
+            return after_reply(*inner, patch(reply), c, link, out);
         }
         _ => {}
     }

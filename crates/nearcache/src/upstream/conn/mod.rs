@@ -71,6 +71,17 @@ impl Drop for Completion {
     }
 }
 
+const CLIENT_ID: &[u8] = b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n";
+
+/// The value of an integer reply (`:<n>\r\n`).
+fn parse_integer(reply: &[u8]) -> Option<i64> {
+    std::str::from_utf8(reply.strip_prefix(b":")?)
+        .ok()?
+        .trim_end()
+        .parse()
+        .ok()
+}
+
 /// One encoded command (or several, pipelined) and what it expects back.
 pub struct Request {
     pub bytes: Bytes,
@@ -93,6 +104,8 @@ struct ConnState {
     generation: AtomicU64,
     /// Tracking epoch this connection's `CLIENT TRACKING ... REDIRECT` points at (0: none).
     tracking_epoch: AtomicU64,
+    /// Where the pushes this connection receives go while a client holds it.
+    pushes: std::sync::Mutex<Option<Outbox>>,
     /// The id Redis gave this connection, once asked (`CLIENT ID`), or -1.
     client_id: AtomicI64,
     asked_id: AtomicBool,
@@ -109,6 +122,13 @@ struct ConnState {
 }
 
 impl ConnState {
+    fn pushes(&self) -> Option<Outbox> {
+        self.pushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn tag(&self) -> u64 {
         (self.index << 32) | (self.generation.load(Ordering::Acquire) & 0xffff_ffff)
     }
@@ -140,6 +160,7 @@ impl ConnHandle {
             index: env.counters.next_index(),
             generation: AtomicU64::new(0),
             tracking_epoch: AtomicU64::new(0),
+            pushes: std::sync::Mutex::new(None),
             client_id: AtomicI64::new(-1),
             asked_id: AtomicBool::new(false),
             tracking: env.tracking.clone().filter(|_| tracking),
@@ -227,6 +248,12 @@ impl ConnHandle {
         self.state.inflight.load(Ordering::Acquire)
     }
 
+    /// Pushes this connection receives go to `sink` (the session of the client holding it), or
+    /// are dropped (`None`).
+    pub fn set_push_sink(&self, sink: Option<Outbox>) {
+        *self.state.pushes.lock().unwrap_or_else(|p| p.into_inner()) = sink;
+    }
+
     /// The id Redis gave this connection, once [`ConnHandle::learn_client_id`] has it.
     pub fn client_id(&self) -> Option<i64> {
         Some(self.state.client_id.load(Ordering::Acquire)).filter(|&id| id >= 0)
@@ -240,19 +267,23 @@ impl ConnHandle {
             return;
         }
         let state = self.state.clone();
-        let cmd = Bytes::from_static(b"*2\r\n$6\r\nCLIENT\r\n$2\r\nID\r\n");
-        self.call_then(cmd, move |reply| {
-            let id = reply.ok().and_then(|r| {
-                std::str::from_utf8(r.strip_prefix(b":")?)
-                    .ok()?
-                    .trim_end()
-                    .parse()
-                    .ok()
-            });
-            if let Some(id) = id {
+        self.call_then(Bytes::from_static(CLIENT_ID), move |reply| {
+            if let Some(id) = reply.ok().as_deref().and_then(parse_integer) {
                 state.client_id.store(id, Ordering::Release);
             }
         });
+    }
+
+    /// The id Redis gave this connection, asked now if not known yet (on a matched connection:
+    /// the reply is awaited in turn).
+    pub async fn fetch_client_id(&self) -> Option<i64> {
+        if let Some(id) = self.client_id() {
+            return Some(id);
+        }
+        let reply = self.call(Bytes::from_static(CLIENT_ID)).await.ok()?.ok()?;
+        let id = parse_integer(&reply)?;
+        self.state.client_id.store(id, Ordering::Release);
+        Some(id)
     }
 
     /// Whether the connection is established and takes new work (a dead dedicated connection

@@ -293,6 +293,12 @@ impl Waiting {
                 warn!(upstream = %state.addr, "tracking redirect broken");
                 state.tracking_lost();
             }
+            if let Some(sink) = state.pushes() {
+                // A client's own connection: its pushes (invalidations redirected to it,
+                // say) are the client's.
+                sink.send(Outbound::Frame(frame));
+                return Ok(());
+            }
             debug!(upstream = %state.addr, "push frame on a matched connection");
             return Ok(());
         }
