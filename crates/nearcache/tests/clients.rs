@@ -111,3 +111,185 @@ async fn sync_inside_multi_is_refused_by_redis() {
     assert_eq!(&direct.cmd(&["MULTI"]).await[..], b"+OK\r\n");
     assert_eq!(direct.cmd(&["SYNC"]).await, reply);
 }
+
+/// The value of an integer reply.
+fn int(reply: &[u8]) -> i64 {
+    std::str::from_utf8(&reply[1..reply.len() - 2])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// The payload of a bulk reply, as text.
+fn text(reply: &[u8]) -> String {
+    let start = reply.iter().position(|&b| b == b'\n').unwrap() + 1;
+    String::from_utf8_lossy(&reply[start..reply.len() - 2]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_client_has_its_own_id_name_and_line_in_client_list() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    let mut a = RawConn::connect(&proxy.addr()).await;
+    let mut b = RawConn::connect(&proxy.addr()).await;
+    let (id_a, id_b) = (
+        int(&a.cmd(&["CLIENT", "ID"]).await),
+        int(&b.cmd(&["CLIENT", "ID"]).await),
+    );
+    assert_ne!(id_a, id_b);
+    assert_eq!(
+        &a.cmd(&["CLIENT", "SETNAME", "alpha"]).await[..],
+        b"+OK\r\n"
+    );
+    assert_eq!(&a.cmd(&["CLIENT", "GETNAME"]).await[..], b"$5\r\nalpha\r\n");
+    assert_eq!(&b.cmd(&["CLIENT", "GETNAME"]).await[..], b"$-1\r\n");
+    let bad = a.cmd(&["CLIENT", "SETNAME", "a b"]).await;
+    assert!(
+        bad.starts_with(b"-ERR Client names cannot contain spaces"),
+        "{bad:?}"
+    );
+
+    // Both clients, as the proxy sees them: their own addresses, not the upstream ones.
+    let list = text(&b.cmd(&["CLIENT", "LIST"]).await);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    let line_a = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("id={id_a} ")))
+        .unwrap();
+    let addr_a = a.local_addr();
+    assert!(line_a.contains(&format!(" addr={addr_a} ")), "{line_a}");
+    assert!(line_a.contains(" name=alpha "), "{line_a}");
+    assert!(
+        line_a.contains(&format!(" laddr={} ", proxy.addr)),
+        "{line_a}"
+    );
+    let line_b = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("id={id_b} ")))
+        .unwrap();
+    assert!(line_b.contains(" cmd=client|list "), "{line_b}");
+    let only_a = text(&b.cmd(&["CLIENT", "LIST", "ID", &id_a.to_string()]).await);
+    assert_eq!(only_a.lines().count(), 1);
+    let info = text(&a.cmd(&["CLIENT", "INFO"]).await);
+    assert!(info.starts_with(&format!("id={id_a} ")), "{info}");
+
+    // INFO clients counts the proxy's clients.
+    let info = text(&a.cmd(&["INFO", "clients"]).await);
+    assert!(info.contains("\r\nconnected_clients:2\r\n"), "{info}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_kill_closes_the_proxy_client_it_names() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    let mut killer = RawConn::connect(&proxy.addr()).await;
+    let mut victim = RawConn::connect(&proxy.addr()).await;
+    let id = int(&victim.cmd(&["CLIENT", "ID"]).await);
+    assert_eq!(
+        &killer.cmd(&["CLIENT", "KILL", "ID", &id.to_string()]).await[..],
+        b":1\r\n"
+    );
+    // The victim's connection is closed, as Redis closes a client it kills.
+    assert!(matches!(victim.try_cmd(&["PING"]).await, Err(_)));
+    let addr = victim.local_addr().to_string();
+    assert_eq!(
+        &killer.cmd(&["CLIENT", "KILL", &addr]).await[..],
+        b"-ERR No such client\r\n"
+    );
+    let bad = killer.cmd(&["CLIENT", "KILL", "ID", "0"]).await;
+    assert!(
+        bad.starts_with(b"-ERR client-id should be greater than 0"),
+        "{bad:?}"
+    );
+    // SKIPME no: the caller too, after its reply.
+    assert_eq!(
+        &killer.cmd(&["CLIENT", "KILL", "SKIPME", "no"]).await[..],
+        b":1\r\n"
+    );
+    assert!(matches!(killer.try_cmd(&["PING"]).await, Err(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_redirects_to_a_client_by_the_id_the_proxy_gave_it() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    let mut target = RawConn::connect(&proxy.addr()).await;
+    let target_id = int(&target.cmd(&["CLIENT", "ID"]).await).to_string();
+    let sub = target.cmd(&["SUBSCRIBE", "__redis__:invalidate"]).await;
+    assert!(sub.starts_with(b"*3\r\n$9\r\nsubscribe\r\n"), "{sub:?}");
+
+    let mut reader = RawConn::connect(&proxy.addr()).await;
+    let ok = reader
+        .cmd(&["CLIENT", "TRACKING", "on", "REDIRECT", &target_id])
+        .await;
+    assert_eq!(&ok[..], b"+OK\r\n");
+    assert_eq!(
+        int(&reader.cmd(&["CLIENT", "GETREDIR"]).await).to_string(),
+        target_id
+    );
+    assert_eq!(&reader.cmd(&["SET", "k", "1"]).await[..], b"+OK\r\n");
+    assert_eq!(&reader.cmd(&["GET", "k"]).await[..], b"$1\r\n1\r\n");
+
+    let mut writer = RawConn::connect(&redis.addr()).await;
+    assert_eq!(&writer.cmd(&["SET", "k", "2"]).await[..], b"+OK\r\n");
+    let message = target.read_raw().await;
+    assert_eq!(
+        &message[..],
+        b"*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n*1\r\n$1\r\nk\r\n"
+    );
+    let info = text(&reader.cmd(&["INFO", "clients"]).await);
+    assert!(info.contains("\r\ntracking_clients:1\r\n"), "{info}");
+
+    let gone = reader
+        .cmd(&["CLIENT", "TRACKING", "on", "REDIRECT", "987654"])
+        .await;
+    assert_eq!(
+        &gone[..],
+        b"-ERR The client ID you want redirect to does not exist\r\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_dedicated_connection_is_killed_is_closed_without_a_reply() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&c.cmd(&["SELECT", "1"]).await[..], b"+OK\r\n");
+    // Kill every normal connection Redis has but ours: the proxy's, the dedicated one among them.
+    let mut admin = RawConn::connect(&redis.addr()).await;
+    let killed = admin
+        .cmd(&["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"])
+        .await;
+    assert!(int(&killed) >= 1);
+    match c.try_cmd(&["GET", "k"]).await {
+        Err(_) => {}
+        Ok(reply) => panic!("expected the connection closed, got {reply:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_back_from_pub_sub_is_answered_by_the_proxy_again() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    let id = c.cmd(&["CLIENT", "ID"]).await;
+    c.cmd(&["SUBSCRIBE", "ch"]).await;
+    let unsub = c.cmd(&["UNSUBSCRIBE"]).await;
+    assert!(
+        unsub.starts_with(b"*3\r\n$11\r\nunsubscribe\r\n"),
+        "{unsub:?}"
+    );
+    // Redis sends nothing unasked any more: the proxy's own answers are in order again.
+    assert_eq!(c.cmd(&["CLIENT", "ID"]).await, id);
+    let replies = c
+        .pipeline(&[
+            vec!["SET", "x", "1"],
+            vec!["CLIENT", "ID"],
+            vec!["GET", "x"],
+        ])
+        .await;
+    assert_eq!(&replies[0][..], b"+OK\r\n");
+    assert_eq!(replies[1], id);
+    assert_eq!(&replies[2][..], b"$1\r\n1\r\n");
+}

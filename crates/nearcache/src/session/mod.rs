@@ -285,6 +285,7 @@ impl Session {
             // The proxy's own command is answered in every mode, relaying included.
             return self.answer_local(Local::Nearcache, args).await;
         }
+        self.settle_relay().await;
         if route == Route::Local(Local::Client) && self.answers_client_here(args) {
             return self.answer_client(args).await;
         }

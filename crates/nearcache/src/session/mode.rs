@@ -45,9 +45,7 @@ impl Session {
         args: &[Bytes],
         rd: &mut OwnedReadHalf,
     ) -> Result<Send, Stop> {
-        if self.mode == Mode::Relay
-            && (self.unasked.any(self.proto, || self.me.tracking().on) || !self.leave_relay().await)
-        {
+        if self.mode == Mode::Relay {
             return Ok(Send::Relay);
         }
         if route == Route::Replicate && !self.tx.is_open() {
@@ -292,11 +290,19 @@ impl Session {
         Ok(())
     }
 
-    /// A relayed session whose connection Redis no longer sends anything unasked goes back
+    /// Before a command: a relayed session whose connection Redis no longer sends anything
+    /// unasked goes back
     /// to matched replies, so that its commands can be answered by the proxy again (and `INFO`
     /// patched): a `PING` with a token goes up, every frame before its reply is relayed, and
     /// the session waits for that reply before it queues anything more. False (still relayed)
     /// if the reply does not come back in time.
+    pub(super) async fn settle_relay(&mut self) {
+        if self.mode == Mode::Relay && !self.unasked.any(self.proto, || self.me.tracking().on) {
+            self.leave_relay().await;
+        }
+    }
+
+    /// Ends the relay (see [`Session::settle_relay`]); false if Redis did not confirm it.
     async fn leave_relay(&mut self) -> bool {
         static NONCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let Some(conn) = self.conn.clone().filter(ConnHandle::is_up) else {

@@ -113,9 +113,7 @@ impl Unasked {
 }
 
 /// An [`After::Patch`] with no other effect.
-pub(super) fn patch(
-    f: impl FnOnce(Option<Bytes>) -> Option<Bytes> + Send + 'static,
-) -> After {
+pub(super) fn patch(f: impl FnOnce(Option<Bytes>) -> Option<Bytes> + Send + 'static) -> After {
     After::Patch(Box::new(After::Nothing), Box::new(f))
 }
 

@@ -555,6 +555,11 @@ impl RawConn {
         })
     }
 
+    /// This end's address (what the server sees as the client's).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local address")
+    }
+
     /// Writes one command.
     pub async fn send<A: AsRef<[u8]>>(&mut self, args: &[A]) {
         let mut out = BytesMut::new();
