@@ -135,10 +135,29 @@ pub(super) fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
 
 /// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),
 /// `None` when the reply is not an integer (then nothing is cached).
-pub(super) fn parse_pttl(reply: &[u8]) -> Option<Option<u64>> {
+pub(super) fn parse_pttl(reply: &[u8]) -> Option<Pttl> {
     let text = std::str::from_utf8(reply.strip_prefix(b":")?).ok()?;
     let ms: i64 = text.trim_end().parse().ok()?;
-    Some((ms >= 0).then_some(ms as u64))
+    Some(match ms {
+        -2 => Pttl::Missing,
+        ms if ms < 0 => Pttl::Forever,
+        ms => Pttl::Ms(ms as u64),
+    })
+}
+
+/// What `PTTL` said of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pttl {
+    Ms(u64),
+    /// No TTL (-1).
+    Forever,
+    /// No such key (-2).
+    Missing,
+}
+
+/// A null reply (RESP2 null bulk or array, RESP3 null).
+pub(super) fn is_null(reply: &[u8]) -> bool {
+    matches!(reply, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
 }
 
 #[cfg(test)]
@@ -148,9 +167,9 @@ mod tests {
 
     #[test]
     fn reads_pttl_replies() {
-        assert_eq!(parse_pttl(b":1500\r\n"), Some(Some(1500)));
-        assert_eq!(parse_pttl(b":-1\r\n"), Some(None));
-        assert_eq!(parse_pttl(b":-2\r\n"), Some(None));
+        assert_eq!(parse_pttl(b":1500\r\n"), Some(Pttl::Ms(1500)));
+        assert_eq!(parse_pttl(b":-1\r\n"), Some(Pttl::Forever));
+        assert_eq!(parse_pttl(b":-2\r\n"), Some(Pttl::Missing));
         assert_eq!(parse_pttl(b"-ERR x\r\n"), None);
     }
 

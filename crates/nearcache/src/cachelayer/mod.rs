@@ -17,14 +17,13 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
-use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::obs::metrics::{FlushReason, Metrics};
 use crate::reply::{OutMeter, ReplyTx, UpstreamResult};
 use crate::upstream::TrackingSink;
 pub use arrays::{join_array, put_array, split_array};
-use entry::{bulk_payload, compact_key, parse_pttl, put_reply};
+use entry::{bulk_payload, compact_key, is_null, parse_pttl, put_reply, Pttl};
 pub use entry::{put_entry_key, Form};
 use flights::Flights;
 pub use flights::{Join, Landing};
@@ -210,7 +209,11 @@ impl CacheLayer {
         }
     }
 
-    /// Completes a fill with the reply and the key's `PTTL` reply (sent right before the read).
+    /// Completes a fill with the reply and the key's `PTTL` reply, sent right after the read on
+    /// the same connection. The key's expiry is no later than the read's send time plus that
+    /// TTL (it only shortens, unless a write changes it, and then an invalidation voids the
+    /// fill). A key that changed between the two (gone with a value read, there with a null
+    /// read) is not filled: the invalidation on its way would void it.
     pub fn complete(&self, fill: Fill, reply: &Bytes, pttl: &[u8]) {
         if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
             return;
@@ -221,9 +224,10 @@ impl CacheLayer {
         let Some(ttl) = parse_pttl(pttl) else {
             return;
         };
-        let life = match ttl {
-            Some(ms) => ms.min(self.ttl_cap_ms),
-            None => self.ttl_cap_ms,
+        let life = match (ttl, is_null(reply)) {
+            (Pttl::Ms(ms), false) => ms.min(self.ttl_cap_ms),
+            (Pttl::Forever, false) | (Pttl::Missing, true) => self.ttl_cap_ms,
+            _ => return,
         };
         let Some(key) = fill.key else {
             return;
@@ -269,47 +273,55 @@ impl CacheLayer {
     }
 }
 
-/// A fill waiting for its key's `PTTL` reply.
-pub type PendingFill = (Fill, oneshot::Receiver<UpstreamResult>);
+/// The values a miss read, kept for the fills that complete when their keys' `PTTL` replies
+/// (sent right after the read, on the same connection) come in.
+pub type Stash = Arc<std::sync::OnceLock<Vec<Bytes>>>;
 
-/// Completes a leader's read with its reply (or why there is none): fills the cache, lands the
-/// flight, and passes the reply on to the leader's own client. Run by the upstream connection's
-/// task as it reads the reply ([`crate::upstream::ConnHandle::call_then`]), so followers get
-/// their reply even if the leader's client has gone, and no task is woken per miss.
+/// Completes a leader's read with its reply (or why there is none): stashes the value for the
+/// fill, lands the flight, and passes the reply on to the leader's own client. Run by the
+/// upstream connection's task as it reads the reply ([`crate::upstream::ConnHandle::call_then`]),
+/// so followers get their reply even if the leader's client has gone, and no task is woken per
+/// miss.
 pub fn complete_flight(
     cache: &CacheLayer,
     landing: Landing,
-    fill: Option<PendingFill>,
+    stash: Option<Stash>,
     result: UpstreamResult,
     to_client: ReplyTx,
 ) {
-    if let (Some((fill, pttl)), Ok(bytes)) = (fill, &result) {
-        if let Some(ttl) = pttl_reply(pttl) {
-            cache.complete(fill, bytes, &ttl);
-        }
+    if let (Some(stash), Ok(bytes)) = (stash, &result) {
+        let _ = stash.set(vec![bytes.clone()]);
     }
     cache.land(landing, &result);
     to_client.send(result);
 }
 
-/// The reply to a fill's `PTTL`, which was sent just before the read on the same connection and
-/// so has been delivered by the time the read's reply is: `None` if it failed.
-fn pttl_reply(mut rx: oneshot::Receiver<UpstreamResult>) -> Option<Bytes> {
-    rx.try_recv().ok()?.ok()
+/// Completes the fill of the `index`th value a read stashed, with its key's `PTTL` reply.
+pub fn complete_fill(
+    cache: &CacheLayer,
+    fill: Fill,
+    stash: &Stash,
+    index: usize,
+    pttl: UpstreamResult,
+) {
+    if let (Ok(pttl), Some(value)) = (pttl, stash.get().and_then(|v| v.get(index))) {
+        cache.complete(fill, value, &pttl);
+    }
 }
 
-/// Completes an MGET of the keys that missed: fills each key's entry from its element, then
-/// answers the client with the whole array, hits and fetched elements in the asked order. Run
-/// by the upstream connection's task, like [`complete_flight`].
+/// Completes an MGET of the keys that missed (`asked`, their places in the client's MGET):
+/// stashes the elements for their fills, then answers the client with the whole array, hits
+/// and fetched elements in the asked order. Run by the upstream connection's task, like
+/// [`complete_flight`].
 pub fn complete_mget(
-    cache: &CacheLayer,
     mut items: Vec<Option<Bytes>>,
-    fills: Vec<(usize, Option<PendingFill>)>,
+    asked: Vec<usize>,
+    stash: Option<Stash>,
     result: UpstreamResult,
     to_client: ReplyTx,
 ) {
     let fetched = match &result {
-        Ok(bytes) => split_array(bytes).filter(|f| f.len() == fills.len()),
+        Ok(bytes) => split_array(bytes).filter(|f| f.len() == asked.len()),
         Err(_) => None,
     };
     let Some(fetched) = fetched else {
@@ -317,12 +329,10 @@ pub fn complete_mget(
         to_client.send(result);
         return;
     };
-    for ((i, fill), elem) in fills.into_iter().zip(fetched) {
-        if let Some((fill, pttl)) = fill {
-            if let Some(ttl) = pttl_reply(pttl) {
-                cache.complete(fill, &elem, &ttl);
-            }
-        }
+    if let Some(stash) = stash {
+        let _ = stash.set(fetched.clone());
+    }
+    for (i, elem) in asked.into_iter().zip(fetched) {
         items[i] = Some(elem);
     }
     let all: Option<Vec<Bytes>> = items.into_iter().collect();

@@ -1,7 +1,7 @@
 //! The cached read path of a session on shared connections: a cacheable read is looked up, a
 //! hit answered at once (in order, behind the replies still pending), a miss joined to the same
-//! read in flight or sent upstream after a `PTTL` of its key and filled when it returns; MGET
-//! is looked up key by key and only its missing keys are fetched.
+//! read in flight or sent upstream followed by a `PTTL` of its key, and filled when that
+//! returns; MGET is looked up key by key and only its missing keys are fetched.
 //!
 //! Owns the session's side of the cache protocol. Never fills an entry itself: the fill is
 //! completed by the upstream connection's task as it reads the reply (`cachelayer`).
@@ -11,14 +11,14 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::state::Session;
-use crate::cachelayer::{self, CacheLayer, Form, Join, Read};
+use crate::cachelayer::{self, CacheLayer, Form, Join, Read, Stash};
 use crate::command;
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply::{self, After};
 
 impl Session {
     /// A cacheable read on a shared connection: a hit is answered at once (in order, behind
-    /// the replies still pending); a miss goes upstream after a `PTTL` of its key, and is cached
+    /// the replies still pending); a miss goes upstream followed by a `PTTL` of its key, and is cached
     /// when it returns.
     pub(super) async fn cached_read(&mut self, args: &[Bytes]) {
         // While a write is in flight, Redis may not have applied it yet: read through, and
@@ -57,7 +57,7 @@ impl Session {
     }
 
     /// A cacheable read that missed (`key`, its entry key): joins the same read in flight, or
-    /// sends it after a `PTTL` of its key and has the reply cached when it returns.
+    /// sends it, then a `PTTL` of its key, and has the reply cached when that returns.
     async fn cached_miss(&mut self, cache: Arc<CacheLayer>, args: &[Bytes], key: Bytes) {
         let group = &args[1];
         self.stamp.mark(Outcome::Miss);
@@ -73,18 +73,21 @@ impl Session {
             Join::Leader(landing) => landing,
         };
         let wire = key.slice(1..);
-        let fill = conn
-            .begin_fill(|tag| cache.begin(group, tag, key))
-            .map(|fill| {
-                // PTTL goes first: its reply is in by the time the read's is, and a write
-                // between the two invalidates the key (PTTL is tracked too), voiding the fill.
-                let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]));
-                (fill, pttl)
-            });
+        let fill = conn.begin_fill(|tag| cache.begin(group, tag, key));
+        let stash = fill.as_ref().map(|_| Stash::default());
         let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
+        let (layer, read) = (cache.clone(), stash.clone());
         conn.call_then(wire, move |result| {
-            cachelayer::complete_flight(&cache, landing, fill, result, to_client)
+            cachelayer::complete_flight(&layer, landing, read, result, to_client)
         });
+        if let (Some(fill), Some(stash)) = (fill, stash) {
+            // PTTL right after the read, so that Redis (and MONITOR) sees the client's command
+            // first; a write between the two invalidates the key, voiding the fill.
+            let pttl = self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]);
+            conn.call_then(pttl, move |ttl| {
+                cachelayer::complete_fill(&cache, fill, &stash, 0, ttl)
+            });
+        }
         self.output.link.dispatched();
         self.queue_reply(rx, After::Nothing);
     }
@@ -145,22 +148,25 @@ impl Session {
                 |(i, entry_key): &(usize, Bytes)| cache.begin(&keys[*i], tag, entry_key.clone());
             misses.iter().map(begin).collect::<Vec<_>>()
         });
-        let mut begun = begun.map(Vec::into_iter);
         let mut missing = vec![Bytes::from_static(b"MGET")];
-        let mut fills = Vec::new();
-        for (i, _) in misses {
-            let key = &keys[i];
-            let fill = begun.as_mut().and_then(Iterator::next).map(|fill| {
-                let pttl = conn.call(self.encode(&[Bytes::from_static(b"PTTL"), key.clone()]));
-                (fill, pttl)
-            });
-            fills.push((i, fill));
-            missing.push(key.clone());
-        }
+        missing.extend(misses.iter().map(|(i, _)| keys[*i].clone()));
+        let asked: Vec<usize> = misses.iter().map(|(i, _)| *i).collect();
+        let stash = begun.as_ref().map(|_| Stash::default());
         let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
+        let read = stash.clone();
         conn.call_then(self.encode(&missing), move |result| {
-            cachelayer::complete_mget(&cache, items, fills, result, to_client)
+            cachelayer::complete_mget(items, asked, read, result, to_client)
         });
+        // Each key's PTTL right after the MGET (see `cached_miss`).
+        if let (Some(begun), Some(stash)) = (begun, stash) {
+            for (n, fill) in begun.into_iter().enumerate() {
+                let pttl = self.encode(&[Bytes::from_static(b"PTTL"), missing[n + 1].clone()]);
+                let (cache, stash) = (cache.clone(), stash.clone());
+                conn.call_then(pttl, move |ttl| {
+                    cachelayer::complete_fill(&cache, fill, &stash, n, ttl)
+                });
+            }
+        }
         self.output.link.dispatched();
         self.queue_reply(rx, After::Nothing);
     }
