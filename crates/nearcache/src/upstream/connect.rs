@@ -33,6 +33,22 @@ pub async fn connect(
     proto: u8,
     extra: &[Bytes],
 ) -> Result<TcpStream, UpstreamError> {
+    open(cfg, proto, extra, true).await
+}
+
+/// [`connect`] for a client's own connection: no `PING` when there is nothing else to say.
+/// What the client sends first is then the first thing Redis (and `MONITOR`) sees, and a
+/// server refusing the connection answers that first command, as it would answer the client.
+pub async fn connect_quietly(cfg: &Settings, proto: u8) -> Result<TcpStream, UpstreamError> {
+    open(cfg, proto, &[], false).await
+}
+
+async fn open(
+    cfg: &Settings,
+    proto: u8,
+    extra: &[Bytes],
+    probe: bool,
+) -> Result<TcpStream, UpstreamError> {
     let unavailable = |cause: String| UpstreamError::Unavailable {
         addr: cfg.addr.clone(),
         cause,
@@ -61,6 +77,9 @@ pub async fn connect(
         hello.push(pass.clone().into());
     }
     if hello.is_empty() && extra.is_empty() {
+        if !probe {
+            return Ok(stream);
+        }
         hello.push(Bytes::from_static(b"PING"));
     }
     let mut out = BytesMut::new();

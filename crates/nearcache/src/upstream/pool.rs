@@ -94,7 +94,7 @@ impl Pool {
     /// A connection outside the pool, authenticated as the pool's user and speaking RESP2, for
     /// a byte relay the pool never sees again (a replica's replication stream).
     pub async fn connect_raw(&self) -> Result<tokio::net::TcpStream, crate::reply::UpstreamError> {
-        super::connect::connect(&self.env.settings, 2, &[]).await
+        super::connect::connect_quietly(&self.env.settings, 2).await
     }
 
     /// The least busy shared connection for `proto`, preferring connected ones.

@@ -104,6 +104,8 @@ struct ConnState {
     generation: AtomicU64,
     /// Tracking epoch this connection's `CLIENT TRACKING ... REDIRECT` points at (0: none).
     tracking_epoch: AtomicU64,
+    /// Opened without a handshake: its first frame may be Redis refusing it.
+    unprobed: AtomicBool,
     /// Where the pushes this connection receives go while a client holds it.
     pushes: std::sync::Mutex<Option<Outbox>>,
     /// The id Redis gave this connection, once asked (`CLIENT ID`), or -1.
@@ -160,6 +162,7 @@ impl ConnHandle {
             index: env.counters.next_index(),
             generation: AtomicU64::new(0),
             tracking_epoch: AtomicU64::new(0),
+            unprobed: AtomicBool::new(false),
             pushes: std::sync::Mutex::new(None),
             client_id: AtomicI64::new(-1),
             asked_id: AtomicBool::new(false),

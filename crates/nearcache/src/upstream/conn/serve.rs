@@ -217,6 +217,23 @@ fn is_redir_broken(push: &[u8]) -> bool {
         if kind.as_ref() == b"tracking-redir-broken")
 }
 
+/// Redis's refusals of a connection it has just accepted (then closes), which a connection
+/// opened without a handshake meets as the reply to its first command.
+const REFUSALS: [&[u8]; 2] = [b"-ERR max number of clients reached", b"-DENIED "];
+
+/// The first frame on a connection opened without a handshake: a refusal fails the connection
+/// (and what waits on it) as a failed handshake would.
+fn refused(frame: &[u8], state: &ConnState) -> Result<(), UpstreamError> {
+    if !REFUSALS.iter().any(|r| frame.starts_with(r)) {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&frame[1..]).trim_end().to_string();
+    Err(UpstreamError::Unavailable {
+        addr: state.addr.clone(),
+        cause: format!("handshake rejected: {text}"),
+    })
+}
+
 /// What the reader waits for: expectations the writer handed over, in the order their
 /// requests were written, and the session every frame goes to once the connection relays.
 struct Waiting {
@@ -235,6 +252,9 @@ impl Waiting {
     /// Routes one reply frame: to the relay sink, to a push consumer, or to the oldest request.
     fn deliver(&mut self, frame: Bytes, state: &ConnState) -> Result<(), UpstreamError> {
         self.take_new();
+        if state.unprobed.swap(false, Ordering::AcqRel) {
+            refused(&frame, state)?;
+        }
         if self.relay.is_none()
             && matches!(
                 self.queue.front(),

@@ -15,7 +15,7 @@ use tracing::warn;
 use super::serve::{serve, Ended};
 use super::{fail, ConnHandle, ConnState, Request};
 use crate::reply::UpstreamError;
-use crate::upstream::connect::{connect, tracking_command};
+use crate::upstream::connect::{connect, connect_quietly, tracking_command};
 use crate::upstream::env::{Backoff, CloseReason, Env};
 use crate::upstream::tracking::TrackingMode;
 
@@ -102,16 +102,22 @@ pub async fn connect_dedicated(
     proto: u8,
     permit: impl Send + 'static,
 ) -> Result<ConnHandle, UpstreamError> {
-    let stream = match connect(&env.settings, proto, &[]).await {
+    let stream = match connect_quietly(&env.settings, proto).await {
         Ok(s) => s,
         Err(e) => {
             env.health.failed("dedicated", &e);
             return Err(e);
         }
     };
-    env.health.connected("dedicated", &env.settings.addr);
+    // Nothing said yet (no HELLO, no AUTH): Redis's answer to the client's first command tells
+    // whether it took the connection (see `Waiting::deliver`).
+    let unprobed = proto == 2 && env.settings.password.is_none();
+    if !unprobed {
+        env.health.connected("dedicated", &env.settings.addr);
+    }
     let (handle, mut rx) = ConnHandle::new(env, proto, false);
     let state = handle.state.clone();
+    state.unprobed.store(unprobed, Ordering::Release);
     state.up.store(true, Ordering::Release);
     let env = env.clone();
     tokio::spawn(async move {
@@ -121,6 +127,9 @@ pub async fn connect_dedicated(
         rx.close();
         let err = match ended {
             Ended::Failed(err) => {
+                if matches!(err, UpstreamError::Unavailable { .. }) {
+                    env.health.failed("dedicated", &err);
+                }
                 env.counters.closed(CloseReason::Error);
                 err
             }
