@@ -174,3 +174,21 @@ async fn replies_nested_deeper_than_any_client_limit_are_forwarded() {
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_a_script_shapes_oddly_are_forwarded_as_they_came() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    // Redis sends this big number with a space for each CR and LF: `(123  123`.
+    let script = "redis.setresp(3); return {big_number='123\\r\\n123'}";
+    let mut replies = Vec::new();
+    for addr in [redis.addr(), proxy.addr()] {
+        let mut c = RawConn::connect(&addr).await;
+        c.hello3().await;
+        replies.push(c.cmd(&["EVAL", script, "0"]).await);
+        assert_eq!(&c.cmd(&["PING"]).await[..], b"+PONG\r\n");
+    }
+    assert_eq!(&replies[0][..], b"(123  123\r\n");
+    assert_eq!(replies[1], replies[0]);
+    proxy.shutdown().await;
+}

@@ -17,6 +17,10 @@ pub struct Limits {
     pub max_depth: usize,
     /// Longest inline command line (Redis: 64 KB).
     pub max_inline_len: usize,
+    /// Take any content on a simple line (integer, double, big number, boolean, null) as it
+    /// comes: for replies from Redis, which a script can shape (a big number `123  123`), and
+    /// which are forwarded as they came.
+    pub any_line: bool,
 }
 
 impl Default for Limits {
@@ -26,6 +30,7 @@ impl Default for Limits {
             max_elements: i32::MAX as usize,
             max_depth: 128,
             max_inline_len: 64 * 1024,
+            any_line: false,
         }
     }
 }
@@ -41,6 +46,7 @@ impl Limits {
         max_elements: usize::MAX,
         max_depth: usize::MAX,
         max_inline_len: usize::MAX,
+        any_line: true,
     };
 }
 
@@ -245,6 +251,7 @@ pub fn scan(buf: &[u8], limits: &Limits) -> Result<Option<usize>, ParseError> {
         let at = pos;
         pos = h.next;
         match h.kind {
+            b'+' | b'-' | b':' | b',' | b'(' | b'#' | b'_' if limits.any_line => {}
             b'+' | b'-' | b':' | b',' | b'(' | b'#' | b'_' => check_line(h.kind, h.line, at + 1)?,
             b'$' | b'!' | b'=' => {
                 let Some(len) = length(h.line, at + 1)? else {
@@ -392,6 +399,13 @@ impl Stack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_from_redis_are_taken_as_they_come() {
+        let odd = b"(123  123\r\n";
+        assert!(scan(odd, &Limits::default()).is_err());
+        assert_eq!(scan(odd, &Limits::UNBOUNDED), Ok(Some(odd.len())));
+    }
 
     #[test]
     fn bulk_end_does_not_overflow() {

@@ -10,6 +10,7 @@ fn small() -> Limits {
         max_elements: 4,
         max_depth: 3,
         max_inline_len: 16,
+        any_line: false,
     }
 }
 

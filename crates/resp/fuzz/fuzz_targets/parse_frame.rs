@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         max_elements: 64,
         max_depth: 16,
         max_inline_len: 256,
+        any_line: false,
     };
     let measured = scan(data, &limits);
     let mut buf = BytesMut::from(data);
