@@ -147,15 +147,16 @@ impl Session {
             }
             // "UNBLOCK"
             _ => {
-                let upstream = parse_id(&rest[0])
-                    .and_then(|id| registry.get(id))
-                    .map_or(-1, |c| c.upstream_id());
-                if upstream < 0 {
-                    // As Redis answers for an id that is not blocked.
-                    return Answer::Reply(integer(0));
-                }
+                // Redis checks the arguments: an id that is no number, a wrong reason. One that
+                // names no blocked client of ours goes as 0, which names none of Redis's either.
                 let mut forward = args.to_vec();
-                forward[2] = Bytes::from(upstream.to_string());
+                if let Some(id) = std::str::from_utf8(&rest[0])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                {
+                    let upstream = registry.get(id).map_or(-1, |c| c.upstream_id());
+                    forward[2] = Bytes::from(upstream.max(0).to_string());
+                }
                 Answer::Forward(forward)
             }
         }
