@@ -5,7 +5,8 @@
 #   scripts/redis-suite.sh                       # every unit of the suite's README
 #   UNITS="type/string tracking" scripts/redis-suite.sh
 #   ONLY=proxy UNITS=protocol scripts/redis-suite.sh   # skip the direct runs
-# Logs of each run stay in $OUT (default target/redis-suite): UNIT.{direct,proxy}.log.
+# Logs of each run stay in $OUT (default target/redis-suite): UNIT.{direct,proxy}.log, and
+# nearcache's own log as UNIT.proxy.err.
 # Extra arguments go to nearcache.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -47,6 +48,7 @@ run_unit() {
         kill "$nc_pid" 2>/dev/null || true
         wait "$nc_pid" 2>/dev/null || true
         nc_pid=""
+        cp "$work/nc.err" "${log%.log}.err" 2>/dev/null || true
     fi
     kill "$redis_pid" 2>/dev/null || true
     wait "$redis_pid" 2>/dev/null || true
