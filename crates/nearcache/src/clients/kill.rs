@@ -6,12 +6,6 @@ use bytes::Bytes;
 use super::describe::ClientType;
 use super::table::{Client, Registry};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkipMe {
-    Yes,
-    No,
-}
-
 /// What a `CLIENT KILL` selects.
 #[derive(Debug, Default)]
 pub struct KillFilter {

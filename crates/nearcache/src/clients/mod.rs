@@ -11,6 +11,6 @@ mod table;
 mod tracking;
 
 pub use describe::{info_clients, line, ClientType, ListFilter};
-pub use kill::{KillFilter, SkipMe};
+pub use kill::KillFilter;
 pub use table::{Client, Registered, Registry, SubKind};
 pub use tracking::{redirect_arg, TrackingView};
