@@ -293,3 +293,34 @@ async fn a_session_back_from_pub_sub_is_answered_by_the_proxy_again() {
     assert_eq!(replies[1], id);
     assert_eq!(&replies[2][..], b"$1\r\n1\r\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_larger_than_the_socket_takes_at_once_arrive_whole_and_in_order() {
+    // A dedicated connection's session writes on the socket itself; what the socket does not
+    // take at once (8 MB) goes to the connection's writer, and what follows waits behind it.
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    c.timeout = Duration::from_secs(30);
+    let big = vec![b'x'; 8 << 20];
+    let replies = c
+        .pipeline(&[
+            vec![&b"SELECT"[..], b"3"],
+            vec![b"SET", b"big", &big],
+            vec![b"APPEND", b"big", b"yz"],
+            vec![b"STRLEN", b"big"],
+            vec![b"GETRANGE", b"big", b"-3", b"-1"],
+        ])
+        .await;
+    assert_eq!(&replies[0][..], b"+OK\r\n");
+    assert_eq!(&replies[1][..], b"+OK\r\n");
+    assert_eq!(
+        &replies[2][..],
+        format!(":{}\r\n", (8 << 20) + 2).as_bytes()
+    );
+    assert_eq!(
+        &replies[3][..],
+        format!(":{}\r\n", (8 << 20) + 2).as_bytes()
+    );
+    assert_eq!(&replies[4][..], b"$3\r\nxyz\r\n");
+}

@@ -41,6 +41,9 @@ pub enum Expect {
     /// this request, a `PING` with a token) is the last relayed one's successor; it is handed to
     /// the completion instead of the session, and replies are matched again from then on.
     EndRelay(Bytes, Completion),
+    /// The rest of a request its session began to write itself: bytes only, its expectation
+    /// is already with the reader (see [`Inline`]).
+    Written,
     /// The reply to `CLIENT TRACKING on REDIRECT`: on `+OK`, fills through this connection are
     /// protected under this tracking epoch. Judged by the task that wrote the command, so the
     /// reply is known to come from the same socket.
@@ -82,6 +85,50 @@ fn parse_integer(reply: &[u8]) -> Option<i64> {
         .ok()
 }
 
+/// An expectation with the time its reply is due.
+struct Due {
+    expect: Expect,
+    deadline: Option<Instant>,
+}
+
+/// A dedicated connection's socket, as its session writes on it directly while the connection's
+/// writer has nothing queued: one task hop less per command, and a command leaves for Redis
+/// from the task that read it from the client (two clients' commands reach Redis in the order
+/// they came more often). What the socket does not take at once goes to the writer, which
+/// then has everything after it too until it has written it all.
+struct Inline {
+    wr: Arc<tokio::net::tcp::OwnedWriteHalf>,
+    due: mpsc::UnboundedSender<Due>,
+}
+
+impl Inline {
+    /// Hands the expectation to the reader and writes what the socket takes now; returns the
+    /// rest, for the writer.
+    fn write(&self, req: Request, timeout: Option<Duration>) -> Option<Request> {
+        let Request {
+            bytes,
+            expect,
+            timed,
+        } = req;
+        let deadline = timeout.filter(|_| timed).map(|t| Instant::now() + t);
+        if let Err(mpsc::error::SendError(due)) = self.due.send(Due { expect, deadline }) {
+            // The reader is gone: the writer's path fails the request.
+            let expect = due.expect;
+            return Some(Request {
+                bytes,
+                expect,
+                timed,
+            });
+        }
+        let n = self.wr.try_write(&bytes).unwrap_or(0);
+        (n < bytes.len()).then(|| Request {
+            bytes: bytes.slice(n..),
+            expect: Expect::Written,
+            timed: false,
+        })
+    }
+}
+
 /// One encoded command (or several, pipelined) and what it expects back.
 pub struct Request {
     pub bytes: Bytes,
@@ -104,6 +151,12 @@ struct ConnState {
     generation: AtomicU64,
     /// Tracking epoch this connection's `CLIENT TRACKING ... REDIRECT` points at (0: none).
     tracking_epoch: AtomicU64,
+    /// A dedicated connection's socket for its session to write on (`None` for a shared one,
+    /// and while the connection is down).
+    inline: Option<std::sync::Mutex<Option<Inline>>>,
+    /// Requests handed to the writer and not written yet (dedicated connections).
+    queued: AtomicUsize,
+    timeout: Option<Duration>,
     /// Opened without a handshake: its first frame may be Redis refusing it.
     unprobed: AtomicBool,
     /// Where the pushes this connection receives go while a client holds it.
@@ -124,6 +177,19 @@ struct ConnState {
 }
 
 impl ConnState {
+    fn set_inline(&self, inline: Option<Inline>) {
+        if let Some(slot) = &self.inline {
+            *slot.lock().unwrap_or_else(|p| p.into_inner()) = inline;
+        }
+    }
+
+    /// The writer has written `n` requests.
+    fn written(&self, n: usize) {
+        if self.inline.is_some() {
+            self.queued.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
     fn pushes(&self) -> Option<Outbox> {
         self.pushes
             .lock()
@@ -162,6 +228,10 @@ impl ConnHandle {
             index: env.counters.next_index(),
             generation: AtomicU64::new(0),
             tracking_epoch: AtomicU64::new(0),
+            // Shared connections (the ones that track) are written by their task alone.
+            inline: (!tracking).then(|| std::sync::Mutex::new(None)),
+            queued: AtomicUsize::new(0),
+            timeout: env.settings.upstream_timeout,
             unprobed: AtomicBool::new(false),
             pushes: std::sync::Mutex::new(None),
             client_id: AtomicI64::new(-1),
@@ -237,6 +307,25 @@ impl ConnHandle {
 
     fn send(&self, req: Request) {
         self.state.inflight.fetch_add(1, Ordering::AcqRel);
+        let Some(slot) = &self.state.inline else {
+            return self.enqueue(req);
+        };
+        // Under the lock, so that two senders' bytes never interleave.
+        let inline = slot.lock().unwrap_or_else(|p| p.into_inner());
+        let req = match inline.as_ref() {
+            Some(inline) if self.state.queued.load(Ordering::Acquire) == 0 => {
+                match inline.write(req, self.state.timeout) {
+                    None => return,
+                    Some(rest) => rest,
+                }
+            }
+            _ => req,
+        };
+        self.state.queued.fetch_add(1, Ordering::AcqRel);
+        self.enqueue(req);
+    }
+
+    fn enqueue(&self, req: Request) {
         if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
             let err = UpstreamError::Lost {
                 addr: self.state.addr.clone(),
@@ -387,6 +476,10 @@ impl ConnHandle {
 }
 
 fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
+    if matches!(expect, Expect::Written) {
+        // Counted, and failed, with the expectation it belongs to.
+        return;
+    }
     state.inflight.fetch_sub(1, Ordering::AcqRel);
     match expect {
         Expect::One(tx) => tx.send(Err(err.clone())),
@@ -394,6 +487,7 @@ fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
         Expect::Relay(sink) => close_relay(&sink, err),
         Expect::Track(_) => {}
         Expect::EndRelay(_, then) => then.run(Err(err.clone())),
+        Expect::Written => {}
     }
 }
 
@@ -409,157 +503,4 @@ fn close_relay(sink: &Outbox, err: &UpstreamError) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::upstream::env::{Counters, Limits, Settings};
-    use crate::upstream::tracking::TrackingSink;
-    use std::sync::Mutex;
-
-    /// What the upstream side tells the cache, applied to a real cache and remembered.
-    pub(super) struct Sink {
-        pub(super) cache: cache::Cache,
-        pub(super) lost: Mutex<Vec<u64>>,
-    }
-
-    impl TrackingSink for Sink {
-        fn connection_lost(&self, tag: u64) {
-            self.lost.lock().unwrap().push(tag);
-            self.cache.invalidate_tag(tag);
-        }
-        fn invalidate(&self, _keys: Option<Vec<Bytes>>) {}
-        fn invalidation_lost(&self) {
-            self.cache.clear();
-        }
-    }
-
-    /// A shared connection, up and tracked under the current epoch, with no task behind it
-    /// (its queue is returned so that it stays open), and the tracking and cache it reports to.
-    pub(super) fn tracked_conn() -> (
-        ConnHandle,
-        mpsc::UnboundedReceiver<Request>,
-        Arc<Tracking>,
-        Arc<Sink>,
-    ) {
-        let sink = Arc::new(Sink {
-            cache: cache::Cache::new(cache::CacheConfig {
-                max_bytes: 1 << 20,
-                policy: Default::default(),
-                shards: 0,
-            }),
-            lost: Mutex::default(),
-        });
-        let tracking = Arc::new(Tracking::new(TrackingMode::Default, sink.clone()));
-        let env = Env {
-            settings: Settings {
-                addr: "test".into(),
-                shared_conns: 1,
-                connect_timeout: Duration::from_secs(1),
-                upstream_timeout: None,
-                username: None,
-                password: None,
-                tracking_health: None,
-                limits: Limits {
-                    max_open: 0,
-                    max_idle: 0,
-                    max_lifetime: None,
-                    max_idle_time: None,
-                    wait_timeout: Duration::from_secs(1),
-                },
-            },
-            counters: Arc::new(Counters::default()),
-            health: Default::default(),
-            tracking: Some(tracking.clone()),
-        };
-        let (conn, rx) = ConnHandle::new(&env, 3, true);
-        conn.state.generation.store(1, Ordering::Release);
-        let epoch = tracking.up(42);
-        conn.state.tracking_epoch.store(epoch, Ordering::Release);
-        conn.state.up.store(true, Ordering::Release);
-        assert!(conn.fill_tag().is_some());
-        (conn, rx, tracking, sink)
-    }
-
-    /// Begins a fill of `k` through `conn`, running `between` just before the ticket is
-    /// taken and `after` just after, and completes it once `begin_fill` has returned: whether
-    /// the entry was stored.
-    fn fill_with(
-        conn: &ConnHandle,
-        sink: &Sink,
-        between: impl FnOnce(),
-        after: impl FnOnce(),
-    ) -> bool {
-        let ticket = conn.begin_fill(|tag| {
-            between();
-            let ticket = sink.cache.begin_fill(b"k", tag);
-            after();
-            ticket
-        });
-        ticket.is_some_and(|t| sink.cache.complete_fill(t, b"GET k", b"v", u64::MAX, 0))
-    }
-
-    #[test]
-    fn a_fill_survives_no_loss_of_the_invalidation_connection_whenever_it_comes() {
-        let (conn, _rx, tracking, sink) = tracked_conn();
-        assert!(
-            fill_with(&conn, &sink, || (), || ()),
-            "a fill with nothing lost"
-        );
-        // The invalidation connection drops (fills stop, the cache is flushed) just before the
-        // ticket is taken, then just after: either way nothing is stored.
-        let drop_invalidation = || tracking.down();
-        assert!(
-            !fill_with(&conn, &sink, drop_invalidation, || ()),
-            "lost before the ticket"
-        );
-        let (conn, _rx, tracking, sink) = tracked_conn();
-        let drop_invalidation = || tracking.down();
-        assert!(
-            !fill_with(&conn, &sink, || (), drop_invalidation),
-            "lost after the ticket"
-        );
-    }
-
-    #[test]
-    fn a_fill_is_never_tagged_with_a_generation_already_lost() {
-        let (conn, _rx, tracking, sink) = tracked_conn();
-        // The connection drops and comes back (a new generation, tracked under the current
-        // epoch) just before the ticket is taken: a fill tagged with the old generation would
-        // outlive it, since that tag's entries were dropped before the ticket existed.
-        let reconnect = || {
-            conn.state.tracking_lost();
-            conn.state.generation.fetch_add(1, Ordering::AcqRel);
-            let (_, epoch) = tracking.redirect().unwrap();
-            conn.state.tracking_epoch.store(epoch, Ordering::Release);
-        };
-        assert!(!fill_with(&conn, &sink, reconnect, || ()));
-        assert!(
-            fill_with(&conn, &sink, || (), || ()),
-            "the new generation fills"
-        );
-    }
-
-    fn recorder() -> (Arc<Mutex<Vec<UpstreamResult>>>, Completion) {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let then = move |r| log.lock().unwrap().push(r);
-        (seen, Completion(Some(Box::new(then))))
-    }
-
-    #[test]
-    fn a_completion_runs_once_with_its_reply() {
-        let (seen, then) = recorder();
-        then.run(Ok(Bytes::from_static(b"+OK\r\n")));
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 1);
-        assert!(matches!(&seen[0], Ok(b) if &b[..] == b"+OK\r\n"));
-    }
-
-    #[test]
-    fn a_completion_dropped_unanswered_runs_with_the_loss() {
-        let (seen, then) = recorder();
-        drop(then);
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 1);
-        assert!(matches!(&seen[0], Err(UpstreamError::Lost { .. })));
-    }
-}
+mod tests;

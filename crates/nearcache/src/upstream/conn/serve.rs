@@ -8,17 +8,18 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use resp::Frame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{close_relay, fail, ConnState, Expect, Request};
+use super::{close_relay, fail, ConnState, Due, Expect, Inline, Request};
 use crate::reply::{Outbound, Outbox, UpstreamError};
 
 /// How many bytes of queued requests are coalesced into one socket write.
@@ -29,12 +30,6 @@ const WRITE_ALONE: usize = 16 * 1024;
 const RETIRE_GRACE: Duration = Duration::from_millis(100);
 /// A retired connection waits at most this long for its last replies.
 const RETIRE_DRAIN: Duration = Duration::from_secs(10);
-
-/// An expectation with the time its reply is due.
-struct Due {
-    expect: Expect,
-    deadline: Option<Instant>,
-}
 
 /// How a connection's service ended.
 pub(super) enum Ended {
@@ -53,24 +48,43 @@ pub(super) async fn serve(
     state: &ConnState,
     timeout: Option<Duration>,
 ) -> Ended {
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, wr) = stream.into_split();
+    let wr = Arc::new(wr);
     let (exp_tx, exp_rx) = mpsc::unbounded_channel::<Due>();
+    state.set_inline(Some(Inline {
+        wr: wr.clone(),
+        due: exp_tx.clone(),
+    }));
     let mut waiting = Waiting {
         incoming: exp_rx,
         queue: VecDeque::new(),
         relay: None,
     };
     let ended = tokio::select! {
-        e = write_requests(&mut wr, rx, &exp_tx, state, timeout) => e,
+        e = write_requests(&wr, rx, &exp_tx, state, timeout) => e,
         e = read_replies(&mut rd, &mut waiting, state, timeout) => Ended::Failed(e),
         () = retired(state) => Ended::Retired,
     };
+    state.set_inline(None);
     let err = match &ended {
         Ended::Failed(e) => e.clone(),
         Ended::Dropped | Ended::Retired => lost(state, "connection closed".into()),
     };
     waiting.fail_all(&err, state);
     ended
+}
+
+/// Writes all of `bytes`, waiting while the socket is full.
+async fn write_all(wr: &OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+    let mut pos = 0;
+    while pos < bytes.len() {
+        match wr.try_write(&bytes[pos..]) {
+            Ok(n) => pos += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wr.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn lost(state: &ConnState, cause: String) -> UpstreamError {
@@ -84,7 +98,7 @@ fn lost(state: &ConnState, cause: String) -> UpstreamError {
 /// bytes leave, and writes whatever is queued in one write (a large request from its own
 /// buffer). Ends when every handle is gone or a write fails.
 async fn write_requests(
-    wr: &mut OwnedWriteHalf,
+    wr: &OwnedWriteHalf,
     rx: &mut mpsc::UnboundedReceiver<Request>,
     expected: &mpsc::UnboundedSender<Due>,
     state: &ConnState,
@@ -98,22 +112,27 @@ async fn write_requests(
         // The clock is read only when a timeout applies (not on the hot path otherwise).
         let now = timeout.map(|_| Instant::now());
         let mut batch = Some(req);
+        let mut items = 0;
         while let Some(req) = batch.take() {
+            items += 1;
             let Request {
                 bytes,
                 expect,
                 timed,
             } = req;
-            let deadline = timeout.zip(now).filter(|_| timed).map(|(t, now)| now + t);
-            // The expectation is queued before the bytes leave, so the reader finds it.
-            let _ = expected.send(Due { expect, deadline });
+            // The expectation is queued before the bytes leave, so the reader finds it (the
+            // rest of a request its session began to write has queued its own).
+            if !matches!(expect, Expect::Written) {
+                let deadline = timeout.zip(now).filter(|_| timed).map(|(t, now)| now + t);
+                let _ = expected.send(Due { expect, deadline });
+            }
             if bytes.len() < WRITE_ALONE {
                 out.extend_from_slice(&bytes);
             } else {
                 // A large request (a big SET): written as it is, after what precedes it.
                 let written = async {
-                    wr.write_all(&out).await?;
-                    wr.write_all(&bytes).await
+                    write_all(wr, &out).await?;
+                    write_all(wr, &bytes).await
                 };
                 if let Err(e) = written.await {
                     return Ended::Failed(lost(state, e.to_string()));
@@ -124,10 +143,11 @@ async fn write_requests(
                 batch = rx.try_recv().ok();
             }
         }
-        if let Err(e) = wr.write_all(&out).await {
+        if let Err(e) = write_all(wr, &out).await {
             return Ended::Failed(lost(state, e.to_string()));
         }
         out.clear();
+        state.written(items);
     }
 }
 
@@ -353,6 +373,8 @@ impl Waiting {
                 self.relay = Some(sink);
                 Ok(())
             }
+            // Never queued for the reader (it carries bytes only); kept total.
+            Some(Expect::Written) => Ok(()),
             // Not relaying (any more): the reply is the one awaited.
             Some(Expect::EndRelay(_, then)) => {
                 state.inflight.fetch_sub(1, Ordering::AcqRel);
