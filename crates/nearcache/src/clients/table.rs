@@ -293,6 +293,11 @@ impl Client {
         *self.upstream.lock().unwrap_or_else(|p| p.into_inner()) = conn;
     }
 
+    /// Whether `CLIENT KILL` named this client.
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Relaxed)
+    }
+
     /// Resolves once the client was killed with `CLIENT KILL`.
     pub async fn killed(&self) {
         loop {

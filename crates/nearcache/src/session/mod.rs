@@ -174,7 +174,9 @@ impl Session {
                 },
             };
             let n = match n {
-                Ok(n) if n > 0 => n,
+                // Killed (`CLIENT KILL`) while it waited: what it sends now is not run, as
+                // Redis closes a client it kills before answering the killer.
+                Ok(n) if n > 0 && !self.me.is_killed() => n,
                 _ => return,
             };
             self.ctx.metrics.bytes_in.inc_by(n as u64);
