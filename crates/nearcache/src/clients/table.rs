@@ -220,11 +220,17 @@ pub struct Client {
 }
 
 impl Client {
-    /// The client sent a command: its name and the time, for `cmd=` and `idle=`.
+    /// The client runs a command, for `cmd=`.
     #[inline]
-    pub fn touched(&self, cmd: u32, at: Instant) {
+    pub fn ran(&self, cmd: u32) {
         self.cmd.store(cmd, Relaxed);
-        let ms = at.saturating_duration_since(self.created).as_millis() as u64;
+    }
+
+    /// The client sent something at `at`, for `idle=`.
+    #[inline]
+    pub fn active(&self, at: Instant) {
+        let since = at.saturating_duration_since(self.created);
+        let ms = since.as_secs() * 1000 + u64::from(since.subsec_millis());
         self.idle_since_ms.store(ms, Relaxed);
     }
 

@@ -181,6 +181,7 @@ impl Session {
             };
             self.ctx.metrics.bytes_in.inc_by(n as u64);
             let now = Instant::now();
+            self.me.active(now);
             self.arrival = Arrival {
                 batch_at: now,
                 read_at: self.ctx.metrics.tracer.capturing().then_some(now),
@@ -262,7 +263,7 @@ impl Session {
         );
         self.stamp = Some(stamp);
         self.output.answered = None;
-        self.me.touched(self.spec.code(), self.arrival.batch_at);
+        self.me.ran(self.spec.code());
         let result = self.dispatch(args, rd).await;
         if self.caching_noted && self.spec.special != Special::Caching {
             self.clear_caching();
@@ -287,7 +288,9 @@ impl Session {
             // The proxy's own command is answered in every mode, relaying included.
             return self.answer_local(Local::Nearcache, args).await;
         }
-        self.settle_relay().await;
+        if self.mode == Mode::Relay {
+            self.settle_relay().await;
+        }
         if route == Route::Local(Local::Client) && self.answers_client_here(args) {
             return self.answer_client(args).await;
         }
