@@ -13,7 +13,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tracing::debug;
 
 use super::state::Session;
-use super::writer::write_all;
+use crate::bufs::write_all;
 
 const CHUNK: usize = 64 * 1024;
 

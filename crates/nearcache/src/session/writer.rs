@@ -19,6 +19,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot;
 
 use super::link::Link;
+use crate::bufs::write_all;
 use crate::cachelayer::CacheLayer;
 use crate::obs::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp};
@@ -265,17 +266,4 @@ fn after_reply(
     if let Some(bytes) = reply {
         out.extend_from_slice(&bytes);
     }
-}
-
-/// Writes all of `bytes` to the client socket, waiting while it is full.
-pub(super) async fn write_all(wr: &OwnedWriteHalf, bytes: &[u8]) -> io::Result<()> {
-    let mut pos = 0;
-    while pos < bytes.len() {
-        match wr.try_write(&bytes[pos..]) {
-            Ok(n) => pos += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wr.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{close_relay, fail, ConnState, Due, Expect, Inline, Request};
+use crate::bufs::write_all;
 use crate::reply::{Outbound, Outbox, UpstreamError};
 
 /// How many bytes of queued requests are coalesced into one socket write.
@@ -72,19 +73,6 @@ pub(super) async fn serve(
     };
     waiting.fail_all(&err, state);
     ended
-}
-
-/// Writes all of `bytes`, waiting while the socket is full.
-async fn write_all(wr: &OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
-    let mut pos = 0;
-    while pos < bytes.len() {
-        match wr.try_write(&bytes[pos..]) {
-            Ok(n) => pos += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wr.writable().await?,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn lost(state: &ConnState, cause: String) -> UpstreamError {
