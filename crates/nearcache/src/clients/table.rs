@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{self, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use tokio::sync::Notify;
 
+use crate::reply::wait_with;
 use crate::upstream::ConnHandle;
 
 use super::tracking::TrackingView;
@@ -66,7 +67,7 @@ impl Registry {
             tracking: Mutex::new(TrackingView::default()),
             upstream: Mutex::new(None),
             killed: AtomicBool::new(false),
-            kill: Notify::new(),
+            kill: AtomicWaker::new(),
         });
         self.map().insert(id, client.clone());
         Registered {
@@ -108,8 +109,8 @@ impl Registry {
         match self.map().remove(&id) {
             Some(c) => {
                 self.forget_tracking(&c);
-                c.killed.store(true, Relaxed);
-                c.kill.notify_one();
+                c.killed.store(true, Ordering::SeqCst);
+                c.kill.wake();
                 true
             }
             None => false,
@@ -216,7 +217,10 @@ pub struct Client {
     /// The client's dedicated connection, if it holds one.
     upstream: Mutex<Option<ConnHandle>>,
     killed: AtomicBool,
-    kill: Notify,
+    /// Wakes the session waiting in [`Client::killed`]: a waker rather than a `Notify`, since
+    /// the session polls that wait every time it wakes, and a `Notify` takes a lock to be
+    /// polled.
+    kill: AtomicWaker,
 }
 
 impl Client {
@@ -306,12 +310,9 @@ impl Client {
 
     /// Resolves once the client was killed with `CLIENT KILL`.
     pub async fn killed(&self) {
-        loop {
-            let notified = self.kill.notified();
-            if self.killed.load(Relaxed) {
-                return;
-            }
-            notified.await;
-        }
+        wait_with(&self.kill, || {
+            self.killed.load(Ordering::SeqCst).then_some(())
+        })
+        .await
     }
 }
