@@ -61,9 +61,10 @@ impl Client {
 pub fn line(c: &Client, registry: &Registry, qbuf: usize, now: Instant) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let age = now.saturating_duration_since(c.created).as_secs();
-    let idle_since = c.idle_since_ms.load(Relaxed);
-    let idle = (now.saturating_duration_since(c.created).as_millis() as u64)
-        .saturating_sub(idle_since)
+    let idle = registry
+        .clock
+        .now()
+        .saturating_sub(c.idle_since_ms.load(Relaxed))
         / 1000;
     let tracking = c.tracking();
     let mut flags = String::new();

@@ -3,15 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::{self, Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 
-use crate::reply::wait_with;
+use crate::clock::Clock;
 use crate::upstream::ConnHandle;
 
 use super::tracking::TrackingView;
@@ -22,6 +21,8 @@ pub struct Registry {
     map: Mutex<BTreeMap<u64, Arc<Client>>>,
     /// Clients whose tracking is on, for `INFO clients`.
     tracking: AtomicI64,
+    /// For `idle=`: a reading costs a memory read, where an `Instant` difference does not.
+    pub(super) clock: Clock,
 }
 
 impl Default for Registry {
@@ -30,6 +31,7 @@ impl Default for Registry {
             next: AtomicU64::new(1),
             map: Mutex::new(BTreeMap::new()),
             tracking: AtomicI64::new(0),
+            clock: Clock::new(),
         }
     }
 }
@@ -54,7 +56,7 @@ impl Registry {
             laddr,
             fd,
             created: Instant::now(),
-            idle_since_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(self.clock.now()),
             cmd: AtomicU32::new(u32::MAX),
             name: Mutex::new(Bytes::new()),
             user: Mutex::new(user.to_string()),
@@ -67,7 +69,7 @@ impl Registry {
             tracking: Mutex::new(TrackingView::default()),
             upstream: Mutex::new(None),
             killed: AtomicBool::new(false),
-            kill: AtomicWaker::new(),
+            on_kill: Mutex::new(None),
         });
         self.map().insert(id, client.clone());
         Registered {
@@ -109,8 +111,11 @@ impl Registry {
         match self.map().remove(&id) {
             Some(c) => {
                 self.forget_tracking(&c);
-                c.killed.store(true, Ordering::SeqCst);
-                c.kill.wake();
+                c.killed.store(true, Relaxed);
+                let stop = c.on_kill.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(stop) = stop {
+                    stop();
+                }
                 true
             }
             None => false,
@@ -149,6 +154,22 @@ impl Registered {
             self.set_subs(kind, 0);
         }
         self.set_tracking(TrackingView::default());
+    }
+
+    /// The client sent something, for `idle=`.
+    #[inline]
+    pub fn active(&self) {
+        let now = self.registry.clock.now();
+        self.client.idle_since_ms.store(now, Relaxed);
+    }
+
+    /// `CLIENT KILL` runs `then` (the session's way to stop at once).
+    pub fn on_kill(&self, then: Box<dyn Fn() + Send + Sync>) {
+        *self
+            .client
+            .on_kill
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(then);
     }
 
     /// Sets the client's tracking view, keeping the registry's count of tracking clients.
@@ -199,7 +220,7 @@ pub struct Client {
     pub laddr: SocketAddr,
     pub fd: i32,
     pub(super) created: Instant,
-    /// When the client last sent something, in ms after `created`.
+    /// When the client last sent something, on the registry's clock.
     pub(super) idle_since_ms: AtomicU64,
     /// The last command it sent ([`CommandSpec::code`](crate::command::CommandSpec::code)).
     pub(super) cmd: AtomicU32,
@@ -217,10 +238,9 @@ pub struct Client {
     /// The client's dedicated connection, if it holds one.
     upstream: Mutex<Option<ConnHandle>>,
     killed: AtomicBool,
-    /// Wakes the session waiting in [`Client::killed`]: a waker rather than a `Notify`, since
-    /// the session polls that wait every time it wakes, and a `Notify` takes a lock to be
-    /// polled.
-    kill: AtomicWaker,
+    /// Stops the client's session: set by the session, run by [`Registry::kill`]. Not a wait
+    /// of the session's own, which it would poll at every wake-up.
+    on_kill: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl Client {
@@ -228,14 +248,6 @@ impl Client {
     #[inline]
     pub fn ran(&self, cmd: u32) {
         self.cmd.store(cmd, Relaxed);
-    }
-
-    /// The client sent something at `at`, for `idle=`.
-    #[inline]
-    pub fn active(&self, at: Instant) {
-        let since = at.saturating_duration_since(self.created);
-        let ms = since.as_secs() * 1000 + u64::from(since.subsec_millis());
-        self.idle_since_ms.store(ms, Relaxed);
     }
 
     pub fn name(&self) -> Bytes {
@@ -306,13 +318,5 @@ impl Client {
     /// Whether `CLIENT KILL` named this client.
     pub fn is_killed(&self) -> bool {
         self.killed.load(Relaxed)
-    }
-
-    /// Resolves once the client was killed with `CLIENT KILL`.
-    pub async fn killed(&self) {
-        wait_with(&self.kill, || {
-            self.killed.load(Ordering::SeqCst).then_some(())
-        })
-        .await
     }
 }

@@ -71,12 +71,16 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
         ctx.registry
             .register(addr.unwrap_or(unknown), laddr.unwrap_or(unknown), fd, &user)
     };
-    let killed = me.client();
     let (rd, wr) = stream.into_split();
     let wr = Arc::new(wr);
     let output_limit = ctx.clients.output_buffer();
     let (out, out_rx) = Outbox::new(output_limit);
     let link = Arc::new(Link::default());
+    {
+        // `CLIENT KILL` from another client ends the session as a writer gone would.
+        let link = link.clone();
+        me.on_kill(Box::new(move || link.close()));
+    }
     let mut writer = {
         let (link, cache, metrics, wr) = (
             link.clone(),
@@ -126,8 +130,6 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
         () = ctx.stop.stopped() => true,
         // The writer gave up (client unreachable, over its output limit): stop reading too.
         () = link.closed() => false,
-        // `CLIENT KILL` from another client.
-        () = killed.killed() => false,
     };
     session.output.spill();
     session.output.out.send(Outbound::Close);
@@ -181,7 +183,7 @@ impl Session {
             };
             self.ctx.metrics.bytes_in.inc_by(n as u64);
             let now = Instant::now();
-            self.me.active(now);
+            self.me.active();
             self.arrival = Arrival {
                 batch_at: now,
                 read_at: self.ctx.metrics.tracer.capturing().then_some(now),
