@@ -61,7 +61,11 @@ pub async fn answer(
     cache: Option<&CacheLayer>,
 ) -> Bytes {
     match read(args) {
-        Request::Info => bulk(&info(control.metrics(), cache, &control.pool().stats()).await),
+        Request::Info => reply::bulk(
+            info(control.metrics(), cache, &control.pool().stats())
+                .await
+                .as_bytes(),
+        ),
         Request::Flush => {
             if let Some(c) = cache {
                 c.flush(FlushReason::Admin);
@@ -121,17 +125,9 @@ fn pairs_reply(pairs: &[(String, String)], proto: u8) -> Bytes {
         let _ = write!(Writer(&mut out), "*{}\r\n", pairs.len() * 2);
     }
     for (k, v) in pairs {
-        out.put_slice(&bulk(k));
-        out.put_slice(&bulk(v));
+        out.put_slice(&reply::bulk(k.as_bytes()));
+        out.put_slice(&reply::bulk(v.as_bytes()));
     }
-    out.freeze()
-}
-
-fn bulk(s: &str) -> Bytes {
-    let mut out = BytesMut::with_capacity(s.len() + 16);
-    let _ = write!(Writer(&mut out), "${}\r\n", s.len());
-    out.put_slice(s.as_bytes());
-    out.put_slice(b"\r\n");
     out.freeze()
 }
 

@@ -395,6 +395,39 @@ pub fn simple(s: &str) -> Bytes {
     Bytes::from(format!("+{s}\r\n"))
 }
 
+/// Encodes an integer reply.
+pub fn integer(n: i64) -> Bytes {
+    Bytes::from(format!(":{n}\r\n"))
+}
+
+/// Encodes a bulk string reply.
+pub fn bulk(b: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(b.len() + 16);
+    resp::header(&mut out, b'$', b.len());
+    out.put_slice(b);
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
+/// The null reply of protocol `proto`.
+pub fn null(proto: u8) -> Bytes {
+    Bytes::from_static(if proto == 3 { b"_\r\n" } else { b"$-1\r\n" })
+}
+
+/// A text reply: a bulk string in RESP2, a verbatim `txt` string in RESP3 (as Redis sends
+/// `CLIENT LIST` and `CLIENT INFO`).
+pub fn verbatim(proto: u8, s: &str) -> Bytes {
+    if proto < 3 {
+        return bulk(s.as_bytes());
+    }
+    let mut out = BytesMut::with_capacity(s.len() + 20);
+    resp::header(&mut out, b'=', s.len() + 4);
+    out.put_slice(b"txt:");
+    out.put_slice(s.as_bytes());
+    out.put_slice(b"\r\n");
+    out.freeze()
+}
+
 /// Encodes an error reply; `msg` starts with its code (`ERR`, `WRONGTYPE`, ...).
 pub fn error(msg: &str) -> Bytes {
     Bytes::from(format!("-{}\r\n", msg.replace(['\r', '\n'], " ")))

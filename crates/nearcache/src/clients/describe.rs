@@ -130,20 +130,10 @@ pub fn info_clients(frame: &[u8], registry: &Registry, max_clients: usize) -> Op
     let payload = frame.get(header..frame.len().checked_sub(2)?)?;
     let patched = patch(payload, registry, max_clients)?;
     let mut out = BytesMut::with_capacity(patched.len() + 16);
-    let _ = write!(Writer(&mut out), "{}{}\r\n", kind as char, patched.len());
+    resp::header(&mut out, kind, patched.len());
     out.extend_from_slice(patched.as_bytes());
     out.extend_from_slice(b"\r\n");
     Some(out.freeze())
-}
-
-/// `fmt::Write` into a `BytesMut`.
-struct Writer<'a>(&'a mut BytesMut);
-
-impl std::fmt::Write for Writer<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
 }
 
 fn patch(payload: &[u8], registry: &Registry, max_clients: usize) -> Option<String> {

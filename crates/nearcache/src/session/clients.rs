@@ -14,7 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::state::{Mode, Session, Stop};
 use crate::clients::{self, ClientType, KillFilter, TrackingView};
 use crate::obs::stats::{Outcome, StampExt as _};
-use crate::reply::{self, After};
+use crate::reply::{self, bulk, integer, null, verbatim, After};
 
 /// What the session does with a `CLIENT` command answered here.
 enum Answer {
@@ -275,50 +275,24 @@ fn list_filter(rest: &[Bytes]) -> Result<clients::ListFilter, String> {
     }
 }
 
-fn integer(n: i64) -> Bytes {
-    Bytes::from(format!(":{n}\r\n"))
-}
-
-fn bulk(b: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(b.len() + 16);
-    out.put_slice(format!("${}\r\n", b.len()).as_bytes());
-    out.put_slice(b);
-    out.put_slice(b"\r\n");
-    out.freeze()
-}
-
-fn null(proto: u8) -> Bytes {
-    Bytes::from_static(if proto == 3 { b"_\r\n" } else { b"$-1\r\n" })
-}
-
-/// A text reply: a bulk string in RESP2, a verbatim `txt` string in RESP3 (as Redis sends
-/// `CLIENT LIST` and `CLIENT INFO`).
-fn verbatim(proto: u8, s: &str) -> Bytes {
-    if proto < 3 {
-        return bulk(s.as_bytes());
-    }
-    let mut out = BytesMut::with_capacity(s.len() + 20);
-    out.put_slice(format!("={}\r\ntxt:", s.len() + 4).as_bytes());
-    out.put_slice(s.as_bytes());
-    out.put_slice(b"\r\n");
-    out.freeze()
-}
-
 /// `CLIENT TRACKINGINFO`: a map of `flags`, `redirect`, `prefixes` (an array of six in RESP2).
 fn tracking_info(proto: u8, view: &TrackingView, registry: &clients::Registry) -> Bytes {
     let mut out = BytesMut::new();
     let flags = view.flags(registry.redirect_broken(view));
-    out.put_slice(if proto == 3 { b"%3\r\n" } else { b"*6\r\n" });
+    if proto == 3 {
+        resp::header(&mut out, b'%', 3);
+    } else {
+        resp::header(&mut out, b'*', 6);
+    }
     out.put_slice(&bulk(b"flags"));
-    let set = if proto == 3 { '~' } else { '*' };
-    out.put_slice(format!("{set}{}\r\n", flags.len()).as_bytes());
+    resp::header(&mut out, if proto == 3 { b'~' } else { b'*' }, flags.len());
     for f in flags {
         out.put_slice(&bulk(f.as_bytes()));
     }
     out.put_slice(&bulk(b"redirect"));
     out.put_slice(&integer(view.redirect_field()));
     out.put_slice(&bulk(b"prefixes"));
-    out.put_slice(format!("*{}\r\n", view.prefixes.len()).as_bytes());
+    resp::header(&mut out, b'*', view.prefixes.len());
     for p in &view.prefixes {
         out.put_slice(&bulk(p));
     }

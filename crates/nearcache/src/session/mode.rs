@@ -311,7 +311,7 @@ impl Session {
         let n = NONCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = format!("nearcache-relay-end-{}-{n}", std::process::id());
         let ping = self.encode(&[Bytes::from_static(b"PING"), Bytes::from(token.clone())]);
-        let reply = Bytes::from(format!("${}\r\n{token}\r\n", token.len()));
+        let reply = crate::reply::bulk(token.as_bytes());
         let (tx, rx) = tokio::sync::oneshot::channel();
         conn.end_relay(ping, reply, move |r| {
             let _ = tx.send(r.is_ok());
