@@ -9,7 +9,7 @@
 //! - [`cachelayer`]: the tracking cache as the proxy uses it;
 //! - [`config`]: typed settings, each defined once.
 //!
-//! Around them: [`clients`] is the proxy's own client table, [`server`] builds and runs one proxy, [`control`] changes its configuration
+//! Around them: [`clients`] is the proxy's own client table, [`server`] builds and runs one proxy (its client sessions on the threads of `workers`), [`control`] changes its configuration
 //! while it runs, [`admin`] answers `NEARCACHE ...`, [`obs`] tells what it does (metrics,
 //! profiles, traces, the admin HTTP port), and [`reply`] is what flows from Redis to a client.
 
@@ -27,6 +27,7 @@ pub mod server;
 pub mod session;
 mod stop;
 pub mod upstream;
+mod workers;
 
 pub use config::Config;
 pub use server::{start, start_with, Running};

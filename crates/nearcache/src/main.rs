@@ -65,18 +65,10 @@ fn run_main() -> anyhow::Result<()> {
     for w in warnings {
         tracing::warn!("{w}");
     }
-    // One thread: tokio's current-thread scheduler, which skips the work-stealing machinery
-    // (run queues shared between workers, waking an idle worker to steal).
-    let mut rt = match config.threads {
-        1 => tokio::runtime::Builder::new_current_thread(),
-        n => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            if n > 0 {
-                b.worker_threads(n);
-            }
-            b
-        }
-    };
+    // The main thread's runtime runs the accept loop, the admin port and the invalidation
+    // connection, and its share of the client sessions; `server` starts the other session
+    // threads, each a single-threaded runtime too (see `workers`).
+    let mut rt = tokio::runtime::Builder::new_current_thread();
     rt.enable_all().build()?.block_on(run(config, args, log))
 }
 

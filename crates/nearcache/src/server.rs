@@ -24,8 +24,10 @@ use crate::obs::metrics::Metrics;
 use crate::obs::{self, LogControl};
 use crate::session::{self, Context};
 use crate::upstream::{Pool, Settings, Tracking, TrackingMode, TrackingSink};
+use crate::workers::Workers;
 
-/// A running proxy. Dropping it leaves the proxy running; call [`Running::shutdown`].
+/// A running proxy. Dropping it leaves the proxy running (its session threads until the
+/// calling runtime drops the accept loop too); call [`Running::shutdown`].
 pub struct Running {
     /// Where clients connect (the bound port when the config asked for port 0).
     pub listen_addr: SocketAddr,
@@ -34,12 +36,14 @@ pub struct Running {
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
     ctx: Arc<Context>,
+    workers: Arc<Workers>,
 }
 
 impl Running {
     /// Stops accepting, then gives client sessions up to `shutdown_timeout` to receive the
     /// replies to what they already sent; the admin server stops too. Sessions still open after
-    /// that (a client blocked for ever, say) are left to end with the process.
+    /// that (a client blocked for ever, say) are dropped with their thread, or, on the calling
+    /// runtime, left to end with the process.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.ctx.stop.raise();
@@ -57,6 +61,8 @@ impl Running {
                 "shutdown timeout reached with clients still waiting"
             );
         }
+        // The session threads end with the last holder of `workers` (the accept loop is done).
+        drop(self.workers);
     }
 
     /// The configuration in force.
@@ -123,13 +129,15 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         None => None,
     };
     info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
-    let accept = tokio::spawn(accept_loop(listener, ctx.clone(), stop_rx));
+    let workers = Arc::new(Workers::start(session_threads(config.threads))?);
+    let accept = tokio::spawn(accept_loop(listener, ctx.clone(), workers.clone(), stop_rx));
     Ok(Running {
         listen_addr,
         admin_addr,
         stop,
         accept,
         ctx,
+        workers,
     })
 }
 
@@ -179,7 +187,20 @@ fn tracking_mode(config: &Config) -> TrackingMode {
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+/// The `threads` setting as a count: 0 means one per core.
+fn session_threads(threads: usize) -> usize {
+    match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<Context>,
+    workers: Arc<Workers>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -196,7 +217,7 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::
                 ctx.metrics.connections.inc();
                 ctx.metrics.clients.inc();
                 let ctx = ctx.clone();
-                tokio::spawn(async move {
+                workers.spawn(stream, |stream| async move {
                     session::serve_client(stream, ctx.clone()).await;
                     ctx.metrics.clients.dec();
                 });

@@ -114,7 +114,11 @@ fn the_hit_path_allocates_nothing_per_request() {
         .on_thread_start(|| PROXY_THREAD.with(|p| p.set(true)))
         .build()
         .unwrap();
-    let config = Proxy::config(&redis.addr()).with("max_memory", "16mb");
+    // One session thread: the sessions run on this marked runtime, none on a thread of the
+    // proxy's own, so every allocation of the hit path is counted.
+    let config = Proxy::config(&redis.addr())
+        .with("max_memory", "16mb")
+        .with("threads", "1");
     let running = rt.block_on(nearcache::start(config)).unwrap();
     let mut c = Client {
         s: TcpStream::connect(running.listen_addr).unwrap(),

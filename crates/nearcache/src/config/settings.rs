@@ -136,7 +136,8 @@ settings! {
     heap_profiling: bool = "true", live;
     /// During a /debug/trace capture, trace one request in this many.
     trace_sample: u64 = "100", live;
-    /// Tokio worker threads; 0 means one per core, 1 runs everything on one thread.
+    /// Threads running client sessions, each a single-threaded runtime that keeps its clients
+    /// for life (the first also runs the accept loop and the admin port); 0 means one per core.
     threads: usize = "0", restart;
 }
 
