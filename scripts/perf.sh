@@ -5,7 +5,8 @@
 # Starts its own redis-server, nutcracker and three nearcache instances (free ports):
 #   nearcache      default threads, --max-memory 256mb: the hot set fits (hit tests, SET, mix);
 #   nearcache-1t   the same with --threads 1 (only in the threads section);
-#   nearcache-2t   the same with --threads 2 (only in the threads section);
+#   nearcache-2t   the same with --threads 2 --thread-placement connection (only in the threads
+#                  section; every client is on 127.0.0.1, which `host` placement keeps on one thread);
 #   small cache    --max-memory 4mb: the key set of the miss test is far larger than the cache.
 # Release build first unless SKIP_BUILD=1. Everything started is stopped on exit.
 #
@@ -100,7 +101,7 @@ if [ -n "${PERF_BASELINE:-}" ]; then
 fi
 if [ "$THREADS" = 1 ]; then
     start_instance nearcache-1t --max-memory 256mb --threads 1
-    start_instance nearcache-2t --max-memory 256mb --threads 2
+    start_instance nearcache-2t --max-memory 256mb --threads 2 --thread-placement connection
 fi
 
 tw_port=$(free_port)

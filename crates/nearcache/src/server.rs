@@ -129,7 +129,10 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         None => None,
     };
     info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
-    let workers = Arc::new(Workers::start(session_threads(config.threads))?);
+    let workers = Arc::new(Workers::start(
+        session_threads(config.threads),
+        config.thread_placement,
+    )?);
     let accept = tokio::spawn(accept_loop(listener, ctx.clone(), workers.clone(), stop_rx));
     Ok(Running {
         listen_addr,
@@ -212,12 +215,12 @@ async fn accept_loop(
             {
                 tokio::spawn(session::refuse(stream, "ERR max number of clients reached"));
             }
-            Ok((stream, _peer)) => {
+            Ok((stream, peer)) => {
                 // Counted here, not in the task, so a burst of accepts cannot overshoot.
                 ctx.metrics.connections.inc();
                 ctx.metrics.clients.inc();
                 let ctx = ctx.clone();
-                workers.spawn(stream, |stream| async move {
+                workers.spawn(stream, peer.ip(), |stream| async move {
                     session::serve_client(stream, ctx.clone()).await;
                     ctx.metrics.clients.dec();
                 });

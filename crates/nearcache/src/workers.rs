@@ -9,11 +9,18 @@
 //! on different threads are each read as soon as their own thread's reactor sees them. It also
 //! spares every wake-up the work-stealing machinery (shared run queues, waking idle workers).
 //!
+//! Across threads there is no such order, so by default a host's connections share a thread
+//! (`thread_placement = host`): an application that sends `UNSUBSCRIBE` or a blocking pop on
+//! one connection and then acts on another gets Redis's order. Clients of different hosts
+//! never had one (their packets take different paths).
+//!
 //! The calling runtime (the one that runs the accept loop) is one of the threads; the others
 //! are started here. Never blocks a runtime thread, and never drops a runtime from inside an
 //! async context (each thread owns its runtime and drops it on its way out).
 
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -22,17 +29,21 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tracing::warn;
 
+use crate::config::values::Placement;
+
 /// The session threads. Dropping this ends them, dropping whatever still runs on them.
 pub struct Workers {
     /// The started threads' runtimes; the calling runtime is slot `handles.len()`.
     handles: Vec<Handle>,
+    placement: Placement,
     next: AtomicUsize,
+    hosts: RandomState,
     exit: Arc<Notify>,
 }
 
 impl Workers {
     /// Starts `threads - 1` session threads beside the calling runtime (`threads` 0 or 1: none).
-    pub fn start(threads: usize) -> std::io::Result<Workers> {
+    pub fn start(threads: usize, placement: Placement) -> std::io::Result<Workers> {
         let exit = Arc::new(Notify::new());
         let mut handles = Vec::new();
         for i in 1..threads.max(1) {
@@ -51,7 +62,9 @@ impl Workers {
         }
         Ok(Workers {
             handles,
+            placement,
             next: AtomicUsize::new(0),
+            hosts: RandomState::new(),
             exit,
         })
     }
@@ -61,15 +74,27 @@ impl Workers {
         self.handles.len() + 1
     }
 
-    /// Runs `serve(stream)` on the next thread in turn. A stream moving to another thread is
-    /// re-registered with that thread's reactor; if that fails the client is dropped (logged).
-    pub fn spawn<F, Fut>(&self, stream: TcpStream, serve: F)
+    /// The thread for a client from `peer`.
+    fn thread_for(&self, peer: IpAddr) -> usize {
+        let n = self.threads();
+        if n == 1 {
+            return 0;
+        }
+        match self.placement {
+            Placement::Host => (self.hosts.hash_one(peer) % n as u64) as usize,
+            Placement::Connection => self.next.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+
+    /// Runs `serve(stream)` on the thread for a client from `peer`. A stream moving to another
+    /// thread is re-registered with that thread's reactor; if that fails the client is dropped
+    /// (logged).
+    pub fn spawn<F, Fut>(&self, stream: TcpStream, peer: IpAddr, serve: F)
     where
         F: FnOnce(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.threads();
-        let Some(handle) = self.handles.get(turn) else {
+        let Some(handle) = self.handles.get(self.thread_for(peer)) else {
             tokio::spawn(serve(stream));
             return;
         };
@@ -94,5 +119,31 @@ impl Drop for Workers {
         if !self.handles.is_empty() {
             self.exit.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_keeps_its_thread_and_connections_take_turns() {
+        let host = Workers::start(3, Placement::Host).unwrap();
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let first = host.thread_for(ip);
+        assert!((0..20).all(|_| host.thread_for(ip) == first));
+        // Many hosts spread over every thread.
+        let used: std::collections::HashSet<usize> = (0..=255u8)
+            .map(|i| host.thread_for(IpAddr::from([10, 0, 1, i])))
+            .collect();
+        assert_eq!(used.len(), 3);
+
+        let turns = Workers::start(3, Placement::Connection).unwrap();
+        let got: Vec<usize> = (0..6).map(|_| turns.thread_for(ip)).collect();
+        assert_eq!(got, [0, 1, 2, 0, 1, 2]);
+        assert_eq!(
+            Workers::start(1, Placement::Connection).unwrap().threads(),
+            1
+        );
     }
 }

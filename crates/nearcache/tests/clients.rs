@@ -324,3 +324,34 @@ async fn commands_larger_than_the_socket_takes_at_once_arrive_whole_and_in_order
     );
     assert_eq!(&replies[4][..], b"$3\r\nxyz\r\n");
 }
+
+/// With two session threads and clients placed in turn, clients on either thread are served,
+/// share the cache, and a message published on one thread reaches a subscriber on the other.
+#[tokio::test]
+async fn clients_on_two_threads_share_the_proxy() {
+    let redis = RedisServer::start();
+    let config = Proxy::config(&redis.addr())
+        .with("max_memory", "16mb")
+        .with("threads", "2")
+        .with("thread_placement", "connection");
+    let proxy = Proxy::start_config(config).await;
+    let mut a = RawConn::connect(&proxy.addr()).await;
+    let mut b = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&a.cmd(&["SET", "k", "1"]).await[..], b"+OK\r\n");
+    assert_eq!(&b.cmd(&["GET", "k"]).await[..], b"$1\r\n1\r\n");
+    assert_eq!(&a.cmd(&["GET", "k"]).await[..], b"$1\r\n1\r\n");
+    // b's write invalidates what a's thread reads from the cache.
+    assert_eq!(&b.cmd(&["SET", "k", "2"]).await[..], b"+OK\r\n");
+    assert_eq!(&a.cmd(&["GET", "k"]).await[..], b"$1\r\n2\r\n");
+
+    let mut sub = RawConn::connect(&proxy.addr()).await;
+    let mut publisher = RawConn::connect(&proxy.addr()).await;
+    let reply = sub.cmd(&["SUBSCRIBE", "ch"]).await;
+    assert!(contains(&reply, b"subscribe"), "{reply:?}");
+    assert_eq!(
+        &publisher.cmd(&["PUBLISH", "ch", "hi"]).await[..],
+        b":1\r\n"
+    );
+    let message = sub.read_raw().await;
+    assert!(contains(&message, b"hi"), "{message:?}");
+}

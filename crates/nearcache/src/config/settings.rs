@@ -139,6 +139,11 @@ settings! {
     /// Threads running client sessions, each a single-threaded runtime that keeps its clients
     /// for life (the first also runs the accept loop and the admin port); 0 means one per core.
     threads: usize = "0", restart;
+    /// Which thread serves a client: `host` keeps every connection from one address on one
+    /// thread, so what a host sends on several connections reaches Redis in the order the proxy
+    /// reads it (as with one thread); `connection` takes threads in turn, spreading one host's
+    /// load, and clients on different threads race.
+    thread_placement: Placement = "host", restart;
 }
 
 /// One setting: what it is called, its type and default, and how to read and write it.

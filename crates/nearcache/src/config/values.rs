@@ -347,6 +347,35 @@ impl Value for TrackingKind {
     }
 }
 
+/// Which session thread serves a new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Every connection from one address on the same thread.
+    Host,
+    /// Connections in turn.
+    Connection,
+}
+
+impl Value for Placement {
+    const KIND: &'static str = "host|connection";
+    const BAD: &'static str = "random";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "host" => Ok(Placement::Host),
+            "connection" => Ok(Placement::Connection),
+            _ => Err(format!("expected host or connection, not {text:?}")),
+        }
+    }
+
+    fn show(&self) -> String {
+        match self {
+            Placement::Host => "host".into(),
+            Placement::Connection => "connection".into(),
+        }
+    }
+}
+
 /// Key prefixes: comma-separated as text, an array in TOML; none may be empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prefixes(pub Vec<String>);
