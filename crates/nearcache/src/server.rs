@@ -20,6 +20,7 @@ use crate::config::live::ClientLimits;
 use crate::config::values::TrackingKind;
 use crate::config::{Config, Setting};
 use crate::control::{pool_limits, Control};
+use crate::obs::health::Readiness;
 use crate::obs::metrics::Metrics;
 use crate::obs::{self, LogControl};
 use crate::session::{self, Context};
@@ -94,7 +95,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
             c as Arc<dyn TrackingSink>,
         ))
     });
-    let pool = Pool::new(upstream_settings(&config), tracking);
+    let pool = Pool::new(upstream_settings(&config), tracking.clone());
     let clients = Arc::new(ClientLimits::new(&config));
     let control = Arc::new(Control::new(
         config.clone(),
@@ -118,7 +119,12 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
     let admin_addr = match &config.admin_listen {
         Some(addr) => {
             let addr = addr.as_str();
-            Some(obs::http::start(addr, metrics, cache, pool, stop_rx.clone()).await?)
+            let ready = Readiness {
+                pool,
+                tracking,
+                stopping: stop_rx.clone(),
+            };
+            Some(obs::http::start(addr, metrics, cache, ready).await?)
         }
         None => None,
     };

@@ -64,7 +64,7 @@ settings! {
     /// Redis to forward to, `host:port`.
     upstream: Address = "127.0.0.1:6379", restart;
     /// Admin HTTP address (`/metrics`, profiles, dashboard); `none` disables it.
-    admin_listen: Option<Address> = "127.0.0.1:9121", restart;
+    admin_listen: Option<Address> = "127.0.0.1:8380", restart;
     /// Shared (multiplexed) upstream connections per protocol version.
     upstream_conns: usize = "2", restart;
     /// Most upstream data connections open at once, shared and dedicated together (the
