@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cachelayer::{CacheLayer, CacheRules};
 use crate::config::live::ClientLimits;
@@ -129,7 +129,8 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         None => None,
     };
     info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
-    let accept = tokio::spawn(accept_loop(listener, ctx.clone(), stop_rx));
+    let keepalive = config.tcp_keepalive;
+    let accept = tokio::spawn(accept_loop(listener, keepalive, ctx.clone(), stop_rx));
     Ok(Running {
         listen_addr,
         admin_addr,
@@ -167,6 +168,7 @@ fn upstream_settings(config: &Config) -> Settings {
         username: config.upstream_user.as_ref().map(|u| u.0.clone()),
         password: config.upstream_password.as_ref().map(|p| p.0.clone()),
         tracking_health: config.tracking_health_interval,
+        tcp_keepalive: config.tcp_keepalive,
         limits: pool_limits(config),
     }
 }
@@ -185,7 +187,25 @@ fn tracking_mode(config: &Config) -> TrackingMode {
     }
 }
 
-async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
+/// TCP keepalive as redis-server sets it on its clients (`tcp-keepalive`): the first probe after
+/// `idle` without traffic, then one every third of that, 3 in all; a peer that vanished
+/// (a crashed host, a dropped NAT entry) is then closed instead of held for ever.
+fn keep_alive(stream: &tokio::net::TcpStream, idle: Duration) {
+    let probes = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval((idle / 3).max(Duration::from_secs(1)))
+        .with_retries(3);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
+        debug!(error = %e, "TCP keepalive not set on a client socket");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    keepalive: Option<Duration>,
+    ctx: Arc<Context>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -198,6 +218,9 @@ async fn accept_loop(listener: TcpListener, ctx: Arc<Context>, mut stop: watch::
                 tokio::spawn(session::refuse(stream, "ERR max number of clients reached"));
             }
             Ok((stream, _peer)) => {
+                if let Some(idle) = keepalive {
+                    keep_alive(&stream, idle);
+                }
                 // Counted here, not in the task, so a burst of accepts cannot overshoot.
                 ctx.metrics.connections.inc();
                 ctx.metrics.clients.inc();

@@ -244,3 +244,223 @@ async fn a_proxy_without_a_cache_is_ready_once_redis_answers() {
     .await;
     proxy.shutdown().await;
 }
+
+/// The binary with `env` set (`NAME=value` words, as env(1) takes them) and `args`, run to its
+/// exit: configuration checks return at once.
+fn run_binary(env: &[&str], args: &[&str]) -> ToolOutput {
+    let mut argv: Vec<&str> = env.to_vec();
+    argv.push(env!("CARGO_BIN_EXE_nearcache"));
+    argv.extend_from_slice(args);
+    run_tool("env", &argv, None, TOOL_LIMIT)
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nearcache.toml");
+    std::fs::write(
+        &file,
+        "max_memory = \"1gb\"\nupstream_conns = 3\ntimeout = \"30s\"\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let out = run_binary(
+        &[
+            "NEARCACHE_MAX_MEMORY=2gb",
+            "NEARCACHE_UPSTREAM_PASSWORD=hunter2",
+        ],
+        &["--check-config", "--config", file, "--upstream-conns", "4"],
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.contains("configuration OK"), "{}", out.stderr);
+    // flag > environment > file > default.
+    for line in [
+        "upstream_conns = 4\n",
+        "max_memory = \"2gb\"\n",
+        "timeout = \"30s\"\n",
+        "listen = \"127.0.0.1:6380\"\n",
+        "upstream_password = \"********\"\n",
+    ] {
+        assert!(
+            out.stdout.contains(line),
+            "{line:?} missing in\n{}",
+            out.stdout
+        );
+    }
+    assert!(!out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"));
+    // What it prints is a configuration file that loads back to the same settings.
+    let printed = nearcache::Config::from_toml(&out.stdout).unwrap().config;
+    assert_eq!(printed.max_memory.0, 2 << 30);
+    assert_eq!(printed.upstream_conns, 4);
+}
+
+#[test]
+fn check_config_fails_with_status_1_naming_the_setting_where_it_was_spelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "max_memory = \"12xb\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    for (env, args, needle) in [
+        (
+            vec![],
+            vec!["--config", file],
+            "bad.toml: max_memory: invalid size",
+        ),
+        (
+            vec!["NEARCACHE_MAX_MEMORY=2xb"],
+            vec![],
+            "NEARCACHE_MAX_MEMORY: invalid size",
+        ),
+        (
+            vec![],
+            vec!["--max-memory", "2xb"],
+            "--max-memory: invalid size",
+        ),
+        (
+            vec!["NEARCACHE_TCP_KEEPALIVE=100ms"],
+            vec![],
+            "tcp_keepalive must be at least 1s",
+        ),
+        (
+            vec![],
+            vec!["--unixsocketperm", "770"],
+            "unixsocketperm needs unixsocket",
+        ),
+    ] {
+        let mut argv = vec!["--check-config"];
+        argv.extend(args);
+        let out = run_binary(&env, &argv);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{env:?} {argv:?}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(needle),
+            "{needle:?} not in {}",
+            out.stderr
+        );
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+}
+
+#[tokio::test]
+async fn client_and_upstream_sockets_have_tcp_keepalive() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&c.cmd(&["PING"]).await[..], b"+PONG\r\n");
+    // `ss -o` shows a keepalive timer on sockets with SO_KEEPALIVE; 300s is the default.
+    let sockets = |filter: String| {
+        let out = run_tool(
+            "ss",
+            &["-tnoH", "state", "established", &filter],
+            None,
+            TOOL_LIMIT,
+        );
+        assert!(out.status.success(), "ss: {}", out.stderr);
+        out.stdout
+    };
+    let client_side = sockets(format!("( sport = :{} )", proxy.addr.port()));
+    assert!(
+        !client_side.trim().is_empty(),
+        "the client's socket is not listed"
+    );
+    for line in client_side.lines() {
+        assert!(line.contains("timer:(keepalive,4min"), "{line}");
+    }
+    let upstream_side = sockets(format!("( dport = :{} )", redis.port()));
+    assert!(upstream_side.lines().count() >= 2, "{upstream_side}");
+    for line in upstream_side.lines() {
+        assert!(line.contains("timer:(keepalive,"), "{line}");
+    }
+    proxy.shutdown().await;
+}
+
+/// Kills the child on drop.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The soft and hard open-file limits of process `pid`.
+fn nofile(pid: u32) -> Option<(u64, u64)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let mut words = line["Max open files".len()..].split_whitespace();
+    Some((words.next()?.parse().ok()?, words.next()?.parse().ok()?))
+}
+
+#[test]
+fn the_open_file_limit_is_raised_for_max_clients_and_logged() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("nearcache.log");
+    // Started with a soft limit of 256; 1000 clients and 64 upstream connections want 1096.
+    let child = std::process::Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\""])
+        .arg(env!("CARGO_BIN_EXE_nearcache"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-admin",
+            "--upstream",
+            &redis.addr(),
+        ])
+        .args(["--max-clients", "1000", "--max-open-conns", "64"])
+        .args(["--log-file", log.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn nearcache");
+    let child = Reaped(child);
+    let pid = child.0.id();
+    let logged = poll_until(START_TIMEOUT, "the open file limit log line", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("open file limit").then_some(text)
+    });
+    let (soft, hard) = nofile(pid).expect("/proc/PID/limits");
+    let wanted = 1000 + 64 + 32;
+    assert_eq!(soft, wanted.min(hard), "{logged}");
+    if hard >= wanted {
+        assert!(logged.contains("open file limit raised"), "{logged}");
+        assert!(
+            logged.contains("was=256") && logged.contains("wanted=1096"),
+            "{logged}"
+        );
+    }
+}
+
+#[test]
+fn logs_have_no_colour_codes_off_a_terminal_and_go_to_the_log_file() {
+    let redis = RedisServer::start();
+    let plain = ProxyProcess::spawn_with(&redis.addr(), &[]);
+    poll_until(START_TIMEOUT, "a log line", || {
+        plain.logs().contains("nearcache started").then_some(())
+    });
+    assert!(!plain.logs().contains('\x1b'), "{:?}", plain.logs());
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("n.log");
+    std::fs::write(&file, "kept\n").unwrap();
+    let to_file = ProxyProcess::spawn_with(&redis.addr(), &["--log-file", file.to_str().unwrap()]);
+    let text = poll_until(START_TIMEOUT, "the log file", || {
+        let t = std::fs::read_to_string(&file).ok()?;
+        t.contains("nearcache started").then_some(t)
+    });
+    assert!(
+        text.starts_with("kept\n"),
+        "the log file is appended to: {text}"
+    );
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(
+        !to_file.logs().contains("nearcache started"),
+        "{}",
+        to_file.logs()
+    );
+}
