@@ -6,6 +6,7 @@
 //! apart. Never handles a client's commands (the session does).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::cachelayer::{CacheLayer, CacheRules};
 use crate::config::live::ClientLimits;
@@ -24,16 +25,19 @@ use crate::obs::health::Readiness;
 use crate::obs::metrics::Metrics;
 use crate::obs::{self, LogControl};
 use crate::session::{self, Context};
+use crate::socket::Listener;
 use crate::upstream::{Pool, Settings, Tracking, TrackingMode, TrackingSink};
 
 /// A running proxy. Dropping it leaves the proxy running; call [`Running::shutdown`].
 pub struct Running {
     /// Where clients connect (the bound port when the config asked for port 0).
     pub listen_addr: SocketAddr,
+    /// The Unix socket clients may connect to as well, if any.
+    pub unix_path: Option<PathBuf>,
     /// Where the admin HTTP server listens, if enabled.
     pub admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
-    accept: JoinHandle<()>,
+    accept: Vec<JoinHandle<()>>,
     ctx: Arc<Context>,
 }
 
@@ -44,7 +48,13 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.ctx.stop.raise();
-        let _ = self.accept.await;
+        for accept in self.accept {
+            let _ = accept.await;
+        }
+        // As redis-server does: the socket file goes with the listener.
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
         // Sessions give up waiting at the same timeout; a little more lets them close.
         let limit = self.ctx.clients.shutdown_timeout() + Duration::from_millis(100);
         let deadline = tokio::time::Instant::now() + limit;
@@ -85,6 +95,14 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let listen_addr = listener.local_addr()?;
+    let unix_path = config.unixsocket.as_ref().map(|p| p.0.clone());
+    let unix = match &unix_path {
+        Some(path) => Some(
+            Listener::bind_unix(path, config.unixsocketperm.0)
+                .with_context(|| format!("cannot listen on unix socket {}", path.display()))?,
+        ),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let max_memory = config.max_memory.0;
     metrics.set_max_memory(max_memory);
@@ -128,11 +146,18 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         }
         None => None,
     };
-    info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
-    let keepalive = config.tcp_keepalive;
-    let accept = tokio::spawn(accept_loop(listener, keepalive, ctx.clone(), stop_rx));
+    info!(listen = %listen_addr, unixsocket = ?unix_path, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
+    let mut accept = vec![tokio::spawn(accept_loop(
+        Listener::Tcp(listener, config.tcp_keepalive),
+        ctx.clone(),
+        stop_rx.clone(),
+    ))];
+    if let Some(unix) = unix {
+        accept.push(tokio::spawn(accept_loop(unix, ctx.clone(), stop_rx)));
+    }
     Ok(Running {
         listen_addr,
+        unix_path,
         admin_addr,
         stop,
         accept,
@@ -187,40 +212,17 @@ fn tracking_mode(config: &Config) -> TrackingMode {
     }
 }
 
-/// TCP keepalive as redis-server sets it on its clients (`tcp-keepalive`): the first probe after
-/// `idle` without traffic, then one every third of that, 3 in all; a peer that vanished
-/// (a crashed host, a dropped NAT entry) is then closed instead of held for ever.
-fn keep_alive(stream: &tokio::net::TcpStream, idle: Duration) {
-    let probes = socket2::TcpKeepalive::new()
-        .with_time(idle)
-        .with_interval((idle / 3).max(Duration::from_secs(1)))
-        .with_retries(3);
-    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
-        debug!(error = %e, "TCP keepalive not set on a client socket");
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    keepalive: Option<Duration>,
-    ctx: Arc<Context>,
-    mut stop: watch::Receiver<bool>,
-) {
+async fn accept_loop(listener: Listener, ctx: Arc<Context>, mut stop: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => return,
         };
         match accepted {
-            Ok((stream, _peer))
-                if ctx.metrics.clients.get() as usize >= ctx.clients.max_clients() =>
-            {
+            Ok(stream) if ctx.metrics.clients.get() as usize >= ctx.clients.max_clients() => {
                 tokio::spawn(session::refuse(stream, "ERR max number of clients reached"));
             }
-            Ok((stream, _peer)) => {
-                if let Some(idle) = keepalive {
-                    keep_alive(&stream, idle);
-                }
+            Ok(stream) => {
                 // Counted here, not in the task, so a burst of accepts cannot overshoot.
                 ctx.metrics.connections.inc();
                 ctx.metrics.clients.inc();

@@ -464,3 +464,70 @@ fn logs_have_no_colour_codes_off_a_terminal_and_go_to_the_log_file() {
         to_file.logs()
     );
 }
+
+/// One command over a Unix socket connection, its whole reply.
+async fn unix_cmd(s: &mut tokio::net::UnixStream, args: &[&str]) -> Vec<u8> {
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(READ_TIMEOUT, s.read(&mut chunk))
+            .await
+            .expect("reply timed out")
+            .unwrap();
+        assert!(n > 0, "closed before a reply");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(len) = resp::scan(&buf, &limits()).expect("a RESP reply") {
+            assert_eq!(len, buf.len(), "one reply");
+            return buf;
+        }
+    }
+}
+
+#[tokio::test]
+async fn clients_connect_on_the_unix_socket_too() {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nearcache.sock");
+    // A socket file left by an earlier run is replaced, as redis-server does.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let config = Proxy::config(&redis.addr())
+        .with("unixsocket", path.to_str().unwrap())
+        .with("unixsocketperm", "770");
+    let proxy = Proxy::start_config(config).await;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o770);
+
+    let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+    assert_eq!(unix_cmd(&mut s, &["SET", "k", "v"]).await, b"+OK\r\n");
+    assert_eq!(unix_cmd(&mut s, &["GET", "k"]).await, b"$1\r\nv\r\n");
+    let list = String::from_utf8(unix_cmd(&mut s, &["CLIENT", "LIST"]).await).unwrap();
+    let shown = format!("addr={0}:0 laddr={0}:0 ", path.display());
+    assert!(list.contains(&shown), "{shown:?} not in {list}");
+    // TCP clients are served beside it.
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&c.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    proxy.shutdown().await;
+    assert!(!path.exists(), "the socket file is removed at shutdown");
+}
+
+#[tokio::test]
+async fn a_unix_socket_path_held_by_another_file_is_an_error() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.txt");
+    std::fs::write(&path, "not a socket").unwrap();
+    let config = Proxy::config(&redis.addr()).with("unixsocket", path.to_str().unwrap());
+    let err = match nearcache::start(config).await {
+        Ok(_) => panic!("started on a path held by a regular file"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket");
+}
