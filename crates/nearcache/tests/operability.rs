@@ -531,3 +531,52 @@ async fn a_unix_socket_path_held_by_another_file_is_an_error() {
     assert!(err.contains("is not a socket"), "{err}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "not a socket");
 }
+
+/// The next datagram on `sock` as text, or a panic after `READ_TIMEOUT`.
+fn next_notice(sock: &std::os::unix::net::UnixDatagram) -> String {
+    sock.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    let mut buf = [0u8; 512];
+    let n = sock.recv(&mut buf).expect("a notification from nearcache");
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_nearcache"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-admin",
+            "--upstream",
+            &redis.addr(),
+        ])
+        .env("NOTIFY_SOCKET", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn nearcache");
+    let mut child = Reaped(child);
+    assert_eq!(next_notice(&sock), "READY=1\n");
+    let pid = child.0.id().to_string();
+    let kill = |signal: &str| {
+        let out = run_tool("kill", &[signal, &pid], None, TOOL_LIMIT);
+        assert!(out.status.success(), "{}", out.stderr);
+    };
+    kill("-HUP");
+    let reloading = next_notice(&sock);
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    assert_eq!(next_notice(&sock), "READY=1\n");
+    kill("-TERM");
+    assert_eq!(next_notice(&sock), "STOPPING=1\n");
+    let status = poll_until(START_TIMEOUT, "nearcache to exit", || {
+        child.0.try_wait().ok().flatten()
+    });
+    assert!(status.success(), "{status:?}");
+}
