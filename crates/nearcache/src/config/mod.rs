@@ -100,7 +100,8 @@ impl Config {
     }
 
     /// Every setting as a TOML file would say it, in `--help` order, secrets masked: what
-    /// `--check-config` prints, and a file that loads back to the same configuration.
+    /// `--check-config` prints, and a file that loads back to the same configuration (a secret
+    /// aside: it would read back as its mask).
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
         for s in SETTINGS {
