@@ -7,14 +7,46 @@
 //! Owns the growth rule only; never shrinks a buffer or copies what it holds itself.
 //!
 //! A client's socket (its reader and writer tasks) and a dedicated upstream connection's (its
-//! session and its connection task) are written through `&OwnedWriteHalf`, by `try_write`
+//! session and its connection task) are written through a shared write half, by `try_write`
 //! while it is known the other side has nothing to write: [`write_all`] does the waiting.
+
+use std::future::Future;
 
 use bytes::BytesMut;
 use tokio::net::tcp::OwnedWriteHalf;
 
+/// A socket half written without `&mut`: tokio's TCP half, and a client's TCP or Unix half
+/// (`socket.rs`).
+pub trait TryWrite {
+    /// Writes what the socket takes now, without waiting.
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
+    /// Waits until the socket takes more.
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+impl TryWrite for OwnedWriteHalf {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        OwnedWriteHalf::try_write(self, buf)
+    }
+
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        OwnedWriteHalf::writable(self)
+    }
+}
+
 const MIN_SPARE: usize = 8 * 1024;
 const MIN_GROWTH: usize = 32 * 1024;
+
+/// A half shared between the tasks that write it.
+impl<T: TryWrite> TryWrite for std::sync::Arc<T> {
+    fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        T::try_write(self, buf)
+    }
+
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        T::writable(self)
+    }
+}
 
 /// Ensures room for the next read.
 pub fn make_room(buf: &mut BytesMut) {
@@ -24,7 +56,7 @@ pub fn make_room(buf: &mut BytesMut) {
 }
 
 /// Writes all of `bytes`, waiting while the socket is full.
-pub async fn write_all(wr: &OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<()> {
+pub async fn write_all(wr: &impl TryWrite, bytes: &[u8]) -> std::io::Result<()> {
     let mut pos = 0;
     while pos < bytes.len() {
         match wr.try_write(&bytes[pos..]) {

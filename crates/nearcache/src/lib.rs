@@ -9,8 +9,9 @@
 //! - [`cachelayer`]: the tracking cache as the proxy uses it;
 //! - [`config`]: typed settings, each defined once.
 //!
-//! Around them: [`clients`] is the proxy's own client table, [`server`] builds and runs one proxy (its client sessions on the threads of `workers`), [`control`] changes its configuration
-//! while it runs, [`admin`] answers `NEARCACHE ...`, [`obs`] tells what it does (metrics,
+//! Around them: [`clients`] is the proxy's own client table, [`server`] builds and runs one
+//! proxy (its clients served on the threads of `workers`) and [`socket`] is a client's TCP or
+//! Unix socket, [`control`] changes its configuration while it runs, [`admin`] answers `NEARCACHE ...`, [`obs`] tells what it does (metrics,
 //! profiles, traces, the admin HTTP port), and [`reply`] is what flows from Redis to a client.
 
 pub mod admin;
@@ -25,6 +26,7 @@ pub mod obs;
 pub mod reply;
 pub mod server;
 pub mod session;
+pub mod socket;
 mod stop;
 pub mod upstream;
 mod workers;

@@ -1,11 +1,17 @@
-//! The `nearcache` binary: parse flags, set up logging, run until SIGINT or SIGTERM; SIGHUP
-//! re-reads the configuration file and applies what can change live.
-//! `nearcache heap-diff OLD NEW` compares two heap profiles instead (see obs::heapdiff).
+//! The `nearcache` binary: parse flags, set up logging, raise the open-file limit, run until
+//! SIGINT or SIGTERM; SIGHUP re-reads the configuration file and applies what can change live.
+//! `--check-config` checks and prints the configuration instead; `nearcache heap-diff OLD NEW`
+//! compares two heap profiles (see obs::heapdiff). Tells systemd (`Type=notify`) when it is
+//! ready, reloading and stopping.
 //!
-//! Owns the process: the allocator, the log subscriber, the runtime, the signals. Never holds
-//! proxy state of its own; everything lives in the instance `nearcache::start_with` returns.
+//! Owns the process: the allocator, the log subscriber, resource limits, the runtime, the
+//! signals. Never holds proxy state of its own; everything lives in the instance
+//! `nearcache::start_with` returns.
 
-use std::io::Write;
+use std::io::{IsTerminal as _, Write};
+
+use anyhow::Context as _;
+use sd_notify::NotifyState;
 
 use clap::Parser;
 use nearcache::config::{self, Config, Loaded};
@@ -61,10 +67,19 @@ fn run_main() -> anyhow::Result<()> {
     }
     let args = config::parse_args(argv);
     let Loaded { config, warnings } = Config::load(&args)?;
-    let log = init_logging(&config);
+    if args.check_config {
+        for w in warnings {
+            eprintln!("nearcache: warning: {w}");
+        }
+        print!("{}", config.to_toml());
+        eprintln!("nearcache: configuration OK");
+        return Ok(());
+    }
+    let log = init_logging(&config)?;
     for w in warnings {
         tracing::warn!("{w}");
     }
+    raise_fd_limit(&config);
     // The main thread's runtime runs the accept loop, the admin port and the invalidation
     // connection, and its share of the client sessions; `server` starts the other session
     // threads, each a single-threaded runtime too (see `workers`).
@@ -72,14 +87,32 @@ fn run_main() -> anyhow::Result<()> {
     rt.enable_all().build()?.block_on(run(config, args, log))
 }
 
-/// Logs to stderr (text or JSON) through a filter that SIGHUP and `NEARCACHE CONFIG SET
-/// log-level` can change; `RUST_LOG`, when set, wins over `log_level` at start.
-fn init_logging(config: &Config) -> LogControl {
+/// Logs to stderr, or appended to `log_file`, (text or JSON) through a filter that SIGHUP and
+/// `NEARCACHE CONFIG SET log-level` can change; `RUST_LOG`, when set, wins over `log_level` at
+/// start. Colour codes only on a terminal: a journal, a file or a pipe gets plain text.
+fn init_logging(config: &Config) -> anyhow::Result<LogControl> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log_level.0))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let (writer, ansi) = match &config.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path.0)
+                .with_context(|| format!("--log-file: cannot open {}", path.0.display()))?;
+            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::stderr().is_terminal(),
+        ),
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(writer)
+        .with_ansi(ansi);
     let fmt = if config.log_json {
         fmt.json().boxed()
     } else {
@@ -88,14 +121,77 @@ fn init_logging(config: &Config) -> LogControl {
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter))
         .init();
-    LogControl::new(move |text: &str| {
+    Ok(LogControl::new(move |text: &str| {
         let f = EnvFilter::try_new(text).map_err(|e| format!("invalid log filter: {e}"))?;
         handle.reload(f).map_err(|e| e.to_string())
-    })
+    }))
+}
+
+/// Descriptors kept beyond the clients' and their upstream connections': listeners, the
+/// admin port and its scrapes, the log file, the shared and invalidation connections
+/// (redis-server keeps 32 too).
+const RESERVED_FDS: u64 = 32;
+
+/// The open-file limit `config` needs: a descriptor per client, one per upstream connection
+/// (at most `max_open_conns`, or one per client when that is unlimited), and [`RESERVED_FDS`].
+fn fds_wanted(config: &Config) -> u64 {
+    let clients = config.max_clients as u64;
+    let upstream = match config.max_open_conns {
+        0 => clients,
+        n => n as u64,
+    };
+    clients + upstream + RESERVED_FDS
+}
+
+/// Raises the soft `RLIMIT_NOFILE` toward [`fds_wanted`], as redis-server does for its
+/// `maxclients`: within the hard limit, or beyond it where the process may (root,
+/// CAP_SYS_RESOURCE); never lowers it. Logs what it obtained, and warns when that is short.
+fn raise_fd_limit(config: &Config) {
+    use rlimit::Resource;
+    let wanted = fds_wanted(config);
+    let Ok((soft, hard)) = rlimit::getrlimit(Resource::NOFILE) else {
+        tracing::warn!("cannot read the open file limit (RLIMIT_NOFILE)");
+        return;
+    };
+    if soft >= wanted {
+        tracing::info!(limit = soft, wanted, "open file limit");
+        return;
+    }
+    let raised = if wanted <= hard {
+        rlimit::setrlimit(Resource::NOFILE, wanted, hard).is_ok()
+    } else {
+        rlimit::setrlimit(Resource::NOFILE, wanted, wanted).is_ok()
+    };
+    let obtained = match raised {
+        true => wanted,
+        false if rlimit::setrlimit(Resource::NOFILE, hard, hard).is_ok() => hard,
+        false => soft,
+    };
+    if obtained >= wanted {
+        tracing::info!(
+            limit = obtained,
+            was = soft,
+            wanted,
+            "open file limit raised"
+        );
+    } else {
+        tracing::warn!(
+            limit = obtained,
+            wanted,
+            max_clients = config.max_clients,
+            "open file limit below what max_clients needs; raise the hard limit (LimitNOFILE=)"
+        );
+    }
 }
 
 async fn run(config: Config, args: config::Args, log: LogControl) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     let running = nearcache::start_with(config, Some(log)).await?;
+    // Handlers in place before the proxy says it is ready: a signal sent right after (by
+    // systemd, a test, a script) must not meet the default action, which kills the process.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     let admin = running
         .admin_addr
         .map_or_else(|| "none".to_string(), |a| a.to_string());
@@ -107,22 +203,38 @@ async fn run(config: Config, args: config::Args, log: LogControl) -> anyhow::Res
         running.listen_addr
     )?;
     stdout.flush()?;
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
+    notify(&[NotifyState::Ready]);
     loop {
         tokio::select! {
-            () = &mut stop => break,
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
             _ = hangup.recv() => reload(&running, &args).await,
         }
     }
     tracing::info!("shutting down");
+    notify(&[NotifyState::Stopping]);
     running.shutdown().await;
     Ok(())
 }
 
-/// SIGHUP: reads the file and flags again and applies what can change live.
+/// Tells systemd (`Type=notify`) how the service is; nothing when not run by systemd.
+fn notify(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+}
+
+/// SIGHUP: reads the file, the environment (as at start) and the flags again and applies what
+/// can change live.
 async fn reload(running: &nearcache::Running, args: &config::Args) {
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        notify(&[NotifyState::Reloading, now]);
+    }
+    reread(running, args).await;
+    notify(&[NotifyState::Ready]);
+}
+
+async fn reread(running: &nearcache::Running, args: &config::Args) {
     match Config::load(args) {
         Ok(Loaded { config, warnings }) => {
             for w in warnings {
@@ -133,20 +245,5 @@ async fn reload(running: &nearcache::Running, args: &config::Args) {
             }
         }
         Err(e) => tracing::error!(error = %e, "configuration reload failed"),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }

@@ -6,6 +6,7 @@
 //! apart. Never handles a client's commands (the session does).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +21,11 @@ use crate::config::live::ClientLimits;
 use crate::config::values::TrackingKind;
 use crate::config::{Config, Setting};
 use crate::control::{pool_limits, Control};
+use crate::obs::health::Readiness;
 use crate::obs::metrics::Metrics;
 use crate::obs::{self, LogControl};
 use crate::session::{self, Context};
+use crate::socket::Listener;
 use crate::upstream::{Pool, Settings, Tracking, TrackingMode, TrackingSink};
 use crate::workers::Workers;
 
@@ -31,10 +34,12 @@ use crate::workers::Workers;
 pub struct Running {
     /// Where clients connect (the bound port when the config asked for port 0).
     pub listen_addr: SocketAddr,
+    /// The Unix socket clients may connect to as well, if any.
+    pub unix_path: Option<PathBuf>,
     /// Where the admin HTTP server listens, if enabled.
     pub admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
-    accept: JoinHandle<()>,
+    accept: Vec<JoinHandle<()>>,
     ctx: Arc<Context>,
     workers: Arc<Workers>,
 }
@@ -47,7 +52,13 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         self.ctx.stop.raise();
-        let _ = self.accept.await;
+        for accept in self.accept {
+            let _ = accept.await;
+        }
+        // As redis-server does: the socket file goes with the listener.
+        if let Some(path) = &self.unix_path {
+            let _ = std::fs::remove_file(path);
+        }
         // Sessions give up waiting at the same timeout; a little more lets them close.
         let limit = self.ctx.clients.shutdown_timeout() + Duration::from_millis(100);
         let deadline = tokio::time::Instant::now() + limit;
@@ -90,6 +101,14 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let listen_addr = listener.local_addr()?;
+    let unix_path = config.unixsocket.as_ref().map(|p| p.0.clone());
+    let unix = match &unix_path {
+        Some(path) => Some(
+            Listener::bind_unix(path, config.unixsocketperm.0)
+                .with_context(|| format!("cannot listen on unix socket {}", path.display()))?,
+        ),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let max_memory = config.max_memory.0;
     metrics.set_max_memory(max_memory);
@@ -100,7 +119,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
             c as Arc<dyn TrackingSink>,
         ))
     });
-    let pool = Pool::new(upstream_settings(&config), tracking);
+    let pool = Pool::new(upstream_settings(&config), tracking.clone());
     let clients = Arc::new(ClientLimits::new(&config));
     let control = Arc::new(Control::new(
         config.clone(),
@@ -124,18 +143,37 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
     let admin_addr = match &config.admin_listen {
         Some(addr) => {
             let addr = addr.as_str();
-            Some(obs::http::start(addr, metrics, cache, pool, stop_rx.clone()).await?)
+            let ready = Readiness {
+                pool,
+                tracking,
+                stopping: stop_rx.clone(),
+            };
+            Some(obs::http::start(addr, metrics, cache, ready).await?)
         }
         None => None,
     };
-    info!(listen = %listen_addr, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
+    info!(listen = %listen_addr, unixsocket = ?unix_path, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
     let workers = Arc::new(Workers::start(
         session_threads(config.threads),
         config.thread_placement,
     )?);
-    let accept = tokio::spawn(accept_loop(listener, ctx.clone(), workers.clone(), stop_rx));
+    let mut accept = vec![tokio::spawn(accept_loop(
+        Listener::Tcp(listener, config.tcp_keepalive),
+        ctx.clone(),
+        workers.clone(),
+        stop_rx.clone(),
+    ))];
+    if let Some(unix) = unix {
+        accept.push(tokio::spawn(accept_loop(
+            unix,
+            ctx.clone(),
+            workers.clone(),
+            stop_rx,
+        )));
+    }
     Ok(Running {
         listen_addr,
+        unix_path,
         admin_addr,
         stop,
         accept,
@@ -172,6 +210,7 @@ fn upstream_settings(config: &Config) -> Settings {
         username: config.upstream_user.as_ref().map(|u| u.0.clone()),
         password: config.upstream_password.as_ref().map(|p| p.0.clone()),
         tracking_health: config.tracking_health_interval,
+        tcp_keepalive: config.tcp_keepalive,
         limits: pool_limits(config),
     }
 }
@@ -199,7 +238,7 @@ fn session_threads(threads: usize) -> usize {
 }
 
 async fn accept_loop(
-    listener: TcpListener,
+    listener: Listener,
     ctx: Arc<Context>,
     workers: Arc<Workers>,
     mut stop: watch::Receiver<bool>,
@@ -210,17 +249,15 @@ async fn accept_loop(
             _ = stop.wait_for(|s| *s) => return,
         };
         match accepted {
-            Ok((stream, _peer))
-                if ctx.metrics.clients.get() as usize >= ctx.clients.max_clients() =>
-            {
+            Ok(stream) if ctx.metrics.clients.get() as usize >= ctx.clients.max_clients() => {
                 tokio::spawn(session::refuse(stream, "ERR max number of clients reached"));
             }
-            Ok((stream, peer)) => {
+            Ok(stream) => {
                 // Counted here, not in the task, so a burst of accepts cannot overshoot.
                 ctx.metrics.connections.inc();
                 ctx.metrics.clients.inc();
                 let ctx = ctx.clone();
-                workers.spawn(stream, peer.ip(), |stream| async move {
+                workers.spawn(stream, |stream| async move {
                     session::serve_client(stream, ctx.clone()).await;
                     ctx.metrics.clients.dec();
                 });

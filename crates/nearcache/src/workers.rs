@@ -24,12 +24,12 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tracing::warn;
 
 use crate::config::values::Placement;
+use crate::socket::ClientStream;
 
 /// The session threads. Dropping this ends them, dropping whatever still runs on them.
 pub struct Workers {
@@ -86,19 +86,18 @@ impl Workers {
         }
     }
 
-    /// Runs `serve(stream)` on the thread for a client from `peer`. A stream moving to another
-    /// thread is re-registered with that thread's reactor; if that fails the client is dropped
-    /// (logged).
-    pub fn spawn<F, Fut>(&self, stream: TcpStream, peer: IpAddr, serve: F)
+    /// Runs `serve(stream)` on the client's thread. A stream moving to another thread is
+    /// re-registered with that thread's reactor; if that fails the client is dropped (logged).
+    pub fn spawn<F, Fut>(&self, stream: ClientStream, serve: F)
     where
-        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        F: FnOnce(ClientStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let Some(handle) = self.handles.get(self.thread_for(peer)) else {
+        let Some(handle) = self.handles.get(self.thread_for(stream.host())) else {
             tokio::spawn(serve(stream));
             return;
         };
-        let stream = match stream.into_std() {
+        let stream = match stream.detach() {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "cannot hand a client to its thread");
@@ -106,7 +105,7 @@ impl Workers {
             }
         };
         handle.spawn(async move {
-            match TcpStream::from_std(stream) {
+            match stream.attach() {
                 Ok(stream) => serve(stream).await,
                 Err(e) => warn!(error = %e, "cannot hand a client to its thread"),
             }

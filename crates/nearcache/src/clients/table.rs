@@ -2,7 +2,6 @@
 //! session and read by whoever asks.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::clock::Clock;
+use crate::socket::ClientAddr;
 use crate::upstream::ConnHandle;
 
 use super::tracking::TrackingView;
@@ -44,8 +44,8 @@ impl Registry {
     /// Adds a client; it leaves the table when the returned guard is dropped.
     pub fn register(
         self: &Arc<Self>,
-        addr: SocketAddr,
-        laddr: SocketAddr,
+        addr: ClientAddr,
+        laddr: ClientAddr,
         fd: i32,
         user: &str,
     ) -> Registered {
@@ -216,8 +216,8 @@ pub enum SubKind {
 /// One client connection, as `CLIENT LIST` describes it.
 pub struct Client {
     pub id: u64,
-    pub addr: SocketAddr,
-    pub laddr: SocketAddr,
+    pub addr: ClientAddr,
+    pub laddr: ClientAddr,
     pub fd: i32,
     pub(super) created: Instant,
     /// When the client last sent something, on the registry's clock.

@@ -1,28 +1,54 @@
-//! The command line: one flag per setting, generated from [`SETTINGS`] (`--max-memory` for
-//! `max_memory`), plus `--config FILE` and `--no-admin`.
+//! The command line and the environment: one flag per setting, generated from [`SETTINGS`]
+//! (`--max-memory` for `max_memory`), and one environment variable (`NEARCACHE_MAX_MEMORY`),
+//! plus `--config FILE` (`NEARCACHE_CONFIG`), `--no-admin` and `--check-config`. A flag wins
+//! over the environment, which wins over the file.
 //!
-//! Owns turning argv into the values given, as text, in a fixed order. Never parses a
+//! Owns turning argv and the environment into the values given, as text, in a fixed order,
+//! each with where it came from. Never parses a
 //! setting's value (that is the setting type's job, when [`super::Config::load`] applies it),
 //! so a bad value fails with the same message from a flag, the file or `NEARCACHE CONFIG SET`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, Command};
 
 use super::settings::{renamed, Setting, SETTINGS};
 
-/// The environment variable a setting may also come from (a flag given on the command line
-/// wins over it).
-const ENV: &[(&str, &str)] = &[("upstream_password", "NEARCACHE_UPSTREAM_PASSWORD")];
-
-/// What the command line asked for.
+/// What the command line and the environment asked for.
 #[derive(Debug, Clone, Default)]
 pub struct Args {
     /// The `--config` file.
     pub config: Option<PathBuf>,
-    /// Each flag given (its dashed name, old names included) and its value, as text.
-    pub values: Vec<(String, String)>,
+    /// Each setting given, in a fixed order.
+    pub values: Vec<Given>,
+    /// `--check-config`: validate, print the effective configuration and exit.
+    pub check_config: bool,
+}
+
+/// A setting's value as given on the command line or in the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Given {
+    /// The setting's dashed name (old names included).
+    pub name: String,
+    pub value: String,
+    /// The environment variable it came from; `None` for a flag.
+    pub env: Option<String>,
+}
+
+impl Given {
+    /// How the user spelled it, for errors: `--max-memory` or `NEARCACHE_MAX_MEMORY`.
+    pub fn spelled(&self) -> String {
+        self.env
+            .clone()
+            .unwrap_or_else(|| format!("--{}", self.name))
+    }
+}
+
+/// The environment variable of a setting: `NEARCACHE_` and its name in capitals.
+pub fn env_name(setting: &Setting) -> String {
+    format!("NEARCACHE_{}", setting.name.to_ascii_uppercase())
 }
 
 fn command() -> Command {
@@ -31,7 +57,9 @@ fn command() -> Command {
         .about("A Redis proxy with a tracking client-side cache")
         .after_help(
             "Every flag is also a key of the --config file, with underscores (max_memory);\n\
-             flags win over the file. Durations read like 500ms, 30s, 5m; sizes like 64mb.\n\
+             and an environment variable, NEARCACHE_ and the key in capitals (NEARCACHE_MAX_MEMORY).\n\
+             A flag wins over the environment, which wins over the file.\n\
+             Durations read like 500ms, 30s, 5m; sizes like 64mb.\n\
              Also: nearcache heap-diff OLD.pb.gz NEW.pb.gz (see nearcache heap-diff --help)",
         )
         .arg(
@@ -39,7 +67,17 @@ fn command() -> Command {
                 .long("config")
                 .value_name("FILE")
                 .value_parser(clap::value_parser!(PathBuf))
+                .env("NEARCACHE_CONFIG")
                 .help("TOML file with the same settings as the flags (flags win)"),
+        )
+        .arg(
+            Arg::new("check-config")
+                .long("check-config")
+                .action(ArgAction::SetTrue)
+                .help(
+                    "Check the configuration (file, environment, flags), print it as it would \
+                     be used (secrets masked) and exit: 0 when valid, 1 otherwise",
+                ),
         )
         .arg(
             Arg::new("no-admin")
@@ -70,8 +108,9 @@ fn flag(s: &Setting) -> Arg {
     if s.bare_flag {
         arg = arg.num_args(0..=1).default_missing_value("true");
     }
-    if let Some((_, var)) = ENV.iter().find(|(name, _)| *name == s.name) {
-        arg = arg.env(*var).hide_env_values(true);
+    arg = arg.env(env_name(s));
+    if s.secret {
+        arg = arg.hide_env_values(true);
     }
     arg
 }
@@ -90,16 +129,43 @@ pub fn parse_args(argv: impl IntoIterator<Item = OsString>) -> Args {
     let mut args = Args {
         config: matches.get_one::<PathBuf>("config").cloned(),
         values: Vec::new(),
+        check_config: matches.get_flag("check-config"),
     };
-    let names = SETTINGS.iter().map(|s| s.name).chain(renamed());
-    for name in names {
-        if let Some(value) = matches.get_one::<String>(name) {
-            args.values.push((name.replace('_', "-"), value.clone()));
+    // Environment first, flags after, so that a flag applied later wins over a variable.
+    let mut flags = Vec::new();
+    for s in SETTINGS {
+        let Some(value) = matches.get_one::<String>(s.name) else {
+            continue;
+        };
+        let mut given = Given {
+            name: s.dashed(),
+            value: value.clone(),
+            env: None,
+        };
+        if matches.value_source(s.name) == Some(ValueSource::EnvVariable) {
+            given.env = Some(env_name(s));
+            args.values.push(given);
+        } else {
+            flags.push(given);
+        }
+    }
+    for old in renamed() {
+        if let Some(value) = matches.get_one::<String>(old) {
+            flags.push(Given {
+                name: old.replace('_', "-"),
+                value: value.clone(),
+                env: None,
+            });
         }
     }
     if matches.get_flag("no-admin") {
-        args.values.push(("admin-listen".into(), "none".into()));
+        flags.push(Given {
+            name: "admin-listen".into(),
+            value: "none".into(),
+            env: None,
+        });
     }
+    args.values.extend(flags);
     args
 }
 

@@ -1,6 +1,7 @@
 //! Configuration: typed settings, each defined once ([`settings`]), read from a TOML file
-//! (`--config`), then from flags of the same names, which win; and changed while running by
-//! SIGHUP or `NEARCACHE CONFIG SET` for the settings marked live.
+//! (`--config`), then from environment variables (`NEARCACHE_MAX_MEMORY`), then from flags of
+//! the same names, which win; and changed while running by SIGHUP or `NEARCACHE CONFIG SET`
+//! for the settings marked live.
 //!
 //! Every value is parsed once, where it enters, into its type; a bad one is an error that names
 //! the setting as the user spelled it (`max_memory` in the file, `--max-memory` as a flag,
@@ -15,7 +16,7 @@ pub mod values;
 
 use std::path::Path;
 
-pub use flags::{parse_args, Args};
+pub use flags::{env_name, parse_args, Args, Given};
 use settings::legacy;
 pub use settings::{Config, Setting, SETTINGS};
 use values::TrackingKind;
@@ -88,14 +89,39 @@ impl Config {
         if let Some(path) = &args.config {
             warnings.extend(read_file(&mut config, path)?);
         }
-        for (flag, value) in &args.values {
+        for given in &args.values {
             let warning = config
-                .set(flag, value)
-                .map_err(|why| anyhow::anyhow!("--{flag}: {why}"))?;
+                .set(&given.name, &given.value)
+                .map_err(|why| anyhow::anyhow!("{}: {why}", given.spelled()))?;
             warnings.extend(warning);
         }
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(Loaded { config, warnings })
+    }
+
+    /// Every setting as a TOML file would say it, in `--help` order, secrets masked: what
+    /// `--check-config` prints, and a file that loads back to the same configuration (a secret
+    /// aside: it would read back as its mask).
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        for s in SETTINGS {
+            let text = s.show(self);
+            let value = match s.kind {
+                k if k.ends_with(",...") => toml::Value::Array(
+                    text.split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(|t| toml::Value::String(t.to_string()))
+                        .collect(),
+                ),
+                "NUMBER" => text
+                    .parse()
+                    .map_or_else(|_| toml::Value::String(text), toml::Value::Integer),
+                "BOOL" => toml::Value::Boolean(text == "true"),
+                _ => toml::Value::String(text),
+            };
+            out.push_str(&format!("{} = {value}\n", s.name));
+        }
+        out
     }
 
     /// Rejects settings that cannot work together, with a message naming them.
@@ -117,6 +143,9 @@ impl Config {
             if v == 0 {
                 return Err(format!("{name} must be more than 0"));
             }
+        }
+        if self.tcp_keepalive.is_some_and(|d| d.as_secs() == 0) {
+            return Err("tcp_keepalive must be at least 1s, or 0 for none".into());
         }
         for (name, d) in [
             ("connect_timeout", self.connect_timeout),
@@ -149,6 +178,9 @@ impl Config {
                 }
             }
             _ => {}
+        }
+        if self.unixsocketperm.0 != 0 && self.unixsocket.is_none() {
+            return Err("unixsocketperm needs unixsocket".into());
         }
         if self.upstream_user.is_some() && self.upstream_password.is_none() {
             return Err("upstream_user needs upstream_password".into());
@@ -251,6 +283,23 @@ mod tests {
             let err = Config::from_toml(file).unwrap_err();
             assert!(err.contains(needle), "{file}: {err}");
         }
+    }
+
+    #[test]
+    fn the_toml_form_loads_back_to_the_same_configuration() {
+        let mut c = Config::default();
+        c.set("cache_exclude_prefixes", "a:,b:").unwrap();
+        c.set("max_memory", "2gb").unwrap();
+        c.set("log_json", "true").unwrap();
+        c.set("unixsocket", "/tmp/n.sock").unwrap();
+        let again = Config::from_toml(&c.to_toml()).unwrap().config;
+        assert_eq!(again, c);
+        assert!(c.to_toml().contains("max_memory = \"2gb\"\n"));
+        assert!(c
+            .to_toml()
+            .contains("cache_exclude_prefixes = [\"a:\", \"b:\"]\n"));
+        c.set("upstream_password", "hunter2").unwrap();
+        assert!(!c.to_toml().contains("hunter2"));
     }
 
     #[test]

@@ -63,8 +63,13 @@ settings! {
     listen: Address = "127.0.0.1:6380", restart;
     /// Redis to forward to, `host:port`.
     upstream: Address = "127.0.0.1:6379", restart;
-    /// Admin HTTP address (`/metrics`, profiles, dashboard); `none` disables it.
-    admin_listen: Option<Address> = "127.0.0.1:9121", restart;
+    /// Also listen on this Unix socket (Redis's unixsocket); empty: none.
+    unixsocket: Option<FilePath> = "", restart;
+    /// Permissions of the Unix socket, in octal (Redis's unixsocketperm); 0 leaves the umask's.
+    unixsocketperm: FileMode = "0", restart;
+    /// Admin HTTP address (`/metrics`, `/healthz`, `/readyz`, profiles, dashboard); `none`
+    /// disables it. 8380: beside the proxy's 6380, clear of Prometheus's exporter ports.
+    admin_listen: Option<Address> = "127.0.0.1:8380", restart;
     /// Shared (multiplexed) upstream connections per protocol version.
     upstream_conns: usize = "2", restart;
     /// Most upstream data connections open at once, shared and dedicated together (the
@@ -83,10 +88,13 @@ settings! {
     upstream_timeout: Option<Duration> = "10s", restart;
     /// Timeout for connecting to Redis and completing the handshake.
     connect_timeout: Duration = "1s", restart;
+    /// TCP keepalive on client and upstream sockets: idle time before the first probe (Redis's
+    /// tcp-keepalive); 0 turns it off.
+    tcp_keepalive: Option<Duration> = "300s", restart;
     /// ACL user for upstream connections (`default` when unset).
     upstream_user: Option<UserName> = "", restart;
-    /// Password for upstream connections (also from the environment variable
-    /// NEARCACHE_UPSTREAM_PASSWORD).
+    /// Password for upstream connections (NEARCACHE_UPSTREAM_PASSWORD in the environment keeps it
+    /// off the command line).
     upstream_password: Option<Secret> = "", restart;
     /// Close a client whose unparsed input exceeds this (Redis's client-query-buffer-limit).
     client_query_buffer_limit: ByteSize = "1gb", live;
@@ -128,6 +136,8 @@ settings! {
     log_level: LogFilter = "info", live;
     /// Log as JSON lines instead of text.
     log_json: bool = "false", restart;
+    /// Append logs to this file instead of writing them to stderr; empty: stderr.
+    log_file: Option<FilePath> = "", restart;
     /// Log a warning for every command sent to Redis whose reply took at least this long;
     /// 0 is off.
     slowlog_threshold: Option<Duration> = "0", live;

@@ -236,6 +236,53 @@ impl Value for Option<Address> {
     }
 }
 
+/// A file path (a Unix socket, a log file). Empty is unset; control characters are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePath(pub std::path::PathBuf);
+
+impl Value for Option<FilePath> {
+    const KIND: &'static str = "PATH";
+    const BAD: &'static str = "a\nb";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        if text.chars().any(char::is_control) {
+            return Err(format!(
+                "invalid path {text:?}: contains a control character"
+            ));
+        }
+        Ok((!text.is_empty()).then(|| FilePath(text.into())))
+    }
+
+    fn show(&self) -> String {
+        self.as_ref()
+            .map_or_else(String::new, |p| p.0.display().to_string())
+    }
+}
+
+/// Permission bits written in octal, as chmod and Redis's `unixsocketperm` take them (`700`,
+/// `0770`); `0` means the umask decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+impl Value for FileMode {
+    const KIND: &'static str = "OCTAL";
+    const BAD: &'static str = "789";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        match u32::from_str_radix(t, 8) {
+            Ok(m) if m <= 0o777 => Ok(FileMode(m)),
+            _ => Err(format!(
+                "expected permission bits in octal from 0 to 777, not {text:?}"
+            )),
+        }
+    }
+
+    fn show(&self) -> String {
+        format!("{:o}", self.0)
+    }
+}
+
 /// An ACL user name: no spaces or control characters (Redis refuses those). Empty is unset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserName(pub String);

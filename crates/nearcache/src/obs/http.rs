@@ -1,4 +1,5 @@
-//! The admin HTTP port: `/metrics` in Prometheus text format, the dashboard (`/`) and its
+//! The admin HTTP port: `/metrics` (OpenMetrics or the Prometheus text format, as the scraper's
+//! `Accept` asks), the `/healthz` and `/readyz` probes, the dashboard (`/`) and its
 //! `/api/stats`, heap and CPU profiles under `/debug/pprof/`, and `/debug/trace` captures.
 //!
 //! Every handler answers bad query strings with a 4xx text and unavailable profilers with a
@@ -12,14 +13,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::extract::State;
-use axum::http::{header, StatusCode, Uri};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tokio::sync::watch;
 use tracing::warn;
 
 use crate::cachelayer::CacheLayer;
+use crate::obs::expose::{self, Format};
+use crate::obs::health::Readiness;
 use crate::obs::metrics::{CacheSnapshot, Metrics};
 use crate::obs::profile::{self, CpuFormat, ProfileError};
 use crate::obs::{dashboard, trace};
@@ -31,6 +33,7 @@ struct Admin {
     metrics: Arc<Metrics>,
     cache: Option<Arc<CacheLayer>>,
     pool: Arc<Pool>,
+    ready: Readiness,
 }
 
 impl Admin {
@@ -49,9 +52,10 @@ pub async fn start(
     addr: &str,
     metrics: Arc<Metrics>,
     cache: Option<Arc<CacheLayer>>,
-    pool: Arc<Pool>,
-    mut stop: watch::Receiver<bool>,
+    ready: Readiness,
 ) -> anyhow::Result<SocketAddr> {
+    let pool = ready.pool.clone();
+    let mut stop = ready.stopping.clone();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on admin address {addr}"))?;
@@ -59,6 +63,8 @@ pub async fn start(
     let app = Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/api/stats", get(stats))
         .route("/debug/pprof/heap", get(heap))
         .route("/debug/pprof/profile", get(cpu))
@@ -68,6 +74,7 @@ pub async fn start(
             metrics,
             cache,
             pool,
+            ready,
         });
     tokio::spawn(async move {
         let shutdown = async move {
@@ -90,10 +97,36 @@ async fn index() -> impl IntoResponse {
     )
 }
 
-async fn metrics_text(State(a): State<Admin>) -> impl IntoResponse {
-    let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    let text = a.metrics.render(a.snapshot(), &a.pool.stats());
-    ([(header::CONTENT_TYPE, content_type)], text)
+async fn metrics_text(State(a): State<Admin>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::negotiate(accept);
+    let openmetrics = a.metrics.render(a.snapshot(), &a.pool.stats());
+    let body = match format {
+        Format::OpenMetrics => openmetrics,
+        Format::Text004 => expose::text004(&openmetrics),
+    };
+    ([(header::CONTENT_TYPE, format.content_type())], body)
+}
+
+/// Liveness: the process answers HTTP. Nothing else is checked, so that a Redis outage never
+/// gets the proxy restarted.
+async fn healthz() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "ok\n",
+    )
+}
+
+/// Readiness: 200 `ready`, or 503 with every reason it is not, one a line.
+async fn readyz(State(a): State<Admin>) -> Response {
+    let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    match a.ready.check() {
+        Ok(()) => (text, "ready\n").into_response(),
+        Err(why) => {
+            let body = format!("not ready:\n{}\n", why.join("\n"));
+            (StatusCode::SERVICE_UNAVAILABLE, text, body).into_response()
+        }
+    }
 }
 
 async fn stats(State(a): State<Admin>) -> impl IntoResponse {

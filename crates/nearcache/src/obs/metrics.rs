@@ -1,4 +1,5 @@
-//! One proxy's counters and gauges, exposed in Prometheus text format on the admin port.
+//! One proxy's counters and gauges, with the process's own figures, written as OpenMetrics
+//! for the admin port (which also serves them in the Prometheus text format: `expose.rs`).
 //!
 //! Owns the registry. What the hot path touches are atomics; figures other parts keep (the
 //! cache's, the pool's) are copied in at each scrape. Never holds a lock a request waits on
@@ -15,6 +16,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::obs::process::ProcessCollector;
 use crate::obs::stats::CommandStats;
 use crate::obs::trace::Tracer;
 use crate::obs::Live;
@@ -310,6 +312,7 @@ impl Default for Metrics {
             "Tokio tasks alive (sessions, connections, fills in flight); flat when nothing leaks",
             m.alive_tasks.clone(),
         );
+        r.register_collector(Box::new(ProcessCollector));
         Metrics { registry: r, ..m }
     }
 }
@@ -376,7 +379,7 @@ impl Metrics {
         self.max_memory.load(Ordering::Relaxed)
     }
 
-    /// The metrics in Prometheus text exposition format.
+    /// The metrics in the OpenMetrics text format.
     pub fn render(&self, cache: Option<CacheSnapshot>, pool: &PoolStats) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.pool.update(pool);

@@ -8,9 +8,12 @@
 //! SIGPROF CPU profiler exist once per process).
 
 pub mod dashboard;
+pub mod expose;
+pub mod health;
 pub mod heapdiff;
 pub mod http;
 pub mod metrics;
+pub mod process;
 pub mod profile;
 pub mod stats;
 pub mod trace;

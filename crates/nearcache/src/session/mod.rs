@@ -30,10 +30,9 @@ mod writer;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::socket::{ClientStream, OwnedReadHalf};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
 use tracing::{debug, info};
 
 use crate::cachelayer::Form;
@@ -54,22 +53,21 @@ use tx::Tx;
 const MAX_KEPT_ARGS: usize = 1024;
 
 /// Answers a client that cannot be served with one error reply, then closes it.
-pub async fn refuse(mut stream: TcpStream, msg: &str) {
-    let _ = stream.write_all(&reply::error(msg)).await;
-    let _ = stream.shutdown().await;
+pub async fn refuse(stream: ClientStream, msg: &str) {
+    let (_rd, mut wr) = stream.into_split();
+    let _ = wr.write_all(&reply::error(msg)).await;
+    let _ = wr.shutdown().await;
 }
 
 /// Serves one client until it disconnects, sends QUIT, or the server shuts down.
-pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
-    let _ = stream.set_nodelay(true);
+pub async fn serve_client(stream: ClientStream, ctx: Arc<Context>) {
+    stream.set_nodelay();
     let me = {
         use std::os::fd::AsRawFd;
-        let unknown = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
-        let (addr, laddr) = (stream.peer_addr(), stream.local_addr());
+        let (addr, laddr) = stream.addrs();
         let fd = stream.as_raw_fd();
         let user = ctx.pool.user().to_string();
-        ctx.registry
-            .register(addr.unwrap_or(unknown), laddr.unwrap_or(unknown), fd, &user)
+        ctx.registry.register(addr, laddr, fd, &user)
     };
     let (rd, wr) = stream.into_split();
     let wr = Arc::new(wr);

@@ -7,8 +7,8 @@
 //! client sent them. Never holds a dedicated connection in a state the pool did not make without
 //! either keeping it for the session or closing it.
 
+use crate::socket::OwnedReadHalf;
 use bytes::Bytes;
-use tokio::net::tcp::OwnedReadHalf;
 use tracing::debug;
 
 use super::state::{Mode, Session, Stop};

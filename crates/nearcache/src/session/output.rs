@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
+use crate::socket::OwnedWriteHalf;
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::oneshot;
 
 use super::link::Link;

@@ -7,9 +7,9 @@
 //!
 //! Never parses the stream and never hands the connection to the pool.
 
+use crate::socket::OwnedReadHalf;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
 use tracing::debug;
 
 use super::state::Session;

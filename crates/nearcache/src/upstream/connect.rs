@@ -58,6 +58,14 @@ async fn open(
         .map_err(|_| unavailable("connect timed out".into()))?
         .map_err(|e| unavailable(e.to_string()))?;
     let _ = stream.set_nodelay(true);
+    if let Some(idle) = cfg.tcp_keepalive {
+        // As redis-server probes its clients: after `idle`, then every idle/3, 3 times.
+        let probes = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval((idle / 3).max(std::time::Duration::from_secs(1)))
+            .with_retries(3);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&probes);
+    }
     let mut hello: Vec<Bytes> = Vec::new();
     if proto == 3 {
         hello.extend([b"HELLO".as_slice(), b"3"].map(Bytes::from_static));

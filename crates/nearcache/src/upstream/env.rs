@@ -27,6 +27,8 @@ pub struct Settings {
     pub password: Option<String>,
     /// How often the invalidation connection is checked, and its deadline; `None`: never.
     pub tracking_health: Option<Duration>,
+    /// Idle time before TCP keepalive probes on every upstream socket; `None`: no keepalive.
+    pub tcp_keepalive: Option<Duration>,
     pub limits: Limits,
 }
 

@@ -49,6 +49,7 @@ pub(super) fn tracked_conn() -> (
             username: None,
             password: None,
             tracking_health: None,
+            tcp_keepalive: None,
             limits: Limits {
                 max_open: 0,
                 max_idle: 0,
