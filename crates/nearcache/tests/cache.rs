@@ -551,13 +551,13 @@ async fn a_pipelined_write_holds_back_only_reads_of_its_own_keys() {
     const ROUNDS: usize = 20;
     for round in 0..ROUNDS {
         let v = format!("new{round}");
-        let cmds = [
-            vec!["SET", "a", &v],
-            vec!["GET", "b"],
-            vec!["GET", "a"],
-        ];
+        let cmds = [vec!["SET", "a", &v], vec!["GET", "b"], vec!["GET", "a"]];
         let got: Vec<Vec<u8>> = c.pipeline(&cmds).await.iter().map(|r| r.to_vec()).collect();
-        assert_eq!(got, vec![b"+OK\r\n".to_vec(), bulk("bee"), bulk(&v)], "round {round}");
+        assert_eq!(
+            got,
+            vec![b"+OK\r\n".to_vec(), bulk("bee"), bulk(&v)],
+            "round {round}"
+        );
     }
     // Every GET b was a hit; GET a never is (its entry goes with each SET), and whatever
     // reached Redis was a read of a.

@@ -395,15 +395,27 @@ async fn concurrent_writers_and_readers_never_see_the_past() {
                 };
                 for (w, at) in [(0, 0), (1, 2)] {
                     let v = counter(&r[at]);
-                    assert!(v >= last[w], "reader {rd}: ctr{w} went back from {} to {v}", last[w]);
+                    assert!(
+                        v >= last[w],
+                        "reader {rd}: ctr{w} went back from {} to {v}",
+                        last[w]
+                    );
                     last[w] = v;
                 }
                 for at in [3, 7] {
-                    assert_eq!(r[at], bulk(&v), "reader {rd} round {i}: {own} after its SET {v}");
+                    assert_eq!(
+                        r[at],
+                        bulk(&v),
+                        "reader {rd} round {i}: {own} after its SET {v}"
+                    );
                 }
                 let n = format!("{}", i + 1);
                 assert_eq!(&r[4][..], format!(":{n}\r\n").as_bytes(), "reader {rd}");
-                assert_eq!(r[6], bulk(&n), "reader {rd} round {i}: {count} after its INCR");
+                assert_eq!(
+                    r[6],
+                    bulk(&n),
+                    "reader {rd} round {i}: {count} after its INCR"
+                );
                 match to_frame(&r[5]) {
                     resp::Frame::Array(items) if items.len() == 3 => {
                         assert_eq!(
@@ -553,7 +565,8 @@ fn random_pipelines_read_their_own_writes() {
                 for k in 0..K {
                     c.cmd(&["GET", &format!("{p}:k{k}")]).await;
                 }
-                c.cmd(&["MGET", &format!("{p}:k0"), &format!("{p}:k1")]).await;
+                c.cmd(&["MGET", &format!("{p}:k0"), &format!("{p}:k1")])
+                    .await;
             }
         })
     };
@@ -569,8 +582,10 @@ fn random_pipelines_read_their_own_writes() {
         let prefix = format!("p{}", case.fetch_add(1, Ordering::Relaxed) + 1);
         let mut model = std::collections::HashMap::new();
         for (n, ops) in pipelines.iter().enumerate() {
-            let (cmds, want): (Vec<_>, Vec<_>) =
-                ops.iter().map(|op| run_model(op, &prefix, &mut model)).unzip();
+            let (cmds, want): (Vec<_>, Vec<_>) = ops
+                .iter()
+                .map(|op| run_model(op, &prefix, &mut model))
+                .unzip();
             let got = rt.block_on(async { client.borrow_mut().pipeline(&cmds).await });
             for (i, (got, want)) in got.iter().zip(&want).enumerate() {
                 if &got[..] != &want[..] {

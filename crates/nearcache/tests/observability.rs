@@ -415,15 +415,24 @@ async fn every_cacheable_read_is_a_hit_a_miss_or_a_bypass_with_its_reason() {
     })
     .await;
     let body = http_get(admin, "/metrics").await;
-    let sum: f64 = ["nearcache_cache_hits_total ", "nearcache_cache_misses_total "]
+    let sum: f64 = [
+        "nearcache_cache_hits_total ",
+        "nearcache_cache_misses_total ",
+    ]
+    .iter()
+    .map(|m| metric(&body, m))
+    .chain(
+        [
+            "write_in_flight",
+            "transaction",
+            "dedicated",
+            "too_large",
+            "not_cacheable",
+        ]
         .iter()
-        .map(|m| metric(&body, m))
-        .chain(
-            ["write_in_flight", "transaction", "dedicated", "too_large", "not_cacheable"]
-                .iter()
-                .map(|r| metric(&body, &bypass(r))),
-        )
-        .sum();
+        .map(|r| metric(&body, &bypass(r))),
+    )
+    .sum();
     assert_eq!(sum as u64, reads, "hits + misses + bypasses");
     for (reason, n) in [
         ("transaction", 3.0),

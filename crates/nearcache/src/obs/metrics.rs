@@ -217,9 +217,8 @@ impl Default for Metrics {
         // The family's counters are kept at hand as well: looking one up takes the family's
         // lock, and a bypass is on the request path.
         let bypass = Family::<ReasonLabel, Counter>::default();
-        let bypass_counters = Bypass::ALL.map(|b| {
-            bypass.get_or_create_owned(&ReasonLabel { reason: b.label() })
-        });
+        let bypass_counters =
+            Bypass::ALL.map(|b| bypass.get_or_create_owned(&ReasonLabel { reason: b.label() }));
         let m = Metrics {
             commands: Counter::default(),
             connections: Counter::default(),

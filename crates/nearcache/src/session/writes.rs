@@ -175,7 +175,10 @@ mod tests {
         assert!(w.hold_back(&keys("b c a")), "an MGET naming a");
         let a2 = w.sent(Some(&keys("a b")));
         w.done(a);
-        assert!(w.hold_back(&keys("a")), "the second write to a is in flight");
+        assert!(
+            w.hold_back(&keys("a")),
+            "the second write to a is in flight"
+        );
         w.done(a2);
         assert!(!w.hold_back(&keys("a")) && !w.hold_back(&keys("b")));
         assert_eq!(w.count(), 0);
@@ -247,7 +250,9 @@ mod tests {
     }
 
     fn names(keys: &[u8]) -> Vec<Bytes> {
-        keys.iter().map(|k| Bytes::from(format!("key:{k}"))).collect()
+        keys.iter()
+            .map(|k| Bytes::from(format!("key:{k}")))
+            .collect()
     }
 
     proptest::proptest! {
