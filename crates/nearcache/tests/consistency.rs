@@ -570,8 +570,6 @@ fn random_pipelines_read_their_own_writes() {
             }
         })
     };
-    // The runner takes a `Fn`: the client connection is borrowed per case.
-    let client = std::cell::RefCell::new(rt.block_on(RawConn::connect(&addr)));
     let pipelines = proptest::collection::vec(proptest::collection::vec(op(), 1..30), 1..5);
     let mut runner = TestRunner::new(Config {
         cases: 64,
@@ -581,14 +579,15 @@ fn random_pipelines_read_their_own_writes() {
     let result = runner.run(&pipelines, |pipelines| {
         let prefix = format!("p{}", case.fetch_add(1, Ordering::Relaxed) + 1);
         let mut model = std::collections::HashMap::new();
+        let mut client = rt.block_on(RawConn::connect(&addr));
         for (n, ops) in pipelines.iter().enumerate() {
             let (cmds, want): (Vec<_>, Vec<_>) = ops
                 .iter()
                 .map(|op| run_model(op, &prefix, &mut model))
                 .unzip();
-            let got = rt.block_on(async { client.borrow_mut().pipeline(&cmds).await });
+            let got = rt.block_on(client.pipeline(&cmds));
             for (i, (got, want)) in got.iter().zip(&want).enumerate() {
-                if &got[..] != &want[..] {
+                if got[..] != want[..] {
                     return Err(TestCaseError::fail(format!(
                         "pipeline {n}, command {i} ({}): got {}, want {}",
                         show_cmd(&cmds[i]),

@@ -62,10 +62,8 @@ impl WritesInFlight {
         };
         let mark = match mark {
             Some(bits) => {
-                for (i, count) in self.counts.iter().enumerate() {
-                    if bits & (1 << i) != 0 {
-                        count.fetch_add(1, Ordering::AcqRel);
-                    }
+                for i in slots(bits) {
+                    self.counts[i].fetch_add(1, Ordering::AcqRel);
                 }
                 WriteMark::Keys(bits)
             }
@@ -81,22 +79,35 @@ impl WritesInFlight {
     /// The slots `keys` take: a slot already standing for a key's hash, else a free one (its
     /// hash written now; its count is raised by the caller). `None` if they do not fit.
     fn claim(&self, keys: &[Bytes]) -> Option<u16> {
+        // With nothing in flight every slot is free, and stays so: only the reader adds.
+        let idle = self.total.load(Ordering::Acquire) == 0;
         let mut bits = 0u16;
         for key in keys {
             let hash = self.hasher.hash_one(&key[..]);
-            let held = (0..SLOTS).find(|&i| {
-                (bits & (1 << i) != 0 || self.counts[i].load(Ordering::Acquire) > 0)
-                    && self.hashes[i].load(Ordering::Relaxed) == hash
-            });
-            let slot = match held {
-                Some(i) => i,
-                None => {
-                    let free = (0..SLOTS).find(|&i| {
-                        bits & (1 << i) == 0 && self.counts[i].load(Ordering::Acquire) == 0
-                    })?;
-                    self.hashes[free].store(hash, Ordering::Relaxed);
-                    free
+            let mut free = None;
+            let mut held = None;
+            for i in 0..SLOTS {
+                let mine = bits & (1 << i) != 0;
+                if mine || !idle && self.counts[i].load(Ordering::Acquire) > 0 {
+                    if self.hashes[i].load(Ordering::Relaxed) == hash {
+                        held = Some(i);
+                        break;
+                    }
+                } else if free.is_none() {
+                    free = Some(i);
+                    if idle && (bits >> i) == 0 {
+                        // No slot above this one is taken: none can hold the hash.
+                        break;
+                    }
                 }
+            }
+            let slot = match (held, free) {
+                (Some(i), _) => i,
+                (None, Some(i)) => {
+                    self.hashes[i].store(hash, Ordering::Relaxed);
+                    i
+                }
+                (None, None) => return None,
             };
             bits |= 1 << slot;
         }
@@ -107,10 +118,8 @@ impl WritesInFlight {
     pub fn done(&self, mark: WriteMark) {
         match mark {
             WriteMark::Keys(bits) => {
-                for (i, count) in self.counts.iter().enumerate() {
-                    if bits & (1 << i) != 0 {
-                        count.fetch_sub(1, Ordering::AcqRel);
-                    }
+                for i in slots(bits) {
+                    self.counts[i].fetch_sub(1, Ordering::AcqRel);
                 }
             }
             WriteMark::Session => {
@@ -152,6 +161,15 @@ impl WritesInFlight {
                 .iter()
                 .any(|k| live.contains(&self.hasher.hash_one(&k[..])))
     }
+}
+
+/// The slots a mark's bits name.
+fn slots(mut bits: u16) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits.checked_sub(1)?;
+        Some(i)
+    })
 }
 
 #[cfg(test)]
