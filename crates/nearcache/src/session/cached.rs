@@ -75,6 +75,9 @@ impl Session {
         let conn = self.pick_shared().await;
         let landing = match cache.join(group, &key, Some(self.output.out.meter())) {
             Join::Follower(rx) => {
+                // The read joined is on another connection: a later write of this session to
+                // the key must not overtake it (`Session::after_joined_reads`).
+                self.joined.joined(group);
                 self.output.link.dispatched();
                 self.queue_reply(rx, After::Nothing);
                 return;

@@ -123,6 +123,7 @@ pub async fn serve_client(stream: TcpStream, ctx: Arc<Context>) {
         me,
         caching_noted: false,
         unasked: Default::default(),
+        joined: Default::default(),
     };
     // Biased: the read loop is what wakes the session nearly every time.
     let shutting_down = tokio::select! {
@@ -396,11 +397,33 @@ impl Session {
                 let after = self.neutral_after(args);
                 self.send_shared(args, after).await
             }
-            effect => {
-                let after = self.write_effect(effect, args);
+            CacheUse::WriteAll => {
+                if self.joined.conflicts(None) {
+                    self.after_joined_reads().await;
+                }
+                let after = self.changed(None, false);
+                self.send_shared(args, after).await;
+            }
+            _ => {
+                let written = self.spec.written_keys(args);
+                if self
+                    .joined
+                    .conflicts(written.exact.then_some(&written.keys[..]))
+                {
+                    self.after_joined_reads().await;
+                }
+                let after = self.changed(Some(written.keys), written.exact);
                 self.send_shared(args, after).await;
             }
         }
+    }
+
+    /// Before a write that may change a key whose read this session joined on another
+    /// connection: waits for every reply outstanding, so that the write cannot reach Redis
+    /// before that read does and answer it with the write's value.
+    async fn after_joined_reads(&mut self) {
+        self.output.link.drained().await;
+        self.joined.clear();
     }
 
     /// What the command being handled (`args`) means for the cache.

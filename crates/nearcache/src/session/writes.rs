@@ -163,6 +163,60 @@ impl WritesInFlight {
     }
 }
 
+/// Keys whose miss this session answered by joining a read another session had in flight
+/// (`cachelayer/flights.rs`), on another connection. That read may reach Redis after a write
+/// this session sends later on its own connection, and would then answer an earlier read with
+/// a later write's value: a write to such a key waits until every reply the session awaits is
+/// in. The reader's own: no sharing, no atomics.
+#[derive(Default)]
+pub struct JoinedReads {
+    hashes: [u64; JOINED],
+    len: usize,
+    /// More keys were joined than fit: any write waits.
+    overflow: bool,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+/// Keys joined that are remembered one by one; past it, every write waits for the joins.
+const JOINED: usize = 8;
+
+impl JoinedReads {
+    /// A miss of `key` joined another session's read.
+    pub fn joined(&mut self, key: &[u8]) {
+        let hash = self.hasher.hash_one(key);
+        if self.hashes[..self.len].contains(&hash) {
+            return;
+        }
+        match self.hashes.get_mut(self.len) {
+            Some(slot) => {
+                *slot = hash;
+                self.len += 1;
+            }
+            None => self.overflow = true,
+        }
+    }
+
+    /// Whether a write of `keys` (`None`: keys not known exactly) may overtake a joined read.
+    #[inline]
+    pub fn conflicts(&self, keys: Option<&[Bytes]>) -> bool {
+        if self.len == 0 && !self.overflow {
+            return false;
+        }
+        match keys {
+            Some(keys) if !self.overflow => keys
+                .iter()
+                .any(|k| self.hashes[..self.len].contains(&self.hasher.hash_one(&k[..]))),
+            _ => true,
+        }
+    }
+
+    /// Every joined read has its reply: nothing can be overtaken any more.
+    pub fn clear(&mut self) {
+        self.len = 0;
+        self.overflow = false;
+    }
+}
+
 /// The slots a mark's bits name.
 fn slots(mut bits: u16) -> impl Iterator<Item = usize> {
     std::iter::from_fn(move || {
@@ -226,6 +280,22 @@ mod tests {
         assert_eq!(w.sent(Some(&keys("other"))), WriteMark::Session);
         // A key already held shares its slot.
         assert_eq!(w.sent(Some(&many[..1])), marks[0]);
+    }
+
+    #[test]
+    fn writes_to_keys_joined_wait_for_the_joined_reads() {
+        let mut j = JoinedReads::default();
+        assert!(!j.conflicts(None));
+        j.joined(b"a");
+        assert!(j.conflicts(Some(&keys("b a"))));
+        assert!(!j.conflicts(Some(&keys("b"))));
+        assert!(j.conflicts(None), "a write of unknown keys");
+        for i in 0..JOINED {
+            j.joined(format!("k{i}").as_bytes());
+        }
+        assert!(j.conflicts(Some(&keys("b"))), "overflowed");
+        j.clear();
+        assert!(!j.conflicts(Some(&keys("a"))) && !j.conflicts(None));
     }
 
     #[test]
