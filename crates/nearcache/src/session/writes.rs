@@ -10,6 +10,10 @@
 //! collision only makes an unrelated read bypass. Never allocates or locks: a fixed array of
 //! slots, each a hash and a count; a write whose keys do not fit falls back to the whole-session
 //! rule.
+//!
+//! The converse order is kept here too ([`JoinedReads`]): a miss that joined another session's
+//! read in flight is answered by a read on another connection, which a later write of this
+//! session must not overtake. Never lets such a write go before that read's reply.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
