@@ -15,7 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use crate::cachelayer::CacheLayer;
 use crate::config::{Config, SETTINGS};
 use crate::control::Control;
-use crate::obs::metrics::{FlushReason, Metrics};
+use crate::obs::metrics::{Bypass, FlushReason, Metrics};
 use crate::obs::profile;
 use crate::obs::stats::Outcome;
 use crate::reply;
@@ -197,6 +197,22 @@ pub async fn info(metrics: &Metrics, cache: Option<&CacheLayer>, pool: &PoolStat
                 c.invalidated_keys.load(Ordering::Relaxed)
             );
             let _ = writeln!(w, "collapsed_misses:{}\r", c.collapsed());
+            // Reads that did not look the cache up; a too-large one was a miss first.
+            let mut bypassed = 0;
+            for reason in Bypass::ALL {
+                let n = metrics.bypassed(reason);
+                let _ = writeln!(w, "cache_bypass_{}:{n}\r", reason.label());
+                if reason != Bypass::TooLarge {
+                    bypassed += n;
+                }
+            }
+            let reads = lookups + bypassed;
+            let offload = if reads == 0 {
+                0.0
+            } else {
+                st.hits as f64 / reads as f64
+            };
+            let _ = writeln!(w, "cache_offload_ratio:{offload:.4}\r");
         }
         None => {
             let _ = writeln!(w, "cache_enabled:0\r");

@@ -86,14 +86,26 @@ pub type UpstreamResult = Result<Bytes, UpstreamError>;
 /// What the writer does when a pending reply arrives, before the client sees it.
 pub enum After {
     Nothing,
-    /// Drop the entries of these Redis keys (a write): read-your-writes.
-    Invalidate(Vec<Bytes>),
+    /// Drop the entries of these Redis keys (a write): read-your-writes. The mark is the
+    /// write's place in the session's writes in flight, released once the keys are dropped.
+    Invalidate(Vec<Bytes>, WriteMark),
     /// Empty the cache (FLUSHALL, FLUSHDB, SWAPDB).
     FlushAll,
     /// Runs on the reply (`None`: an error of the proxy's) before the client has it, and may
     /// rewrite it (`SELECT` notes the client's db, `INFO` tells the proxy's clients, a blocking
     /// call is over); then the other effect.
     Patch(Box<After>, Patch),
+}
+
+/// A write's place in its session's writes in flight (`session/writes.rs`), which the writer
+/// releases once the write's reply is in and its keys invalidated: until then, reads of those
+/// keys (or, for [`WriteMark::Session`], every read of the session) bypass the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMark {
+    /// The write's keys hold these slots (a bit each) of the session's key set.
+    Keys(u16),
+    /// Its keys are not known exactly, or did not fit: it holds back every read of the session.
+    Session,
 }
 
 /// See [`After::Patch`].

@@ -527,3 +527,46 @@ async fn an_invalidation_during_a_read_in_flight_keeps_its_reply_out_of_the_cach
     }
     proxy.shutdown().await;
 }
+
+/// Read-your-writes by key: in a pipeline `SET a; GET b; GET a`, the read of `a` waits for the
+/// write (it reads through, behind it, or finds the entry the write invalidated gone), while
+/// `b`, which no write of the session touches, is answered from the cache.
+#[tokio::test]
+async fn a_pipelined_write_holds_back_only_reads_of_its_own_keys() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(with_admin).await;
+    let admin = proxy.admin.expect("admin enabled");
+    c.cmd(&["SET", "a", "old"]).await;
+    c.cmd(&["SET", "b", "bee"]).await;
+    wait_until_cached(&mut c, &mut redis, "a").await;
+    wait_until_cached(&mut c, &mut redis, "b").await;
+    let hits = metric(admin, "nearcache_cache_hits_total").await;
+    let held = "nearcache_cache_bypass_total{reason=\"write_in_flight\"}";
+    let held_before = metric(admin, held).await;
+    let gets = command_calls(&mut redis, "get").await;
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
+        let v = format!("new{round}");
+        let cmds = [vec!["SET", "a", &v], vec!["GET", "b"], vec!["GET", "a"]];
+        let got: Vec<Vec<u8>> = c.pipeline(&cmds).await.iter().map(|r| r.to_vec()).collect();
+        assert_eq!(
+            got,
+            vec![b"+OK\r\n".to_vec(), bulk("bee"), bulk(&v)],
+            "round {round}"
+        );
+    }
+    // Every GET b was a hit; GET a never is (its entry goes with each SET), and whatever
+    // reached Redis was a read of a.
+    let hits = metric(admin, "nearcache_cache_hits_total").await - hits;
+    assert_eq!(hits as usize, ROUNDS, "GET b did not always hit");
+    let upstream = command_calls(&mut redis, "get").await - gets;
+    assert!(upstream as usize <= ROUNDS, "{upstream} GETs reached Redis");
+    // A read held back is counted as such, and only those reads are.
+    let held = metric(admin, held).await - held_before;
+    assert!(held as u64 <= upstream, "{held} held back, {upstream} sent");
+    proxy.shutdown().await;
+}

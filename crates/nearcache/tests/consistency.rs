@@ -352,7 +352,9 @@ async fn resp2_and_resp3_clients_get_their_own_reply_shapes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_and_readers_never_see_the_past() {
     // Each writer increments its own counter through the proxy; readers on other connections
-    // must see a non-decreasing sequence that ends at the final value.
+    // must see a non-decreasing sequence that ends at the final value. Each reader also
+    // pipelines writes to keys of its own between those reads, and must read every one of them
+    // back, in the same pipeline, never an older value.
     let (_redis, proxy) = setup().await;
     let addr = proxy.addr();
     let mut tasks = Vec::new();
@@ -370,20 +372,59 @@ async fn concurrent_writers_and_readers_never_see_the_past() {
         let addr = addr.clone();
         tasks.push(tokio::spawn(async move {
             let mut c = conn(&addr, rd == 1).await;
+            let (own, count) = (format!("own{rd}"), format!("count{rd}"));
             let mut last = [0i64; 2];
-            for _ in 0..300 {
-                for (w, last) in last.iter_mut().enumerate() {
-                    let r = c.cmd(&["GET", &format!("ctr{w}")]).await;
-                    let v = match to_frame(&r) {
+            for i in 0..300 {
+                let v = format!("v{i}");
+                let cmds: Vec<Vec<&str>> = vec![
+                    vec!["GET", "ctr0"],
+                    vec!["SET", &own, &v],
+                    vec!["GET", "ctr1"],
+                    vec!["GET", &own],
+                    vec!["INCR", &count],
+                    vec!["MGET", "ctr0", &own, "ctr1"],
+                    vec!["GET", &count],
+                    vec!["GET", &own],
+                ];
+                let r = c.pipeline(&cmds).await;
+                let counter = |b: &[u8]| -> i64 {
+                    match to_frame(b) {
                         resp::Frame::Bulk(b) => std::str::from_utf8(&b).unwrap().parse().unwrap(),
                         _ => 0,
-                    };
+                    }
+                };
+                for (w, at) in [(0, 0), (1, 2)] {
+                    let v = counter(&r[at]);
                     assert!(
-                        v >= *last,
+                        v >= last[w],
                         "reader {rd}: ctr{w} went back from {} to {v}",
-                        *last
+                        last[w]
                     );
-                    *last = v;
+                    last[w] = v;
+                }
+                for at in [3, 7] {
+                    assert_eq!(
+                        r[at],
+                        bulk(&v),
+                        "reader {rd} round {i}: {own} after its SET {v}"
+                    );
+                }
+                let n = format!("{}", i + 1);
+                assert_eq!(&r[4][..], format!(":{n}\r\n").as_bytes(), "reader {rd}");
+                assert_eq!(
+                    r[6],
+                    bulk(&n),
+                    "reader {rd} round {i}: {count} after its INCR"
+                );
+                match to_frame(&r[5]) {
+                    resp::Frame::Array(items) if items.len() == 3 => {
+                        assert_eq!(
+                            to_bytes(&items[1]),
+                            bulk(&v),
+                            "reader {rd} round {i}: MGET's {own} after its SET {v}"
+                        );
+                    }
+                    other => panic!("reader {rd}: MGET returned {other:?}"),
                 }
             }
         }));
@@ -398,4 +439,172 @@ async fn concurrent_writers_and_readers_never_see_the_past() {
     assert_eq!(c.cmd(&["GET", "ctr0"]).await, bulk("300"));
     assert_eq!(c.cmd(&["GET", "ctr1"]).await, bulk("300"));
     proxy.shutdown().await;
+}
+
+/// One command of a generated pipeline, over a few keys (`K`) so that writes and reads of the
+/// same and of other keys mix.
+#[derive(Debug, Clone)]
+enum Op {
+    Set(u8, String),
+    Get(u8),
+    Strlen(u8),
+    Append(u8, String),
+    Del(Vec<u8>),
+    Mget(Vec<u8>),
+    Mset(Vec<(u8, String)>),
+    /// A script's write: its keys are not known exactly, so it holds back every read.
+    Eval(u8, String),
+}
+
+const K: u8 = 6;
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    let key = || 0..K;
+    let val = || "[a-z]{0,5}";
+    let keys = || proptest::collection::vec(0..K, 1..4);
+    prop_oneof![
+        3 => (key(), val()).prop_map(|(k, v)| Op::Set(k, v)),
+        5 => key().prop_map(Op::Get),
+        1 => key().prop_map(Op::Strlen),
+        1 => (key(), val()).prop_map(|(k, v)| Op::Append(k, v)),
+        1 => keys().prop_map(Op::Del),
+        2 => keys().prop_map(Op::Mget),
+        1 => proptest::collection::vec((key(), val()), 1..3).prop_map(Op::Mset),
+        1 => (key(), val()).prop_map(|(k, v)| Op::Eval(k, v)),
+    ]
+}
+
+/// The command `op` sends for keys under `prefix`, and the reply the model expects (RESP2);
+/// the model is updated as Redis would be.
+fn run_model(
+    op: &Op,
+    prefix: &str,
+    model: &mut std::collections::HashMap<u8, String>,
+) -> (Vec<String>, Vec<u8>) {
+    let key = |k: &u8| format!("{prefix}:k{k}");
+    let value = |v: Option<&String>| match v {
+        Some(v) => bulk(v).to_vec(),
+        None => b"$-1\r\n".to_vec(),
+    };
+    let int = |n: usize| format!(":{n}\r\n").into_bytes();
+    let ok = b"+OK\r\n".to_vec();
+    match op {
+        Op::Set(k, v) => {
+            model.insert(*k, v.clone());
+            (vec!["SET".into(), key(k), v.clone()], ok)
+        }
+        Op::Get(k) => (vec!["GET".into(), key(k)], value(model.get(k))),
+        Op::Strlen(k) => (
+            vec!["STRLEN".into(), key(k)],
+            int(model.get(k).map_or(0, String::len)),
+        ),
+        Op::Append(k, v) => {
+            let now = model.entry(*k).or_default();
+            now.push_str(v);
+            (vec!["APPEND".into(), key(k), v.clone()], int(now.len()))
+        }
+        Op::Del(ks) => {
+            let mut cmd = vec!["DEL".to_string()];
+            cmd.extend(ks.iter().map(key));
+            let gone = ks.iter().filter(|k| model.remove(k).is_some()).count();
+            (cmd, int(gone))
+        }
+        Op::Mget(ks) => {
+            let mut cmd = vec!["MGET".to_string()];
+            cmd.extend(ks.iter().map(key));
+            let mut want = format!("*{}\r\n", ks.len()).into_bytes();
+            for k in ks {
+                want.extend(value(model.get(k)));
+            }
+            (cmd, want)
+        }
+        Op::Mset(pairs) => {
+            let mut cmd = vec!["MSET".to_string()];
+            for (k, v) in pairs {
+                cmd.extend([key(k), v.clone()]);
+                model.insert(*k, v.clone());
+            }
+            (cmd, ok)
+        }
+        Op::Eval(k, v) => {
+            model.insert(*k, v.clone());
+            let script = "return redis.call('SET', KEYS[1], ARGV[1])";
+            let cmd = vec!["EVAL".into(), script.into(), "1".into(), key(k), v.clone()];
+            (cmd, ok)
+        }
+    }
+}
+
+/// Random pipelines of reads and writes through the proxy, against a model of the keys: every
+/// reply is the model's, so no read is ever older than a write the client made before it, in
+/// the same pipeline or an earlier one. Another client keeps reading the same keys meanwhile,
+/// so that entries are filled (and reads in flight joined) by a session other than the writer's.
+#[test]
+fn random_pipelines_read_their_own_writes() {
+    use proptest::test_runner::{Config, TestCaseError, TestRunner};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_redis, proxy) = rt.block_on(setup());
+    let addr = proxy.addr();
+    // Each case, shrinking included, uses keys of its own: it starts from an empty keyspace.
+    let case = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let noise = {
+        let (addr, case, stop) = (addr.clone(), case.clone(), stop.clone());
+        rt.spawn(async move {
+            let mut c = RawConn::connect(&addr).await;
+            while !stop.load(Ordering::Relaxed) {
+                let p = format!("p{}", case.load(Ordering::Relaxed));
+                for k in 0..K {
+                    c.cmd(&["GET", &format!("{p}:k{k}")]).await;
+                }
+                c.cmd(&["MGET", &format!("{p}:k0"), &format!("{p}:k1")])
+                    .await;
+            }
+        })
+    };
+    let pipelines = proptest::collection::vec(proptest::collection::vec(op(), 1..30), 1..5);
+    let mut runner = TestRunner::new(Config {
+        cases: 64,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&pipelines, |pipelines| {
+        let prefix = format!("p{}", case.fetch_add(1, Ordering::Relaxed) + 1);
+        let mut model = std::collections::HashMap::new();
+        let mut client = rt.block_on(RawConn::connect(&addr));
+        for (n, ops) in pipelines.iter().enumerate() {
+            let (cmds, want): (Vec<_>, Vec<_>) = ops
+                .iter()
+                .map(|op| run_model(op, &prefix, &mut model))
+                .unzip();
+            let got = rt.block_on(client.pipeline(&cmds));
+            for (i, (got, want)) in got.iter().zip(&want).enumerate() {
+                if got[..] != want[..] {
+                    return Err(TestCaseError::fail(format!(
+                        "pipeline {n}, command {i} ({}): got {}, want {}",
+                        show_cmd(&cmds[i]),
+                        show(got),
+                        show(want)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(10), noise).await;
+        proxy.shutdown().await;
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
 }

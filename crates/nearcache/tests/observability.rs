@@ -368,3 +368,80 @@ async fn binary_captures_sampled_request_traces_as_chrome_json() {
     assert!(text.contains("\"sample_every\":10"));
     assert!(text.contains("\"name\":\"reply\""), "no reply spans");
 }
+
+/// Every cacheable read is counted once: as a hit, a miss, or a bypass with its reason, so
+/// that hits over their sum is the share of reads the cache spared Redis.
+#[tokio::test]
+async fn every_cacheable_read_is_a_hit_a_miss_or_a_bypass_with_its_reason() {
+    let redis = RedisServer::start();
+    let config = Proxy::config(&redis.addr())
+        .with("admin_listen", "127.0.0.1:0")
+        .with("cache_deny_commands", "STRLEN");
+    let proxy = Proxy::start_config(config).await;
+    let admin = proxy.admin.unwrap();
+    let bypass = |reason: &str| format!("nearcache_cache_bypass_total{{reason=\"{reason}\"}} ");
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    let mut reads = 0u64;
+    c.cmd(&["SET", "k", "v"]).await;
+    for _ in 0..3 {
+        c.cmd(&["GET", "k"]).await;
+        reads += 1;
+    }
+    // Inside a transaction, on the session's dedicated connection.
+    c.cmd(&["MULTI"]).await;
+    c.cmd(&["GET", "k"]).await;
+    c.cmd(&["MGET", "k", "other"]).await;
+    c.cmd(&["EXEC"]).await;
+    reads += 3;
+    // A session pinned to a dedicated connection by its db.
+    let mut pinned = RawConn::connect(&proxy.addr()).await;
+    pinned.cmd(&["SELECT", "1"]).await;
+    pinned.cmd(&["GET", "k"]).await;
+    pinned.cmd(&["MGET", "k", "other"]).await;
+    reads += 3;
+    // Left out by the operator's rules.
+    c.cmd(&["STRLEN", "k"]).await;
+    reads += 1;
+    // A reply larger than an entry may be (64 KB with the default 64 MB cap).
+    c.cmd(&["SET", "big", &"x".repeat(100_000)]).await;
+    c.cmd(&["GET", "big"]).await;
+    reads += 1;
+    // The fill of `big` is judged after its reply, when the key's PTTL is in: wait for it
+    // without scraping, since a scrape before it counts the read as a miss until more come.
+    let mut info_conn = RawConn::connect(&proxy.addr()).await;
+    eventually(READ_TIMEOUT, "the large reply to be counted", async || {
+        let info = info_conn.cmd(&["NEARCACHE", "INFO"]).await;
+        String::from_utf8_lossy(&info).contains("cache_bypass_too_large:1\r")
+    })
+    .await;
+    let body = http_get(admin, "/metrics").await;
+    let sum: f64 = [
+        "nearcache_cache_hits_total ",
+        "nearcache_cache_misses_total ",
+    ]
+    .iter()
+    .map(|m| metric(&body, m))
+    .chain(
+        [
+            "write_in_flight",
+            "transaction",
+            "dedicated",
+            "too_large",
+            "not_cacheable",
+        ]
+        .iter()
+        .map(|r| metric(&body, &bypass(r))),
+    )
+    .sum();
+    assert_eq!(sum as u64, reads, "hits + misses + bypasses");
+    for (reason, n) in [
+        ("transaction", 3.0),
+        ("dedicated", 3.0),
+        ("not_cacheable", 1.0),
+        ("too_large", 1.0),
+        ("write_in_flight", 0.0),
+    ] {
+        assert_eq!(metric(&body, &bypass(reason)), n, "{reason}");
+    }
+    proxy.shutdown().await;
+}

@@ -19,7 +19,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
 
 use crate::clock::Clock;
-use crate::obs::metrics::{FlushReason, Metrics};
+use crate::obs::metrics::{Bypass, FlushReason, Metrics};
 use crate::reply::{OutMeter, ReplyTx, UpstreamResult};
 use crate::upstream::TrackingSink;
 pub use arrays::{join_array, put_array, split_array};
@@ -219,6 +219,8 @@ impl CacheLayer {
             return;
         }
         if reply.len() as u64 > self.max_value {
+            // It will miss every time: a read the cache cannot serve, not one it failed to.
+            self.metrics.bypass(Bypass::TooLarge, 1);
             return;
         }
         let Some(ttl) = parse_pttl(pttl) else {

@@ -166,10 +166,24 @@ impl CommandSpec {
     /// script, a specification Redis marks incomplete). Over-invalidating costs a few misses;
     /// missing a key would cost stale reads.
     pub fn write_keys(&self, args: &[Bytes]) -> Vec<Bytes> {
+        self.written_keys(args).keys
+    }
+
+    /// [`CommandSpec::write_keys`], and whether they are known exactly: the key
+    /// specifications found every key the call may change. Not for scripts (which may touch
+    /// keys they do not declare), commands Redis does not know, or specifications Redis marks
+    /// incomplete, where every argument stands in for the keys and a key the command computes
+    /// may still be missing: the session then holds back all its cached reads until the
+    /// reply, not only those of these keys.
+    pub fn written_keys(&self, args: &[Bytes]) -> WrittenKeys {
+        let every_arg = || WrittenKeys {
+            keys: args.get(1..).unwrap_or_default().to_vec(),
+            exact: false,
+        };
         let only_written = match self.effect {
             CacheEffect::Write(Written::Specs) => true,
             CacheEffect::Write(Written::AllKeys) => false,
-            _ => return args.get(1..).unwrap_or_default().to_vec(),
+            _ => return every_arg(),
         };
         let mut keys = Vec::new();
         let found = self.each_key(args, |i, flags| {
@@ -179,8 +193,8 @@ impl CommandSpec {
             }
         });
         match found {
-            Ok(()) => keys,
-            Err(_) => args.get(1..).unwrap_or_default().to_vec(),
+            Ok(()) => WrittenKeys { keys, exact: true },
+            Err(_) => every_arg(),
         }
     }
 
@@ -204,6 +218,14 @@ impl CommandSpec {
         }
         Ok(())
     }
+}
+
+/// The keys a write may change ([`CommandSpec::written_keys`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenKeys {
+    pub keys: Vec<Bytes>,
+    /// The call changes no key outside `keys`.
+    pub exact: bool,
 }
 
 /// Every spec, with the index from names to them.

@@ -168,6 +168,43 @@ fn a_write_changes_the_keys_its_specs_mark_written() {
 }
 
 #[test]
+fn written_keys_are_exact_only_where_the_specs_find_every_key() {
+    let exact = |line: &str| {
+        let args = cmd(line);
+        lookup(&args[0]).resolve(&args).written_keys(&args).exact
+    };
+    for line in [
+        "SET k v",
+        "DEL a b c",
+        "MSET a 1 b 2",
+        "RENAME a b",
+        "INCR n",
+        "HSET h f v",
+        "EXPIRE k 10",
+        "SINTERSTORE d a b",
+        "PFCOUNT a b",
+        "XGROUP CREATE s g $",
+    ] {
+        assert!(exact(line), "{line}");
+    }
+    // Scripts may touch keys they do not declare; unknown commands and specifications Redis
+    // cannot resolve give every argument, which may still miss a key the command computes.
+    for line in [
+        "EVAL s 1 k",
+        "EVALSHA f 1 k",
+        "FCALL f 1 k",
+        "SOMEFUTURECOMMAND k",
+        "SORT k STORE d",
+        "MIGRATE h 6379 \"\" 0 5000 KEYS a b",
+        "ZUNIONSTORE d 5 a",
+        "SET",
+        "FLUSHDB",
+    ] {
+        assert!(!exact(line), "{line}");
+    }
+}
+
+#[test]
 fn read_codes_are_distinct_and_case_insensitive() {
     let mut codes: Vec<u8> = policy::CACHEABLE
         .iter()

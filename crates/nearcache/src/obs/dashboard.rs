@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::stats::BOUNDS;
-use crate::obs::metrics::{CacheSnapshot, Metrics};
+use crate::obs::metrics::{Bypass, CacheSnapshot, Metrics};
 use crate::upstream::PoolStats;
 
 /// The page, compiled into the binary.
@@ -39,13 +39,20 @@ pub fn stats_json(metrics: &Metrics, cache: Option<CacheSnapshot>, pool: &PoolSt
     );
     match cache_figures {
         Some((bytes, hits, misses, evictions, invalidations, entries)) => {
+            // Reads that did not look the cache up: with hits and misses, every cacheable read
+            // (a too-large read is among the misses here, counted once).
+            let bypassed: u64 = Bypass::ALL
+                .iter()
+                .filter(|&&r| r != Bypass::TooLarge)
+                .map(|&r| metrics.bypassed(r))
+                .sum();
             let _ = write!(
                 s,
-                ",\"cache_bytes\":{bytes},\"cache_entries\":{entries},\"hits\":{hits},\"misses\":{misses},\"evictions\":{evictions},\"invalidations\":{invalidations}"
+                ",\"cache_bytes\":{bytes},\"cache_entries\":{entries},\"hits\":{hits},\"misses\":{misses},\"bypassed\":{bypassed},\"evictions\":{evictions},\"invalidations\":{invalidations}"
             );
         }
         None => s.push_str(
-            ",\"cache_bytes\":null,\"cache_entries\":null,\"hits\":null,\"misses\":null,\"evictions\":null,\"invalidations\":null",
+            ",\"cache_bytes\":null,\"cache_entries\":null,\"hits\":null,\"misses\":null,\"bypassed\":null,\"evictions\":null,\"invalidations\":null",
         ),
     }
     let _ = write!(

@@ -34,6 +34,46 @@ pub enum FlushReason {
     Admin,
 }
 
+/// Why a read the cache could have answered went to Redis without looking: counted in
+/// `nearcache_cache_bypass_total{reason}`, so that hits + misses + bypasses are every
+/// cacheable read, and hits over that sum is the share of reads the cache spared Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bypass {
+    /// A write of the same session to one of its keys (or to keys not known exactly) was in
+    /// flight: read-your-writes.
+    WriteInFlight,
+    /// Inside MULTI or under WATCH, on the session's dedicated connection.
+    Transaction,
+    /// The session holds a dedicated connection (SELECT n, AUTH, HELLO with AUTH, RESP3
+    /// tracking, a blocking call): its reads never use the cache.
+    Dedicated,
+    /// The cache looked the read up, but its reply was larger than an entry may be: taken out
+    /// of the misses, since it would miss again every time.
+    TooLarge,
+    /// The operator's rules (`cache_allow`/`cache_deny`, prefixes) leave it out.
+    NotCacheable,
+}
+
+impl Bypass {
+    pub const ALL: [Bypass; 5] = [
+        Bypass::WriteInFlight,
+        Bypass::Transaction,
+        Bypass::Dedicated,
+        Bypass::TooLarge,
+        Bypass::NotCacheable,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Bypass::WriteInFlight => "write_in_flight",
+            Bypass::Transaction => "transaction",
+            Bypass::Dedicated => "dedicated",
+            Bypass::TooLarge => "too_large",
+            Bypass::NotCacheable => "not_cacheable",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
@@ -145,6 +185,11 @@ pub struct Metrics {
     /// Shared connections whose tracking was lost (closed, killed, redirect broken).
     pub connection_lost: Counter,
     flushes: Family<ReasonLabel, Counter>,
+    /// Cacheable reads that did not look the cache up, by [`Bypass`] reason (in that order).
+    /// `too_large`'s is moved over from the misses at each scrape (see [`Metrics::render`]).
+    bypass: [Counter; 5],
+    /// Reads whose reply proved too large to cache, as counted (each was a miss first).
+    too_large: AtomicU64,
     cache: CacheFigures,
     pool: PoolFigures,
     alive_tasks: Gauge,
@@ -171,6 +216,11 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut r = Registry::default();
+        // The family's counters are kept at hand as well: looking one up takes the family's
+        // lock, and a bypass is on the request path.
+        let bypass = Family::<ReasonLabel, Counter>::default();
+        let bypass_counters =
+            Bypass::ALL.map(|b| bypass.get_or_create_owned(&ReasonLabel { reason: b.label() }));
         let m = Metrics {
             commands: Counter::default(),
             connections: Counter::default(),
@@ -178,6 +228,8 @@ impl Default for Metrics {
             pinned: Gauge::default(),
             connection_lost: Counter::default(),
             flushes: Family::default(),
+            bypass: bypass_counters,
+            too_large: AtomicU64::new(0),
             cache: CacheFigures::default(),
             pool: PoolFigures::default(),
             alive_tasks: Gauge::default(),
@@ -258,8 +310,13 @@ impl Default for Metrics {
         );
         r.register(
             "nearcache_cache_misses",
-            "Cacheable reads not found in the cache",
+            "Cacheable reads not found in the cache (but for those counted as bypass too_large)",
             c.misses.clone(),
+        );
+        r.register(
+            "nearcache_cache_bypass",
+            "Cacheable reads sent to Redis without looking the cache up, by reason (per key for MGET)",
+            bypass,
         );
         r.register(
             "nearcache_cache_evictions",
@@ -333,6 +390,26 @@ fn advance(counter: &Counter, to: u64) {
 }
 
 impl Metrics {
+    /// Counts `reads` cacheable reads (an MGET's keys each) that did not look the cache up.
+    pub fn bypass(&self, reason: Bypass, reads: u64) {
+        match reason {
+            Bypass::TooLarge => {
+                self.too_large.fetch_add(reads, Ordering::Relaxed);
+            }
+            _ => {
+                self.bypass[reason as usize].inc_by(reads);
+            }
+        }
+    }
+
+    /// Cacheable reads that bypassed the cache for `reason` so far.
+    pub fn bypassed(&self, reason: Bypass) -> u64 {
+        match reason {
+            Bypass::TooLarge => self.too_large.load(Ordering::Relaxed),
+            _ => self.bypass[reason as usize].get(),
+        }
+    }
+
     /// Counts a whole-cache flush.
     pub fn flush(&self, reason: FlushReason) {
         let reason = match reason {
@@ -390,7 +467,14 @@ impl Metrics {
         if let Some(s) = cache {
             let c = &self.cache;
             advance(&c.hits, s.stats.hits);
-            advance(&c.misses, s.stats.misses);
+            // A read whose reply proved too large was a miss first: it is moved from the misses
+            // to the bypasses, so that every read counts once. Both counters only grow, and they
+            // always sum to the cache's misses: a read found too large after a scrape counted it
+            // as a miss moves over only as later misses make room.
+            let (misses, too_large) = (s.stats.misses, self.too_large.load(Ordering::Relaxed));
+            advance(&c.misses, misses.saturating_sub(too_large));
+            let moved = &self.bypass[Bypass::TooLarge as usize];
+            advance(moved, misses.saturating_sub(c.misses.get()));
             advance(&c.evictions, s.stats.evictions);
             advance(&c.expirations, s.stats.expirations);
             advance(&c.stale_fills, s.stats.stale_fills);

@@ -13,6 +13,7 @@ use bytes::{Bytes, BytesMut};
 use super::state::Session;
 use crate::cachelayer::{self, CacheLayer, Form, Join, Read, Stash};
 use crate::command;
+use crate::obs::metrics::Bypass;
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply::{self, After};
 
@@ -21,11 +22,12 @@ impl Session {
     /// the replies still pending); a miss goes upstream followed by a `PTTL` of its key, and is cached
     /// when it returns.
     pub(super) async fn cached_read(&mut self, args: &[Bytes]) {
-        // While a write is in flight, Redis may not have applied it yet: read through, and
-        // leave the cache alone (a pipeline of writes and reads would only churn it).
+        // While a write of this session to the key is in flight, Redis may not have applied it
+        // yet, and the client expects to read it back: read through, on the connection the
+        // write went to, and leave the cache alone. Reads of other keys use the cache.
         let cache = match &self.ctx.cache {
-            Some(c) if self.output.link.writes_inflight() == 0 => c,
-            _ => return self.send_shared(args, After::Nothing).await,
+            Some(c) if !self.output.link.writes.hold_back(&args[1..2]) => c,
+            _ => return self.read_through(args).await,
         };
         let lookup = self.stamp.phase("cache_lookup");
         let form = self.form();
@@ -56,6 +58,13 @@ impl Session {
         self.cached_miss(cache.clone(), args, key).await
     }
 
+    /// A cacheable read held back by a write in flight: sent to Redis as it is, behind the
+    /// write, neither looked up nor filled.
+    async fn read_through(&mut self, args: &[Bytes]) {
+        self.count_bypass(Bypass::WriteInFlight, args);
+        self.send_shared(args, After::Nothing).await
+    }
+
     /// A cacheable read that missed (`key`, its entry key): joins the same read in flight, or
     /// sends it, then a `PTTL` of its key, and has the reply cached when that returns.
     async fn cached_miss(&mut self, cache: Arc<CacheLayer>, args: &[Bytes], key: Bytes) {
@@ -66,6 +75,9 @@ impl Session {
         let conn = self.pick_shared().await;
         let landing = match cache.join(group, &key, Some(self.output.out.meter())) {
             Join::Follower(rx) => {
+                // The read joined is on another connection: a later write of this session to
+                // the key must not overtake it (`Session::after_joined_reads`).
+                self.joined.joined(group);
                 self.output.link.dispatched();
                 self.queue_reply(rx, After::Nothing);
                 return;
@@ -96,8 +108,8 @@ impl Session {
     /// (each after its PTTL), cached one by one, and merged with the hits in the asked order.
     pub(super) async fn cached_mget(&mut self, args: &[Bytes]) {
         let cache = match &self.ctx.cache {
-            Some(c) if self.output.link.writes_inflight() == 0 => c.clone(),
-            _ => return self.send_shared(args, After::Nothing).await,
+            Some(c) if !self.output.link.writes.hold_back(&args[1..]) => c.clone(),
+            _ => return self.read_through(args).await,
         };
         let keys = &args[1..];
         let mut items = std::mem::take(&mut self.mget_items);

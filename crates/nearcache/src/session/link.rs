@@ -1,6 +1,6 @@
 //! What the reader and writer halves of one client session share: how many replies are
-//! outstanding, how many writes are in flight, whether the writer has anything queued, and
-//! whether it is gone.
+//! outstanding, which writes are in flight (`writes.rs`), whether the writer has anything
+//! queued, and whether it is gone.
 //!
 //! Owns those counts and the waits on them. Never locks on the hot path: counts are atomics,
 //! and a wait takes the `Notify`'s lock only while someone actually waits.
@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use atomic_waker::AtomicWaker;
 use tokio::sync::Notify;
 
+use super::writes::WritesInFlight;
 use crate::reply::wait_with;
 
 /// Replies a session may have outstanding upstream before it stops reading from its client,
@@ -23,8 +24,9 @@ const RESUME_BELOW: usize = MAX_INFLIGHT / 2;
 pub struct Link {
     /// Replies dispatched upstream that the writer has not received yet.
     inflight: AtomicUsize,
-    /// Writes dispatched whose reply the writer has not received yet.
-    writes: AtomicUsize,
+    /// Writes dispatched whose reply the writer has not handled yet, and their keys: while
+    /// one may change a read's key, the read must not be answered from the cache.
+    pub writes: WritesInFlight,
     /// Items the reader queued whose bytes the writer has not written yet.
     queued: AtomicUsize,
     /// The writer is gone (client unreachable): nobody will drain `inflight` any more.
@@ -90,20 +92,6 @@ impl Link {
     /// Nothing the reader queued is still waiting to be written: the reader may write itself.
     pub fn writer_idle(&self) -> bool {
         self.queued.load(Ordering::Acquire) == 0
-    }
-
-    pub fn write_sent(&self) {
-        self.writes.fetch_add(1, Ordering::AcqRel);
-    }
-
-    pub(super) fn write_done(&self) {
-        self.writes.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Writes still in flight: while any is, the session must not answer reads from the cache
-    /// (the write may not have reached Redis yet, and the client expects to read it back).
-    pub fn writes_inflight(&self) -> usize {
-        self.writes.load(Ordering::Acquire)
     }
 
     pub fn inflight(&self) -> usize {

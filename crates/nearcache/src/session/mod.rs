@@ -26,6 +26,7 @@ mod replica;
 mod state;
 mod tx;
 mod writer;
+mod writes;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ use tracing::{debug, info};
 use crate::cachelayer::Form;
 use crate::command::memo::NameMemo;
 use crate::command::{self, CacheUse, Local, Route, Special};
-use crate::obs::metrics::FlushReason;
+use crate::obs::metrics::{Bypass, FlushReason};
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply::{self, After, Outbound, Outbox};
 use link::Link;
@@ -120,6 +121,7 @@ pub async fn serve_client(stream: ClientStream, ctx: Arc<Context>) {
         me,
         caching_noted: false,
         unasked: Default::default(),
+        joined: Default::default(),
     };
     // Biased: the read loop is what wakes the session nearly every time.
     let shutting_down = tokio::select! {
@@ -337,8 +339,14 @@ impl Session {
                 self.send_through_cache(args).await;
                 Ok(())
             }
-            Send::Dedicated => self.send_dedicated(args),
-            Send::Relay => self.relay(args),
+            Send::Dedicated => {
+                self.count_dedicated_read(args);
+                self.send_dedicated(args)
+            }
+            Send::Relay => {
+                self.count_dedicated_read(args);
+                self.relay(args)
+            }
             Send::Nowhere => Ok(()),
             Send::Replicate => Err(Stop::Replicate(self.wire(args))),
         }
@@ -380,14 +388,40 @@ impl Session {
             CacheUse::Read => self.cached_read(args).await,
             CacheUse::MultiRead => self.cached_mget(args).await,
             CacheUse::Neutral => {
+                if self.ctx.cache.is_some() {
+                    // A read only the operator's rules keep out of the cache.
+                    self.count_bypass(Bypass::NotCacheable, args);
+                }
                 let after = self.neutral_after(args);
                 self.send_shared(args, after).await
             }
-            effect => {
-                let after = self.write_effect(effect, args);
+            CacheUse::WriteAll => {
+                if self.joined.conflicts(None) {
+                    self.after_joined_reads().await;
+                }
+                let after = self.changed(None, false);
+                self.send_shared(args, after).await;
+            }
+            _ => {
+                let written = self.spec.written_keys(args);
+                if self
+                    .joined
+                    .conflicts(written.exact.then_some(&written.keys[..]))
+                {
+                    self.after_joined_reads().await;
+                }
+                let after = self.changed(Some(written.keys), written.exact);
                 self.send_shared(args, after).await;
             }
         }
+    }
+
+    /// Before a write that may change a key whose read this session joined on another
+    /// connection: waits for every reply outstanding, so that the write cannot reach Redis
+    /// before that read does and answer it with the write's value.
+    async fn after_joined_reads(&mut self) {
+        self.output.link.drained().await;
+        self.joined.clear();
     }
 
     /// What the command being handled (`args`) means for the cache.
@@ -398,6 +432,34 @@ impl Session {
                 .apply(self.spec, args, self.spec.cache_use(args.len())),
             None => CacheUse::Neutral,
         }
+    }
+
+    /// Counts the command being handled as reads that bypassed the cache for `reason`, if it
+    /// is a cacheable read (by the command table, before the operator's rules): one per key
+    /// looked up, as hits and misses are counted.
+    pub(super) fn count_bypass(&self, reason: Bypass, args: &[Bytes]) {
+        let reads = match self.spec.cache_use(args.len()) {
+            CacheUse::Read => 1,
+            CacheUse::MultiRead => args.len() as u64 - 1,
+            _ => return,
+        };
+        self.ctx.metrics.bypass(reason, reads);
+    }
+
+    /// A command sent on the session's dedicated connection: a cacheable read there is a read
+    /// the cache did not serve.
+    fn count_dedicated_read(&self, args: &[Bytes]) {
+        if self.ctx.cache.is_none() {
+            return;
+        }
+        let reason = if self.cache_use(args) == CacheUse::Neutral {
+            Bypass::NotCacheable
+        } else if self.tx.is_open() {
+            Bypass::Transaction
+        } else {
+            Bypass::Dedicated
+        };
+        self.count_bypass(reason, args);
     }
 
     /// How the command being handled, a cacheable read, is named in entry keys.
@@ -415,17 +477,25 @@ impl Session {
             return After::Nothing;
         }
         match effect {
-            CacheUse::WriteAll => self.changed(None),
-            _ => self.changed(Some(self.spec.write_keys(args))),
+            CacheUse::WriteAll => self.changed(None, false),
+            _ => {
+                let written = self.spec.written_keys(args);
+                self.changed(Some(written.keys), written.exact)
+            }
         }
     }
 
-    /// A write sent now may change these keys (`None`: every key).
-    fn changed(&mut self, keys: Option<Vec<Bytes>>) -> After {
+    /// A write sent now may change these keys (`None`: every key); `exact` when it changes no
+    /// other key, so that only reads of these keys wait for its reply (`writes.rs`).
+    fn changed(&mut self, keys: Option<Vec<Bytes>>, exact: bool) -> After {
         let Some(cache) = &self.ctx.cache else {
             return After::Nothing;
         };
-        self.output.link.write_sent();
+        let mark = self
+            .output
+            .link
+            .writes
+            .sent(keys.as_deref().filter(|_| exact));
         match keys {
             None => {
                 cache.flush(FlushReason::Flushall);
@@ -433,7 +503,7 @@ impl Session {
             }
             Some(keys) => {
                 cache.invalidate_keys(&keys);
-                After::Invalidate(keys)
+                After::Invalidate(keys, mark)
             }
         }
     }

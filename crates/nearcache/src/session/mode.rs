@@ -258,7 +258,8 @@ impl Session {
             }
             CacheUse::Write | CacheUse::WriteAll => self.write_effect(effect, args),
             _ if is_exec => match self.tx.take_written() {
-                Some(keys) => self.changed(keys),
+                // A transaction's writes hold back every read until EXEC's reply.
+                Some(keys) => self.changed(keys, false),
                 None => After::Nothing,
             },
             _ => After::Nothing,

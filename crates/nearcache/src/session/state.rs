@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 
 use super::output::Output;
 use super::tx::Tx;
+use super::writes::JoinedReads;
 use crate::cachelayer::CacheLayer;
 use crate::command::memo::NameMemo;
 use crate::command::{CommandSpec, Special};
@@ -84,6 +85,8 @@ pub(super) struct Session {
     pub(super) caching_noted: bool,
     /// What makes Redis send this client frames it did not ask for (relay mode's reasons).
     pub(super) unasked: Unasked,
+    /// Keys whose misses joined another session's read still in flight (`writes.rs`).
+    pub(super) joined: JoinedReads,
 }
 
 /// Why Redis may send a client frames that answer no command of its own: while none holds,

@@ -23,7 +23,7 @@ use crate::bufs::write_all;
 use crate::cachelayer::CacheLayer;
 use crate::obs::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp};
-use crate::reply::{dropped, After, Empty, OutMeter, Outbound, OutboxRx};
+use crate::reply::{dropped, After, Empty, OutMeter, Outbound, OutboxRx, WriteMark};
 
 const FLUSH_AT: usize = 64 * 1024;
 /// Replies this large are written from their own buffer rather than copied into the batch.
@@ -246,17 +246,17 @@ fn after_reply(
     out: &mut BytesMut,
 ) {
     match (after, cache) {
-        (After::Invalidate(keys), c) => {
+        (After::Invalidate(keys, mark), c) => {
             if let Some(c) = c {
                 c.invalidate_keys(&keys);
             }
-            link.write_done();
+            link.writes.done(mark);
         }
         (After::FlushAll, c) => {
             if let Some(c) = c {
                 c.flush(FlushReason::Flushall);
             }
-            link.write_done();
+            link.writes.done(WriteMark::Session);
         }
         (After::Patch(inner, patch), c) => {
             return after_reply(*inner, patch(reply), c, link, out);
