@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what nearcache's scripts and tests need on a Debian machine, when it is missing:
 # redis-server and redis-tools (redis-cli, redis-benchmark), and optionally more packages
-# named as arguments (e.g. nutcracker for the benchmark). Safe to run repeatedly.
+# named as arguments as BIN:PACKAGE (nutcracker for the benchmark, tcpdump for the capture
+# tests). Safe to run repeatedly.
 set -euo pipefail
 
 need=()

@@ -9,6 +9,9 @@
 //! - [`cachelayer`]: the tracking cache as the proxy uses it;
 //! - [`config`]: typed settings, each defined once.
 //!
+//! Offline, on the same command table: [`capture`] turns a packet capture into a request
+//! trace and a summary.
+//!
 //! Around them: [`clients`] is the proxy's own client table, [`server`] builds and runs one proxy (its client sessions on the threads of `workers`), [`control`] changes its configuration
 //! while it runs, [`admin`] answers `NEARCACHE ...`, [`obs`] tells what it does (metrics,
 //! profiles, traces, the admin HTTP port), and [`reply`] is what flows from Redis to a client.
@@ -16,6 +19,7 @@
 pub mod admin;
 mod bufs;
 pub mod cachelayer;
+pub mod capture;
 pub mod clients;
 mod clock;
 pub mod command;

@@ -1,6 +1,7 @@
 //! The `nearcache` binary: parse flags, set up logging, run until SIGINT or SIGTERM; SIGHUP
 //! re-reads the configuration file and applies what can change live.
-//! `nearcache heap-diff OLD NEW` compares two heap profiles instead (see obs::heapdiff).
+//! `nearcache heap-diff OLD NEW` compares two heap profiles instead (see obs::heapdiff);
+//! `nearcache capture` decodes a packet capture (see capture).
 //!
 //! Owns the process: the allocator, the log subscriber, the runtime, the signals. Never holds
 //! proxy state of its own; everything lives in the instance `nearcache::start_with` returns.
@@ -8,6 +9,7 @@
 use std::io::Write;
 
 use clap::Parser;
+use nearcache::capture::{self, CaptureArgs};
 use nearcache::config::{self, Config, Loaded};
 use nearcache::obs::{heapdiff, LogControl};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -57,6 +59,10 @@ fn run_main() -> anyhow::Result<()> {
     if argv.get(1).is_some_and(|a| a == "heap-diff") {
         let args = heapdiff::HeapDiffArgs::parse_from(&argv[1..]);
         print!("{}", heapdiff::run(&args)?);
+        return Ok(());
+    }
+    if argv.get(1).is_some_and(|a| a == "capture") {
+        print!("{}", capture::run(&CaptureArgs::parse_from(&argv[1..]))?);
         return Ok(());
     }
     let args = config::parse_args(argv);
