@@ -282,7 +282,7 @@ mod tests {
             ],
             extra: vec![],
             req_bytes: 30 + i as u32,
-            reply_bytes: (i % 5 != 0).then_some(i as u32 * 100),
+            reply_bytes: (!i.is_multiple_of(5)).then_some(i as u32 * 100),
             values: vec![Some(7), None],
             flags: (i % 4) as u8,
         }
