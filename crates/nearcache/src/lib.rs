@@ -9,8 +9,8 @@
 //! - [`cachelayer`]: the tracking cache as the proxy uses it;
 //! - [`config`]: typed settings, each defined once.
 //!
-//! Offline, on the same command table: [`capture`] turns a packet capture into a request
-//! trace and a summary.
+//! Offline tools on the same table and cache: [`capture`] turns a packet capture into a request
+//! trace and a summary, [`simulate`] replays a trace through the cache at other sizes.
 //!
 //! Around them: [`clients`] is the proxy's own client table, [`server`] builds and runs one proxy (its client sessions on the threads of `workers`), [`control`] changes its configuration
 //! while it runs, [`admin`] answers `NEARCACHE ...`, [`obs`] tells what it does (metrics,
@@ -29,6 +29,7 @@ pub mod obs;
 pub mod reply;
 pub mod server;
 pub mod session;
+pub mod simulate;
 mod stop;
 pub mod upstream;
 mod workers;

@@ -1,7 +1,7 @@
 //! The `nearcache` binary: parse flags, set up logging, run until SIGINT or SIGTERM; SIGHUP
 //! re-reads the configuration file and applies what can change live.
 //! `nearcache heap-diff OLD NEW` compares two heap profiles instead (see obs::heapdiff);
-//! `nearcache capture` decodes a packet capture (see capture).
+//! `nearcache capture` and `nearcache simulate` are the offline tools (see capture, simulate).
 //!
 //! Owns the process: the allocator, the log subscriber, the runtime, the signals. Never holds
 //! proxy state of its own; everything lives in the instance `nearcache::start_with` returns.
@@ -12,6 +12,7 @@ use clap::Parser;
 use nearcache::capture::{self, CaptureArgs};
 use nearcache::config::{self, Config, Loaded};
 use nearcache::obs::{heapdiff, LogControl};
+use nearcache::simulate::{self, SimulateArgs};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{reload, EnvFilter, Layer as _};
@@ -63,6 +64,10 @@ fn run_main() -> anyhow::Result<()> {
     }
     if argv.get(1).is_some_and(|a| a == "capture") {
         print!("{}", capture::run(&CaptureArgs::parse_from(&argv[1..]))?);
+        return Ok(());
+    }
+    if argv.get(1).is_some_and(|a| a == "simulate") {
+        print!("{}", simulate::run(&SimulateArgs::parse_from(&argv[1..]))?);
         return Ok(());
     }
     let args = config::parse_args(argv);

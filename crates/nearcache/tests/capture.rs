@@ -553,3 +553,98 @@ fn command_counts_match_redis_commandstats_exactly() {
 fn dump_file(dir: &Path) -> PathBuf {
     dir.join("cap.pcap")
 }
+
+// ---------------------------------------------------------------------------------------------
+// The simulator against a real proxy
+// ---------------------------------------------------------------------------------------------
+
+/// Sends one command on a blocking connection and returns the whole reply.
+fn call(s: &mut std::net::TcpStream, args: &[&[u8]]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = bytes::BytesMut::new();
+    resp::encode_command(args, &mut out);
+    s.write_all(&out).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        if let Ok(Some(n)) = resp::scan(&buf, &resp::Limits::UNBOUNDED) {
+            assert_eq!(n, buf.len(), "one reply per command");
+            return buf;
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn info_field(info: &[u8], name: &str) -> f64 {
+    String::from_utf8_lossy(info)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {}", String::from_utf8_lossy(info)))
+}
+
+#[test]
+fn the_simulated_hit_ratio_is_within_two_points_of_what_the_proxy_measured() {
+    let redis = RedisServer::start();
+    let flags = ["--max-memory", "2mb", "--eviction", "lru"];
+    let proxy = common::ProxyProcess::spawn_with(&redis.addr(), &flags);
+    let dir = tempfile::tempdir().unwrap();
+    let dump = Tcpdump::start(dir.path(), proxy.port());
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(common::READ_TIMEOUT)).unwrap();
+    // Skewed reads over a working set about twice the cache, values of 100 B to 2 KB, one
+    // write in ten: evictions, invalidations and null fills all happen.
+    let mut x = 0x853c_49e6_748f_ea9b_u64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for _ in 0..12_000 {
+        let k = (3000.0 * rnd().powi(3)) as u64;
+        let key = format!("user:{k}");
+        if rnd() < 0.1 {
+            let value = "v".repeat(100 + (k as usize * 7919) % 1900);
+            call(&mut s, &[b"SET", key.as_bytes(), value.as_bytes()]);
+        } else {
+            call(&mut s, &[b"GET", key.as_bytes()]);
+        }
+    }
+    let info = call(&mut s, &[b"NEARCACHE", b"INFO"]);
+    let (hits, misses) = (
+        info_field(&info, "cache_hits"),
+        info_field(&info, "cache_misses"),
+    );
+    let measured = hits / (hits + misses);
+    let marker = b"simulate-test-end-marker-20";
+    call(&mut s, &[b"ECHO", marker]);
+    assert_eq!(dump.stop_after(marker), 0, "the kernel dropped packets");
+    let (summary, _) = capture_file(&dir.path().join("cap.pcap"), &[proxy.port()]);
+    assert_eq!(summary["decode"]["unpaired_commands"], 0);
+    let args = nearcache::simulate::SimulateArgs {
+        trace: dir.path().join("cap.nctrace"),
+        max_memory: vec!["2mb".into()],
+        eviction: "lru".into(),
+        cache_ttl: "5m".into(),
+        shards: 0,
+        json: true,
+    };
+    let report: serde_json::Value =
+        serde_json::from_str(&nearcache::simulate::run(&args).unwrap()).unwrap();
+    let simulated = report["runs"][0]["hit_ratio"].as_f64().unwrap();
+    let lookups =
+        report["runs"][0]["hits"].as_f64().unwrap() + report["runs"][0]["misses"].as_f64().unwrap();
+    assert_eq!(lookups, hits + misses, "the same reads looked up");
+    assert!(
+        (simulated - measured).abs() <= 0.02,
+        "simulated {simulated:.4}, the proxy measured {measured:.4} ({hits} hits, {misses} misses)"
+    );
+    assert!(
+        measured > 0.2 && measured < 0.95,
+        "a size where eviction matters: {measured}"
+    );
+    eprintln!("hit ratio: proxy {measured:.4}, simulated {simulated:.4}");
+}
