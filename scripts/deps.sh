@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
 # Installs what nearcache's scripts and tests need on a Debian machine, when it is missing:
-# redis-server and redis-tools (redis-cli, redis-benchmark), prometheus (promtool, which
-# tests/operability.rs checks /metrics with), systemd (systemd-analyze, which tests/deploy.rs
-# verifies the unit with), and optionally more packages
-# named as arguments (e.g. nutcracker for the benchmark). Safe to run repeatedly.
+# redis-server and redis-tools (redis-cli, redis-benchmark), and more packages named as
+# arguments as BIN:PACKAGE (scripts/test.sh names what the tests use, perf.sh nutcracker).
+# Safe to run repeatedly.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v redis-benchmark >/dev/null || need+=(redis-tools)
-command -v promtool >/dev/null || need+=(prometheus)
-command -v systemd-analyze >/dev/null || need+=(systemd)
 for bin_pkg in "$@"; do
     bin=${bin_pkg%%:*}
     pkg=${bin_pkg#*:}

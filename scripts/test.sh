@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/deps.sh
+# tests/capture.rs captures loopback traffic with tcpdump; tests/operability.rs checks /metrics
+# with promtool; tests/deploy.rs verifies the systemd unit with systemd-analyze.
+scripts/deps.sh tcpdump:tcpdump promtool:prometheus systemd-analyze:systemd
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 echo "== cargo fmt --check"

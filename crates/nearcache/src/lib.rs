@@ -9,14 +9,19 @@
 //! - [`cachelayer`]: the tracking cache as the proxy uses it;
 //! - [`config`]: typed settings, each defined once.
 //!
+//! Offline tools on the same table and cache: [`capture`] turns a packet capture into a request
+//! trace and a summary, [`simulate`] replays a trace through the cache at other sizes.
+//!
 //! Around them: [`clients`] is the proxy's own client table, [`server`] builds and runs one
 //! proxy (its clients served on the threads of `workers`) and [`socket`] is a client's TCP or
-//! Unix socket, [`control`] changes its configuration while it runs, [`admin`] answers `NEARCACHE ...`, [`obs`] tells what it does (metrics,
-//! profiles, traces, the admin HTTP port), and [`reply`] is what flows from Redis to a client.
+//! Unix socket, [`control`] changes its configuration while it runs, [`admin`] answers
+//! `NEARCACHE ...`, [`obs`] tells what it does (metrics, profiles, traces, the admin HTTP port),
+//! and [`reply`] is what flows from Redis to a client.
 
 pub mod admin;
 mod bufs;
 pub mod cachelayer;
+pub mod capture;
 pub mod clients;
 mod clock;
 pub mod command;
@@ -26,6 +31,7 @@ pub mod obs;
 pub mod reply;
 pub mod server;
 pub mod session;
+pub mod simulate;
 pub mod socket;
 mod stop;
 pub mod upstream;

@@ -1,7 +1,8 @@
 //! The `nearcache` binary: parse flags, set up logging, raise the open-file limit, run until
 //! SIGINT or SIGTERM; SIGHUP re-reads the configuration file and applies what can change live.
 //! `--check-config` checks and prints the configuration instead; `nearcache heap-diff OLD NEW`
-//! compares two heap profiles (see obs::heapdiff). Tells systemd (`Type=notify`) when it is
+//! compares two heap profiles (see obs::heapdiff); `nearcache capture` and `nearcache simulate`
+//! are the offline tools (see capture, simulate). Tells systemd (`Type=notify`) when it is
 //! ready, reloading and stopping.
 //!
 //! Owns the process: the allocator, the log subscriber, resource limits, the runtime, the
@@ -14,8 +15,10 @@ use anyhow::Context as _;
 use sd_notify::NotifyState;
 
 use clap::Parser;
+use nearcache::capture::{self, CaptureArgs};
 use nearcache::config::{self, Config, Loaded};
 use nearcache::obs::{heapdiff, LogControl};
+use nearcache::simulate::{self, SimulateArgs};
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{reload, EnvFilter, Layer as _};
@@ -63,6 +66,14 @@ fn run_main() -> anyhow::Result<()> {
     if argv.get(1).is_some_and(|a| a == "heap-diff") {
         let args = heapdiff::HeapDiffArgs::parse_from(&argv[1..]);
         print!("{}", heapdiff::run(&args)?);
+        return Ok(());
+    }
+    if argv.get(1).is_some_and(|a| a == "capture") {
+        print!("{}", capture::run(&CaptureArgs::parse_from(&argv[1..]))?);
+        return Ok(());
+    }
+    if argv.get(1).is_some_and(|a| a == "simulate") {
+        print!("{}", simulate::run(&SimulateArgs::parse_from(&argv[1..]))?);
         return Ok(());
     }
     let args = config::parse_args(argv);

@@ -64,6 +64,28 @@ pub struct CacheLayer {
     flights: Flights,
 }
 
+/// How the proxy builds its cache for `max_bytes` and `policy` (shards as many as
+/// [`CacheConfig::shards`] picks on this machine): also what `nearcache simulate` replays
+/// through, so that its figures are the proxy's.
+pub fn cache_config(max_bytes: u64, policy: PolicyKind) -> CacheConfig {
+    CacheConfig {
+        max_bytes,
+        policy,
+        shards: 0,
+    }
+}
+
+/// The largest reply the proxy caches with `max_bytes` of cache.
+pub fn max_value(max_bytes: u64) -> u64 {
+    (max_bytes / 1024).clamp(16 * 1024, 1024 * 1024)
+}
+
+/// The bytes the cache stores for a reply (a bulk string's payload and one byte, anything
+/// else as it is): the value size its entry is charged for.
+pub fn stored_len(reply: &[u8]) -> usize {
+    bulk_payload(reply).map_or(reply.len(), |p| p.len() + 1)
+}
+
 /// A read sent upstream whose reply may be cached.
 pub struct Fill {
     ticket: FillTicket,
@@ -84,14 +106,10 @@ impl CacheLayer {
     ) -> Self {
         CacheLayer {
             rules,
-            cache: Cache::new(CacheConfig {
-                max_bytes,
-                policy,
-                shards: 0,
-            }),
+            cache: Cache::new(cache_config(max_bytes, policy)),
             clock: Clock::new(),
             ttl_cap_ms,
-            max_value: (max_bytes / 1024).clamp(16 * 1024, 1024 * 1024),
+            max_value: max_value(max_bytes),
             metrics,
             invalidated_keys: AtomicU64::new(0),
             unmatched_keys: AtomicU64::new(0),
