@@ -20,10 +20,12 @@ pub enum PolicyKind {
     S3Fifo,
     /// SIEVE (FIFO with a visited bit and a moving hand).
     Sieve,
-    /// W-TinyLFU whose window share adapts per request from two ghost lists (the default).
-    #[default]
+    /// W-TinyLFU whose window share adapts per request from two ghost lists, and which runs
+    /// as LRU while sampled shadows say LRU wins (the previous default).
     Adaptive,
-    /// W-TinyLFU that also admits a candidate reused sooner than the victim has gone unused.
+    /// W-TinyLFU whose window adapts from two ghost lists and which also admits a candidate
+    /// reused sooner than the victim has gone unused (the default).
+    #[default]
     ReuseTinyLfu,
 }
 

@@ -11,11 +11,11 @@
 //! Files, each importing only files listed before it: `kind.rs` the policies' names;
 //! `api.rs` the [`Policy`] trait and [`Handle`]; `list.rs`, `ghost.rs`, `sketch.rs` and
 //! `recency.rs` the shared structures; `lru.rs`, `lfu.rs`, `sieve.rs`, `s3fifo.rs` and
-//! `wtinylfu.rs` the plain policies; `reuse.rs` W-TinyLFU that also admits on reuse distance;
-//! `tuned.rs` W-TinyLFU with its window tuned by ghosts; `shadow.rs` (with `shadow/`) the
-//! shadows that race LRU against that; `adaptive.rs` the ghost-and-shadow policy, which runs
-//! both. This file only declares and re-exports them and, on top of them all, builds a
-//! policy from its [`PolicyKind`]; no policy may import it.
+//! `wtinylfu.rs` the plain policies; `tuned.rs` W-TinyLFU with its window tuned by ghosts;
+//! `reuse.rs` the default policy, that plus recency-aware admission; `shadow.rs` (with
+//! `shadow/`) the shadows that race LRU against the ghost-tuned policy; `adaptive.rs` the
+//! previous default, which runs both. This file only declares and re-exports them and, on top
+//! of them all, builds a policy from its [`PolicyKind`]; no policy may import it.
 
 mod adaptive;
 mod api;

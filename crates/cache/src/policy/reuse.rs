@@ -1,30 +1,37 @@
-//! W-TinyLFU that also admits on reuse distance: the default policy.
+//! The default policy: W-TinyLFU whose window adapts from ghost lists, and which also admits on
+//! reuse distance.
 //!
-//! The structure is Caffeine's W-TinyLFU (`wtinylfu.rs`): new entries enter a small LRU
-//! *window* (1% of the capacity); what leaves it is a candidate for the segmented-LRU *main*
-//! space, admitted if the frequency sketch counts it more often than main's victim. Frequency
-//! alone cannot tell a new working set from an old one that has stopped being used: after a
-//! scan or a change of popular keys, main's entries keep the counts they earned before, and a
-//! new hot set is refused until it out-counts them (or the sketch ages), so the policy falls off
-//! a cliff that LRU never sees. So a candidate is also admitted when it was last requested
-//! sooner before this request than the victim has now gone without one: the inter-reference
-//! recency rule of LIRS (Jiang and Zhang, SIGMETRICS 2002). Whichever rule admits, the victim
-//! is the likelier of the two to wait longest for its next request. In a loop the victim is
-//! always due sooner than the candidate (it has not yet waited a whole loop), so loops keep
-//! what TinyLFU keeps; in a scan the candidates were never seen, so scans are refused as before.
+//! The structure is Caffeine's W-TinyLFU (`wtinylfu.rs`): new entries enter an LRU *window*;
+//! what leaves it is a candidate for the segmented-LRU *main* space, admitted if the frequency
+//! sketch counts it more often than main's victim. The window's share moves as in ARC
+//! (`tuned.rs`): a miss on a recently refused candidate grows it, a miss on a recently evicted
+//! main entry shrinks it, so recency-heavy traffic gets a large window and frequency-heavy
+//! traffic a small one.
 //!
-//! The reuse distances come from a compact table of recent requests (`recency.rs`). This file
-//! only builds that configuration of the W-TinyLFU underneath and delegates to it; it must never
-//! pick victims or admit entries itself, and never allocate on a hit.
+//! Frequency alone cannot tell a new working set from an old one that has stopped being used:
+//! after a scan or a change of popular keys, main's entries keep the counts they earned before,
+//! and a new hot set is refused until it out-counts them, a cliff LRU never falls off. So a
+//! candidate is also admitted when it was last requested sooner before this request than the
+//! victim has now gone without one (the inter-reference recency rule of LIRS, Jiang and Zhang,
+//! SIGMETRICS 2002), and main's victim is protected's least recently used entry instead of
+//! probation's when that one has gone unrequested longer than the candidate's last reuse (a
+//! protected segment left from a past phase gives way too). Whichever rule admits, the victim is
+//! the likelier of the two to wait longest for its next request. In a loop the victim is always
+//! due sooner than the candidate (it has not yet waited a whole loop), so loops keep what
+//! TinyLFU keeps; in a scan the candidates were never seen before, so scans are refused as
+//! before. Reuse distances come from a compact table of recent requests (`recency.rs`).
+//!
+//! This file only builds that configuration and delegates to it; it must never pick victims,
+//! admit entries or size the window itself, and never allocate on a hit.
 
 use super::api::{Handle, Policy};
 use super::kind::PolicyKind;
-use super::wtinylfu::WTinyLfu;
+use super::tuned::Tuned;
 
-/// W-TinyLFU with recency-aware admission.
+/// Ghost-tuned W-TinyLFU with recency-aware admission.
 #[derive(Debug)]
 pub struct ReuseTinyLfu {
-    inner: WTinyLfu,
+    inner: Tuned,
 }
 
 impl ReuseTinyLfu {
@@ -36,9 +43,14 @@ impl ReuseTinyLfu {
     /// An empty policy whose sketch and recency table are first sized for `expected_entries`
     /// (at most 4,096; they grow with the resident count either way).
     pub fn with_expected(capacity: u64, expected_entries: u64) -> Self {
-        let mut inner = WTinyLfu::with_expected(capacity, expected_entries);
+        let mut inner = Tuned::new(capacity, expected_entries);
         inner.enable_recency(expected_entries.min(4096) as usize);
         Self { inner }
+    }
+
+    /// Current window capacity in weight units.
+    pub fn window(&self) -> u64 {
+        self.inner.window()
     }
 }
 
