@@ -173,7 +173,10 @@ impl WTinyLfu {
     }
 
     fn note(&mut self, h: Handle, from_main: bool) {
-        let hash = self.arena.node(h).meta.hash;
+        let Meta { hash, stamp, .. } = self.arena.node(h).meta;
+        if let Some(r) = &mut self.recency {
+            r.record(hash, stamp, self.clock);
+        }
         if let Some(log) = &mut self.log {
             if from_main {
                 log.from_main.push(hash);
@@ -435,10 +438,7 @@ impl Policy for WTinyLfu {
         self.reuses = self.reuses.saturating_add(u32::from(!repeat));
         let Meta { hash, region, .. } = *meta;
         self.sketch.increment(hash);
-        if let Some(r) = &mut self.recency {
-            r.advance(self.window.len() + self.probation.len() + self.protected.len());
-            r.record(hash);
-        }
+
         match region {
             WINDOW => {
                 self.window_hits = self.window_hits.wrapping_add(1);
@@ -460,13 +460,10 @@ impl Policy for WTinyLfu {
         self.arena.ensure(h);
         self.sketch.ensure(self.len() + 1);
         self.sketch.increment(hash);
-        let len = self.len();
+        let (len, clock) = (self.len(), self.clock);
         let gap = self.recency.as_mut().map_or(NO_GAP, |r| {
             r.ensure(len + 1);
-            r.advance(len);
-            let gap = r.gap(hash).map_or(NO_GAP, gap_code);
-            r.record(hash);
-            gap
+            r.gap(hash, clock).map_or(NO_GAP, gap_code)
         });
         if u64::from(weight) > self.capacity {
             evicted.push(h);
