@@ -139,6 +139,28 @@ impl Recency {
         }
     }
 
+    /// Check the invariants: two cells per key sized for (a power of two), an epoch length
+    /// that matches that size, nothing below the size it was built with.
+    pub fn check(&self) -> Result<(), String> {
+        let want = (self.sized_for / EPOCHS_PER_TURNOVER)
+            .max(1)
+            .trailing_zeros();
+        if !self.sized_for.is_power_of_two()
+            || self.cells.len() != 2 * self.sized_for
+            || self.shift != want
+            || self.sized_for < self.floor
+        {
+            return Err(format!(
+                "recency: {} cells, sized for {} (floor {}), shift {}",
+                self.cells.len(),
+                self.sized_for,
+                self.floor,
+                self.shift
+            ));
+        }
+        Ok(())
+    }
+
     /// Forget everything.
     pub fn clear(&mut self) {
         self.cells.iter_mut().for_each(|c| *c = EMPTY);

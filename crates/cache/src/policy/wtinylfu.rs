@@ -544,6 +544,9 @@ impl Policy for WTinyLfu {
         if self.total() > self.capacity {
             return Err("wtinylfu: over capacity".into());
         }
+        if let Some(r) = &self.recency {
+            r.check()?;
+        }
         Ok(())
     }
 }
