@@ -176,4 +176,8 @@ proptest! {
     fn adaptive(ops in proptest::collection::vec(op(), 1..200), shards in 1..4usize) {
         run(PolicyKind::Adaptive, shards, ops)?;
     }
+    #[test]
+    fn reuse_tinylfu(ops in proptest::collection::vec(op(), 1..200), shards in 1..4usize) {
+        run(PolicyKind::ReuseTinyLfu, shards, ops)?;
+    }
 }

@@ -24,11 +24,12 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
     )
 }
 
-/// Policy number `k`: the six kinds as the cache builds them, then the two adaptive variants.
+/// Policy number `k`: every kind as the cache builds it, then the two adaptive variants.
 fn build(k: usize, capacity: u64) -> Box<dyn Policy> {
+    const KINDS: usize = PolicyKind::ALL.len();
     match k {
-        6 => PolicyKind::Adaptive.build_counted(capacity),
-        7 => Box::new(Adaptive::with_shadows(capacity, capacity / 4, 4)),
+        KINDS => PolicyKind::Adaptive.build_counted(capacity),
+        k if k > KINDS => Box::new(Adaptive::with_shadows(capacity, capacity / 4, 4)),
         _ => PolicyKind::ALL[k].build(capacity),
     }
 }
@@ -81,7 +82,7 @@ fn drive(k: usize, capacity: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
 
 proptest! {
     #[test]
-    fn every_policy_keeps_its_invariants(ops in ops(), capacity in 0..400u64, k in 0..8usize) {
+    fn every_policy_keeps_its_invariants(ops in ops(), capacity in 0..400u64, k in 0..PolicyKind::ALL.len() + 2) {
         drive(k, capacity, ops)?;
     }
 }

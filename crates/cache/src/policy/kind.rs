@@ -20,20 +20,25 @@ pub enum PolicyKind {
     S3Fifo,
     /// SIEVE (FIFO with a visited bit and a moving hand).
     Sieve,
-    /// W-TinyLFU whose window share adapts per request from two ghost lists (the default).
-    #[default]
+    /// W-TinyLFU whose window share adapts per request from two ghost lists, and which runs
+    /// as LRU while sampled shadows say LRU wins (the previous default).
     Adaptive,
+    /// W-TinyLFU whose window adapts from two ghost lists and which also admits a candidate
+    /// reused sooner than the victim has gone unused (the default).
+    #[default]
+    ReuseTinyLfu,
 }
 
 impl PolicyKind {
     /// All policies, in display order.
-    pub const ALL: [PolicyKind; 6] = [
+    pub const ALL: [PolicyKind; 7] = [
         PolicyKind::Lru,
         PolicyKind::Lfu,
         PolicyKind::WTinyLfu,
         PolicyKind::S3Fifo,
         PolicyKind::Sieve,
         PolicyKind::Adaptive,
+        PolicyKind::ReuseTinyLfu,
     ];
 
     /// The name accepted by `FromStr`.
@@ -45,6 +50,7 @@ impl PolicyKind {
             PolicyKind::S3Fifo => "s3fifo",
             PolicyKind::Sieve => "sieve",
             PolicyKind::Adaptive => "adaptive",
+            PolicyKind::ReuseTinyLfu => "reuse-tinylfu",
         }
     }
 }
@@ -77,7 +83,8 @@ impl std::error::Error for UnknownPolicy {}
 impl FromStr for PolicyKind {
     type Err = UnknownPolicy;
 
-    /// Case-insensitive; also accepts `wtinylfu`, `tinylfu`, `s3-fifo`, `default`.
+    /// Case-insensitive; also accepts `wtinylfu`, `tinylfu`, `s3-fifo`, `reuse`, and
+    /// `default` (whichever kind is the default).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.trim().to_ascii_lowercase();
         Ok(match lower.as_str() {
@@ -86,7 +93,9 @@ impl FromStr for PolicyKind {
             "w-tinylfu" | "wtinylfu" | "tinylfu" => PolicyKind::WTinyLfu,
             "s3fifo" | "s3-fifo" => PolicyKind::S3Fifo,
             "sieve" => PolicyKind::Sieve,
-            "adaptive" | "default" => PolicyKind::Adaptive,
+            "adaptive" => PolicyKind::Adaptive,
+            "reuse-tinylfu" | "reuse" => PolicyKind::ReuseTinyLfu,
+            "default" => PolicyKind::default(),
             _ => return Err(UnknownPolicy(s.to_string())),
         })
     }

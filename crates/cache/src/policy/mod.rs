@@ -9,12 +9,13 @@
 //! Every operation is O(1) amortised.
 //!
 //! Files, each importing only files listed before it: `kind.rs` the policies' names;
-//! `api.rs` the [`Policy`] trait and [`Handle`]; `list.rs`, `ghost.rs` and `sketch.rs` the
-//! shared structures; `lru.rs`, `lfu.rs`, `sieve.rs`, `s3fifo.rs` and `wtinylfu.rs` the plain
-//! policies; `tuned.rs` W-TinyLFU with its window tuned by ghosts; `shadow.rs` (with
-//! `shadow/`) the shadows that race LRU against that; `adaptive.rs` the default policy, which
-//! runs both. This file only declares and re-exports them and, on top of them all, builds a
-//! policy from its [`PolicyKind`]; no policy may import it.
+//! `api.rs` the [`Policy`] trait and [`Handle`]; `list.rs`, `ghost.rs`, `sketch.rs` and
+//! `recency.rs` the shared structures; `lru.rs`, `lfu.rs`, `sieve.rs`, `s3fifo.rs` and
+//! `wtinylfu.rs` the plain policies; `tuned.rs` W-TinyLFU with its window tuned by ghosts;
+//! `reuse.rs` the default policy, that plus recency-aware admission; `shadow.rs` (with
+//! `shadow/`) the shadows that race LRU against the ghost-tuned policy; `adaptive.rs` the
+//! previous default, which runs both. This file only declares and re-exports them and, on top
+//! of them all, builds a policy from its [`PolicyKind`]; no policy may import it.
 
 mod adaptive;
 mod api;
@@ -23,6 +24,8 @@ mod kind;
 mod lfu;
 pub mod list;
 mod lru;
+mod recency;
+mod reuse;
 mod s3fifo;
 mod shadow;
 mod sieve;
@@ -35,6 +38,7 @@ pub use api::{Handle, Policy};
 pub use kind::{PolicyKind, UnknownPolicy};
 pub use lfu::Lfu;
 pub use lru::Lru;
+pub use reuse::ReuseTinyLfu;
 pub use s3fifo::S3Fifo;
 pub use sieve::Sieve;
 pub use wtinylfu::WTinyLfu;
@@ -61,6 +65,7 @@ impl PolicyKind {
             PolicyKind::S3Fifo => Box::new(S3Fifo::new(capacity)),
             PolicyKind::Sieve => Box::new(Sieve::new(capacity)),
             PolicyKind::Adaptive => Box::new(Adaptive::counted(capacity)),
+            PolicyKind::ReuseTinyLfu => Box::new(ReuseTinyLfu::new(capacity)),
         }
     }
 }

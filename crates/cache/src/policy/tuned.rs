@@ -172,6 +172,12 @@ impl Tuned {
         self.inner.entry_overhead() + 2 * (2 * 16 + 17) / GHOST_DIVISOR as u64
     }
 
+    /// Turn on the inner W-TinyLFU's recency-aware admission (for [`super::ReuseTinyLfu`]),
+    /// its table first sized for `expected_entries`.
+    pub(crate) fn enable_recency(&mut self, expected_entries: usize) {
+        self.inner.enable_recency(expected_entries);
+    }
+
     /// A resident handle was read.
     #[inline]
     pub(crate) fn on_hit(&mut self, h: Handle) {

@@ -10,6 +10,7 @@
 use super::api::{Handle, Policy};
 use super::kind::PolicyKind;
 use super::list::{Arena, List, Node};
+use super::recency::Recency;
 use super::sketch::Sketch;
 
 const NONE: u8 = 0;
@@ -20,13 +21,49 @@ const PROTECTED: u8 = 3;
 /// Sketch bytes charged per resident entry: the middle of the 20-40 it holds between resizes
 /// (see `Sketch::ensure`).
 const SKETCH_SHARE: usize = 32;
+/// Recency-table bytes charged per resident entry when it is on: two 4-byte cells per key it is
+/// sized for, which is 1-2 times the resident count between resizes (8-16 bytes).
+const RECENCY_SHARE: usize = 12;
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Meta {
     hash: u64,
     /// Request clock at the last access (fits in the padding next to `region`).
     stamp: u32,
+    /// Requests between the entry's insertion and the request before it ([`gap_code`]), when
+    /// recency-aware admission is on and the key was remembered; [`NO_GAP`] otherwise.
+    gap: u16,
     region: u8,
+}
+
+/// A gap code for "not known" (longer than any).
+const NO_GAP: u16 = u16::MAX;
+
+/// Encode a gap in requests as 16 bits, rounding up (exact below 2,048, then 11 significant
+/// bits): a gap never reads shorter than it was.
+fn gap_code(gap: u64) -> u16 {
+    if gap < 2048 {
+        return gap as u16;
+    }
+    let mut e = 64 - gap.leading_zeros() - 11;
+    let mut m = gap.div_ceil(1 << e);
+    if m == 2048 {
+        e += 1;
+        m = 1024;
+    }
+    if e >= 31 {
+        return NO_GAP;
+    }
+    (e as u16) << 11 | m as u16
+}
+
+/// The gap a code stands for (at least the gap that was encoded); `None` for [`NO_GAP`].
+fn gap_of(code: u16) -> Option<u64> {
+    if code == NO_GAP {
+        return None;
+    }
+    let (e, m) = (code >> 11, u64::from(code & 2047));
+    Some(if e == 0 { m } else { m << e })
 }
 
 /// W-TinyLFU policy with a settable window size.
@@ -54,6 +91,10 @@ pub struct WTinyLfu {
     strict_small_window: bool,
     /// Weight of the candidates that left the window (wrapping), for [`super::tuned::Tuned`].
     window_out: u64,
+    /// When set, a candidate that lost the frequency duel is still admitted if it was requested
+    /// again sooner than the victim has gone unrequested (see [`WTinyLfu::admit`]); for
+    /// [`super::ReuseTinyLfu`].
+    recency: Option<Recency>,
     /// Hits since the last clear, not counting a hit on the entry the previous request touched
     /// (a back-to-back repeat, which any policy hits), saturating; for [`super::Adaptive`].
     reuses: u32,
@@ -104,9 +145,16 @@ impl WTinyLfu {
             window_out: 0,
             reuses: 0,
             strict_small_window: false,
+            recency: None,
         };
         p.set_window(capacity / 100);
         p
+    }
+
+    /// Turn on recency-aware admission (see [`WTinyLfu::admit`]), with its table first sized
+    /// for `expected_entries`.
+    pub(crate) fn enable_recency(&mut self, expected_entries: usize) {
+        self.recency = Some(Recency::new(expected_entries));
     }
 
     /// Demand a lead of 2 for admission while the window is under 1% of the capacity.
@@ -125,7 +173,10 @@ impl WTinyLfu {
     }
 
     fn note(&mut self, h: Handle, from_main: bool) {
-        let hash = self.arena.node(h).meta.hash;
+        let Meta { hash, stamp, .. } = self.arena.node(h).meta;
+        if let Some(r) = &mut self.recency {
+            r.record(hash, stamp, self.clock);
+        }
         if let Some(log) = &mut self.log {
             if from_main {
                 log.from_main.push(hash);
@@ -246,7 +297,38 @@ impl WTinyLfu {
         if c > v + margin {
             return true;
         }
+        // Recency-aware admission (LIRS's rule): a candidate whose last reuse came sooner than
+        // the victim has now gone without one is the likelier of the two to be requested
+        // next, whatever their counts. In a loop the victim is always due sooner (it has not
+        // yet waited a whole loop), so loops keep what TinyLFU keeps.
+        if self.recency.is_some() {
+            let gap = gap_of(self.arena.node(candidate).meta.gap);
+            let idle = u64::from(self.clock.wrapping_sub(self.arena.node(victim).meta.stamp));
+            if gap.is_some_and(|g| g < idle) {
+                return true;
+            }
+        }
         c >= 6 && self.next_random() & 127 == 0
+    }
+
+    /// Main's victim for candidate `c`: probation's least recently used entry, or, with
+    /// recency-aware admission, protected's when that has gone unrequested for longer than the
+    /// candidate's last reuse distance (a protected segment left from a past phase must give
+    /// way to the new one, not only probation).
+    fn main_victim(&self, c: Handle) -> Option<Handle> {
+        let probation = self.probation.tail();
+        let Some(t) = self.protected.tail() else {
+            return probation;
+        };
+        if self.recency.is_some() {
+            if let Some(gap) = gap_of(self.arena.node(c).meta.gap) {
+                let idle = u64::from(self.clock.wrapping_sub(self.arena.node(t).meta.stamp));
+                if gap < idle {
+                    return Some(t);
+                }
+            }
+        }
+        probation.or(Some(t))
     }
 
     /// Move a window overflow entry into main, dueling main victims while main is full.
@@ -259,9 +341,7 @@ impl WTinyLfu {
         }
         while self.probation.weight() + self.protected.weight() + w > self.main_cap() {
             let victim = self
-                .probation
-                .tail()
-                .or(self.protected.tail())
+                .main_victim(c)
                 .expect("main over capacity implies non-empty");
             if self.admit(c, victim) {
                 self.unlink(victim);
@@ -331,7 +411,12 @@ impl Policy for WTinyLfu {
     fn entry_overhead(&self) -> u64 {
         // Node plus sketch: the table holds 2-4 words per resident entry depending on where it
         // is between resizes, plus a quarter of that in doorkeeper bits (20-40 bytes).
-        (std::mem::size_of::<Node<Meta>>() + SKETCH_SHARE) as u64
+        let recency = if self.recency.is_some() {
+            RECENCY_SHARE
+        } else {
+            0
+        };
+        (std::mem::size_of::<Node<Meta>>() + SKETCH_SHARE + recency) as u64
     }
     fn capacity(&self) -> u64 {
         self.capacity
@@ -353,6 +438,7 @@ impl Policy for WTinyLfu {
         self.reuses = self.reuses.saturating_add(u32::from(!repeat));
         let Meta { hash, region, .. } = *meta;
         self.sketch.increment(hash);
+
         match region {
             WINDOW => {
                 self.window_hits = self.window_hits.wrapping_add(1);
@@ -374,6 +460,11 @@ impl Policy for WTinyLfu {
         self.arena.ensure(h);
         self.sketch.ensure(self.len() + 1);
         self.sketch.increment(hash);
+        let (len, clock) = (self.len(), self.clock);
+        let gap = self.recency.as_mut().map_or(NO_GAP, |r| {
+            r.ensure(len + 1);
+            r.gap(hash, clock).map_or(NO_GAP, gap_code)
+        });
         if u64::from(weight) > self.capacity {
             evicted.push(h);
             return;
@@ -384,6 +475,7 @@ impl Policy for WTinyLfu {
         n.meta = Meta {
             hash,
             stamp,
+            gap,
             region: NONE,
         };
         self.push(WINDOW, h);
@@ -398,6 +490,9 @@ impl Policy for WTinyLfu {
         self.probation.clear();
         self.protected.clear();
         self.sketch.clear();
+        if let Some(r) = &mut self.recency {
+            r.clear();
+        }
         self.reuses = 0;
     }
     fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
@@ -410,11 +505,17 @@ impl Policy for WTinyLfu {
             .log
             .as_ref()
             .map_or(0, |l| l.from_window.capacity() + l.from_main.capacity());
-        (self.arena.heap_bytes() + log * 8) as u64 + self.sketch.heap_bytes()
+        (self.arena.heap_bytes() + log * 8) as u64
+            + self.sketch.heap_bytes()
+            + self.recency.as_ref().map_or(0, Recency::heap_bytes)
     }
     fn shrink(&mut self, handle_limit: Handle) {
         self.arena.shrink(handle_limit);
-        self.sketch.shrink(self.len());
+        let len = self.len();
+        self.sketch.shrink(len);
+        if let Some(r) = &mut self.recency {
+            r.shrink(len);
+        }
         if let Some(log) = &mut self.log {
             log.from_window.shrink_to(64);
             log.from_main.shrink_to(64);
@@ -442,6 +543,9 @@ impl Policy for WTinyLfu {
         }
         if self.total() > self.capacity {
             return Err("wtinylfu: over capacity".into());
+        }
+        if let Some(r) = &self.recency {
+            r.check()?;
         }
         Ok(())
     }

@@ -110,8 +110,9 @@ settings! {
     shutdown_timeout: Duration = "5s", live;
     /// Memory cap of the cache, Redis-style (`64mb`, `10gb`, bytes); 0 turns caching off.
     max_memory: ByteSize = "64mb", restart;
-    /// Eviction policy: lru, lfu, w-tinylfu, s3fifo, sieve, adaptive (docs/cache.md).
-    eviction: PolicyKind = "adaptive", restart;
+    /// Eviction policy: lru, lfu, w-tinylfu, s3fifo, sieve, adaptive, reuse-tinylfu
+    /// (docs/cache.md).
+    eviction: PolicyKind = "reuse-tinylfu", restart;
     /// Longest life of any cached entry, whatever the key's TTL.
     cache_ttl: Duration = "5m", restart;
     /// How Redis tells the proxy what changed: `default` (Redis tracks the keys each shared
