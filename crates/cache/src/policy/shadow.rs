@@ -212,14 +212,14 @@ impl Shadows {
         self.settle_rate();
     }
 
-    /// The shadow LRU evicts for the first time: read the half-size pair's hint and drop it.
+    /// The shadow LRU evicts for the first time: read the half-size pair's hint (the pair itself
+    /// went in [`Shadows::feed`]).
     /// A clear hint for LRU starts a trial of LRU mode of half a shadow's worth of sampled
     /// requests. So does no reuse so far (`reused` false): no key was requested again, other
     /// than back-to-back, before the first eviction. Any policy hits a back-to-back repeat, so
     /// it is evidence for neither side; without evidence, and as a first sweep's turn only
     /// rewards recency, that trial lasts until the full-size duel confirms or refutes it.
     fn end_filling(&mut self, reused: bool) {
-        let half = self.half.take();
         let (lead, n) = (self.hint, self.hint_n);
         if lead >= HINT_MIN && lead * lead >= HINT_Z * HINT_Z * n {
             self.verdict = Verdict::Lru;
@@ -232,12 +232,14 @@ impl Shadows {
         } else {
             self.phase = Phase::Duel;
         }
-        // Free the handles only the half-size pair held (a no-op on free handles).
-        if half.is_some() {
-            for s in 0..self.hashes.len() as Handle {
-                if !self.holds(s) {
-                    self.release(s);
-                }
+    }
+
+    /// Drops the half-size pair, freeing the handles only it held (a no-op on free handles).
+    fn drop_half(&mut self) {
+        self.half = None;
+        for s in 0..self.hashes.len() as Handle {
+            if !self.holds(s) {
+                self.release(s);
             }
         }
     }
@@ -272,6 +274,12 @@ impl Shadows {
             }
         }
         self.evicted = evicted;
+        if hits.lru_evicted && self.half.is_some() {
+            // The half-size pair's arenas hold only the handles a shadow LRU that never
+            // evicted can have live. It may first evict while its keys are replayed (a new
+            // rate, a new start), not only on a request: the pair goes then, its hint kept.
+            self.drop_half();
+        }
         hits
     }
 
