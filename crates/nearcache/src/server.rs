@@ -229,6 +229,22 @@ fn tracking_mode(config: &Config) -> TrackingMode {
     }
 }
 
+/// One client in `clients`, from its accept until the value is dropped.
+struct Counted(Arc<Context>);
+
+impl Counted {
+    fn new(ctx: Arc<Context>) -> Self {
+        ctx.metrics.clients.inc();
+        Counted(ctx)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.metrics.clients.dec();
+    }
+}
+
 /// The `threads` setting as a count: 0 means one per core.
 fn session_threads(threads: usize) -> usize {
     match threads {
@@ -253,13 +269,13 @@ async fn accept_loop(
                 tokio::spawn(session::refuse(stream, "ERR max number of clients reached"));
             }
             Ok(stream) => {
-                // Counted here, not in the task, so a burst of accepts cannot overshoot.
+                // Counted here, not in the task, so a burst of accepts cannot overshoot; the
+                // count goes with the closure, also if the client never reaches its thread.
                 ctx.metrics.connections.inc();
-                ctx.metrics.clients.inc();
-                let ctx = ctx.clone();
+                let counted = Counted::new(ctx.clone());
                 workers.spawn(stream, |stream| async move {
-                    session::serve_client(stream, ctx.clone()).await;
-                    ctx.metrics.clients.dec();
+                    session::serve_client(stream, counted.0.clone()).await;
+                    drop(counted);
                 });
             }
             Err(e) => {
