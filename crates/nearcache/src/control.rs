@@ -103,16 +103,18 @@ impl Control {
     /// `NEARCACHE CONFIG SET name value`: a live setting changes now; any other is refused.
     pub async fn set(&self, name: &str, value: &str) -> Result<(), String> {
         let _one = self.applying.lock().await;
-        let mut new = self.config();
-        let warning = new
-            .set(name, value)
-            .map_err(|why| format!("{name}: {why}"))?;
+        // Checked before the value is read: a restart-only name (a secret's `_file` among them)
+        // must not make the proxy open a file a client named.
         let setting = Setting::find(name).ok_or_else(|| format!("{name}: unknown setting"))?;
         if !setting.live {
             return Err(format!(
                 "{name} cannot change while the proxy runs (restart with the new value)"
             ));
         }
+        let mut new = self.config();
+        let warning = new
+            .set(name, value)
+            .map_err(|why| format!("{name}: {why}"))?;
         new.validate().map_err(|why| format!("{name}: {why}"))?;
         if let Some(w) = warning {
             warn!("{w}");

@@ -148,7 +148,8 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
                 tracking,
                 stopping: stop_rx.clone(),
             };
-            Some(obs::http::start(addr, metrics, cache, ready).await?)
+            let token = config.admin_token.as_ref().map(|t| t.0.as_str());
+            Some(obs::http::start(addr, token, metrics, cache, ready).await?)
         }
         None => None,
     };

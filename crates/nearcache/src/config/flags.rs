@@ -87,6 +87,9 @@ fn command() -> Command {
         );
     for s in SETTINGS {
         cmd = cmd.arg(flag(s));
+        if s.secret {
+            cmd = cmd.arg(file_flag(s));
+        }
     }
     for old in renamed() {
         cmd = cmd.arg(
@@ -115,6 +118,25 @@ fn flag(s: &Setting) -> Arg {
     arg
 }
 
+/// `--upstream-password-file PATH` (`NEARCACHE_UPSTREAM_PASSWORD_FILE`): a secret read from a
+/// file, as Docker and Kubernetes mount secrets, so that it is in neither argv nor the
+/// environment.
+fn file_flag(s: &Setting) -> Arg {
+    let name = file_name(s);
+    Arg::new(name.clone())
+        .long(name.replace('_', "-"))
+        .value_name("FILE")
+        .help(format!(
+            "Read {} from this file (its trailing line break dropped)",
+            s.name
+        ))
+        .env(format!("{}_FILE", env_name(s)))
+}
+
+fn file_name(s: &Setting) -> String {
+    format!("{}_file", s.name)
+}
+
 fn shown_default(s: &Setting) -> &str {
     match s.default {
         "" => "none",
@@ -133,6 +155,22 @@ pub fn parse_args(argv: impl IntoIterator<Item = OsString>) -> Args {
     };
     // Environment first, flags after, so that a flag applied later wins over a variable.
     let mut flags = Vec::new();
+    for s in SETTINGS.iter().filter(|s| s.secret) {
+        let name = file_name(s);
+        if let Some(path) = matches.get_one::<String>(&name) {
+            let env = (matches.value_source(&name) == Some(ValueSource::EnvVariable))
+                .then(|| format!("{}_FILE", env_name(s)));
+            let given = Given {
+                name: name.replace('_', "-"),
+                value: path.clone(),
+                env: env.clone(),
+            };
+            match env {
+                Some(_) => args.values.push(given),
+                None => flags.push(given),
+            }
+        }
+    }
     for s in SETTINGS {
         let Some(value) = matches.get_one::<String>(s.name) else {
             continue;

@@ -37,6 +37,10 @@ impl Config {
             (setting.parse)(self, &value)?;
             return Ok(Some(warning));
         }
+        if let Some(setting) = secret_file_of(name) {
+            (setting.parse)(self, &read_secret(value)?)?;
+            return Ok(None);
+        }
         let setting = Setting::find(name).ok_or_else(|| unknown(name))?;
         (setting.parse)(self, value)?;
         Ok(None)
@@ -65,7 +69,13 @@ impl Config {
                 }
                 None => match SETTINGS.iter().find(|s| s.name == key.as_str()) {
                     Some(setting) => (setting.from_toml)(self, value),
-                    None => Err(unknown(key)),
+                    None => match (secret_file_of(key), value) {
+                        (Some(setting), toml::Value::String(path)) => {
+                            read_secret(path).and_then(|text| (setting.parse)(self, &text))
+                        }
+                        (Some(_), _) => Err("expected a file path".into()),
+                        (None, _) => Err(unknown(key)),
+                    },
                 },
             };
             result.map_err(|why| format!("{key}: {why}"))?;
@@ -185,8 +195,33 @@ impl Config {
         if self.upstream_user.is_some() && self.upstream_password.is_none() {
             return Err("upstream_user needs upstream_password".into());
         }
+        if let Some(addr) = &self.admin_listen {
+            if !addr.is_loopback() && self.admin_token.is_none() {
+                return Err(format!(
+                    "admin_listen {addr} is reachable from other machines: set admin_token \
+                     (NEARCACHE_ADMIN_TOKEN, or admin_token_file), or listen on loopback"
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// The secret setting that `name` reads from a file: `upstream_password_file` (any spelling)
+/// for `upstream_password`. Secrets only: a file per ordinary setting would be a second config
+/// file.
+fn secret_file_of(name: &str) -> Option<&'static Setting> {
+    let name = name.replace('-', "_");
+    let stem = name.strip_suffix("_file")?;
+    SETTINGS.iter().find(|s| s.secret && s.name == stem)
+}
+
+/// A secret's file, as Docker and Kubernetes mount them: its text without the trailing line
+/// break. The error names the file, never its contents.
+fn read_secret(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    Ok(text.strip_suffix('\r').unwrap_or(text).to_string())
 }
 
 fn unknown(name: &str) -> String {

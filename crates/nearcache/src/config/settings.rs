@@ -70,6 +70,9 @@ settings! {
     /// Admin HTTP address (`/metrics`, `/healthz`, `/readyz`, profiles, dashboard); `none`
     /// disables it. 8380: beside the proxy's 6380, clear of Prometheus's exporter ports.
     admin_listen: Option<Address> = "127.0.0.1:8380", restart;
+    /// Bearer token the admin HTTP port asks for on every path but `/healthz`
+    /// (`Authorization: Bearer TOKEN`); required when admin_listen is not a loopback address.
+    admin_token: Option<Secret> = "", restart;
     /// Shared (multiplexed) upstream connections per protocol version.
     upstream_conns: usize = "2", restart;
     /// Most upstream data connections open at once, shared and dedicated together (the

@@ -184,6 +184,17 @@ impl Address {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether only this machine can reach the address: `localhost`, 127.0.0.0/8 or `[::1]`.
+    /// Any other name might resolve to anything, so it counts as reachable from outside.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.0.rsplit_once(':').map_or("", |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 impl std::fmt::Display for Address {

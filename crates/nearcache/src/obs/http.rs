@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -47,9 +48,11 @@ impl Admin {
     }
 }
 
-/// Binds the admin listener and serves it until `stop` turns true.
+/// Binds the admin listener and serves it until `stop` turns true. With a `token`, every path
+/// but `/healthz` needs `Authorization: Bearer <token>`.
 pub async fn start(
     addr: &str,
+    token: Option<&str>,
     metrics: Arc<Metrics>,
     cache: Option<Arc<CacheLayer>>,
     ready: Readiness,
@@ -63,13 +66,18 @@ pub async fn start(
     let app = Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics_text))
-        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/stats", get(stats))
         .route("/debug/pprof/heap", get(heap))
         .route("/debug/pprof/profile", get(cpu))
         .route("/debug/pprof/flamegraph", get(flamegraph))
         .route("/debug/trace", get(capture_trace))
+        .route_layer(middleware::from_fn_with_state(
+            token.map(|t| Arc::<[u8]>::from(t.as_bytes())),
+            authorize,
+        ))
+        // Added after the layer, so that the probe a liveness check sends needs no token.
+        .route("/healthz", get(healthz))
         .with_state(Admin {
             metrics,
             cache,
@@ -88,6 +96,39 @@ pub async fn start(
         }
     });
     Ok(local)
+}
+
+/// Lets a request through when no token is set or it carries the token; else 401, with the
+/// challenge RFC 6750 names. The comparison takes the same time wherever the first
+/// difference is.
+async fn authorize(
+    State(token): State<Option<Arc<[u8]>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = token else {
+        return next.run(request).await;
+    };
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    let same = given.len() == token.len()
+        && given
+            .iter()
+            .zip(token.iter())
+            .fold(0, |d, (a, b)| d | (a ^ b))
+            == 0;
+    if same {
+        return next.run(request).await;
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer realm=\"nearcache\"")],
+        "this admin port needs Authorization: Bearer <admin_token>\n",
+    )
+        .into_response()
 }
 
 async fn index() -> impl IntoResponse {

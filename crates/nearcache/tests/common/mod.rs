@@ -365,11 +365,17 @@ impl ProxyProcess {
 
     /// Spawns the binary with explicit arguments and waits for its ready line.
     pub fn spawn_args(args: &[&str]) -> ProxyProcess {
+        Self::spawn_env(&[], args)
+    }
+
+    /// [`ProxyProcess::spawn_args`] with environment variables set for the child only.
+    pub fn spawn_env(env: &[(&str, &str)], args: &[&str]) -> ProxyProcess {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("nearcache.log");
         let logfile = std::fs::File::create(&log).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_nearcache"))
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
