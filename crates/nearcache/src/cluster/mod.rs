@@ -14,7 +14,10 @@
 //! through the upstream side's own handshake. Never keeps a connection, never touches a
 //! session, the pool or the cache.
 
+pub mod keyless;
+pub mod merge;
 pub mod parse;
 pub mod redirect;
 pub mod slot;
+pub mod split;
 pub mod topology;
