@@ -14,6 +14,7 @@
 //! through the upstream side's own handshake. Never keeps a connection, never touches a
 //! session, the pool or the cache.
 
+pub mod discover;
 pub mod keyless;
 pub mod merge;
 pub mod parse;
