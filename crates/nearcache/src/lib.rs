@@ -12,6 +12,9 @@
 //! Offline tools on the same table and cache: [`capture`] turns a packet capture into a request
 //! trace and a summary, [`simulate`] replays a trace through the cache at other sizes.
 //!
+//! Redis Cluster upstream parts, not yet wired into sessions: [`cluster`] (slots, the slot map,
+//! command splitting, discovery).
+//!
 //! Around them: [`clients`] is the proxy's own client table, [`server`] builds and runs one
 //! proxy (its clients served on the threads of `workers`) and [`socket`] is a client's TCP or
 //! Unix socket, [`control`] changes its configuration while it runs, [`admin`] answers
@@ -24,6 +27,7 @@ pub mod cachelayer;
 pub mod capture;
 pub mod clients;
 mod clock;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod control;

@@ -140,3 +140,28 @@ pub async fn handshake(
     }
     Ok(replies)
 }
+
+/// Opens a connection as [`connect`] does (handshake included), sends `commands` (each
+/// encoded), reads one reply per command, and closes it. For one-off questions outside the
+/// pool, such as a cluster node's `CLUSTER SHARDS`: error replies are returned as replies.
+pub async fn ask(
+    cfg: &Settings,
+    proto: u8,
+    commands: &[Bytes],
+) -> Result<Vec<Bytes>, UpstreamError> {
+    let mut stream = open(cfg, proto, &[], true).await?;
+    let out: Vec<u8> = commands.concat();
+    tokio::time::timeout(
+        cfg.connect_timeout,
+        handshake(&mut stream, &out, commands.len()),
+    )
+    .await
+    .map_err(|_| UpstreamError::Unavailable {
+        addr: cfg.addr.clone(),
+        cause: "no reply in time".into(),
+    })?
+    .map_err(|e| UpstreamError::Unavailable {
+        addr: cfg.addr.clone(),
+        cause: e.to_string(),
+    })
+}

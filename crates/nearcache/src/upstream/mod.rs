@@ -27,6 +27,7 @@ mod shared;
 mod tracking;
 
 pub use conn::{ConnHandle, Request};
+pub(crate) use connect::ask;
 pub use env::{CloseReason, Limits, Settings};
 pub use pool::{Pool, PoolStats};
 pub use tracking::{Tracking, TrackingMode, TrackingSink};

@@ -1,6 +1,7 @@
 //! Shared test harness: throwaway `redis-server` instances, the proxy (in-process or as the
 //! binary), and a raw RESP client that returns the exact bytes of every reply; relays between
-//! the proxy and Redis that inject faults (here) or that the test steers (`relay.rs`).
+//! the proxy and Redis that inject faults (here) or that the test steers (`relay.rs`); a real
+//! Redis Cluster (`cluster.rs`).
 //!
 //! Everything here is bounded: servers are polled for readiness with a deadline, every socket
 //! read has a timeout, and every spawned process is killed (and reaped) on drop.
@@ -18,6 +19,7 @@ use resp::{Frame, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub mod cluster;
 pub mod relay;
 
 /// How long one reply may take before the test fails instead of hanging.

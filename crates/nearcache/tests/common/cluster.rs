@@ -1,0 +1,134 @@
+//! A real Redis Cluster for tests: 6 `redis-server --cluster-enabled yes` on OS-chosen ports
+//! (client and bus ports both picked free: the bus port is set with `--cluster-port`), joined
+//! by `redis-cli --cluster create --cluster-replicas 1`: 3 masters with a replica each.
+//!
+//! [`Cluster::start`] returns once every node says `cluster_state:ok` and every node's
+//! `CLUSTER SLOTS` is the same, with a replica listed for each master. Every server is killed on
+//! drop (each is a [`RedisServer`] guard).
+
+use std::time::Duration;
+
+use resp::Frame;
+
+use super::{free_port, poll_until, redis_cmd_blocking, run_tool, to_frame, RedisServer};
+
+/// How long the cluster may take to form and agree.
+const FORM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One node as `CLUSTER SLOTS` lists it: host, port, id.
+pub type SlotNode = (String, u16, String);
+
+/// `CLUSTER SLOTS` read into sorted ranges: `(start, end, master, replicas sorted)`.
+pub type SlotsView = Vec<(u16, u16, SlotNode, Vec<SlotNode>)>;
+
+/// Six cluster nodes: 3 masters, 3 replicas.
+pub struct Cluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let nodes: Vec<RedisServer> = (0..6).map(|_| start_node()).collect();
+        let mut args = vec!["--cluster".to_string(), "create".to_string()];
+        args.extend(nodes.iter().map(|n| n.addr()));
+        args.extend(["--cluster-replicas", "1", "--cluster-yes"].map(String::from));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run_tool("redis-cli", &args, None, FORM_TIMEOUT);
+        assert!(
+            out.status.success() && out.stdout.contains("All 16384 slots covered"),
+            "redis-cli --cluster create failed: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        let cluster = Cluster { nodes };
+        cluster.wait_settled();
+        cluster
+    }
+
+    /// Every node's `host:port`.
+    pub fn addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.addr()).collect()
+    }
+
+    /// Waits until every node reports `cluster_state:ok` and the same `CLUSTER SLOTS`, with a
+    /// replica for each of the 3 masters.
+    pub fn wait_settled(&self) -> SlotsView {
+        poll_until(FORM_TIMEOUT, "the cluster to agree", || {
+            let ok = self.addrs().iter().all(|a| {
+                let info = redis_cmd_blocking(a, &[b"CLUSTER", b"INFO"]);
+                String::from_utf8_lossy(&info).contains("cluster_state:ok")
+            });
+            if !ok {
+                return None;
+            }
+            let views: Vec<SlotsView> = self.addrs().iter().map(|a| slots_view(a)).collect();
+            let first = views[0].clone();
+            let complete = first.len() == 3 && first.iter().all(|r| r.3.len() == 1);
+            (complete && views.iter().all(|v| *v == first)).then_some(first)
+        })
+    }
+
+    /// The address and node id of each master, in the order of their first slot.
+    pub fn masters(&self) -> Vec<(String, String)> {
+        slots_view(&self.nodes[0].addr())
+            .into_iter()
+            .map(|(_, _, (host, port, id), _)| (format!("{host}:{port}"), id))
+            .collect()
+    }
+}
+
+/// Starts one cluster-enabled node on free client and bus ports (retrying on a port race).
+fn start_node() -> RedisServer {
+    let mut errors = Vec::new();
+    for _ in 0..5 {
+        let port = free_port();
+        let bus = free_port();
+        if bus == port {
+            continue;
+        }
+        let bus = bus.to_string();
+        let extra = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-port",
+            &bus,
+            "--cluster-node-timeout",
+            "5000",
+        ];
+        match RedisServer::start_on_port(port, &extra) {
+            Ok(s) => return s,
+            Err(e) => errors.push(e),
+        }
+    }
+    panic!("could not start a cluster node: {errors:#?}");
+}
+
+/// `CLUSTER SLOTS` of the node at `addr`, read by the test's own code (not the proxy's parser).
+pub fn slots_view(addr: &str) -> SlotsView {
+    let reply = to_frame(&redis_cmd_blocking(addr, &[b"CLUSTER", b"SLOTS"]));
+    let Frame::Array(ranges) = reply else {
+        panic!("CLUSTER SLOTS from {addr}: {reply:?}");
+    };
+    let int = |f: &Frame| match f {
+        Frame::Integer(i) => *i,
+        other => panic!("not an integer: {other:?}"),
+    };
+    let text = |f: &Frame| String::from_utf8_lossy(f.as_bytes().expect("a string")).into_owned();
+    let node = |f: &Frame| match f {
+        Frame::Array(n) => (text(&n[0]), int(&n[1]) as u16, text(&n[2])),
+        other => panic!("not a node: {other:?}"),
+    };
+    let mut view: SlotsView = ranges
+        .iter()
+        .map(|r| match r {
+            Frame::Array(r) => {
+                let mut replicas: Vec<SlotNode> = r[3..].iter().map(node).collect();
+                replicas.sort();
+                (int(&r[0]) as u16, int(&r[1]) as u16, node(&r[2]), replicas)
+            }
+            other => panic!("not a range: {other:?}"),
+        })
+        .collect();
+    view.sort();
+    view
+}
