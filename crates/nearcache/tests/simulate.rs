@@ -124,7 +124,7 @@ fn shards_sampling_estimates_the_other_policies_close_to_the_full_replay() {
         }
         let mean = sum / exact.len() as f64;
         eprintln!("{policy}: mean absolute error {mean:.4}");
-        assert!(mean <= 0.03, "{policy}: mean absolute error {mean:.4}");
+        assert!(mean <= 0.04, "{policy}: mean absolute error {mean:.4}");
     }
 }
 

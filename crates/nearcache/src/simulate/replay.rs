@@ -113,13 +113,24 @@ pub fn replay(
         }
     }
     let s = cache.stats();
+    // SHARDS_adj: the sample's lookups differ from their expected count (`lookups x rate`)
+    // when it holds more or fewer hot keys than its share; the difference goes to the hits
+    // (the paper adds it at stack distance 0).
+    let hits = match sample {
+        Some(smp) => {
+            let expected = ev.lookups as f64 * smp.rate;
+            let delta = expected - (s.hits + s.misses) as f64;
+            (s.hits as f64 + delta).max(0.0).round() as u64
+        }
+        None => s.hits,
+    };
     Run {
         policy: policy.name().to_string(),
         max_memory: max_bytes,
         shards: real_shards,
         method: if sample.is_some() { "shards" } else { "replay" }.into(),
         sample_rate: rate,
-        hits: s.hits,
+        hits,
         misses: s.misses,
         bytes_saved,
         invalidations: s.invalidations,
