@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{poll_until, redis_cmd_blocking, run_tool, RedisServer};
-use nearcache::capture::trace::{Class, Request, TraceReader};
+use nearcache::capture::trace::{Class, Request, TraceReader, TtlChange};
 use nearcache::capture::{self, CaptureArgs};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 
@@ -196,6 +196,9 @@ fn an_orderly_capture_pairs_every_command_with_its_reply() {
         "the cache stores the payload and a byte"
     );
     assert_eq!(trace[0].class, Class::Write);
+    // A plain SET ends the key's TTL; a GET leaves it (capture/ttl.rs has every form).
+    assert_eq!(trace[0].ttl, TtlChange::Clear);
+    assert_eq!(trace[1].ttl, TtlChange::Keep);
     assert_eq!(counts(&s, "decode", "paired"), 5);
     assert_eq!(counts(&s, "decode", "resyncs"), 0);
 }

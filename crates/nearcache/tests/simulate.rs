@@ -146,6 +146,10 @@ fn a_ttl_the_trace_saw_ends_the_entry_where_the_cache_ttl_would_not() {
             get(1_500, "b"), // hit
         ],
     );
+    let mut args = SimulateArgs::new(trace.clone());
+    args.max_memory = vec!["1mb".into()];
+    let text = simulate::run(&args).unwrap();
+    assert!(text.contains("1 commands set a key's TTL"), "{text}");
     for exact in [false, true] {
         let hits = run(&trace, "lru", "1mb", |a| a.exact = exact);
         assert_eq!(hits, vec![3.0 / 6.0], "exact: {exact}");

@@ -70,6 +70,8 @@ pub struct Events {
     pub duration_s: f64,
     /// The largest value the trace would store.
     pub max_stored: u32,
+    /// Commands that set a key's TTL (SET EX, EXPIRE...), whose deadlines the replay applies.
+    pub ttl_sets: u64,
 }
 
 /// One cache lookup of a trace request: the entry's group (the Redis key), the arguments
@@ -189,6 +191,7 @@ impl Events {
                 Class::WriteAll => ev.events.push(Event::Clear),
                 _ => {}
             }
+            ev.ttl_sets += u64::from(matches!(r.ttl, TtlChange::Set(_)));
             ttls.note(&r, at_ms);
             let found = match lookups(&r) {
                 Ok(found) => found,

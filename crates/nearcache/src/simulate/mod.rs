@@ -95,6 +95,7 @@ pub fn run(args: &SimulateArgs) -> anyhow::Result<String> {
         cacheable_reads: ev.cacheable_reads,
         lookups: ev.lookups,
         writes: ev.writes,
+        ttl_sets: ev.ttl_sets,
         duration_s: ev.duration_s,
         achievable_hit_ratio: ev.achievable(ttl_ms, max_value(u64::MAX)),
         ..Report::default()

@@ -81,6 +81,8 @@ pub struct Report {
     pub cacheable_reads: u64,
     pub lookups: u64,
     pub writes: u64,
+    /// Commands that set a key's TTL; entries of those keys end when the key expires.
+    pub ttl_sets: u64,
     pub duration_s: f64,
     /// The hit ratio of a cache that never evicts (only writes and the TTL cap end entries).
     pub achievable_hit_ratio: f64,
@@ -130,6 +132,13 @@ pub fn text(path: &Path, r: &Report) -> String {
         r.keys,
         r.writes
     );
+    if r.ttl_sets > 0 {
+        let _ = writeln!(
+            o,
+            "{} commands set a key's TTL: those keys' entries end when the key expires",
+            r.ttl_sets
+        );
+    }
     let _ = writeln!(
         o,
         "achievable hit ratio (a cache that never evicts): {:.2}%\n",
