@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use resp::Limits;
 
 use super::trace::{Class, Request, AFTER_WRITE, REPLY_ERROR};
+use super::ttl::ttl_change;
 use crate::cachelayer::{split_array, stored_len};
 use crate::command::{self, redis::flag, CacheUse, Route, Special};
 
@@ -263,6 +264,7 @@ impl Conn {
         if write_waiting && matches!(class, Class::Read | Class::MultiRead) {
             flags |= AFTER_WRITE;
         }
+        let ttl = ttl_change(&name, args, ts_us / 1000);
         let req = Request {
             time_us: ts_us,
             conn: self.id,
@@ -276,6 +278,7 @@ impl Conn {
             reply_bytes: None,
             values: Vec::new(),
             flags,
+            ttl,
         };
         self.track_state(spec, args);
         let answered = match self.reply_mode {

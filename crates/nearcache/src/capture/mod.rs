@@ -1,7 +1,8 @@
 //! `nearcache capture`: from packets to a request trace, without touching Redis. A pcap or
 //! pcapng file is read packet by packet ([`pcap`]), each connection to a Redis port is
 //! reassembled both ways ([`tcp`]), decoded and paired ([`decode`]), written as a trace
-//! ([`trace`]) and summarised ([`summary`]).
+//! ([`trace`], with what each command does to its keys' TTL from [`ttl`]) and summarised
+//! ([`summary`]).
 //!
 //! This module drives them: it owns the connection table and the order of events. It never
 //! talks to Redis, and never stops on bad input: what it cannot decode is counted and
@@ -12,6 +13,7 @@ pub mod pcap;
 pub mod summary;
 pub mod tcp;
 pub mod trace;
+pub mod ttl;
 
 use std::collections::HashMap;
 use std::io::BufWriter;

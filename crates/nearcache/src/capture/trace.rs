@@ -10,8 +10,12 @@ use std::io::{self, BufRead, Write};
 
 use bytes::Bytes;
 
-/// The first bytes of every trace file (the last byte is the format's version).
-pub const MAGIC: &[u8; 8] = b"NCTRACE\x01";
+pub use super::ttl::TtlChange;
+
+/// The first bytes of every trace file (the last byte is the format's version: 2 added
+/// [`Request::ttl`]; version 1 files are still read, their requests with [`TtlChange::Keep`]).
+pub const MAGIC: &[u8; 8] = b"NCTRACE\x02";
+const MAGIC_V1: &[u8; 8] = b"NCTRACE\x01";
 
 /// What a request means for a near cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -77,6 +81,8 @@ pub struct Request {
     /// would not cache it (error, unknown reply).
     pub values: Vec<Option<u32>>,
     pub flags: u8,
+    /// What the command did to its keys' time to live.
+    pub ttl: TtlChange,
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -134,6 +140,14 @@ impl<W: Write> TraceWriter<W> {
         for v in &r.values {
             put_varint(b, v.map_or(0, |n| u64::from(n) + 1));
         }
+        put_varint(
+            b,
+            match r.ttl {
+                TtlChange::Keep => 0,
+                TtlChange::Clear => 1,
+                TtlChange::Set(ms) => ms.saturating_add(2),
+            },
+        );
         self.written += 1;
         self.out.write_all(b)
     }
@@ -149,6 +163,7 @@ pub struct TraceReader<R: BufRead> {
     input: R,
     offset: u64,
     last_us: u64,
+    version: u8,
 }
 
 fn damaged(offset: u64, what: &str) -> io::Error {
@@ -162,13 +177,14 @@ impl<R: BufRead> TraceReader<R> {
     pub fn new(mut input: R) -> io::Result<Self> {
         let mut magic = [0u8; 8];
         input.read_exact(&mut magic)?;
-        if &magic != MAGIC {
+        if &magic != MAGIC && &magic != MAGIC_V1 {
             return Err(damaged(0, "not a nearcache trace (bad magic)"));
         }
         Ok(TraceReader {
             input,
             offset: 8,
             last_us: 0,
+            version: magic[7],
         })
     }
 
@@ -235,6 +251,14 @@ impl<R: BufRead> TraceReader<R> {
         let values = (0..n)
             .map(|_| Ok(self.small()?.checked_sub(1)))
             .collect::<io::Result<_>>()?;
+        let ttl = match self.version {
+            1 => TtlChange::Keep,
+            _ => match self.varint()? {
+                0 => TtlChange::Keep,
+                1 => TtlChange::Clear,
+                n => TtlChange::Set(n - 2),
+            },
+        };
         Ok(Request {
             time_us,
             conn,
@@ -248,6 +272,7 @@ impl<R: BufRead> TraceReader<R> {
             reply_bytes,
             values,
             flags,
+            ttl,
         })
     }
 }
@@ -285,6 +310,7 @@ mod tests {
             reply_bytes: (!i.is_multiple_of(5)).then_some(i as u32 * 100),
             values: vec![Some(7), None],
             flags: (i % 4) as u8,
+            ttl: [TtlChange::Keep, TtlChange::Clear, TtlChange::Set(i * 1000)][i as usize % 3],
         }
     }
 
