@@ -185,6 +185,14 @@ impl Config {
         if self.upstream_user.is_some() && self.upstream_password.is_none() {
             return Err("upstream_user needs upstream_password".into());
         }
+        match (self.client_auth, &self.requirepass) {
+            (values::ClientAuth::Password, None) => {
+                return Err("client_auth = \"password\" needs requirepass".into())
+            }
+            (values::ClientAuth::Password, Some(_)) => {}
+            (_, Some(_)) => return Err("requirepass needs client_auth = \"password\"".into()),
+            _ => {}
+        }
         Ok(())
     }
 }

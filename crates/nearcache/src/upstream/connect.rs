@@ -43,6 +43,32 @@ pub async fn connect_quietly(cfg: &Settings, proto: u8) -> Result<TcpStream, Ups
     open(cfg, proto, &[], false).await
 }
 
+/// Asks Redis `commands` on a connection of their own, opened with no handshake (as a new
+/// client, unauthenticated), and returns one reply each: checking a client's `AUTH` with its
+/// own words, and what an unauthenticated client may do.
+pub async fn ask(cfg: &Settings, commands: &[Bytes]) -> Result<Vec<Bytes>, UpstreamError> {
+    let bare = Settings {
+        username: None,
+        password: None,
+        ..cfg.clone()
+    };
+    let mut stream = open(&bare, 2, &[], false).await?;
+    let out = commands.concat();
+    tokio::time::timeout(
+        cfg.connect_timeout,
+        handshake(&mut stream, &out, commands.len()),
+    )
+    .await
+    .map_err(|_| UpstreamError::Unavailable {
+        addr: cfg.addr.clone(),
+        cause: "no reply in time".into(),
+    })?
+    .map_err(|e| UpstreamError::Unavailable {
+        addr: cfg.addr.clone(),
+        cause: e.to_string(),
+    })
+}
+
 async fn open(
     cfg: &Settings,
     proto: u8,
