@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::debug;
 
-use super::state::{patch, AuthGate, Mode, Session, Stop};
+use super::state::{hello_setname, patch, AuthGate, Mode, Session, Stop};
 use crate::command::{redis::flag, Special};
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply;
@@ -167,7 +167,7 @@ impl Session {
                         self.proto = v;
                         self.me.set_proto(v);
                     }
-                    if let Some(name) = super::hello_setname(args) {
+                    if let Some(name) = hello_setname(args) {
                         self.me.set_name(name.clone());
                     }
                 }

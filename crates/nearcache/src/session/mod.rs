@@ -46,7 +46,7 @@ use crate::reply::{self, After, Outbound, Outbox};
 use link::Link;
 use mode::Send;
 use output::Output;
-use state::{Arrival, Mode, Session, Stop};
+use state::{hello_setname, Arrival, Mode, Session, Stop};
 pub use state::{AuthGate, Context};
 use tx::Tx;
 
@@ -526,12 +526,4 @@ impl Session {
             }
         }
     }
-}
-
-/// The name `HELLO ... SETNAME name` gives the client.
-pub(super) fn hello_setname(args: &[Bytes]) -> Option<&Bytes> {
-    let i = args
-        .iter()
-        .position(|a| a.eq_ignore_ascii_case(b"SETNAME"))?;
-    args.get(i + 1)
 }

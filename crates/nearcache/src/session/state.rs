@@ -212,3 +212,11 @@ impl Session {
         self.encode_buf.split().freeze()
     }
 }
+
+/// The name `HELLO ... SETNAME name` gives the client.
+pub(super) fn hello_setname(args: &[Bytes]) -> Option<&Bytes> {
+    let i = args
+        .iter()
+        .position(|a| a.eq_ignore_ascii_case(b"SETNAME"))?;
+    args.get(i + 1)
+}

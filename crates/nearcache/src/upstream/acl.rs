@@ -3,8 +3,11 @@
 //! (a digest of `ACL LIST`), and which users exist. Checked every `acl_check_interval`, and at
 //! once when asked ([`AclView::poke`]: an `ACL` or `CONFIG` command went through the proxy).
 //!
-//! Owns the check: a short-lived connection says `PING` unauthenticated (a new client's view),
-//! then, as the pool's user, `ACL LIST`. On a change it tells the cache
+//! Owns the check: `ACL LIST` on one of the pool's shared connections (no connection of its
+//! own, so Redis sees no more connections than before), whose `default` line says whether new
+//! clients may act without a password; if the pool's user may not read it, a short-lived
+//! connection says `PING` unauthenticated instead (a new client's view: a connection's
+//! authentication is fixed when it connects). On a change it tells the cache
 //! ([`super::TrackingSink::acl_changed`]) and revokes the identities of deleted users. Never
 //! logs, keeps or shows `ACL LIST` itself (it holds password hashes): only a digest and the
 //! user names.
@@ -21,6 +24,7 @@ use tracing::{info, warn};
 use super::connect::ask;
 use super::env::Env;
 use super::identity::Identities;
+use super::shared::SharedConns;
 
 /// The proxy's knowledge of Redis's users, read by every session.
 #[derive(Debug, Default)]
@@ -58,9 +62,14 @@ struct Seen {
 }
 
 /// Runs the first check, then keeps checking every `every` until the identities are dropped.
-pub(super) async fn watch(env: Arc<Env>, ids: Weak<Identities>, every: Duration) -> Arc<AclView> {
+pub(super) async fn watch(
+    env: Arc<Env>,
+    shared: Arc<SharedConns>,
+    ids: Weak<Identities>,
+    every: Duration,
+) -> Arc<AclView> {
     let view = Arc::new(AclView::default());
-    let first = check(&env).await;
+    let first = check(&env, &shared).await;
     let mut digest = apply(&env, &view, &ids, first, None);
     let v = view.clone();
     tokio::spawn(async move {
@@ -72,7 +81,7 @@ pub(super) async fn watch(env: Arc<Env>, ids: Weak<Identities>, every: Duration)
             if ids.strong_count() == 0 {
                 return;
             }
-            let seen = check(&env).await;
+            let seen = check(&env, &shared).await;
             digest = apply(&env, &v, &ids, seen, digest);
         }
     });
@@ -104,8 +113,9 @@ fn apply(
         if view.readable.swap(false, Ordering::AcqRel) || digest.is_none() {
             warn!(
                 user = env.settings.username.as_deref().unwrap_or("default"),
-                "the upstream user may not run ACL LIST: ACL changes made on Redis are not seen, \
-                 so only the proxy's own user is cached (give it +acl|list)"
+                "ACL LIST could not be read as the upstream user (refused, or Redis unreachable): \
+                 ACL changes made on Redis are not seen, so only the proxy's own user's reads \
+                 are cached until it can be (give the user +acl|list)"
             );
         }
         return digest;
@@ -123,25 +133,27 @@ fn apply(
     Some(now)
 }
 
-/// One check, on a connection of its own: `PING` as a new client, then `ACL LIST` as the pool's
-/// user.
-async fn check(env: &Env) -> Seen {
-    let cfg = &env.settings;
-    let mut cmds = vec![encode(&["PING"])];
-    if let Some(pass) = &cfg.password {
-        let user = cfg.username.as_deref().unwrap_or("default");
-        cmds.push(encode(&["AUTH", user, pass]));
+/// One check: `ACL LIST` as the pool's user, on a shared connection; if it is refused, a
+/// `PING` as a new client on a connection of its own.
+async fn check(env: &Env, shared: &SharedConns) -> Seen {
+    let conn = shared.least_busy(2);
+    if conn.is_up() || conn.wait_up(env.settings.connect_timeout).await {
+        if let Ok(Ok(reply)) = conn.call(encode(&["ACL", "LIST"])).await {
+            if let Some((digest, users, nopass)) = acl_list(&reply) {
+                return Seen {
+                    nopass: Some(nopass),
+                    list: Some((digest, users)),
+                };
+            }
+        }
     }
-    cmds.push(encode(&["ACL", "LIST"]));
-    let Ok(replies) = ask(cfg, &cmds).await else {
-        return Seen {
-            nopass: None,
-            list: None,
-        };
-    };
-    let nopass = replies.first().map(|r| r.starts_with(b"+"));
-    let list = replies.last().and_then(|r| acl_list(r));
-    Seen { nopass, list }
+    let probe = ask(&env.settings, &[encode(&["PING"])]).await;
+    Seen {
+        nopass: probe
+            .ok()
+            .and_then(|r| r.first().map(|r| r.starts_with(b"+"))),
+        list: None,
+    }
 }
 
 fn encode(args: &[&str]) -> Bytes {
@@ -150,21 +162,30 @@ fn encode(args: &[&str]) -> Bytes {
     out.freeze()
 }
 
-/// The digest and user names of an `ACL LIST` reply (`user NAME on ...` lines); `None` for an
-/// error.
-fn acl_list(reply: &Bytes) -> Option<(u64, Vec<String>)> {
+/// The digest, user names and whether `default` is on and `nopass`, of an `ACL LIST` reply
+/// (`user NAME on ...` lines); `None` for an error.
+fn acl_list(reply: &Bytes) -> Option<(u64, Vec<String>, bool)> {
     if reply.first() != Some(&b'*') {
         return None;
     }
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     reply.hash(&mut hasher);
-    let users = reply
-        .split(|&b| b == b'\n')
-        .filter_map(|line| line.strip_prefix(b"user "))
-        .filter_map(|rest| rest.split(|&b| b == b' ').next())
-        .map(|name| String::from_utf8_lossy(name).into_owned())
-        .collect();
-    Some((hasher.finish(), users))
+    let (mut users, mut nopass) = (Vec::new(), false);
+    for line in reply.split(|&b| b == b'\n') {
+        let Some(rest) = line.strip_prefix(b"user ") else {
+            continue;
+        };
+        let mut words = rest.trim_ascii_end().split(|&b| b == b' ');
+        let Some(name) = words.next() else {
+            continue;
+        };
+        if name == b"default" {
+            let words: Vec<&[u8]> = words.collect();
+            nopass = words.contains(&&b"on"[..]) && words.contains(&&b"nopass"[..]);
+        }
+        users.push(String::from_utf8_lossy(name).into_owned());
+    }
+    Some((hasher.finish(), users, nopass))
 }
 
 #[cfg(test)]
@@ -176,8 +197,13 @@ mod tests {
         let reply = Bytes::from_static(
             b"*2\r\n$30\r\nuser alice on #abc ~app:* +@all\r\n$28\r\nuser default on nopass +@all\r\n",
         );
-        let (_, users) = acl_list(&reply).unwrap();
+        let (_, users, nopass) = acl_list(&reply).unwrap();
         assert_eq!(users, ["alice", "default"]);
+        assert!(nopass);
+        let off = Bytes::from_static(b"*1\r\n$28\r\nuser default off nopass +@all\r\n");
+        assert!(!acl_list(&off).unwrap().2);
+        let pass = Bytes::from_static(b"*1\r\n$26\r\nuser default on #ab +@all\r\n");
+        assert!(!acl_list(&pass).unwrap().2);
         assert!(acl_list(&Bytes::from_static(b"-NOPERM no\r\n")).is_none());
     }
 }

@@ -128,7 +128,8 @@ impl Pool {
     /// Starts watching Redis's users every `every` (after a first check, done before this
     /// returns): see `acl.rs`.
     pub async fn watch_acl(&self, every: Duration) -> Arc<AclView> {
-        super::acl::watch(self.env.clone(), Arc::downgrade(&self.ids), every).await
+        let (env, shared) = (self.env.clone(), self.shared.clone());
+        super::acl::watch(env, shared, Arc::downgrade(&self.ids), every).await
     }
 
     /// The upstream settings, for a check that opens a connection of its own.
