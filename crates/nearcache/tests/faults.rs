@@ -118,7 +118,9 @@ async fn a_redis_at_maxclients_gives_a_clear_error_logged_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_we_lack_gives_a_clear_error_logged_once_per_cause() {
     let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
-    let proxy = ProxyProcess::spawn_with(&redis.addr(), &[]);
+    // Clients act as the proxy's user (in passthrough mode they would get Redis's own -NOAUTH
+    // until they authenticate: tests/auth.rs).
+    let proxy = ProxyProcess::spawn_with(&redis.addr(), &["--client-auth", "none"]);
     // Long enough for several rounds of reconnect attempts by every connection.
     let replies = hammer(&proxy.addr(), &["GET", "k"], 40).await;
     for r in &replies {

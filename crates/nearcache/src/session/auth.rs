@@ -20,7 +20,7 @@ use tracing::debug;
 use super::state::{hello_setname, patch, AuthGate, Mode, Session, Stop};
 use crate::command::{redis::flag, Special};
 use crate::obs::stats::{Outcome, StampExt as _};
-use crate::reply;
+use crate::reply::{self, UpstreamError};
 use crate::upstream::{ConnHandle, Identity};
 
 /// Redis 7.0's replies, byte for byte (`tests/auth.rs` compares them with a real server).
@@ -93,6 +93,11 @@ impl Session {
         if (auth || creds.is_some()) && (password_mode || self.mode == Mode::Shared) {
             return self.authenticate(args, creds).await;
         }
+        if self.who.is_none() {
+            // As in Redis, a client that has not authenticated may act as soon as the default
+            // user needs no password.
+            self.who = self.first_identity();
+        }
         if self.who.is_some() || self.mode != Mode::Shared {
             // On a dedicated connection the client is already someone, and Redis judges.
             return Ok(Gated::Pass);
@@ -105,12 +110,16 @@ impl Session {
             return Ok(Gated::Pass);
         }
         self.stamp.mark(Outcome::Local);
-        let text = if special == Special::Hello {
-            HELLO_NOAUTH
-        } else {
-            NOAUTH
+        let refusal = match &self.ctx.gate {
+            AuthGate::Passthrough(view) if !view.known() => UpstreamError::Unavailable {
+                addr: self.ctx.pool.addr().to_string(),
+                cause: "no answer yet on whether clients must authenticate".into(),
+            }
+            .to_frame(),
+            _ if special == Special::Hello => reply::error(HELLO_NOAUTH),
+            _ => reply::error(NOAUTH),
         };
-        self.output.reply(reply::error(text));
+        self.output.reply(refusal);
         Ok(Gated::Answered)
     }
 

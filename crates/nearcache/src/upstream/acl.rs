@@ -31,6 +31,9 @@ use super::shared::SharedConns;
 pub struct AclView {
     /// A new, unauthenticated client may run commands (the `default` user is on and nopass).
     default_nopass: AtomicBool,
+    /// A check has answered at least once (until then, whether clients must authenticate is
+    /// not known).
+    known: AtomicBool,
     /// The pool's user may read `ACL LIST`: ACL changes are seen, and users' partitions of
     /// the cache can be trusted.
     readable: AtomicBool,
@@ -41,6 +44,11 @@ impl AclView {
     /// Whether a client that has not authenticated acts as the `default` user.
     pub fn default_nopass(&self) -> bool {
         self.default_nopass.load(Ordering::Acquire)
+    }
+
+    /// Whether a check has answered yet.
+    pub fn known(&self) -> bool {
+        self.known.load(Ordering::Acquire)
     }
 
     /// Whether ACL changes are seen (the pool's user may run `ACL LIST`).
@@ -97,6 +105,7 @@ fn apply(
     digest: Option<u64>,
 ) -> Option<u64> {
     if let Some(nopass) = seen.nopass {
+        view.known.store(true, Ordering::Release);
         if view.default_nopass.swap(nopass, Ordering::AcqRel) != nopass {
             info!(
                 default_nopass = nopass,
