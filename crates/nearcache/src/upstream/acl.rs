@@ -5,9 +5,10 @@
 //!
 //! Owns the check: `ACL LIST` on one of the pool's shared connections (no connection of its
 //! own, so Redis sees no more connections than before), whose `default` line says whether new
-//! clients may act without a password; if the pool's user may not read it, a short-lived
-//! connection says `PING` unauthenticated instead (a new client's view: a connection's
-//! authentication is fixed when it connects). On a change it tells the cache
+//! clients may act without a password. At start (no shared connection up yet), or if the
+//! pool's user may not read it, a short-lived connection says `PING` unauthenticated (a new
+//! client's view: a connection's authentication is fixed when it connects) and asks `ACL LIST`
+//! after an `AUTH` as the pool's user. On a change it tells the cache
 //! ([`super::TrackingSink::acl_changed`]) and revokes the identities of deleted users. Never
 //! logs, keeps or shows `ACL LIST` itself (it holds password hashes): only a digest and the
 //! user names.
@@ -142,11 +143,12 @@ fn apply(
     Some(now)
 }
 
-/// One check: `ACL LIST` as the pool's user, on a shared connection; if it is refused, a
-/// `PING` as a new client on a connection of its own.
+/// One check: `ACL LIST` as the pool's user, on a shared connection that is up; when none is
+/// (at start, while they connect) or it is refused, on a connection of its own: `PING` as a
+/// new client, then `AUTH` as the pool's user and `ACL LIST`.
 async fn check(env: &Env, shared: &SharedConns) -> Seen {
     let conn = shared.least_busy(2);
-    if conn.is_up() || conn.wait_up(env.settings.connect_timeout).await {
+    if conn.is_up() {
         if let Ok(Ok(reply)) = conn.call(encode(&["ACL", "LIST"])).await {
             if let Some((digest, users, nopass)) = acl_list(&reply) {
                 return Seen {
@@ -156,12 +158,23 @@ async fn check(env: &Env, shared: &SharedConns) -> Seen {
             }
         }
     }
-    let probe = ask(&env.settings, &[encode(&["PING"])]).await;
+    let cfg = &env.settings;
+    let mut cmds = vec![encode(&["PING"])];
+    if let Some(pass) = &cfg.password {
+        let user = cfg.username.as_deref().unwrap_or("default");
+        cmds.push(encode(&["AUTH", user, pass]));
+    }
+    cmds.push(encode(&["ACL", "LIST"]));
+    let Ok(replies) = ask(cfg, &cmds).await else {
+        return Seen {
+            nopass: None,
+            list: None,
+        };
+    };
+    let listed = replies.last().and_then(acl_list);
     Seen {
-        nopass: probe
-            .ok()
-            .and_then(|r| r.first().map(|r| r.starts_with(b"+"))),
-        list: None,
+        nopass: replies.first().map(|r| r.starts_with(b"+")),
+        list: listed.map(|(digest, users, _)| (digest, users)),
     }
 }
 
