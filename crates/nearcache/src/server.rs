@@ -18,13 +18,13 @@ use tracing::{info, warn};
 
 use crate::cachelayer::{CacheLayer, CacheRules};
 use crate::config::live::ClientLimits;
-use crate::config::values::TrackingKind;
+use crate::config::values::{ClientAuth, TrackingKind};
 use crate::config::{Config, Setting};
 use crate::control::{pool_limits, Control};
 use crate::obs::health::Readiness;
 use crate::obs::metrics::Metrics;
 use crate::obs::{self, LogControl};
-use crate::session::{self, Context};
+use crate::session::{self, AuthGate, Context};
 use crate::socket::Listener;
 use crate::upstream::{Pool, Settings, Tracking, TrackingMode, TrackingSink};
 use crate::workers::Workers;
@@ -129,6 +129,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         log,
     ));
     control.start().await;
+    let gate = auth_gate(&config, &pool).await;
     let ctx = Arc::new(Context {
         pool: pool.clone(),
         metrics: metrics.clone(),
@@ -138,6 +139,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         cache: cache.clone(),
         stop: Default::default(),
         registry: Default::default(),
+        gate,
     });
     let (stop, stop_rx) = watch::channel(false);
     let admin_addr = match &config.admin_listen {
@@ -181,6 +183,24 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         ctx,
         workers,
     })
+}
+
+/// How clients authenticate (docs/security.md).
+async fn auth_gate(config: &Config, pool: &Pool) -> AuthGate {
+    match (config.client_auth, &config.requirepass) {
+        (ClientAuth::Password, Some(pass)) => AuthGate::Password(pass.0.as_str().into()),
+        (ClientAuth::Passthrough, _) => {
+            AuthGate::Passthrough(pool.watch_acl(config.acl_check_interval).await)
+        }
+        _ => {
+            warn!(
+                user = pool.user(),
+                "client_auth = none: clients are not authenticated, and every client acts \
+                 upstream as the proxy's user"
+            );
+            AuthGate::None
+        }
+    }
 }
 
 /// The tracking cache a configuration asks for.

@@ -87,7 +87,9 @@ async fn hammer(addr: &str, args: &[&str], times: usize) -> Vec<bytes::Bytes> {
 async fn a_redis_at_maxclients_gives_a_clear_error_logged_once() {
     // Room for the proxy's 4 shared connections and its invalidation connection, no more.
     let redis = RedisServer::start_with(&["--maxclients", "5"]);
-    let proxy = ProxyProcess::spawn_with(&redis.addr(), &[]);
+    // Passthrough mode's ACL check opens a short-lived connection of its own while no shared
+    // connection is up (docs/security.md), which a Redis this full may refuse.
+    let proxy = ProxyProcess::spawn_with(&redis.addr(), &["--client-auth", "none"]);
     let mut c = RawConn::connect(&proxy.addr()).await;
     eventually(Duration::from_secs(10), "the proxy to serve", async || {
         &c.cmd(&["PING"]).await[..] == b"+PONG\r\n"
@@ -118,7 +120,9 @@ async fn a_redis_at_maxclients_gives_a_clear_error_logged_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_we_lack_gives_a_clear_error_logged_once_per_cause() {
     let redis = RedisServer::start_with(&["--requirepass", "s3cret"]);
-    let proxy = ProxyProcess::spawn_with(&redis.addr(), &[]);
+    // Clients act as the proxy's user (in passthrough mode they would get Redis's own -NOAUTH
+    // until they authenticate: tests/auth.rs).
+    let proxy = ProxyProcess::spawn_with(&redis.addr(), &["--client-auth", "none"]);
     // Long enough for several rounds of reconnect attempts by every connection.
     let replies = hammer(&proxy.addr(), &["GET", "k"], 40).await;
     for r in &replies {

@@ -290,9 +290,11 @@ async fn shared_connections_rotate_without_flushing_the_cache() {
 
 /// A proxy with upstream credentials whose pool can hold one dedicated connection (two shared
 /// ones, one per protocol, take the other permits), so that a dedicated connection given back
-/// is the one the next transaction gets.
+/// is the one the next transaction gets. Clients act as the proxy's user without
+/// authenticating (`client_auth = none`): what is tested is the connections' state.
 async fn one_dedicated(redis: &RedisServer, user: Option<&str>, password: &str) -> Proxy {
     start(redis, |c| {
+        c.set("client_auth", "none").unwrap();
         c.set("upstream_conns", "1").unwrap();
         c.set("max_open_conns", "3").unwrap();
         c.set("pool_wait_timeout", "10s").unwrap();

@@ -624,6 +624,8 @@ async fn password_protected_upstream() {
 
     let mut config = Proxy::config(&redis.addr());
     config.set("upstream_password", "s3cret").unwrap();
+    // Clients act as the proxy's user (passthrough mode is tests/auth.rs's).
+    config.set("client_auth", "none").unwrap();
     let proxy = Proxy::start_config(config).await;
     let mut c = RawConn::connect(&proxy.addr()).await;
     assert_eq!(&c.cmd(&["AUTH", "s3cret"]).await[..], b"+OK\r\n");

@@ -1,8 +1,9 @@
 //! Entry keys and stored replies: how a cacheable read is named inside its group (the Redis
 //! key), and how a reply is stored and given back byte for byte.
 //!
-//! Owns the encodings. Never lets two different reads share an entry: protocol, command and
-//! every argument are part of the key, and the cache compares keys in full.
+//! Owns the encodings. Never lets two different reads share an entry: protocol, the user's
+//! partition, command and every argument are part of the key, and the cache compares keys in
+//! full.
 
 use bytes::{BufMut, BytesMut};
 
@@ -15,6 +16,9 @@ use crate::command;
 pub struct Form {
     pub proto: u8,
     pub code: Option<u8>,
+    /// The ACL user's partition (0: the proxy's own upstream user): one user's reads are never
+    /// served to another (docs/security.md).
+    pub part: u32,
 }
 
 impl Form {
@@ -23,6 +27,7 @@ impl Form {
         Form {
             proto,
             code: command::lookup(name).read_code(),
+            part: 0,
         }
     }
 
@@ -30,8 +35,46 @@ impl Form {
     #[inline]
     pub(super) fn put_key<A: AsRef<[u8]>>(self, args: &[A], out: &mut impl BufMut) {
         debug_assert_eq!(self.code, command::lookup(args[0].as_ref()).read_code());
-        put_key_coded(self.proto, self.code, args, out);
+        put_key_coded(self.proto, self.part, self.code, args, out);
     }
+}
+
+/// The first bytes of every key: the protocol version, then, for a partition other than 0, the
+/// partition (LEB128) with the protocol byte's top bit set to say it follows.
+#[inline]
+pub(super) fn put_head(out: &mut impl BufMut, proto: u8, part: u32) {
+    if part == 0 {
+        out.put_u8(proto);
+    } else {
+        out.put_u8(proto | 0x80);
+        put_len(out, part as usize);
+    }
+}
+
+/// Reads [`put_head`]: protocol, partition, and where what follows starts.
+pub(super) fn split_head(key: &[u8]) -> Option<(u8, u32, usize)> {
+    let (&first, rest) = key.split_first()?;
+    if first & 0x80 == 0 {
+        return Some((first, 0, 1));
+    }
+    let (mut part, mut shift) = (0u32, 0);
+    for (i, &b) in rest.iter().enumerate().take(5) {
+        part |= u32::from(b & 0x7f).checked_shl(shift)?;
+        if b & 0x80 == 0 {
+            return Some((first & 0x7f, part, i + 2));
+        }
+        shift += 7;
+    }
+    None
+}
+
+#[inline]
+fn put_len(out: &mut impl BufMut, mut n: usize) {
+    while n >= 0x80 {
+        out.put_u8(n as u8 | 0x80);
+        n >>= 7;
+    }
+    out.put_u8(n as u8);
 }
 
 /// Appends the compact entry key of a read, which the cache stores within the read's group
@@ -42,6 +85,7 @@ impl Form {
 pub fn put_entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], out: &mut impl BufMut) {
     put_key_coded(
         proto,
+        0,
         command::lookup(args[0].as_ref()).read_code(),
         args,
         out,
@@ -49,15 +93,14 @@ pub fn put_entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], out: &mut impl BufMu
 }
 
 #[inline]
-fn put_key_coded<A: AsRef<[u8]>>(proto: u8, code: Option<u8>, args: &[A], out: &mut impl BufMut) {
-    fn put_len(out: &mut impl BufMut, mut n: usize) {
-        while n >= 0x80 {
-            out.put_u8(n as u8 | 0x80);
-            n >>= 7;
-        }
-        out.put_u8(n as u8);
-    }
-    out.put_u8(proto);
+fn put_key_coded<A: AsRef<[u8]>>(
+    proto: u8,
+    part: u32,
+    code: Option<u8>,
+    args: &[A],
+    out: &mut impl BufMut,
+) {
+    put_head(out, proto, part);
     let name = args[0].as_ref();
     match code {
         Some(code) => out.put_u8(code),
@@ -114,7 +157,8 @@ pub(super) fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
         let n = std::str::from_utf8(&b[..end]).ok()?.parse().ok()?;
         Some((n, b.get(end + 2..)?))
     }
-    let (&proto, wire) = entry_key.split_first()?;
+    let (proto, part, at) = split_head(entry_key)?;
+    let wire = &entry_key[at..];
     let (n, mut rest) = header(wire, b'*')?;
     let mut args = Vec::with_capacity(n.min(64));
     for _ in 0..n {
@@ -129,7 +173,8 @@ pub(super) fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = Vec::with_capacity(entry_key.len());
-    put_entry_key(proto, &args, &mut out);
+    let code = command::lookup(args[0]).read_code();
+    put_key_coded(proto, part, code, &args, &mut out);
     Some(out)
 }
 

@@ -15,7 +15,7 @@ mod rules;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
 
 use crate::clock::Clock;
@@ -133,19 +133,25 @@ impl CacheLayer {
         self.flights.collapsed.load(Ordering::Relaxed)
     }
 
-    /// The entry key of a read as sessions handle it: protocol version, then the encoded
-    /// command, written into `buf` (whose unused room it reuses). `key.slice(1..)` is the command
-    /// as sent upstream. The cache itself stores the shorter form [`put_entry_key`] makes of it.
-    /// The db is always 0 and the identity the proxy's own: sessions with another db or user
-    /// never use the cache.
+    /// The entry key of a read as sessions handle it: protocol version (and the user's
+    /// partition, when not the proxy's own user: `entry::put_head`), then the encoded command,
+    /// written into `buf` (whose unused room it reuses). [`CacheLayer::wire`] is the command as
+    /// sent upstream. The cache itself stores the shorter form [`put_entry_key`] makes of it.
+    /// The db is always 0: sessions in another db never use the cache.
     pub fn entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], buf: &mut BytesMut) -> Bytes {
-        Self::encode_key(proto, args, buf);
+        Self::encode_key(proto, 0, args, buf);
         buf.split().freeze()
     }
 
-    fn encode_key<A: AsRef<[u8]>>(proto: u8, args: &[A], buf: &mut BytesMut) {
-        buf.reserve(1 + resp::encode_command_len(args));
-        buf.put_u8(proto);
+    /// The command as sent upstream, in an entry key made by [`CacheLayer::read`].
+    pub fn wire(entry_key: &Bytes) -> Bytes {
+        let at = entry::split_head(entry_key).map_or(1, |(_, _, at)| at);
+        entry_key.slice(at.min(entry_key.len())..)
+    }
+
+    fn encode_key<A: AsRef<[u8]>>(proto: u8, part: u32, args: &[A], buf: &mut BytesMut) {
+        buf.reserve(6 + resp::encode_command_len(args));
+        entry::put_head(buf, proto, part);
         resp::encode_command(args, buf);
     }
 
@@ -176,7 +182,7 @@ impl CacheLayer {
         match hit {
             Some(()) => None,
             None => {
-                Self::encode_key(proto, args, keys);
+                Self::encode_key(proto, form.part, args, keys);
                 Some(keys.split().freeze())
             }
         }
@@ -200,7 +206,7 @@ impl CacheLayer {
         match hit {
             Some(()) => Read::Hit(buf.split().freeze()),
             None => {
-                Self::encode_key(proto, args, buf);
+                Self::encode_key(proto, form.part, args, buf);
                 Read::Miss(buf.split().freeze())
             }
         }
@@ -390,6 +396,10 @@ impl TrackingSink for CacheLayer {
 
     fn invalidation_lost(&self) {
         self.flush(FlushReason::InvalidationConnectionLost);
+    }
+
+    fn acl_changed(&self) {
+        self.flush(FlushReason::AclChanged);
     }
 }
 

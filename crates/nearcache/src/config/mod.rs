@@ -203,6 +203,14 @@ impl Config {
                 ));
             }
         }
+        match (self.client_auth, &self.requirepass) {
+            (values::ClientAuth::Password, None) => {
+                return Err("client_auth = \"password\" needs requirepass".into())
+            }
+            (values::ClientAuth::Password, Some(_)) => {}
+            (_, Some(_)) => return Err("requirepass needs client_auth = \"password\"".into()),
+            _ => {}
+        }
         Ok(())
     }
 }

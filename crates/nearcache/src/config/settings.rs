@@ -99,6 +99,17 @@ settings! {
     /// Password for upstream connections (NEARCACHE_UPSTREAM_PASSWORD in the environment keeps it
     /// off the command line).
     upstream_password: Option<Secret> = "", restart;
+    /// How clients authenticate: `passthrough` (as Redis would: AUTH is checked upstream and a
+    /// client acts as its own ACL user), `password` (with requirepass; the proxy acts as its
+    /// upstream user) or `none` (nobody does; every client acts as the upstream user).
+    client_auth: ClientAuth = "passthrough", restart;
+    /// The password clients give in `client_auth = "password"` mode (NEARCACHE_REQUIREPASS in
+    /// the environment keeps it off the command line).
+    requirepass: Option<Secret> = "", restart;
+    /// How often Redis's users are checked in passthrough mode (`ACL LIST`, and whether a client
+    /// that does not authenticate may act): the longest an ACL change made on Redis directly
+    /// goes unseen (one going through the proxy is seen at once).
+    acl_check_interval: Duration = "1s", restart;
     /// Close a client whose unparsed input exceeds this (Redis's client-query-buffer-limit).
     client_query_buffer_limit: ByteSize = "1gb", live;
     /// Close a client whose replies waiting to be written exceed this (Redis's

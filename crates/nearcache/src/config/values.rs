@@ -405,6 +405,41 @@ impl Value for TrackingKind {
     }
 }
 
+/// How clients authenticate (docs/security.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// As Redis would: `AUTH` is checked upstream, and a client acts as its own ACL user.
+    Passthrough,
+    /// With the proxy's `requirepass`; the proxy acts as its own upstream user for everyone.
+    Password,
+    /// Nobody authenticates: every client acts as the proxy's upstream user.
+    None,
+}
+
+impl Value for ClientAuth {
+    const KIND: &'static str = "passthrough|password|none";
+    const BAD: &'static str = "open";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "passthrough" => Ok(ClientAuth::Passthrough),
+            "password" => Ok(ClientAuth::Password),
+            "none" => Ok(ClientAuth::None),
+            _ => Err(format!(
+                "expected passthrough, password or none, not {text:?}"
+            )),
+        }
+    }
+
+    fn show(&self) -> String {
+        match self {
+            ClientAuth::Passthrough => "passthrough".into(),
+            ClientAuth::Password => "password".into(),
+            ClientAuth::None => "none".into(),
+        }
+    }
+}
+
 /// Which session thread serves a new client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {

@@ -32,6 +32,9 @@ pub enum FlushReason {
     InvalidationConnectionLost,
     /// An operator asked (`NEARCACHE FLUSH`).
     Admin,
+    /// Redis's ACL changed (`ACL LIST` differs): a user's cached replies may be ones it can
+    /// no longer read.
+    AclChanged,
 }
 
 /// Why a read the cache could have answered went to Redis without looking: counted in
@@ -416,6 +419,7 @@ impl Metrics {
             FlushReason::Flushall => "flushall",
             FlushReason::InvalidationConnectionLost => "invalidation_connection_lost",
             FlushReason::Admin => "admin",
+            FlushReason::AclChanged => "acl_changed",
         };
         self.flushes.get_or_create(&ReasonLabel { reason }).inc();
     }

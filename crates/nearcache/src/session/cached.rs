@@ -26,6 +26,7 @@ impl Session {
         // yet, and the client expects to read it back: read through, on the connection the
         // write went to, and leave the cache alone. Reads of other keys use the cache.
         let cache = match &self.ctx.cache {
+            _ if self.cache_part().is_none() => return self.uncached_user(args).await,
             Some(c) if !self.output.link.writes.hold_back(&args[1..2]) => c,
             _ => return self.read_through(args).await,
         };
@@ -65,6 +66,12 @@ impl Session {
         self.send_shared(args, After::Nothing).await
     }
 
+    /// A cacheable read of a user whose reads are not cached (`Session::cache_part`).
+    async fn uncached_user(&mut self, args: &[Bytes]) {
+        self.count_bypass(Bypass::NotCacheable, args);
+        self.send_shared(args, After::Nothing).await
+    }
+
     /// A cacheable read that missed (`key`, its entry key): joins the same read in flight, or
     /// sends it, then a `PTTL` of its key, and has the reply cached when that returns.
     async fn cached_miss(&mut self, cache: Arc<CacheLayer>, args: &[Bytes], key: Bytes) {
@@ -84,7 +91,7 @@ impl Session {
             }
             Join::Leader(landing) => landing,
         };
-        let wire = key.slice(1..);
+        let wire = CacheLayer::wire(&key);
         let fill = conn.begin_fill(|tag| cache.begin(group, tag, key));
         let stash = fill.as_ref().map(|_| Stash::default());
         let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
@@ -108,6 +115,7 @@ impl Session {
     /// (each after its PTTL), cached one by one, and merged with the hits in the asked order.
     pub(super) async fn cached_mget(&mut self, args: &[Bytes]) {
         let cache = match &self.ctx.cache {
+            _ if self.cache_part().is_none() => return self.uncached_user(args).await,
             Some(c) if !self.output.link.writes.hold_back(&args[1..]) => c.clone(),
             _ => return self.read_through(args).await,
         };
@@ -115,7 +123,7 @@ impl Session {
         let mut items = std::mem::take(&mut self.mget_items);
         let mut misses = Vec::new();
         let mut looked_up = 0;
-        let form = mget_form(self.proto);
+        let form = mget_form(self.proto, self.cache_part().unwrap_or(0));
         if let Some(direct) = self.output.direct() {
             match mget_into(
                 direct,
@@ -222,9 +230,10 @@ fn mget_into(
 }
 
 /// How an MGET's keys are named in entry keys: each is cached as `MGET key`.
-fn mget_form(proto: u8) -> Form {
+fn mget_form(proto: u8, part: u32) -> Form {
     Form {
         proto,
         code: Some(command::MGET_CODE),
+        part,
     }
 }

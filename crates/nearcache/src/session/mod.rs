@@ -17,6 +17,7 @@
 //! connection, so that Redis sees a client's commands in the order the client sent them.
 //! Never holds a lock across an `.await`.
 
+mod auth;
 mod cached;
 mod clients;
 mod link;
@@ -45,8 +46,8 @@ use crate::reply::{self, After, Outbound, Outbox};
 use link::Link;
 use mode::Send;
 use output::Output;
-pub use state::Context;
-use state::{Arrival, Mode, Session, Stop};
+use state::{hello_setname, Arrival, Mode, Session, Stop};
+pub use state::{AuthGate, Context};
 use tx::Tx;
 
 /// Arguments a session's reused vector keeps room for between commands: past this, a command's
@@ -122,7 +123,12 @@ pub async fn serve_client(stream: ClientStream, ctx: Arc<Context>) {
         caching_noted: false,
         unasked: Default::default(),
         joined: Default::default(),
+        who: None,
     };
+    session.who = session.first_identity();
+    if let Some(id) = &session.who {
+        session.me.client().set_user(&id.user);
+    }
     // Biased: the read loop is what wakes the session nearly every time.
     let shutting_down = tokio::select! {
         biased;
@@ -285,6 +291,16 @@ impl Session {
     /// Phases 3 to 5: routes the command, then answers or sends it.
     async fn dispatch(&mut self, args: &[Bytes], rd: &mut OwnedReadHalf) -> Result<(), Stop> {
         self.ctx.metrics.commands.inc();
+        let authed;
+        let args = match self.gate(args).await? {
+            auth::Gated::Answered => return Ok(()),
+            auth::Gated::Pass => args,
+            auth::Gated::Rewritten(words) => {
+                authed = words;
+                self.spec = self.names.lookup(&authed[0]).resolve(&authed);
+                &authed[..]
+            }
+        };
         let mut route = self.spec.route(args);
         if route == Route::Local(Local::Nearcache) {
             // The proxy's own command is answered in every mode, relaying included.
@@ -392,7 +408,9 @@ impl Session {
                     // A read only the operator's rules keep out of the cache.
                     self.count_bypass(Bypass::NotCacheable, args);
                 }
-                let after = self.neutral_after(args);
+                let after = self
+                    .acl_poke(args)
+                    .unwrap_or_else(|| self.neutral_after(args));
                 self.send_shared(args, after).await
             }
             CacheUse::WriteAll => {
@@ -467,6 +485,7 @@ impl Session {
         Form {
             proto: self.proto,
             code: self.spec.read_code(),
+            part: self.cache_part().unwrap_or(0),
         }
     }
 
@@ -507,12 +526,4 @@ impl Session {
             }
         }
     }
-}
-
-/// The name `HELLO ... SETNAME name` gives the client.
-fn hello_setname(args: &[Bytes]) -> Option<&Bytes> {
-    let i = args
-        .iter()
-        .position(|a| a.eq_ignore_ascii_case(b"SETNAME"))?;
-    args.get(i + 1)
 }

@@ -105,7 +105,10 @@ impl Session {
             }
         }
         self.output.link.drained().await;
-        let conn = self.ctx.pool.shared(self.proto);
+        let conn = match &self.who {
+            Some(id) => self.ctx.pool.shared_as(id, self.proto),
+            None => self.ctx.pool.shared(self.proto),
+        };
         self.conn = Some(conn.clone());
         conn
     }
@@ -127,6 +130,17 @@ impl Session {
         let got = tokio::select! {
             got = self.ctx.pool.dedicated(self.proto) => got,
             () = client_gone(rd) => return Err(Stop::Closing),
+        };
+        let got = match got {
+            Ok(conn) => match self.login(&conn).await {
+                Ok(()) => Ok(conn),
+                Err(refused) => {
+                    self.ctx.pool.discard(conn);
+                    self.output.reply(refused);
+                    return Ok(false);
+                }
+            },
+            Err(e) => Err(e),
         };
         Ok(match got {
             Ok(conn) => {
@@ -207,7 +221,9 @@ impl Session {
         self.me.set_multi(if self.tx.in_multi() { 0 } else { -1 });
         self.me.set_proto(self.proto);
         let after = match self.dedicated_write_effect(args) {
-            After::Nothing => self.neutral_after(args),
+            After::Nothing => self
+                .acl_poke(args)
+                .unwrap_or_else(|| self.neutral_after(args)),
             after => after,
         };
         let bytes = self.wire(args);

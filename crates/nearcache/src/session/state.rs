@@ -39,6 +39,29 @@ pub struct Context {
     pub stop: crate::stop::StopSignal,
     /// Every client connected (`CLIENT LIST`).
     pub registry: Arc<crate::clients::Registry>,
+    /// How clients authenticate (`session/auth.rs`).
+    pub gate: AuthGate,
+}
+
+/// How clients authenticate, as `client_auth` says.
+#[derive(Clone)]
+pub enum AuthGate {
+    /// Nobody does: every client acts as the pool's user.
+    None,
+    /// With this password, to the proxy; clients then act as the pool's user.
+    Password(Arc<str>),
+    /// As Redis would: checked upstream, and each client acts as its own ACL user.
+    Passthrough(Arc<crate::upstream::AclView>),
+}
+
+impl std::fmt::Debug for AuthGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AuthGate::None => "none",
+            AuthGate::Password(_) => "password",
+            AuthGate::Passthrough(_) => "passthrough",
+        })
+    }
 }
 
 /// Why the reader stopped.
@@ -87,6 +110,9 @@ pub(super) struct Session {
     pub(super) unasked: Unasked,
     /// Keys whose misses joined another session's read still in flight (`writes.rs`).
     pub(super) joined: JoinedReads,
+    /// The ACL identity the session acts as upstream; `None` until it authenticates
+    /// (`auth.rs`).
+    pub(super) who: Option<Arc<crate::upstream::Identity>>,
 }
 
 /// Why Redis may send a client frames that answer no command of its own: while none holds,
@@ -185,4 +211,12 @@ impl Session {
         resp::encode_command(args, &mut self.encode_buf);
         self.encode_buf.split().freeze()
     }
+}
+
+/// The name `HELLO ... SETNAME name` gives the client.
+pub(super) fn hello_setname(args: &[Bytes]) -> Option<&Bytes> {
+    let i = args
+        .iter()
+        .position(|a| a.eq_ignore_ascii_case(b"SETNAME"))?;
+    args.get(i + 1)
 }

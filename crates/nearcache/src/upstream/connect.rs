@@ -43,6 +43,22 @@ pub async fn connect_quietly(cfg: &Settings, proto: u8) -> Result<TcpStream, Ups
     open(cfg, proto, &[], false).await
 }
 
+/// Asks Redis `commands` on a connection of their own, opened with no handshake (as a new
+/// client, unauthenticated), and returns one reply each: checking a client's `AUTH` with its
+/// own words, and what an unauthenticated client may do.
+pub async fn ask_anonymously(
+    cfg: &Settings,
+    commands: &[Bytes],
+) -> Result<Vec<Bytes>, UpstreamError> {
+    let bare = Settings {
+        username: None,
+        password: None,
+        ..cfg.clone()
+    };
+    let stream = open(&bare, 2, &[], false).await?;
+    exchange(stream, cfg, commands).await
+}
+
 async fn open(
     cfg: &Settings,
     proto: u8,
@@ -149,7 +165,16 @@ pub async fn ask(
     proto: u8,
     commands: &[Bytes],
 ) -> Result<Vec<Bytes>, UpstreamError> {
-    let mut stream = open(cfg, proto, &[], true).await?;
+    let stream = open(cfg, proto, &[], true).await?;
+    exchange(stream, cfg, commands).await
+}
+
+/// Sends `commands` on `stream` and reads one reply each, within the connect timeout.
+async fn exchange(
+    mut stream: TcpStream,
+    cfg: &Settings,
+    commands: &[Bytes],
+) -> Result<Vec<Bytes>, UpstreamError> {
     let out: Vec<u8> = commands.concat();
     tokio::time::timeout(
         cfg.connect_timeout,

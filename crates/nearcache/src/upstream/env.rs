@@ -13,8 +13,8 @@ use std::time::Duration;
 use super::health::Health;
 use super::tracking::Tracking;
 
-/// Settings of the upstream side.
-#[derive(Debug, Clone)]
+/// Settings of the upstream side (`Debug` shows no password).
+#[derive(Clone)]
 pub struct Settings {
     /// `host:port` of Redis.
     pub addr: String,
@@ -30,6 +30,17 @@ pub struct Settings {
     /// Idle time before TCP keepalive probes on every upstream socket; `None`: no keepalive.
     pub tcp_keepalive: Option<Duration>,
     pub limits: Limits,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("addr", &self.addr)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "********"))
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The pool's limits, changeable at run time (SIGHUP, `NEARCACHE CONFIG SET`).

@@ -8,6 +8,7 @@
 //! The files depend on each other in one direction, from the bottom up:
 //! - `env` (settings, limits, counters, backoff), `health`, `tracking`: leaves;
 //! - `connect`: opening a socket and the handshake (TLS and per-user auth belong here);
+//! - `identity`: other users' shared connections; `acl`: the watch of Redis's users;
 //! - `conn`: the connection task and its handles (`serve`: writer, reader, retirement;
 //!   `spawn`: shared connections that reconnect, dedicated ones that do not);
 //! - `permits` (the `max_open` accounting and idle list), `shared` (the shared lists),
@@ -16,18 +17,22 @@
 //!
 //! Never knows about clients or the cache: it reports invalidations through [`TrackingSink`].
 
+mod acl;
 mod conn;
 mod connect;
 mod env;
 mod health;
+mod identity;
 mod invalidation;
 mod permits;
 mod pool;
 mod shared;
 mod tracking;
 
+pub use acl::AclView;
 pub use conn::{ConnHandle, Request};
-pub(crate) use connect::ask;
+pub use connect::{ask, ask_anonymously};
 pub use env::{CloseReason, Limits, Settings};
+pub use identity::Identity;
 pub use pool::{Pool, PoolStats};
 pub use tracking::{Tracking, TrackingMode, TrackingSink};

@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use tracing::{debug, info};
 
+use super::acl::AclView;
 use super::conn::spawn::{connect_dedicated, spawn_shared};
 use super::conn::ConnHandle;
 use super::env::{CloseReason, Counters, Env, Limits, Settings};
 use super::health::Health;
+use super::identity::{Identities, Identity};
 use super::invalidation;
 use super::permits::{Grant, PermitStats, Permits, Take};
 use super::shared::{SharedConns, PROTOS};
@@ -47,6 +49,8 @@ pub struct Pool {
     env: Arc<Env>,
     permits: Arc<Permits>,
     shared: Arc<SharedConns>,
+    /// Other users' shared connections (client authentication in passthrough mode).
+    ids: Arc<Identities>,
 }
 
 impl Pool {
@@ -72,10 +76,16 @@ impl Pool {
         if let Some(t) = tracking {
             invalidation::spawn(env.clone(), t, shared.clone());
         }
+        let ids = Arc::new(Identities::new(
+            env.clone(),
+            permits.clone(),
+            shared.clone(),
+        ));
         let pool = Arc::new(Pool {
             env,
             permits,
             shared,
+            ids,
         });
         tokio::spawn(maintain(Arc::downgrade(&pool)));
         pool
@@ -100,6 +110,31 @@ impl Pool {
     /// The least busy shared connection for `proto`, preferring connected ones.
     pub fn shared(&self, proto: u8) -> ConnHandle {
         self.shared.least_busy(proto)
+    }
+
+    /// The shared connection for a client acting as `id`: the pool's own for the pool's
+    /// user, else that identity's own connection.
+    pub fn shared_as(&self, id: &Identity, proto: u8) -> ConnHandle {
+        self.ids
+            .shared(id, proto)
+            .unwrap_or_else(|| self.shared.least_busy(proto))
+    }
+
+    /// The identities clients act as.
+    pub fn identities(&self) -> &Identities {
+        &self.ids
+    }
+
+    /// Starts watching Redis's users every `every` (after a first check, done before this
+    /// returns): see `acl.rs`.
+    pub async fn watch_acl(&self, every: Duration) -> Arc<AclView> {
+        let (env, shared) = (self.env.clone(), self.shared.clone());
+        super::acl::watch(env, shared, Arc::downgrade(&self.ids), every).await
+    }
+
+    /// The upstream settings, for a check that opens a connection of its own.
+    pub fn settings(&self) -> &Settings {
+        &self.env.settings
     }
 
     /// A dedicated connection: an idle one if any is still up, else a new one, else the first
@@ -148,7 +183,7 @@ impl Pool {
     /// ([`ConnHandle::taint`]) is dropped, which closes it, so that the next session never
     /// inherits another's state.
     pub fn release(&self, conn: ConnHandle) {
-        if !conn.is_up() || conn.inflight() > 0 || conn.is_tainted() {
+        if !conn.is_up() || conn.inflight() > 0 || conn.is_tainted() || conn.is_foreign() {
             self.permits.closed(CloseReason::Discarded);
             return;
         }
@@ -241,6 +276,7 @@ async fn maintain(pool: Weak<Pool>) {
             return;
         };
         pool.permits.reap();
+        pool.ids.reap();
         let lifetime = pool.permits.limits().max_lifetime;
         if let Some((list, index)) = lifetime.and_then(|l| pool.shared.first_older_than(l)) {
             pool.rotate(list, index).await;

@@ -20,6 +20,9 @@ pub const PROTOS: [u8; 2] = [2, 3];
 /// The current shared connections, replaced one at a time as they reach their lifetime.
 pub struct SharedConns {
     lists: [RwLock<Vec<ConnHandle>>; 2],
+    /// Connections of other users (`identity.rs`): never chosen here, but re-pointed with
+    /// the rest when the invalidation connection changes.
+    extra: RwLock<Vec<ConnHandle>>,
 }
 
 impl SharedConns {
@@ -27,15 +30,29 @@ impl SharedConns {
     pub fn new(lists: [Vec<ConnHandle>; 2]) -> Self {
         SharedConns {
             lists: lists.map(RwLock::new),
+            extra: RwLock::new(Vec::new()),
         }
     }
 
-    /// Every shared connection now.
+    /// Every shared connection now, other users' included.
     pub fn all(&self) -> Vec<ConnHandle> {
         self.lists
             .iter()
+            .chain([&self.extra])
             .flat_map(|l| l.read().unwrap_or_else(|p| p.into_inner()).clone())
             .collect()
+    }
+
+    /// Adds another user's connection to those re-pointed (see `extra`).
+    pub fn add_extra(&self, conn: ConnHandle) {
+        let mut extra = self.extra.write().unwrap_or_else(|p| p.into_inner());
+        extra.push(conn);
+    }
+
+    /// Forgets another user's connection.
+    pub fn remove_extra(&self, conn: &ConnHandle) {
+        let mut extra = self.extra.write().unwrap_or_else(|p| p.into_inner());
+        extra.retain(|c| !c.same(conn));
     }
 
     /// The least busy connection for `proto`, preferring connected ones.

@@ -18,6 +18,8 @@ pub trait TrackingSink: Send + Sync {
     fn invalidate(&self, keys: Option<Vec<bytes::Bytes>>);
     /// The invalidation connection is gone: nothing filled so far is protected.
     fn invalidation_lost(&self);
+    /// Redis's ACL changed: what one user could read may differ now.
+    fn acl_changed(&self) {}
 }
 
 /// How Redis learns what to invalidate.

@@ -171,6 +171,9 @@ struct ConnState {
     /// A dedicated connection whose session changed what the pool set up (its user, protocol,
     /// db, tracking, subscriptions): the pool never takes it back.
     tainted: AtomicBool,
+    /// A dedicated connection logged in as a client's own ACL user: its session may keep using
+    /// it, but the pool never takes it back.
+    foreign: AtomicBool,
     retire: Notify,
     /// Signalled when the connection comes up.
     came_up: Notify,
@@ -240,6 +243,7 @@ impl ConnHandle {
             created: Instant::now(),
             retiring: AtomicBool::new(false),
             tainted: AtomicBool::new(false),
+            foreign: AtomicBool::new(false),
             retire: Notify::new(),
             came_up: Notify::new(),
         });
@@ -421,6 +425,17 @@ impl ConnHandle {
     /// Whether [`ConnHandle::taint`] was called.
     pub fn is_tainted(&self) -> bool {
         self.state.tainted.load(Ordering::Acquire)
+    }
+
+    /// Marks a dedicated connection logged in as another user than the pool's: unlike a
+    /// tainted one, its session keeps it as long as it needs it; the pool closes it after.
+    pub fn mark_foreign(&self) {
+        self.state.foreign.store(true, Ordering::Release);
+    }
+
+    /// Whether [`ConnHandle::mark_foreign`] was called.
+    pub fn is_foreign(&self) -> bool {
+        self.state.foreign.load(Ordering::Acquire)
     }
 
     /// The RESP version this connection speaks.
