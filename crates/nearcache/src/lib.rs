@@ -34,6 +34,7 @@ pub mod session;
 pub mod simulate;
 pub mod socket;
 mod stop;
+pub mod tls;
 pub mod upstream;
 mod workers;
 

@@ -24,9 +24,11 @@ mod invalidation;
 mod permits;
 mod pool;
 mod shared;
+mod stream;
 mod tracking;
 
 pub use conn::{ConnHandle, Request};
 pub use env::{CloseReason, Limits, Settings};
 pub use pool::{Pool, PoolStats};
+pub use stream::Stream;
 pub use tracking::{Tracking, TrackingMode, TrackingSink};
