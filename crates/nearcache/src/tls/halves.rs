@@ -9,7 +9,7 @@
 //! next write waits for it, so records leave in order and nothing stays behind after the last
 //! write. Owns the TLS records on one socket; never reads or writes a Redis frame.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -143,29 +143,33 @@ impl TlsRead {
         &self.shared.tcp
     }
 
-    /// Copies plaintext into `out` and, with `consume`, takes it; reads and decrypts what the
-    /// socket holds when rustls has none. `WouldBlock` when the socket has nothing either;
-    /// `Ok(0)`: the peer closed (with or without `close_notify`).
-    fn read_plain(&mut self, out: &mut [u8], consume: bool) -> io::Result<usize> {
+    /// Hands `copy` the first chunk of plaintext (it returns how much it copied) and, with
+    /// `consume`, takes that much; reads and decrypts what the socket holds when rustls has
+    /// none. `WouldBlock` when the socket has nothing either; `Ok(0)`: the peer closed (with or
+    /// without `close_notify`).
+    fn read_plain(
+        &mut self,
+        copy: &mut dyn FnMut(&[u8]) -> usize,
+        consume: bool,
+    ) -> io::Result<usize> {
+        use std::io::BufRead as _;
         let shared = &self.shared;
         let mut state = shared.lock();
         loop {
-            let got = if consume {
-                state.conn.reader().read(out)
-            } else {
-                use std::io::BufRead as _;
-                state.conn.reader().fill_buf().map(|b| {
-                    let n = b.len().min(out.len());
-                    out[..n].copy_from_slice(&b[..n]);
-                    n
-                })
-            };
-            match got {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // A TCP close without `close_notify`: what most Redis clients do.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
-                Err(e) => return Err(e),
+            {
+                let mut reader = state.conn.reader();
+                match reader.fill_buf().map(&mut *copy) {
+                    Ok(n) => {
+                        if consume {
+                            reader.consume(n);
+                        }
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // A TCP close without `close_notify`: what most Redis clients do.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                }
             }
             state.conn.read_tls(&mut Io(&shared.tcp))?;
             let processed = state.conn.process_new_packets();
@@ -182,11 +186,11 @@ impl TlsRead {
     fn poll_plain(
         &mut self,
         cx: &mut Context<'_>,
-        out: &mut [u8],
+        copy: &mut dyn FnMut(&[u8]) -> usize,
         consume: bool,
     ) -> Poll<io::Result<usize>> {
         loop {
-            match self.read_plain(out, consume) {
+            match self.read_plain(copy, consume) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     ready!(self.shared.tcp.poll_read_ready(cx))?
                 }
@@ -197,14 +201,22 @@ impl TlsRead {
 
     /// Takes the plaintext there is now, without waiting (`WouldBlock` when there is none).
     pub fn try_read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        self.read_plain(out, true)
+        self.read_plain(&mut |chunk| copy_into(out, chunk), true)
     }
 
     /// Waits for input and copies it into `buf` without taking it; `Ok(0)` when the peer has
     /// closed its side.
     pub async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_plain(cx, buf, false)).await
+        std::future::poll_fn(|cx| self.poll_plain(cx, &mut |chunk| copy_into(buf, chunk), false))
+            .await
     }
+}
+
+/// Copies what fits of `chunk` to the start of `out`.
+fn copy_into(out: &mut [u8], chunk: &[u8]) -> usize {
+    let n = chunk.len().min(out.len());
+    out[..n].copy_from_slice(&chunk[..n]);
+    n
 }
 
 impl AsyncRead for TlsRead {
@@ -213,10 +225,13 @@ impl AsyncRead for TlsRead {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let n = ready!(self
-            .get_mut()
-            .poll_plain(cx, buf.initialize_unfilled(), true))?;
-        buf.advance(n);
+        // Copied into the unfilled part as it is: no zeroing of a large spare buffer per read.
+        let mut put = |chunk: &[u8]| {
+            let n = chunk.len().min(buf.remaining());
+            buf.put_slice(&chunk[..n]);
+            n
+        };
+        ready!(self.get_mut().poll_plain(cx, &mut put, true))?;
         Poll::Ready(Ok(()))
     }
 }
