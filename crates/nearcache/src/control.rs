@@ -2,18 +2,21 @@
 //! `NEARCACHE CONFIG SET` both come here, so a setting changes the same way whichever asks.
 //!
 //! Owns the current [`Config`] and applying its live settings to the pool, the client limits,
-//! the slow log, the tracer, the log filter and the heap profiler. Never applies a setting that
-//! needs a restart: those are reported, and keep their old value until one.
+//! the slow log, the tracer, the log filter, the heap profiler and the TLS listener's
+//! certificates (read again at every reload: files replaced in place keep their names). Never
+//! applies a setting that needs a restart: those are reported, and keep their old value until
+//! one.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::live::ClientLimits;
 use crate::config::{changed_settings, Config, Setting};
 use crate::obs::metrics::Metrics;
 use crate::obs::{profile, LogControl};
+use crate::tls::ServerTls;
 use crate::upstream::{Limits, Pool};
 
 /// The running proxy's configuration and what applies it.
@@ -23,6 +26,8 @@ pub struct Control {
     metrics: Arc<Metrics>,
     clients: Arc<ClientLimits>,
     log: Option<LogControl>,
+    /// The TLS listener's configuration, if there is a TLS listener.
+    tls: Option<Arc<ServerTls>>,
     /// Serialises changes: one is applied (and may await the heap profiler) at a time.
     applying: tokio::sync::Mutex<()>,
 }
@@ -34,6 +39,7 @@ impl Control {
         metrics: Arc<Metrics>,
         clients: Arc<ClientLimits>,
         log: Option<LogControl>,
+        tls: Option<Arc<ServerTls>>,
     ) -> Self {
         Control {
             config: Mutex::new(config),
@@ -41,6 +47,7 @@ impl Control {
             metrics,
             clients,
             log,
+            tls,
             applying: tokio::sync::Mutex::new(()),
         }
     }
@@ -84,7 +91,7 @@ impl Control {
         let old = self.config();
         let changed = changed_settings(&old, &new);
         let (live, restart): (Vec<_>, Vec<_>) = changed.into_iter().partition(|s| s.live);
-        let mut applied = old;
+        let mut applied = old.clone();
         for s in &live {
             s.copy(&mut applied, &new);
         }
@@ -92,6 +99,17 @@ impl Control {
         applied
             .validate()
             .map_err(|why| format!("{why} (with the settings in force until a restart)"))?;
+        let mut live = live;
+        if let Some(tls) = &self.tls {
+            if let Err(why) = tls.reload(&applied) {
+                error!(error = %why, "TLS certificates not reloaded; the ones in force stay");
+                let tls_setting = |s: &Setting| s.name.starts_with("tls_");
+                for s in live.iter().filter(|s| tls_setting(s)) {
+                    s.copy(&mut applied, &old);
+                }
+                live.retain(|s| !tls_setting(s));
+            }
+        }
         self.apply(&applied, &live).await?;
         if !restart.is_empty() {
             let names: Vec<&str> = restart.iter().map(|s| s.name).collect();
@@ -116,6 +134,13 @@ impl Control {
             .set(name, value)
             .map_err(|why| format!("{name}: {why}"))?;
         new.validate().map_err(|why| format!("{name}: {why}"))?;
+        if let Some(tls) = self
+            .tls
+            .as_ref()
+            .filter(|_| setting.name.starts_with("tls_"))
+        {
+            tls.reload(&new).map_err(|why| format!("{name}: {why}"))?;
+        }
         if let Some(w) = warning {
             warn!("{w}");
         }

@@ -38,6 +38,7 @@ pub mod session;
 pub mod simulate;
 pub mod socket;
 mod stop;
+pub mod tls;
 pub mod upstream;
 mod workers;
 

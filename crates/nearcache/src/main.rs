@@ -207,10 +207,13 @@ async fn run(config: Config, args: config::Args, log: LogControl) -> anyhow::Res
         .admin_addr
         .map_or_else(|| "none".to_string(), |a| a.to_string());
     // Scripts and tests wait for this line to learn the bound ports.
+    let tls = running
+        .tls_addr
+        .map_or_else(String::new, |a| format!(" tls={a}"));
     let mut stdout = std::io::stdout();
     writeln!(
         stdout,
-        "nearcache ready listen={} admin={admin}",
+        "nearcache ready listen={} admin={admin}{tls}",
         running.listen_addr
     )?;
     stdout.flush()?;

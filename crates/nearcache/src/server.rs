@@ -25,7 +25,8 @@ use crate::obs::health::Readiness;
 use crate::obs::metrics::Metrics;
 use crate::obs::{self, LogControl};
 use crate::session::{self, AuthGate, Context};
-use crate::socket::Listener;
+use crate::socket::{ClientStream, Listener};
+use crate::tls::ServerTls;
 use crate::upstream::{Pool, Settings, Tracking, TrackingMode, TrackingSink};
 use crate::workers::Workers;
 
@@ -34,6 +35,8 @@ use crate::workers::Workers;
 pub struct Running {
     /// Where clients connect (the bound port when the config asked for port 0).
     pub listen_addr: SocketAddr,
+    /// Where TLS clients connect (`tls_listen`), if anywhere.
+    pub tls_addr: Option<SocketAddr>,
     /// The Unix socket clients may connect to as well, if any.
     pub unix_path: Option<PathBuf>,
     /// Where the admin HTTP server listens, if enabled.
@@ -101,6 +104,23 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let listen_addr = listener.local_addr()?;
+    let tls = match &config.tls_listen {
+        Some(addr) => {
+            let server_tls = Arc::new(ServerTls::load(&config).map_err(anyhow::Error::msg)?);
+            let addr = addr.as_str();
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for TLS on {addr}"))?;
+            Some((l, server_tls))
+        }
+        None => None,
+    };
+    let tls_addr = match &tls {
+        Some((l, _)) => Some(l.local_addr()?),
+        None => None,
+    };
+    let upstream_tls = crate::tls::Upstream::from_config(&config)
+        .map_err(|e| anyhow::anyhow!("upstream TLS: {e}"))?;
     let unix_path = config.unixsocket.as_ref().map(|p| p.0.clone());
     let unix = match &unix_path {
         Some(path) => Some(
@@ -119,7 +139,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
             c as Arc<dyn TrackingSink>,
         ))
     });
-    let pool = Pool::new(upstream_settings(&config), tracking.clone());
+    let pool = Pool::new(upstream_settings(&config, upstream_tls), tracking.clone());
     let clients = Arc::new(ClientLimits::new(&config));
     let control = Arc::new(Control::new(
         config.clone(),
@@ -127,6 +147,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         metrics.clone(),
         clients.clone(),
         log,
+        tls.as_ref().map(|(_, t)| t.clone()),
     ));
     control.start().await;
     let gate = auth_gate(&config, &pool).await;
@@ -155,7 +176,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         }
         None => None,
     };
-    info!(listen = %listen_addr, unixsocket = ?unix_path, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
+    info!(listen = %listen_addr, tls_listen = ?tls_addr, unixsocket = ?unix_path, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
     let workers = Arc::new(Workers::start(
         session_threads(config.threads),
         config.thread_placement,
@@ -166,6 +187,14 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         workers.clone(),
         stop_rx.clone(),
     ))];
+    if let Some((l, server_tls)) = tls {
+        accept.push(tokio::spawn(accept_loop(
+            Listener::Tls(l, config.tcp_keepalive, server_tls),
+            ctx.clone(),
+            workers.clone(),
+            stop_rx.clone(),
+        )));
+    }
     if let Some(unix) = unix {
         accept.push(tokio::spawn(accept_loop(
             unix,
@@ -176,6 +205,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
     }
     Ok(Running {
         listen_addr,
+        tls_addr,
         unix_path,
         admin_addr,
         stop,
@@ -222,9 +252,9 @@ fn cache_layer(config: &Config, metrics: Arc<Metrics>) -> CacheLayer {
     CacheLayer::new(config.max_memory.0, config.eviction, ttl_ms, rules, metrics)
 }
 
-fn upstream_settings(config: &Config) -> Settings {
+fn upstream_settings(config: &Config, tls: Option<crate::tls::Upstream>) -> Settings {
     Settings {
-        addr: config.upstream.to_string(),
+        addr: config.upstream.as_str().to_string(),
         shared_conns: config.upstream_conns,
         connect_timeout: config.connect_timeout,
         upstream_timeout: config.upstream_timeout,
@@ -232,6 +262,7 @@ fn upstream_settings(config: &Config) -> Settings {
         password: config.upstream_password.as_ref().map(|p| p.0.clone()),
         tracking_health: config.tracking_health_interval,
         tcp_keepalive: config.tcp_keepalive,
+        tls,
         limits: pool_limits(config),
     }
 }
@@ -285,9 +316,15 @@ async fn accept_loop(
             a = listener.accept() => a,
             _ = stop.wait_for(|s| *s) => return,
         };
+        // A TLS client's handshake is done where it is served, after its move to its thread.
+        let tls = listener.tls();
         match accepted {
             Ok(stream) if ctx.metrics.clients.get() as usize >= ctx.clients.max_clients() => {
-                tokio::spawn(session::refuse(stream, "ERR max number of clients reached"));
+                tokio::spawn(async move {
+                    if let Some(stream) = start_tls(stream, tls).await {
+                        session::refuse(stream, "ERR max number of clients reached").await;
+                    }
+                });
             }
             Ok(stream) => {
                 // Counted here, not in the task, so a burst of accepts cannot overshoot; the
@@ -295,7 +332,9 @@ async fn accept_loop(
                 ctx.metrics.connections.inc();
                 let counted = Counted::new(ctx.clone());
                 workers.spawn(stream, |stream| async move {
-                    session::serve_client(stream, counted.0.clone()).await;
+                    if let Some(stream) = start_tls(stream, tls).await {
+                        session::serve_client(stream, counted.0.clone()).await;
+                    }
                     drop(counted);
                 });
             }
@@ -304,6 +343,26 @@ async fn accept_loop(
                 warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+        }
+    }
+}
+
+/// The client ready to serve: after its TLS handshake when `tls` is given. A failed handshake
+/// (no certificate where one is required, a plain-text client, a timeout) is logged and the
+/// client dropped.
+async fn start_tls(
+    stream: ClientStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Option<ClientStream> {
+    let Some(acceptor) = tls else {
+        return Some(stream);
+    };
+    let peer = stream.addrs().0;
+    match stream.start_tls(acceptor).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            info!(client = %peer, error = %e, "TLS handshake failed; client dropped");
+            None
         }
     }
 }

@@ -1,9 +1,12 @@
-//! A client's socket, TCP or Unix domain (`--unixsocket`): the listeners, the stream they accept, its
-//! read and write halves as sessions use them, and the address `CLIENT LIST` shows.
+//! A client's socket, TCP, TLS over TCP (`--tls-listen`) or Unix domain (`--unixsocket`): the
+//! listeners, the stream they accept, its read and write halves as sessions use them, and the
+//! address `CLIENT LIST` shows.
 //!
 //! The halves keep the names and the methods of tokio's TCP halves (`peek`, `try_write`,
 //! `writable`, `AsyncRead`, `AsyncWrite`), so a session reads the same whatever the socket; each
-//! call is one match on the kind and then tokio's own. Never buffers, retries or interprets
+//! call is one match on the kind and then tokio's own (or, for TLS, [`crate::tls::halves`]'s).
+//! A TLS client's handshake is done by [`ClientStream::start_tls`] on the thread that serves
+//! it, so the socket moves between threads as plain TCP. Never buffers, retries or interprets
 //! bytes: that is the session's business.
 
 use std::fmt;
@@ -19,6 +22,12 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::{tcp, unix, TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::tls::{ServerTls, TlsRead, TlsWrite};
+
+/// How long a TLS client may take over its handshake before it is dropped.
+const TLS_HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where a client is, as `CLIENT LIST` writes it: `ip:port`, or for a Unix socket the socket's
 /// path and `:0`, as Redis writes it.
@@ -42,30 +51,58 @@ pub enum ClientStream {
     Tcp(TcpStream),
     /// With the path it was accepted on (a Unix peer has no name of its own).
     Unix(UnixStream, Arc<PathBuf>),
+    /// After its handshake; it stays on the thread that did it.
+    Tls(TlsRead, TlsWrite),
 }
 
 impl ClientStream {
     /// Disables Nagle's algorithm on TCP (replies are written whole); nothing on a Unix socket.
     pub fn set_nodelay(&self) {
-        if let ClientStream::Tcp(s) = self {
+        if let Some(s) = self.tcp() {
             let _ = s.set_nodelay(true);
+        }
+    }
+
+    /// The TCP socket, if it is one (under TLS or not).
+    fn tcp(&self) -> Option<&TcpStream> {
+        match self {
+            ClientStream::Tcp(s) => Some(s),
+            ClientStream::Tls(r, _) => Some(r.tcp()),
+            ClientStream::Unix(..) => None,
+        }
+    }
+
+    /// The TLS server handshake, with the configuration `acceptor` holds, on a TCP client just
+    /// accepted; the stream that carries plaintext after it.
+    pub async fn start_tls(self, acceptor: TlsAcceptor) -> io::Result<ClientStream> {
+        match self {
+            ClientStream::Tcp(s) => {
+                let (r, w) = crate::tls::accept(acceptor, s, TLS_HANDSHAKE_LIMIT).await?;
+                Ok(ClientStream::Tls(r, w))
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "TLS starts on a plain TCP client only",
+            )),
         }
     }
 
     /// The client's address and the one it connected to; `0.0.0.0:0` where the OS cannot say.
     pub fn addrs(&self) -> (ClientAddr, ClientAddr) {
-        match self {
-            ClientStream::Tcp(s) => {
-                let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
-                let peer = s.peer_addr().unwrap_or(unknown);
-                let local = s.local_addr().unwrap_or(unknown);
-                (ClientAddr::Tcp(peer), ClientAddr::Tcp(local))
+        let tcp = match self {
+            ClientStream::Tcp(s) => s,
+            ClientStream::Tls(r, _) => r.tcp(),
+            ClientStream::Unix(_, path) => {
+                return (
+                    ClientAddr::Unix(path.clone()),
+                    ClientAddr::Unix(path.clone()),
+                )
             }
-            ClientStream::Unix(_, path) => (
-                ClientAddr::Unix(path.clone()),
-                ClientAddr::Unix(path.clone()),
-            ),
-        }
+        };
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let peer = tcp.peer_addr().unwrap_or(unknown);
+        let local = tcp.local_addr().unwrap_or(unknown);
+        (ClientAddr::Tcp(peer), ClientAddr::Tcp(local))
     }
 
     pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
@@ -78,6 +115,7 @@ impl ClientStream {
                 let (r, w) = s.into_split();
                 (OwnedReadHalf::Unix(r), OwnedWriteHalf::Unix(w))
             }
+            ClientStream::Tls(r, w) => (OwnedReadHalf::Tls(r), OwnedWriteHalf::Tls(w)),
         }
     }
 }
@@ -92,19 +130,26 @@ pub enum Detached {
 impl ClientStream {
     /// The host the client connects from; a Unix socket's clients are on this host.
     pub fn host(&self) -> IpAddr {
-        match self {
-            ClientStream::Tcp(s) => s
+        match self.tcp() {
+            Some(s) => s
                 .peer_addr()
                 .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip()),
-            ClientStream::Unix(..) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
         }
     }
 
-    /// Deregisters the socket from this runtime's reactor.
+    /// Deregisters the socket from this runtime's reactor. A TLS client cannot move once its
+    /// handshake is done (its state is shared by its halves): move it before.
     pub fn detach(self) -> io::Result<Detached> {
         Ok(match self {
             ClientStream::Tcp(s) => Detached::Tcp(s.into_std()?),
             ClientStream::Unix(s, path) => Detached::Unix(s.into_std()?, path),
+            ClientStream::Tls(..) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "a TLS client moves to its thread before its handshake",
+                ))
+            }
         })
     }
 }
@@ -124,6 +169,7 @@ impl AsRawFd for ClientStream {
         match self {
             ClientStream::Tcp(s) => s.as_raw_fd(),
             ClientStream::Unix(s, _) => s.as_raw_fd(),
+            ClientStream::Tls(r, _) => r.tcp().as_raw_fd(),
         }
     }
 }
@@ -133,9 +179,20 @@ pub enum Listener {
     /// With the TCP keepalive idle time its clients get.
     Tcp(TcpListener, Option<Duration>),
     Unix(UnixListener, Arc<PathBuf>),
+    /// TCP whose clients start TLS ([`ClientStream::start_tls`]) with the configuration in
+    /// force when they are accepted.
+    Tls(TcpListener, Option<Duration>, Arc<ServerTls>),
 }
 
 impl Listener {
+    /// The TLS configuration a client accepted now must start with; `None`: plain.
+    pub fn tls(&self) -> Option<TlsAcceptor> {
+        match self {
+            Listener::Tls(_, _, tls) => Some(tls.acceptor()),
+            _ => None,
+        }
+    }
+
     /// Binds a Unix socket at `path`, replacing a socket file a previous run left there (as
     /// redis-server does; anything else at `path` is an error), with permissions `mode` (octal
     /// bits; 0 keeps what the umask gave).
@@ -159,7 +216,7 @@ impl Listener {
 
     pub async fn accept(&self) -> io::Result<ClientStream> {
         match self {
-            Listener::Tcp(l, keepalive) => {
+            Listener::Tcp(l, keepalive) | Listener::Tls(l, keepalive, _) => {
                 let (s, _) = l.accept().await?;
                 if let Some(idle) = keepalive {
                     keep_alive(&s, *idle);
@@ -191,6 +248,7 @@ fn keep_alive(stream: &TcpStream, idle: Duration) {
 pub enum OwnedReadHalf {
     Tcp(tcp::OwnedReadHalf),
     Unix(unix::OwnedReadHalf),
+    Tls(TlsRead),
 }
 
 impl OwnedReadHalf {
@@ -199,6 +257,7 @@ impl OwnedReadHalf {
     pub async fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             OwnedReadHalf::Tcp(r) => r.peek(buf).await,
+            OwnedReadHalf::Tls(r) => r.peek(buf).await,
             OwnedReadHalf::Unix(r) => {
                 // tokio has no peek for Unix sockets: recv(MSG_PEEK) once readable, through
                 // `try_io` so that a spurious wake-up clears the readiness instead of spinning.
@@ -227,6 +286,7 @@ impl AsyncRead for OwnedReadHalf {
         match self.get_mut() {
             OwnedReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
             OwnedReadHalf::Unix(r) => Pin::new(r).poll_read(cx, buf),
+            OwnedReadHalf::Tls(r) => Pin::new(r).poll_read(cx, buf),
         }
     }
 }
@@ -235,6 +295,7 @@ impl AsyncRead for OwnedReadHalf {
 pub enum OwnedWriteHalf {
     Tcp(tcp::OwnedWriteHalf),
     Unix(unix::OwnedWriteHalf),
+    Tls(TlsWrite),
 }
 
 impl OwnedWriteHalf {
@@ -243,6 +304,7 @@ impl OwnedWriteHalf {
         match self {
             OwnedWriteHalf::Tcp(w) => w.try_write(buf),
             OwnedWriteHalf::Unix(w) => w.try_write(buf),
+            OwnedWriteHalf::Tls(w) => w.try_write(buf),
         }
     }
 
@@ -251,6 +313,7 @@ impl OwnedWriteHalf {
         match self {
             OwnedWriteHalf::Tcp(w) => w.writable().await,
             OwnedWriteHalf::Unix(w) => w.writable().await,
+            OwnedWriteHalf::Tls(w) => w.writable().await,
         }
     }
 }
@@ -274,6 +337,7 @@ impl AsyncWrite for OwnedWriteHalf {
         match self.get_mut() {
             OwnedWriteHalf::Tcp(w) => Pin::new(w).poll_write(cx, buf),
             OwnedWriteHalf::Unix(w) => Pin::new(w).poll_write(cx, buf),
+            OwnedWriteHalf::Tls(w) => Pin::new(w).poll_write(cx, buf),
         }
     }
 
@@ -281,6 +345,7 @@ impl AsyncWrite for OwnedWriteHalf {
         match self.get_mut() {
             OwnedWriteHalf::Tcp(w) => Pin::new(w).poll_flush(cx),
             OwnedWriteHalf::Unix(w) => Pin::new(w).poll_flush(cx),
+            OwnedWriteHalf::Tls(w) => Pin::new(w).poll_flush(cx),
         }
     }
 
@@ -288,6 +353,7 @@ impl AsyncWrite for OwnedWriteHalf {
         match self.get_mut() {
             OwnedWriteHalf::Tcp(w) => Pin::new(w).poll_shutdown(cx),
             OwnedWriteHalf::Unix(w) => Pin::new(w).poll_shutdown(cx),
+            OwnedWriteHalf::Tls(w) => Pin::new(w).poll_shutdown(cx),
         }
     }
 }

@@ -30,6 +30,7 @@ fn settings() -> Settings {
         password: None,
         tracking_health: None,
         tcp_keepalive: None,
+        tls: None,
         limits: Limits {
             max_open: 0,
             max_idle: 0,

@@ -12,6 +12,7 @@
 mod flags;
 pub mod live;
 mod settings;
+pub mod tls;
 pub mod values;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use std::path::Path;
 pub use flags::{env_name, parse_args, Args, Given};
 use settings::legacy;
 pub use settings::{Config, Setting, SETTINGS};
+use tls::TlsAuthClients;
 use values::TrackingKind;
 
 /// A configuration, and the warnings reading it gave (deprecated spellings).
@@ -211,7 +213,32 @@ impl Config {
             (_, Some(_)) => return Err("requirepass needs client_auth = \"password\"".into()),
             _ => {}
         }
+        self.validate_tls()
+    }
+
+    /// The TLS settings that only make sense together.
+    fn validate_tls(&self) -> Result<(), String> {
+        if self.tls_listen.is_some() {
+            if self.tls_cert_file.is_none() || self.tls_key_file.is_none() {
+                return Err("tls_listen needs tls_cert_file and tls_key_file".into());
+            }
+            if self.tls_auth_clients != TlsAuthClients::No && self.tls_ca_cert_file.is_none() {
+                return Err(
+                    "tls_auth_clients (yes by default, as in Redis) needs tls_ca_cert_file to \
+                     check client certificates; set tls_auth_clients = \"no\" to ask for none"
+                        .into(),
+                );
+            }
+        }
+        if self.upstream_tls_cert_file.is_some() != self.upstream_tls_key_file.is_some() {
+            return Err("upstream_tls_cert_file and upstream_tls_key_file go together".into());
+        }
         Ok(())
+    }
+
+    /// Whether upstream connections use TLS (`upstream_tls`, or an `upstream` of `rediss://`).
+    pub fn upstream_tls_on(&self) -> bool {
+        self.upstream_tls || self.upstream.tls()
     }
 }
 

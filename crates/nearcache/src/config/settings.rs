@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cache::PolicyKind;
 
+use super::tls::*;
 use super::values::*;
 
 /// Declares the settings: the [`Config`] struct with one typed field each, its defaults, and
@@ -61,8 +62,8 @@ macro_rules! settings {
 settings! {
     /// Address clients connect to.
     listen: Address = "127.0.0.1:6380", restart;
-    /// Redis to forward to, `host:port`.
-    upstream: Address = "127.0.0.1:6379", restart;
+    /// Redis to forward to, `host:port`; `rediss://host:port` means the same as upstream_tls.
+    upstream: Upstream = "127.0.0.1:6379", restart;
     /// Also listen on this Unix socket (Redis's unixsocket); empty: none.
     unixsocket: Option<FilePath> = "", restart;
     /// Permissions of the Unix socket, in octal (Redis's unixsocketperm); 0 leaves the umask's.
@@ -73,6 +74,30 @@ settings! {
     /// Bearer token the admin HTTP port asks for on every path but `/healthz`
     /// (`Authorization: Bearer TOKEN`); required when admin_listen is not a loopback address.
     admin_token: Option<Secret> = "", restart;
+    /// Also listen for TLS clients on this address (Redis's tls-port); `none`: no TLS listener.
+    tls_listen: Option<Address> = "none", restart;
+    /// Certificate chain (PEM) the TLS listener presents (Redis's tls-cert-file). Read again on
+    /// SIGHUP: new handshakes get the new one, connected clients keep theirs.
+    tls_cert_file: Option<FilePath> = "", live;
+    /// Private key (PEM) of tls_cert_file (Redis's tls-key-file); read again on SIGHUP.
+    tls_key_file: Option<FilePath> = "", live;
+    /// CA certificates (PEM) client certificates must be signed by (Redis's tls-ca-cert-file);
+    /// read again on SIGHUP.
+    tls_ca_cert_file: Option<FilePath> = "", live;
+    /// Whether TLS clients must present a certificate signed by tls_ca_cert_file (mutual TLS;
+    /// Redis's tls-auth-clients): `yes`, `no`, or `optional` (checked only if one is sent).
+    tls_auth_clients: TlsAuthClients = "yes", live;
+    /// Connect to Redis over TLS (every upstream connection: shared, dedicated, invalidation).
+    upstream_tls: bool = "false", restart;
+    /// CA certificates (PEM) Redis's certificate must be signed by; empty: the system's.
+    upstream_tls_ca_cert_file: Option<FilePath> = "", restart;
+    /// Client certificate (PEM) presented to Redis, for a Redis with tls-auth-clients; empty:
+    /// none.
+    upstream_tls_cert_file: Option<FilePath> = "", restart;
+    /// Private key (PEM) of upstream_tls_cert_file.
+    upstream_tls_key_file: Option<FilePath> = "", restart;
+    /// The name Redis's certificate is checked against; empty: the host of `upstream`.
+    upstream_tls_server_name: Option<ServerName> = "", restart;
     /// Shared (multiplexed) upstream connections per protocol version.
     upstream_conns: usize = "2", restart;
     /// Most upstream data connections open at once, shared and dedicated together (the

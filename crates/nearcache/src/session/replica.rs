@@ -44,7 +44,7 @@ impl Session {
         first.extend_from_slice(&command);
         first.extend_from_slice(&pending);
         if upstream.write_all(&first).await.is_ok() {
-            let (mut up_rd, mut up_wr) = upstream.split();
+            let (mut up_rd, mut up_wr) = upstream.into_split();
             let to_client = async {
                 let mut buf = BytesMut::with_capacity(CHUNK);
                 loop {

@@ -2,12 +2,15 @@
 //! `AUTH` with the proxy's credentials, and whatever commands the caller needs done before
 //! the connection serves, such as pointing its tracking at the invalidation connection).
 //!
-//! Owns everything said to Redis before a connection is handed to its task; TLS and per-user
-//! authentication belong here. Never keeps a connection: it returns the stream or the error.
+//! Owns everything said to Redis before a connection is handed to its task, the TLS handshake
+//! (`upstream_tls`) first; per-user authentication belongs here too. Never keeps a connection:
+//! it returns the stream or the error.
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::stream::Stream;
 
 use super::env::Settings;
 use crate::reply::UpstreamError;
@@ -24,22 +27,18 @@ pub fn tracking_command(client_id: i64) -> Bytes {
     out.freeze()
 }
 
-/// Opens a TCP connection and performs the handshake: `HELLO 3` for RESP3, `AUTH` when the
+/// Opens a TCP connection (with TLS when configured) and performs the handshake: `HELLO 3` for RESP3, `AUTH` when the
 /// proxy has upstream credentials, then any `extra` commands (each must not fail). With none
 /// of these a `PING` is sent, so that a server refusing us (maxclients) is noticed here and not
 /// by the first client request.
-pub async fn connect(
-    cfg: &Settings,
-    proto: u8,
-    extra: &[Bytes],
-) -> Result<TcpStream, UpstreamError> {
+pub async fn connect(cfg: &Settings, proto: u8, extra: &[Bytes]) -> Result<Stream, UpstreamError> {
     open(cfg, proto, extra, true).await
 }
 
 /// [`connect`] for a client's own connection: no `PING` when there is nothing else to say.
 /// What the client sends first is then the first thing Redis (and `MONITOR`) sees, and a
 /// server refusing the connection answers that first command, as it would answer the client.
-pub async fn connect_quietly(cfg: &Settings, proto: u8) -> Result<TcpStream, UpstreamError> {
+pub async fn connect_quietly(cfg: &Settings, proto: u8) -> Result<Stream, UpstreamError> {
     open(cfg, proto, &[], false).await
 }
 
@@ -64,24 +63,34 @@ async fn open(
     proto: u8,
     extra: &[Bytes],
     probe: bool,
-) -> Result<TcpStream, UpstreamError> {
+) -> Result<Stream, UpstreamError> {
     let unavailable = |cause: String| UpstreamError::Unavailable {
         addr: cfg.addr.clone(),
         cause,
     };
-    let mut stream = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr))
+    let tcp = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr))
         .await
         .map_err(|_| unavailable("connect timed out".into()))?
         .map_err(|e| unavailable(e.to_string()))?;
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
     if let Some(idle) = cfg.tcp_keepalive {
         // As redis-server probes its clients: after `idle`, then every idle/3, 3 times.
         let probes = socket2::TcpKeepalive::new()
             .with_time(idle)
             .with_interval((idle / 3).max(std::time::Duration::from_secs(1)))
             .with_retries(3);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&probes);
+        let _ = socket2::SockRef::from(&tcp).set_tcp_keepalive(&probes);
     }
+    let mut stream = match &cfg.tls {
+        None => Stream::Tcp(tcp),
+        Some(tls) => {
+            let (r, w) = tokio::time::timeout(cfg.connect_timeout, tls.connect(tcp))
+                .await
+                .map_err(|_| unavailable("TLS handshake timed out".into()))?
+                .map_err(|e| unavailable(format!("TLS handshake failed: {e}")))?;
+            Stream::Tls(r, w)
+        }
+    };
     let mut hello: Vec<Bytes> = Vec::new();
     if proto == 3 {
         hello.extend([b"HELLO".as_slice(), b"3"].map(Bytes::from_static));
@@ -129,11 +138,7 @@ async fn open(
 }
 
 /// Writes `out` and reads `n` replies (push frames are skipped).
-pub async fn handshake(
-    stream: &mut TcpStream,
-    out: &[u8],
-    n: usize,
-) -> std::io::Result<Vec<Bytes>> {
+pub async fn handshake(stream: &mut Stream, out: &[u8], n: usize) -> std::io::Result<Vec<Bytes>> {
     stream.write_all(out).await?;
     let mut buf = BytesMut::with_capacity(1024);
     let mut replies = Vec::with_capacity(n);
@@ -171,7 +176,7 @@ pub async fn ask(
 
 /// Sends `commands` on `stream` and reads one reply each, within the connect timeout.
 async fn exchange(
-    mut stream: TcpStream,
+    mut stream: Stream,
     cfg: &Settings,
     commands: &[Bytes],
 ) -> Result<Vec<Bytes>, UpstreamError> {

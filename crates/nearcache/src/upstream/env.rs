@@ -29,6 +29,8 @@ pub struct Settings {
     pub tracking_health: Option<Duration>,
     /// Idle time before TCP keepalive probes on every upstream socket; `None`: no keepalive.
     pub tcp_keepalive: Option<Duration>,
+    /// TLS on every upstream connection; `None`: plain TCP.
+    pub tls: Option<crate::tls::Upstream>,
     pub limits: Limits,
 }
 

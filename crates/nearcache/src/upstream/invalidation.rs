@@ -18,7 +18,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use resp::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
@@ -26,6 +25,7 @@ use tracing::{debug, info, warn};
 use super::connect::{connect, handshake};
 use super::env::{Backoff, Env, Settings};
 use super::shared::SharedConns;
+use super::stream::{ReadHalf, Stream};
 use super::tracking::{Tracking, TrackingMode};
 use crate::reply::UpstreamError;
 
@@ -68,10 +68,10 @@ pub fn spawn(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
 }
 
 /// Connects, learns the client id and subscribes to the invalidation channel.
-async fn open(cfg: &Settings, mode: &TrackingMode) -> Result<(TcpStream, i64), UpstreamError> {
+async fn open(cfg: &Settings, mode: &TrackingMode) -> Result<(Stream, i64), UpstreamError> {
     let mut stream = connect(cfg, 3, &[]).await?;
     if let Some(every) = cfg.tracking_health {
-        keep_alive(&stream, every);
+        keep_alive(stream.tcp(), every);
     }
     let mut out = BytesMut::new();
     resp::encode_command(&["CLIENT", "ID"], &mut out);
@@ -142,12 +142,13 @@ const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 /// is sent every interval, and a whole interval after a PING with nothing read since (a reply,
 /// an invalidation: any byte is a sign of life), the connection counts as lost. So a silent
 /// connection is dropped within about two intervals of its last sign of life.
-async fn listen(stream: TcpStream, tracking: &Tracking, health: Option<Duration>) -> UpstreamError {
+async fn listen(stream: Stream, tracking: &Tracking, health: Option<Duration>) -> UpstreamError {
     // Invalidation messages nest three deep at most, and their tree is built recursively:
     // the default depth cap stays.
     let limits = resp::Limits::default();
     let mut buf = BytesMut::with_capacity(16 * 1024);
     let addr = stream
+        .tcp()
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
@@ -203,7 +204,7 @@ async fn listen(stream: TcpStream, tracking: &Tracking, health: Option<Duration>
 
 /// Whether bytes are waiting to be read, taking them. A tick that fires late (a starved
 /// runtime) may find the reply already there: that is life, not silence.
-fn arrived(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> bool {
+fn arrived(rd: &mut ReadHalf, buf: &mut BytesMut) -> bool {
     matches!(rd.try_read_buf(buf), Ok(n) if n > 0)
 }
 

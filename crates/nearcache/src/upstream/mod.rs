@@ -27,6 +27,7 @@ mod invalidation;
 mod permits;
 mod pool;
 mod shared;
+mod stream;
 mod tracking;
 
 pub use acl::AclView;
@@ -35,4 +36,5 @@ pub use connect::{ask, ask_anonymously};
 pub use env::{CloseReason, Limits, Settings};
 pub use identity::Identity;
 pub use pool::{Pool, PoolStats};
+pub use stream::Stream;
 pub use tracking::{Tracking, TrackingMode, TrackingSink};

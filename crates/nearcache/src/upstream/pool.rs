@@ -103,7 +103,7 @@ impl Pool {
 
     /// A connection outside the pool, authenticated as the pool's user and speaking RESP2, for
     /// a byte relay the pool never sees again (a replica's replication stream).
-    pub async fn connect_raw(&self) -> Result<tokio::net::TcpStream, crate::reply::UpstreamError> {
+    pub async fn connect_raw(&self) -> Result<super::Stream, crate::reply::UpstreamError> {
         super::connect::connect_quietly(&self.env.settings, 2).await
     }
 

@@ -21,6 +21,7 @@ use tokio::net::TcpStream;
 
 pub mod cluster;
 pub mod relay;
+pub mod tls;
 
 /// How long one reply may take before the test fails instead of hanging.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,6 +88,8 @@ pub struct RedisServer {
     extra: Vec<String>,
     child: Option<Child>,
     launches: u32,
+    /// The port is a TLS port (`--tls-port`), and there is no plain one.
+    tls: bool,
 }
 
 impl RedisServer {
@@ -109,6 +112,23 @@ impl RedisServer {
 
     /// Starts a server on a given port (fails if the port is taken or the server exits).
     pub fn start_on_port(port: u16, extra: &[&str]) -> Result<RedisServer, String> {
+        Self::start_on(port, extra, false)
+    }
+
+    /// Starts a server that speaks TLS only (`--port 0 --tls-port PORT`) on a fresh port;
+    /// `extra` names its certificates (`--tls-cert-file` ...).
+    pub fn start_tls(extra: &[&str]) -> RedisServer {
+        let mut errors = Vec::new();
+        for _ in 0..5 {
+            match Self::start_on(free_port(), extra, true) {
+                Ok(s) => return s,
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("could not start redis-server with TLS: {errors:#?}");
+    }
+
+    fn start_on(port: u16, extra: &[&str], tls: bool) -> Result<RedisServer, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut s = RedisServer {
             port,
@@ -116,6 +136,7 @@ impl RedisServer {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             launches: 0,
+            tls,
         };
         s.launch()?;
         Ok(s)
@@ -155,7 +176,12 @@ impl RedisServer {
         let log = self.log_path();
         let port = self.port.to_string();
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port, "--bind", "127.0.0.1"])
+        if self.tls {
+            cmd.args(["--port", "0", "--tls-port", &port]);
+        } else {
+            cmd.args(["--port", &port]);
+        }
+        cmd.args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
             .arg("--dir")
             .arg(self.dir.path())
@@ -181,7 +207,13 @@ impl RedisServer {
             let ready = std::fs::read_to_string(&log)
                 .map(|t| t.contains("Ready to accept connections"))
                 .unwrap_or(false);
-            if ready && ping_any(self.port) {
+            // A TLS port cannot be pinged in plain text; the log line and a connection do.
+            let answers = if self.tls {
+                StdStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                ping_any(self.port)
+            };
+            if ready && answers {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -272,6 +304,8 @@ pub fn redis_cmd_blocking(addr: &str, args: &[&[u8]]) -> Bytes {
 pub struct Proxy {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The TLS listener, if `tls_listen` is set.
+    pub tls: Option<SocketAddr>,
     running: Option<nearcache::Running>,
 }
 
@@ -301,6 +335,7 @@ impl Proxy {
         Proxy {
             addr: running.listen_addr,
             admin: running.admin_addr,
+            tls: running.tls_addr,
             running: Some(running),
         }
     }
@@ -340,6 +375,8 @@ impl With for nearcache::Config {
 pub struct ProxyProcess {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
+    /// The TLS listener (`tls=` in the ready line), if any.
+    pub tls: Option<SocketAddr>,
     child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -417,9 +454,14 @@ impl ProxyProcess {
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         };
+        let tls = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("tls="))
+            .and_then(|a| a.parse().ok());
         ProxyProcess {
             addr,
             admin,
+            tls,
             child,
             log,
             _dir: dir,

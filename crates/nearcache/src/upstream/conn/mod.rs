@@ -97,7 +97,7 @@ struct Due {
 /// they came more often). What the socket does not take at once goes to the writer, which
 /// then has everything after it too until it has written it all.
 struct Inline {
-    wr: Arc<tokio::net::tcp::OwnedWriteHalf>,
+    wr: Arc<super::stream::WriteHalf>,
     due: mpsc::UnboundedSender<Due>,
 }
 

@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use resp::Frame;
 use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{close_relay, fail, ConnState, Due, Expect, Inline, Request};
 use crate::bufs::write_all;
 use crate::reply::{Outbound, Outbox, UpstreamError};
+use crate::upstream::stream::{ReadHalf, Stream, WriteHalf};
 
 /// How many bytes of queued requests are coalesced into one socket write.
 const WRITE_BATCH: usize = 256 * 1024;
@@ -44,7 +43,7 @@ pub(super) enum Ended {
 /// Runs one established connection until it fails, is retired, or every handle is gone.
 /// Requests that were written but not answered are failed before returning.
 pub(super) async fn serve(
-    stream: TcpStream,
+    stream: Stream,
     rx: &mut mpsc::UnboundedReceiver<Request>,
     state: &ConnState,
     timeout: Option<Duration>,
@@ -86,7 +85,7 @@ fn lost(state: &ConnState, cause: String) -> UpstreamError {
 /// bytes leave, and writes whatever is queued in one write (a large request from its own
 /// buffer). Ends when every handle is gone or a write fails.
 async fn write_requests(
-    wr: &OwnedWriteHalf,
+    wr: &WriteHalf,
     rx: &mut mpsc::UnboundedReceiver<Request>,
     expected: &mpsc::UnboundedSender<Due>,
     state: &ConnState,
@@ -142,7 +141,7 @@ async fn write_requests(
 /// The reader: measures each reply frame and delivers it, and fails the connection when the
 /// oldest timed request is overdue. Returns why it stopped.
 async fn read_replies(
-    rd: &mut OwnedReadHalf,
+    rd: &mut ReadHalf,
     waiting: &mut Waiting,
     state: &ConnState,
     timeout: Option<Duration>,

@@ -50,6 +50,7 @@ pub(super) fn tracked_conn() -> (
             password: None,
             tracking_health: None,
             tcp_keepalive: None,
+            tls: None,
             limits: Limits {
                 max_open: 0,
                 max_idle: 0,
