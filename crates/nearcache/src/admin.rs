@@ -53,6 +53,16 @@ fn read(args: &[Bytes]) -> Request {
     }
 }
 
+/// The `nearcache|sub` name of a request that changes the proxy (`FLUSH`, `CONFIG SET`), which
+/// only an administrator may send; `None` for the others (figures, settings' values, help).
+pub fn changes_proxy(args: &[Bytes]) -> Option<&'static str> {
+    match read(args) {
+        Request::Flush => Some("nearcache|flush"),
+        Request::ConfigSet(..) => Some("nearcache|config|set"),
+        _ => None,
+    }
+}
+
 /// Answers one `NEARCACHE` command (`args[0]` is `NEARCACHE`).
 pub async fn answer(
     args: &[Bytes],

@@ -282,3 +282,79 @@ async fn none_mode_lets_everyone_act_as_the_upstream_user() {
     assert_eq!(&got[0][..], b"$5\r\nproxy\r\n");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn only_administrators_may_change_the_proxy() {
+    let (_server, mut admin, config) = setup().await;
+    add_user(&mut admin, &["ops", "on", ">opspw", "~*", "&*", "+@all"]).await;
+    add_user(
+        &mut admin,
+        &["app", "on", ">apppw", "~app:*", "+@read", "+@write"],
+    )
+    .await;
+    let proxy = Proxy::start_config(config).await;
+    let as_app: &[&[&str]] = &[&["AUTH", "app", "apppw"]];
+    let as_ops: &[&[&str]] = &[&["AUTH", "ops", "opspw"]];
+    let flush = ["NEARCACHE", "FLUSH"];
+    let set = ["NEARCACHE", "CONFIG", "SET", "slowlog-threshold", "20ms"];
+
+    // A user Redis would not let run CONFIG SET may look, not change.
+    let got = fresh(&proxy.addr(), as_app, &flush).await;
+    assert_eq!(
+        &got[1][..],
+        b"-NOPERM this user has no permissions to run the 'nearcache|flush' command\r\n"
+    );
+    let got = fresh(&proxy.addr(), as_app, &set).await;
+    assert!(got[1].starts_with(b"-NOPERM"), "{}", show(&got[1]));
+    let got = fresh(
+        &proxy.addr(),
+        as_app,
+        &["NEARCACHE", "CONFIG", "GET", "slowlog-threshold"],
+    )
+    .await;
+    assert!(got[1].starts_with(b"*2\r\n"), "{}", show(&got[1]));
+    let got = fresh(&proxy.addr(), as_app, &["NEARCACHE", "INFO"]).await;
+    assert!(got[1].starts_with(b"$"), "{}", show(&got[1]));
+    // Nobody before authenticating (the default user needs a password here).
+    admin.cmd(&["CONFIG", "SET", "requirepass", "pw"]).await;
+    eventually(CONVERGE, "new clients refused", async || {
+        fresh(&proxy.addr(), &[], &flush).await[0].starts_with(b"-NOAUTH")
+    })
+    .await;
+
+    // A user Redis lets run CONFIG SET may change it.
+    let got = fresh(&proxy.addr(), as_ops, &flush).await;
+    assert_eq!(&got[1][..], b"+OK\r\n");
+    let got = fresh(&proxy.addr(), as_ops, &set).await;
+    assert_eq!(&got[1][..], b"+OK\r\n");
+    // And may name others in admin_users.
+    let got = fresh(
+        &proxy.addr(),
+        as_ops,
+        &["NEARCACHE", "CONFIG", "SET", "admin-users", "app"],
+    )
+    .await;
+    assert_eq!(&got[1][..], b"+OK\r\n");
+    let got = fresh(&proxy.addr(), as_app, &flush).await;
+    assert_eq!(&got[1][..], b"+OK\r\n");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_password_mode_the_proxys_password_makes_an_administrator() {
+    let (_server, _admin, config) = setup().await;
+    let config = config
+        .with("client_auth", "password")
+        .with("requirepass", "secret");
+    let proxy = Proxy::start_config(config).await;
+    let got = fresh(&proxy.addr(), &[], &["NEARCACHE", "FLUSH"]).await;
+    assert_eq!(&got[0][..], b"-NOAUTH Authentication required.\r\n");
+    let got = fresh(
+        &proxy.addr(),
+        &[&["AUTH", "secret"]],
+        &["NEARCACHE", "FLUSH"],
+    )
+    .await;
+    assert_eq!(&got[1][..], b"+OK\r\n");
+    proxy.shutdown().await;
+}

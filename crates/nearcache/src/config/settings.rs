@@ -135,6 +135,9 @@ settings! {
     /// that does not authenticate may act): the longest an ACL change made on Redis directly
     /// goes unseen (one going through the proxy is seen at once).
     acl_check_interval: Duration = "1s", restart;
+    /// ACL users who may change the proxy (`NEARCACHE FLUSH`, `NEARCACHE CONFIG SET`) in
+    /// passthrough mode, beside those Redis lets run `CONFIG SET`.
+    admin_users: UserNames = "", live;
     /// Close a client whose unparsed input exceeds this (Redis's client-query-buffer-limit).
     client_query_buffer_limit: ByteSize = "1gb", live;
     /// Close a client whose replies waiting to be written exceed this (Redis's

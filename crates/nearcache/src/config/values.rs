@@ -498,6 +498,35 @@ impl Value for Prefixes {
     }
 }
 
+/// ACL user names: comma-separated as text, an array in TOML.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserNames(pub Vec<String>);
+
+fn user_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err(format!("{name:?} is not a user name"))
+    } else {
+        Ok(name.to_string())
+    }
+}
+
+impl Value for UserNames {
+    const KIND: &'static str = "USER,...";
+    const BAD: &'static str = "a,,b";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        list(text, user_name).map(UserNames)
+    }
+
+    fn show(&self) -> String {
+        self.0.join(",")
+    }
+
+    fn from_toml(value: &toml::Value) -> Result<Self, String> {
+        toml_list(value, user_name).map(UserNames)
+    }
+}
+
 /// Names of reads the cache may answer: comma-separated as text, an array in TOML.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CacheableCommands(pub Vec<String>);

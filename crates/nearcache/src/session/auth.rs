@@ -222,6 +222,37 @@ impl Session {
         }
     }
 
+    /// Whether the client may change the proxy (`NEARCACHE FLUSH`, `NEARCACHE CONFIG SET`):
+    /// anyone when nobody authenticates; whoever gave the proxy's password; in passthrough, a
+    /// user named in `admin_users` or one Redis lets run `CONFIG SET` (asked with
+    /// `ACL DRYRUN` as the proxy's user, at each such command: they are rare). If the proxy's
+    /// user may not ask, only `admin_users` are.
+    pub(super) async fn may_administer(&self) -> bool {
+        let id = match (&self.ctx.gate, &self.who) {
+            (AuthGate::None, _) => return true,
+            (AuthGate::Password(_), who) => return who.is_some(),
+            (AuthGate::Passthrough(_), None) => return false,
+            (AuthGate::Passthrough(_), Some(id)) => id.clone(),
+        };
+        let listed = self.ctx.control.config().admin_users.0.contains(&id.user);
+        if listed {
+            return true;
+        }
+        let words = [
+            "ACL",
+            "DRYRUN",
+            id.user.as_str(),
+            "CONFIG",
+            "SET",
+            "maxmemory",
+            "0",
+        ];
+        let mut out = bytes::BytesMut::new();
+        resp::encode_command(&words, &mut out);
+        let conn = self.ctx.pool.shared(2);
+        matches!(conn.call(out.freeze()).await, Ok(Ok(r)) if r.starts_with(b"+OK"))
+    }
+
     /// A dedicated connection comes authenticated as the pool's user: one for a client acting
     /// as another user is logged in as that user first. The error reply if Redis refuses.
     pub(super) async fn login(&self, conn: &ConnHandle) -> Result<(), Bytes> {

@@ -383,10 +383,15 @@ impl Session {
             Local::SelectZero => reply::simple("OK"),
             // Answered in `dispatch`, or sent to Redis inside MULTI.
             Local::Client => return self.answer_client(args).await,
-            Local::Nearcache => {
-                let cache = self.ctx.cache.as_deref();
-                crate::admin::answer(args, self.proto, &self.ctx.control, cache).await
-            }
+            Local::Nearcache => match crate::admin::changes_proxy(args) {
+                Some(name) if !self.may_administer().await => reply::error(&format!(
+                    "NOPERM this user has no permissions to run the '{name}' command"
+                )),
+                _ => {
+                    let cache = self.ctx.cache.as_deref();
+                    crate::admin::answer(args, self.proto, &self.ctx.control, cache).await
+                }
+            },
         };
         self.output.reply(answer);
         Ok(())
