@@ -36,8 +36,8 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 const MASK: usize = CHUNK - 1;
 
 /// Most heap bytes an arena of nodes of `node_bytes` holds once handles below `handles` have
-/// nodes: its chunks and its chunk table, grown by doubling. (A chunk of 16-byte or 32-byte
-/// nodes is 256 or 512 bytes, exact size classes of jemalloc, so no rounding.)
+/// nodes: its chunks and its chunk table, grown by doubling. (A chunk of 16-, 28- or 32-byte
+/// nodes is 256, 448 or 512 bytes, exact size classes of jemalloc, so no rounding.)
 pub(crate) fn arena_bound(handles: usize, node_bytes: usize) -> usize {
     let chunks = handles.div_ceil(CHUNK);
     chunks * CHUNK * node_bytes + chunks.next_power_of_two() * 8
@@ -222,12 +222,30 @@ impl List {
         self.weight -= u64::from(w);
     }
 
-    /// Move `h` (in this list) to the head.
+    /// Move `h` (in this list) to the head. Relinks in place (the hit path of every list
+    /// policy): the length and weight do not change, so they are not touched.
+    #[inline]
     pub fn move_to_head<M>(&mut self, arena: &mut Arena<M>, h: Handle) {
-        if self.head != h {
-            self.unlink(arena, h);
-            self.push_head(arena, h);
+        let old = self.head;
+        if old == h {
+            return;
         }
+        // Not the head, so `h` has a newer neighbour, and the list is not empty.
+        let (prev, next) = {
+            let n = arena.node_mut(h);
+            let r = (n.prev, n.next);
+            n.prev = NIL;
+            n.next = old;
+            r
+        };
+        arena.node_mut(prev).next = next;
+        if next != NIL {
+            arena.node_mut(next).prev = prev;
+        } else {
+            self.tail = prev;
+        }
+        arena.node_mut(old).prev = h;
+        self.head = h;
     }
 
     /// Move `from` (in this list) to the unused node `to`, keeping its place in the list;
