@@ -68,13 +68,16 @@ impl Identity {
     }
 }
 
+/// A user name and the password Redis accepted for it (`None`: a `nopass` user).
+type UserPassword = (String, Option<String>);
+
 /// Every identity in use, and the partition number of each user name seen.
 pub struct Identities {
     env: Arc<Env>,
     permits: Arc<Permits>,
     shared: Arc<SharedConns>,
     own: Arc<Identity>,
-    map: Mutex<HashMap<(String, Option<String>), Arc<Identity>>>,
+    map: Mutex<HashMap<UserPassword, Arc<Identity>>>,
     partitions: Mutex<HashMap<String, u32>>,
     began: Instant,
 }
