@@ -126,7 +126,7 @@ impl Control {
         let setting = Setting::find(name).ok_or_else(|| format!("{name}: unknown setting"))?;
         if !setting.live {
             return Err(format!(
-                "{name} cannot change while the proxy runs (restart with the new value)"
+                "{name}: cannot change while the proxy runs (restart with the new value)"
             ));
         }
         let mut new = self.config();
