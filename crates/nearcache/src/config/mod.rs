@@ -10,6 +10,7 @@
 //! (`control.rs` does).
 
 mod flags;
+pub mod lists;
 pub mod live;
 mod settings;
 pub mod tls;

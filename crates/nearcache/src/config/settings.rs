@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cache::PolicyKind;
 
+use super::lists::*;
 use super::tls::*;
 use super::values::*;
 
