@@ -111,11 +111,16 @@ impl Session {
         }
         self.stamp.mark(Outcome::Local);
         let refusal = match &self.ctx.gate {
-            AuthGate::Passthrough(view) if !view.known() => UpstreamError::Unavailable {
-                addr: self.ctx.pool.addr().to_string(),
-                cause: "no answer yet on whether clients must authenticate".into(),
-            }
-            .to_frame(),
+            AuthGate::Passthrough(view) if !view.known() => match view.unreachable() {
+                // Redis's own reason (refused, a failed TLS handshake), as a shared connection
+                // would have given it.
+                Some(why) => reply::error(&why),
+                None => UpstreamError::Unavailable {
+                    addr: self.ctx.pool.addr().to_string(),
+                    cause: "no answer yet on whether clients must authenticate".into(),
+                }
+                .to_frame(),
+            },
             _ if special == Special::Hello => reply::error(HELLO_NOAUTH),
             _ => reply::error(NOAUTH),
         };

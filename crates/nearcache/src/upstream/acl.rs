@@ -38,6 +38,9 @@ pub struct AclView {
     /// The pool's user may read `ACL LIST`: ACL changes are seen, and users' partitions of
     /// the cache can be trusted.
     readable: AtomicBool,
+    /// Why the last check could not reach Redis, while no check has answered: what a client
+    /// refused for want of an answer is told.
+    unreachable: std::sync::Mutex<Option<String>>,
     poke: Notify,
 }
 
@@ -50,6 +53,14 @@ impl AclView {
     /// Whether a check has answered yet.
     pub fn known(&self) -> bool {
         self.known.load(Ordering::Acquire)
+    }
+
+    /// Why Redis could not be asked, if the last check failed to reach it.
+    pub fn unreachable(&self) -> Option<String> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether ACL changes are seen (the pool's user may run `ACL LIST`).
@@ -66,6 +77,8 @@ impl AclView {
 /// What one check found.
 struct Seen {
     nopass: Option<bool>,
+    /// Why Redis could not be reached.
+    failure: Option<String>,
     /// Digest of `ACL LIST` and the user names, if the pool's user may read it.
     list: Option<(u64, Vec<String>)>,
 }
@@ -105,6 +118,7 @@ fn apply(
     seen: Seen,
     digest: Option<u64>,
 ) -> Option<u64> {
+    *view.unreachable.lock().unwrap_or_else(|p| p.into_inner()) = seen.failure;
     if let Some(nopass) = seen.nopass {
         view.known.store(true, Ordering::Release);
         if view.default_nopass.swap(nopass, Ordering::AcqRel) != nopass {
@@ -153,6 +167,7 @@ async fn check(env: &Env, shared: &SharedConns) -> Seen {
             if let Some((digest, users, nopass)) = acl_list(&reply) {
                 return Seen {
                     nopass: Some(nopass),
+                    failure: None,
                     list: Some((digest, users)),
                 };
             }
@@ -165,15 +180,20 @@ async fn check(env: &Env, shared: &SharedConns) -> Seen {
         cmds.push(encode(&["AUTH", user, pass]));
     }
     cmds.push(encode(&["ACL", "LIST"]));
-    let Ok(replies) = ask_anonymously(cfg, &cmds).await else {
-        return Seen {
-            nopass: None,
-            list: None,
-        };
+    let replies = match ask_anonymously(cfg, &cmds).await {
+        Ok(replies) => replies,
+        Err(e) => {
+            return Seen {
+                nopass: None,
+                failure: Some(e.to_string().replace(['\r', '\n'], " ")),
+                list: None,
+            }
+        }
     };
     let listed = replies.last().and_then(acl_list);
     Seen {
         nopass: replies.first().map(|r| r.starts_with(b"+")),
+        failure: None,
         list: listed.map(|(digest, users, _)| (digest, users)),
     }
 }
