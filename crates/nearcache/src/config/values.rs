@@ -319,6 +319,12 @@ impl Value for Option<UserName> {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
 
+/// Whether a password or token a client gave is `want`, compared without stopping at the first
+/// difference (the time taken says nothing of where they differ).
+pub fn same_secret(given: &[u8], want: &[u8]) -> bool {
+    given.len() == want.len() && given.iter().zip(want).fold(0, |d, (a, b)| d | (a ^ b)) == 0
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("********")

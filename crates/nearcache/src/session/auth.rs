@@ -148,7 +148,9 @@ impl Session {
                     self.output.reply(reply::error(&text));
                     return Ok(Gated::Answered);
                 };
-                if &user[..] != b"default" || !same_secret(&pass, secret.as_bytes()) {
+                if &user[..] != b"default"
+                    || !crate::config::values::same_secret(&pass, secret.as_bytes())
+                {
                     self.output.reply(reply::error(WRONGPASS));
                     return Ok(Gated::Answered);
                 }
@@ -307,9 +309,4 @@ fn is_acl_change(args: &[Bytes]) -> bool {
     let word = |i: usize, w: &[u8]| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(w));
     (word(0, b"ACL") && (word(1, b"SETUSER") || word(1, b"DELUSER") || word(1, b"LOAD")))
         || (word(0, b"CONFIG") && word(1, b"SET"))
-}
-
-/// Compares a password without stopping at the first difference.
-fn same_secret(given: &[u8], want: &[u8]) -> bool {
-    given.len() == want.len() && given.iter().zip(want).fold(0, |d, (a, b)| d | (a ^ b)) == 0
 }
