@@ -211,11 +211,10 @@ async fn run(config: Config, args: config::Args, log: LogControl) -> anyhow::Res
         .tls_addr
         .map_or_else(String::new, |a| format!(" tls={a}"));
     let mut stdout = std::io::stdout();
-    writeln!(
-        stdout,
-        "nearcache ready listen={} admin={admin}{tls}",
-        running.listen_addr
-    )?;
+    let listen = running
+        .listen_addr
+        .map_or_else(|| "none".to_string(), |a| a.to_string());
+    writeln!(stdout, "nearcache ready listen={listen} admin={admin}{tls}")?;
     stdout.flush()?;
     notify(&[NotifyState::Ready]);
     loop {

@@ -33,8 +33,9 @@ use crate::workers::Workers;
 /// A running proxy. Dropping it leaves the proxy running (its session threads until the
 /// calling runtime drops the accept loop too); call [`Running::shutdown`].
 pub struct Running {
-    /// Where clients connect (the bound port when the config asked for port 0).
-    pub listen_addr: SocketAddr,
+    /// Where plain-TCP clients connect (the bound port when the config asked for port 0), if
+    /// anywhere (`listen = none`).
+    pub listen_addr: Option<SocketAddr>,
     /// Where TLS clients connect (`tls_listen`), if anywhere.
     pub tls_addr: Option<SocketAddr>,
     /// The Unix socket clients may connect to as well, if any.
@@ -99,11 +100,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// [`start`], with the log filter changeable through `log` (the binary's subscriber).
 pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Result<Running> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let listen = config.listen.as_str();
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let listen_addr = listener.local_addr()?;
+    let listener = match &config.listen {
+        Some(addr) => {
+            let addr = addr.as_str();
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            )
+        }
+        None => None,
+    };
+    let listen_addr = match &listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let tls = match &config.tls_listen {
         Some(addr) => {
             let server_tls = Arc::new(ServerTls::load(&config).map_err(anyhow::Error::msg)?);
@@ -176,17 +187,20 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         }
         None => None,
     };
-    info!(listen = %listen_addr, tls_listen = ?tls_addr, unixsocket = ?unix_path, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
+    info!(listen = ?listen_addr, tls_listen = ?tls_addr, unixsocket = ?unix_path, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
     let workers = Arc::new(Workers::start(
         session_threads(config.threads),
         config.thread_placement,
     )?);
-    let mut accept = vec![tokio::spawn(accept_loop(
-        Listener::Tcp(listener, config.tcp_keepalive),
-        ctx.clone(),
-        workers.clone(),
-        stop_rx.clone(),
-    ))];
+    let mut accept = Vec::new();
+    if let Some(l) = listener {
+        accept.push(tokio::spawn(accept_loop(
+            Listener::Tcp(l, config.tcp_keepalive),
+            ctx.clone(),
+            workers.clone(),
+            stop_rx.clone(),
+        )));
+    }
     if let Some((l, server_tls)) = tls {
         accept.push(tokio::spawn(accept_loop(
             Listener::Tls(l, config.tcp_keepalive, server_tls),

@@ -121,7 +121,7 @@ fn the_hit_path_allocates_nothing_per_request() {
         .with("threads", "1");
     let running = rt.block_on(nearcache::start(config)).unwrap();
     let mut c = Client {
-        s: TcpStream::connect(running.listen_addr).unwrap(),
+        s: TcpStream::connect(running.listen_addr.expect("a plain-TCP listener")).unwrap(),
         scratch: Vec::new(),
     };
     c.s.set_nodelay(true).unwrap();

@@ -332,3 +332,22 @@ fn a_bad_certificate_file_stops_the_start_and_names_the_file() {
     assert!(!out.status.success(), "{out:?}");
     assert!(out.stderr.contains("tls_cert_file"), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listen_can_stand_instead_of_listen() {
+    let pki = Pki::new();
+    let redis = RedisServer::start();
+    let config = tls_config(&redis.addr(), &pki, "no").with("listen", "none");
+    let running = nearcache::start(config).await.unwrap();
+    assert_eq!(running.listen_addr, None);
+    let tls = running.tls_addr.expect("tls_listen set").to_string();
+    let mut c = pki.connect(&tls, false).await.unwrap();
+    assert_eq!(&c.cmd(&[b"SET", b"k", b"v"]).await.unwrap()[..], b"+OK\r\n");
+    assert_eq!(&c.cmd(&[b"GET", b"k"]).await.unwrap()[..], b"$1\r\nv\r\n");
+    running.shutdown().await;
+
+    // With no listener of any kind the start is refused, naming the settings.
+    let none = Proxy::config(&redis.addr()).with("listen", "none");
+    let err = nearcache::start(none).await.err().expect("refused");
+    assert!(err.to_string().contains("tls_listen"), "{err:#}");
+}

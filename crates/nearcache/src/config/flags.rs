@@ -230,7 +230,7 @@ mod tests {
         std::fs::write(&path, "listen = \"0.0.0.0:7000\"\nupstream_conns = 4\n").unwrap();
         let path = path.to_str().unwrap();
         let cfg = load(&["--config", path, "--listen", "127.0.0.1:1"]).unwrap();
-        assert_eq!(cfg.listen.as_str(), "127.0.0.1:1");
+        assert_eq!(cfg.listen.unwrap().as_str(), "127.0.0.1:1");
         assert_eq!(cfg.upstream_conns, 4);
         assert_eq!(cfg.upstream.as_str(), "127.0.0.1:6379");
     }

@@ -214,6 +214,11 @@ impl Config {
             (_, Some(_)) => return Err("requirepass needs client_auth = \"password\"".into()),
             _ => {}
         }
+        if self.listen.is_none() && self.tls_listen.is_none() && self.unixsocket.is_none() {
+            return Err(
+                "listen, tls_listen and unixsocket are all none: clients could not connect".into(),
+            );
+        }
         self.validate_tls()
     }
 

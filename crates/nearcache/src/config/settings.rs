@@ -61,8 +61,9 @@ macro_rules! settings {
 }
 
 settings! {
-    /// Address clients connect to.
-    listen: Address = "127.0.0.1:6380", restart;
+    /// Address clients connect to; `none`: no plain-TCP listener (clients come over
+    /// tls_listen or unixsocket only, as Redis's `port 0`).
+    listen: Option<Address> = "127.0.0.1:6380", restart;
     /// Redis to forward to, `host:port`; `rediss://host:port` means the same as upstream_tls.
     upstream: Upstream = "127.0.0.1:6379", restart;
     /// Also listen on this Unix socket (Redis's unixsocket); empty: none.

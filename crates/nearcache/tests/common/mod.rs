@@ -333,7 +333,7 @@ impl Proxy {
             .unwrap_or_else(|_| panic!("nearcache::start did not return within {START_TIMEOUT:?}"))
             .unwrap_or_else(|e| panic!("nearcache::start({config:?}) failed: {e:#}"));
         Proxy {
-            addr: running.listen_addr,
+            addr: running.listen_addr.expect("a plain-TCP listener"),
             admin: running.admin_addr,
             tls: running.tls_addr,
             running: Some(running),
