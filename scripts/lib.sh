@@ -9,7 +9,10 @@
 #   spawn_nearcache NAME EXE [ARGS...]
 #                             EXE in front of $redis_port (admin on a free port), output in
 #                             $work/NAME.{out,err}: sets nc_pid, nc_port, nc_admin (host:port)
+#                             (upstream: $nc_upstream when set)
 #   start_nearcache [ARGS...] spawn_nearcache of $bin as "nc", stopping the previous one
+#   make_pki DIR              a CA and a server and a client certificate signed by it, for
+#                             127.0.0.1/localhost: DIR/{ca,server,client}.{crt,key}
 #   track PID                 stops PID on exit too
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -108,7 +111,8 @@ prime() {
 spawn_nearcache() {
     local name=$1 exe=$2 line
     shift 2
-    "$exe" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --upstream "127.0.0.1:$redis_port" \
+    "$exe" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+        --upstream "${nc_upstream:-127.0.0.1:$redis_port}" \
         "$@" >"$work/$name.out" 2>"$work/$name.err" &
     nc_pid=$!
     track "$nc_pid"
@@ -132,4 +136,20 @@ start_nearcache() {
         wait "$nc_pid" 2>/dev/null || true
     fi
     spawn_nearcache nc "$bin" "$@"
+}
+
+make_pki() {
+    mkdir -p "$1"
+    (
+        cd "$1"
+        openssl req -x509 -new -nodes -newkey rsa:2048 -keyout ca.key -out ca.crt -days 2 \
+            -subj "/CN=nearcache test CA" 2>/dev/null
+        for name in server client; do
+            openssl req -new -nodes -newkey rsa:2048 -keyout "$name.key" -out "$name.csr" \
+                -subj "/CN=nearcache test $name" 2>/dev/null
+            printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$name.ext"
+            openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
+                -out "$name.crt" -days 2 -extfile "$name.ext" 2>/dev/null
+        done
+    ) || die "openssl could not make the test certificates in $1"
 }

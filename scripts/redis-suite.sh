@@ -5,6 +5,9 @@
 #   scripts/redis-suite.sh                       # every unit of the suite's README
 #   UNITS="type/string tracking" scripts/redis-suite.sh
 #   ONLY=proxy UNITS=protocol scripts/redis-suite.sh   # skip the direct runs
+#   TLS=1 scripts/redis-suite.sh                 # every connection over TLS (needs tcl-tls):
+#       the suite's client to Redis's tls-port, or to nearcache's tls_listen, and nearcache
+#       to Redis's tls-port with a client certificate (rediss://)
 # Logs of each run stay in $OUT (default target/redis-suite): UNIT.{direct,proxy}.log, and
 # nearcache's own log as UNIT.proxy.err.
 # Extra arguments go to nearcache.
@@ -22,6 +25,11 @@ per_unit_timeout=${UNIT_TIMEOUT:-900}
 out=${OUT:-$root/target/redis-suite}
 mkdir -p "$out"
 nearcache_bin
+tls=${TLS:-0}
+if [ "$tls" = 1 ]; then
+    echo 'package require tls' | tclsh >/dev/null 2>&1 ||
+        die "TLS=1 needs Tcl's TLS package (Debian: apt-get install tcl-tls)"
+fi
 
 # The suite writes under tests/tmp and runs src/redis-*: a writable copy with Debian's binaries.
 suite="$work/suite"
@@ -31,19 +39,45 @@ for b in cli benchmark check-aof check-rdb server; do
     ln -sf "$(command -v redis-$b || command -v redis-server)" "$suite/src/redis-$b"
 done
 
+# The suite's client reads its certificates from tests/tls; the servers use the same CA.
+tls_redis=() tls_nc=() tls_suite=()
+if [ "$tls" = 1 ]; then
+    pki="$suite/tests/tls"
+    make_pki "$pki"
+    tls_redis=(--tls-cert-file "$pki/server.crt" --tls-key-file "$pki/server.key"
+        --tls-ca-cert-file "$pki/ca.crt")
+    tls_nc=(--tls-listen 127.0.0.1:0 "${tls_redis[@]}"
+        --upstream-tls-ca-cert-file "$pki/ca.crt" --upstream-tls-cert-file "$pki/client.crt"
+        --upstream-tls-key-file "$pki/client.key")
+    tls_suite=(--tls)
+fi
+
 # run_unit UNIT TARGET LOG: fresh Redis (and nearcache when TARGET is proxy), one unit.
 run_unit() {
-    local unit=$1 target=$2 log=$3 port redis_dir
+    local unit=$1 target=$2 log=$3 port redis_dir tls_port
     redis_dir=$(mktemp -d "$work/redis.XXXXXX")
-    start_redis --dir "$redis_dir" --enable-debug-command local
-    port=$redis_port
+    if [ "$tls" = 1 ]; then
+        tls_port=$(free_port)
+        start_redis --dir "$redis_dir" --enable-debug-command local \
+            --tls-port "$tls_port" "${tls_redis[@]}"
+        port=$tls_port
+    else
+        start_redis --dir "$redis_dir" --enable-debug-command local
+        port=$redis_port
+    fi
     if [ "$target" = proxy ]; then
-        start_nearcache "${extra[@]}"
-        port=$nc_port
+        if [ "$tls" = 1 ]; then
+            nc_upstream="rediss://127.0.0.1:$tls_port" start_nearcache "${tls_nc[@]}" "${extra[@]}"
+            port=$(grep -o 'tls=127\.0\.0\.1:[0-9]*' "$work/nc.out" | head -n 1 | cut -d: -f2)
+            [ -n "$port" ] || die "nearcache printed no tls= address: $(head -n 1 "$work/nc.out")"
+        else
+            start_nearcache "${extra[@]}"
+            port=$nc_port
+        fi
     fi
     (cd "$suite" && timeout --kill-after=10 "$per_unit_timeout" \
-        ./runtest --host 127.0.0.1 --port "$port" --clients 1 --single "unit/$unit" \
-        --timeout 120) >"$log" 2>&1 || true
+        ./runtest "${tls_suite[@]}" --host 127.0.0.1 --port "$port" --clients 1 \
+        --single "unit/$unit" --timeout 120) >"$log" 2>&1 || true
     if [ "$target" = proxy ]; then
         kill "$nc_pid" 2>/dev/null || true
         wait "$nc_pid" 2>/dev/null || true

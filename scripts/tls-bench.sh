@@ -32,19 +32,7 @@ nearcache_bin
 
 # --- certificates ------------------------------------------------------------------------
 pki="$work/tls"
-mkdir -p "$pki"
-(
-    cd "$pki"
-    openssl req -x509 -new -nodes -newkey rsa:2048 -keyout ca.key -out ca.crt -days 2 \
-        -subj "/CN=tls-bench CA" 2>/dev/null
-    for name in server client; do
-        openssl req -new -nodes -newkey rsa:2048 -keyout "$name.key" -out "$name.csr" \
-            -subj "/CN=tls-bench $name" 2>/dev/null
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$name.ext"
-        openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial \
-            -out "$name.crt" -days 2 -extfile "$name.ext" 2>/dev/null
-    done
-)
+make_pki "$pki"
 tls_files=(--tls-cert-file "$pki/server.crt" --tls-key-file "$pki/server.key"
     --tls-ca-cert-file "$pki/ca.crt")
 

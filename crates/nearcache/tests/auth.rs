@@ -358,3 +358,34 @@ async fn in_password_mode_the_proxys_password_makes_an_administrator() {
     assert_eq!(&got[1][..], b"+OK\r\n");
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_user_who_may_not_turn_on_tracking_is_served_uncached() {
+    let (server, mut admin, config) = setup().await;
+    // Allowed to read and write, not to run CLIENT (so not CLIENT TRACKING).
+    add_user(
+        &mut admin,
+        &["plain", "on", ">ppw", "~*", "+get", "+set", "+ping"],
+    )
+    .await;
+    let proxy = Proxy::start_config(config).await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&c.cmd(&["AUTH", "plain", "ppw"]).await[..], b"+OK\r\n");
+    assert_eq!(&c.cmd(&["SET", "u:1", "v1"]).await[..], b"+OK\r\n");
+    for _ in 0..3 {
+        assert_eq!(&c.cmd(&["GET", "u:1"]).await[..], b"$2\r\nv1\r\n");
+    }
+    // Nothing protects what it read, so nothing was cached: a change made directly is seen
+    // at once.
+    assert_eq!(&admin.cmd(&["SET", "u:1", "v2"]).await[..], b"+OK\r\n");
+    assert_eq!(&c.cmd(&["GET", "u:1"]).await[..], b"$2\r\nv2\r\n");
+    let direct = fresh(
+        &server.addr(),
+        &[&["AUTH", "plain", "ppw"]],
+        &["DEL", "u:1"],
+    )
+    .await;
+    let through = fresh(&proxy.addr(), &[&["AUTH", "plain", "ppw"]], &["DEL", "u:1"]).await;
+    assert_eq!(show(&through[1]), show(&direct[1]));
+    proxy.shutdown().await;
+}

@@ -27,11 +27,16 @@ pub fn tracking_command(client_id: i64) -> Bytes {
     out.freeze()
 }
 
-/// Opens a TCP connection (with TLS when configured) and performs the handshake: `HELLO 3` for RESP3, `AUTH` when the
-/// proxy has upstream credentials, then any `extra` commands (each must not fail). With none
-/// of these a `PING` is sent, so that a server refusing us (maxclients) is noticed here and not
-/// by the first client request.
-pub async fn connect(cfg: &Settings, proto: u8, extra: &[Bytes]) -> Result<Stream, UpstreamError> {
+/// Opens a TCP connection (with TLS when configured) and performs the handshake: `HELLO 3` for
+/// RESP3, `AUTH` when the proxy has upstream credentials, then any `extra` commands, whose
+/// replies are returned (an error reply among them is the caller's to judge: a user may be
+/// allowed to read but not to turn on tracking). With none of these a `PING` is sent, so that
+/// a server refusing us (maxclients) is noticed here and not by the first client request.
+pub async fn connect(
+    cfg: &Settings,
+    proto: u8,
+    extra: &[Bytes],
+) -> Result<(Stream, Vec<Bytes>), UpstreamError> {
     open(cfg, proto, extra, true).await
 }
 
@@ -39,7 +44,7 @@ pub async fn connect(cfg: &Settings, proto: u8, extra: &[Bytes]) -> Result<Strea
 /// What the client sends first is then the first thing Redis (and `MONITOR`) sees, and a
 /// server refusing the connection answers that first command, as it would answer the client.
 pub async fn connect_quietly(cfg: &Settings, proto: u8) -> Result<Stream, UpstreamError> {
-    open(cfg, proto, &[], false).await
+    Ok(open(cfg, proto, &[], false).await?.0)
 }
 
 /// Asks Redis `commands` on a connection of their own, opened with no handshake (as a new
@@ -54,7 +59,7 @@ pub async fn ask_anonymously(
         password: None,
         ..cfg.clone()
     };
-    let stream = open(&bare, 2, &[], false).await?;
+    let (stream, _) = open(&bare, 2, &[], false).await?;
     exchange(stream, cfg, commands).await
 }
 
@@ -63,7 +68,7 @@ async fn open(
     proto: u8,
     extra: &[Bytes],
     probe: bool,
-) -> Result<Stream, UpstreamError> {
+) -> Result<(Stream, Vec<Bytes>), UpstreamError> {
     let unavailable = |cause: String| UpstreamError::Unavailable {
         addr: cfg.addr.clone(),
         cause,
@@ -111,7 +116,7 @@ async fn open(
     }
     if hello.is_empty() && extra.is_empty() {
         if !probe {
-            return Ok(stream);
+            return Ok((stream, Vec::new()));
         }
         hello.push(Bytes::from_static(b"PING"));
     }
@@ -124,17 +129,17 @@ async fn open(
     for cmd in extra {
         out.extend_from_slice(cmd);
     }
-    let replies = tokio::time::timeout(cfg.connect_timeout, handshake(&mut stream, &out, expected))
-        .await
-        .map_err(|_| unavailable("handshake timed out".into()))?
-        .map_err(|e| unavailable(format!("handshake failed: {e}")))?;
-    for reply in replies {
-        if reply.first() == Some(&b'-') {
-            let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
-            return Err(unavailable(format!("handshake rejected: {text}")));
-        }
+    let mut replies =
+        tokio::time::timeout(cfg.connect_timeout, handshake(&mut stream, &out, expected))
+            .await
+            .map_err(|_| unavailable("handshake timed out".into()))?
+            .map_err(|e| unavailable(format!("handshake failed: {e}")))?;
+    let extra_replies = replies.split_off(replies.len() - extra.len());
+    if let Some(reply) = replies.first().filter(|r| r.first() == Some(&b'-')) {
+        let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
+        return Err(unavailable(format!("handshake rejected: {text}")));
     }
-    Ok(stream)
+    Ok((stream, extra_replies))
 }
 
 /// Writes `out` and reads `n` replies (push frames are skipped).
@@ -170,7 +175,7 @@ pub async fn ask(
     proto: u8,
     commands: &[Bytes],
 ) -> Result<Vec<Bytes>, UpstreamError> {
-    let stream = open(cfg, proto, &[], true).await?;
+    let (stream, _) = open(cfg, proto, &[], true).await?;
     exchange(stream, cfg, commands).await
 }
 

@@ -69,7 +69,7 @@ pub fn spawn(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
 
 /// Connects, learns the client id and subscribes to the invalidation channel.
 async fn open(cfg: &Settings, mode: &TrackingMode) -> Result<(Stream, i64), UpstreamError> {
-    let mut stream = connect(cfg, 3, &[]).await?;
+    let (mut stream, _) = connect(cfg, 3, &[]).await?;
     if let Some(every) = cfg.tracking_health {
         keep_alive(stream.tcp(), every);
     }

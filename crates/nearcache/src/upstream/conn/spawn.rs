@@ -40,12 +40,21 @@ pub fn spawn_shared(env: Arc<Env>, proto: u8, permit: impl Send + 'static) -> Co
                 .map(|(id, _)| tracking_command(*id))
                 .collect();
             match connect(cfg, proto, &extra).await {
-                Ok(stream) => {
+                Ok((stream, replies)) => {
                     if state.generation.fetch_add(1, Ordering::AcqRel) > 0 {
                         env.counters.reconnected();
                     }
-                    if let Some((_, epoch)) = redirect {
-                        state.tracking_epoch.store(epoch, Ordering::Release);
+                    match (redirect, replies.first()) {
+                        (Some(_), Some(r)) if r.first() == Some(&b'-') => {
+                            // Not allowed to (an ACL user without +client|tracking, say): the
+                            // connection serves, and fills nothing, as Redis protects none of
+                            // what it reads.
+                            warn!(upstream = %cfg.addr, user = ?cfg.username, reply = %String::from_utf8_lossy(r).trim_end(), "CLIENT TRACKING refused; reads on this connection are not cached");
+                        }
+                        (Some((_, epoch)), _) => {
+                            state.tracking_epoch.store(epoch, Ordering::Release)
+                        }
+                        (None, _) => {}
                     }
                     env.health.connected("shared", &cfg.addr);
                     backoff.reset();
