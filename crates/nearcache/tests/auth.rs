@@ -96,6 +96,11 @@ async fn requirepass_set_while_running_is_enforced_as_redis_does() {
     let mut c = RawConn::connect(&proxy.addr()).await;
     let hello = c.cmd(&["HELLO", "3", "AUTH", "default", "pw"]).await;
     assert!(hello.starts_with(b"%7\r\n"), "{}", show(&hello));
+    // Its id is the one CLIENT ID gives, not that of the connection that checked the password.
+    let id = c.cmd(&["CLIENT", "ID"]).await;
+    let id = format!("$2\r\nid\r\n{}", String::from_utf8_lossy(&id));
+    let found = hello.windows(id.len()).any(|w| w == id.as_bytes());
+    assert!(found, "{} lacks {id:?}", show(&hello));
     assert_eq!(&c.cmd(&["GET", "k"]).await[..], b"$2\r\nv3\r\n");
     assert_eq!(&c.cmd(&["HGET", "nohash", "f"]).await[..], b"_\r\n");
     proxy.shutdown().await;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tracing::debug;
 
-use super::state::{hello_setname, patch, AuthGate, Mode, Session, Stop};
+use super::state::{hello_setname, hello_with_id, patch, AuthGate, Mode, Session, Stop};
 use crate::command::{redis::flag, Special};
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply::{self, UpstreamError};
@@ -188,6 +188,12 @@ impl Session {
                         self.me.set_name(name.clone());
                     }
                 }
+                // The id the client gets is its own, not the checking connection's.
+                let reply = if self.spec.special == Special::Hello {
+                    hello_with_id(reply, self.me.id)
+                } else {
+                    reply
+                };
                 self.output.reply(reply);
                 Ok(Gated::Answered)
             }

@@ -174,7 +174,8 @@ impl Session {
     }
 
     /// What a reply that changes nothing cached still does: `SELECT` moves the client to its
-    /// db, `INFO` tells the proxy's clients.
+    /// db, `INFO` tells the proxy's clients, `HELLO` gives the client's id (as `CLIENT ID`
+    /// does, not the upstream connection's).
     pub(super) fn neutral_after(&self, args: &[Bytes]) -> After {
         match self.spec.special {
             Special::Select => {
@@ -202,6 +203,10 @@ impl Session {
                     Some(crate::clients::info_clients(&reply, &registry, max).unwrap_or(reply))
                 })
             }
+            Special::Hello => {
+                let id = self.me.id;
+                patch(move |reply| Some(hello_with_id(reply?, id)))
+            }
             _ => After::Nothing,
         }
     }
@@ -219,4 +224,48 @@ pub(super) fn hello_setname(args: &[Bytes]) -> Option<&Bytes> {
         .iter()
         .position(|a| a.eq_ignore_ascii_case(b"SETNAME"))?;
     args.get(i + 1)
+}
+
+/// A `HELLO` reply (RESP2 array or RESP3 map, as Redis writes it) with its `id` field's value
+/// replaced by `id`; any other reply as it is.
+pub(super) fn hello_with_id(reply: Bytes, id: u64) -> Bytes {
+    const KEY: &[u8] = b"$2\r\nid\r\n:";
+    if !matches!(reply.first(), Some(b'*' | b'%')) {
+        return reply;
+    }
+    let Some(at) = reply.windows(KEY.len()).position(|w| w == KEY) else {
+        return reply;
+    };
+    let start = at + KEY.len();
+    let Some(len) = reply[start..].iter().position(|&b| b == b'\r') else {
+        return reply;
+    };
+    let mut out = Vec::with_capacity(reply.len() + 20);
+    out.extend_from_slice(&reply[..start]);
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(&reply[start + len..]);
+    out.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_replies_carry_the_given_id() {
+        let resp2 = Bytes::from_static(
+            b"*6\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:6\r\n",
+        );
+        assert_eq!(
+            &hello_with_id(resp2, 1234)[..],
+            b"*6\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:1234\r\n"
+        );
+        let resp3 = Bytes::from_static(b"%2\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:98765\r\n");
+        assert_eq!(
+            &hello_with_id(resp3, 7)[..],
+            b"%2\r\n$5\r\nproto\r\n:3\r\n$2\r\nid\r\n:7\r\n"
+        );
+        let err = Bytes::from_static(b"-NOPROTO unsupported protocol version\r\n");
+        assert_eq!(hello_with_id(err.clone(), 7), err);
+    }
 }
