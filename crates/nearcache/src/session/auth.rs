@@ -301,18 +301,66 @@ impl Session {
         }
         let (view, cache) = (view.clone(), self.ctx.cache.clone());
         Some(patch(move |r| {
-            if let Some(cache) = cache {
-                cache.flush(crate::obs::metrics::FlushReason::AclChanged);
+            // Refused, nothing changed (both commands are all or nothing); no reply at all
+            // (the connection lost), it may have.
+            let refused = r.as_ref().is_some_and(|r| matches!(r.first(), Some(b'-')));
+            if !refused {
+                if let Some(cache) = cache {
+                    cache.flush(crate::obs::metrics::FlushReason::AclChanged);
+                }
+                view.poke();
             }
-            view.poke();
             r
         }))
     }
 }
 
-/// `ACL SETUSER|DELUSER|LOAD` or `CONFIG SET`: may change who may do what.
+/// `ACL SETUSER|DELUSER|LOAD`, or a `CONFIG SET` of a setting that changes what a user may do
+/// (`requirepass`, the default user's password; `acl-pubsub-default`, new users' channels).
 fn is_acl_change(args: &[Bytes]) -> bool {
     let word = |i: usize, w: &[u8]| args.get(i).is_some_and(|a| a.eq_ignore_ascii_case(w));
-    (word(0, b"ACL") && (word(1, b"SETUSER") || word(1, b"DELUSER") || word(1, b"LOAD")))
-        || (word(0, b"CONFIG") && word(1, b"SET"))
+    if word(0, b"ACL") {
+        return word(1, b"SETUSER") || word(1, b"DELUSER") || word(1, b"LOAD");
+    }
+    word(0, b"CONFIG")
+        && word(1, b"SET")
+        && args.iter().skip(2).step_by(2).any(|p| {
+            p.eq_ignore_ascii_case(b"requirepass") || p.eq_ignore_ascii_case(b"acl-pubsub-default")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_acl_change;
+    use bytes::Bytes;
+
+    fn words(s: &str) -> Vec<Bytes> {
+        s.split(' ')
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn only_changes_of_rights_count_as_acl_changes() {
+        for yes in [
+            "ACL SETUSER bob on",
+            "acl deluser bob",
+            "ACL LOAD",
+            "CONFIG SET requirepass pw",
+            "config set maxmemory 1mb RequirePass pw",
+            "CONFIG SET acl-pubsub-default allchannels",
+        ] {
+            assert!(is_acl_change(&words(yes)), "{yes}");
+        }
+        for no in [
+            "ACL LIST",
+            "ACL WHOAMI",
+            "CONFIG SET maxmemory 1mb",
+            "CONFIG SET maxmemory requirepass",
+            "CONFIG GET requirepass",
+            "SET requirepass x",
+        ] {
+            assert!(!is_acl_change(&words(no)), "{no}");
+        }
+    }
 }
