@@ -11,18 +11,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An HTTP GET with an optional `Authorization` header: the status code and the whole response.
 async fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
+    let (status, raw) = get_bytes(addr, path, auth, READ_TIMEOUT).await;
+    (status, String::from_utf8_lossy(&raw).into_owned())
+}
+
+/// [`get`], the response as bytes, waiting up to `limit` for it.
+async fn get_bytes(
+    addr: SocketAddr,
+    path: &str,
+    auth: Option<&str>,
+    limit: std::time::Duration,
+) -> (u16, Vec<u8>) {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .expect("admin connect");
     let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("admin write");
-    let mut raw = String::new();
-    tokio::time::timeout(READ_TIMEOUT, s.read_to_string(&mut raw))
+    let mut raw = Vec::new();
+    tokio::time::timeout(limit, s.read_to_end(&mut raw))
         .await
         .expect("admin reply timed out")
         .expect("admin read");
-    let status = raw
+    let status = String::from_utf8_lossy(&raw[..raw.len().min(64)])
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -157,4 +168,109 @@ fn an_unreadable_secret_file_names_the_file_and_nothing_else() {
         stderr.contains("--upstream-password-file") && stderr.contains("/nonexistent/pw"),
         "{stderr}"
     );
+}
+
+/// Whether `hay` holds `needle`, also inside a gzip stream (a pprof profile) that `hay` is.
+fn shows(hay: &[u8], needle: &str) -> bool {
+    use std::io::Read as _;
+    let found = |h: &[u8]| h.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let body = hay
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(hay, |at| &hay[at + 4..]);
+    if body.starts_with(&[0x1f, 0x8b]) {
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut plain)
+            .expect("a readable gzip body");
+        return found(&plain) || found(hay);
+    }
+    found(hay)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_admin_page_profile_trace_log_or_config_shows_a_key_a_value_or_a_secret() {
+    const KEY: &str = "leakcheck-key-7f3a";
+    const VALUE: &str = "leakcheck-value-91c2";
+    const UPSTREAM_PW: &str = "leakcheck-upstream-55e1";
+    const CLIENT_PW: &str = "leakcheck-client-2b8d";
+    const WRONG_PW: &str = "leakcheck-wrong-6d0f";
+    const TOKEN: &str = "leakcheck-token-c04e";
+    const ALL: [&str; 6] = [KEY, VALUE, UPSTREAM_PW, CLIENT_PW, WRONG_PW, TOKEN];
+    let redis = RedisServer::start_with(&["--requirepass", UPSTREAM_PW]);
+    let proxy = ProxyProcess::spawn_args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &redis.addr(),
+        "--upstream-password",
+        UPSTREAM_PW,
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--admin-token",
+        TOKEN,
+        "--client-auth",
+        "password",
+        "--requirepass",
+        CLIENT_PW,
+        "--trace-sample",
+        "1",
+    ]);
+    let admin = proxy.admin.expect("admin port");
+    let bearer = format!("Bearer {TOKEN}");
+    let addr = proxy.addr();
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    let traffic = tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            let mut c = RawConn::connect(&addr).await;
+            let refused = c.cmd(&["AUTH", WRONG_PW]).await;
+            assert!(refused.starts_with(b"-WRONGPASS"), "{}", show(&refused));
+            assert_eq!(&c.cmd(&["AUTH", CLIENT_PW]).await[..], b"+OK\r\n");
+            c.cmd(&["SET", KEY, VALUE]).await;
+            for _ in 0..20 {
+                c.cmd(&["GET", KEY]).await;
+            }
+            c.cmd(&["HGET", KEY, VALUE]).await; // a WRONGTYPE error
+            n += 1;
+            if *stop.borrow_and_update() {
+                return n;
+            }
+        }
+    });
+    let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
+    let limit = std::time::Duration::from_secs(30);
+    let (status, trace) = get_bytes(admin, "/debug/trace?seconds=1", Some(&bearer), limit).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&trace));
+    assert!(String::from_utf8_lossy(&trace).contains("\"name\":\"request\""));
+    seen.push(("/debug/trace".into(), trace));
+    stop_tx.send(true).unwrap();
+    assert!(traffic.await.unwrap() > 0);
+    for path in [
+        "/metrics",
+        "/api/stats",
+        "/",
+        "/readyz",
+        "/debug/pprof/heap",
+    ] {
+        let (status, body) = get_bytes(admin, path, Some(&bearer), limit).await;
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        seen.push((path.into(), body));
+    }
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&c.cmd(&["AUTH", CLIENT_PW]).await[..], b"+OK\r\n");
+    for cmd in [
+        &["NEARCACHE", "CONFIG", "GET", "*"][..],
+        &["NEARCACHE", "INFO"],
+        &["CLIENT", "LIST"],
+        &["INFO", "clients"],
+    ] {
+        seen.push((show_cmd(cmd), c.cmd(cmd).await.to_vec()));
+    }
+    seen.push(("the log".into(), proxy.logs().into_bytes()));
+    for (what, body) in &seen {
+        for marker in ALL {
+            assert!(!shows(body, marker), "{what} shows {marker}");
+        }
+    }
 }
