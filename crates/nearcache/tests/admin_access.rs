@@ -7,38 +7,25 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An HTTP GET with an optional `Authorization` header: the status code and the whole response.
 async fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String) {
-    let (status, raw) = get_bytes(addr, path, auth, READ_TIMEOUT).await;
-    (status, String::from_utf8_lossy(&raw).into_owned())
+    let reply = get_bytes(addr, path, auth, READ_TIMEOUT).await;
+    (
+        reply.status,
+        format!("{}\r\n\r\n{}", reply.head, reply.text()),
+    )
 }
 
-/// [`get`], the response as bytes, waiting up to `limit` for it.
+/// [`get`], waiting up to `limit` for the response.
 async fn get_bytes(
     addr: SocketAddr,
     path: &str,
     auth: Option<&str>,
     limit: std::time::Duration,
-) -> (u16, Vec<u8>) {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("admin connect");
-    let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("admin write");
-    let mut raw = Vec::new();
-    tokio::time::timeout(limit, s.read_to_end(&mut raw))
-        .await
-        .expect("admin reply timed out")
-        .expect("admin read");
-    let status = String::from_utf8_lossy(&raw[..raw.len().min(64)])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, raw)
+) -> HttpReply {
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    http_request(addr, path, &headers, limit).await
 }
 
 /// The admin address to connect to: a wildcard listener is reached on loopback.
@@ -170,22 +157,18 @@ fn an_unreadable_secret_file_names_the_file_and_nothing_else() {
     );
 }
 
-/// Whether `hay` holds `needle`, also inside a gzip stream (a pprof profile) that `hay` is.
-fn shows(hay: &[u8], needle: &str) -> bool {
+/// Whether `body` holds `needle`, also inside the gzip stream (a pprof profile) it may be.
+fn shows(body: &[u8], needle: &str) -> bool {
     use std::io::Read as _;
     let found = |h: &[u8]| h.windows(needle.len()).any(|w| w == needle.as_bytes());
-    let body = hay
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(hay, |at| &hay[at + 4..]);
     if body.starts_with(&[0x1f, 0x8b]) {
         let mut plain = Vec::new();
         flate2::read::GzDecoder::new(body)
             .read_to_end(&mut plain)
             .expect("a readable gzip body");
-        return found(&plain) || found(hay);
+        return found(&plain) || found(body);
     }
-    found(hay)
+    found(body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,10 +223,10 @@ async fn no_admin_page_profile_trace_log_or_config_shows_a_key_a_value_or_a_secr
     });
     let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
     let limit = std::time::Duration::from_secs(30);
-    let (status, trace) = get_bytes(admin, "/debug/trace?seconds=1", Some(&bearer), limit).await;
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&trace));
-    assert!(String::from_utf8_lossy(&trace).contains("\"name\":\"request\""));
-    seen.push(("/debug/trace".into(), trace));
+    let trace = get_bytes(admin, "/debug/trace?seconds=1", Some(&bearer), limit).await;
+    assert_eq!(trace.status, 200, "{}", trace.text());
+    assert!(trace.text().contains("\"name\":\"request\""));
+    seen.push(("/debug/trace".into(), trace.body));
     stop_tx.send(true).unwrap();
     assert!(traffic.await.unwrap() > 0);
     for path in [
@@ -253,9 +236,9 @@ async fn no_admin_page_profile_trace_log_or_config_shows_a_key_a_value_or_a_secr
         "/readyz",
         "/debug/pprof/heap",
     ] {
-        let (status, body) = get_bytes(admin, path, Some(&bearer), limit).await;
-        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
-        seen.push((path.into(), body));
+        let reply = get_bytes(admin, path, Some(&bearer), limit).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+        seen.push((path.into(), reply.body));
     }
     let mut c = RawConn::connect(&proxy.addr()).await;
     assert_eq!(&c.cmd(&["AUTH", CLIENT_PW]).await[..], b"+OK\r\n");

@@ -20,32 +20,10 @@ const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,\
 
 /// An HTTP GET with an optional `Accept` header: the status code, the `Content-Type`, the body.
 async fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String, String) {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("admin connect");
-    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{accept}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.expect("admin write");
-    let mut raw = String::new();
-    tokio::time::timeout(READ_TIMEOUT, s.read_to_string(&mut raw))
-        .await
-        .expect("admin reply timed out")
-        .expect("admin read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-type")
-                .then(|| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_string())
+    let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+    let reply = http_request(addr, path, &headers, READ_TIMEOUT).await;
+    let content_type = reply.header("content-type").unwrap_or_default().to_string();
+    (reply.status, content_type, reply.text())
 }
 
 /// `promtool`, which the Debian package `prometheus` installs (scripts/deps.sh does).

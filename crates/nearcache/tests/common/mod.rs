@@ -1065,8 +1065,45 @@ async fn relay_pair(
 /// An HTTP GET to the admin port: status and raw body bytes (binary-safe, e.g. profiles).
 /// `limit` bounds the whole exchange (profiles take as long as they sample).
 pub async fn http_get_bytes(addr: SocketAddr, path: &str, limit: Duration) -> (u16, Vec<u8>) {
+    let reply = http_request(addr, path, &[], limit).await;
+    (reply.status, reply.body)
+}
+
+/// An HTTP response: its status, its head (status line and headers) and its body, de-chunked.
+pub struct HttpReply {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpReply {
+    /// A header's value (the name in any case), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// An HTTP GET to the admin port with extra request `headers`, within `limit`.
+pub async fn http_request(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    limit: Duration,
+) -> HttpReply {
     let mut s = TcpStream::connect(addr).await.expect("admin connect");
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.expect("admin write");
     let mut raw = Vec::new();
     tokio::time::timeout(limit, s.read_to_end(&mut raw))
@@ -1077,19 +1114,22 @@ pub async fn http_get_bytes(addr: SocketAddr, path: &str, limit: Duration) -> (u
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .unwrap_or_else(|| panic!("no HTTP header end in {}", show(&raw)));
-    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
     let body = &raw[split + 4..];
-    let body = if head.contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_vec()
     };
-    (status, body)
+    HttpReply { status, head, body }
 }
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
