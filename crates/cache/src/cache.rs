@@ -111,6 +111,29 @@ impl FillTicket {
     pub fn tag(&self) -> u64 {
         self.tag
     }
+    /// The invalidation state the ticket remembers, to keep beyond the fill.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            group_hash: self.group_hash,
+            group_epoch: self.group_epoch,
+            tag: self.tag,
+            tag_epoch: self.tag_epoch,
+            clear_epoch: self.clear_epoch,
+        }
+    }
+}
+
+/// The invalidation state of a group and a tag at a fill's start ([`FillTicket::stamp`]):
+/// [`Cache::is_fresh`] tells whether neither, nor the whole cache, has been invalidated
+/// since. Something learnt by that fill's read stays true as long as the stamp is fresh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// The group's hash (the cache's own hasher): which group the stamp is of.
+    pub group_hash: u64,
+    group_epoch: u64,
+    tag: u64,
+    tag_epoch: u64,
+    clear_epoch: u64,
 }
 
 /// A concurrent, byte-bounded cache of byte values keyed by (group, key), with group and tag
@@ -207,6 +230,14 @@ impl Cache {
         &self.tag_epochs[mix64(tag) as usize % EPOCH_COUNTERS]
     }
 
+    /// Whether nothing invalidated `stamp`'s group or tag, nor cleared the cache, since its
+    /// fill began (hashed counters: a false "no" is possible, a false "yes" is not).
+    pub fn is_fresh(&self, stamp: &Stamp) -> bool {
+        self.group_epoch(stamp.group_hash).load(Ordering::SeqCst) == stamp.group_epoch
+            && self.tag_epoch(stamp.tag).load(Ordering::SeqCst) == stamp.tag_epoch
+            && self.clear_epoch.load(Ordering::SeqCst) == stamp.clear_epoch
+    }
+
     /// Look up `key` in `group` and return a copy of its value, unless absent or expired at
     /// `now` (milliseconds on the caller's monotonic clock, see [`crate::Clock`]). An expired
     /// entry found here is removed. Entries are identified by (group, key), both compared in
@@ -280,10 +311,7 @@ impl Cache {
         let stored = {
             let mut core = shard.core.lock();
             let c = &shard.counters;
-            let fresh = self.group_epoch(ticket.group_hash).load(Ordering::SeqCst)
-                == ticket.group_epoch
-                && self.tag_epoch(ticket.tag).load(Ordering::SeqCst) == ticket.tag_epoch
-                && self.clear_epoch.load(Ordering::SeqCst) == ticket.clear_epoch;
+            let fresh = self.is_fresh(&ticket.stamp());
             if fresh {
                 let (stored, delta) = core.insert(
                     key_hash,
@@ -441,5 +469,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_stamp_stays_fresh_until_its_group_its_tag_or_the_cache_is_invalidated() {
+        let cache = super::Cache::new(super::CacheConfig::with_max_bytes(1 << 20));
+        let stamp = |g: &[u8], tag| {
+            let t = cache.begin_fill(g, tag);
+            let s = t.stamp();
+            drop(t);
+            s
+        };
+        let s = stamp(b"k", 7);
+        assert!(cache.is_fresh(&s));
+        cache.invalidate_group(b"other");
+        cache.invalidate_tag(8);
+        assert!(
+            cache.is_fresh(&s),
+            "others' invalidations (barring counter collisions)"
+        );
+        cache.invalidate_group(b"k");
+        assert!(!cache.is_fresh(&s));
+        let s = stamp(b"k", 7);
+        cache.invalidate_tag(7);
+        assert!(!cache.is_fresh(&s));
+        let s = stamp(b"k", 7);
+        cache.clear();
+        assert!(!cache.is_fresh(&s));
     }
 }

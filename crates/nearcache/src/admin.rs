@@ -207,6 +207,10 @@ pub async fn info(metrics: &Metrics, cache: Option<&CacheLayer>, pool: &PoolStat
                 c.invalidated_keys.load(Ordering::Relaxed)
             );
             let _ = writeln!(w, "collapsed_misses:{}\r", c.collapsed());
+            // Misses that sent no PTTL, their key known to have no expiry (cachelayer/untimed.rs).
+            let skipped = c.pttl_skipped.load(Ordering::Relaxed);
+            let _ = writeln!(w, "pttl_skipped:{skipped}\r");
+            let _ = writeln!(w, "untimed_table_bytes:{}\r", c.untimed_bytes());
             // Reads that did not look the cache up; a too-large one was a miss first.
             let mut bypassed = 0;
             for reason in Bypass::ALL {

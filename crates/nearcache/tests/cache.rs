@@ -570,3 +570,57 @@ async fn a_pipelined_write_holds_back_only_reads_of_its_own_keys() {
     assert!(held as u64 <= upstream, "{held} held back, {upstream} sent");
     proxy.shutdown().await;
 }
+
+/// A key a read found without expiry is read again, once its entry is gone while the key did
+/// not change (the entry's own `cache_ttl` ran out), with no PTTL. Once the key is given an
+/// expiry, the invalidation makes that knowledge stale: the next miss asks PTTL again, and the
+/// entry ends with the key (Redis's active expiry is off, so no invalidation comes then).
+#[tokio::test]
+async fn a_key_known_to_have_no_expiry_is_read_again_without_pttl_until_it_gets_one() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c.with("cache_ttl", "3s")).await;
+    let off = redis.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).await;
+    assert_eq!(&off[..], b"+OK\r\n");
+    redis.cmd(&["SET", "plain", "v"]).await;
+    wait_until_cached(&mut c, &mut redis, "plain").await;
+    let pttl = command_calls(&mut redis, "pttl").await;
+    let gets = command_calls(&mut redis, "get").await;
+    eventually(CONVERGE, "the entry's cache_ttl to run out", async || {
+        assert_eq!(&c.cmd(&["GET", "plain"]).await[..], &bulk("v")[..]);
+        command_calls(&mut redis, "get").await > gets
+    })
+    .await;
+    assert_eq!(command_calls(&mut redis, "pttl").await, pttl, "a PTTL went");
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    let info = String::from_utf8_lossy(&info);
+    assert!(info.contains("pttl_skipped:1\r"), "{info}");
+    wait_until_cached(&mut c, &mut redis, "plain").await;
+
+    assert_eq!(
+        &redis.cmd(&["PEXPIRE", "plain", "500"]).await[..],
+        b":1\r\n"
+    );
+    let pttl = command_calls(&mut redis, "pttl").await;
+    eventually(
+        CONVERGE,
+        "the invalidation to reach the proxy",
+        async || {
+            let gets = command_calls(&mut redis, "get").await;
+            c.cmd(&["GET", "plain"]).await;
+            command_calls(&mut redis, "get").await > gets
+        },
+    )
+    .await;
+    assert!(
+        command_calls(&mut redis, "pttl").await > pttl,
+        "the miss after the key got an expiry went without PTTL"
+    );
+    // The key's own expiry, not a condition the test could poll for.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(&c.cmd(&["GET", "plain"]).await[..], b"$-1\r\n");
+    proxy.shutdown().await;
+}

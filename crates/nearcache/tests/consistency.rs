@@ -608,3 +608,108 @@ fn random_pipelines_read_their_own_writes() {
         panic!("{e}");
     }
 }
+
+/// Random writes made directly on Redis (values with and without expiry, expiries given and
+/// taken away, deletes) and reads through the proxy, with entries whose own `cache_ttl` runs
+/// out quickly, so that misses often find their key known to have no expiry and skip `PTTL`:
+/// no read sent after a value's expiry returns it. Redis's active expiry is off, so nothing
+/// but the proxy's own deadlines ends those entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_expiries_never_let_an_expired_value_through() {
+    use std::collections::HashMap;
+    use std::time::Instant;
+    let redis = RedisServer::start_with(&["--enable-debug-command", "yes"]);
+    let config = Proxy::config(&redis.addr()).with("cache_ttl", "150ms");
+    let proxy = Proxy::start_config(config).await;
+    let mut d = RawConn::connect(&redis.addr()).await;
+    let off = d.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).await;
+    assert_eq!(&off[..], b"+OK\r\n");
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    let keys = ["r0", "r1", "r2"];
+    // Per value written: when it expires at the latest (`None`: never).
+    let mut ends: HashMap<String, Option<Instant>> = HashMap::new();
+    // Per key: the value it holds, as far as the writes made tell.
+    let mut holds: [Option<String>; 3] = Default::default();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    // Far enough from its end that a command sent now surely meets the value alive.
+    let margin = Duration::from_millis(30);
+    let (mut reads, mut values_read) = (0, 0);
+    for step in 0..1500 {
+        let k = next(3) as usize;
+        let key = keys[k];
+        let alive = |v: &Option<String>, ends: &HashMap<String, Option<Instant>>| {
+            let v = v.as_ref()?;
+            match ends[v] {
+                Some(end) if end < Instant::now() + margin => None,
+                end => Some((v.clone(), end)),
+            }
+        };
+        match next(10) {
+            0 | 1 => {
+                let v = format!("v{step}");
+                let ms = 40 + next(120);
+                if next(2) == 0 {
+                    d.cmd(&["SET", key, &v]).await;
+                    ends.insert(v.clone(), None);
+                } else {
+                    d.cmd(&["SET", key, &v, "PX", &ms.to_string()]).await;
+                    let end = Instant::now() + Duration::from_millis(ms);
+                    ends.insert(v.clone(), Some(end));
+                }
+                holds[k] = Some(v);
+            }
+            2 => {
+                if let Some((v, _)) = alive(&holds[k], &ends) {
+                    let ms = 40 + next(120);
+                    let r = d.cmd(&["PEXPIRE", key, &ms.to_string()]).await;
+                    assert_eq!(&r[..], b":1\r\n", "PEXPIRE {key}");
+                    let end = Instant::now() + Duration::from_millis(ms);
+                    ends.insert(v, Some(end));
+                }
+            }
+            3 => {
+                if let Some((v, Some(_))) = alive(&holds[k], &ends) {
+                    let r = d.cmd(&["PERSIST", key]).await;
+                    assert_eq!(&r[..], b":1\r\n", "PERSIST {key}");
+                    ends.insert(v, None);
+                }
+            }
+            4 => {
+                d.cmd(&["DEL", key]).await;
+                holds[k] = None;
+            }
+            _ => {
+                let sent = Instant::now();
+                let r = c.cmd(&["GET", key]).await;
+                reads += 1;
+                if r[0] != b'$' || &r[..] == b"$-1\r\n" {
+                    continue;
+                }
+                values_read += 1;
+                let text = String::from_utf8_lossy(&r);
+                let v = text.split("\r\n").nth(1).unwrap_or_default().to_string();
+                if let Some(Some(end)) = ends.get(&v) {
+                    assert!(
+                        sent <= *end + Duration::from_millis(2),
+                        "step {step}: GET {key} sent {:?} after {v} expired returned it",
+                        sent - *end
+                    );
+                }
+            }
+        }
+        if next(8) == 0 {
+            tokio::time::sleep(Duration::from_millis(next(40))).await;
+        }
+    }
+    assert!(
+        reads > 500 && values_read > 100,
+        "{reads} reads, {values_read} values"
+    );
+    proxy.shutdown().await;
+}

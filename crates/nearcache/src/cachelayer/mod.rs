@@ -1,7 +1,8 @@
 //! The proxy's use of the cache library: lookups, fills with their expiry, completing a read
 //! that went upstream, and what Redis's invalidations and lost connections mean for cached
 //! entries. Entry keys and stored replies are `entry.rs`'s, reads in flight `flights.rs`'s,
-//! array replies `arrays.rs`'s, the operator's narrowing `rules.rs`'s.
+//! array replies `arrays.rs`'s, the operator's narrowing `rules.rs`'s, keys known to have no
+//! TTL `untimed.rs`'s.
 //!
 //! Synchronous: the session and writer call into it, the upstream side calls it through
 //! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all), and
@@ -11,12 +12,13 @@ mod arrays;
 mod entry;
 mod flights;
 mod rules;
+mod untimed;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
+use cache::{Cache, CacheConfig, FillTicket, PolicyKind, Stamp};
 
 use crate::clock::Clock;
 use crate::obs::metrics::{Bypass, FlushReason, Metrics};
@@ -28,6 +30,7 @@ pub use entry::{put_entry_key, Form};
 use flights::Flights;
 pub use flights::{Join, Landing};
 pub use rules::CacheRules;
+use untimed::Untimed;
 
 /// A cacheable read looked up.
 pub enum Read {
@@ -62,6 +65,9 @@ pub struct CacheLayer {
     pub unmatched_keys: AtomicU64,
     /// Reads in flight.
     flights: Flights,
+    /// Keys last seen without an expiry, and the misses that skipped their `PTTL` for it.
+    untimed: Untimed,
+    pub pttl_skipped: AtomicU64,
 }
 
 /// How the proxy builds its cache for `max_bytes` and `policy` (shards as many as
@@ -114,6 +120,8 @@ impl CacheLayer {
             invalidated_keys: AtomicU64::new(0),
             unmatched_keys: AtomicU64::new(0),
             flights: Flights::default(),
+            untimed: Untimed::new(max_bytes),
+            pttl_skipped: AtomicU64::new(0),
         }
     }
 
@@ -238,13 +246,9 @@ impl CacheLayer {
     /// TTL (it only shortens, unless a write changes it, and then an invalidation voids the
     /// fill). A key that changed between the two (gone with a value read, there with a null
     /// read) is not filled: the invalidation on its way would void it.
+    /// A key found without expiry is remembered as such (`untimed.rs`).
     pub fn complete(&self, fill: Fill, reply: &Bytes, pttl: &[u8]) {
-        if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
-            return;
-        }
-        if reply.len() as u64 > self.max_value {
-            // It will miss every time: a read the cache cannot serve, not one it failed to.
-            self.metrics.bypass(Bypass::TooLarge, 1);
+        if !self.fillable(reply) {
             return;
         }
         let Some(ttl) = parse_pttl(pttl) else {
@@ -252,9 +256,47 @@ impl CacheLayer {
         };
         let life = match (ttl, is_null(reply)) {
             (Pttl::Ms(ms), false) => ms.min(self.ttl_cap_ms),
-            (Pttl::Forever, false) | (Pttl::Missing, true) => self.ttl_cap_ms,
+            (Pttl::Forever, false) | (Pttl::Missing, true) => {
+                self.untimed.note(fill.ticket.stamp());
+                self.ttl_cap_ms
+            }
             _ => return,
         };
+        self.store(fill, reply, life);
+    }
+
+    /// The stamp that shows `fill`'s key has no expiry (a read found none, and nothing
+    /// invalidated the key, that read's connection or the cache since), if one does: the miss
+    /// may then go without `PTTL`, and complete with [`CacheLayer::complete_untimed`]. Call
+    /// after the fill began.
+    pub fn untimed(&self, fill: &Fill) -> Option<Stamp> {
+        let known = self.untimed.get(fill.ticket.stamp().group_hash)?;
+        self.cache.is_fresh(&known).then_some(known)
+    }
+
+    /// Completes a fill sent without `PTTL` because `known` showed its key has no expiry: the
+    /// reply is cached with no TTL of its own if `known` is still fresh.
+    pub fn complete_untimed(&self, fill: Fill, reply: &Bytes, known: &Stamp) {
+        if self.fillable(reply) && self.cache.is_fresh(known) {
+            self.store(fill, reply, self.ttl_cap_ms);
+        }
+    }
+
+    /// Whether `reply` may be cached at all: not an error, not too large.
+    fn fillable(&self, reply: &Bytes) -> bool {
+        if reply.first().is_some_and(|b| *b == b'-' || *b == b'!') {
+            return false;
+        }
+        if reply.len() as u64 > self.max_value {
+            // It will miss every time: a read the cache cannot serve, not one it failed to.
+            self.metrics.bypass(Bypass::TooLarge, 1);
+            return false;
+        }
+        true
+    }
+
+    /// Stores a fillable reply for `life` ms from when its read left.
+    fn store(&self, fill: Fill, reply: &Bytes, life: u64) {
         let Some(key) = fill.key else {
             return;
         };
@@ -288,6 +330,11 @@ impl CacheLayer {
         self.cache.clear();
         self.flights.ground_all();
         self.metrics.flush(reason);
+    }
+
+    /// Bytes of the table of keys known to have no expiry (beside the cache's budget).
+    pub fn untimed_bytes(&self) -> usize {
+        self.untimed.bytes()
     }
 
     pub fn stats(&self) -> cache::CacheStats {

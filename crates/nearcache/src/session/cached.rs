@@ -6,6 +6,7 @@
 //! Owns the session's side of the cache protocol. Never fills an entry itself: the fill is
 //! completed by the upstream connection's task as it reads the reply (`cachelayer`).
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -73,7 +74,8 @@ impl Session {
     }
 
     /// A cacheable read that missed (`key`, its entry key): joins the same read in flight, or
-    /// sends it, then a `PTTL` of its key, and has the reply cached when that returns.
+    /// sends it, then a `PTTL` of its key (none when the key is known to have no expiry), and
+    /// has the reply cached when that returns.
     async fn cached_miss(&mut self, cache: Arc<CacheLayer>, args: &[Bytes], key: Bytes) {
         let group = &args[1];
         self.stamp.mark(Outcome::Miss);
@@ -93,8 +95,26 @@ impl Session {
         };
         let wire = CacheLayer::wire(&key);
         let fill = conn.begin_fill(|tag| cache.begin(group, tag, key));
-        let stash = fill.as_ref().map(|_| Stash::default());
         let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
+        let known = fill.as_ref().and_then(|f| cache.untimed(f));
+        let fill = match (fill, known) {
+            (Some(fill), Some(known)) => {
+                // Known to have no expiry (`cachelayer/untimed.rs`): no PTTL after the read.
+                cache.pttl_skipped.fetch_add(1, Ordering::Relaxed);
+                conn.call_then(wire, move |result| {
+                    let value = result.as_ref().ok().cloned();
+                    cachelayer::complete_flight(&cache, landing, None, result, to_client);
+                    if let Some(value) = value {
+                        cache.complete_untimed(fill, &value, &known);
+                    }
+                });
+                self.output.link.dispatched();
+                return self.queue_reply(rx, After::Nothing);
+            }
+            (fill, _) => fill,
+        };
+        let stash = fill.as_ref().map(|_| Stash::default());
+
         let (layer, read) = (cache.clone(), stash.clone());
         conn.call_then(wire, move |result| {
             cachelayer::complete_flight(&layer, landing, read, result, to_client)
