@@ -192,3 +192,28 @@ async fn replies_a_script_shapes_oddly_are_forwarded_as_they_came() {
     assert_eq!(replies[1], replies[0]);
     proxy.shutdown().await;
 }
+
+/// HELLO's reply carries the client's own id (what CLIENT ID says), which may be longer than
+/// the upstream connection's it replaces: what the client is owed is counted by what is
+/// written, so the count neither grows nor wraps (a debug build checks every addition).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_gives_the_clients_own_id_and_its_output_count_stays_true() {
+    let redis = RedisServer::start();
+    let proxy = Proxy::start(&redis.addr()).await;
+    // Client ids of three digits, while the proxy's connections to Redis keep fewer.
+    for _ in 0..110 {
+        let mut c = RawConn::connect(&proxy.addr()).await;
+        assert_eq!(&c.cmd(&["PING"]).await[..], b"+PONG\r\n");
+    }
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    for proto in ["3", "2", "3"] {
+        let hello = c.cmd(&["HELLO", proto]).await;
+        let id = c.cmd(&["CLIENT", "ID"]).await;
+        let want = format!("$2\r\nid\r\n{}", String::from_utf8_lossy(&id));
+        let found = hello.windows(want.len()).any(|w| w == want.as_bytes());
+        assert!(found, "{} lacks {want:?}", show(&hello));
+        c.cmd(&["SET", "k", "v"]).await;
+        assert_eq!(&c.cmd(&["GET", "k"]).await[..], b"$1\r\nv\r\n");
+    }
+    proxy.shutdown().await;
+}

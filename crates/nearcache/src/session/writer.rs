@@ -137,7 +137,17 @@ async fn write_loop(
                         None
                     }
                 };
+                // A patch may change the reply's length (HELLO's id, INFO's clients section):
+                // the client's count is moved to what is written, so it neither grows nor
+                // wraps below zero.
+                let (charged, before) = (reply.as_ref().map_or(0, Bytes::len), out.buf.len());
                 after_reply(after, reply, cache, link, &mut out.buf);
+                let written = out.buf.len() - before;
+                if written > charged {
+                    w.meter.charge(written - charged);
+                } else {
+                    w.meter.written(charged - written);
+                }
                 if let Some(stamp) = stamp {
                     w.done(stamp);
                 }
