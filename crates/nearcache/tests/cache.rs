@@ -624,3 +624,42 @@ async fn a_key_known_to_have_no_expiry_is_read_again_without_pttl_until_it_gets_
     assert_eq!(&c.cmd(&["GET", "plain"]).await[..], b"$-1\r\n");
     proxy.shutdown().await;
 }
+
+/// An MGET's misses ask PTTL only of the keys not known to have no expiry.
+#[tokio::test]
+async fn an_mget_asks_pttl_only_of_keys_not_known_to_have_no_expiry() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c.with("cache_ttl", "1s")).await;
+    redis.cmd(&["SET", "ma", "1"]).await;
+    redis.cmd(&["SET", "mb", "2"]).await;
+    redis.cmd(&["SET", "mc", "3", "EX", "100"]).await;
+    let all = b"*3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n";
+    let mget = ["MGET", "ma", "mb", "mc"];
+    // Tracking up first, so that one MGET fills the three with one deadline.
+    redis.cmd(&["SET", "warm", "w"]).await;
+    wait_until_cached(&mut c, &mut redis, "warm").await;
+    eventually(CONVERGE, "the three keys cached", async || {
+        assert_eq!(&c.cmd(&mget).await[..], all);
+        let before = command_calls(&mut redis, "mget").await;
+        assert_eq!(&c.cmd(&mget).await[..], all);
+        command_calls(&mut redis, "mget").await == before
+    })
+    .await;
+    let pttl = command_calls(&mut redis, "pttl").await;
+    let mgets = command_calls(&mut redis, "mget").await;
+    eventually(CONVERGE, "the entries' cache_ttl to run out", async || {
+        assert_eq!(&c.cmd(&mget).await[..], all);
+        command_calls(&mut redis, "mget").await > mgets
+    })
+    .await;
+    assert_eq!(
+        command_calls(&mut redis, "pttl").await,
+        pttl + 1,
+        "one PTTL, mc's"
+    );
+    proxy.shutdown().await;
+}

@@ -132,7 +132,8 @@ impl Session {
     }
 
     /// MGET: every key is looked up on its own; the keys that miss are fetched with one MGET
-    /// (each after its PTTL), cached one by one, and merged with the hits in the asked order.
+    /// (followed by the PTTL of each not known to have no expiry), cached one by one, and
+    /// merged with the hits in the asked order.
     pub(super) async fn cached_mget(&mut self, args: &[Bytes]) {
         let cache = match &self.ctx.cache {
             _ if self.cache_part().is_none() => return self.uncached_user(args).await,
@@ -193,13 +194,31 @@ impl Session {
         let asked: Vec<usize> = misses.iter().map(|(i, _)| *i).collect();
         let stash = begun.as_ref().map(|_| Stash::default());
         let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
-        let read = stash.clone();
+        // Keys known to have no expiry are filled when the MGET's reply lands; the others
+        // after their PTTL.
+        let (mut untimed, mut timed) = (Vec::new(), Vec::new());
+        for (n, fill) in begun.into_iter().flatten().enumerate() {
+            match cache.untimed(&fill) {
+                Some(known) => untimed.push((n, fill, known)),
+                None => timed.push((n, fill)),
+            }
+        }
+        cache
+            .pttl_skipped
+            .fetch_add(untimed.len() as u64, Ordering::Relaxed);
+        let (read, layer) = (stash.clone(), cache.clone());
         conn.call_then(self.encode(&missing), move |result| {
-            cachelayer::complete_mget(items, asked, read, result, to_client)
+            cachelayer::complete_mget(items, asked, read.clone(), result, to_client);
+            let values = read.as_ref().and_then(|r| r.get());
+            for (n, fill, known) in untimed {
+                if let Some(value) = values.and_then(|v| v.get(n)) {
+                    layer.complete_untimed(fill, value, &known);
+                }
+            }
         });
-        // Each key's PTTL right after the MGET (see `cached_miss`).
-        if let (Some(begun), Some(stash)) = (begun, stash) {
-            for (n, fill) in begun.into_iter().enumerate() {
+        // Each other key's PTTL right after the MGET (see `cached_miss`).
+        if let Some(stash) = stash {
+            for (n, fill) in timed {
                 let pttl = self.encode(&[Bytes::from_static(b"PTTL"), missing[n + 1].clone()]);
                 let (cache, stash) = (cache.clone(), stash.clone());
                 conn.call_then(pttl, move |ttl| {
