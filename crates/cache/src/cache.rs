@@ -136,6 +136,13 @@ pub struct Stamp {
     clear_epoch: u64,
 }
 
+impl Stamp {
+    /// The invalidation count of the group's counter when the fill began.
+    pub fn group_epoch(&self) -> u64 {
+        self.group_epoch
+    }
+}
+
 /// A concurrent, byte-bounded cache of byte values keyed by (group, key), with group and tag
 /// invalidation. See the crate docs for the model.
 pub struct Cache {
@@ -228,6 +235,12 @@ impl Cache {
 
     fn tag_epoch(&self, tag: u64) -> &AtomicU64 {
         &self.tag_epochs[mix64(tag) as usize % EPOCH_COUNTERS]
+    }
+
+    /// The invalidation count of the counter `group_hash` shares (see [`Stamp::group_epoch`]):
+    /// unchanged since a stamp, nothing invalidated its group.
+    pub fn group_epoch_now(&self, group_hash: u64) -> u64 {
+        self.group_epoch(group_hash).load(Ordering::SeqCst)
     }
 
     /// Whether nothing invalidated `stamp`'s group or tag, nor cleared the cache, since its

@@ -663,3 +663,35 @@ async fn an_mget_asks_pttl_only_of_keys_not_known_to_have_no_expiry() {
     );
     proxy.shutdown().await;
 }
+
+/// A lost data connection took with it what Redis would have told of the keys it read: that a
+/// key had no expiry may be stale after it, so the next miss asks PTTL again. Here the expiry
+/// is given while the connection is gone, so no invalidation ever comes for it.
+#[tokio::test]
+async fn a_lost_connection_makes_known_untimed_keys_ask_pttl_again() {
+    let Setup {
+        _redis_srv,
+        proxy,
+        mut redis,
+        mut c,
+    } = setup(|c| c.with("cache_ttl", "3s")).await;
+    let off = redis.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).await;
+    assert_eq!(&off[..], b"+OK\r\n");
+    redis.cmd(&["SET", "lost", "v"]).await;
+    wait_until_cached(&mut c, &mut redis, "lost").await;
+    assert!(kill_proxy_conns(&mut redis, 't').await > 0);
+    assert_eq!(&redis.cmd(&["PEXPIRE", "lost", "500"]).await[..], b":1\r\n");
+    // The killed connection's entry is dropped once the proxy sees it gone; the next miss
+    // fills from a new connection.
+    let gets = command_calls(&mut redis, "get").await;
+    eventually(CONVERGE, "a read of the key to reach Redis", async || {
+        c.cmd(&["GET", "lost"]).await;
+        command_calls(&mut redis, "get").await > gets
+    })
+    .await;
+    wait_until_cached(&mut c, &mut redis, "lost").await;
+    // The key's own expiry, not a condition the test could poll for.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(&c.cmd(&["GET", "lost"]).await[..], b"$-1\r\n");
+    proxy.shutdown().await;
+}

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use cache::{Cache, CacheConfig, FillTicket, PolicyKind, Stamp};
+use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
 
 use crate::clock::Clock;
 use crate::obs::metrics::{Bypass, FlushReason, Metrics};
@@ -30,6 +30,7 @@ pub use entry::{put_entry_key, Form};
 use flights::Flights;
 pub use flights::{Join, Landing};
 pub use rules::CacheRules;
+pub use untimed::Known;
 use untimed::Untimed;
 
 /// A cacheable read looked up.
@@ -100,6 +101,8 @@ pub struct Fill {
     /// When the read left, on the cache clock: the key's TTL is counted from here, so the entry
     /// never outlives the key.
     sent_at: u64,
+    /// The generation of keys known to have no expiry when the fill began (`untimed.rs`).
+    generation: u32,
 }
 
 impl CacheLayer {
@@ -235,6 +238,7 @@ impl CacheLayer {
     /// is the entry key [`CacheLayer::read`] returned.
     pub fn begin(&self, group: &[u8], tag: u64, key: Bytes) -> Fill {
         Fill {
+            generation: self.untimed.generation(),
             ticket: self.cache.begin_fill(group, tag),
             sent_at: self.clock.now(),
             key: compact_key(&key),
@@ -257,7 +261,12 @@ impl CacheLayer {
         let life = match (ttl, is_null(reply)) {
             (Pttl::Ms(ms), false) => ms.min(self.ttl_cap_ms),
             (Pttl::Forever, false) | (Pttl::Missing, true) => {
-                self.untimed.note(fill.ticket.stamp());
+                let stamp = fill.ticket.stamp();
+                self.untimed.note(Known {
+                    group_hash: stamp.group_hash,
+                    group_epoch: stamp.group_epoch() as u32,
+                    generation: fill.generation,
+                });
                 self.ttl_cap_ms
             }
             _ => return,
@@ -265,19 +274,24 @@ impl CacheLayer {
         self.store(fill, reply, life);
     }
 
-    /// The stamp that shows `fill`'s key has no expiry (a read found none, and nothing
-    /// invalidated the key, that read's connection or the cache since), if one does: the miss
-    /// may then go without `PTTL`, and complete with [`CacheLayer::complete_untimed`]. Call
-    /// after the fill began.
-    pub fn untimed(&self, fill: &Fill) -> Option<Stamp> {
+    /// What shows `fill`'s key has no expiry (a read found none, and since then nothing
+    /// invalidated the key, no tracking connection was lost, the cache was not flushed), if
+    /// anything does: the miss may then go without `PTTL`, and complete with
+    /// [`CacheLayer::complete_untimed`]. Call after the fill began.
+    pub fn untimed(&self, fill: &Fill) -> Option<Known> {
         let known = self.untimed.get(fill.ticket.stamp().group_hash)?;
-        self.cache.is_fresh(&known).then_some(known)
+        self.still_untimed(&known).then_some(known)
+    }
+
+    fn still_untimed(&self, known: &Known) -> bool {
+        self.untimed
+            .holds(known, self.cache.group_epoch_now(known.group_hash))
     }
 
     /// Completes a fill sent without `PTTL` because `known` showed its key has no expiry: the
-    /// reply is cached with no TTL of its own if `known` is still fresh.
-    pub fn complete_untimed(&self, fill: Fill, reply: &Bytes, known: &Stamp) {
-        if self.fillable(reply) && self.cache.is_fresh(known) {
+    /// reply is cached with no TTL of its own if `known` still holds.
+    pub fn complete_untimed(&self, fill: Fill, reply: &Bytes, known: &Known) {
+        if self.fillable(reply) && self.still_untimed(known) {
             self.store(fill, reply, self.ttl_cap_ms);
         }
     }
@@ -327,6 +341,7 @@ impl CacheLayer {
 
     /// Empties the cache.
     pub fn flush(&self, reason: FlushReason) {
+        self.untimed.forget_all();
         self.cache.clear();
         self.flights.ground_all();
         self.metrics.flush(reason);
@@ -418,6 +433,8 @@ pub fn complete_mget(
 
 impl TrackingSink for CacheLayer {
     fn connection_lost(&self, tag: u64) {
+        // The keys it read are protected no longer: what was learnt of them may be stale.
+        self.untimed.forget_all();
         self.cache.invalidate_tag(tag);
         // Reads in flight on that connection will fail; new misses must not join them.
         self.flights.ground_all();
