@@ -149,8 +149,14 @@ impl Conn {
                     c.malformed += 1;
                     c.resyncs += 1;
                     self.req_sync = false;
-                    let _ = self.req.split_to(1);
-                    c.skipped_bytes += 1;
+                    // The parser may have consumed the bad frame's start already (the
+                    // buffer can even be empty now); otherwise one byte is dropped.
+                    let consumed = before - self.req.len();
+                    if consumed == 0 && !self.req.is_empty() {
+                        let _ = self.req.split_to(1);
+                        c.skipped_bytes += 1;
+                    }
+                    c.skipped_bytes += consumed as u64;
                 }
             }
         }
@@ -194,8 +200,10 @@ impl Conn {
                     c.malformed += 1;
                     c.resyncs += 1;
                     self.rep_sync = false;
-                    let _ = self.rep.split_to(1);
-                    c.skipped_bytes += 1;
+                    if !self.rep.is_empty() {
+                        let _ = self.rep.split_to(1);
+                        c.skipped_bytes += 1;
+                    }
                 }
             }
         }

@@ -107,10 +107,15 @@ impl Stream {
         }
         if start > self.pos {
             self.counts.out_of_order_segments += 1;
+            // Two segments at the same offset: the longer is kept, the other was a
+            // retransmission (every payload byte ends up delivered or counted as such).
             let keep = self.pending.entry(start).or_default();
             if keep.len() < payload.len() {
+                self.counts.retransmitted_bytes += keep.len() as u64;
                 self.pending_bytes += payload.len() - keep.len();
                 *keep = payload.to_vec();
+            } else {
+                self.counts.retransmitted_bytes += payload.len() as u64;
             }
             if self.pending_bytes > MAX_PENDING {
                 self.skip_hole(out);
