@@ -473,3 +473,27 @@ pub fn rw_kind(name: &str) -> (bool, bool) {
     let spec = command::lookup(name.split('|').next().unwrap_or("").as_bytes());
     (spec.has_flag(flag::READONLY), spec.has_flag(flag::WRITE))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_inline_command_the_parser_consumed_is_skipped_without_a_panic() {
+        // Redis consumes an inline line with unbalanced quotes before refusing it, which
+        // leaves the buffer empty: there is no byte left to drop.
+        let mut c = DecodeCounts::default();
+        let mut out = Vec::new();
+        let mut conn = Conn::new(1, true, &mut c);
+        let bytes = b"SET \"a\r\n";
+        conn.client_data(bytes, bytes.len() as u64, 0, &mut c, &mut out);
+        let next = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        let end = (bytes.len() + next.len()) as u64;
+        conn.client_data(next, end, 0, &mut c, &mut out);
+        conn.finish(&mut c, &mut out);
+        assert_eq!(c.malformed, 1);
+        assert_eq!(c.skipped_bytes, bytes.len() as u64);
+        assert_eq!(out.len(), 1, "the next command is decoded");
+        assert_eq!(out[0].name, "get");
+    }
+}

@@ -251,6 +251,20 @@ mod tests {
     }
 
     #[test]
+    fn segments_waiting_at_the_same_offset_keep_the_longest_and_count_the_rest() {
+        let (t, c) = run(&[
+            ("syn", 0, b""),
+            ("seg", 4, b"de"),
+            ("seg", 4, b"def"),
+            ("seg", 4, b"d"),
+            ("seg", 1, b"abc"),
+        ]);
+        assert_eq!(t, "abcdef");
+        // 9 payload bytes given: 6 delivered, the shorter copies (2 + 1) retransmissions.
+        assert_eq!((c.bytes, c.retransmitted_bytes), (6, 3));
+    }
+
+    #[test]
     fn a_stream_without_its_syn_starts_at_its_first_segment() {
         let (t, c) = run(&[
             ("seg", 1000, b"xyz"),
