@@ -127,6 +127,16 @@ fn write_trace(path: &Path, o: &Opts) {
     w.finish().expect("flush trace");
 }
 
+/// CPU seconds this process has used: on a shared machine, wall time also counts the waits
+/// for a core, CPU time much less.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
 fn simulate(path: &Path, o: &Opts, exact: bool) -> (serde_json::Value, f64) {
     let mut args = SimulateArgs::new(path.to_path_buf());
     args.max_memory = o.sizes.split(',').map(String::from).collect();
@@ -136,9 +146,18 @@ fn simulate(path: &Path, o: &Opts, exact: bool) -> (serde_json::Value, f64) {
     args.json = true;
     // The trace spans minutes at most; the TTL cap must not be what ends entries.
     args.cache_ttl = "1h".into();
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_secs());
     let out = simulate::run(&args).expect("simulate");
     let secs = t.elapsed().as_secs_f64();
+    println!(
+        "  ({secs:.1} s wall, {:.1} s CPU, load average {})",
+        cpu_secs() - cpu,
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .next()
+            .unwrap_or("?")
+    );
     (serde_json::from_str(&out).expect("json"), secs)
 }
 

@@ -149,8 +149,14 @@ impl Conn {
                     c.malformed += 1;
                     c.resyncs += 1;
                     self.req_sync = false;
-                    let _ = self.req.split_to(1);
-                    c.skipped_bytes += 1;
+                    // The parser may have consumed the bad frame's start already (the
+                    // buffer can even be empty now); otherwise one byte is dropped.
+                    let consumed = before - self.req.len();
+                    if consumed == 0 && !self.req.is_empty() {
+                        let _ = self.req.split_to(1);
+                        c.skipped_bytes += 1;
+                    }
+                    c.skipped_bytes += consumed as u64;
                 }
             }
         }
@@ -194,8 +200,10 @@ impl Conn {
                     c.malformed += 1;
                     c.resyncs += 1;
                     self.rep_sync = false;
-                    let _ = self.rep.split_to(1);
-                    c.skipped_bytes += 1;
+                    if !self.rep.is_empty() {
+                        let _ = self.rep.split_to(1);
+                        c.skipped_bytes += 1;
+                    }
                 }
             }
         }
@@ -464,4 +472,28 @@ fn reply_at(b: &[u8]) -> Found {
 pub fn rw_kind(name: &str) -> (bool, bool) {
     let spec = command::lookup(name.split('|').next().unwrap_or("").as_bytes());
     (spec.has_flag(flag::READONLY), spec.has_flag(flag::WRITE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_inline_command_the_parser_consumed_is_skipped_without_a_panic() {
+        // Redis consumes an inline line with unbalanced quotes before refusing it, which
+        // leaves the buffer empty: there is no byte left to drop.
+        let mut c = DecodeCounts::default();
+        let mut out = Vec::new();
+        let mut conn = Conn::new(1, true, &mut c);
+        let bytes = b"SET \"a\r\n";
+        conn.client_data(bytes, bytes.len() as u64, 0, &mut c, &mut out);
+        let next = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+        let end = (bytes.len() + next.len()) as u64;
+        conn.client_data(next, end, 0, &mut c, &mut out);
+        conn.finish(&mut c, &mut out);
+        assert_eq!(c.malformed, 1);
+        assert_eq!(c.skipped_bytes, bytes.len() as u64);
+        assert_eq!(out.len(), 1, "the next command is decoded");
+        assert_eq!(out[0].name, "get");
+    }
 }

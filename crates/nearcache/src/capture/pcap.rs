@@ -1,6 +1,6 @@
 //! Packet files: pcap and pcapng as tcpdump and Wireshark write them (read with `pcap-file`),
-//! each packet's link, IP and TCP headers taken apart with `etherparse`, handed on as
-//! [`Segment`]s.
+//! and each packet's link, IP and TCP headers taken apart with `etherparse` ([`packet`], also
+//! what the live capture calls), handed on as [`Segment`]s.
 //!
 //! Knows packets and headers only: never reassembles a stream or looks into a payload.
 //! Whatever it cannot use (another protocol, a link type it does not know, a packet cut by
@@ -50,6 +50,17 @@ pub struct PacketCounts {
     pub interface_drops: Option<u64>,
     /// Why the file ended early, if it did (a damaged or cut file).
     pub file_error: Option<String>,
+    /// libpcap's own counters, for a live capture.
+    pub libpcap: Option<LibpcapCounts>,
+}
+
+/// libpcap's counters at the end of a live capture (`pcap_stats`): what the filter passed,
+/// what the kernel dropped because the buffer was full, and what the interface dropped.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct LibpcapCounts {
+    pub received: u64,
+    pub dropped: u64,
+    pub interface_dropped: u64,
 }
 
 /// Reads `path` (pcap or pcapng, told apart by their magic numbers) and hands every TCP
@@ -75,11 +86,11 @@ fn read_pcap(
     let mut reader =
         PcapReader::new(input).map_err(|e| anyhow::anyhow!("not a pcap or pcapng file: {e}"))?;
     let link = reader.header().datalink;
-    while let Some(packet) = reader.next_packet() {
-        match packet {
+    while let Some(next) = reader.next_packet() {
+        match next {
             Ok(p) => {
                 let ts = p.timestamp.as_micros() as u64;
-                packet_in(link, ts, &p.data, p.orig_len, counts, f);
+                packet(link, ts, &p.data, p.orig_len, counts, f);
             }
             Err(e) => {
                 counts.file_error = Some(e.to_string());
@@ -112,7 +123,7 @@ fn read_pcapng(
                 let link = links.get(p.interface_id as usize).copied();
                 let ts = p.timestamp.as_micros() as u64;
                 match link {
-                    Some(link) => packet_in(link, ts, &p.data, p.original_len, counts, f),
+                    Some(link) => packet(link, ts, &p.data, p.original_len, counts, f),
                     None => {
                         counts.packets += 1;
                         counts.malformed += 1;
@@ -121,7 +132,7 @@ fn read_pcapng(
             }
             Block::SimplePacket(p) => {
                 let link = links.first().copied().unwrap_or(DataLink::ETHERNET);
-                packet_in(link, 0, &p.data, p.original_len, counts, f);
+                packet(link, 0, &p.data, p.original_len, counts, f);
             }
             Block::SectionHeader(_) => links.clear(),
             Block::InterfaceDescription(i) => links.push(i.linktype),
@@ -138,8 +149,9 @@ fn read_pcapng(
     Ok(())
 }
 
-/// One captured packet: counted, and handed on if it is a whole TCP segment.
-fn packet_in(
+/// One captured packet, from a file or a live interface: counted, and handed on if it is a
+/// whole TCP segment. `orig_len` is the packet's length on the wire, `data` what was kept.
+pub fn packet(
     link: DataLink,
     ts_us: u64,
     data: &[u8],

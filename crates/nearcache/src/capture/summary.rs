@@ -158,6 +158,13 @@ impl Summary {
             p.interface_drops
                 .map_or(String::new(), |n| format!(", dropped by the interface {n}"))
         );
+        if let Some(l) = &p.libpcap {
+            let _ = writeln!(
+                o,
+                "libpcap: received {}, dropped {}, dropped by the interface {}",
+                l.received, l.dropped, l.interface_dropped
+            );
+        }
         if let Some(e) = &p.file_error {
             let _ = writeln!(o, "file ended early: {e}");
         }

@@ -107,10 +107,15 @@ impl Stream {
         }
         if start > self.pos {
             self.counts.out_of_order_segments += 1;
+            // Two segments at the same offset: the longer is kept, the other was a
+            // retransmission (every payload byte ends up delivered or counted as such).
             let keep = self.pending.entry(start).or_default();
             if keep.len() < payload.len() {
+                self.counts.retransmitted_bytes += keep.len() as u64;
                 self.pending_bytes += payload.len() - keep.len();
                 *keep = payload.to_vec();
+            } else {
+                self.counts.retransmitted_bytes += payload.len() as u64;
             }
             if self.pending_bytes > MAX_PENDING {
                 self.skip_hole(out);
@@ -243,6 +248,20 @@ mod tests {
         assert_eq!(c.gaps, 2);
         assert_eq!(c.retransmitted_bytes, 6);
         assert_eq!(c.out_of_order_segments, 3);
+    }
+
+    #[test]
+    fn segments_waiting_at_the_same_offset_keep_the_longest_and_count_the_rest() {
+        let (t, c) = run(&[
+            ("syn", 0, b""),
+            ("seg", 4, b"de"),
+            ("seg", 4, b"def"),
+            ("seg", 4, b"d"),
+            ("seg", 1, b"abc"),
+        ]);
+        assert_eq!(t, "abcdef");
+        // 9 payload bytes given: 6 delivered, the shorter copies (2 + 1) retransmissions.
+        assert_eq!((c.bytes, c.retransmitted_bytes), (6, 3));
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! Decides what the proxy would look up ([`lookups`]), so every replay method sees the same
 //! lookups. Never replays through a cache itself and never prints.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::io::BufReader;
@@ -15,6 +14,10 @@ use bytes::Bytes;
 
 use crate::cachelayer::put_entry_key;
 use crate::capture::trace::{Class, Request, TraceReader, TtlChange, AFTER_WRITE};
+
+/// The interning tables' map: looked up once or more per request, so a fast hash (foldhash,
+/// hashbrown's default) rather than SipHash; a trace is not an attacker.
+type FastMap<K, V> = hashbrown::HashMap<K, V, hashbrown::DefaultHashBuilder>;
 
 /// `Event::Lookup::stored` when the proxy would not store the reply.
 pub const NOT_STORED: u32 = u32::MAX;
@@ -131,12 +134,13 @@ pub fn group_hash(key: &[u8]) -> u64 {
 /// Deadlines the trace set on keys ([`TtlChange`]): per key, the capture time in ms (from the
 /// trace's start) when it expires.
 #[derive(Default)]
-struct KeyTtls(HashMap<Bytes, u64>);
+struct KeyTtls(FastMap<Bytes, u64>);
 
 impl KeyTtls {
     fn note(&mut self, r: &Request, now_ms: u64) {
         match r.ttl {
             TtlChange::Keep => {}
+            TtlChange::Clear if self.0.is_empty() => {}
             TtlChange::Clear => r.keys.iter().for_each(|k| {
                 self.0.remove(k);
             }),
@@ -150,6 +154,9 @@ impl KeyTtls {
 
     /// The key's remaining life at `now_ms`, 0 when none is known, at least 1 when known.
     fn left(&self, key: &[u8], now_ms: u64) -> u32 {
+        if self.0.is_empty() {
+            return 0;
+        }
         self.0.get(key).map_or(0, |&d| {
             u32::try_from(d.saturating_sub(now_ms).max(1)).unwrap_or(u32::MAX)
         })
@@ -163,8 +170,8 @@ impl Events {
             .map_err(|e| anyhow::anyhow!("cannot open trace {}: {e}", path.display()))?;
         let reader = TraceReader::new(BufReader::with_capacity(1 << 20, file))?;
         let mut ev = Events::default();
-        let mut group_ids: HashMap<Bytes, u32> = HashMap::new();
-        let mut entry_ids: HashMap<Box<[u8]>, u32> = HashMap::new();
+        let mut group_ids: FastMap<Bytes, u32> = FastMap::default();
+        let mut entry_ids: FastMap<Box<[u8]>, u32> = FastMap::default();
         let mut ttls = KeyTtls::default();
         let (mut first, mut last) = (None, 0u64);
         let mut key = Vec::new();
@@ -214,18 +221,14 @@ impl Events {
                 key.clear();
                 key.extend_from_slice(&group.to_le_bytes());
                 put_entry_key(r.proto, &l.args, &mut key);
-                let entry = match entry_ids.get(&key[..]) {
-                    Some(&e) => e,
-                    None => {
-                        let e = ev.entries.len() as u32;
-                        entry_ids.insert(key.clone().into_boxed_slice(), e);
-                        ev.entries.push(Entry {
-                            key: key[4..].into(),
-                            group,
-                        });
-                        e
-                    }
-                };
+                let next = ev.entries.len() as u32;
+                let entry = *entry_ids.entry_ref(&key[..]).or_insert_with(|| {
+                    ev.entries.push(Entry {
+                        key: key[4..].into(),
+                        group,
+                    });
+                    next
+                });
                 let stored = l.stored.map_or(NOT_STORED, |n| n.min(NOT_STORED - 1));
                 if stored != NOT_STORED {
                     ev.max_stored = ev.max_stored.max(stored);
