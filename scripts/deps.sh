@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what nearcache's scripts and tests need on a Debian machine, when it is missing:
-# redis-server and redis-tools (redis-cli, redis-benchmark), and more packages named as
+# redis-server and redis-tools (redis-cli, redis-benchmark), libpcap-dev (the binary links
+# libpcap for `nearcache capture --interface`), and more packages named as
 # arguments as BIN:PACKAGE (scripts/test.sh names what the tests use, perf.sh nutcracker).
 # Safe to run repeatedly.
 set -euo pipefail
@@ -9,6 +10,7 @@ need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v redis-benchmark >/dev/null || need+=(redis-tools)
+command -v pcap-config >/dev/null || need+=(libpcap-dev)
 for bin_pkg in "$@"; do
     bin=${bin_pkg%%:*}
     pkg=${bin_pkg#*:}

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # tests/capture.rs captures loopback traffic with tcpdump; the nearcache crate links libpcap
 # (live capture, `pcap-config` comes with its headers); tests/operability.rs checks /metrics
 # with promtool; tests/deploy.rs verifies the systemd unit with systemd-analyze.
-scripts/deps.sh tcpdump:tcpdump pcap-config:libpcap-dev promtool:prometheus systemd-analyze:systemd
+scripts/deps.sh tcpdump:tcpdump promtool:prometheus systemd-analyze:systemd
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 echo "== cargo fmt --check"
