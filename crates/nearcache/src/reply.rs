@@ -308,9 +308,17 @@ impl OutMeter {
         }
     }
 
-    /// `n` bytes reached the client's socket.
+    /// `n` bytes reached the client's socket. More than were counted is a bug of the
+    /// caller's (caught in debug builds); in release the count stops at zero rather than wrap
+    /// and close the client as over its limit.
     pub fn written(&self, n: usize) {
-        self.queued.fetch_sub(n, Ordering::AcqRel);
+        let before = self
+            .queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| {
+                Some(q.saturating_sub(n))
+            })
+            .unwrap_or_default();
+        debug_assert!(before >= n, "{n} bytes written, {before} counted");
     }
 
     /// Bytes held now.
