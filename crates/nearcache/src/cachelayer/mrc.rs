@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn buckets_are_ordered_and_hold_their_distances() {
-        for d in (0..5000u64).chain([1 << 20, (1 << 40) + 12345, u64::MAX >> 1]) {
+        for d in (0..5000u64).chain([1 << 20, (1 << 40) + 12345, (1 << 62) + (1 << 50)]) {
             let b = bucket(d);
             assert!(b < BUCKETS, "{d}");
             assert!(
