@@ -242,8 +242,9 @@ impl Mrc {
         // SHARDS's adj: the sampled lookups the rate promised but the sample did not see (or
         // saw too many of) are those of the hottest groups, under- (or over-) sampled: counted
         // as hits at every size, as the hottest entries' lookups are.
-        let total = s.expected.max(seen);
-        let missing = s.expected - seen;
+        // Out of the expected count (the sampled lookups themselves before any was expected).
+        let total = if s.expected > 0.0 { s.expected } else { seen };
+        let missing = total - seen;
         Some(
             sizes
                 .iter()
@@ -377,6 +378,61 @@ mod tests {
         assert_eq!(c[0], 0.0);
         assert!((c[1] - 0.9).abs() < 1e-9, "{c:?}");
         assert!((c[2] - 0.9).abs() < 1e-9, "{c:?}");
+    }
+
+    /// Hit ratios of an exact byte-weighted LRU (a list, most recent first) at `sizes`, and
+    /// the sampler's estimate for the same lookups, filled on a miss as the proxy does.
+    fn exact_and_estimated(threshold: u64, sizes: &[u64]) -> (Vec<f64>, Vec<f64>) {
+        let mrc = Mrc::with_threshold(threshold);
+        let mut list: Vec<(u64, u64)> = Vec::new();
+        let mut hits = vec![0u64; sizes.len()];
+        let mut x = 7u64;
+        let n = 40_000u64;
+        for lookups in 1..=n {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // Skewed: key = 3000 * u^3 (all fit the sample at rate 1), 100 to 900 bytes.
+            let u = (x >> 11) as f64 / (1u64 << 53) as f64;
+            let k = (3000.0 * u * u * u) as u64;
+            let weight = 100 + (k * 37) % 800;
+            let at = list.iter().position(|&(key, _)| key == k);
+            if let Some(at) = at {
+                let depth: u64 = list[..=at].iter().map(|&(_, w)| w).sum();
+                for (h, &size) in hits.iter_mut().zip(sizes) {
+                    *h += u64::from(depth <= size);
+                }
+                list.remove(at);
+            }
+            list.insert(0, (k, weight));
+            let h = Hashes {
+                group: k.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                key: k,
+            };
+            if mrc.samples(h.group) {
+                mrc.reference(h, 0, || lookups);
+                if at.is_none() {
+                    mrc.fill(h, weight, u64::MAX, || lookups);
+                }
+            }
+        }
+        let exact = hits.iter().map(|&h| h as f64 / n as f64).collect();
+        (exact, mrc.curve(sizes, n).unwrap())
+    }
+
+    #[test]
+    fn the_estimate_follows_an_exact_lru() {
+        let sizes = [50_000, 200_000, 500_000, 1_000_000, 4_000_000];
+        // Every key sampled: only the histogram's buckets part them.
+        let (exact, all) = exact_and_estimated(u64::MAX, &sizes);
+        for (e, a) in exact.iter().zip(&all) {
+            assert!((e - a).abs() < 0.01, "exact {exact:?}, estimated {all:?}");
+        }
+        // A quarter of the keys: SHARDS's spread.
+        let (_, some) = exact_and_estimated(u64::MAX / 4, &sizes);
+        for (e, a) in exact.iter().zip(&some) {
+            assert!((e - a).abs() < 0.05, "exact {exact:?}, sampled {some:?}");
+        }
     }
 
     #[test]
