@@ -111,6 +111,10 @@ impl FillTicket {
     pub fn tag(&self) -> u64 {
         self.tag
     }
+    /// The group's hash, as [`Cache::group_hash`] has it.
+    pub fn group_hash(&self) -> u64 {
+        self.group_hash
+    }
     /// The invalidation state the ticket remembers, to keep beyond the fill.
     pub fn stamp(&self) -> Stamp {
         Stamp {
@@ -141,6 +145,14 @@ impl Stamp {
     pub fn group_epoch(&self) -> u64 {
         self.group_epoch
     }
+}
+
+/// The hashes a lookup computed: its group's ([`Cache::group_hash`]) and its entry's
+/// ([`Cache::key_hash`]), for a caller that samples lookups without hashing again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hashes {
+    pub group: u64,
+    pub key: u64,
 }
 
 /// A concurrent, byte-bounded cache of byte values keyed by (group, key), with group and tag
@@ -225,6 +237,16 @@ impl Cache {
         self.hasher.hash_one(bytes)
     }
 
+    /// A group's hash (it picks the shard from bits 40 and up): what a lookup computes first.
+    pub fn group_hash(&self, group: &[u8]) -> u64 {
+        self.hash(group)
+    }
+
+    /// An entry's hash from its group's hash and its key.
+    pub fn key_hash(&self, group_hash: u64, key: &[u8]) -> u64 {
+        entry_hash(&self.hasher, group_hash, key)
+    }
+
     fn shard(&self, group_hash: u64) -> &Shard {
         &self.shards[(group_hash >> 40) as usize & self.mask]
     }
@@ -262,6 +284,7 @@ impl Cache {
     /// Like [`Cache::get`], but hands the value to `f` instead of copying it out. `f` runs under
     /// the shard's lock: it must be quick (copy the bytes somewhere) and must not call into the
     /// cache.
+    #[inline]
     pub fn get_with<R>(
         &self,
         group: &[u8],
@@ -269,6 +292,18 @@ impl Cache {
         now: u64,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Option<R> {
+        self.get_hashed(group, key, now, f).0
+    }
+
+    /// [`Cache::get_with`] that also hands back the hashes it computed.
+    #[inline]
+    pub fn get_hashed<R>(
+        &self,
+        group: &[u8],
+        key: &[u8],
+        now: u64,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> (Option<R>, Hashes) {
         let group_hash = self.hash(group);
         let shard = self.shard(group_hash);
         let key_hash = entry_hash(&self.hasher, group_hash, key);
@@ -282,7 +317,11 @@ impl Cache {
             found
         };
         drop(garbage);
-        found
+        let hashes = Hashes {
+            group: group_hash,
+            key: key_hash,
+        };
+        (found, hashes)
     }
 
     /// Start a fill: call *before* sending the read upstream. The ticket remembers the

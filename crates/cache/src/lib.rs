@@ -36,7 +36,7 @@ pub mod policy;
 mod shard;
 mod sync;
 
-pub use cache::{Cache, CacheConfig, CacheStats, FillTicket, Stamp};
+pub use cache::{Cache, CacheConfig, CacheStats, FillTicket, Hashes, Stamp};
 pub use clock::{Clock, NEVER};
 pub use policy::{PolicyKind, UnknownPolicy};
 pub use shard::ENTRY_OVERHEAD;

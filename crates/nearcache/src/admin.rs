@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::cachelayer::CacheLayer;
+use crate::cachelayer::{CacheLayer, MRC_MULTIPLES};
 use crate::config::{Config, SETTINGS};
 use crate::control::Control;
 use crate::obs::metrics::{Bypass, FlushReason, Metrics};
@@ -150,6 +150,23 @@ impl std::fmt::Write for Writer<'_> {
     }
 }
 
+/// The sampled miss-ratio curve: its sample, and the estimated LRU hit ratio at each of
+/// [`MRC_MULTIPLES`] of the cache's size (`mrc_hit_ratio_<multiple>x`, absent before any).
+fn mrc_lines(w: &mut String, c: &CacheLayer) {
+    let sample = c.mrc_summary();
+    let _ = writeln!(w, "mrc_sampled_keys:{}\r", sample.keys);
+    let _ = writeln!(w, "mrc_sample_rate:{:.6}\r", sample.rate);
+    let _ = writeln!(w, "mrc_sampled_lookups:{:.0}\r", sample.lookups);
+    let max = c.stats().max_bytes as f64;
+    let sizes: Vec<u64> = MRC_MULTIPLES.iter().map(|m| (m * max) as u64).collect();
+    for (m, r) in MRC_MULTIPLES
+        .iter()
+        .zip(c.mrc_curve(&sizes).unwrap_or_default())
+    {
+        let _ = writeln!(w, "mrc_hit_ratio_{m}x:{r:.4}\r");
+    }
+}
+
 /// The `NEARCACHE INFO` text.
 pub async fn info(metrics: &Metrics, cache: Option<&CacheLayer>, pool: &PoolStats) -> String {
     let mut s = String::new();
@@ -227,6 +244,7 @@ pub async fn info(metrics: &Metrics, cache: Option<&CacheLayer>, pool: &PoolStat
                 st.hits as f64 / reads as f64
             };
             let _ = writeln!(w, "cache_offload_ratio:{offload:.4}\r");
+            mrc_lines(w, c);
         }
         None => {
             let _ = writeln!(w, "cache_enabled:0\r");

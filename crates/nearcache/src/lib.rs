@@ -31,6 +31,7 @@ pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod control;
+mod fenwick;
 pub mod obs;
 pub mod reply;
 pub mod server;

@@ -2,7 +2,8 @@
 //! that went upstream, and what Redis's invalidations and lost connections mean for cached
 //! entries. Entry keys and stored replies are `entry.rs`'s, reads in flight `flights.rs`'s,
 //! array replies `arrays.rs`'s, the operator's narrowing `rules.rs`'s, keys known to have no
-//! TTL `untimed.rs`'s.
+//! TTL `untimed.rs`'s, the sampled estimate of the hit ratio at other sizes `mrc.rs`'s (fed
+//! here: lookups, fills, writes, invalidations).
 //!
 //! Synchronous: the session and writer call into it, the upstream side calls it through
 //! [`TrackingSink`]. It never holds a lock across an `.await` (it never awaits at all), and
@@ -11,6 +12,7 @@
 mod arrays;
 mod entry;
 mod flights;
+mod mrc;
 mod rules;
 mod untimed;
 
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use cache::{Cache, CacheConfig, FillTicket, PolicyKind};
+use cache::{Cache, CacheConfig, FillTicket, Hashes, PolicyKind};
 
 use crate::clock::Clock;
 use crate::obs::metrics::{Bypass, FlushReason, Metrics};
@@ -29,6 +31,8 @@ use entry::{bulk_payload, compact_key, is_null, parse_pttl, put_reply, Pttl};
 pub use entry::{put_entry_key, Form};
 use flights::Flights;
 pub use flights::{Join, Landing};
+use mrc::Mrc;
+pub use mrc::{Summary as MrcSummary, HALF_LIFE as MRC_HALF_LIFE, SAMPLE_KEYS as MRC_SAMPLE_KEYS};
 pub use rules::CacheRules;
 pub use untimed::Known;
 use untimed::Untimed;
@@ -69,7 +73,12 @@ pub struct CacheLayer {
     /// Keys last seen without an expiry, and the misses that skipped their `PTTL` for it.
     untimed: Untimed,
     pub pttl_skipped: AtomicU64,
+    /// The sampled miss-ratio curve.
+    mrc: Mrc,
 }
+
+/// The sizes, as multiples of the cache's, whose estimated hit ratio `/metrics` publishes.
+pub const MRC_MULTIPLES: [f64; 6] = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0];
 
 /// How the proxy builds its cache for `max_bytes` and `policy` (shards as many as
 /// [`CacheConfig::shards`] picks on this machine): also what `nearcache simulate` replays
@@ -125,6 +134,7 @@ impl CacheLayer {
             flights: Flights::default(),
             untimed: Untimed::new(max_bytes),
             pttl_skipped: AtomicU64::new(0),
+            mrc: Mrc::default(),
         }
     }
 
@@ -184,11 +194,13 @@ impl CacheLayer {
         debug_assert!(keys.is_empty());
         let proto = form.proto;
         form.put_key(args, keys);
-        let hit = self
+        let now = self.clock.now();
+        let (hit, hashes) = self
             .cache
-            .get_with(args[1].as_ref(), keys, self.clock.now(), |stored| {
-                put_reply(out, stored)
-            });
+            .get_hashed(args[1].as_ref(), keys, now, |stored| put_reply(out, stored));
+        if self.mrc.samples(hashes.group) {
+            self.sample(hashes, now);
+        }
         keys.clear();
         match hit {
             Some(()) => None,
@@ -208,11 +220,13 @@ impl CacheLayer {
         let proto = form.proto;
         form.put_key(args, buf);
         let key = buf.split();
-        let hit = self
+        let now = self.clock.now();
+        let (hit, hashes) = self
             .cache
-            .get_with(args[1].as_ref(), &key, self.clock.now(), |stored| {
-                put_reply(buf, stored)
-            });
+            .get_hashed(args[1].as_ref(), &key, now, |stored| put_reply(buf, stored));
+        if self.mrc.samples(hashes.group) {
+            self.sample(hashes, now);
+        }
         drop(key);
         match hit {
             Some(()) => Read::Hit(buf.split().freeze()),
@@ -226,12 +240,48 @@ impl CacheLayer {
     /// A cached reply, if any, for an entry key made by [`CacheLayer::entry_key`].
     pub fn lookup(&self, group: &[u8], entry_key: &[u8]) -> Option<Bytes> {
         let key = compact_key(entry_key)?;
-        self.cache
-            .get_with(group, &key, self.clock.now(), |stored| {
-                let mut out = BytesMut::new();
-                put_reply(&mut out, stored);
-                out.freeze()
-            })
+        let now = self.clock.now();
+        let (hit, hashes) = self.cache.get_hashed(group, &key, now, |stored| {
+            let mut out = BytesMut::new();
+            put_reply(&mut out, stored);
+            out.freeze()
+        });
+        if self.mrc.samples(hashes.group) {
+            self.sample(hashes, now);
+        }
+        hit
+    }
+
+    /// A sampled lookup, to the curve; out of line, so that the lookup path keeps only the test.
+    #[cold]
+    #[inline(never)]
+    fn sample(&self, hashes: Hashes, now: u64) {
+        self.mrc.reference(hashes, now, || self.lookups());
+    }
+
+    /// Lookups so far, hits and misses.
+    fn lookups(&self) -> u64 {
+        let s = self.cache.stats();
+        s.hits + s.misses
+    }
+
+    /// A written or invalidated group leaves the curve's sample, if it was in it.
+    fn unsample(&self, group: &[u8]) {
+        let group_hash = self.cache.group_hash(group);
+        if self.mrc.samples(group_hash) {
+            self.mrc.invalidate(group_hash);
+        }
+    }
+
+    /// The estimated LRU hit ratio at each of `sizes` (bytes); `None` before any lookup was
+    /// sampled. Computed here, on the caller's time (a scrape), never on the lookup path.
+    pub fn mrc_curve(&self, sizes: &[u64]) -> Option<Vec<f64>> {
+        self.mrc.curve(sizes, self.lookups())
+    }
+
+    /// What the curve's sample holds.
+    pub fn mrc_summary(&self) -> MrcSummary {
+        self.mrc.summary()
     }
 
     /// Starts a fill through a connection whose tracking protects entries tagged `tag`; `key`
@@ -279,7 +329,7 @@ impl CacheLayer {
     /// anything does: the miss may then go without `PTTL`, and complete with
     /// [`CacheLayer::complete_untimed`]. Call after the fill began.
     pub fn untimed(&self, fill: &Fill) -> Option<Known> {
-        let known = self.untimed.get(fill.ticket.stamp().group_hash)?;
+        let known = self.untimed.get(fill.ticket.group_hash())?;
         self.still_untimed(&known).then_some(known)
     }
 
@@ -316,6 +366,19 @@ impl CacheLayer {
         };
         let now = self.clock.now();
         let expires_at = self.clock.deadline(fill.sent_at, life);
+        let group_hash = fill.ticket.group_hash();
+        if self.mrc.samples(group_hash) {
+            // As LRU would store it, whatever the policy's admission decides.
+            let group = fill.ticket.group();
+            let hashes = Hashes {
+                group: group_hash,
+                key: self.cache.key_hash(group_hash, &key),
+            };
+            let cost = self
+                .cache
+                .entry_cost(key.len(), group.len(), stored_len(reply) as u64);
+            self.mrc.fill(hashes, cost, expires_at, || self.lookups());
+        }
         // The cache copies the reply, with the key, into one allocation of its own.
         match bulk_payload(reply) {
             Some(payload) => {
@@ -336,6 +399,7 @@ impl CacheLayer {
         for k in keys {
             self.cache.invalidate_group(k);
             self.flights.ground(k);
+            self.unsample(k);
         }
     }
 
@@ -344,6 +408,7 @@ impl CacheLayer {
         self.untimed.forget_all();
         self.cache.clear();
         self.flights.ground_all();
+        self.mrc.clear();
         self.metrics.flush(reason);
     }
 
@@ -448,6 +513,7 @@ impl TrackingSink for CacheLayer {
                 for k in &keys {
                     self.invalidated_keys.fetch_add(1, Ordering::Relaxed);
                     self.flights.ground(k);
+                    self.unsample(k);
                     if self.cache.invalidate_group(k) == 0 {
                         // Keys we no longer hold, or Redis's tracking table evicting
                         // (tracking-table-max-keys): harmless, but counted.

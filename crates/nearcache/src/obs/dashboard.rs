@@ -14,8 +14,31 @@ use crate::upstream::PoolStats;
 /// The page, compiled into the binary.
 pub const PAGE: &str = include_str!("dashboard.html");
 
+/// The sizes the page draws the miss-ratio curve at, as multiples of the cache's: half
+/// octaves from a quarter to eight times, `/metrics`'s among them.
+pub const MRC_MULTIPLES: [f64; 11] = [
+    0.25,
+    0.353_553_390_593_273_8,
+    0.5,
+    std::f64::consts::FRAC_1_SQRT_2,
+    1.0,
+    std::f64::consts::SQRT_2,
+    2.0,
+    2.828_427_124_746_190_3,
+    4.0,
+    5.656_854_249_492_381,
+    8.0,
+];
+
 /// The figures the dashboard polls, as JSON. Absent figures are `null`.
 pub fn stats_json(metrics: &Metrics, cache: Option<CacheSnapshot>, pool: &PoolStats) -> String {
+    let mrc: Vec<String> = cache
+        .as_ref()
+        .map(|c| &c.mrc[..])
+        .unwrap_or_default()
+        .iter()
+        .map(|(size, ratio)| format!("[{size},{ratio:.4}]"))
+        .collect();
     let cache_figures = cache.as_ref().map(|c| {
         (
             c.stats.bytes,
@@ -65,6 +88,8 @@ pub fn stats_json(metrics: &Metrics, cache: Option<CacheSnapshot>, pool: &PoolSt
         ",\"pool_in_use\":{},\"pool_open\":{},\"pool_waits\":{}",
         pool.in_use, pool.open, pool.wait_count,
     );
+    // The estimated LRU hit ratio by cache size, [bytes, ratio] pairs ([] before any estimate).
+    let _ = write!(s, ",\"mrc\":[{}]", mrc.join(","));
     let bounds: Vec<String> = BOUNDS.iter().map(|b| b.to_string()).collect();
     let buckets: Vec<String> = metrics
         .cmd
@@ -93,6 +118,25 @@ mod tests {
         assert!(json.contains("\"cache_bytes\":null"));
         assert!(json.contains("\"pool_in_use\":0"));
         assert!(json.contains("\"ops\":{\"hit\":0,"));
+        assert!(json.contains("\"mrc\":[]"));
+    }
+
+    #[test]
+    fn the_curve_is_sizes_and_ratios() {
+        let m = Metrics::default();
+        let cache = CacheSnapshot {
+            stats: cache::CacheStats::default(),
+            invalidated_keys: 0,
+            unmatched_keys: 0,
+            collapsed: 0,
+            mrc: vec![(1024, 0.5), (2048, 0.75)],
+        };
+        let json = stats_json(&m, Some(cache), &PoolStats::default());
+        assert!(
+            json.contains("\"mrc\":[[1024,0.5000],[2048,0.7500]]"),
+            "{json}"
+        );
+        assert!(PAGE.contains("drawMrc"));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use axum::routing::get;
 use axum::Router;
 use tracing::warn;
 
-use crate::cachelayer::CacheLayer;
+use crate::cachelayer::{CacheLayer, MRC_MULTIPLES};
 use crate::obs::expose::{self, Format};
 use crate::obs::health::Readiness;
 use crate::obs::metrics::{CacheSnapshot, Metrics};
@@ -38,12 +38,14 @@ struct Admin {
 }
 
 impl Admin {
-    fn snapshot(&self) -> Option<CacheSnapshot> {
+    /// The cache's figures, with its estimated hit ratio at these multiples of its size.
+    fn snapshot(&self, multiples: &[f64]) -> Option<CacheSnapshot> {
         self.cache.as_ref().map(|c| CacheSnapshot {
             stats: c.stats(),
             invalidated_keys: c.invalidated_keys.load(Ordering::Relaxed),
             unmatched_keys: c.unmatched_keys.load(Ordering::Relaxed),
             collapsed: c.collapsed(),
+            mrc: mrc_points(c, multiples),
         })
     }
 }
@@ -135,7 +137,9 @@ async fn index() -> impl IntoResponse {
 async fn metrics_text(State(a): State<Admin>, headers: HeaderMap) -> impl IntoResponse {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    let openmetrics = a.metrics.render(a.snapshot(), &a.pool.stats());
+    let openmetrics = a
+        .metrics
+        .render(a.snapshot(&MRC_MULTIPLES), &a.pool.stats());
     let body = match format {
         Format::OpenMetrics => openmetrics,
         Format::Text004 => expose::text004(&openmetrics),
@@ -165,7 +169,11 @@ async fn readyz(State(a): State<Admin>) -> Response {
 }
 
 async fn stats(State(a): State<Admin>) -> impl IntoResponse {
-    let json = dashboard::stats_json(&a.metrics, a.snapshot(), &a.pool.stats());
+    let json = dashboard::stats_json(
+        &a.metrics,
+        a.snapshot(&dashboard::MRC_MULTIPLES),
+        &a.pool.stats(),
+    );
     ([(header::CONTENT_TYPE, "application/json")], json)
 }
 
@@ -231,6 +239,17 @@ async fn capture_trace(State(a): State<Admin>, uri: Uri) -> Response {
 }
 
 /// The `seconds` parameter, `default` when absent, within 1..=`max`.
+/// The estimated LRU hit ratio at `multiples` of the cache's size (read now: the size in force),
+/// as (bytes, ratio); empty before any estimate.
+fn mrc_points(cache: &CacheLayer, multiples: &[f64]) -> Vec<(u64, f64)> {
+    let max = cache.stats().max_bytes as f64;
+    let sizes: Vec<u64> = multiples.iter().map(|m| (m * max) as u64).collect();
+    cache
+        .mrc_curve(&sizes)
+        .map(|ratios| sizes.into_iter().zip(ratios).collect())
+        .unwrap_or_default()
+}
+
 fn seconds(uri: &Uri, default: u64, max: u64) -> Result<u64, String> {
     match query(uri, "seconds") {
         None => Ok(default),

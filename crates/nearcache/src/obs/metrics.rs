@@ -87,6 +87,11 @@ struct ReasonLabel {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SizeLabel {
+    size_bytes: u64,
+}
+
 /// Figures the cache keeps itself, copied into the registry at each scrape.
 #[derive(Default)]
 struct CacheFigures {
@@ -101,6 +106,7 @@ struct CacheFigures {
     bytes: Gauge,
     entries: Gauge,
     max_bytes: Gauge,
+    mrc: Family<SizeLabel, Gauge<f64, AtomicU64>>,
 }
 
 /// The upstream pool's figures, as Go's `sql.DBStats` has them, copied at each scrape.
@@ -366,6 +372,11 @@ impl Default for Metrics {
             "The cache's memory cap",
             c.max_bytes.clone(),
         );
+        r.register(
+            "nearcache_cache_mrc_hit_ratio",
+            "Hit ratio an LRU cache of size_bytes would have, estimated from sampled lookups",
+            c.mrc.clone(),
+        );
         m.pool.register(&mut r);
         r.register(
             "nearcache_runtime_alive_tasks",
@@ -383,6 +394,8 @@ pub struct CacheSnapshot {
     pub invalidated_keys: u64,
     pub unmatched_keys: u64,
     pub collapsed: u64,
+    /// The estimated LRU hit ratio by cache size (bytes); empty before any estimate.
+    pub mrc: Vec<(u64, f64)>,
 }
 
 fn advance(counter: &Counter, to: u64) {
@@ -488,6 +501,11 @@ impl Metrics {
             c.bytes.set(s.stats.bytes as i64);
             c.entries.set(s.stats.entries as i64);
             c.max_bytes.set(s.stats.max_bytes as i64);
+            // The sizes follow the cache's: none is left over from another.
+            c.mrc.clear();
+            for &(size_bytes, ratio) in &s.mrc {
+                c.mrc.get_or_create(&SizeLabel { size_bytes }).set(ratio);
+            }
         }
         self.rss.set(crate::obs::rss_bytes() as i64);
         let mut out = String::new();

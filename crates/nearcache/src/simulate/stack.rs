@@ -15,45 +15,7 @@ use cache::{Cache, CacheConfig, PolicyKind};
 
 use super::events::{Event, Events, NOT_STORED};
 use super::report::Run;
-
-/// Prefix sums over positions, with point updates.
-struct Fenwick {
-    tree: Vec<i64>,
-    total: i64,
-}
-
-impl Fenwick {
-    fn new(n: usize) -> Self {
-        Fenwick {
-            tree: vec![0; n + 1],
-            total: 0,
-        }
-    }
-
-    fn add(&mut self, pos: usize, v: i64) {
-        self.total += v;
-        let mut i = pos + 1;
-        while i < self.tree.len() {
-            self.tree[i] += v;
-            i += i & i.wrapping_neg();
-        }
-    }
-
-    /// The sum of positions `0..pos`.
-    fn prefix(&self, pos: usize) -> i64 {
-        let (mut i, mut s) = (pos, 0);
-        while i > 0 {
-            s += self.tree[i];
-            i &= i - 1;
-        }
-        s
-    }
-
-    /// The sum of positions after `pos`.
-    fn after(&self, pos: usize) -> i64 {
-        self.total - self.prefix(pos + 1)
-    }
-}
+use crate::fenwick::Fenwick;
 
 const ABSENT: u32 = u32::MAX;
 
