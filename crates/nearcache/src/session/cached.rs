@@ -114,7 +114,6 @@ impl Session {
             (fill, _) => fill,
         };
         let stash = fill.as_ref().map(|_| Stash::default());
-
         let (layer, read) = (cache.clone(), stash.clone());
         conn.call_then(wire, move |result| {
             cachelayer::complete_flight(&layer, landing, read, result, to_client)
