@@ -394,3 +394,38 @@ async fn a_user_who_may_not_turn_on_tracking_is_served_uncached() {
     assert_eq!(show(&through[1]), show(&direct[1]));
     proxy.shutdown().await;
 }
+
+/// While a script keeps Redis busy, the proxy's ACL check gets `-BUSY`: that says nothing of
+/// whether clients must authenticate, and new clients are not refused with `-NOAUTH` for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_redis_does_not_make_new_clients_authenticate() {
+    let server = RedisServer::start_with(&["--busy-reply-threshold", "50"]);
+    let config = Proxy::config(&server.addr()).with("acl_check_interval", "50ms");
+    let proxy = Proxy::start_config(config).await;
+    assert_eq!(
+        &fresh(&proxy.addr(), &[], &["PING"]).await[0][..],
+        b"+PONG\r\n"
+    );
+    let mut busy = RawConn::connect(&server.addr()).await;
+    busy.send(&["EVAL", "while true do end", "0"]).await;
+    let mut direct = RawConn::connect(&server.addr()).await;
+    // Until Redis answers BUSY, then through a few of the proxy's checks.
+    let mut busy_replies = 0;
+    while busy_replies < 20 {
+        let r = direct.cmd(&["PING"]).await;
+        if r.starts_with(b"-BUSY") {
+            busy_replies += 1;
+            let through = fresh(&proxy.addr(), &[], &["PING"]).await.remove(0);
+            assert!(!through.starts_with(b"-NOAUTH"), "{}", show(&through));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(direct.cmd(&["SCRIPT", "KILL"]).await.starts_with(b"+OK"));
+    eventually(
+        CONVERGE,
+        "PONG through the proxy once the script is killed",
+        async || fresh(&proxy.addr(), &[], &["PING"]).await[0][..] == b"+PONG\r\n"[..],
+    )
+    .await;
+    proxy.shutdown().await;
+}

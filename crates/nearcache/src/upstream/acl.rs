@@ -192,9 +192,22 @@ async fn check(env: &Env, shared: &SharedConns) -> Seen {
     };
     let listed = replies.last().and_then(acl_list);
     Seen {
-        nopass: replies.first().map(|r| r.starts_with(b"+")),
+        nopass: replies.first().and_then(|r| pong_means_nopass(r)),
         failure: None,
         list: listed.map(|(digest, users, _)| (digest, users)),
+    }
+}
+
+/// What a new client's `PING` says of the default user: answered, it needs no password;
+/// `-NOAUTH`, it does. Any other error (`-BUSY` while a script runs, `-LOADING`) says neither,
+/// and what was known stays.
+fn pong_means_nopass(reply: &[u8]) -> Option<bool> {
+    if reply.starts_with(b"-NOAUTH") {
+        Some(false)
+    } else if matches!(reply.first(), Some(b'-' | b'!')) {
+        None
+    } else {
+        Some(true)
     }
 }
 
@@ -247,5 +260,17 @@ mod tests {
         let pass = Bytes::from_static(b"*1\r\n$26\r\nuser default on #ab +@all\r\n");
         assert!(!acl_list(&pass).unwrap().2);
         assert!(acl_list(&Bytes::from_static(b"-NOPERM no\r\n")).is_none());
+    }
+
+    #[test]
+    fn only_noauth_says_a_password_is_needed() {
+        assert_eq!(pong_means_nopass(b"+PONG\r\n"), Some(true));
+        assert_eq!(
+            pong_means_nopass(b"-NOAUTH Authentication required.\r\n"),
+            Some(false)
+        );
+        let busy = b"-BUSY Redis is busy running a script.\r\n";
+        assert_eq!(pong_means_nopass(busy), None);
+        assert_eq!(pong_means_nopass(b"-LOADING Redis is loading\r\n"), None);
     }
 }
