@@ -6,9 +6,9 @@
 //! Owns the check: `ACL LIST` on one of the pool's shared connections (no connection of its
 //! own, so Redis sees no more connections than before), whose `default` line says whether new
 //! clients may act without a password. At start (no shared connection up yet), or if the
-//! pool's user may not read it, a short-lived connection says `PING` unauthenticated (a new
-//! client's view: a connection's authentication is fixed when it connects) and asks `ACL LIST`
-//! after an `AUTH` as the pool's user. On a change it tells the cache
+//! pool's user may not read it, a short-lived connection asks `ACL LIST` unauthenticated (a
+//! new client's view: a connection's authentication is fixed when it connects; `-NOAUTH` or
+//! not), and again after an `AUTH` as the pool's user when it has a password. On a change it tells the cache
 //! ([`super::TrackingSink::acl_changed`]) and revokes the identities of deleted users. Never
 //! logs, keeps or shows `ACL LIST` itself (it holds password hashes): only a digest and the
 //! user names.
@@ -158,8 +158,8 @@ fn apply(
 }
 
 /// One check: `ACL LIST` as the pool's user, on a shared connection that is up; when none is
-/// (at start, while they connect) or it is refused, on a connection of its own: `PING` as a
-/// new client, then `AUTH` as the pool's user and `ACL LIST`.
+/// (at start, while they connect) or it is refused, on a connection of its own: `ACL LIST` as
+/// a new client, then `AUTH` as the pool's user and `ACL LIST` again when it has a password.
 async fn check(env: &Env, shared: &SharedConns) -> Seen {
     let conn = shared.least_busy(2);
     if conn.is_up() {
@@ -173,13 +173,16 @@ async fn check(env: &Env, shared: &SharedConns) -> Seen {
             }
         }
     }
+    // `ACL LIST` first as a new client: its answer tells whether clients must authenticate,
+    // and as an admin command it is not shown to MONITOR (a PING would be, among a test's or
+    // an operator's own commands).
     let cfg = &env.settings;
-    let mut cmds = vec![encode(&["PING"])];
+    let mut cmds = vec![encode(&["ACL", "LIST"])];
     if let Some(pass) = &cfg.password {
         let user = cfg.username.as_deref().unwrap_or("default");
         cmds.push(encode(&["AUTH", user, pass]));
+        cmds.push(encode(&["ACL", "LIST"]));
     }
-    cmds.push(encode(&["ACL", "LIST"]));
     let replies = match ask_anonymously(cfg, &cmds).await {
         Ok(replies) => replies,
         Err(e) => {
@@ -192,22 +195,22 @@ async fn check(env: &Env, shared: &SharedConns) -> Seen {
     };
     let listed = replies.last().and_then(acl_list);
     Seen {
-        nopass: replies.first().and_then(|r| pong_means_nopass(r)),
+        nopass: replies.first().and_then(|r| answer_means_nopass(r)),
         failure: None,
         list: listed.map(|(digest, users, _)| (digest, users)),
     }
 }
 
-/// What a new client's `PING` says of the default user: answered, it needs no password;
-/// `-NOAUTH`, it does. Any other error (`-BUSY` while a script runs, `-LOADING`) says neither,
-/// and what was known stays.
-fn pong_means_nopass(reply: &[u8]) -> Option<bool> {
+/// What a new client's first command's answer says of the default user: answered (or refused
+/// for want of a permission), it needs no password; `-NOAUTH`, it does. Any other error
+/// (`-BUSY` while a script runs, `-LOADING`) says neither, and what was known stays.
+fn answer_means_nopass(reply: &[u8]) -> Option<bool> {
     if reply.starts_with(b"-NOAUTH") {
         Some(false)
-    } else if matches!(reply.first(), Some(b'-' | b'!')) {
-        None
-    } else {
+    } else if reply.starts_with(b"-NOPERM") || !matches!(reply.first(), Some(b'-' | b'!')) {
         Some(true)
+    } else {
+        None
     }
 }
 
@@ -264,13 +267,13 @@ mod tests {
 
     #[test]
     fn only_noauth_says_a_password_is_needed() {
-        assert_eq!(pong_means_nopass(b"+PONG\r\n"), Some(true));
-        assert_eq!(
-            pong_means_nopass(b"-NOAUTH Authentication required.\r\n"),
-            Some(false)
-        );
+        assert_eq!(answer_means_nopass(b"*0\r\n"), Some(true));
+        let noperm = b"-NOPERM this user has no permissions to run the 'acl|list' command\r\n";
+        assert_eq!(answer_means_nopass(noperm), Some(true));
+        let noauth = b"-NOAUTH Authentication required.\r\n";
+        assert_eq!(answer_means_nopass(noauth), Some(false));
         let busy = b"-BUSY Redis is busy running a script.\r\n";
-        assert_eq!(pong_means_nopass(busy), None);
-        assert_eq!(pong_means_nopass(b"-LOADING Redis is loading\r\n"), None);
+        assert_eq!(answer_means_nopass(busy), None);
+        assert_eq!(answer_means_nopass(b"-LOADING Redis is loading\r\n"), None);
     }
 }
