@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{poll_until, redis_cmd_blocking, run_tool, RedisServer};
+use common::{commandstats, poll_until, redis_cmd_blocking, run_tool, RedisServer};
 use nearcache::capture::trace::{Class, Request, TraceReader, TtlChange};
 use nearcache::capture::{self, CaptureArgs};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
@@ -513,17 +513,6 @@ impl Drop for Tcpdump {
             let _ = c.wait();
         }
     }
-}
-
-fn commandstats(addr: &str) -> BTreeMap<String, u64> {
-    let info = redis_cmd_blocking(addr, &[b"INFO", b"commandstats"]);
-    String::from_utf8_lossy(&info)
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
-            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
-        })
-        .collect()
 }
 
 #[test]

@@ -10,19 +10,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{poll_until, redis_cmd_blocking, run_tool, RedisServer};
+use common::{commandstats, poll_until, redis_cmd_blocking, run_tool, RedisServer};
 use nearcache::capture::trace::{Request, TraceReader};
-
-fn commandstats(addr: &str) -> BTreeMap<String, u64> {
-    let info = redis_cmd_blocking(addr, &[b"INFO", b"commandstats"]);
-    String::from_utf8_lossy(&info)
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
-            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
-        })
-        .collect()
-}
 
 /// `nearcache capture` with `args`, its stderr in `dir/capture.err`.
 fn spawn_capture(dir: &Path, args: &[&str]) -> Child {

@@ -278,6 +278,18 @@ fn tail(s: &str, n: usize) -> &str {
 
 /// Sends one command to `addr` over a short-lived blocking connection and returns the raw reply.
 /// For set-up and checks that bypass the proxy.
+/// Calls per command as Redis counts them (`INFO commandstats`), asked of the Redis at `addr`.
+pub fn commandstats(addr: &str) -> std::collections::BTreeMap<String, u64> {
+    let info = redis_cmd_blocking(addr, &[b"INFO", b"commandstats"]);
+    String::from_utf8_lossy(&info)
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            Some((name.to_string(), rest.split(',').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 pub fn redis_cmd_blocking(addr: &str, args: &[&[u8]]) -> Bytes {
     let mut s = StdStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
