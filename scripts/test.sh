@@ -4,10 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# tests/capture.rs captures loopback traffic with tcpdump; the nearcache crate links libpcap
-# (live capture, `pcap-config` comes with its headers); tests/operability.rs checks /metrics
-# with promtool; tests/deploy.rs verifies the systemd unit with systemd-analyze.
+# tests/capture.rs captures loopback traffic with tcpdump (scripts/deps.sh installs libpcap's
+# headers for every build); tests/operability.rs checks /metrics with promtool; tests/deploy.rs
+# verifies the systemd unit with systemd-analyze.
 scripts/deps.sh tcpdump:tcpdump promtool:prometheus systemd-analyze:systemd
+# redis-py, for the client-library cases of tests/auth.rs and tests/tls.rs (they say so in
+# their output and are left out where it cannot be installed).
+python3 -c 'import redis' 2>/dev/null || python3 -m pip install --quiet redis 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages redis 2>/dev/null || true
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 echo "== cargo fmt --check"

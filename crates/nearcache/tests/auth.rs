@@ -429,3 +429,74 @@ async fn a_busy_redis_does_not_make_new_clients_authenticate() {
     .await;
     proxy.shutdown().await;
 }
+
+/// The first paragraph of issue 17, as users met it: with `requirepass` set on Redis while
+/// everything runs, `redis-cli -a` and redis-py (a password, a user and password, a
+/// credential provider, RESP3) log in through the proxy, and a client without one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_and_redis_py_log_in_through_the_proxy() {
+    let (server, mut admin, config) = setup().await;
+    add_user(&mut admin, &["alice", "on", ">apw", "~*", "+@all"]).await;
+    let proxy = Proxy::start_config(config).await;
+    let set = admin.cmd(&["CONFIG", "SET", "requirepass", "pw"]).await;
+    assert_eq!(&set[..], b"+OK\r\n");
+    let direct = fresh(&server.addr(), &[], &["SET", "k", "v"])
+        .await
+        .remove(0);
+    eventually(CONVERGE, "the proxy refusing new clients", async || {
+        fresh(&proxy.addr(), &[], &["SET", "k", "v"]).await[0] == direct
+    })
+    .await;
+    let port = proxy.addr.port().to_string();
+    let cli = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_tool("redis-cli", &args, None, Duration::from_secs(30))
+        })
+    };
+    let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+    let out = cli(words(&format!("-p {port} --no-auth-warning -a pw ping")))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "PONG\n", "{out:?}");
+    let out = cli(words(&format!("-p {port} --user alice --pass apw ping")))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "PONG\n", "{out:?}");
+    let out = cli(words(&format!("-p {port} ping"))).await.unwrap();
+    assert!(out.stdout.contains("NOAUTH"), "{out:?}");
+
+    let has_redis_py = std::process::Command::new("python3")
+        .args(["-c", "import redis"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_redis_py {
+        eprintln!("python3 with the redis module not found; redis-py case not run");
+        return proxy.shutdown().await;
+    }
+    let script = format!(
+        "import redis\n\
+         from redis.credentials import UsernamePasswordCredentialProvider\n\
+         r = redis.Redis(port={port}, password='pw', socket_timeout=5)\n\
+         assert r.set('py:k', 'v')\n\
+         assert r.get('py:k') == b'v'\n\
+         assert redis.Redis(port={port}, username='alice', password='apw').get('py:k') == b'v'\n\
+         cp = UsernamePasswordCredentialProvider('alice', 'apw')\n\
+         assert redis.Redis(port={port}, credential_provider=cp).acl_whoami() == 'alice'\n\
+         r3 = redis.Redis(port={port}, username='alice', password='apw', protocol=3)\n\
+         assert r3.get('py:k') == b'v'\n\
+         try:\n\
+         \x20   redis.Redis(port={port}, password='wrong').ping()\n\
+         \x20   raise SystemExit('a wrong password was let in')\n\
+         except redis.AuthenticationError:\n\
+         \x20   pass\n\
+         print('ok')\n"
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run_tool("python3", &["-c", &script], None, Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.stdout, "ok\n", "{out:?}");
+    proxy.shutdown().await;
+}
