@@ -63,13 +63,7 @@ async fn cli_tls(pki: &Pki, addr: &str, args: &[&str]) -> ToolOutput {
 /// How many times Redis ran `cmd`, asked over `conn`.
 async fn calls_over(conn: &mut TlsClient, cmd: &str) -> u64 {
     let info = conn.cmd(&[b"INFO", b"commandstats"]).await.unwrap();
-    let text = String::from_utf8_lossy(&info);
-    let prefix = format!("cmdstat_{cmd}:calls=");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    commandstats_of(&info).get(cmd).copied().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

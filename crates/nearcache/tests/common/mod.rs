@@ -280,8 +280,12 @@ fn tail(s: &str, n: usize) -> &str {
 /// For set-up and checks that bypass the proxy.
 /// Calls per command as Redis counts them (`INFO commandstats`), asked of the Redis at `addr`.
 pub fn commandstats(addr: &str) -> std::collections::BTreeMap<String, u64> {
-    let info = redis_cmd_blocking(addr, &[b"INFO", b"commandstats"]);
-    String::from_utf8_lossy(&info)
+    commandstats_of(&redis_cmd_blocking(addr, &[b"INFO", b"commandstats"]))
+}
+
+/// Calls per command in an `INFO commandstats` reply.
+pub fn commandstats_of(info: &[u8]) -> std::collections::BTreeMap<String, u64> {
+    String::from_utf8_lossy(info)
         .lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
@@ -949,13 +953,7 @@ pub async fn metric(admin: SocketAddr, name: &str) -> f64 {
 
 pub async fn command_calls(redis: &mut RawConn, cmd: &str) -> u64 {
     let info = redis.cmd(&["INFO", "commandstats"]).await;
-    let text = String::from_utf8_lossy(&info);
-    let prefix = format!("cmdstat_{cmd}:calls=");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    commandstats_of(&info).get(cmd).copied().unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------
