@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{commandstats, poll_until, redis_cmd_blocking, run_tool, RedisServer};
+use common::traffic::{benchmark_traffic, captured_and_served};
+use common::{commandstats, poll_until, redis_cmd_blocking, RedisServer};
 use nearcache::capture::trace::{Class, Request, TraceReader, TtlChange};
 use nearcache::capture::{self, CaptureArgs};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
@@ -521,34 +521,13 @@ fn command_counts_match_redis_commandstats_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let before = commandstats(&redis.addr());
     let dump = Tcpdump::start(dir.path(), redis.port());
-    let port = redis.port().to_string();
-    for extra in [&["-P", "1"][..], &["-P", "16"]] {
-        let mut args = vec!["-p", &port, "-n", "2000", "-c", "4", "-r", "300", "-q"];
-        args.extend_from_slice(&["-t", "set,get,incr,lpush,lpop,mset,hset"]);
-        args.extend_from_slice(extra);
-        let out = run_tool("redis-benchmark", &args, None, Duration::from_secs(120));
-        assert!(out.status.success(), "redis-benchmark: {}", out.stderr);
-    }
-    redis_cmd_blocking(&redis.addr(), &[b"MGET", b"key:000000000001", b"nokey"]);
+    benchmark_traffic(redis.port());
     let marker = b"capture-test-end-marker-20";
     redis_cmd_blocking(&redis.addr(), &[b"ECHO", marker]);
     let drops = dump.stop_after(marker);
     let after = commandstats(&redis.addr());
     let (s, trace) = capture_file(&dump_file(dir.path()), &[redis.port()]);
-    let mut captured: BTreeMap<String, u64> = BTreeMap::new();
-    for r in &trace {
-        *captured.entry(r.name.clone()).or_default() += 1;
-    }
-    let mut served: BTreeMap<String, u64> = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .filter(|(_, v)| *v > 0)
-        .collect();
-    // The INFO that read `before` ran before the capture began.
-    if let Some(info) = served.get_mut("info") {
-        *info -= 1;
-    }
-    served.retain(|_, v| *v > 0);
+    let (captured, served) = captured_and_served(&trace, &before, &after);
     if drops > 0 {
         // Counts cannot be exact then, but the loss must show, and nothing be invented.
         let lost = s["client_stream"]["gap_bytes"].as_u64().unwrap()

@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{commandstats, poll_until, redis_cmd_blocking, run_tool, RedisServer};
+use common::traffic::{benchmark_traffic, captured_and_served};
+use common::{commandstats, poll_until, RedisServer};
 use nearcache::capture::trace::{Request, TraceReader};
 
 /// `nearcache capture` with `args`, its stderr in `dir/capture.err`.
@@ -75,14 +75,7 @@ fn a_live_capture_on_loopback_counts_what_redis_counts() {
         }
         panic!("the live capture failed: {err}");
     }
-    for extra in [&["-P", "1"][..], &["-P", "16"]] {
-        let mut args = vec!["-p", &port, "-n", "2000", "-c", "4", "-r", "300", "-q"];
-        args.extend_from_slice(&["-t", "set,get,incr,lpush,lpop,mset,hset"]);
-        args.extend_from_slice(extra);
-        let out = run_tool("redis-benchmark", &args, None, Duration::from_secs(120));
-        assert!(out.status.success(), "redis-benchmark: {}", out.stderr);
-    }
-    redis_cmd_blocking(&redis.addr(), &[b"MGET", b"key:000000000001", b"nokey"]);
+    benchmark_traffic(redis.port());
     // SIGTERM: the capture reads what the kernel holds, then writes the trace and summary.
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -98,20 +91,8 @@ fn a_live_capture_on_loopback_counts_what_redis_counts() {
         .unwrap()
         .collect::<std::io::Result<_>>()
         .unwrap();
-    let mut captured: BTreeMap<String, u64> = BTreeMap::new();
-    for r in &trace {
-        *captured.entry(r.name.clone()).or_default() += 1;
-    }
-    let mut served: BTreeMap<String, u64> = after
-        .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
-        .collect();
-    // The INFO that read `before` ran before the capture began, the one that read `after`
-    // after it ended; only the first is in `after`.
-    if let Some(info) = served.get_mut("info") {
-        *info -= 1;
-    }
-    served.retain(|_, v| *v > 0);
+    // The INFO that read `after` ran after the capture ended, and is not in `after`.
+    let (captured, served) = captured_and_served(&trace, &before, &after);
     let pcap = &s["packets"]["libpcap"];
     let received = pcap["received"]
         .as_u64()

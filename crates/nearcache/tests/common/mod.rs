@@ -22,6 +22,7 @@ use tokio::net::TcpStream;
 pub mod cluster;
 pub mod relay;
 pub mod tls;
+pub mod traffic;
 
 /// How long one reply may take before the test fails instead of hanging.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
