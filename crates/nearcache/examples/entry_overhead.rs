@@ -50,6 +50,7 @@ fn main() {
         .expect("policy name");
     let layer = CacheLayer::new(
         64 << 30,
+        4096, // mrc_sample_keys's default, as the proxy runs
         policy,
         3_600_000,
         CacheRules::default(),

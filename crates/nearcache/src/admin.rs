@@ -155,6 +155,7 @@ impl std::fmt::Write for Writer<'_> {
 fn mrc_lines(w: &mut String, c: &CacheLayer) {
     let sample = c.mrc_summary();
     let _ = writeln!(w, "mrc_sampled_keys:{}\r", sample.keys);
+    let _ = writeln!(w, "mrc_sample_max_keys:{}\r", sample.max_keys);
     let _ = writeln!(w, "mrc_sample_rate:{:.6}\r", sample.rate);
     let _ = writeln!(w, "mrc_sampled_lookups:{:.0}\r", sample.lookups);
     let max = c.stats().max_bytes as f64;

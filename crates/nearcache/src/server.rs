@@ -263,7 +263,14 @@ fn cache_layer(config: &Config, metrics: Arc<Metrics>) -> CacheLayer {
         &config.cache_exclude_prefixes.0,
     );
     let ttl_ms = u64::try_from(config.cache_ttl.as_millis()).unwrap_or(u64::MAX);
-    CacheLayer::new(config.max_memory.0, config.eviction, ttl_ms, rules, metrics)
+    CacheLayer::new(
+        config.max_memory.0,
+        config.mrc_sample_keys,
+        config.eviction,
+        ttl_ms,
+        rules,
+        metrics,
+    )
 }
 
 fn upstream_settings(config: &Config, tls: Option<crate::tls::Upstream>) -> Settings {

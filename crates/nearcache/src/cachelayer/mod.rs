@@ -32,7 +32,7 @@ pub use entry::{put_entry_key, Form};
 use flights::Flights;
 pub use flights::{Join, Landing};
 use mrc::Mrc;
-pub use mrc::{Summary as MrcSummary, HALF_LIFE as MRC_HALF_LIFE, SAMPLE_KEYS as MRC_SAMPLE_KEYS};
+pub use mrc::{Summary as MrcSummary, HALF_LIFE as MRC_HALF_LIFE};
 pub use rules::CacheRules;
 pub use untimed::Known;
 use untimed::Untimed;
@@ -115,8 +115,10 @@ pub struct Fill {
 }
 
 impl CacheLayer {
+    /// A cache of `max_bytes` whose online curve samples at most `mrc_sample_keys` keys.
     pub fn new(
         max_bytes: u64,
+        mrc_sample_keys: usize,
         policy: PolicyKind,
         ttl_cap_ms: u64,
         rules: CacheRules,
@@ -134,7 +136,7 @@ impl CacheLayer {
             flights: Flights::default(),
             untimed: Untimed::new(max_bytes),
             pttl_skipped: AtomicU64::new(0),
-            mrc: Mrc::default(),
+            mrc: Mrc::new(mrc_sample_keys, max_bytes),
         }
     }
 
@@ -540,6 +542,7 @@ mod tests {
     fn small_layer() -> CacheLayer {
         CacheLayer::new(
             1 << 20,
+            4096,
             PolicyKind::default(),
             60_000,
             CacheRules::default(),

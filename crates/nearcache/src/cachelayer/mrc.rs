@@ -11,9 +11,10 @@
 //! 1/R (R = T/2^64) into bytes of the whole cache. Distances go to a histogram of log-spaced
 //! buckets (16 per octave), read at any size when a scrape asks ([`Mrc::curve`]).
 //!
-//! Bounded whatever the cache's size: at most [`SAMPLE_KEYS`] entries (more, and T drops to
-//! the highest spot sampled, whose entries leave), use times renumbered when the tree is full,
-//! a fixed histogram. The histogram halves every [`HALF_LIFE`] sampled lookups, so the curve
+//! Bounded: at most `max_keys` entries (more, and T drops to the highest spot sampled, whose
+//! entries leave), the `mrc_sample_keys` setting or what [`MEMORY_SHARE`] of `max_memory`
+//! holds ([`affordable_keys`]), whichever is fewer; use times renumbered when the tree is
+//! full; a fixed histogram. The histogram halves every [`HALF_LIFE`] sampled lookups, so the curve
 //! follows the current workload. What it leaves out: the cache's admission policy (the curve
 //! is LRU's), its shards (one stack of the whole budget), entries dropped with a lost
 //! connection's tag (they stay on the stack until used, invalidated or expired).
@@ -27,11 +28,27 @@ use cache::Hashes;
 
 use crate::fenwick::Fenwick;
 
-/// Most entries sampled. Trades the estimate's spread (SHARDS's paper measures a mean
-/// absolute error near 0.01 with 8K samples, more with fewer) against memory (about 50 bytes
-/// an entry and 24 of use times: 0.3 MB, whatever the cache's size) and the work of sampled
-/// lookups.
-pub const SAMPLE_KEYS: usize = 4096;
+/// Share of `max_memory` the sample may take at most: what the issue of a sampler that costs
+/// "well under 1%" of the cache's memory allows, half of it.
+const MEMORY_SHARE: u64 = 200;
+
+/// What a sampled entry takes: its place in the map (16-byte key, 16-byte slot, in B-tree
+/// nodes of 11 about two-thirds full: about 55 bytes) and its [`TIMES_PER_KEY`] use times of 8.
+const BYTES_PER_KEY: u64 = 80;
+
+/// What the sampler takes whatever its size: the histogram.
+const FIXED_BYTES: u64 = (BUCKETS * std::mem::size_of::<f64>()) as u64;
+
+/// The sampled entries `max_memory` affords at [`MEMORY_SHARE`]: 4,096 from 64 MB up (the
+/// default `mrc_sample_keys`), 160 at 4 MB, none below about 1.6 MB (no curve).
+pub fn affordable_keys(max_memory: u64) -> usize {
+    let room = (max_memory / MEMORY_SHARE).saturating_sub(FIXED_BYTES);
+    usize::try_from(room / BYTES_PER_KEY).unwrap_or(usize::MAX)
+}
+
+/// Fewer sampled entries than this make no curve worth showing (SHARDS's spread at a few
+/// dozen keys is tens of points): the sampler stays off.
+const MIN_KEYS: usize = 64;
 
 /// The first threshold: one group in 64 (R = 1/64). Samples no more than that even when the
 /// cache has few keys, so that the sampler's lock and stack cost a sixty-fourth of their price
@@ -39,8 +56,9 @@ pub const SAMPLE_KEYS: usize = 4096;
 /// few dozen sampled ones.
 const FIRST_THRESHOLD: u64 = u64::MAX >> 6;
 
-/// Use times before the stack is renumbered (every live entry keeps its order).
-const TIMES: usize = 3 * SAMPLE_KEYS;
+/// Use times per sampled entry before the stack is renumbered (every live entry keeps its
+/// order): renumbering, O(n log n), comes once in every 2n uses.
+const TIMES_PER_KEY: usize = 3;
 
 /// Sampled lookups after which the histogram's counts halve.
 pub const HALF_LIFE: u64 = 1 << 17;
@@ -87,6 +105,7 @@ struct Slot {
 /// The sample, under [`Mrc`]'s lock.
 struct Sample {
     threshold: u64,
+    max_keys: usize,
     /// By (spot, entry hash): a group's entries are a range, the highest spot the last.
     entries: BTreeMap<(u64, u64), Slot>,
     stack: Fenwick,
@@ -105,6 +124,8 @@ struct Sample {
 /// What the sample holds, for `NEARCACHE INFO`.
 pub struct Summary {
     pub keys: usize,
+    /// Most keys it may hold (0: the curve is off).
+    pub max_keys: usize,
     pub rate: f64,
     pub lookups: f64,
 }
@@ -115,21 +136,27 @@ pub struct Mrc {
     sample: Mutex<Sample>,
 }
 
-impl Default for Mrc {
-    fn default() -> Self {
-        Mrc::with_threshold(FIRST_THRESHOLD)
-    }
-}
-
 impl Mrc {
-    /// A sampler that starts at `threshold` (u64::MAX samples every group at first).
-    pub fn with_threshold(threshold: u64) -> Self {
+    /// A sampler of at most `max_keys` entries, fewer if `max_memory` does not afford them;
+    /// off (it samples nothing) below [`MIN_KEYS`].
+    pub fn new(max_keys: usize, max_memory: u64) -> Self {
+        let keys = max_keys.min(affordable_keys(max_memory));
+        if keys < MIN_KEYS {
+            return Mrc::with_threshold(0, 0);
+        }
+        Mrc::with_threshold(FIRST_THRESHOLD, keys)
+    }
+
+    /// A sampler of `max_keys` entries that starts at `threshold` (u64::MAX samples every
+    /// group at first, 0 none ever).
+    fn with_threshold(threshold: u64, max_keys: usize) -> Self {
         Mrc {
             threshold: AtomicU64::new(threshold),
             sample: Mutex::new(Sample {
                 threshold,
+                max_keys,
                 entries: BTreeMap::new(),
-                stack: Fenwick::new(TIMES),
+                stack: Fenwick::new(TIMES_PER_KEY * max_keys),
                 clock: 0,
                 hist: vec![0.0; BUCKETS],
                 cold: 0.0,
@@ -158,17 +185,27 @@ impl Mrc {
         if key.0 >= s.threshold {
             return; // the threshold dropped since the test
         }
-        match s.entries.get(&key).copied() {
+        if s.clock == s.stack.positions() {
+            s.renumber();
+        }
+        let scale = s.scale();
+        let Sample {
+            entries,
+            stack,
+            hist,
+            clock,
+            ..
+        } = &mut *s;
+        match entries.get_mut(&key) {
             Some(slot) if slot.deadline > now => {
-                let used = i64::from(slot.weight) + s.stack.after(slot.pos as usize);
-                let d = used.max(0) as f64 * s.scale();
-                s.hist[bucket(d as u64)] += 1.0;
-                s.stack.add(slot.pos as usize, -i64::from(slot.weight));
-                let pos = s.next_pos();
-                s.stack.add(pos, i64::from(slot.weight));
-                if let Some(e) = s.entries.get_mut(&key) {
-                    e.pos = pos as u32;
-                }
+                let weight = i64::from(slot.weight);
+                let used = weight + stack.after(slot.pos as usize);
+                let d = used.max(0) as f64 * scale;
+                hist[bucket(d as u64)] += 1.0;
+                stack.add(slot.pos as usize, -weight);
+                stack.add(*clock, weight);
+                slot.pos = *clock as u32;
+                *clock += 1;
             }
             Some(_) => {
                 s.remove(key);
@@ -205,7 +242,7 @@ impl Mrc {
                 deadline,
             },
         );
-        while s.entries.len() > SAMPLE_KEYS {
+        while s.entries.len() > s.max_keys {
             // Fixed size: the highest spot leaves, and the rate drops to what remains.
             let Some((&(top, _), _)) = s.entries.last_key_value() else {
                 break;
@@ -257,6 +294,7 @@ impl Mrc {
         let s = self.lock();
         Summary {
             keys: s.entries.len(),
+            max_keys: s.max_keys,
             rate: s.rate(),
             lookups: s.hist.iter().sum::<f64>() + s.cold,
         }
@@ -299,20 +337,25 @@ impl Sample {
     /// A fresh use time, renumbering the live entries' when none is left.
     fn next_pos(&mut self) -> usize {
         if self.clock == self.stack.positions() {
-            let mut order: Vec<(u32, (u64, u64))> =
-                self.entries.iter().map(|(k, s)| (s.pos, *k)).collect();
-            order.sort_unstable();
-            self.stack.clear();
-            for (i, (_, key)) in order.iter().enumerate() {
-                if let Some(slot) = self.entries.get_mut(key) {
-                    slot.pos = i as u32;
-                    self.stack.add(i, i64::from(slot.weight));
-                }
-            }
-            self.clock = order.len();
+            self.renumber();
         }
         self.clock += 1;
         self.clock - 1
+    }
+
+    /// Use times 0.. again for the live entries, in their order.
+    fn renumber(&mut self) {
+        let mut order: Vec<(u32, (u64, u64))> =
+            self.entries.iter().map(|(k, s)| (s.pos, *k)).collect();
+        order.sort_unstable();
+        self.stack.clear();
+        for (i, (_, key)) in order.iter().enumerate() {
+            if let Some(slot) = self.entries.get_mut(key) {
+                slot.pos = i as u32;
+                self.stack.add(i, i64::from(slot.weight));
+            }
+        }
+        self.clock = order.len();
     }
 
     fn remove(&mut self, key: (u64, u64)) {
@@ -336,6 +379,9 @@ impl Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The setting's default.
+    const KEYS: usize = 4096;
 
     #[test]
     fn buckets_are_ordered_and_hold_their_distances() {
@@ -361,7 +407,7 @@ mod tests {
     #[test]
     fn a_cyclic_scan_hits_only_where_it_fits() {
         // 100 entries of 10 bytes read in a loop: each is 1,000 bytes deep.
-        let mrc = Mrc::with_threshold(u64::MAX);
+        let mrc = Mrc::with_threshold(u64::MAX, KEYS);
         let mut lookups = 0;
         for round in 0..10 {
             for g in 0..100u64 {
@@ -383,7 +429,7 @@ mod tests {
     /// Hit ratios of an exact byte-weighted LRU (a list, most recent first) at `sizes`, and
     /// the sampler's estimate for the same lookups, filled on a miss as the proxy does.
     fn exact_and_estimated(threshold: u64, sizes: &[u64]) -> (Vec<f64>, Vec<f64>) {
-        let mrc = Mrc::with_threshold(threshold);
+        let mrc = Mrc::with_threshold(threshold, KEYS);
         let mut list: Vec<(u64, u64)> = Vec::new();
         let mut hits = vec![0u64; sizes.len()];
         let mut x = 7u64;
@@ -437,7 +483,7 @@ mod tests {
 
     #[test]
     fn invalidated_expired_and_flushed_entries_miss() {
-        let mrc = Mrc::with_threshold(u64::MAX);
+        let mrc = Mrc::with_threshold(u64::MAX, KEYS);
         let (a, b) = (hashes(1 << 40, 1), hashes(2 << 40, 2));
         mrc.fill(a, 10, 100, || 0);
         mrc.fill(b, 10, 100, || 0);
@@ -455,9 +501,9 @@ mod tests {
 
     #[test]
     fn the_sample_keeps_its_size_and_its_stack_its_length() {
-        let mrc = Mrc::with_threshold(u64::MAX);
+        let mrc = Mrc::with_threshold(u64::MAX, KEYS);
         let mut lookups = 0;
-        for i in 0..(4 * SAMPLE_KEYS as u64) {
+        for i in 0..(4 * KEYS as u64) {
             let h = Hashes {
                 group: i.wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 key: i,
@@ -469,13 +515,35 @@ mod tests {
             }
         }
         let s = mrc.summary();
-        assert_eq!(s.keys, SAMPLE_KEYS);
+        assert_eq!(s.keys, KEYS);
         // A quarter of the groups fit: the rate fell to about that.
         assert!((0.2..0.3).contains(&s.rate), "{}", s.rate);
         // Every lookup was cold, and about as many were seen as the rate promised.
         assert!(mrc.curve(&[u64::MAX >> 1], lookups).unwrap()[0] < 0.05);
         let locked = mrc.lock();
-        assert_eq!(locked.stack.positions(), TIMES);
-        assert!(locked.clock <= TIMES);
+        assert_eq!(locked.stack.positions(), TIMES_PER_KEY * KEYS);
+        assert!(locked.clock <= TIMES_PER_KEY * KEYS);
+    }
+
+    #[test]
+    fn the_sample_fits_half_a_percent_of_the_cache_or_is_off() {
+        for mb in [2u64, 4, 16, 64, 1024] {
+            let bytes = mb << 20;
+            let keys = affordable_keys(bytes);
+            assert!(
+                keys as u64 * BYTES_PER_KEY + FIXED_BYTES <= bytes / MEMORY_SHARE,
+                "{mb}"
+            );
+        }
+        assert!(affordable_keys(64 << 20) >= KEYS);
+        assert!((100..200).contains(&affordable_keys(4 << 20)));
+        // Off: with 0 keys, or a cache too small to afford a useful sample.
+        for mrc in [Mrc::new(0, 1 << 30), Mrc::new(KEYS, 1 << 20)] {
+            assert!((0..1000u64).all(|h| !mrc.samples(h.wrapping_mul(0x9E37_79B9_7F4A_7C15))));
+            assert_eq!(mrc.summary().max_keys, 0);
+            assert!(mrc.curve(&[1 << 20], 1000).is_none());
+        }
+        let mrc = Mrc::new(KEYS, 4 << 20);
+        assert_eq!(mrc.summary().max_keys, affordable_keys(4 << 20));
     }
 }

@@ -157,6 +157,10 @@ settings! {
     /// Eviction policy: lru, lfu, w-tinylfu, s3fifo, sieve, adaptive, reuse-tinylfu
     /// (docs/cache.md).
     eviction: PolicyKind = "reuse-tinylfu", restart;
+    /// Most keys the online miss-ratio curve samples (`nearcache_cache_mrc_hit_ratio`); fewer
+    /// when half of one percent of max_memory would not hold them (docs/capture.md), and none
+    /// (no curve) with 0 or below about 1.6 MB.
+    mrc_sample_keys: usize = "4096", restart;
     /// Longest life of any cached entry, whatever the key's TTL.
     cache_ttl: Duration = "5m", restart;
     /// How Redis tells the proxy what changed: `default` (Redis tracks the keys each shared
