@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Loads the admin dashboard in headless Chromium while traffic runs, checks that its charts
-# take new data points and that the figures move, and saves a screenshot (path printed last).
+# take new data points, that the figures move and that the miss-ratio curve is drawn with the
+# measured hit ratio, and saves a screenshot (path printed last).
 # Installs chromium (apt) and playwright-core (npm, into a scratch dir) when missing.
-# Run by hand; not part of CI. Stops everything it started on exit.
+# scripts/test.sh runs it. Stops everything it started on exit.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init dashboard
@@ -52,6 +53,7 @@ const { chromium } = require(process.env.PW);
   const last = await page.evaluate(() => window.__nearcacheLast);
   const n = await count();
   const shown = await page.$eval("#samples", (e) => e.textContent);
+  const mrcNow = await page.$eval("#mrc-now", (e) => e.textContent);
   await page.screenshot({ path: process.env.SHOT, fullPage: true });
   await browser.close();
   const problems = [];
@@ -59,8 +61,10 @@ const { chromium } = require(process.env.PW);
   if (String(n) !== shown.trim()) problems.push(`DOM counter ${shown} != ${n}`);
   if (!last || !(last.rss > 0)) problems.push("no RSS figure");
   if (!last || !(last.hit + last.miss > 0)) problems.push("no reads per second while loading");
+  if (!/^at 1x: estimated [0-9.]+ %, measured [0-9.]+ %$/.test(mrcNow))
+    problems.push(`no miss-ratio curve: "${mrcNow}"`);
   if (errors.length) problems.push("page errors: " + errors.join("; "));
-  console.log(JSON.stringify({ samples: n, last }, null, 1));
+  console.log(JSON.stringify({ samples: n, last, mrc: mrcNow }, null, 1));
   if (problems.length) { console.error("FAIL: " + problems.join(", ")); process.exit(1); }
   console.log("dashboard ok");
 })().catch((e) => { console.error(e); process.exit(1); });

@@ -20,3 +20,11 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+# The admin dashboard in a real browser (its script runs only there): Debian's chromium and
+# playwright-core from npm, against the debug binary the tests built.
+echo "== dashboard in headless Chromium"
+if scripts/deps.sh chromium:chromium node:nodejs npm:npm; then
+    NEARCACHE_BIN="${CARGO_TARGET_DIR:-target}/debug/nearcache" scripts/dashboard-test.sh
+else
+    echo "skipped: chromium, node or npm could not be installed"
+fi
