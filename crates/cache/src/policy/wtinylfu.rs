@@ -369,11 +369,7 @@ impl WTinyLfu {
         self.push(PROBATION, c);
     }
 
-    /// Move window overflow into main, then evict while over capacity (after the window grew).
-    /// With recency-aware admission, that eviction takes the victim a duel with `newcomer`
-    /// would have faced (see [`WTinyLfu::main_victim`]): a window grown on reuse must push out
-    /// a protected segment left from a past phase, not the entries just admitted to probation.
-    fn rebalance(&mut self, newcomer: Option<Handle>, evicted: &mut Vec<Handle>) {
+    fn rebalance(&mut self, evicted: &mut Vec<Handle>) {
         while self.window.weight() > self.window_cap {
             let c = self.window.tail().expect("non-empty window");
             self.window_out = self
@@ -386,10 +382,8 @@ impl WTinyLfu {
             let v = if self.evict_oldest {
                 self.oldest_tail()
             } else {
-                newcomer
-                    .filter(|_| self.recency.is_some())
-                    .and_then(|c| self.main_victim(c))
-                    .or(self.probation.tail())
+                self.probation
+                    .tail()
                     .or(self.protected.tail())
                     .or(self.window.tail())
             }
@@ -502,7 +496,7 @@ impl Policy for WTinyLfu {
             region: NONE,
         };
         self.push(WINDOW, h);
-        self.rebalance(Some(h), evicted);
+        self.rebalance(evicted);
     }
     fn remove(&mut self, h: Handle) {
         self.unlink(h);
@@ -521,7 +515,7 @@ impl Policy for WTinyLfu {
     fn set_capacity(&mut self, capacity: u64, evicted: &mut Vec<Handle>) {
         self.capacity = capacity;
         self.set_window(self.window_cap);
-        self.rebalance(None, evicted);
+        self.rebalance(evicted);
     }
     fn heap_bytes(&self) -> u64 {
         let log = self
