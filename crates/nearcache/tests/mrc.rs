@@ -15,7 +15,7 @@ const SKEW: f64 = 0.9;
 const READS: usize = 400_000;
 const BATCH: usize = 2_000;
 /// Most the estimate at 1x may be off the measured hit ratio, in hit-ratio points: the sample
-/// (about 160 keys, what half a percent of 4 MB holds) sees the hottest keys by chance, and the
+/// (164 keys, what half a percent of 4 MB holds) sees the hottest keys by chance, and the
 /// proxy's sharded cache is not quite one LRU.
 const TOLERANCE: f64 = 0.10;
 const MAX_MEMORY: u64 = 4 << 20;
