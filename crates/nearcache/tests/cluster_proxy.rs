@@ -288,3 +288,60 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("qux"));
     proxy.shutdown().await;
 }
+
+/// `cache_entries` from `NEARCACHE INFO`.
+async fn entries(c: &mut RawConn) -> u64 {
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    let info = String::from_utf8_lossy(&info);
+    info.lines()
+        .find_map(|l| l.strip_prefix("cache_entries:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cache_entries in {info}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
+    let mut cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let keys = keys(&cluster);
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    for k in &keys {
+        assert_eq!(&c.cmd(&["SET", k, k]).await[..], b"+OK\r\n");
+        assert_eq!(c.cmd(&["GET", k]).await, bulk(k));
+    }
+    assert!(entries(&mut c).await > 0, "entries cached");
+    // Every write reached each master's replica before the master dies.
+    for (addr, _) in cluster.masters() {
+        let acked = on(&addr, &["WAIT", "1", "5000"]).await;
+        assert_eq!(&acked[..], b":1\r\n", "{addr} replicated");
+    }
+    let victim = owner(&cluster, &keys[0]);
+    let node = cluster
+        .nodes
+        .iter_mut()
+        .find(|n| n.addr() == victim)
+        .unwrap();
+    node.kill();
+    // Its invalidation connection is lost: what it protected is dropped (here, everything).
+    eventually(CONVERGE, "the killed node's entries dropped", async || {
+        entries(&mut c).await == 0
+    })
+    .await;
+    // Its replica is promoted; the proxy learns it and serves its slots again, with the value
+    // the new master has.
+    let started = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(40),
+        "the failover followed",
+        async || c.cmd(&["GET", &keys[0]]).await == bulk(&keys[0]),
+    )
+    .await;
+    eprintln!(
+        "recovered {:?} after the kill was seen (cluster-node-timeout 5s)",
+        started.elapsed()
+    );
+    for k in &keys {
+        assert_eq!(c.cmd(&["GET", k]).await, bulk(k), "{k} after the failover");
+    }
+    proxy.shutdown().await;
+}
