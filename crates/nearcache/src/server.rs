@@ -174,6 +174,9 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         log,
         tls.as_ref().map(|(_, t)| t.clone()),
     ));
+    if let Some(nodes) = &cluster {
+        control.set_cluster(nodes.clone());
+    }
     control.start().await;
     let gate = auth_gate(&config, &pool).await;
     let ctx = Arc::new(Context {

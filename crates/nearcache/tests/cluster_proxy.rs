@@ -236,6 +236,14 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     })
     .await;
 
+    // A key of another slot, cached: the slot's move empties the cache all the same.
+    assert_eq!(&c.cmd(&["SET", "bystander", "b"]).await[..], b"+OK\r\n");
+    eventually(CONVERGE, "bystander cached", async || {
+        assert_eq!(c.cmd(&["GET", "bystander"]).await, bulk("b"));
+        entries(&mut c).await > 1
+    })
+    .await;
+
     let slot = key_slot(b"foo").to_string();
     let masters = cluster.masters();
     let src_addr = owner(&cluster, "foo");
@@ -261,6 +269,14 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
         bulk("bar"),
         "still on the source"
     );
+    // Keys of one slot split between the two nodes: TRYAGAIN, retried, then the client's.
+    for read in [
+        &["MGET", "foo", "{foo}new"][..],
+        &["EXISTS", "foo", "{foo}new"],
+    ] {
+        let r = c.cmd(read).await;
+        assert!(r.starts_with(b"-TRYAGAIN"), "{read:?}: {r:?}");
+    }
 
     let (host, port) = dest_addr.rsplit_once(':').unwrap();
     ok(on(
@@ -271,8 +287,10 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     for (addr, _) in &masters {
         ok(on(addr, &["CLUSTER", "SETSLOT", &slot, "NODE", dest_id]).await);
     }
-    // The proxy's map still says the source: MOVED, followed, the map patched.
+    // The proxy's map still says the source: MOVED, followed, the map patched, the cache
+    // emptied before the new owner answers.
     assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("bar"));
+    assert_eq!(entries(&mut c).await, 0, "the cache emptied on the move");
     assert_eq!(c.cmd(&["GET", "{foo}new"]).await, bulk("n"));
     // The new owner protects what the proxy caches now.
     ok(on(dest_addr, &["SET", "foo", "baz"]).await);

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 use super::discover::{discover, DiscoverError};
 use super::redirect::NodeAddr;
 use super::topology::{Node, Topology};
-use crate::upstream::{Pool, Settings, Tracking, TrackingMode, TrackingSink};
+use crate::upstream::{Limits, Pool, Settings, Tracking, TrackingMode, TrackingSink};
 
 /// How often the map is read again when nothing asked for it: the longest a change no client
 /// command ran into (a failover of a node nobody reads, a new node) goes unseen. Shorter costs
@@ -33,6 +33,8 @@ pub struct Nodes {
     pools: Mutex<HashMap<String, Arc<Pool>>>,
     /// The pool settings every node's pool starts from (its `addr` replaced).
     settings: Settings,
+    /// The pool limits in force (live settings), for pools opened from now on.
+    limits: Mutex<Limits>,
     /// With caching: how nodes track, and the cache their invalidations go to.
     tracking: Option<(TrackingMode, Arc<dyn TrackingSink>)>,
     seeds: Vec<String>,
@@ -61,6 +63,7 @@ impl Nodes {
         let nodes = Arc::new(Nodes {
             topo: Mutex::new(Topology::default()),
             pools: Mutex::default(),
+            limits: Mutex::new(settings.limits.clone()),
             settings,
             tracking,
             seeds,
@@ -93,6 +96,7 @@ impl Nodes {
         info!(node = addr, "opening a pool to a cluster node");
         let settings = Settings {
             addr: addr.to_string(),
+            limits: lock(&self.limits).clone(),
             ..self.settings.clone()
         };
         let tracking = self
@@ -100,6 +104,15 @@ impl Nodes {
             .as_ref()
             .map(|(mode, sink)| Arc::new(Tracking::new(mode.clone(), sink.clone())));
         Pool::new(settings, tracking)
+    }
+
+    /// New pool limits (a configuration reload), for every node's pool.
+    pub fn set_limits(&self, limits: Limits) {
+        *lock(&self.limits) = limits.clone();
+        let pools: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();
+        for pool in pools {
+            pool.set_limits(limits.clone());
+        }
     }
 
     /// The master of `slot` and its pool, if any node serves the slot.
