@@ -28,8 +28,8 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
 /// The cluster's nodes and where each slot goes.
 pub struct Nodes {
     topo: Mutex<Topology>,
-    /// Every node a pool was opened for, by `host:port`. Pools of nodes that left are kept
-    /// (their connections keep retrying): closing a pool is not supported yet.
+    /// The pool of every master, by `host:port`; a refresh closes those of nodes that serve no
+    /// slot any more.
     pools: Mutex<HashMap<String, Arc<Pool>>>,
     /// The pool settings every node's pool starts from (its `addr` replaced).
     settings: Settings,
@@ -189,8 +189,9 @@ impl Nodes {
             }
         };
         self.refreshes.fetch_add(1, Ordering::Relaxed);
-        for addr in masters_of(&topo) {
-            self.pool_at(&addr);
+        let masters = masters_of(&topo);
+        for addr in &masters {
+            self.pool_at(addr);
         }
         let changed = {
             let mut now = lock(&self.topo);
@@ -203,6 +204,23 @@ impl Nodes {
             if let Some((_, sink)) = &self.tracking {
                 sink.slots_moved();
             }
+        }
+        // Nodes that serve no slot any more (left, failed, demoted to replicas).
+        let gone: Vec<(String, Arc<Pool>)> = {
+            let mut pools = lock(&self.pools);
+            let addrs: Vec<String> = pools
+                .keys()
+                .filter(|a| !masters.contains(a))
+                .cloned()
+                .collect();
+            addrs
+                .into_iter()
+                .filter_map(|a| pools.remove(&a).map(|p| (a, p)))
+                .collect()
+        };
+        for (addr, pool) in gone {
+            info!(node = %addr, "closing the pool of a node that serves no slot");
+            pool.close();
         }
     }
 }
