@@ -67,6 +67,11 @@ impl Control {
         &self.pool
     }
 
+    /// The cluster's nodes, with `cluster = true`.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::nodes::Nodes>> {
+        self.cluster.get()
+    }
+
     /// The cluster's nodes, whose pools take the live pool limits from now on.
     pub fn set_cluster(&self, nodes: Arc<crate::cluster::nodes::Nodes>) {
         let _ = self.cluster.set(nodes);

@@ -177,6 +177,16 @@ async fn multi_key_and_keyless_commands_span_the_masters() {
             "{refused:?}: {r:?}"
         );
     }
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    let info = String::from_utf8_lossy(&info);
+    assert!(info.contains("cluster_masters:3\r\n"), "{info}");
+    assert!(info.contains("cluster_slots_unserved:0\r\n"), "{info}");
+    for (addr, _) in cluster.masters() {
+        assert!(
+            info.contains(&format!("addr={addr},slots=")),
+            "{addr}: {info}"
+        );
+    }
     // The session still works after the refusals.
     assert_eq!(&c.cmd(&["SET", "after", "1"]).await[..], b"+OK\r\n");
     assert_eq!(c.cmd(&["GET", "after"]).await, bulk("1"));

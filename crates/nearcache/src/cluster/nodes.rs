@@ -225,6 +225,42 @@ impl Nodes {
     }
 }
 
+impl Nodes {
+    /// The `# Cluster` section of `NEARCACHE INFO`: the map's figures, then each master's
+    /// slots and pool figures.
+    pub fn info(&self) -> String {
+        use std::fmt::Write as _;
+        let topo = self.topology();
+        let mut slots: Vec<(String, usize)> = Vec::new();
+        for (start, end, addr) in topo.ranges() {
+            let n = usize::from(end - start) + 1;
+            match slots.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, total)) => *total += n,
+                None => slots.push((addr, n)),
+            }
+        }
+        let mut w = String::from("\r\n# Cluster\r\n");
+        let _ = writeln!(w, "cluster_masters:{}\r", slots.len());
+        let _ = writeln!(w, "cluster_slots_unserved:{}\r", topo.unassigned());
+        let _ = writeln!(
+            w,
+            "cluster_refreshes:{}\r",
+            self.refreshes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(w, "cluster_moves:{}\r", self.moves.load(Ordering::Relaxed));
+        for (i, (addr, n)) in slots.iter().enumerate() {
+            let st = self.pool_at(addr).stats();
+            let _ = writeln!(
+                w,
+                "cluster_master{i}:addr={addr},slots={n},open={},in_use={},idle={},\
+                 reconnects={}\r",
+                st.open, st.in_use, st.idle, st.reconnects
+            );
+        }
+        w
+    }
+}
+
 /// The `host:port` of each master serving a slot.
 fn masters_of(topo: &Topology) -> Vec<String> {
     topo.shards().map(|s| s.master.addr()).collect()
