@@ -177,6 +177,37 @@ async fn multi_key_and_keyless_commands_span_the_masters() {
             "{refused:?}: {r:?}"
         );
     }
+    // A pipeline over several nodes: each command sees the ones before it, replies in order.
+    let a = &keys[1];
+    let b = keys
+        .iter()
+        .find(|k| owner(&cluster, k) != owner(&cluster, a))
+        .unwrap();
+    let replies = c
+        .pipeline(&[
+            vec!["SET", a, "p1"],
+            vec!["SET", b, "p2"],
+            vec!["MGET", a, b],
+            vec!["DEL", a, b],
+            vec!["GET", a],
+            vec!["SET", b, "p3"],
+            vec!["EXISTS", a, b],
+            vec!["GET", b],
+        ])
+        .await;
+    let want: Vec<&[u8]> = vec![
+        b"+OK\r\n",
+        b"+OK\r\n",
+        b"*2\r\n$2\r\np1\r\n$2\r\np2\r\n",
+        b":2\r\n",
+        b"$-1\r\n",
+        b"+OK\r\n",
+        b":1\r\n",
+        b"$2\r\np3\r\n",
+    ];
+    let got: Vec<&[u8]> = replies.iter().map(|r| &r[..]).collect();
+    assert_eq!(got, want);
+
     let info = c.cmd(&["NEARCACHE", "INFO"]).await;
     let info = String::from_utf8_lossy(&info);
     assert!(info.contains("cluster_masters:3\r\n"), "{info}");

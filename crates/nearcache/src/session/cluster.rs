@@ -61,6 +61,7 @@ impl Session {
                 None => self.output.reply(reply::error(SLOT_UNSERVED)),
             },
             Plan::Split(split) => {
+                let after = self.before_parts(args).await;
                 let sent = split
                     .parts
                     .iter()
@@ -69,7 +70,7 @@ impl Session {
                         send::send(&nodes, bytes, Some(p.slot), None, self.proto)
                     })
                     .collect();
-                self.merged(sent, Join::Split(split), args);
+                self.queue_parts(sent, Join::Split(split), after);
             }
             Plan::Keyless(keyless) => self.keyless(&nodes, keyless, args).await,
             Plan::Refuse(msg) => self.output.reply(reply::error(msg)),
@@ -94,13 +95,14 @@ impl Session {
             },
             // Replicas have no pools: `AllNodes` commands reach the masters only.
             Keyless::Masters(merge) | Keyless::AllNodes(merge) => {
+                let after = self.before_parts(args).await;
                 let bytes = self.wire(args);
                 let sent = nodes
                     .masters()
                     .into_iter()
                     .map(|node| send::send(nodes, bytes.clone(), None, Some(node), self.proto))
                     .collect();
-                self.merged(sent, Join::Fanout(merge), args);
+                self.queue_parts(sent, Join::Fanout(merge), after);
             }
             Keyless::Refuse(msg) => self.output.reply(reply::error(msg)),
             Keyless::NotYet(why) => self.not_yet(args, why),
@@ -134,16 +136,25 @@ impl Session {
         self.again = None;
     }
 
-    /// Queues the reply merged from parts sent to several nodes; a write's keys (or the whole
-    /// cache, for FLUSHALL) are invalidated as on a shared connection. Split MGETs are not
-    /// looked up in the cache.
-    fn merged(&mut self, sent: Vec<send::Sent>, join: Join, args: &[Bytes]) {
-        let after = match self.cache_use(args) {
+    /// Before parts go to several nodes, on connections of their own choosing: every reply
+    /// outstanding is awaited (so that no part overtakes an earlier command of the client's on
+    /// another connection), and a write's keys (or the whole cache, for FLUSHALL) are
+    /// invalidated as on a shared connection; returns what the reply must do then. Split MGETs
+    /// are not looked up in the cache.
+    async fn before_parts(&mut self, args: &[Bytes]) -> After {
+        self.output.link.drained().await;
+        match self.cache_use(args) {
             effect @ (CacheUse::Write | CacheUse::WriteAll) => self.write_effect(effect, args),
             _ => After::Nothing,
-        };
+        }
+    }
+
+    /// Queues the reply merged from parts sent; the next command waits for it before going to
+    /// a node (no session connection holds the parts).
+    fn queue_parts(&mut self, sent: Vec<send::Sent>, join: Join, after: After) {
         self.stamp.sent_upstream();
         self.output.link.dispatched();
+        self.conn = None;
         let rx = send::parts(sent, join, self.output.out.meter());
         self.queue_reply(rx, after);
     }
