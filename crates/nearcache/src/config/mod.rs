@@ -245,6 +245,9 @@ impl Config {
         if self.upstream_tls_on() {
             return Err("cluster = true does not support upstream TLS yet".into());
         }
+        if self.tracking == TrackingKind::Bcast {
+            return Err("cluster = true does not support tracking = \"bcast\" yet".into());
+        }
         Ok(())
     }
 
@@ -349,6 +352,9 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("passthrough"));
         c.set("client_auth", "none").unwrap();
         assert_eq!(c.validate(), Ok(()));
+        c.set("tracking", "bcast").unwrap();
+        assert!(c.validate().unwrap_err().contains("bcast"));
+        c.set("tracking", "default").unwrap();
         c.set("upstream_tls", "true").unwrap();
         assert!(c.validate().unwrap_err().contains("TLS"));
     }
