@@ -404,3 +404,145 @@ async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
     }
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_stay_current_while_slots_are_resharded() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let view = common::cluster::slots_view(&cluster.addrs()[0]);
+    let (start, _, (host, port, from_id), _) = view[0].clone();
+    let to_id = view[1].2 .2.clone();
+    let moved = start..start + 1000;
+    // Keys in the slots that move, and some that stay.
+    let names: Vec<String> = (0..)
+        .map(|i| format!("r:{i}"))
+        .filter(|k| moved.contains(&key_slot(k.as_bytes())))
+        .take(12)
+        .chain((0..8).map(|i| format!("stay:{i}")))
+        .collect();
+    let urls: Vec<String> = cluster
+        .addrs()
+        .iter()
+        .map(|a| format!("redis://{a}"))
+        .collect();
+    let client = redis::cluster::ClusterClient::new(urls).unwrap();
+    let mut w = client.get_async_connection().await.unwrap();
+    for k in &names {
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg(0)
+            .query_async(&mut w)
+            .await
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Vec<AtomicU64>> = Arc::new(names.iter().map(|_| AtomicU64::new(0)).collect());
+    // The writer, straight to the cluster with a cluster-aware client.
+    let writer = {
+        let (stop, acked, names) = (stop.clone(), acked.clone(), names.clone());
+        tokio::spawn(async move {
+            let mut v = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                v += 1;
+                for (i, k) in names.iter().enumerate() {
+                    let _: () = redis::cmd("SET")
+                        .arg(k)
+                        .arg(v)
+                        .query_async(&mut w)
+                        .await
+                        .unwrap();
+                    acked[i].store(v, Ordering::Release);
+                }
+            }
+        })
+    };
+    // The reader, through the proxy: no error, and never a value older than one it saw.
+    let reader = {
+        let (stop, names, addr) = (stop.clone(), names.clone(), proxy.addr());
+        tokio::spawn(async move {
+            let mut c = RawConn::connect(&addr).await;
+            let mut seen = vec![0u64; names.len()];
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                for (i, k) in names.iter().enumerate() {
+                    let r = c.cmd(&["GET", k]).await;
+                    let text = String::from_utf8_lossy(&r);
+                    let v: u64 = text
+                        .lines()
+                        .nth(1)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| panic!("GET {k} through the proxy: {text:?}"));
+                    assert!(v >= seen[i], "GET {k}: {v} after {}", seen[i]);
+                    seen[i] = v;
+                    reads += 1;
+                }
+            }
+            reads
+        })
+    };
+    let seed = format!("{host}:{port}");
+    let out = tokio::task::spawn_blocking(move || {
+        let slots = "1000";
+        let args = [
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            &from_id,
+            "--cluster-to",
+            &to_id,
+            "--cluster-slots",
+            slots,
+            "--cluster-yes",
+        ];
+        common::run_tool("redis-cli", &args, None, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "reshard: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    let addrs = cluster.addrs();
+    eventually(Duration::from_secs(30), "every node to agree", async || {
+        let views: Vec<_> = addrs
+            .iter()
+            .map(|a| common::cluster::slots_view(a))
+            .collect();
+        views.iter().all(|v| *v == views[0])
+    })
+    .await;
+    stop.store(true, Ordering::Release);
+    writer.await.unwrap();
+    let reads = reader.await.unwrap();
+    assert!(reads > 0);
+    assert_ne!(
+        owner(&cluster, &names[0]),
+        format!("{}:{}", view[0].2 .0, view[0].2 .1),
+        "the slot moved"
+    );
+    // Once the writes stop, the proxy converges on the last acknowledged value of every key.
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    for (i, k) in names.iter().enumerate() {
+        let last = acked[i].load(Ordering::Acquire).to_string();
+        eventually(CONVERGE, "the last write seen", async || {
+            c.cmd(&["GET", k]).await == bulk(&last)
+        })
+        .await;
+    }
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    eprintln!(
+        "{reads} reads during the reshard; {}",
+        String::from_utf8_lossy(&info)
+            .lines()
+            .filter(|l| l.starts_with("cluster_"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    proxy.shutdown().await;
+}
