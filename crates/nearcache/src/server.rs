@@ -199,6 +199,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
                 pool,
                 tracking,
                 stopping: stop_rx.clone(),
+                cluster: ctx.cluster.clone(),
             };
             let token = config.admin_token.as_ref().map(|t| t.0.as_str());
             Some(obs::http::start(addr, token, metrics, cache, ready).await?)

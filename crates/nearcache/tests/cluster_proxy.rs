@@ -22,11 +22,14 @@ fn bulk(v: &str) -> Bytes {
 
 /// The proxy in cluster mode, seeded with two of the nodes.
 async fn proxy(cluster: &Cluster) -> Proxy {
+    Proxy::start_config(config(cluster)).await
+}
+
+fn config(cluster: &Cluster) -> nearcache::Config {
     let seeds = cluster.addrs()[..2].join(",");
-    let config = Proxy::config(&seeds)
+    Proxy::config(&seeds)
         .with("cluster", "true")
-        .with("client_auth", "none");
-    Proxy::start_config(config).await
+        .with("client_auth", "none")
 }
 
 /// `cache_hits` from `NEARCACHE INFO`.
@@ -361,8 +364,15 @@ async fn entries(c: &mut RawConn) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
     let mut cluster = Cluster::start();
-    let proxy = proxy(&cluster).await;
+    let proxy = Proxy::start_config(config(&cluster).with("admin_listen", "127.0.0.1:0")).await;
+    let admin = proxy.admin.unwrap();
     let keys = keys(&cluster);
+    eventually(CONVERGE, "ready", async || {
+        common::http_get(admin, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    })
+    .await;
     let mut c = RawConn::connect(&proxy.addr()).await;
     for k in &keys {
         assert_eq!(&c.cmd(&["SET", k, k]).await[..], b"+OK\r\n");
@@ -386,6 +396,13 @@ async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
         entries(&mut c).await == 0
     })
     .await;
+    let lost = "nearcache_cache_flushes_total{reason=\"invalidation_connection_lost\"}";
+    assert!(common::metric(admin, lost).await >= 1.0);
+    eventually(CONVERGE, "not ready, naming the node", async || {
+        let body = common::http_get(admin, "/readyz").await;
+        body.starts_with("HTTP/1.1 503") && body.contains(&victim)
+    })
+    .await;
     // Its replica is promoted; the proxy learns it and serves its slots again, with the value
     // the new master has.
     let started = std::time::Instant::now();
@@ -402,6 +419,13 @@ async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
     for k in &keys {
         assert_eq!(c.cmd(&["GET", k]).await, bulk(k), "{k} after the failover");
     }
+    // The dead node's pool is closed once the map no longer has it: ready again.
+    eventually(CONVERGE, "ready again", async || {
+        common::http_get(admin, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    })
+    .await;
     proxy.shutdown().await;
 }
 

@@ -102,6 +102,11 @@ impl Pool {
         self.closing.send_replace(true);
     }
 
+    /// The tracking state of this pool's connections, if it tracks.
+    pub fn tracking(&self) -> Option<&Arc<Tracking>> {
+        self.env.tracking.as_ref()
+    }
+
     /// The upstream address.
     pub fn addr(&self) -> &str {
         &self.env.settings.addr
