@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# A Redis Cluster (3 masters, 3 replicas) read and written two ways side by side in one run:
+# redis-benchmark --cluster straight at the nodes (a cluster-aware client) and redis-benchmark
+# at nearcache --cluster (one endpoint). Prints a markdown table of requests/s and p50/p99 (ms)
+# and the ratio of nearcache to direct, per command: GET hits (64-byte values, primed), GET with
+# the cache off (a second nearcache with max_memory 0: routing alone), SET, MGET of 10 keys of
+# one slot ({t} hash tag, which the direct client can send), and MGET of 10 keys over every
+# node through nearcache only (a cluster-aware client cannot send it as one command).
+#
+# Environment:
+#   CB_N           requests per run (default 100000)
+#   CB_CLIENTS     connections (default 50)
+#   CB_ROUNDS      rounds, alternating direct and nearcache (default 3; the median is printed)
+#   SKIP_BUILD=1   use the existing release binary
+# Numbers from a shared 2-core machine are noisy: compare the ratios, not the absolute rates.
+set -euo pipefail
+
+N=${CB_N:-100000}
+CLIENTS=${CB_CLIENTS:-50}
+ROUNDS=${CB_ROUNDS:-3}
+KEYS=1000
+
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+lib_init cluster-bench
+for tool in redis-server redis-benchmark redis-cli python3; do
+    command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs it)"
+done
+nearcache_bin
+
+# --- the cluster -------------------------------------------------------------------------
+ports=()
+for i in 1 2 3 4 5 6; do
+    start_redis --cluster-enabled yes --cluster-port "$(free_port)" \
+        --cluster-config-file "$work/nodes-$i.conf" --cluster-node-timeout 5000
+    ports+=("$redis_port")
+done
+addrs=()
+for p in "${ports[@]}"; do addrs+=("127.0.0.1:$p"); done
+redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$work/create.log" 2>&1 ||
+    die "redis-cli --cluster create failed: $(tail -n 5 "$work/create.log")"
+for _ in $(seq 1 300); do
+    ok=1
+    for p in "${ports[@]}"; do
+        redis-cli -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
+    done
+    [ "$ok" = 1 ] && break
+    sleep 0.1
+done
+[ "$ok" = 1 ] || die "the cluster did not reach cluster_state:ok"
+# Every node must describe the same slots before redis-benchmark reads the map from one.
+for _ in $(seq 1 300); do
+    redis-cli --cluster check "${addrs[0]}" 2>/dev/null | grep -q 'All nodes agree' &&
+        redis-cli -p "${ports[0]}" cluster slots | grep -c '^127' | grep -q . && break
+    sleep 0.1
+done
+sleep 1
+
+nc_upstream="${addrs[0]},${addrs[1]}"
+spawn_nearcache nocache "$bin" --cluster --client-auth none --max-memory 0
+nocache_port=$nc_port
+spawn_nearcache nc "$bin" --cluster --client-auth none --max-memory 256mb
+
+# Keys written through nearcache (it routes each to its node), spelled as redis-benchmark
+# expands __rand_int__ (12 digits, zero-padded); then read twice so the cache holds them.
+value=$(head -c 64 /dev/zero | tr '\0' x)
+awk -v n="$KEYS" -v v="$value" 'BEGIN { for (i = 0; i < n; i++) {
+        printf "SET m:%012d %s\r\nSET {t}:%012d %s\r\n", i, v, i, v } }' |
+    redis-cli -p "$nc_port" --pipe >/dev/null
+prime "$nc_port" m "$KEYS"
+
+# bench PORT CLUSTER(0|1) ARGS...: prints "rps p50 p99".
+bench() {
+    local port=$1 cluster=()
+    [ "$2" = 1 ] && cluster=(--cluster)
+    shift 2
+    timeout 120 redis-benchmark "${cluster[@]}" -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$N" \
+        -r "$KEYS" --csv "$@" >"$work/bench.csv" 2>"$work/bench.err" ||
+        die "redis-benchmark $*: $(tail -n 3 "$work/bench.err")"
+    grep -q '"rps"' "$work/bench.csv" ||
+        die "redis-benchmark $*: no figures: $(head -c 300 "$work/bench.csv") $(tail -n 3 "$work/bench.err")"
+    python3 -c '
+import csv, sys
+# --cluster prints the masters before the CSV.
+lines = sys.stdin.read().splitlines()
+at = next((i for i, l in enumerate(lines) if l.startswith(chr(34) + "test")), len(lines))
+rows = [r for r in csv.DictReader(lines[at:]) if r.get("rps")]
+if not rows:
+    sys.exit("no figures in: " + open(sys.argv[1]).read()[:500])
+r = rows[-1]
+print(r["rps"], r["p50_latency_ms"], r["p99_latency_ms"])' "$work/bench.csv" <"$work/bench.csv"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# Keys: redis-benchmark --cluster needs `{tag}` in a key, which it replaces with a hash tag of
+# the node it sends to (so every node gets keys); through nearcache the keys are plain and
+# spread over the nodes by their own slots.
+d_mget="MGET" n_mget="MGET" n_mget_all="MGET"
+for _ in $(seq 1 10); do
+    d_mget+=" {tag}:__rand_int__"
+    n_mget+=" {t}:__rand_int__"
+    n_mget_all+=" m:__rand_int__"
+done
+# The direct key space, written once before it is read.
+bench "${ports[0]}" 1 SET 'm:{tag}:__rand_int__' "$value" >/dev/null
+bench "${ports[0]}" 1 SET '{tag}:__rand_int__' "$value" >/dev/null
+
+# row NAME NEARCACHE_PORT DIRECT_CMD NEARCACHE_CMD: redis-benchmark --cluster straight at the
+# nodes against redis-benchmark at nearcache (commands as words separated by spaces).
+row() {
+    local name=$1 ncp=$2 d_cmd n_cmd
+    read -r -a d_cmd <<<"$3"
+    read -r -a n_cmd <<<"$4"
+    local d_rps=() n_rps=() d_lat="" n_lat="" r a b
+    for _ in $(seq 1 "$ROUNDS"); do
+        read -r r a b < <(bench "${ports[0]}" 1 "${d_cmd[@]}")
+        d_rps+=("$r") d_lat="$a/$b"
+        read -r r a b < <(bench "$ncp" 0 "${n_cmd[@]}")
+        n_rps+=("$r") n_lat="$a/$b"
+    done
+    local d n
+    d=$(printf '%s\n' "${d_rps[@]}" | median)
+    n=$(printf '%s\n' "${n_rps[@]}" | median)
+    printf '| %s | %s | %s | %.2f | %s | %s |\n' "$name" "$d" "$n" \
+        "$(python3 -c "print($n / $d)")" "$d_lat" "$n_lat"
+}
+
+echo "3 masters + 3 replicas, $CLIENTS clients, no pipelining, 64-byte values, $KEYS keys," \
+    "median of $ROUNDS rounds (p50/p99 of the last)"
+echo
+echo '| command | direct (--cluster) rps | nearcache rps | ratio | direct p50/p99 ms | nearcache p50/p99 ms |'
+echo '|---|---|---|---|---|---|'
+row "GET hit" "$nc_port" "GET m:{tag}:__rand_int__" "GET m:__rand_int__"
+row "GET, cache off" "$nocache_port" "GET m:{tag}:__rand_int__" "GET m:__rand_int__"
+row "SET" "$nc_port" "SET m:{tag}:__rand_int__ $value" "SET m:__rand_int__ $value"
+row "MGET 10 keys, one slot" "$nc_port" "$d_mget" "$n_mget"
+read -r -a cmd <<<"$n_mget_all"
+n_rps=()
+for _ in $(seq 1 "$ROUNDS"); do
+    read -r r a b < <(bench "$nc_port" 0 "${cmd[@]}")
+    n_rps+=("$r")
+done
+printf '| MGET 10 keys over every node | n/a | %s | | | %s/%s |\n' \
+    "$(printf '%s\n' "${n_rps[@]}" | median)" "$a" "$b"
