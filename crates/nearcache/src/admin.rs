@@ -71,11 +71,13 @@ pub async fn answer(
     cache: Option<&CacheLayer>,
 ) -> Bytes {
     match read(args) {
-        Request::Info => reply::bulk(
-            info(control.metrics(), cache, &control.pool().stats())
-                .await
-                .as_bytes(),
-        ),
+        Request::Info => {
+            let mut text = info(control.metrics(), cache, &control.pool().stats()).await;
+            if let Some(nodes) = control.cluster() {
+                text.push_str(&nodes.info());
+            }
+            reply::bulk(text.as_bytes())
+        }
         Request::Flush => {
             if let Some(c) = cache {
                 c.flush(FlushReason::Admin);

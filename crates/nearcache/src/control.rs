@@ -23,6 +23,8 @@ use crate::upstream::{Limits, Pool};
 pub struct Control {
     config: Mutex<Config>,
     pool: Arc<Pool>,
+    /// With `cluster = true`: every node's pool takes the pool limits.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::nodes::Nodes>>,
     metrics: Arc<Metrics>,
     clients: Arc<ClientLimits>,
     log: Option<LogControl>,
@@ -44,6 +46,7 @@ impl Control {
         Control {
             config: Mutex::new(config),
             pool,
+            cluster: std::sync::OnceLock::new(),
             metrics,
             clients,
             log,
@@ -62,6 +65,16 @@ impl Control {
 
     pub fn pool(&self) -> &Arc<Pool> {
         &self.pool
+    }
+
+    /// The cluster's nodes, with `cluster = true`.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::nodes::Nodes>> {
+        self.cluster.get()
+    }
+
+    /// The cluster's nodes, whose pools take the live pool limits from now on.
+    pub fn set_cluster(&self, nodes: Arc<crate::cluster::nodes::Nodes>) {
+        let _ = self.cluster.set(nodes);
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -162,7 +175,10 @@ impl Control {
                 .await
                 .map_err(|e| format!("heap_profiling: {e}"))?;
         }
-        self.pool.set_limits(pool_limits(new));
+        match self.cluster.get() {
+            Some(nodes) => nodes.set_limits(pool_limits(new)),
+            None => self.pool.set_limits(pool_limits(new)),
+        }
         self.clients.update(new);
         self.apply_obs(new);
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = new.clone();

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::cachelayer::{CacheLayer, CacheRules};
+use crate::cluster::nodes::Nodes;
 use crate::config::live::ClientLimits;
 use crate::config::values::{ClientAuth, TrackingKind};
 use crate::config::{Config, Setting};
@@ -150,7 +151,20 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
             c as Arc<dyn TrackingSink>,
         ))
     });
-    let pool = Pool::new(upstream_settings(&config, upstream_tls), tracking.clone());
+    let settings = upstream_settings(&config, upstream_tls);
+    let (pool, tracking, cluster) = if config.cluster {
+        let sink = cache
+            .clone()
+            .map(|c| (tracking_mode(&config), c as Arc<dyn TrackingSink>));
+        let nodes = Nodes::start(config.upstream.seeds(), settings, sink).await?;
+        let Some((_, pool)) = nodes.any() else {
+            anyhow::bail!("the cluster serves no slot");
+        };
+        // Readiness looks at the first master's pool; each node's tracking is its pool's.
+        (pool, None, Some(nodes))
+    } else {
+        (Pool::new(settings, tracking.clone()), tracking, None)
+    };
     let clients = Arc::new(ClientLimits::new(&config));
     let control = Arc::new(Control::new(
         config.clone(),
@@ -160,6 +174,9 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         log,
         tls.as_ref().map(|(_, t)| t.clone()),
     ));
+    if let Some(nodes) = &cluster {
+        control.set_cluster(nodes.clone());
+    }
     control.start().await;
     let gate = auth_gate(&config, &pool).await;
     let ctx = Arc::new(Context {
@@ -172,6 +189,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         stop: Default::default(),
         registry: Default::default(),
         gate,
+        cluster,
     });
     let (stop, stop_rx) = watch::channel(false);
     let admin_addr = match &config.admin_listen {
@@ -181,6 +199,7 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
                 pool,
                 tracking,
                 stopping: stop_rx.clone(),
+                cluster: ctx.cluster.clone(),
             };
             let token = config.admin_token.as_ref().map(|t| t.0.as_str());
             Some(obs::http::start(addr, token, metrics, cache, ready).await?)

@@ -533,6 +533,10 @@ impl TrackingSink for CacheLayer {
     fn acl_changed(&self) {
         self.flush(FlushReason::AclChanged);
     }
+
+    fn slots_moved(&self) {
+        self.flush(FlushReason::SlotMoved);
+    }
 }
 
 #[cfg(test)]

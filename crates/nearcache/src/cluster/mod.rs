@@ -1,5 +1,5 @@
-//! Redis Cluster as an upstream: the parts the proxy's routing will stand on, not yet wired
-//! into sessions or the pool (docs/cluster.md, "Not yet wired").
+//! Redis Cluster as an upstream (`cluster = true`, docs/cluster.md): where each command goes,
+//! the nodes' pools, and following redirects. Sessions use it from `session/cluster.rs`.
 //!
 //! Synchronous, socket-free logic (the upper half, docs/architecture.md):
 //! - [`slot`]: CRC16 and key → slot with `{hash tags}`;
@@ -11,14 +11,17 @@
 //! - [`merge`]: the client's reply from the parts' replies.
 //!
 //! Async (the lower half): [`discover`] fetches a topology from the first reachable seed,
-//! through the upstream side's own handshake. Never keeps a connection, never touches a
-//! session, the pool or the cache.
+//! through the upstream side's own handshake; [`nodes`] keeps the map in force and a pool per
+//! master, and refreshes them; [`send`] sends to nodes and follows `MOVED`/`ASK`/`TRYAGAIN`.
+//! Never touches a session, and the cache only through `TrackingSink`.
 
 pub mod discover;
 pub mod keyless;
 pub mod merge;
+pub mod nodes;
 pub mod parse;
 pub mod redirect;
+pub mod send;
 pub mod slot;
 pub mod split;
 pub mod topology;

@@ -214,12 +214,41 @@ impl Config {
             (_, Some(_)) => return Err("requirepass needs client_auth = \"password\"".into()),
             _ => {}
         }
+        self.validate_cluster()?;
         if self.listen.is_none() && self.tls_listen.is_none() && self.unixsocket.is_none() {
             return Err(
                 "listen, tls_listen and unixsocket are all none: clients could not connect".into(),
             );
         }
         self.validate_tls()
+    }
+
+    /// What `cluster = true` does not support yet, refused rather than ignored
+    /// (docs/cluster.md).
+    fn validate_cluster(&self) -> Result<(), String> {
+        if !self.cluster {
+            if self.upstream.seeds().len() > 1 {
+                return Err(format!(
+                    "upstream lists several addresses ({}): that is for cluster = true only",
+                    self.upstream
+                ));
+            }
+            return Ok(());
+        }
+        if self.client_auth == values::ClientAuth::Passthrough {
+            return Err(
+                "cluster = true does not support client_auth = \"passthrough\" yet \
+                        (per-user connections to each node): use \"none\" or \"password\""
+                    .into(),
+            );
+        }
+        if self.upstream_tls_on() {
+            return Err("cluster = true does not support upstream TLS yet".into());
+        }
+        if self.tracking == TrackingKind::Bcast {
+            return Err("cluster = true does not support tracking = \"bcast\" yet".into());
+        }
+        Ok(())
     }
 
     /// The TLS settings that only make sense together.
@@ -312,6 +341,22 @@ mod tests {
             let err = Config::from_toml(&file).unwrap_err();
             assert!(err.starts_with(&format!("{}: ", s.name)), "{err}");
         }
+    }
+
+    #[test]
+    fn cluster_mode_refuses_what_it_does_not_support_yet() {
+        let mut c = Config::default();
+        c.set("upstream", "a:1,b:2").unwrap();
+        assert!(c.validate().unwrap_err().contains("cluster = true only"));
+        c.set("cluster", "true").unwrap();
+        assert!(c.validate().unwrap_err().contains("passthrough"));
+        c.set("client_auth", "none").unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        c.set("tracking", "bcast").unwrap();
+        assert!(c.validate().unwrap_err().contains("bcast"));
+        c.set("tracking", "default").unwrap();
+        c.set("upstream_tls", "true").unwrap();
+        assert!(c.validate().unwrap_err().contains("TLS"));
     }
 
     #[test]

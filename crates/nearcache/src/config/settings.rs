@@ -65,7 +65,11 @@ settings! {
     /// tls_listen or unixsocket only, as Redis's `port 0`).
     listen: Option<Address> = "127.0.0.1:6380", restart;
     /// Redis to forward to, `host:port`; `rediss://host:port` means the same as upstream_tls.
+    /// With cluster, seed nodes: `host:port,host:port`.
     upstream: Upstream = "127.0.0.1:6379", restart;
+    /// The upstream is a Redis Cluster (docs/cluster.md): its slots are learnt from the seeds
+    /// in upstream, and each command goes to the master of its keys' slot.
+    cluster: bool = "false", restart;
     /// Also listen on this Unix socket (Redis's unixsocket); empty: none.
     unixsocket: Option<FilePath> = "", restart;
     /// Permissions of the Unix socket, in octal (Redis's unixsocketperm); 0 leaves the umask's.

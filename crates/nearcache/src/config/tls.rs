@@ -8,10 +8,13 @@
 use super::values::{Address, Value};
 
 /// Where Redis is: `host:port`, `redis://host:port`, or `rediss://host:port`, which means the
-/// same as `upstream_tls = true`.
+/// same as `upstream_tls = true`; with `cluster = true`, a comma-separated list of seed nodes
+/// (`host:port,host:port`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
     addr: Address,
+    /// The seeds after the first, each `host:port` (a list is only for `cluster = true`).
+    more: Vec<Address>,
     /// Written `rediss://`.
     tls: bool,
     /// Written `redis://` (shown back the same way).
@@ -28,6 +31,14 @@ impl Upstream {
     pub fn tls(&self) -> bool {
         self.tls
     }
+
+    /// Every address given, `host:port`, the first one first (seed nodes of a cluster).
+    pub fn seeds(&self) -> Vec<String> {
+        std::iter::once(&self.addr)
+            .chain(&self.more)
+            .map(|a| a.as_str().to_string())
+            .collect()
+    }
 }
 
 impl std::fmt::Display for Upstream {
@@ -37,10 +48,42 @@ impl std::fmt::Display for Upstream {
 }
 
 impl Value for Upstream {
-    const KIND: &'static str = "HOST:PORT|rediss://HOST:PORT";
+    const KIND: &'static str = "HOST:PORT|rediss://HOST:PORT|HOST:PORT,HOST:PORT";
     const BAD: &'static str = "rediss://user:pw@host:6379/0";
 
     fn parse(text: &str) -> Result<Self, String> {
+        let mut seeds = text.split(',');
+        let first = Self::parse_one(seeds.next().unwrap_or_default())?;
+        let mut more = Vec::new();
+        for seed in seeds {
+            let next = Self::parse_one(seed)?;
+            if next.scheme {
+                return Err(format!(
+                    "a scheme (redis://, rediss://) goes on the first address of a list only, \
+                     not {seed:?}"
+                ));
+            }
+            more.push(next.addr);
+        }
+        Ok(Upstream { more, ..first })
+    }
+
+    fn show(&self) -> String {
+        let first = match (self.scheme, self.tls) {
+            (true, true) => format!("rediss://{}", self.addr),
+            (true, false) => format!("redis://{}", self.addr),
+            _ => self.addr.show(),
+        };
+        std::iter::once(first)
+            .chain(self.more.iter().map(Address::show))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Upstream {
+    /// One address of the list.
+    fn parse_one(text: &str) -> Result<Self, String> {
         let t = text.trim();
         let (rest, tls, scheme) = if let Some(rest) = t.strip_prefix("rediss://") {
             (rest, true, true)
@@ -58,15 +101,12 @@ impl Value for Upstream {
         }
         let addr = Address::parse(rest)
             .map_err(|_| format!("expected host:port or rediss://host:port, not {text:?}"))?;
-        Ok(Upstream { addr, tls, scheme })
-    }
-
-    fn show(&self) -> String {
-        match (self.scheme, self.tls) {
-            (true, true) => format!("rediss://{}", self.addr),
-            (true, false) => format!("redis://{}", self.addr),
-            _ => self.addr.show(),
-        }
+        Ok(Upstream {
+            addr,
+            more: Vec::new(),
+            tls,
+            scheme,
+        })
     }
 }
 
@@ -143,7 +183,19 @@ mod tests {
         assert_eq!(tls.show(), "rediss://cache.example:6380");
         let redis = Upstream::parse("redis://h:1/").unwrap();
         assert!(!redis.tls() && redis.show() == "redis://h:1");
-        for bad in ["rediss://u:p@h:1", "redis://h:1/2", "rediss://h", "h"] {
+        let list = Upstream::parse("redis://a:1, b:2,c:3").unwrap();
+        assert_eq!(list.as_str(), "a:1");
+        assert_eq!(list.seeds(), ["a:1", "b:2", "c:3"]);
+        assert_eq!(list.show(), "redis://a:1,b:2,c:3");
+        assert_eq!(Upstream::parse(&list.show()), Ok(list));
+        for bad in [
+            "rediss://u:p@h:1",
+            "redis://h:1/2",
+            "rediss://h",
+            "h",
+            "a:1,",
+            "a:1,rediss://b:2",
+        ] {
             assert!(Upstream::parse(bad).is_err(), "{bad}");
         }
     }

@@ -35,6 +35,9 @@ pub enum FlushReason {
     /// Redis's ACL changed (`ACL LIST` differs): a user's cached replies may be ones it can
     /// no longer read.
     AclChanged,
+    /// A cluster slot changed owner (`MOVED`, a refreshed map): what the old owner's tracking
+    /// protected may change unseen.
+    SlotMoved,
 }
 
 /// Why a read the cache could have answered went to Redis without looking: counted in
@@ -433,6 +436,7 @@ impl Metrics {
             FlushReason::InvalidationConnectionLost => "invalidation_connection_lost",
             FlushReason::Admin => "admin",
             FlushReason::AclChanged => "acl_changed",
+            FlushReason::SlotMoved => "slot_moved",
         };
         self.flushes.get_or_create(&ReasonLabel { reason }).inc();
     }

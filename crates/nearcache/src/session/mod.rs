@@ -20,6 +20,7 @@
 mod auth;
 mod cached;
 mod clients;
+mod cluster;
 mod link;
 mod mode;
 mod output;
@@ -124,6 +125,8 @@ pub async fn serve_client(stream: ClientStream, ctx: Arc<Context>) {
         unasked: Default::default(),
         joined: Default::default(),
         who: None,
+        target: None,
+        again: None,
     };
     session.who = session.first_identity();
     if let Some(id) = &session.who {
@@ -305,6 +308,9 @@ impl Session {
         if route == Route::Local(Local::Nearcache) {
             // The proxy's own command is answered in every mode, relaying included.
             return self.answer_local(Local::Nearcache, args).await;
+        }
+        if let Some(nodes) = &self.ctx.cluster {
+            return self.cluster_dispatch(nodes.clone(), route, args).await;
         }
         if self.mode == Mode::Relay {
             self.settle_relay().await;

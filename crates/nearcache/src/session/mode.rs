@@ -16,7 +16,7 @@ use crate::command::{CacheUse, Local, Route, Special};
 use crate::obs::metrics::FlushReason;
 use crate::obs::stats::StampExt as _;
 use crate::reply::After;
-use crate::upstream::ConnHandle;
+use crate::upstream::{ConnHandle, Pool};
 
 /// How long a relayed session waits for Redis to confirm it may leave relay mode.
 const LEAVE_RELAY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -99,6 +99,9 @@ impl Session {
     /// The shared connection for the next command: the current one while replies are pending
     /// on it, else the least busy one (after waiting for in-flight replies if it changes).
     pub(super) async fn pick_shared(&mut self) -> ConnHandle {
+        if let Some(pool) = self.target.take() {
+            return self.pick_on(&pool).await;
+        }
         if let Some(c) = &self.conn {
             if c.proto() == self.proto && self.output.link.inflight() > 0 && c.is_up() {
                 return c.clone();
@@ -109,6 +112,25 @@ impl Session {
             Some(id) => self.ctx.pool.shared_as(id, self.proto),
             None => self.ctx.pool.shared(self.proto),
         };
+        self.conn = Some(conn.clone());
+        conn
+    }
+
+    /// Cluster mode: [`Session::pick_shared`] on the pool of the command's node. Commands to
+    /// one node share a connection while replies are pending; moving to another node waits
+    /// for them, as moving between connections does (Redis's order per client is kept).
+    async fn pick_on(&mut self, pool: &Pool) -> ConnHandle {
+        if let Some(c) = &self.conn {
+            if c.proto() == self.proto
+                && c.addr() == pool.addr()
+                && self.output.link.inflight() > 0
+                && c.is_up()
+            {
+                return c.clone();
+            }
+        }
+        self.output.link.drained().await;
+        let conn = pool.shared(self.proto);
         self.conn = Some(conn.clone());
         conn
     }

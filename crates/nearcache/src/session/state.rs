@@ -41,6 +41,9 @@ pub struct Context {
     pub registry: Arc<crate::clients::Registry>,
     /// How clients authenticate (`session/auth.rs`).
     pub gate: AuthGate,
+    /// With `cluster = true`: the cluster's nodes, each with its own pool (`pool` is then the
+    /// first seed's master's, for what is not routed by slot). `None` for one Redis.
+    pub cluster: Option<Arc<crate::cluster::nodes::Nodes>>,
 }
 
 /// How clients authenticate, as `client_auth` says.
@@ -113,6 +116,11 @@ pub(super) struct Session {
     /// The ACL identity the session acts as upstream; `None` until it authenticates
     /// (`auth.rs`).
     pub(super) who: Option<Arc<crate::upstream::Identity>>,
+    /// Cluster mode: the pool of the node the command being handled goes to.
+    pub(super) target: Option<Arc<Pool>>,
+    /// Cluster mode: the command being handled as it can be sent again, so that its reply is
+    /// settled (redirects followed) before the client has it.
+    pub(super) again: Option<crate::cluster::send::Again>,
 }
 
 /// Why Redis may send a client frames that answer no command of its own: while none holds,
@@ -163,6 +171,10 @@ pub(super) enum Mode {
 impl Session {
     /// Queues the reply to the command being handled, with its stamp.
     pub(super) fn queue_reply(&mut self, rx: oneshot::Receiver<UpstreamResult>, after: After) {
+        let rx = match self.again.take() {
+            None => rx,
+            Some(again) => crate::cluster::send::follow(rx, again, self.output.out.meter()),
+        };
         let stamp = self.stamp.take();
         self.output.queue_reply(rx, after, stamp);
     }

@@ -19,6 +19,7 @@ use bytes::{Bytes, BytesMut};
 use resp::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
@@ -29,42 +30,57 @@ use super::stream::{ReadHalf, Stream};
 use super::tracking::{Tracking, TrackingMode};
 use crate::reply::UpstreamError;
 
-/// Starts the invalidation connection task for these shared connections.
-pub fn spawn(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
+/// Starts the invalidation connection task for these shared connections. It runs until
+/// `closed` says true (the pool was closed: a cluster node that left), and then stops fills and
+/// drops what it protected, as a lost connection does.
+pub fn spawn(
+    env: Arc<Env>,
+    tracking: Arc<Tracking>,
+    shared: Arc<SharedConns>,
+    mut closed: watch::Receiver<bool>,
+) {
     tokio::spawn(async move {
-        let cfg = &env.settings;
-        let mut backoff = Backoff::new();
-        let mut healthy = true;
-        loop {
-            match open(cfg, &tracking.mode).await {
-                Ok((stream, id)) => {
-                    backoff.reset();
-                    let epoch = tracking.up(id);
-                    if tracking.mode == TrackingMode::Default {
-                        for conn in shared.all() {
-                            conn.retrack(id, epoch);
-                        }
-                    }
-                    env.health.connected("invalidation", &cfg.addr);
-                    if !healthy {
-                        info!(upstream = %cfg.addr, "invalidation connection re-established");
-                    }
-                    healthy = true;
-                    let err = listen(stream, &tracking, cfg.tracking_health).await;
-                    tracking.down();
-                    warn!(upstream = %cfg.addr, %err, "invalidation connection lost; cache flushed");
-                }
-                Err(err) => {
-                    env.health.failed("invalidation", &err);
-                    if healthy {
-                        warn!(upstream = %cfg.addr, "invalidation connection down; caching paused");
-                        healthy = false;
-                    }
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-            }
+        tokio::select! {
+            () = run(env, tracking.clone(), shared) => {}
+            Ok(_) = closed.wait_for(|c| *c) => tracking.down(),
         }
     });
+}
+
+/// Keeps an invalidation connection up, reconnecting with backoff, for ever.
+async fn run(env: Arc<Env>, tracking: Arc<Tracking>, shared: Arc<SharedConns>) {
+    let cfg = &env.settings;
+    let mut backoff = Backoff::new();
+    let mut healthy = true;
+    loop {
+        match open(cfg, &tracking.mode).await {
+            Ok((stream, id)) => {
+                backoff.reset();
+                let epoch = tracking.up(id);
+                if tracking.mode == TrackingMode::Default {
+                    for conn in shared.all() {
+                        conn.retrack(id, epoch);
+                    }
+                }
+                env.health.connected("invalidation", &cfg.addr);
+                if !healthy {
+                    info!(upstream = %cfg.addr, "invalidation connection re-established");
+                }
+                healthy = true;
+                let err = listen(stream, &tracking, cfg.tracking_health).await;
+                tracking.down();
+                warn!(upstream = %cfg.addr, %err, "invalidation connection lost; cache flushed");
+            }
+            Err(err) => {
+                env.health.failed("invalidation", &err);
+                if healthy {
+                    warn!(upstream = %cfg.addr, "invalidation connection down; caching paused");
+                    healthy = false;
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
 }
 
 /// Connects, learns the client id and subscribes to the invalidation channel.

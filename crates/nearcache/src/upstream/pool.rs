@@ -51,6 +51,8 @@ pub struct Pool {
     shared: Arc<SharedConns>,
     /// Other users' shared connections (client authentication in passthrough mode).
     ids: Arc<Identities>,
+    /// Raised by [`Pool::close`]: the invalidation connection ends.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl Pool {
@@ -73,8 +75,9 @@ impl Pool {
                 .collect()
         });
         let shared = Arc::new(SharedConns::new(lists));
+        let (closing, closed) = tokio::sync::watch::channel(false);
         if let Some(t) = tracking {
-            invalidation::spawn(env.clone(), t, shared.clone());
+            invalidation::spawn(env.clone(), t, shared.clone(), closed);
         }
         let ids = Arc::new(Identities::new(
             env.clone(),
@@ -86,9 +89,22 @@ impl Pool {
             permits,
             shared,
             ids,
+            closing,
         });
         tokio::spawn(maintain(Arc::downgrade(&pool)));
         pool
+    }
+
+    /// Closes the pool for good (a cluster node that left): its invalidation connection ends,
+    /// dropping what it protected, and its shared connections end once the last holder of the
+    /// pool lets go of it.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// The tracking state of this pool's connections, if it tracks.
+    pub fn tracking(&self) -> Option<&Arc<Tracking>> {
+        self.env.tracking.as_ref()
     }
 
     /// The upstream address.

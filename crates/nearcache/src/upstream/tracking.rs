@@ -20,6 +20,10 @@ pub trait TrackingSink: Send + Sync {
     fn invalidation_lost(&self);
     /// Redis's ACL changed: what one user could read may differ now.
     fn acl_changed(&self) {}
+    /// A cluster slot changed owner: what its old owner protected may change unseen now.
+    fn slots_moved(&self) {
+        self.invalidation_lost();
+    }
 }
 
 /// How Redis learns what to invalidate.

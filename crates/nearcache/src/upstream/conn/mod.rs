@@ -484,6 +484,11 @@ impl ConnHandle {
         });
     }
 
+    /// The `host:port` this connection goes to.
+    pub fn addr(&self) -> &str {
+        &self.state.addr
+    }
+
     /// True when both handles drive the same connection.
     pub fn same(&self, other: &ConnHandle) -> bool {
         Arc::ptr_eq(&self.state, &other.state)

@@ -1,0 +1,281 @@
+//! The cluster as the proxy's upstream: the slot map in force, and one [`Pool`] per master
+//! (its shared connections and, with caching, its own invalidation connection, every node's
+//! feeding the one cache through the same [`TrackingSink`]).
+//!
+//! Owns which node serves a slot now, the nodes' pools, and the map's refreshes: on `MOVED`
+//! (the map is patched at once, then read again), on a node that cannot be reached, and
+//! periodically. When a slot changes owner the cache is told ([`TrackingSink::slots_moved`])
+//! before the new owner can serve a read. Never holds a lock across an `.await`; never reads a
+//! client's command (`split` does) and never touches a session.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use super::discover::{discover, DiscoverError};
+use super::redirect::NodeAddr;
+use super::topology::{Node, Topology};
+use crate::upstream::{Limits, Pool, Settings, Tracking, TrackingMode, TrackingSink};
+
+/// How often the map is read again when nothing asked for it: the longest a change no client
+/// command ran into (a failover of a node nobody reads, a new node) goes unseen. Shorter costs
+/// a `CLUSTER SHARDS` (and a connection) that often.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(5);
+
+/// The cluster's nodes and where each slot goes.
+pub struct Nodes {
+    topo: Mutex<Topology>,
+    /// The pool of every master, by `host:port`; a refresh closes those of nodes that serve no
+    /// slot any more.
+    pools: Mutex<HashMap<String, Arc<Pool>>>,
+    /// The pool settings every node's pool starts from (its `addr` replaced).
+    settings: Settings,
+    /// The pool limits in force (live settings), for pools opened from now on.
+    limits: Mutex<Limits>,
+    /// With caching: how nodes track, and the cache their invalidations go to.
+    tracking: Option<(TrackingMode, Arc<dyn TrackingSink>)>,
+    seeds: Vec<String>,
+    /// A refresh is running: another request for one is dropped.
+    refreshing: AtomicBool,
+    /// Maps read since the start (the first one included).
+    pub refreshes: AtomicU64,
+    /// `MOVED` replies that changed the map.
+    pub moves: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Nodes {
+    /// Learns the cluster from the first seed that describes it, opens a pool per master, and
+    /// starts the periodic refresh. Must run inside a tokio runtime.
+    pub async fn start(
+        seeds: Vec<String>,
+        settings: Settings,
+        tracking: Option<(TrackingMode, Arc<dyn TrackingSink>)>,
+    ) -> Result<Arc<Nodes>, DiscoverError> {
+        let (topo, seed, source) = discover(&seeds, &settings).await?;
+        info!(%seed, ?source, slots = ?topo.ranges(), "cluster topology learnt");
+        let nodes = Arc::new(Nodes {
+            topo: Mutex::new(Topology::default()),
+            pools: Mutex::default(),
+            limits: Mutex::new(settings.limits.clone()),
+            settings,
+            tracking,
+            seeds,
+            refreshing: AtomicBool::new(false),
+            refreshes: AtomicU64::new(1),
+            moves: AtomicU64::new(0),
+        });
+        for addr in masters_of(&topo) {
+            nodes.pool_at(&addr);
+        }
+        *lock(&nodes.topo) = topo;
+        tokio::spawn(periodic(Arc::downgrade(&nodes)));
+        Ok(nodes)
+    }
+
+    /// The pool of the node at `addr`, opened now if there is none yet.
+    pub fn pool_at(&self, addr: &str) -> Arc<Pool> {
+        if let Some(p) = lock(&self.pools).get(addr) {
+            return p.clone();
+        }
+        // Opened outside the lock: a pool spawns its connections' tasks.
+        let fresh = self.open(addr);
+        lock(&self.pools)
+            .entry(addr.to_string())
+            .or_insert(fresh)
+            .clone()
+    }
+
+    fn open(&self, addr: &str) -> Arc<Pool> {
+        info!(node = addr, "opening a pool to a cluster node");
+        let settings = Settings {
+            addr: addr.to_string(),
+            limits: lock(&self.limits).clone(),
+            ..self.settings.clone()
+        };
+        let tracking = self
+            .tracking
+            .as_ref()
+            .map(|(mode, sink)| Arc::new(Tracking::new(mode.clone(), sink.clone())));
+        Pool::new(settings, tracking)
+    }
+
+    /// New pool limits (a configuration reload), for every node's pool.
+    pub fn set_limits(&self, limits: Limits) {
+        *lock(&self.limits) = limits.clone();
+        let pools: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();
+        for pool in pools {
+            pool.set_limits(limits.clone());
+        }
+    }
+
+    /// The master of `slot` and its pool, if any node serves the slot.
+    pub fn for_slot(&self, slot: u16) -> Option<(String, Arc<Pool>)> {
+        let addr = lock(&self.topo).master(slot).map(Node::addr)?;
+        let pool = self.pool_at(&addr);
+        Some((addr, pool))
+    }
+
+    /// Every master serving a slot, with its pool, in the map's order.
+    pub fn masters(&self) -> Vec<(String, Arc<Pool>)> {
+        let addrs = masters_of(&lock(&self.topo));
+        addrs
+            .into_iter()
+            .map(|a| {
+                let p = self.pool_at(&a);
+                (a, p)
+            })
+            .collect()
+    }
+
+    /// Any master (the first), for a command any node answers.
+    pub fn any(&self) -> Option<(String, Arc<Pool>)> {
+        self.masters().into_iter().next()
+    }
+
+    /// A copy of the map in force.
+    pub fn topology(&self) -> Topology {
+        lock(&self.topo).clone()
+    }
+
+    /// `MOVED slot addr` from the node at `from`: the map points `slot` at `addr` now; if that
+    /// changed it, the cache is told (entries the old owner protected may go stale unseen) and
+    /// the whole map is read again soon. Returns the node to send to.
+    pub fn moved(self: &Arc<Self>, slot: u16, addr: &NodeAddr, from: &str) -> String {
+        let origin = NodeAddr::parse(from).map(|a| a.host).unwrap_or_default();
+        let changed = lock(&self.topo).apply_moved(slot, addr, &origin);
+        if changed {
+            self.moves.fetch_add(1, Ordering::Relaxed);
+            if let Some((_, sink)) = &self.tracking {
+                sink.slots_moved();
+            }
+            self.refresh_soon();
+        }
+        addr.resolve(&origin)
+    }
+
+    /// Reads the map again in the background, unless a refresh is running already.
+    pub fn refresh_soon(self: &Arc<Self>) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let nodes = self.clone();
+        tokio::spawn(async move {
+            nodes.refresh().await;
+            nodes.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Reads the map from the seeds or the masters known now, opens pools for new masters,
+    /// and puts it in force. A slot whose master changed empties the cache first.
+    pub async fn refresh(&self) {
+        let mut ask: Vec<String> = masters_of(&lock(&self.topo));
+        for seed in &self.seeds {
+            if !ask.contains(seed) {
+                ask.push(seed.clone());
+            }
+        }
+        let topo = match discover(&ask, &self.settings).await {
+            Ok((topo, _, _)) => topo,
+            Err(e) => {
+                warn!(%e, "cluster topology refresh failed; keeping the map in force");
+                return;
+            }
+        };
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        let masters = masters_of(&topo);
+        for addr in &masters {
+            self.pool_at(addr);
+        }
+        let changed = {
+            let mut now = lock(&self.topo);
+            let changed = now.ranges() != topo.ranges();
+            *now = topo;
+            changed
+        };
+        if changed {
+            info!(slots = ?self.topology().ranges(), "cluster topology changed");
+            if let Some((_, sink)) = &self.tracking {
+                sink.slots_moved();
+            }
+        }
+        // Nodes that serve no slot any more (left, failed, demoted to replicas).
+        let gone: Vec<(String, Arc<Pool>)> = {
+            let mut pools = lock(&self.pools);
+            let addrs: Vec<String> = pools
+                .keys()
+                .filter(|a| !masters.contains(a))
+                .cloned()
+                .collect();
+            addrs
+                .into_iter()
+                .filter_map(|a| pools.remove(&a).map(|p| (a, p)))
+                .collect()
+        };
+        for (addr, pool) in gone {
+            info!(node = %addr, "closing the pool of a node that serves no slot");
+            pool.close();
+        }
+    }
+}
+
+impl Nodes {
+    /// The `# Cluster` section of `NEARCACHE INFO`: the map's figures, then each master's
+    /// slots and pool figures.
+    pub fn info(&self) -> String {
+        use std::fmt::Write as _;
+        let topo = self.topology();
+        let mut slots: Vec<(String, usize)> = Vec::new();
+        for (start, end, addr) in topo.ranges() {
+            let n = usize::from(end - start) + 1;
+            match slots.iter_mut().find(|(a, _)| *a == addr) {
+                Some((_, total)) => *total += n,
+                None => slots.push((addr, n)),
+            }
+        }
+        let mut w = String::from("\r\n# Cluster\r\n");
+        let _ = writeln!(w, "cluster_masters:{}\r", slots.len());
+        let _ = writeln!(w, "cluster_slots_unserved:{}\r", topo.unassigned());
+        let _ = writeln!(
+            w,
+            "cluster_refreshes:{}\r",
+            self.refreshes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(w, "cluster_moves:{}\r", self.moves.load(Ordering::Relaxed));
+        for (i, (addr, n)) in slots.iter().enumerate() {
+            let st = self.pool_at(addr).stats();
+            let _ = writeln!(
+                w,
+                "cluster_master{i}:addr={addr},slots={n},open={},in_use={},idle={},\
+                 reconnects={}\r",
+                st.open, st.in_use, st.idle, st.reconnects
+            );
+        }
+        w
+    }
+}
+
+/// The `host:port` of each master serving a slot.
+fn masters_of(topo: &Topology) -> Vec<String> {
+    topo.shards().map(|s| s.master.addr()).collect()
+}
+
+/// Reads the map every [`REFRESH_EVERY`]; ends when the nodes are dropped.
+async fn periodic(nodes: Weak<Nodes>) {
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(nodes) = nodes.upgrade() else {
+            return;
+        };
+        nodes.refresh_soon();
+    }
+}

@@ -1,0 +1,230 @@
+//! Sending to a cluster's nodes and settling what they answer: a reply that is a redirect or
+//! a "not now" is followed until a node gives the command's own reply ([`settle`]), and the
+//! parts of a split or fanned-out command are sent together and merged ([`parts`]).
+//!
+//! - `MOVED`: the map is patched ([`Nodes::moved`]) and the command sent again to the new
+//!   owner, up to [`MAX_REDIRECTS`] times;
+//! - `ASK`: `ASKING` and the command, back to back on one dedicated connection of the target
+//!   (a shared connection could let another client's command in between), once per `ASK`;
+//! - `TRYAGAIN`, `CLUSTERDOWN`: sent again after a backoff (doubling from [`FIRST_BACKOFF`]),
+//!   to the slot's master then, until [`RETRY_FOR`] has passed; then the client gets the error;
+//! - a node that cannot be reached: the map is read again in the background, and the client
+//!   gets the error.
+//!
+//! Owns the retry policy. Never touches the cache (a command sent again here is never filled
+//! from) nor a session; never holds a lock across an `.await` (`Nodes` locks only inside its
+//! own calls).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use resp::Frame;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::keyless::Merge;
+use super::merge::{merge_fanout, merge_split};
+use super::nodes::Nodes;
+use super::redirect::{ClusterError, NodeAddr};
+use super::split::Split;
+use crate::reply::{self, OutMeter, UpstreamError, UpstreamResult};
+use crate::upstream::Pool;
+
+/// Redirects followed for one command: more means the nodes disagree for longer than a
+/// migration's step takes, and the client is better told.
+pub const MAX_REDIRECTS: usize = 5;
+/// How long `TRYAGAIN`/`CLUSTERDOWN` are retried: a failover's usual detection and election
+/// time is a few seconds; past this the client gets the node's error.
+pub const RETRY_FOR: Duration = Duration::from_secs(2);
+/// The first wait before sending again after `TRYAGAIN`/`CLUSTERDOWN`, doubled each time up to
+/// [`MAX_BACKOFF`].
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
+
+/// The reply a slot no node serves gets (Redis's own words).
+pub const SLOT_UNSERVED: &str = "CLUSTERDOWN Hash slot not served";
+
+/// A command sent to a node, as it can be sent again.
+pub struct Again {
+    pub nodes: Arc<Nodes>,
+    /// The command, encoded.
+    pub bytes: Bytes,
+    /// Its keys' slot, if it has keys.
+    pub slot: Option<u16>,
+    /// `host:port` of the node it was sent to.
+    pub from: String,
+    /// The protocol of the connections it goes on.
+    pub proto: u8,
+}
+
+/// The receiver of `rx`'s reply once settled (redirects followed), charged to `meter` as a
+/// client's reply is. The first reply's charge is taken back: the client gets one reply.
+pub fn follow(
+    rx: oneshot::Receiver<UpstreamResult>,
+    again: Again,
+    meter: &Arc<OutMeter>,
+) -> oneshot::Receiver<UpstreamResult> {
+    let (tx, out) = reply::reply_channel(Some(meter));
+    let meter = meter.clone();
+    tokio::spawn(async move {
+        let first = rx.await.unwrap_or_else(|_| Err(reply::dropped()));
+        if let Ok(bytes) = &first {
+            meter.written(bytes.len());
+        }
+        tx.send(settle(first, again).await);
+    });
+    out
+}
+
+/// `result` if it is the command's own reply; else what following its redirect (or retrying
+/// it) gives.
+pub async fn settle(mut result: UpstreamResult, mut again: Again) -> UpstreamResult {
+    let deadline = Instant::now() + RETRY_FOR;
+    let (mut redirects, mut backoff) = (0, FIRST_BACKOFF);
+    loop {
+        let err = match &result {
+            Ok(bytes) => match ClusterError::from_reply(bytes) {
+                Some(e) => e,
+                None => return result,
+            },
+            Err(e) => {
+                if matches!(
+                    e,
+                    UpstreamError::Unavailable { .. } | UpstreamError::Lost { .. }
+                ) {
+                    again.nodes.refresh_soon();
+                }
+                return result;
+            }
+        };
+        match err {
+            ClusterError::Moved { slot, addr } if redirects < MAX_REDIRECTS => {
+                redirects += 1;
+                let to = again.nodes.moved(slot, &addr, &again.from);
+                result = call(&again.nodes.pool_at(&to), &again).await;
+                again.from = to;
+            }
+            ClusterError::Ask { addr, .. } if redirects < MAX_REDIRECTS => {
+                redirects += 1;
+                let to = addr.resolve(&host_of(&again.from));
+                result = asking(&again.nodes.pool_at(&to), &again).await;
+                again.from = to;
+            }
+            e if e.retry_later() && Instant::now() + backoff < deadline => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                if let Some((addr, _)) = again.slot.and_then(|s| again.nodes.for_slot(s)) {
+                    again.from = addr;
+                }
+                result = call(&again.nodes.pool_at(&again.from), &again).await;
+            }
+            _ => return result,
+        }
+    }
+}
+
+fn host_of(addr: &str) -> String {
+    NodeAddr::parse(addr).map(|a| a.host).unwrap_or_default()
+}
+
+async fn call(pool: &Pool, again: &Again) -> UpstreamResult {
+    let rx = pool.shared(again.proto).call(again.bytes.clone());
+    rx.await.unwrap_or_else(|_| Err(reply::dropped()))
+}
+
+/// `ASKING` then the command on one connection nobody else writes to.
+async fn asking(pool: &Pool, again: &Again) -> UpstreamResult {
+    let conn = pool.dedicated(again.proto).await?;
+    let ask = conn.call(Bytes::from_static(b"*1\r\n$6\r\nASKING\r\n"));
+    let rx = conn.call(again.bytes.clone());
+    let asked = ask.await.unwrap_or_else(|_| Err(reply::dropped()));
+    let result = rx.await.unwrap_or_else(|_| Err(reply::dropped()));
+    match asked {
+        Ok(_) => pool.release(conn),
+        Err(_) => pool.discard(conn),
+    }
+    result
+}
+
+/// One command of several sent at once (a split's part, a fan-out's node).
+pub struct Sent {
+    again: Again,
+    /// `None`: no node serves its slot.
+    rx: Option<oneshot::Receiver<UpstreamResult>>,
+}
+
+/// Sends `bytes` to the master of `slot` (or the node at `to`), now.
+pub fn send(
+    nodes: &Arc<Nodes>,
+    bytes: Bytes,
+    slot: Option<u16>,
+    to: Option<(String, Arc<Pool>)>,
+    proto: u8,
+) -> Sent {
+    let to = to.or_else(|| slot.and_then(|s| nodes.for_slot(s)));
+    let (from, rx) = match to {
+        Some((addr, pool)) => (addr, Some(pool.shared(proto).call(bytes.clone()))),
+        None => (String::new(), None),
+    };
+    Sent {
+        again: Again {
+            nodes: nodes.clone(),
+            bytes,
+            slot,
+            from,
+            proto,
+        },
+        rx,
+    }
+}
+
+/// How the parts' replies make the client's.
+pub enum Join {
+    Split(Split),
+    Fanout(Merge),
+}
+
+/// The client's reply from parts already sent (so they travel in parallel), each settled,
+/// then merged; charged to `meter`.
+pub fn parts(
+    sent: Vec<Sent>,
+    join: Join,
+    meter: &Arc<OutMeter>,
+) -> oneshot::Receiver<UpstreamResult> {
+    let (tx, out) = reply::reply_channel(Some(meter));
+    tokio::spawn(async move {
+        let mut replies = Vec::with_capacity(sent.len());
+        for Sent { again, rx } in sent {
+            let result = match rx {
+                Some(rx) => {
+                    let first = rx.await.unwrap_or_else(|_| Err(reply::dropped()));
+                    settle(first, again).await
+                }
+                None => Ok(reply::error(SLOT_UNSERVED)),
+            };
+            replies.push(frame_of(result));
+        }
+        let merged = match join {
+            Join::Split(split) => merge_split(&split, replies),
+            Join::Fanout(merge) => merge_fanout(merge, replies),
+        };
+        let mut buf = BytesMut::new();
+        resp::encode(&merged, &mut buf);
+        tx.send(Ok(buf.freeze()));
+    });
+    out
+}
+
+/// A node's reply (or why there is none) as a frame; one that does not parse is an error.
+fn frame_of(result: UpstreamResult) -> Frame {
+    let bytes = match result {
+        Ok(b) => b,
+        Err(e) => e.to_frame(),
+    };
+    let mut buf = BytesMut::from(&bytes[..]);
+    match resp::parse_frame(&mut buf, &resp::Limits::default()) {
+        Ok(Some(f)) => f,
+        _ => Frame::error("ERR nearcache: unreadable reply from a cluster node"),
+    }
+}

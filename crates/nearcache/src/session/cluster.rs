@@ -1,0 +1,184 @@
+//! A session's commands when the upstream is a Redis Cluster (`cluster = true`): each goes
+//! where `cluster::split` plans it: a single-slot command through the usual cache path to its
+//! slot's master ([`Session::target`]), with its reply settled by `cluster::send` (redirects
+//! followed); a split or fanned-out command to its nodes in parallel, merged; the rest answered
+//! here.
+//!
+//! Owns the mapping from a plan to the session's sending paths. Never decides a route itself
+//! (`split`, `keyless` do), never follows a redirect itself (`cluster::send` does), and never
+//! takes a dedicated connection: what needs one is refused (docs/cluster.md).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::state::{Session, Stop};
+use crate::cluster::keyless::{Keyless, SELECT_REFUSED};
+use crate::cluster::nodes::Nodes;
+use crate::cluster::send::{self, Again, Join, SLOT_UNSERVED};
+use crate::cluster::split::{self, Plan};
+use crate::command::{CacheUse, Local, Route, Special};
+use crate::obs::stats::{Outcome, StampExt as _};
+use crate::reply::{self, After};
+use crate::upstream::Pool;
+
+impl Session {
+    /// Phases 3 to 5 in cluster mode.
+    pub(super) async fn cluster_dispatch(
+        &mut self,
+        nodes: Arc<Nodes>,
+        route: Route,
+        args: &[Bytes],
+    ) -> Result<(), Stop> {
+        let refused = match (route, self.spec.special) {
+            (Route::Local(Local::Client), _) if !self.answers_client_here(args) => {
+                Some("CLIENT subcommands that reach Redis")
+            }
+            (Route::Local(local), special) => {
+                if special == Special::Reset {
+                    self.me.reset();
+                }
+                return self.answer_local(local, args).await;
+            }
+            (_, Special::Select) => {
+                self.output.reply(reply::error(SELECT_REFUSED));
+                return Ok(());
+            }
+            (_, Special::Tracking) => Some("client-side tracking through the proxy"),
+            (Route::Shared, _) => None,
+            _ => Some(
+                "commands that need a connection of their own (transactions, blocking, pub/sub, \
+                 per-connection state)",
+            ),
+        };
+        if let Some(why) = refused {
+            self.not_yet(args, why);
+            return Ok(());
+        }
+        match split::plan(self.spec, args) {
+            Plan::Slot(slot) => match nodes.for_slot(slot) {
+                Some(node) => self.through_node(&nodes, node, Some(slot), args).await,
+                None => self.output.reply(reply::error(SLOT_UNSERVED)),
+            },
+            Plan::Split(split) => {
+                let after = self.before_parts(args).await;
+                let sent = split
+                    .parts
+                    .iter()
+                    .map(|p| {
+                        let bytes = self.encode(&p.args);
+                        send::send(&nodes, bytes, Some(p.slot), None, self.proto)
+                    })
+                    .collect();
+                self.queue_parts(sent, Join::Split(split), after);
+            }
+            Plan::Keyless(keyless) => self.keyless(&nodes, keyless, args).await,
+            Plan::Refuse(msg) => self.output.reply(reply::error(msg)),
+        }
+        Ok(())
+    }
+
+    async fn keyless(&mut self, nodes: &Arc<Nodes>, keyless: Keyless, args: &[Bytes]) {
+        match keyless {
+            Keyless::Local => self.answer_ping(args),
+            Keyless::AnyNode => match nodes.any() {
+                Some(node) => self.through_node(nodes, node, None, args).await,
+                None => self.output.reply(reply::error(SLOT_UNSERVED)),
+            },
+            Keyless::ChannelSlot => match split::channel_slot(self.spec, args) {
+                Ok(Some(slot)) => match nodes.for_slot(slot) {
+                    Some(node) => self.through_node(nodes, node, Some(slot), args).await,
+                    None => self.output.reply(reply::error(SLOT_UNSERVED)),
+                },
+                Ok(None) => Box::pin(self.keyless(nodes, Keyless::AnyNode, args)).await,
+                Err(msg) => self.output.reply(reply::error(msg)),
+            },
+            // Replicas have no pools: `AllNodes` commands reach the masters only.
+            Keyless::Masters(merge) | Keyless::AllNodes(merge) => {
+                let after = self.before_parts(args).await;
+                let bytes = self.wire(args);
+                let sent = nodes
+                    .masters()
+                    .into_iter()
+                    .map(|node| send::send(nodes, bytes.clone(), None, Some(node), self.proto))
+                    .collect();
+                self.queue_parts(sent, Join::Fanout(merge), after);
+            }
+            Keyless::Refuse(msg) => self.output.reply(reply::error(msg)),
+            Keyless::NotYet(why) => self.not_yet(args, why),
+        }
+    }
+
+    /// The command through the session's usual path (the cache included) to `node`, its
+    /// reply settled by `cluster::send` (see [`Session::queue_reply`]).
+    async fn through_node(
+        &mut self,
+        nodes: &Arc<Nodes>,
+        (addr, pool): (String, Arc<Pool>),
+        slot: Option<u16>,
+        args: &[Bytes],
+    ) {
+        let bytes = match &self.frame {
+            Some(f) => f.clone(),
+            None => self.encode(args),
+        };
+        self.target = Some(pool);
+        self.again = Some(Again {
+            nodes: nodes.clone(),
+            bytes,
+            slot,
+            from: addr,
+            proto: self.proto,
+        });
+        self.send_through_cache(args).await;
+        // A hit used neither.
+        self.target = None;
+        self.again = None;
+    }
+
+    /// Before parts go to several nodes, on connections of their own choosing: every reply
+    /// outstanding is awaited (so that no part overtakes an earlier command of the client's on
+    /// another connection), and a write's keys (or the whole cache, for FLUSHALL) are
+    /// invalidated as on a shared connection; returns what the reply must do then. Split MGETs
+    /// are not looked up in the cache.
+    async fn before_parts(&mut self, args: &[Bytes]) -> After {
+        self.output.link.drained().await;
+        match self.cache_use(args) {
+            effect @ (CacheUse::Write | CacheUse::WriteAll) => self.write_effect(effect, args),
+            _ => After::Nothing,
+        }
+    }
+
+    /// Queues the reply merged from parts sent; the next command waits for it before going to
+    /// a node (no session connection holds the parts).
+    fn queue_parts(&mut self, sent: Vec<send::Sent>, join: Join, after: After) {
+        self.stamp.sent_upstream();
+        self.output.link.dispatched();
+        self.conn = None;
+        let rx = send::parts(sent, join, self.output.out.meter());
+        self.queue_reply(rx, after);
+    }
+
+    /// `PING [msg]` and `ECHO msg`, answered by the proxy.
+    fn answer_ping(&mut self, args: &[Bytes]) {
+        self.stamp.mark(Outcome::Local);
+        let is_echo = args[0].eq_ignore_ascii_case(b"ECHO");
+        let answer = match (is_echo, args.get(1)) {
+            (false, None) => reply::simple("PONG"),
+            (_, Some(msg)) if args.len() == 2 => reply::bulk(msg),
+            _ => reply::error(&format!(
+                "ERR wrong number of arguments for '{}' command",
+                String::from_utf8_lossy(&args[0]).to_lowercase()
+            )),
+        };
+        self.output.reply(answer);
+    }
+
+    /// A clear refusal of what cluster mode does not do yet.
+    fn not_yet(&mut self, args: &[Bytes], why: &str) {
+        let name = String::from_utf8_lossy(&args[0]).to_uppercase();
+        self.output.reply(reply::error(&format!(
+            "ERR {name} is not supported by nearcache in cluster mode yet ({why})"
+        )));
+    }
+}

@@ -1,0 +1,572 @@
+//! The proxy in front of a real Redis Cluster (`cluster = true`), with a real cluster of 3
+//! masters with a replica each (`common::cluster`): reads and writes on every master in RESP2
+//! and RESP3, cached reads protected by each node's tracking, split and fanned-out commands
+//! equal to per-key answers, Redis Cluster's refusals, and a slot migrated under the proxy
+//! followed with no error and no stale value.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::cluster::Cluster;
+use common::{eventually, Proxy, RawConn, With as _};
+use nearcache::cluster::slot::key_slot;
+
+/// How long an invalidation or a redirect may take to be seen.
+const CONVERGE: Duration = Duration::from_secs(10);
+
+fn bulk(v: &str) -> Bytes {
+    Bytes::from(format!("${}\r\n{v}\r\n", v.len()))
+}
+
+/// The proxy in cluster mode, seeded with two of the nodes.
+async fn proxy(cluster: &Cluster) -> Proxy {
+    Proxy::start_config(config(cluster)).await
+}
+
+fn config(cluster: &Cluster) -> nearcache::Config {
+    let seeds = cluster.addrs()[..2].join(",");
+    Proxy::config(&seeds)
+        .with("cluster", "true")
+        .with("client_auth", "none")
+}
+
+/// `cache_hits` from `NEARCACHE INFO`.
+async fn hits(c: &mut RawConn) -> u64 {
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    let info = String::from_utf8_lossy(&info);
+    info.lines()
+        .find_map(|l| l.strip_prefix("cache_hits:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cache_hits in {info}"))
+}
+
+/// The master serving `key`'s slot, by the cluster's own `CLUSTER SLOTS`.
+fn owner(cluster: &Cluster, key: &str) -> String {
+    let slot = key_slot(key.as_bytes());
+    common::cluster::slots_view(&cluster.addrs()[0])
+        .into_iter()
+        .find(|(start, end, _, _)| (*start..=*end).contains(&slot))
+        .map(|(_, _, (host, port, _), _)| format!("{host}:{port}"))
+        .expect("every slot served")
+}
+
+async fn on(addr: &str, args: &[&str]) -> Bytes {
+    RawConn::connect(addr).await.cmd(args).await
+}
+
+/// 30 keys, which land on all three masters.
+fn keys(cluster: &Cluster) -> Vec<String> {
+    let keys: Vec<String> = (0..30).map(|i| format!("key:{i}")).collect();
+    let mut owners: Vec<String> = keys.iter().map(|k| owner(cluster, k)).collect();
+    owners.sort();
+    owners.dedup();
+    assert_eq!(owners.len(), 3, "keys on all three masters");
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_writes_and_invalidations_on_every_master() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let keys = keys(&cluster);
+    for proto in ["2", "3"] {
+        let mut c = RawConn::connect(&proxy.addr()).await;
+        let hello = c.cmd(&["HELLO", proto]).await;
+        assert!(!hello.starts_with(b"-"), "HELLO {proto}: {hello:?}");
+        for k in &keys {
+            let v = format!("{k}-{proto}");
+            assert_eq!(&c.cmd(&["SET", k, &v]).await[..], b"+OK\r\n");
+            assert_eq!(c.cmd(&["GET", k]).await, bulk(&v), "RESP{proto} {k}");
+            // Cached now: the next read is a hit, answered the same.
+            let before = hits(&mut c).await;
+            eventually(CONVERGE, "a cache hit", async || {
+                assert_eq!(c.cmd(&["GET", k]).await, bulk(&v));
+                hits(&mut c).await > before
+            })
+            .await;
+        }
+        // A write straight to the owner reaches the proxy through that node's tracking.
+        for k in &keys {
+            let node = owner(&cluster, k);
+            let v = format!("direct-{k}-{proto}");
+            assert_eq!(&on(&node, &["SET", k, &v]).await[..], b"+OK\r\n");
+            eventually(CONVERGE, "the node's invalidation", async || {
+                c.cmd(&["GET", k]).await == bulk(&v)
+            })
+            .await;
+            let before = hits(&mut c).await;
+            eventually(CONVERGE, "the new value cached", async || {
+                assert_eq!(c.cmd(&["GET", k]).await, bulk(&v));
+                hits(&mut c).await > before
+            })
+            .await;
+        }
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_key_and_keyless_commands_span_the_masters() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let keys = keys(&cluster);
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    let set: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 3 != 0)
+        .flat_map(|(i, k)| [k.clone(), format!("v{i}")])
+        .collect();
+    let mut mset = vec!["MSET".to_string()];
+    mset.extend(set);
+    assert_eq!(&c.cmd(&mset).await[..], b"+OK\r\n");
+
+    let mut asked = keys.clone();
+    asked.extend(["key:3", "{key:3}x", "missing"].map(String::from));
+    let mut mget = vec!["MGET".to_string()];
+    mget.extend(asked.iter().cloned());
+    let mut want = format!("*{}\r\n", asked.len()).into_bytes();
+    let mut present = 0;
+    for k in &asked {
+        let one = c.cmd(&["GET", k]).await;
+        present += usize::from(!one.starts_with(b"$-1"));
+        want.extend_from_slice(&one);
+    }
+    assert_eq!(&c.cmd(&mget).await[..], &want[..], "MGET = each GET");
+    let mut exists = vec!["EXISTS".to_string()];
+    exists.extend(asked.iter().cloned());
+    let count = Bytes::from(format!(":{present}\r\n"));
+    assert_eq!(c.cmd(&exists).await, count, "EXISTS counts repeats");
+    let dbsize: usize = cluster
+        .masters()
+        .iter()
+        .map(|(a, _)| {
+            let r = common::redis_cmd_blocking(a, &[b"DBSIZE"]);
+            String::from_utf8_lossy(&r[1..r.len() - 2])
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        c.cmd(&["DBSIZE"]).await,
+        Bytes::from(format!(":{dbsize}\r\n")),
+        "DBSIZE summed over the masters"
+    );
+    let mut del = vec!["DEL".to_string()];
+    del.extend(keys.iter().cloned());
+    let deleted = Bytes::from(format!(":{}\r\n", keys.len() * 2 / 3));
+    assert_eq!(c.cmd(&del).await, deleted);
+    for k in &keys {
+        assert_eq!(&c.cmd(&["GET", k]).await[..], b"$-1\r\n", "{k} deleted");
+    }
+
+    let crossslot = c.cmd(&["SUNIONSTORE", "a", "b", "c"]).await;
+    assert_eq!(
+        &crossslot[..],
+        b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    );
+    assert_eq!(
+        &c.cmd(&["SELECT", "1"]).await[..],
+        b"-ERR SELECT is not allowed in cluster mode\r\n"
+    );
+    assert_eq!(&c.cmd(&["SELECT", "0"]).await[..], b"+OK\r\n");
+    assert_eq!(&c.cmd(&["PING"]).await[..], b"+PONG\r\n");
+    for refused in [&["MULTI"][..], &["BLPOP", "k", "0"], &["SCAN", "0"]] {
+        let r = c.cmd(refused).await;
+        assert!(
+            r.starts_with(b"-ERR ") && String::from_utf8_lossy(&r).contains("cluster mode yet"),
+            "{refused:?}: {r:?}"
+        );
+    }
+    // A pipeline over several nodes: each command sees the ones before it, replies in order.
+    let a = &keys[1];
+    let b = keys
+        .iter()
+        .find(|k| owner(&cluster, k) != owner(&cluster, a))
+        .unwrap();
+    let replies = c
+        .pipeline(&[
+            vec!["SET", a, "p1"],
+            vec!["SET", b, "p2"],
+            vec!["MGET", a, b],
+            vec!["DEL", a, b],
+            vec!["GET", a],
+            vec!["SET", b, "p3"],
+            vec!["EXISTS", a, b],
+            vec!["GET", b],
+        ])
+        .await;
+    let want: Vec<&[u8]> = vec![
+        b"+OK\r\n",
+        b"+OK\r\n",
+        b"*2\r\n$2\r\np1\r\n$2\r\np2\r\n",
+        b":2\r\n",
+        b"$-1\r\n",
+        b"+OK\r\n",
+        b":1\r\n",
+        b"$2\r\np3\r\n",
+    ];
+    let got: Vec<&[u8]> = replies.iter().map(|r| &r[..]).collect();
+    assert_eq!(got, want);
+
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    let info = String::from_utf8_lossy(&info);
+    assert!(info.contains("cluster_masters:3\r\n"), "{info}");
+    assert!(info.contains("cluster_slots_unserved:0\r\n"), "{info}");
+    for (addr, _) in cluster.masters() {
+        assert!(
+            info.contains(&format!("addr={addr},slots=")),
+            "{addr}: {info}"
+        );
+    }
+    // The session still works after the refusals.
+    assert_eq!(&c.cmd(&["SET", "after", "1"]).await[..], b"+OK\r\n");
+    assert_eq!(c.cmd(&["GET", "after"]).await, bulk("1"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_redis_client_works_through_the_proxy() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let keys = keys(&cluster);
+    for protocol in [redis::ProtocolVersion::RESP2, redis::ProtocolVersion::RESP3] {
+        let info = redis::ConnectionInfo {
+            addr: redis::ConnectionAddr::Tcp("127.0.0.1".into(), proxy.addr.port()),
+            redis: redis::RedisConnectionInfo {
+                protocol,
+                ..Default::default()
+            },
+        };
+        let client = redis::Client::open(info).unwrap();
+        let mut rc = client.get_multiplexed_async_connection().await.unwrap();
+        for k in &keys {
+            let v = format!("{k}-{protocol:?}");
+            let _: () = redis::cmd("SET")
+                .arg(k)
+                .arg(&v)
+                .query_async(&mut rc)
+                .await
+                .unwrap();
+            let got: String = redis::cmd("GET").arg(k).query_async(&mut rc).await.unwrap();
+            assert_eq!(got, v);
+        }
+        let got: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut rc)
+            .await
+            .unwrap();
+        let want: Vec<Option<String>> = keys
+            .iter()
+            .map(|k| Some(format!("{k}-{protocol:?}")))
+            .collect();
+        assert_eq!(got, want);
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migrated_under_the_proxy_is_followed() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&c.cmd(&["SET", "foo", "bar"]).await[..], b"+OK\r\n");
+    let before = hits(&mut c).await;
+    eventually(CONVERGE, "foo cached", async || {
+        assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("bar"));
+        hits(&mut c).await > before
+    })
+    .await;
+
+    // A key of another slot, cached: the slot's move empties the cache all the same.
+    assert_eq!(&c.cmd(&["SET", "bystander", "b"]).await[..], b"+OK\r\n");
+    eventually(CONVERGE, "bystander cached", async || {
+        assert_eq!(c.cmd(&["GET", "bystander"]).await, bulk("b"));
+        entries(&mut c).await > 1
+    })
+    .await;
+
+    let slot = key_slot(b"foo").to_string();
+    let masters = cluster.masters();
+    let src_addr = owner(&cluster, "foo");
+    let src_id = &masters.iter().find(|(a, _)| *a == src_addr).unwrap().1;
+    let (dest_addr, dest_id) = masters.iter().find(|(a, _)| *a != src_addr).unwrap();
+    let ok = |b: Bytes| assert_eq!(&b[..], b"+OK\r\n", "{b:?}");
+    ok(on(
+        dest_addr,
+        &["CLUSTER", "SETSLOT", &slot, "IMPORTING", src_id],
+    )
+    .await);
+    ok(on(
+        &src_addr,
+        &["CLUSTER", "SETSLOT", &slot, "MIGRATING", dest_id],
+    )
+    .await);
+    // A key of the slot not on the source: ASK, followed with ASKING on the target.
+    assert_eq!(&c.cmd(&["GET", "{foo}new"]).await[..], b"$-1\r\n");
+    assert_eq!(&c.cmd(&["SET", "{foo}new", "n"]).await[..], b"+OK\r\n");
+    assert_eq!(on(dest_addr, &["ASKING"]).await[..], b"+OK\r\n"[..]);
+    assert_eq!(
+        c.cmd(&["GET", "foo"]).await,
+        bulk("bar"),
+        "still on the source"
+    );
+    // Keys of one slot split between the two nodes: TRYAGAIN, retried, then the client's.
+    for read in [
+        &["MGET", "foo", "{foo}new"][..],
+        &["EXISTS", "foo", "{foo}new"],
+    ] {
+        let r = c.cmd(read).await;
+        assert!(r.starts_with(b"-TRYAGAIN"), "{read:?}: {r:?}");
+    }
+
+    let (host, port) = dest_addr.rsplit_once(':').unwrap();
+    ok(on(
+        &src_addr,
+        &["MIGRATE", host, port, "", "0", "5000", "KEYS", "foo"],
+    )
+    .await);
+    for (addr, _) in &masters {
+        ok(on(addr, &["CLUSTER", "SETSLOT", &slot, "NODE", dest_id]).await);
+    }
+    // The proxy's map still says the source: MOVED, followed, the map patched, the cache
+    // emptied before the new owner answers.
+    assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("bar"));
+    assert_eq!(entries(&mut c).await, 0, "the cache emptied on the move");
+    assert_eq!(c.cmd(&["GET", "{foo}new"]).await, bulk("n"));
+    // The new owner protects what the proxy caches now.
+    ok(on(dest_addr, &["SET", "foo", "baz"]).await);
+    eventually(CONVERGE, "the new owner's invalidation", async || {
+        c.cmd(&["GET", "foo"]).await == bulk("baz")
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("baz"), "no stale value");
+    }
+    ok(c.cmd(&["SET", "foo", "qux"]).await);
+    assert_eq!(on(dest_addr, &["GET", "foo"]).await, bulk("qux"));
+    assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("qux"));
+    proxy.shutdown().await;
+}
+
+/// `cache_entries` from `NEARCACHE INFO`.
+async fn entries(c: &mut RawConn) -> u64 {
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    let info = String::from_utf8_lossy(&info);
+    info.lines()
+        .find_map(|l| l.strip_prefix("cache_entries:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cache_entries in {info}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
+    let mut cluster = Cluster::start();
+    let proxy = Proxy::start_config(config(&cluster).with("admin_listen", "127.0.0.1:0")).await;
+    let admin = proxy.admin.unwrap();
+    let keys = keys(&cluster);
+    eventually(CONVERGE, "ready", async || {
+        common::http_get(admin, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    })
+    .await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    for k in &keys {
+        assert_eq!(&c.cmd(&["SET", k, k]).await[..], b"+OK\r\n");
+        assert_eq!(c.cmd(&["GET", k]).await, bulk(k));
+    }
+    assert!(entries(&mut c).await > 0, "entries cached");
+    // Every write reached each master's replica before the master dies.
+    for (addr, _) in cluster.masters() {
+        let acked = on(&addr, &["WAIT", "1", "5000"]).await;
+        assert_eq!(&acked[..], b":1\r\n", "{addr} replicated");
+    }
+    let victim = owner(&cluster, &keys[0]);
+    let node = cluster
+        .nodes
+        .iter_mut()
+        .find(|n| n.addr() == victim)
+        .unwrap();
+    node.kill();
+    // Its invalidation connection is lost: what it protected is dropped (here, everything).
+    eventually(CONVERGE, "the killed node's entries dropped", async || {
+        entries(&mut c).await == 0
+    })
+    .await;
+    let lost = "nearcache_cache_flushes_total{reason=\"invalidation_connection_lost\"}";
+    assert!(common::metric(admin, lost).await >= 1.0);
+    eventually(CONVERGE, "not ready, naming the node", async || {
+        let body = common::http_get(admin, "/readyz").await;
+        body.starts_with("HTTP/1.1 503") && body.contains(&victim)
+    })
+    .await;
+    // Its replica is promoted; the proxy learns it and serves its slots again, with the value
+    // the new master has.
+    let started = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(40),
+        "the failover followed",
+        async || c.cmd(&["GET", &keys[0]]).await == bulk(&keys[0]),
+    )
+    .await;
+    eprintln!(
+        "recovered {:?} after the kill was seen (cluster-node-timeout 5s)",
+        started.elapsed()
+    );
+    for k in &keys {
+        assert_eq!(c.cmd(&["GET", k]).await, bulk(k), "{k} after the failover");
+    }
+    // The dead node's pool is closed once the map no longer has it: ready again.
+    eventually(CONVERGE, "ready again", async || {
+        common::http_get(admin, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
+    })
+    .await;
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_stay_current_while_slots_are_resharded() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let view = common::cluster::slots_view(&cluster.addrs()[0]);
+    let (start, _, (host, port, from_id), _) = view[0].clone();
+    let to_id = view[1].2 .2.clone();
+    let moved = start..start + 1000;
+    // Keys in the slots that move, and some that stay.
+    let names: Vec<String> = (0..)
+        .map(|i| format!("r:{i}"))
+        .filter(|k| moved.contains(&key_slot(k.as_bytes())))
+        .take(12)
+        .chain((0..8).map(|i| format!("stay:{i}")))
+        .collect();
+    let urls: Vec<String> = cluster
+        .addrs()
+        .iter()
+        .map(|a| format!("redis://{a}"))
+        .collect();
+    let client = redis::cluster::ClusterClient::new(urls).unwrap();
+    let mut w = client.get_async_connection().await.unwrap();
+    for k in &names {
+        let _: () = redis::cmd("SET")
+            .arg(k)
+            .arg(0)
+            .query_async(&mut w)
+            .await
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Vec<AtomicU64>> = Arc::new(names.iter().map(|_| AtomicU64::new(0)).collect());
+    // The writer, straight to the cluster with a cluster-aware client.
+    let writer = {
+        let (stop, acked, names) = (stop.clone(), acked.clone(), names.clone());
+        tokio::spawn(async move {
+            let mut v = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                v += 1;
+                for (i, k) in names.iter().enumerate() {
+                    let _: () = redis::cmd("SET")
+                        .arg(k)
+                        .arg(v)
+                        .query_async(&mut w)
+                        .await
+                        .unwrap();
+                    acked[i].store(v, Ordering::Release);
+                }
+            }
+        })
+    };
+    // The reader, through the proxy: no error, and never a value older than one it saw.
+    let reader = {
+        let (stop, names, addr) = (stop.clone(), names.clone(), proxy.addr());
+        tokio::spawn(async move {
+            let mut c = RawConn::connect(&addr).await;
+            let mut seen = vec![0u64; names.len()];
+            let mut reads = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                for (i, k) in names.iter().enumerate() {
+                    let r = c.cmd(&["GET", k]).await;
+                    let text = String::from_utf8_lossy(&r);
+                    let v: u64 = text
+                        .lines()
+                        .nth(1)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| panic!("GET {k} through the proxy: {text:?}"));
+                    assert!(v >= seen[i], "GET {k}: {v} after {}", seen[i]);
+                    seen[i] = v;
+                    reads += 1;
+                }
+            }
+            reads
+        })
+    };
+    let seed = format!("{host}:{port}");
+    let out = tokio::task::spawn_blocking(move || {
+        let slots = "1000";
+        let args = [
+            "--cluster",
+            "reshard",
+            &seed,
+            "--cluster-from",
+            &from_id,
+            "--cluster-to",
+            &to_id,
+            "--cluster-slots",
+            slots,
+            "--cluster-yes",
+        ];
+        common::run_tool("redis-cli", &args, None, Duration::from_secs(60))
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "reshard: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    let addrs = cluster.addrs();
+    eventually(Duration::from_secs(30), "every node to agree", async || {
+        let views: Vec<_> = addrs
+            .iter()
+            .map(|a| common::cluster::slots_view(a))
+            .collect();
+        views.iter().all(|v| *v == views[0])
+    })
+    .await;
+    stop.store(true, Ordering::Release);
+    writer.await.unwrap();
+    let reads = reader.await.unwrap();
+    assert!(reads > 0);
+    assert_ne!(
+        owner(&cluster, &names[0]),
+        format!("{}:{}", view[0].2 .0, view[0].2 .1),
+        "the slot moved"
+    );
+    // Once the writes stop, the proxy converges on the last acknowledged value of every key.
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    for (i, k) in names.iter().enumerate() {
+        let last = acked[i].load(Ordering::Acquire).to_string();
+        eventually(CONVERGE, "the last write seen", async || {
+            c.cmd(&["GET", k]).await == bulk(&last)
+        })
+        .await;
+    }
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    eprintln!(
+        "{reads} reads during the reshard; {}",
+        String::from_utf8_lossy(&info)
+            .lines()
+            .filter(|l| l.starts_with("cluster_"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    proxy.shutdown().await;
+}
