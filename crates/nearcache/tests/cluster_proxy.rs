@@ -570,3 +570,77 @@ async fn reads_stay_current_while_slots_are_resharded() {
     );
     proxy.shutdown().await;
 }
+
+/// `client_auth = passthrough` (the default) over a cluster: a client logged in as an ACL user
+/// acts as that user on every node, in single-slot, split and fanned-out commands alike, and
+/// is never served from the cache what its user may not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_act_as_their_own_acl_user_on_every_node() {
+    let cluster = Cluster::start();
+    for node in cluster.addrs() {
+        let ok = on(
+            &node,
+            &[
+                "ACL", "SETUSER", "alice", "on", ">apw", "~a:*", "+get", "+set", "+mget",
+            ],
+        )
+        .await;
+        assert_eq!(&ok[..], b"+OK\r\n", "{node}");
+    }
+    let seeds = cluster.addrs()[..2].join(",");
+    let proxy = Proxy::start_config(Proxy::config(&seeds).with("cluster", "true")).await;
+    let (mine, others): (Vec<String>, Vec<String>) = (
+        (0..30).map(|i| format!("a:{i}")).collect(),
+        (0..30).map(|i| format!("b:{i}")).collect(),
+    );
+    let mut owners: Vec<String> = mine.iter().map(|k| owner(&cluster, k)).collect();
+    owners.sort();
+    owners.dedup();
+    assert_eq!(owners.len(), 3, "alice's keys on all three masters");
+
+    // The default user (nopass) writes and reads everything: cached as the default user.
+    let mut dflt = RawConn::connect(&proxy.addr()).await;
+    for k in mine.iter().chain(&others) {
+        assert_eq!(
+            &dflt.cmd(&["SET", k, &format!("v-{k}")]).await[..],
+            b"+OK\r\n"
+        );
+        let before = hits(&mut dflt).await;
+        eventually(CONVERGE, "a cache hit", async || {
+            assert_eq!(dflt.cmd(&["GET", k]).await, bulk(&format!("v-{k}")));
+            hits(&mut dflt).await > before
+        })
+        .await;
+    }
+
+    let mut alice = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&alice.cmd(&["AUTH", "alice", "apw"]).await[..], b"+OK\r\n");
+    for k in &mine {
+        assert_eq!(alice.cmd(&["GET", k]).await, bulk(&format!("v-{k}")));
+    }
+    for k in &others {
+        let r = alice.cmd(&["GET", k]).await;
+        assert!(r.starts_with(b"-NOPERM"), "alice read {k}: {r:?}");
+        let r = alice.cmd(&["SET", k, "alice"]).await;
+        assert!(r.starts_with(b"-NOPERM"), "alice wrote {k}: {r:?}");
+    }
+    // Split over the masters: alice's own keys answered, one forbidden key refuses the whole.
+    let mut mget = vec!["MGET".to_string()];
+    mget.extend(mine.iter().cloned());
+    let mut want = format!("*{}\r\n", mine.len()).into_bytes();
+    for k in &mine {
+        want.extend_from_slice(&bulk(&format!("v-{k}")));
+    }
+    assert_eq!(&alice.cmd(&mget).await[..], &want[..]);
+    mget.push(others[0].clone());
+    let r = alice.cmd(&mget).await;
+    assert!(
+        r.starts_with(b"-NOPERM"),
+        "split MGET with a forbidden key: {r:?}"
+    );
+    // A fan-out goes as alice too: FLUSHALL is refused on every master, and nothing is lost.
+    let r = alice.cmd(&["FLUSHALL"]).await;
+    assert!(r.starts_with(b"-NOPERM"), "FLUSHALL as alice: {r:?}");
+    assert_eq!(&dflt.cmd(&["DBSIZE"]).await[..], b":60\r\n");
+    proxy.shutdown().await;
+}

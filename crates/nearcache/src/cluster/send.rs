@@ -29,7 +29,7 @@ use super::nodes::Nodes;
 use super::redirect::{ClusterError, NodeAddr};
 use super::split::Split;
 use crate::reply::{self, OutMeter, UpstreamError, UpstreamResult};
-use crate::upstream::Pool;
+use crate::upstream::{ConnHandle, Identity, Pool};
 
 /// Redirects followed for one command: more means the nodes disagree for longer than a
 /// migration's step takes, and the client is better told.
@@ -56,6 +56,9 @@ pub struct Again {
     pub from: String,
     /// The protocol of the connections it goes on.
     pub proto: u8,
+    /// The ACL identity the client acts as (`client_auth = passthrough`); `None`: the pool's
+    /// user.
+    pub who: Option<Arc<Identity>>,
 }
 
 /// The receiver of `rx`'s reply once settled (redirects followed), charged to `meter` as a
@@ -129,13 +132,31 @@ fn host_of(addr: &str) -> String {
 }
 
 async fn call(pool: &Pool, again: &Again) -> UpstreamResult {
-    let rx = pool.shared(again.proto).call(again.bytes.clone());
+    let rx = shared_as(pool, again.who.as_deref(), again.proto).call(again.bytes.clone());
     rx.await.unwrap_or_else(|_| Err(reply::dropped()))
 }
 
-/// `ASKING` then the command on one connection nobody else writes to.
+/// A shared connection of `pool` (a node's) acting as `who`: the identity of the same user
+/// and password on that node, with connections of its own unless it is the pool's user.
+pub fn shared_as(pool: &Pool, who: Option<&Identity>, proto: u8) -> ConnHandle {
+    match who {
+        Some(id) if !id.is_pool_user() => {
+            pool.shared_as(&pool.identities().get(&id.user, id.password()), proto)
+        }
+        _ => pool.shared(proto),
+    }
+}
+
+/// `ASKING` then the command on one connection nobody else writes to, logged in as the
+/// client's user first if that is not the pool's.
 async fn asking(pool: &Pool, again: &Again) -> UpstreamResult {
     let conn = pool.dedicated(again.proto).await?;
+    if let Some(id) = again.who.as_ref().filter(|id| !id.is_pool_user()) {
+        if let Err(refused) = id.log_in(&conn).await {
+            pool.discard(conn);
+            return Ok(refused);
+        }
+    }
     let ask = conn.call(Bytes::from_static(b"*1\r\n$6\r\nASKING\r\n"));
     let rx = conn.call(again.bytes.clone());
     let asked = ask.await.unwrap_or_else(|_| Err(reply::dropped()));
@@ -154,17 +175,20 @@ pub struct Sent {
     rx: Option<oneshot::Receiver<UpstreamResult>>,
 }
 
-/// Sends `bytes` to the master of `slot` (or the node at `to`), now.
+/// Sends `bytes` to the master of `slot` (or the node at `to`) as `who`, now.
 pub fn send(
     nodes: &Arc<Nodes>,
     bytes: Bytes,
     slot: Option<u16>,
     to: Option<(String, Arc<Pool>)>,
-    proto: u8,
+    (proto, who): (u8, Option<&Arc<Identity>>),
 ) -> Sent {
     let to = to.or_else(|| slot.and_then(|s| nodes.for_slot(s)));
     let (from, rx) = match to {
-        Some((addr, pool)) => (addr, Some(pool.shared(proto).call(bytes.clone()))),
+        Some((addr, pool)) => {
+            let conn = shared_as(&pool, who.map(|id| &**id), proto);
+            (addr, Some(conn.call(bytes.clone())))
+        }
         None => (String::new(), None),
     };
     Sent {
@@ -174,6 +198,7 @@ pub fn send(
             slot,
             from,
             proto,
+            who: who.cloned(),
         },
         rx,
     }

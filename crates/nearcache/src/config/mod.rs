@@ -235,13 +235,6 @@ impl Config {
             }
             return Ok(());
         }
-        if self.client_auth == values::ClientAuth::Passthrough {
-            return Err(
-                "cluster = true does not support client_auth = \"passthrough\" yet \
-                        (per-user connections to each node): use \"none\" or \"password\""
-                    .into(),
-            );
-        }
         if self.upstream_tls_on() {
             return Err("cluster = true does not support upstream TLS yet".into());
         }
@@ -349,8 +342,6 @@ mod tests {
         c.set("upstream", "a:1,b:2").unwrap();
         assert!(c.validate().unwrap_err().contains("cluster = true only"));
         c.set("cluster", "true").unwrap();
-        assert!(c.validate().unwrap_err().contains("passthrough"));
-        c.set("client_auth", "none").unwrap();
         assert_eq!(c.validate(), Ok(()));
         c.set("tracking", "bcast").unwrap();
         assert!(c.validate().unwrap_err().contains("bcast"));

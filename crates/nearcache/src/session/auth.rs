@@ -269,22 +269,9 @@ impl Session {
     /// A dedicated connection comes authenticated as the pool's user: one for a client acting
     /// as another user is logged in as that user first. The error reply if Redis refuses.
     pub(super) async fn login(&self, conn: &ConnHandle) -> Result<(), Bytes> {
-        let Some(id) = self.who.as_ref().filter(|id| !id.is_pool_user()) else {
-            return Ok(());
-        };
-        conn.mark_foreign();
-        let words = [
-            Bytes::from_static(b"AUTH"),
-            Bytes::from(id.user.clone()),
-            Bytes::from(id.password().unwrap_or("nopass").to_string()),
-        ];
-        let mut out = bytes::BytesMut::new();
-        resp::encode_command(&words, &mut out);
-        match conn.call(out.freeze()).await {
-            Ok(Ok(r)) if r.first() == Some(&b'+') => Ok(()),
-            Ok(Ok(r)) => Err(r),
-            Ok(Err(e)) => Err(e.to_frame()),
-            Err(_) => Err(reply::error("ERR nearcache: upstream connection lost")),
+        match self.who.as_ref().filter(|id| !id.is_pool_user()) {
+            Some(id) => id.log_in(conn).await,
+            None => Ok(()),
         }
     }
 

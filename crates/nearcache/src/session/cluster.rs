@@ -67,7 +67,13 @@ impl Session {
                     .iter()
                     .map(|p| {
                         let bytes = self.encode(&p.args);
-                        send::send(&nodes, bytes, Some(p.slot), None, self.proto)
+                        send::send(
+                            &nodes,
+                            bytes,
+                            Some(p.slot),
+                            None,
+                            (self.proto, self.who.as_ref()),
+                        )
                     })
                     .collect();
                 self.queue_parts(sent, Join::Split(split), after);
@@ -100,7 +106,15 @@ impl Session {
                 let sent = nodes
                     .masters()
                     .into_iter()
-                    .map(|node| send::send(nodes, bytes.clone(), None, Some(node), self.proto))
+                    .map(|node| {
+                        send::send(
+                            nodes,
+                            bytes.clone(),
+                            None,
+                            Some(node),
+                            (self.proto, self.who.as_ref()),
+                        )
+                    })
                     .collect();
                 self.queue_parts(sent, Join::Fanout(merge), after);
             }
@@ -129,6 +143,7 @@ impl Session {
             slot,
             from: addr,
             proto: self.proto,
+            who: self.who.clone(),
         });
         self.send_through_cache(args).await;
         // A hit used neither.

@@ -130,7 +130,7 @@ impl Session {
             }
         }
         self.output.link.drained().await;
-        let conn = pool.shared(self.proto);
+        let conn = crate::cluster::send::shared_as(pool, self.who.as_deref(), self.proto);
         self.conn = Some(conn.clone());
         conn
     }

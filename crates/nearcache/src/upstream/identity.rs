@@ -66,6 +66,28 @@ impl Identity {
     pub fn is_pool_user(&self) -> bool {
         self.conns.is_none()
     }
+
+    /// Logs `conn`, a dedicated connection the pool opened as its own user, in as this
+    /// identity (marking it foreign, so that the pool does not reuse it): `Err` with Redis's
+    /// refusal, or an error reply when the connection is lost.
+    pub async fn log_in(&self, conn: &ConnHandle) -> Result<(), bytes::Bytes> {
+        conn.mark_foreign();
+        let words = [
+            bytes::Bytes::from_static(b"AUTH"),
+            bytes::Bytes::from(self.user.clone()),
+            bytes::Bytes::from(self.password().unwrap_or("nopass").to_string()),
+        ];
+        let mut out = bytes::BytesMut::new();
+        resp::encode_command(&words, &mut out);
+        match conn.call(out.freeze()).await {
+            Ok(Ok(r)) if r.first() == Some(&b'+') => Ok(()),
+            Ok(Ok(r)) => Err(r),
+            Ok(Err(e)) => Err(e.to_frame()),
+            Err(_) => Err(crate::reply::error(
+                "ERR nearcache: upstream connection lost",
+            )),
+        }
+    }
 }
 
 /// A user name and the password Redis accepted for it (`None`: a `nopass` user).
