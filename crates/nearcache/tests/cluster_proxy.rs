@@ -12,6 +12,7 @@ use bytes::Bytes;
 use common::cluster::Cluster;
 use common::{eventually, Proxy, RawConn, With as _};
 use nearcache::cluster::slot::key_slot;
+use resp::Frame;
 
 /// How long an invalidation or a redirect may take to be seen.
 const CONVERGE: Duration = Duration::from_secs(10);
@@ -173,7 +174,7 @@ async fn multi_key_and_keyless_commands_span_the_masters() {
     );
     assert_eq!(&c.cmd(&["SELECT", "0"]).await[..], b"+OK\r\n");
     assert_eq!(&c.cmd(&["PING"]).await[..], b"+PONG\r\n");
-    for refused in [&["MULTI"][..], &["BLPOP", "k", "0"], &["SCAN", "0"]] {
+    for refused in [&["MULTI"][..], &["BLPOP", "k", "0"]] {
         let r = c.cmd(refused).await;
         assert!(
             r.starts_with(b"-ERR ") && String::from_utf8_lossy(&r).contains("cluster mode yet"),
@@ -642,5 +643,56 @@ async fn clients_act_as_their_own_acl_user_on_every_node() {
     let r = alice.cmd(&["FLUSHALL"]).await;
     assert!(r.starts_with(b"-NOPERM"), "FLUSHALL as alice: {r:?}");
     assert_eq!(&dflt.cmd(&["DBSIZE"]).await[..], b":60\r\n");
+    proxy.shutdown().await;
+}
+
+/// `SCAN` through the proxy walks every master: the keys of the whole cluster, each once, with
+/// `MATCH` and `COUNT` as Redis takes them; a cursor that names no master is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_walks_every_master() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    let sets: Vec<Vec<String>> = (0..300)
+        .map(|i| vec!["SET".into(), format!("s:{i}"), "v".into()])
+        .chain((0..50).map(|i| vec!["SET".into(), format!("other:{i}"), "v".into()]))
+        .collect();
+    for r in c.pipeline(&sets).await {
+        assert_eq!(&r[..], b"+OK\r\n");
+    }
+    let scan = async |c: &mut RawConn, extra: &[&str]| {
+        let mut cursor = "0".to_string();
+        let mut seen = Vec::new();
+        loop {
+            let mut args = vec!["SCAN", cursor.as_str()];
+            args.extend_from_slice(extra);
+            let Frame::Array(parts) = common::to_frame(&c.cmd(&args).await) else {
+                panic!("SCAN {cursor}: not an array");
+            };
+            let (Frame::Bulk(next), Frame::Array(keys)) = (&parts[0], &parts[1]) else {
+                panic!("SCAN {cursor}: {parts:?}");
+            };
+            for k in keys {
+                let Frame::Bulk(k) = k else { panic!("{k:?}") };
+                seen.push(String::from_utf8(k.to_vec()).unwrap());
+            }
+            cursor = String::from_utf8(next.to_vec()).unwrap();
+            if cursor == "0" {
+                return seen;
+            }
+        }
+    };
+    let mut all = scan(&mut c, &["COUNT", "40"]).await;
+    all.sort();
+    let mut want: Vec<String> = sets.iter().map(|s| s[1].clone()).collect();
+    want.sort();
+    assert_eq!(all, want, "every key of every master, each once");
+    let mut matched = scan(&mut c, &["MATCH", "other:*"]).await;
+    matched.sort();
+    let mut want: Vec<String> = (0..50).map(|i| format!("other:{i}")).collect();
+    want.sort();
+    assert_eq!(matched, want);
+    assert_eq!(&c.cmd(&["SCAN", "3"]).await[..], b"-ERR invalid cursor\r\n");
+    assert_eq!(&c.cmd(&["SCAN", "x"]).await[..], b"-ERR invalid cursor\r\n");
     proxy.shutdown().await;
 }

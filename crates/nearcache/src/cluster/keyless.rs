@@ -45,11 +45,12 @@ pub enum Keyless {
     ChannelSlot,
     /// Refused by the proxy with this error, as a cluster node refuses it.
     Refuse(&'static str),
+    /// `SCAN`: one master after the other, the cursor naming the master (`scan.rs`).
+    Scan,
     /// Needs more than a node choice, and is not routed yet (docs/cluster.md, "Not yet wired").
     NotYet(&'static str),
 }
 
-const SCAN: &str = "SCAN across nodes needs a cursor that names the node";
 const TX: &str = "a transaction goes to the slot of its first keyed command";
 const PROXY_ANSWER: &str = "the proxy's own answer about the cluster";
 const NO_MERGE: &str = "Redis gives no rule to merge every node's reply";
@@ -61,7 +62,7 @@ pub const EXCEPTIONS: &[(&str, Keyless)] = &[
     ("ECHO", Keyless::Local),
     ("KEYS", Keyless::Masters(Merge::Concat)),
     ("RANDOMKEY", Keyless::Masters(Merge::FirstNonNull)),
-    ("SCAN", Keyless::NotYet(SCAN)),
+    ("SCAN", Keyless::Scan),
     ("MULTI", Keyless::NotYet(TX)),
     ("EXEC", Keyless::NotYet(TX)),
     ("DISCARD", Keyless::NotYet(TX)),
@@ -150,7 +151,7 @@ mod tests {
         assert_eq!(of("SSUBSCRIBE a b"), Keyless::ChannelSlot);
         assert_eq!(of("SELECT 0"), Keyless::Local);
         assert_eq!(of("SELECT 3"), Keyless::Refuse(SELECT_REFUSED));
-        assert!(matches!(of("SCAN 0"), Keyless::NotYet(_)));
+        assert!(matches!(of("SCAN 0"), Keyless::Scan));
         assert!(matches!(of("INFO"), Keyless::NotYet(_)));
         assert!(matches!(of("CLUSTER SLOTS"), Keyless::NotYet(_)));
         assert!(matches!(

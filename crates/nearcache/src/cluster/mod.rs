@@ -8,7 +8,8 @@
 //! - [`redirect`]: `MOVED`/`ASK`/`TRYAGAIN`/`CLUSTERDOWN`/`CROSSSLOT` replies, typed;
 //! - [`split`]: where a command goes (one slot, split per slot, fanned out, local, refused);
 //! - [`keyless`]: the table of keyless commands' routes;
-//! - [`merge`]: the client's reply from the parts' replies.
+//! - [`merge`]: the client's reply from the parts' replies;
+//! - [`scan`]: `SCAN`'s cursor over every master, and its replies.
 //!
 //! Async (the lower half): [`discover`] fetches a topology from the first reachable seed,
 //! through the upstream side's own handshake; [`nodes`] keeps the map in force and a pool per
@@ -21,6 +22,7 @@ pub mod merge;
 pub mod nodes;
 pub mod parse;
 pub mod redirect;
+pub mod scan;
 pub mod send;
 pub mod slot;
 pub mod split;

@@ -208,6 +208,9 @@ pub fn send(
 pub enum Join {
     Split(Split),
     Fanout(Merge),
+    /// One master's `SCAN` reply, its cursor made the client's: the master's place among
+    /// how many.
+    Scan(usize, usize),
 }
 
 /// The client's reply from parts already sent (so they travel in parallel), each settled,
@@ -233,6 +236,10 @@ pub fn parts(
         let merged = match join {
             Join::Split(split) => merge_split(&split, replies),
             Join::Fanout(merge) => merge_fanout(merge, replies),
+            Join::Scan(place, masters) => match replies.pop() {
+                Some(reply) => super::scan::rewrite(reply, place, masters),
+                None => Frame::error(SLOT_UNSERVED),
+            },
         };
         let mut buf = BytesMut::new();
         resp::encode(&merged, &mut buf);

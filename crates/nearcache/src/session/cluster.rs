@@ -15,6 +15,7 @@ use bytes::Bytes;
 use super::state::{Session, Stop};
 use crate::cluster::keyless::{Keyless, SELECT_REFUSED};
 use crate::cluster::nodes::Nodes;
+use crate::cluster::scan;
 use crate::cluster::send::{self, Again, Join, SLOT_UNSERVED};
 use crate::cluster::split::{self, Plan};
 use crate::command::{CacheUse, Local, Route, Special};
@@ -118,9 +119,34 @@ impl Session {
                     .collect();
                 self.queue_parts(sent, Join::Fanout(merge), after);
             }
+            Keyless::Scan => self.scan(nodes, args).await,
             Keyless::Refuse(msg) => self.output.reply(reply::error(msg)),
             Keyless::NotYet(why) => self.not_yet(args, why),
         }
+    }
+
+    /// `SCAN cursor [...]`: the master the cursor names, asked with its own cursor; the reply's
+    /// cursor made the client's (`cluster::scan`).
+    async fn scan(&mut self, nodes: &Arc<Nodes>, args: &[Bytes]) {
+        let masters = nodes.masters();
+        let (place, cursor) = match scan::node_cursor(&args[1], masters.len()) {
+            Ok(at) => at,
+            Err(msg) => return self.output.reply(reply::error(msg)),
+        };
+        let mut asked = args.to_vec();
+        asked[1] = Bytes::from(cursor.to_string());
+        let bytes = self.encode(&asked);
+        let after = self.before_parts(args).await;
+        let count = masters.len();
+        let node = masters.into_iter().nth(place);
+        let sent = vec![send::send(
+            nodes,
+            bytes,
+            None,
+            node,
+            (self.proto, self.who.as_ref()),
+        )];
+        self.queue_parts(sent, Join::Scan(place, count), after);
     }
 
     /// The command through the session's usual path (the cache included) to `node`, its
