@@ -696,3 +696,39 @@ async fn scan_walks_every_master() {
     assert_eq!(&c.cmd(&["SCAN", "x"]).await[..], b"-ERR invalid cursor\r\n");
     proxy.shutdown().await;
 }
+
+/// `/metrics` with a cluster upstream: each master's pool figures labelled with its address,
+/// and the unlabelled pool figures their sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_each_masters_pool() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start_config(config(&cluster).with("admin_listen", "127.0.0.1:0")).await;
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    for k in keys(&cluster) {
+        assert_eq!(&c.cmd(&["SET", &k, "v"]).await[..], b"+OK\r\n");
+    }
+    let body = common::http_get(proxy.admin.unwrap(), "/metrics").await;
+    let value = |line: &str| -> f64 { line.rsplit(' ').next().unwrap().parse().unwrap() };
+    let per_node: Vec<(String, f64)> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("nearcache_node_pool_open_connections{node=\""))
+        .map(|rest| {
+            let (node, _) = rest.split_once('"').unwrap();
+            (node.to_string(), value(rest))
+        })
+        .collect();
+    let mut nodes: Vec<&str> = per_node.iter().map(|(n, _)| n.as_str()).collect();
+    nodes.sort();
+    let mut masters: Vec<String> = keys(&cluster).iter().map(|k| owner(&cluster, k)).collect();
+    masters.sort();
+    masters.dedup();
+    assert_eq!(nodes, masters, "one figure per master:\n{body}");
+    assert!(per_node.iter().all(|(_, open)| *open > 0.0), "{per_node:?}");
+    let total = body
+        .lines()
+        .find(|l| l.starts_with("nearcache_pool_open_connections "))
+        .map(value)
+        .expect("the total");
+    assert_eq!(total, per_node.iter().map(|(_, v)| v).sum::<f64>());
+    proxy.shutdown().await;
+}

@@ -26,7 +26,7 @@ use crate::obs::health::Readiness;
 use crate::obs::metrics::{CacheSnapshot, Metrics};
 use crate::obs::profile::{self, CpuFormat, ProfileError};
 use crate::obs::{dashboard, trace};
-use crate::upstream::Pool;
+use crate::upstream::{Pool, PoolStats};
 
 /// What the handlers read.
 #[derive(Clone)]
@@ -47,6 +47,23 @@ impl Admin {
             collapsed: c.collapsed(),
             mrc: mrc_points(c, multiples),
         })
+    }
+
+    /// The pool's figures; with a cluster upstream every master's summed, and each master's.
+    fn pools(&self) -> (PoolStats, Vec<(String, PoolStats)>) {
+        let Some(nodes) = &self.ready.cluster else {
+            return (self.pool.stats(), Vec::new());
+        };
+        let each: Vec<(String, PoolStats)> = nodes
+            .masters()
+            .into_iter()
+            .map(|(addr, pool)| (addr, pool.stats()))
+            .collect();
+        let mut total = PoolStats::default();
+        for (_, s) in &each {
+            total.add(s);
+        }
+        (total, each)
     }
 }
 
@@ -137,9 +154,8 @@ async fn index() -> impl IntoResponse {
 async fn metrics_text(State(a): State<Admin>, headers: HeaderMap) -> impl IntoResponse {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    let openmetrics = a
-        .metrics
-        .render(a.snapshot(&MRC_MULTIPLES), &a.pool.stats());
+    let (pool, nodes) = a.pools();
+    let openmetrics = a.metrics.render(a.snapshot(&MRC_MULTIPLES), &pool, &nodes);
     let body = match format {
         Format::OpenMetrics => openmetrics,
         Format::Text004 => expose::text004(&openmetrics),
@@ -172,7 +188,7 @@ async fn stats(State(a): State<Admin>) -> impl IntoResponse {
     let json = dashboard::stats_json(
         &a.metrics,
         a.snapshot(&dashboard::MRC_MULTIPLES),
-        &a.pool.stats(),
+        &a.pools().0,
     );
     ([(header::CONTENT_TYPE, "application/json")], json)
 }

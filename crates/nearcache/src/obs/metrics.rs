@@ -91,6 +91,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabel {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SizeLabel {
     size_bytes: u64,
 }
@@ -122,6 +127,64 @@ struct PoolFigures {
     wait_count: Counter,
     wait_seconds: Counter<f64, AtomicU64>,
     closed: Family<ReasonLabel, Counter>,
+}
+
+/// With a cluster upstream: each master's pool figures, labelled with its `host:port` (the
+/// unlabelled `nearcache_pool_*` are then every master's summed). Set afresh at each scrape,
+/// so that a master gone from the map goes from the figures.
+#[derive(Default)]
+struct NodeFigures {
+    open: Family<NodeLabel, Gauge>,
+    in_use: Family<NodeLabel, Gauge>,
+    idle: Family<NodeLabel, Gauge>,
+    wait_count: Family<NodeLabel, Counter>,
+    reconnects: Family<NodeLabel, Counter>,
+}
+
+impl NodeFigures {
+    fn register(&self, r: &mut Registry) {
+        r.register(
+            "nearcache_node_pool_open_connections",
+            "A cluster master's upstream data connections open",
+            self.open.clone(),
+        );
+        r.register(
+            "nearcache_node_pool_in_use_connections",
+            "A cluster master's connections in use",
+            self.in_use.clone(),
+        );
+        r.register(
+            "nearcache_node_pool_idle_connections",
+            "A cluster master's connections open and not in use",
+            self.idle.clone(),
+        );
+        r.register(
+            "nearcache_node_pool_wait_count",
+            "Times a session waited for a dedicated connection to a cluster master",
+            self.wait_count.clone(),
+        );
+        r.register(
+            "nearcache_node_upstream_reconnects",
+            "A cluster master's shared connections re-established after a loss",
+            self.reconnects.clone(),
+        );
+    }
+
+    fn update(&self, nodes: &[(String, PoolStats)]) {
+        self.open.clear();
+        self.in_use.clear();
+        self.idle.clear();
+        self.wait_count.clear();
+        self.reconnects.clear();
+        for (addr, s) in nodes {
+            let l = NodeLabel { node: addr.clone() };
+            self.open.get_or_create(&l).set(s.open as i64);
+            self.in_use.get_or_create(&l).set(s.in_use as i64);
+            self.idle.get_or_create(&l).set(s.idle as i64);
+            advance(&self.wait_count.get_or_create(&l), s.wait_count);
+            advance(&self.reconnects.get_or_create(&l), s.reconnects);
+        }
+    }
 }
 
 impl PoolFigures {
@@ -204,6 +267,7 @@ pub struct Metrics {
     too_large: AtomicU64,
     cache: CacheFigures,
     pool: PoolFigures,
+    nodes: NodeFigures,
     alive_tasks: Gauge,
     /// Commands by name and outcome, latency by outcome.
     pub cmd: Arc<CommandStats>,
@@ -244,6 +308,7 @@ impl Default for Metrics {
             too_large: AtomicU64::new(0),
             cache: CacheFigures::default(),
             pool: PoolFigures::default(),
+            nodes: NodeFigures::default(),
             alive_tasks: Gauge::default(),
             cmd: Arc::default(),
             bytes_in: Counter::default(),
@@ -381,6 +446,7 @@ impl Default for Metrics {
             c.mrc.clone(),
         );
         m.pool.register(&mut r);
+        m.nodes.register(&mut r);
         r.register(
             "nearcache_runtime_alive_tasks",
             "Tokio tasks alive (sessions, connections, fills in flight); flat when nothing leaks",
@@ -477,10 +543,17 @@ impl Metrics {
         self.max_memory.load(Ordering::Relaxed)
     }
 
-    /// The metrics in the OpenMetrics text format.
-    pub fn render(&self, cache: Option<CacheSnapshot>, pool: &PoolStats) -> String {
+    /// The metrics in the OpenMetrics text format; `nodes`: each cluster master's pool figures
+    /// (empty with one Redis), `pool` then their sum.
+    pub fn render(
+        &self,
+        cache: Option<CacheSnapshot>,
+        pool: &PoolStats,
+        nodes: &[(String, PoolStats)],
+    ) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.pool.update(pool);
+        self.nodes.update(nodes);
         advance(&self.upstream_reconnects, pool.reconnects);
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             self.alive_tasks.set(rt.metrics().num_alive_tasks() as i64);

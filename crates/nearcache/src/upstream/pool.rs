@@ -44,6 +44,22 @@ pub struct PoolStats {
     pub reconnects: u64,
 }
 
+impl PoolStats {
+    /// Adds `other`'s figures to these (several pools as one: a cluster's masters).
+    pub fn add(&mut self, other: &PoolStats) {
+        self.max_open += other.max_open;
+        self.open += other.open;
+        self.in_use += other.in_use;
+        self.idle += other.idle;
+        self.wait_count += other.wait_count;
+        self.wait_duration += other.wait_duration;
+        for (c, o) in self.closed.iter_mut().zip(other.closed) {
+            *c += o;
+        }
+        self.reconnects += other.reconnects;
+    }
+}
+
 /// Upstream connections, shared and dedicated.
 pub struct Pool {
     env: Arc<Env>,
