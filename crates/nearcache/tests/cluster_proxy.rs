@@ -43,6 +43,16 @@ async fn hits(c: &mut RawConn) -> u64 {
         .unwrap_or_else(|| panic!("no cache_hits in {info}"))
 }
 
+/// Reads `key` through `c` until a read is a cache hit, each read answering `value`.
+async fn read_until_hit(c: &mut RawConn, key: &str, value: &str) {
+    let before = hits(c).await;
+    eventually(CONVERGE, &format!("{key} cached"), async || {
+        assert_eq!(c.cmd(&["GET", key]).await, bulk(value));
+        hits(c).await > before
+    })
+    .await;
+}
+
 /// The master serving `key`'s slot, by the cluster's own `CLUSTER SLOTS`.
 fn owner(cluster: &Cluster, key: &str) -> String {
     let slot = key_slot(key.as_bytes());
@@ -81,12 +91,7 @@ async fn reads_writes_and_invalidations_on_every_master() {
             assert_eq!(&c.cmd(&["SET", k, &v]).await[..], b"+OK\r\n");
             assert_eq!(c.cmd(&["GET", k]).await, bulk(&v), "RESP{proto} {k}");
             // Cached now: the next read is a hit, answered the same.
-            let before = hits(&mut c).await;
-            eventually(CONVERGE, "a cache hit", async || {
-                assert_eq!(c.cmd(&["GET", k]).await, bulk(&v));
-                hits(&mut c).await > before
-            })
-            .await;
+            read_until_hit(&mut c, k, &v).await;
         }
         // A write straight to the owner reaches the proxy through that node's tracking.
         for k in &keys {
@@ -97,12 +102,7 @@ async fn reads_writes_and_invalidations_on_every_master() {
                 c.cmd(&["GET", k]).await == bulk(&v)
             })
             .await;
-            let before = hits(&mut c).await;
-            eventually(CONVERGE, "the new value cached", async || {
-                assert_eq!(c.cmd(&["GET", k]).await, bulk(&v));
-                hits(&mut c).await > before
-            })
-            .await;
+            read_until_hit(&mut c, k, &v).await;
         }
     }
     proxy.shutdown().await;
@@ -274,12 +274,7 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     let proxy = proxy(&cluster).await;
     let mut c = RawConn::connect(&proxy.addr()).await;
     assert_eq!(&c.cmd(&["SET", "foo", "bar"]).await[..], b"+OK\r\n");
-    let before = hits(&mut c).await;
-    eventually(CONVERGE, "foo cached", async || {
-        assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("bar"));
-        hits(&mut c).await > before
-    })
-    .await;
+    read_until_hit(&mut c, "foo", "bar").await;
 
     // A key of another slot, cached: the slot's move empties the cache all the same.
     assert_eq!(&c.cmd(&["SET", "bystander", "b"]).await[..], b"+OK\r\n");
@@ -606,12 +601,7 @@ async fn clients_act_as_their_own_acl_user_on_every_node() {
             &dflt.cmd(&["SET", k, &format!("v-{k}")]).await[..],
             b"+OK\r\n"
         );
-        let before = hits(&mut dflt).await;
-        eventually(CONVERGE, "a cache hit", async || {
-            assert_eq!(dflt.cmd(&["GET", k]).await, bulk(&format!("v-{k}")));
-            hits(&mut dflt).await > before
-        })
-        .await;
+        read_until_hit(&mut dflt, k, &format!("v-{k}")).await;
     }
 
     let mut alice = RawConn::connect(&proxy.addr()).await;
