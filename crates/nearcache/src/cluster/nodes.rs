@@ -81,15 +81,16 @@ impl Nodes {
 
     /// The pool of the node at `addr`, opened now if there is none yet.
     pub fn pool_at(&self, addr: &str) -> Arc<Pool> {
-        if let Some(p) = lock(&self.pools).get(addr) {
+        // Opened under the lock (it only spawns its connections' tasks, never waits): two
+        // sessions meeting a new node at once must not open two pools, the second of which
+        // would keep its connections and invalidation connection open unused.
+        let mut pools = lock(&self.pools);
+        if let Some(p) = pools.get(addr) {
             return p.clone();
         }
-        // Opened outside the lock: a pool spawns its connections' tasks.
         let fresh = self.open(addr);
-        lock(&self.pools)
-            .entry(addr.to_string())
-            .or_insert(fresh)
-            .clone()
+        pools.insert(addr.to_string(), fresh.clone());
+        fresh
     }
 
     fn open(&self, addr: &str) -> Arc<Pool> {
