@@ -466,12 +466,7 @@ async fn redis_cli_and_redis_py_log_in_through_the_proxy() {
     let out = cli(words(&format!("-p {port} ping"))).await.unwrap();
     assert!(out.stdout.contains("NOAUTH"), "{out:?}");
 
-    let has_redis_py = std::process::Command::new("python3")
-        .args(["-c", "import redis"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_redis_py {
-        eprintln!("python3 with the redis module not found; redis-py case not run");
+    if !has_redis_py() {
         return proxy.shutdown().await;
     }
     let script = format!(

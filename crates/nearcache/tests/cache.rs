@@ -95,7 +95,7 @@ fn with_admin(c: nearcache::Config) -> nearcache::Config {
 }
 
 async fn setup(config: impl FnOnce(nearcache::Config) -> nearcache::Config) -> Setup {
-    // DEBUG is needed to turn active expiry off in one test.
+    // DEBUG is needed to turn active expiry off (`setup_without_active_expiry`).
     let redis_srv = RedisServer::start_with(&["--enable-debug-command", "yes"]);
     let proxy = Proxy::start_config(config(Proxy::config(&redis_srv.addr()))).await;
     let redis = RawConn::connect(&redis_srv.addr()).await;
@@ -106,6 +106,17 @@ async fn setup(config: impl FnOnce(nearcache::Config) -> nearcache::Config) -> S
         redis,
         c,
     }
+}
+
+/// [`setup`] with Redis's active expiry turned off: a key then expires only when read, and no
+/// invalidation comes for it by itself.
+async fn setup_without_active_expiry(
+    config: impl FnOnce(nearcache::Config) -> nearcache::Config,
+) -> Setup {
+    let mut s = setup(config).await;
+    let off = s.redis.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).await;
+    assert_eq!(&off[..], b"+OK\r\n");
+    s
 }
 
 #[tokio::test]
@@ -271,16 +282,14 @@ async fn a_killed_invalidation_connection_flushes_and_recovers() {
 
 #[tokio::test]
 async fn entries_do_not_outlive_the_key_ttl() {
+    // Redis expires keys lazily and may not invalidate at once; the entry's own deadline
+    // (from PTTL) must end it anyway. Redis's active expiry is off to prove it.
     let Setup {
         _redis_srv,
         proxy,
         mut redis,
         mut c,
-    } = setup(|c| c).await;
-    // Redis expires keys lazily and may not invalidate at once; the entry's own deadline
-    // (from PTTL) must end it anyway. Turn Redis's active expiry off to prove it.
-    let off = redis.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).await;
-    assert_eq!(&off[..], b"+OK\r\n");
+    } = setup_without_active_expiry(|c| c).await;
     redis.cmd(&["SET", "warm", "w"]).await;
     wait_until_cached(&mut c, &mut redis, "warm").await;
     redis.cmd(&["SET", "t", "v", "PX", "400"]).await;
@@ -582,9 +591,7 @@ async fn a_key_known_to_have_no_expiry_is_read_again_without_pttl_until_it_gets_
         proxy,
         mut redis,
         mut c,
-    } = setup(|c| c.with("cache_ttl", "3s")).await;
-    let off = redis.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).await;
-    assert_eq!(&off[..], b"+OK\r\n");
+    } = setup_without_active_expiry(|c| c.with("cache_ttl", "3s")).await;
     redis.cmd(&["SET", "plain", "v"]).await;
     wait_until_cached(&mut c, &mut redis, "plain").await;
     let pttl = command_calls(&mut redis, "pttl").await;
@@ -683,9 +690,7 @@ async fn a_lost_connection_makes_known_untimed_keys_ask_pttl_again() {
         proxy,
         mut redis,
         mut c,
-    } = setup(|c| c.with("cache_ttl", "3s")).await;
-    let off = redis.cmd(&["DEBUG", "SET-ACTIVE-EXPIRE", "0"]).await;
-    assert_eq!(&off[..], b"+OK\r\n");
+    } = setup_without_active_expiry(|c| c.with("cache_ttl", "3s")).await;
     redis.cmd(&["SET", "lost", "v"]).await;
     wait_until_cached(&mut c, &mut redis, "lost").await;
     assert!(kill_proxy_conns(&mut redis, 't').await > 0);

@@ -101,12 +101,7 @@ async fn redis_cli_over_tls_sets_gets_and_is_served_from_the_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_py_with_ssl_reads_and_writes_through_the_tls_listener() {
-    let has_redis_py = std::process::Command::new("python3")
-        .args(["-c", "import redis"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_redis_py {
-        eprintln!("python3 with the redis module not found; redis-py case not run");
+    if !has_redis_py() {
         return;
     }
     let pki = Pki::new();

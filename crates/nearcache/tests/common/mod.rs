@@ -78,6 +78,19 @@ pub async fn eventually(limit: Duration, what: &str, mut check: impl AsyncFnMut(
     }
 }
 
+/// Whether `python3` can import redis-py (scripts/test.sh installs it where it can); when it
+/// cannot, says so, so that a test leaving its redis-py case out is seen doing it.
+pub fn has_redis_py() -> bool {
+    let found = std::process::Command::new("python3")
+        .args(["-c", "import redis"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        eprintln!("python3 with the redis module not found; redis-py case not run");
+    }
+    found
+}
+
 // ---------------------------------------------------------------------------------------------
 // redis-server
 // ---------------------------------------------------------------------------------------------
