@@ -14,9 +14,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init budget
-for tool in redis-server redis-benchmark redis-cli curl; do
-    command -v "$tool" >/dev/null || die "$tool not found (apt-get install redis-server redis-tools curl)"
-done
+need_tools "apt-get install redis-server redis-tools curl" redis-server redis-benchmark redis-cli curl
 [ $# -gt 0 ] || set -- adaptive w-tinylfu s3fifo sieve lru lfu
 MAX_MEMORY=${MAX_MEMORY:-16mb}
 KEYS=${KEYS:-200000}

@@ -12,9 +12,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init client-cpu
-for tool in redis-server redis-benchmark redis-cli; do
-    command -v "$tool" >/dev/null || die "$tool not found (apt-get install redis-server redis-tools)"
-done
+need_tools "apt-get install redis-server redis-tools" redis-server redis-benchmark redis-cli
 nearcache_bin
 start_redis
 start_nearcache --max-memory 256mb "$@"

@@ -26,9 +26,7 @@ KEYS=1000
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init cluster-bench
-for tool in redis-server redis-benchmark redis-cli python3; do
-    command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs it)"
-done
+need_tools "scripts/deps.sh installs it" redis-server redis-benchmark redis-cli python3
 nearcache_bin
 
 # --- the cluster -------------------------------------------------------------------------

@@ -21,9 +21,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init instr
-for tool in valgrind callgrind_control redis-server redis-benchmark redis-cli; do
-    command -v "$tool" >/dev/null || die "$tool not found (apt-get install valgrind redis-server redis-tools)"
-done
+need_tools "apt-get install valgrind redis-server redis-tools" valgrind callgrind_control redis-server redis-benchmark redis-cli
 CASES=${INSTR_CASES:-"get:1 get:16 mget:1 set:1 miss:16"}
 N=${INSTR_N:-20000}
 if [ $# -eq 0 ]; then

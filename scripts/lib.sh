@@ -42,6 +42,15 @@ die() {
     exit 1
 }
 
+# need_tools HINT TOOL...: stops, naming the first TOOL not on PATH and HINT (how to get it).
+need_tools() {
+    local hint=$1 tool
+    shift
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "$tool not found${hint:+ ($hint)}"
+    done
+}
+
 track() {
     pids+=("$1")
 }

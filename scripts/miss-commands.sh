@@ -16,9 +16,7 @@ VALUE=${MISS_VALUE:-64}
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init miss-commands
-for tool in redis-server redis-benchmark redis-cli python3; do
-    command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs it)"
-done
+need_tools "scripts/deps.sh installs it" redis-server redis-benchmark redis-cli python3
 nearcache_bin
 start_redis
 populate k "$KEYS" "$(head -c "$VALUE" /dev/zero | tr '\0' v)"

@@ -13,9 +13,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init p99
-for tool in redis-server redis-benchmark redis-cli; do
-    command -v "$tool" >/dev/null || die "$tool not found (apt-get install redis-server redis-tools)"
-done
+need_tools "apt-get install redis-server redis-tools" redis-server redis-benchmark redis-cli
 nearcache_bin
 start_redis
 populate h 1000 "$(head -c 64 /dev/zero | tr '\0' v)"

@@ -64,9 +64,7 @@ lib_init perf
 log() { echo "perf.sh: $*" >&2; }
 
 "$root/scripts/deps.sh" nutcracker:nutcracker >&2 || true
-for tool in redis-server redis-benchmark redis-cli python3 curl nutcracker; do
-    command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs it)"
-done
+need_tools "scripts/deps.sh installs it" redis-server redis-benchmark redis-cli python3 curl nutcracker
 
 nearcache_bin
 

@@ -14,9 +14,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init pipeline-mix
-for tool in redis-server redis-cli python3; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
+need_tools "" redis-server redis-cli python3
 python3 -c 'import redis' 2>/dev/null || die "redis-py not found (pip install redis)"
 if [ $# -eq 0 ]; then
     nearcache_bin

@@ -75,9 +75,7 @@ fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init soak
 "$root/scripts/deps.sh"
-for tool in redis-server redis-benchmark redis-cli python3 curl; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
+need_tools "" redis-server redis-benchmark redis-cli python3 curl
 nearcache_bin
 start_redis
 # shellcheck disable=SC2086

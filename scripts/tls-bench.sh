@@ -24,9 +24,7 @@ KEYS=1000
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 lib_init tls-bench
-for tool in redis-server redis-benchmark redis-cli openssl python3; do
-    command -v "$tool" >/dev/null || die "$tool not found (scripts/deps.sh installs it)"
-done
+need_tools "scripts/deps.sh installs it" redis-server redis-benchmark redis-cli openssl python3
 redis-benchmark --help 2>&1 | grep -q -- --tls || die "redis-benchmark is built without TLS"
 nearcache_bin
 
