@@ -2,7 +2,8 @@
 //! and statistics.
 //!
 //! Each shard is a mutex around a single-threaded [`Core`]; there is no global lock on any path
-//! (only `invalidate_tag`, `clear`, `stats` and `validate` visit every shard, one at a time).
+//! (only `invalidate_tag`, `invalidate_scope`, `clear`, `stats` and `validate` visit every
+//! shard, one at a time).
 //! Values leaving the cache are dropped after the shard lock is released. This module must never
 //! block while holding a shard lock, and never hold two shard locks at once.
 
@@ -17,6 +18,20 @@ use std::hash::BuildHasher;
 const EPOCH_COUNTERS: usize = 1 << 16;
 #[cfg(feature = "shuttle")]
 const EPOCH_COUNTERS: usize = 16;
+
+/// Number of hashed scope counters ([`tag_scope`]). A scope is an upstream node of a cluster
+/// (a handful to a few hundred); sharing a counter only voids fills spuriously.
+#[cfg(not(feature = "shuttle"))]
+const SCOPE_COUNTERS: usize = 256;
+#[cfg(feature = "shuttle")]
+const SCOPE_COUNTERS: usize = 4;
+
+/// A tag's scope: its top 16 bits. [`Cache::invalidate_scope`] drops every entry whose tag has
+/// that scope (an upstream node's connections share one, so losing the node drops exactly what
+/// it protected).
+pub const fn tag_scope(tag: u64) -> u16 {
+    (tag >> 48) as u16
+}
 
 /// How to build a [`Cache`].
 #[derive(Clone, Debug)]
@@ -99,7 +114,7 @@ pub struct FillTicket {
     tag: u64,
     group_epoch: u64,
     tag_epoch: u64,
-    clear_epoch: u64,
+    scope_epoch: u64,
 }
 
 impl FillTicket {
@@ -122,7 +137,7 @@ impl FillTicket {
             group_epoch: self.group_epoch,
             tag: self.tag,
             tag_epoch: self.tag_epoch,
-            clear_epoch: self.clear_epoch,
+            scope_epoch: self.scope_epoch,
         }
     }
 }
@@ -137,7 +152,7 @@ pub struct Stamp {
     group_epoch: u64,
     tag: u64,
     tag_epoch: u64,
-    clear_epoch: u64,
+    scope_epoch: u64,
 }
 
 impl Stamp {
@@ -163,7 +178,8 @@ pub struct Cache {
     hasher: Hasher,
     group_epochs: Box<[AtomicU64]>,
     tag_epochs: Box<[AtomicU64]>,
-    clear_epoch: AtomicU64,
+    /// Bumped, all of them, by `clear`; one by `invalidate_scope`.
+    scope_epochs: Box<[AtomicU64]>,
     max_bytes: u64,
     policy: PolicyKind,
 }
@@ -209,7 +225,7 @@ impl Cache {
             hasher,
             group_epochs: epochs(),
             tag_epochs: epochs(),
-            clear_epoch: AtomicU64::new(0),
+            scope_epochs: (0..SCOPE_COUNTERS).map(|_| AtomicU64::new(0)).collect(),
             max_bytes: config.max_bytes,
             policy: config.policy,
         }
@@ -259,6 +275,10 @@ impl Cache {
         &self.tag_epochs[mix64(tag) as usize % EPOCH_COUNTERS]
     }
 
+    fn scope_epoch(&self, tag: u64) -> &AtomicU64 {
+        &self.scope_epochs[usize::from(tag_scope(tag)) % SCOPE_COUNTERS]
+    }
+
     /// The invalidation count of the counter `group_hash` shares (see [`Stamp::group_epoch`]):
     /// unchanged since a stamp, nothing invalidated its group.
     pub fn group_epoch_now(&self, group_hash: u64) -> u64 {
@@ -270,7 +290,7 @@ impl Cache {
     pub fn is_fresh(&self, stamp: &Stamp) -> bool {
         self.group_epoch(stamp.group_hash).load(Ordering::SeqCst) == stamp.group_epoch
             && self.tag_epoch(stamp.tag).load(Ordering::SeqCst) == stamp.tag_epoch
-            && self.clear_epoch.load(Ordering::SeqCst) == stamp.clear_epoch
+            && self.scope_epoch(stamp.tag).load(Ordering::SeqCst) == stamp.scope_epoch
     }
 
     /// Look up `key` in `group` and return a copy of its value, unless absent or expired at
@@ -334,7 +354,7 @@ impl Cache {
             tag,
             group_epoch: self.group_epoch(group_hash).load(Ordering::SeqCst),
             tag_epoch: self.tag_epoch(tag).load(Ordering::SeqCst),
-            clear_epoch: self.clear_epoch.load(Ordering::SeqCst),
+            scope_epoch: self.scope_epoch(tag).load(Ordering::SeqCst),
         }
     }
 
@@ -419,9 +439,20 @@ impl Cache {
         self.sweep_shards(|core, g| core.remove_tag(tag, g))
     }
 
+    /// Drop every entry whose tag has `scope` ([`tag_scope`]) and make in-flight fills with
+    /// such tags fail (use when whatever protected a whole scope, an upstream node's
+    /// invalidation connection, is lost). Returns entries removed.
+    pub fn invalidate_scope(&self, scope: u16) -> usize {
+        self.scope_epoch(u64::from(scope) << 48)
+            .fetch_add(1, Ordering::SeqCst);
+        self.sweep_shards(|core, g| core.remove_scope(scope, g))
+    }
+
     /// Drop everything and make every in-flight fill fail. Returns entries removed.
     pub fn clear(&self) -> usize {
-        self.clear_epoch.fetch_add(1, Ordering::SeqCst);
+        for epoch in self.scope_epochs.iter() {
+            epoch.fetch_add(1, Ordering::SeqCst);
+        }
         self.sweep_shards(|core, g| core.clear(g))
     }
 

@@ -9,7 +9,9 @@
 //! - **key** (`&[u8]`): identifies the entry within its group. An entry is identified by
 //!   (group, key), both compared in full, never by hash alone.
 //! - **tag** (`u64`): the upstream connection/generation whose tracking protects the entry;
-//!   [`Cache::invalidate_tag`] drops all entries with that tag.
+//!   [`Cache::invalidate_tag`] drops all entries with that tag. Its top 16 bits are its
+//!   **scope** ([`tag_scope`]: the upstream node); [`Cache::invalidate_scope`] drops all
+//!   entries whose tags share one.
 //! - **value** (bytes): copied in by [`Cache::complete_fill`] into one allocation with the group
 //!   and key; read back as a copy ([`Cache::get`]) or under the lock ([`Cache::get_with`]).
 //!   **cost** = group + key + value bytes + two length bytes + [`ENTRY_OVERHEAD`] + the
@@ -22,8 +24,8 @@
 //!
 //! # Fill protocol
 //! `begin_fill(group, tag)` before sending the read upstream, `complete_fill(ticket, ...)` with
-//! the reply. The insert happens only if no invalidation of the group, of the tag, and no
-//! `clear` happened in between (hashed counters: false "stale" verdicts possible, stale inserts
+//! the reply. The insert happens only if no invalidation of the group, of the tag or of its
+//! scope, and no `clear` happened in between (hashed counters: false "stale" verdicts possible, stale inserts
 //! impossible).
 //!
 //! # Concurrency and memory
@@ -36,7 +38,7 @@ pub mod policy;
 mod shard;
 mod sync;
 
-pub use cache::{Cache, CacheConfig, CacheStats, FillTicket, Hashes, Stamp};
+pub use cache::{tag_scope, Cache, CacheConfig, CacheStats, FillTicket, Hashes, Stamp};
 pub use clock::{Clock, NEVER};
 pub use policy::{PolicyKind, UnknownPolicy};
 pub use shard::ENTRY_OVERHEAD;

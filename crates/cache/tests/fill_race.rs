@@ -111,6 +111,32 @@ fn invalidation_after_fill_removes() {
 }
 
 #[test]
+fn a_scope_invalidation_drops_its_tags_entries_and_voids_their_fills() {
+    let node = |scope: u64, conn: u64| (scope << 48) | conn;
+    for p in PolicyKind::ALL {
+        let c = cache(p);
+        assert_eq!(cache::tag_scope(node(3, 9)), 3);
+        for i in 0..50 {
+            assert!(fill(&c, &format!("a{i}"), node(1, i % 3), "k", "1"), "{p}");
+            assert!(fill(&c, &format!("b{i}"), node(2, i % 3), "k", "2"), "{p}");
+        }
+        let in_flight = c.begin_fill(b"late", node(1, 7));
+        let other = c.begin_fill(b"other", node(2, 7));
+        assert_eq!(c.invalidate_scope(1), 50, "{p}");
+        assert!(!c.complete_fill(in_flight, "k", "1", NEVER, 0), "{p}");
+        assert!(c.complete_fill(other, "k", "2", NEVER, 0), "{p}");
+        for i in 0..50 {
+            assert_eq!(c.get(format!("a{i}").as_bytes(), b"k", 0), None, "{p}");
+            assert!(c.get(format!("b{i}").as_bytes(), b"k", 0).is_some(), "{p}");
+        }
+        // The scope's tags are free for new fills again.
+        assert!(fill(&c, "a0", node(1, 0), "k", "1"), "{p}");
+        assert_eq!(c.stats().entries, 52, "{p}");
+        c.validate().unwrap();
+    }
+}
+
+#[test]
 fn expiry_is_respected() {
     let c = cache(PolicyKind::Lfu);
     let t = c.begin_fill(b"g", 1);

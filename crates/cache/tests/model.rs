@@ -28,18 +28,20 @@ enum Op {
     },
     InvalidateGroup(u8),
     InvalidateTag(u8),
+    InvalidateScope(u16),
     Clear,
     Advance(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (0..6u8, 0..3u8).prop_map(|(group, tag)| Op::Begin { group, tag }),
+        4 => (0..6u8, 0..4u8).prop_map(|(group, tag)| Op::Begin { group, tag }),
         4 => (0..8usize, 0..6u8, 0..1500u16, proptest::option::of(1..60u8))
             .prop_map(|(pending, key, value_len, ttl)| Op::Complete { pending, key, value_len, ttl }),
         6 => (0..6u8, 0..6u8).prop_map(|(group, key)| Op::Get { group, key }),
         1 => (0..6u8).prop_map(Op::InvalidateGroup),
-        1 => (0..3u8).prop_map(Op::InvalidateTag),
+        1 => (0..4u8).prop_map(Op::InvalidateTag),
+        1 => (0..2u16).prop_map(Op::InvalidateScope),
         1 => Just(Op::Clear),
         1 => (0..40u8).prop_map(Op::Advance),
     ]
@@ -50,6 +52,11 @@ struct Modelled {
     group: u8,
     tag: u8,
     expires_at: u64,
+}
+
+/// The cache's tag for the model's: tags 0 and 1 in scope 0, 2 and 3 in scope 1.
+fn full_tag(tag: u8) -> u64 {
+    (u64::from(tag / 2) << 48) | u64::from(tag)
 }
 
 fn key_of(group: u8, key: u8) -> Bytes {
@@ -70,7 +77,7 @@ fn run(policy: PolicyKind, shards: usize, ops: Vec<Op>) -> Result<(), TestCaseEr
     for op in ops {
         match op {
             Op::Begin { group, tag } => {
-                let t = cache.begin_fill(format!("g{group}").as_bytes(), u64::from(tag));
+                let t = cache.begin_fill(format!("g{group}").as_bytes(), full_tag(tag));
                 pending.push((t, group, tag, false));
             }
             Op::Complete {
@@ -122,11 +129,20 @@ fn run(policy: PolicyKind, shards: usize, ops: Vec<Op>) -> Result<(), TestCaseEr
                     .for_each(|p| p.3 = true);
             }
             Op::InvalidateTag(t) => {
-                cache.invalidate_tag(u64::from(t));
+                cache.invalidate_tag(full_tag(t));
                 model.retain(|_, m| m.tag != t);
                 pending
                     .iter_mut()
                     .filter(|p| p.2 == t)
+                    .for_each(|p| p.3 = true);
+            }
+            Op::InvalidateScope(scope) => {
+                cache.invalidate_scope(scope);
+                let in_scope = |t: u8| u16::from(t / 2) == scope;
+                model.retain(|_, m| !in_scope(m.tag));
+                pending
+                    .iter_mut()
+                    .filter(|p| in_scope(p.2))
                     .for_each(|p| p.3 = true);
             }
             Op::Clear => {

@@ -276,17 +276,24 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     assert_eq!(&c.cmd(&["SET", "foo", "bar"]).await[..], b"+OK\r\n");
     read_until_hit(&mut c, "foo", "bar").await;
 
-    // A key of another slot, cached: the slot's move empties the cache all the same.
-    assert_eq!(&c.cmd(&["SET", "bystander", "b"]).await[..], b"+OK\r\n");
-    eventually(CONVERGE, "bystander cached", async || {
-        assert_eq!(c.cmd(&["GET", "bystander"]).await, bulk("b"));
-        entries(&mut c).await > 1
-    })
-    .await;
+    // Keys of other slots, cached: one on the slot's owner (dropped with what that node
+    // filled when the slot moves away) and one on another master (kept).
+    let src_addr = owner(&cluster, "foo");
+    let find = |on_src: bool| {
+        (0..)
+            .map(|i| format!("bystander:{i}"))
+            .find(|k| (owner(&cluster, k) == src_addr) == on_src)
+            .unwrap()
+    };
+    let (near, far) = (find(true), find(false));
+    for k in [&near, &far] {
+        assert_eq!(&c.cmd(&["SET", k, "b"]).await[..], b"+OK\r\n");
+        read_until_hit(&mut c, k, "b").await;
+    }
+    assert_eq!(entries(&mut c).await, 3);
 
     let slot = key_slot(b"foo").to_string();
     let masters = cluster.masters();
-    let src_addr = owner(&cluster, "foo");
     let src_id = &masters.iter().find(|(a, _)| *a == src_addr).unwrap().1;
     let (dest_addr, dest_id) = masters.iter().find(|(a, _)| *a != src_addr).unwrap();
     let ok = |b: Bytes| assert_eq!(&b[..], b"+OK\r\n", "{b:?}");
@@ -327,10 +334,19 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     for (addr, _) in &masters {
         ok(on(addr, &["CLUSTER", "SETSLOT", &slot, "NODE", dest_id]).await);
     }
-    // The proxy's map still says the source: MOVED, followed, the map patched, the cache
-    // emptied before the new owner answers.
+    // The proxy's map still says the source: MOVED, followed, the map patched, what the
+    // source filled dropped before the new owner answers.
     assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("bar"));
-    assert_eq!(entries(&mut c).await, 0, "the cache emptied on the move");
+    assert_eq!(
+        entries(&mut c).await,
+        1,
+        "only the other master's entry left"
+    );
+    let before = hits(&mut c).await;
+    assert_eq!(c.cmd(&["GET", &far]).await, bulk("b"));
+    assert_eq!(hits(&mut c).await, before + 1, "{far} still cached");
+    assert_eq!(c.cmd(&["GET", &near]).await, bulk("b"));
+    assert_eq!(hits(&mut c).await, before + 1, "{near} was dropped");
     assert_eq!(c.cmd(&["GET", "{foo}new"]).await, bulk("n"));
     // The new owner protects what the proxy caches now.
     ok(on(dest_addr, &["SET", "foo", "baz"]).await);
@@ -381,19 +397,32 @@ async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
         assert_eq!(&acked[..], b":1\r\n", "{addr} replicated");
     }
     let victim = owner(&cluster, &keys[0]);
+    let cached = entries(&mut c).await;
+    assert_eq!(cached, keys.len() as u64, "one entry per key");
+    let (on_victim, elsewhere): (Vec<&String>, Vec<&String>) =
+        keys.iter().partition(|k| owner(&cluster, k) == victim);
     let node = cluster
         .nodes
         .iter_mut()
         .find(|n| n.addr() == victim)
         .unwrap();
     node.kill();
-    // Its invalidation connection is lost: what it protected is dropped (here, everything).
+    // Its invalidation connection is lost: what it protected is dropped, and only that.
     eventually(CONVERGE, "the killed node's entries dropped", async || {
-        entries(&mut c).await == 0
+        entries(&mut c).await == elsewhere.len() as u64
     })
     .await;
-    let lost = "nearcache_cache_flushes_total{reason=\"invalidation_connection_lost\"}";
+    let lost = "nearcache_cache_node_drops_total{reason=\"invalidation_connection_lost\"}";
     assert!(common::metric(admin, lost).await >= 1.0);
+    let flushed = "nearcache_cache_flushes_total{reason=\"invalidation_connection_lost\"}";
+    assert_eq!(common::metric(admin, flushed).await, 0.0, "no whole flush");
+    // The other masters' keys are still answered from the cache.
+    let before = hits(&mut c).await;
+    for k in &elsewhere {
+        assert_eq!(c.cmd(&["GET", k]).await, bulk(k));
+    }
+    assert_eq!(hits(&mut c).await, before + elsewhere.len() as u64);
+    assert!(!on_victim.is_empty());
     eventually(CONVERGE, "not ready, naming the node", async || {
         let body = common::http_get(admin, "/readyz").await;
         body.starts_with("HTTP/1.1 503") && body.contains(&victim)

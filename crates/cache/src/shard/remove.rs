@@ -1,5 +1,5 @@
 //! Every way entries leave a shard other than eviction: the expiry sweep, a group's
-//! invalidation, a tag's invalidation and `clear`.
+//! invalidation, a tag's or a scope's invalidation and `clear`.
 //!
 //! Removed entries go to the caller's [`Garbage`], never dropped under the lock; the policy is
 //! told with `remove` (not counted as evictions), and the structures are tidied afterwards only
@@ -7,6 +7,7 @@
 
 use super::core::{Core, Delta, Garbage};
 use super::entry::decode_deadline;
+use crate::cache::tag_scope;
 use hashbrown::HashTable;
 
 impl Core {
@@ -71,6 +72,46 @@ impl Core {
                 removed += 1;
             }
             cell += 1;
+        }
+        (removed, self.tidied(g))
+    }
+
+    /// Drop every entry whose tag has `scope`: like [`Core::remove_tag`], one scan of the slab
+    /// for all the scope's tags at once.
+    pub(crate) fn remove_scope(&mut self, scope: u16, g: &mut Garbage) -> (u64, Delta) {
+        let doomed: Vec<bool> = self
+            .tags
+            .iter()
+            .enumerate()
+            .map(|(id, rec)| {
+                rec.len > 0
+                    && tag_scope(rec.tag) == scope
+                    && self.tag_ids.get(&rec.tag) == Some(&(id as u32))
+            })
+            .collect();
+        let mut left: u64 = doomed
+            .iter()
+            .zip(&self.tags)
+            .filter(|(d, _)| **d)
+            .map(|(_, rec)| u64::from(rec.len))
+            .sum();
+        let mut removed = 0;
+        let mut cell = 0;
+        while left > 0 && cell < self.slab.high() {
+            let hit = self
+                .slab
+                .get(cell)
+                .is_some_and(|e| doomed.get(e.tag_id() as usize) == Some(&true));
+            if hit {
+                self.policy.remove(cell);
+                g.push(self.unlink(cell));
+                left -= 1;
+                removed += 1;
+            }
+            cell += 1;
+        }
+        if removed == 0 {
+            return (0, Delta::default());
         }
         (removed, self.tidied(g))
     }

@@ -414,6 +414,16 @@ impl CacheLayer {
         self.metrics.flush(reason);
     }
 
+    /// Drops what one cluster node's connections filled (their tags' `scope`), and voids their
+    /// fills in flight.
+    fn drop_scope(&self, scope: u16, reason: FlushReason) {
+        // What was learnt through the node may be stale; the table does not know the node.
+        self.untimed.forget_all();
+        self.cache.invalidate_scope(scope);
+        self.flights.ground_all();
+        self.metrics.node_drop(reason);
+    }
+
     /// Bytes of the table of keys known to have no expiry (beside the cache's budget).
     pub fn untimed_bytes(&self) -> usize {
         self.untimed.bytes()
@@ -526,16 +536,19 @@ impl TrackingSink for CacheLayer {
         }
     }
 
-    fn invalidation_lost(&self) {
-        self.flush(FlushReason::InvalidationConnectionLost);
+    fn invalidation_lost(&self, scope: Option<u16>) {
+        match scope {
+            Some(scope) => self.drop_scope(scope, FlushReason::InvalidationConnectionLost),
+            None => self.flush(FlushReason::InvalidationConnectionLost),
+        }
     }
 
     fn acl_changed(&self) {
         self.flush(FlushReason::AclChanged);
     }
 
-    fn slots_moved(&self) {
-        self.flush(FlushReason::SlotMoved);
+    fn slots_moved(&self, scope: u16) {
+        self.drop_scope(scope, FlushReason::SlotMoved);
     }
 }
 

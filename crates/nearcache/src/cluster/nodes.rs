@@ -4,12 +4,14 @@
 //!
 //! Owns which node serves a slot now, the nodes' pools, and the map's refreshes: on `MOVED`
 //! (the map is patched at once, then read again), on a node that cannot be reached, and
-//! periodically. When a slot changes owner the cache is told ([`TrackingSink::slots_moved`])
-//! before the new owner can serve a read. Never holds a lock across an `.await`; never reads a
+//! periodically. Each master's pool tracks in a scope of its own (the top bits of its
+//! connections' cache tags): when a master stops serving a slot, what that master filled is
+//! dropped ([`TrackingSink::slots_moved`]) before the new owner can serve a read, and losing a
+//! master's invalidation connection drops what it filled and nothing else. Never holds a lock across an `.await`; never reads a
 //! client's command (`split` does) and never touches a session.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -38,6 +40,8 @@ pub struct Nodes {
     /// With caching: how nodes track, and the cache their invalidations go to.
     tracking: Option<(TrackingMode, Arc<dyn TrackingSink>)>,
     seeds: Vec<String>,
+    /// Pools opened so far: the next pool's scope.
+    scopes: AtomicU16,
     /// A refresh is running: another request for one is dropped.
     refreshing: AtomicBool,
     /// Maps read since the start (the first one included).
@@ -67,6 +71,7 @@ impl Nodes {
             settings,
             tracking,
             seeds,
+            scopes: AtomicU16::new(0),
             refreshing: AtomicBool::new(false),
             refreshes: AtomicU64::new(1),
             moves: AtomicU64::new(0),
@@ -100,11 +105,29 @@ impl Nodes {
             limits: lock(&self.limits).clone(),
             ..self.settings.clone()
         };
-        let tracking = self
-            .tracking
-            .as_ref()
-            .map(|(mode, sink)| Arc::new(Tracking::new(mode.clone(), sink.clone())));
+        // Scopes 1 to 0xfffe (0 is one Redis's, 0xffff BCAST's); after 65,534 pools two may
+        // share one, and losing either then drops both's entries: more, never less.
+        let n = self.scopes.fetch_add(1, Ordering::Relaxed);
+        let scope = 1 + n % 0xfffe;
+        let tracking = self.tracking.as_ref().map(|(mode, sink)| {
+            Arc::new(Tracking::scoped(mode.clone(), sink.clone(), Some(scope)))
+        });
         Pool::new(settings, tracking)
+    }
+
+    /// Drops what the masters at `addrs` filled: they stopped serving some of their slots.
+    fn slots_left(&self, addrs: &[String]) {
+        let Some((_, sink)) = &self.tracking else {
+            return;
+        };
+        for addr in addrs {
+            let pool = lock(&self.pools).get(addr).cloned();
+            // No pool: nothing was filled through that node.
+            if let Some(scope) = pool.and_then(|p| p.tracking().and_then(|t| t.scope)) {
+                info!(node = %addr, "a node stopped serving slots; dropping what it filled");
+                sink.slots_moved(scope);
+            }
+        }
     }
 
     /// New pool limits (a configuration reload), for every node's pool.
@@ -146,16 +169,18 @@ impl Nodes {
     }
 
     /// `MOVED slot addr` from the node at `from`: the map points `slot` at `addr` now; if that
-    /// changed it, the cache is told (entries the old owner protected may go stale unseen) and
-    /// the whole map is read again soon. Returns the node to send to.
+    /// changed it, what the old owner filled is dropped (its tracking may not see the slot's
+    /// writes any more) and the whole map is read again soon. Returns the node to send to.
     pub fn moved(self: &Arc<Self>, slot: u16, addr: &NodeAddr, from: &str) -> String {
         let origin = NodeAddr::parse(from).map(|a| a.host).unwrap_or_default();
-        let changed = lock(&self.topo).apply_moved(slot, addr, &origin);
+        let (changed, was) = {
+            let mut topo = lock(&self.topo);
+            let was = topo.master(slot).map(Node::addr);
+            (topo.apply_moved(slot, addr, &origin), was)
+        };
         if changed {
             self.moves.fetch_add(1, Ordering::Relaxed);
-            if let Some((_, sink)) = &self.tracking {
-                sink.slots_moved();
-            }
+            self.slots_left(&Vec::from_iter(was));
             self.refresh_soon();
         }
         addr.resolve(&origin)
@@ -174,7 +199,7 @@ impl Nodes {
     }
 
     /// Reads the map from the seeds or the masters known now, opens pools for new masters,
-    /// and puts it in force. A slot whose master changed empties the cache first.
+    /// and puts it in force. A master that lost a slot has what it filled dropped.
     pub async fn refresh(&self) {
         let mut ask: Vec<String> = masters_of(&lock(&self.topo));
         for seed in &self.seeds {
@@ -194,17 +219,15 @@ impl Nodes {
         for addr in &masters {
             self.pool_at(addr);
         }
-        let changed = {
+        let losing = {
             let mut now = lock(&self.topo);
-            let changed = now.ranges() != topo.ranges();
+            let losing = now.masters_losing_slots(&topo);
             *now = topo;
-            changed
+            losing
         };
-        if changed {
+        if !losing.is_empty() {
             info!(slots = ?self.topology().ranges(), "cluster topology changed");
-            if let Some((_, sink)) = &self.tracking {
-                sink.slots_moved();
-            }
+            self.slots_left(&losing);
         }
         // Nodes that serve no slot any more (left, failed, demoted to replicas).
         let gone: Vec<(String, Arc<Pool>)> = {

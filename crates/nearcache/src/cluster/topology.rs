@@ -145,6 +145,28 @@ impl Topology {
         self.shard(slot).map(|s| &s.master)
     }
 
+    /// The `host:port` of each master of this map that serves a slot `next` gives to another
+    /// master or to none: the nodes whose tracking no longer covers all they filled.
+    pub fn masters_losing_slots(&self, next: &Topology) -> Vec<String> {
+        let mut losing: Vec<ShardId> = Vec::new();
+        for slot in 0..SLOTS as u16 {
+            let Some(was) = self.master(slot) else {
+                continue;
+            };
+            let kept = next
+                .master(slot)
+                .is_some_and(|m| m.host == was.host && m.port == was.port);
+            let id = self.slots[usize::from(slot)];
+            if !kept && !losing.contains(&id) {
+                losing.push(id);
+            }
+        }
+        losing
+            .into_iter()
+            .map(|id| self.shards[usize::from(id)].master.addr())
+            .collect()
+    }
+
     /// Every shard that serves at least one slot, in the order they were added.
     pub fn shards(&self) -> impl Iterator<Item = &Shard> {
         self.shards
@@ -261,6 +283,35 @@ mod tests {
         assert_eq!(t.shard(16383).unwrap().replicas[0].port, 7005);
         assert_eq!(t.master(16384), None);
         assert_eq!(t.nodes().count(), 6);
+    }
+
+    #[test]
+    fn the_masters_losing_a_slot_are_named() {
+        let t = three();
+        assert!(t.masters_losing_slots(&three()).is_empty());
+        // 7000 gives slot 10 to 7001; 7002 fails over to its replica 7005.
+        let mut next = Topology::default();
+        let shards = [
+            (7000, 7003, vec![(0, 9), (11, 5460)]),
+            (7001, 7004, vec![(10, 10), (5461, 10922)]),
+            (7005, 7002, vec![(10923, 16383)]),
+        ];
+        for (master, replica, ranges) in shards {
+            let shard = Shard {
+                master: node(master),
+                replicas: vec![node(replica)],
+            };
+            next.add_shard(shard, &ranges).unwrap();
+        }
+        assert_eq!(
+            t.masters_losing_slots(&next),
+            ["127.0.0.1:7000", "127.0.0.1:7002"]
+        );
+        // A slot nobody serves any more is lost too; a newly served one is not.
+        let mut fewer = three();
+        fewer.slots[0] = UNASSIGNED;
+        assert_eq!(t.masters_losing_slots(&fewer), ["127.0.0.1:7000"]);
+        assert!(fewer.masters_losing_slots(&t).is_empty());
     }
 
     #[test]

@@ -40,6 +40,19 @@ pub enum FlushReason {
     SlotMoved,
 }
 
+impl FlushReason {
+    /// The `reason` label of the flush counters.
+    fn label(self) -> &'static str {
+        match self {
+            FlushReason::Flushall => "flushall",
+            FlushReason::InvalidationConnectionLost => "invalidation_connection_lost",
+            FlushReason::Admin => "admin",
+            FlushReason::AclChanged => "acl_changed",
+            FlushReason::SlotMoved => "slot_moved",
+        }
+    }
+}
+
 /// Why a read the cache could have answered went to Redis without looking: counted in
 /// `nearcache_cache_bypass_total{reason}`, so that hits + misses + bypasses are every
 /// cacheable read, and hits over that sum is the share of reads the cache spared Redis.
@@ -260,6 +273,7 @@ pub struct Metrics {
     /// Shared connections whose tracking was lost (closed, killed, redirect broken).
     pub connection_lost: Counter,
     flushes: Family<ReasonLabel, Counter>,
+    node_drops: Family<ReasonLabel, Counter>,
     /// Cacheable reads that did not look the cache up, by [`Bypass`] reason (in that order).
     /// `too_large`'s is moved over from the misses at each scrape (see [`Metrics::render`]).
     bypass: [Counter; 5],
@@ -304,6 +318,7 @@ impl Default for Metrics {
             pinned: Gauge::default(),
             connection_lost: Counter::default(),
             flushes: Family::default(),
+            node_drops: Family::default(),
             bypass: bypass_counters,
             too_large: AtomicU64::new(0),
             cache: CacheFigures::default(),
@@ -352,6 +367,11 @@ impl Default for Metrics {
             "nearcache_cache_flushes",
             "Whole-cache flushes by reason",
             m.flushes.clone(),
+        );
+        r.register(
+            "nearcache_cache_node_drops",
+            "Drops of what one cluster node protected (not the whole cache), by reason",
+            m.node_drops.clone(),
         );
         r.register_collector(Box::new(m.cmd.clone()));
         r.register(
@@ -497,14 +517,14 @@ impl Metrics {
 
     /// Counts a whole-cache flush.
     pub fn flush(&self, reason: FlushReason) {
-        let reason = match reason {
-            FlushReason::Flushall => "flushall",
-            FlushReason::InvalidationConnectionLost => "invalidation_connection_lost",
-            FlushReason::Admin => "admin",
-            FlushReason::AclChanged => "acl_changed",
-            FlushReason::SlotMoved => "slot_moved",
-        };
+        let reason = reason.label();
         self.flushes.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a drop of one cluster node's entries.
+    pub fn node_drop(&self, reason: FlushReason) {
+        let reason = reason.label();
+        self.node_drops.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Counts an upstream failure a client was answered with.

@@ -16,13 +16,24 @@ pub trait TrackingSink: Send + Sync {
     fn connection_lost(&self, tag: u64);
     /// Keys Redis says changed (a `None` list means every key: FLUSHALL/FLUSHDB).
     fn invalidate(&self, keys: Option<Vec<bytes::Bytes>>);
-    /// The invalidation connection is gone: nothing filled so far is protected.
-    fn invalidation_lost(&self);
+    /// The invalidation connection of `scope` is gone: nothing filled through that scope's
+    /// connections is protected. `None`: the one invalidation connection (one Redis), which
+    /// protected everything.
+    fn invalidation_lost(&self, scope: Option<u16>);
     /// Redis's ACL changed: what one user could read may differ now.
     fn acl_changed(&self) {}
-    /// A cluster slot changed owner: what its old owner protected may change unseen now.
-    fn slots_moved(&self) {
-        self.invalidation_lost();
+    /// The cluster node of `scope` no longer serves a slot it did: what it protected of that
+    /// slot may change unseen now.
+    fn slots_moved(&self, scope: u16) {
+        self.invalidation_lost(Some(scope));
+    }
+}
+
+/// The scope of a tag ([`cache::tag_scope`]): one Redis's connections, or one cluster node's.
+pub const fn scope_bits(scope: Option<u16>) -> u64 {
+    match scope {
+        Some(s) => (s as u64) << 48,
+        None => 0,
     }
 }
 
@@ -39,12 +50,16 @@ pub enum TrackingMode {
     Bcast(Vec<bytes::Bytes>),
 }
 
-/// The tag of entries filled in BCAST mode: they depend on the invalidation connection only.
+/// The tag of entries filled in BCAST mode: they depend on the invalidation connection only
+/// (one Redis only: a cluster refuses BCAST).
 pub const BCAST_TAG: u64 = u64::MAX;
 
 /// The current redirect target and its epoch.
 pub struct Tracking {
     pub mode: TrackingMode,
+    /// The cluster node whose connections this tracks (`None` with one Redis): the top 16 bits
+    /// of their tags, dropped together when the invalidation connection goes.
+    pub scope: Option<u16>,
     /// `(client id, epoch)` of the live invalidation connection, if one is up.
     redirect: Mutex<Option<(i64, u64)>>,
     epoch: AtomicU64,
@@ -53,8 +68,14 @@ pub struct Tracking {
 
 impl Tracking {
     pub fn new(mode: TrackingMode, sink: Arc<dyn TrackingSink>) -> Self {
+        Self::scoped(mode, sink, None)
+    }
+
+    /// The tracking of one cluster node's connections, their tags in `scope`.
+    pub fn scoped(mode: TrackingMode, sink: Arc<dyn TrackingSink>, scope: Option<u16>) -> Self {
         Tracking {
             mode,
+            scope,
             redirect: Mutex::new(None),
             epoch: AtomicU64::new(0),
             sink,
@@ -76,7 +97,7 @@ impl Tracking {
     /// The invalidation connection is down: stop fills first, then drop what it protected.
     pub fn down(&self) {
         *self.redirect.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.sink.invalidation_lost();
+        self.sink.invalidation_lost(self.scope);
     }
 
     /// True when fills tracked under `epoch` are protected now.

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::connect::tracking_command;
 use super::env::Env;
-use super::tracking::{Tracking, TrackingMode, BCAST_TAG};
+use super::tracking::{scope_bits, Tracking, TrackingMode, BCAST_TAG};
 use crate::reply::{self, OutMeter, Outbound, Outbox, ReplyTx, UpstreamError, UpstreamResult};
 
 /// What a request expects back.
@@ -200,8 +200,13 @@ impl ConnState {
             .clone()
     }
 
+    /// The node's scope (16 bits), the connection's index (16 bits, wrapping: two connections
+    /// sharing a tag only drop more), its generation (32 bits).
     fn tag(&self) -> u64 {
-        (self.index << 32) | (self.generation.load(Ordering::Acquire) & 0xffff_ffff)
+        let scope = scope_bits(self.tracking.as_ref().and_then(|t| t.scope));
+        scope
+            | ((self.index & 0xffff) << 32)
+            | (self.generation.load(Ordering::Acquire) & 0xffff_ffff)
     }
 
     /// The connection no longer protects what it filled: tell the cache, before any new fill.

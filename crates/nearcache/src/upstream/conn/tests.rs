@@ -18,8 +18,11 @@ impl TrackingSink for Sink {
         self.cache.invalidate_tag(tag);
     }
     fn invalidate(&self, _keys: Option<Vec<Bytes>>) {}
-    fn invalidation_lost(&self) {
-        self.cache.clear();
+    fn invalidation_lost(&self, scope: Option<u16>) {
+        match scope {
+            Some(s) => self.cache.invalidate_scope(s),
+            None => self.cache.clear(),
+        };
     }
 }
 
