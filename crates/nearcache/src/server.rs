@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::cachelayer::{CacheLayer, CacheRules};
 use crate::cluster::nodes::Nodes;
 use crate::config::live::ClientLimits;
-use crate::config::values::{ClientAuth, TrackingKind};
+use crate::config::values::{ClientAuth, ReadFrom, TrackingKind};
 use crate::config::{Config, Setting};
 use crate::control::{pool_limits, Control};
 use crate::obs::health::Readiness;
@@ -156,7 +156,8 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         let sink = cache
             .clone()
             .map(|c| (tracking_mode(&config), c as Arc<dyn TrackingSink>));
-        let nodes = Nodes::start(config.upstream.seeds(), settings, sink).await?;
+        let replicas = config.read_from == ReadFrom::Replica;
+        let nodes = Nodes::start(config.upstream.seeds(), settings, sink, replicas).await?;
         let Some((_, pool)) = nodes.any() else {
             anyhow::bail!("the cluster serves no slot");
         };
@@ -303,6 +304,7 @@ fn upstream_settings(config: &Config, tls: Option<crate::tls::Upstream>) -> Sett
         tracking_health: config.tracking_health_interval,
         tcp_keepalive: config.tcp_keepalive,
         tls,
+        readonly: false,
         limits: pool_limits(config),
     }
 }

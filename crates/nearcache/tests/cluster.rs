@@ -31,6 +31,7 @@ fn settings() -> Settings {
         tracking_health: None,
         tcp_keepalive: None,
         tls: None,
+        readonly: false,
         limits: Limits {
             max_open: 0,
             max_idle: 0,

@@ -751,3 +751,75 @@ async fn metrics_show_each_masters_pool() {
     assert_eq!(total, per_node.iter().map(|(_, v)| v).sum::<f64>());
     proxy.shutdown().await;
 }
+
+/// `GET` calls the node at `addr` has served, by its `INFO commandstats`.
+async fn gets_on(addr: &str) -> u64 {
+    common::command_calls(&mut RawConn::connect(addr).await, "get").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_read_from_replica_misses_are_read_from_replicas_and_tracked_there() {
+    let cluster = Cluster::start();
+    let proxy = Proxy::start_config(config(&cluster).with("read_from", "replica")).await;
+    let keys = keys(&cluster);
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    for k in &keys {
+        assert_eq!(&c.cmd(&["SET", k, "1"]).await[..], b"+OK\r\n");
+    }
+    let view = cluster.wait_settled();
+    let masters: Vec<String> = cluster.masters().into_iter().map(|(a, _)| a).collect();
+    let replicas: Vec<String> = view
+        .iter()
+        .map(|(_, _, _, r)| format!("{}:{}", r[0].0, r[0].1))
+        .collect();
+    for m in &masters {
+        assert_eq!(&on(m, &["WAIT", "1", "5000"]).await[..], b":1\r\n", "{m}");
+    }
+    let mut before = Vec::new();
+    for a in masters.iter().chain(&replicas) {
+        before.push(gets_on(a).await);
+    }
+    // Each key read once: a miss each, read from its slot's replica, not its master.
+    for k in &keys {
+        assert_eq!(c.cmd(&["GET", k]).await, bulk("1"), "{k}");
+    }
+    let mut after = Vec::new();
+    for a in masters.iter().chain(&replicas) {
+        after.push(gets_on(a).await);
+    }
+    assert_eq!(after[..3], before[..3], "no GET reached a master");
+    let on_replicas: u64 = after[3..].iter().sum::<u64>() - before[3..].iter().sum::<u64>();
+    assert_eq!(
+        on_replicas,
+        keys.len() as u64,
+        "every miss read from a replica"
+    );
+    // Read again until cached (a replica's first reads may come before its tracking is up,
+    // and are then not filled): still no GET on a master.
+    for k in &keys {
+        read_until_hit(&mut c, k, "1").await;
+    }
+    for (m, was) in masters.iter().zip(&before) {
+        assert_eq!(gets_on(m).await, *was, "no GET reached {m}");
+    }
+    // A write straight to a master reaches its replica, whose tracking invalidates what the
+    // proxy filled from it: the new value is read, never the old one after it.
+    let k = &keys[0];
+    assert_eq!(
+        &on(&owner(&cluster, k), &["SET", k, "2"]).await[..],
+        b"+OK\r\n"
+    );
+    eventually(CONVERGE, "the replica's invalidation", async || {
+        c.cmd(&["GET", k]).await == bulk("2")
+    })
+    .await;
+    read_until_hit(&mut c, k, "2").await;
+    // A write through the proxy goes to the master, and is read back once replicated.
+    assert_eq!(&c.cmd(&["SET", k, "3"]).await[..], b"+OK\r\n");
+    eventually(CONVERGE, "the write read back", async || {
+        c.cmd(&["GET", k]).await == bulk("3")
+    })
+    .await;
+    read_until_hit(&mut c, k, "3").await;
+    proxy.shutdown().await;
+}

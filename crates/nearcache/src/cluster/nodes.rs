@@ -33,6 +33,11 @@ pub struct Nodes {
     /// The pool of every master, by `host:port`; a refresh closes those of nodes that serve no
     /// slot any more.
     pools: Mutex<HashMap<String, Arc<Pool>>>,
+    /// With `read_from = replica`: the pool of every replica read from (its connections sent
+    /// `READONLY`), by `host:port`; a refresh closes those of nodes no longer replicas.
+    replica_pools: Mutex<HashMap<String, Arc<Pool>>>,
+    /// Cacheable reads that miss go to a replica of their slot.
+    read_replicas: bool,
     /// The pool settings every node's pool starts from (its `addr` replaced).
     settings: Settings,
     /// The pool limits in force (live settings), for pools opened from now on.
@@ -61,12 +66,15 @@ impl Nodes {
         seeds: Vec<String>,
         settings: Settings,
         tracking: Option<(TrackingMode, Arc<dyn TrackingSink>)>,
+        read_replicas: bool,
     ) -> Result<Arc<Nodes>, DiscoverError> {
         let (topo, seed, source) = discover(&seeds, &settings).await?;
         info!(%seed, ?source, slots = ?topo.ranges(), "cluster topology learnt");
         let nodes = Arc::new(Nodes {
             topo: Mutex::new(Topology::default()),
             pools: Mutex::default(),
+            replica_pools: Mutex::default(),
+            read_replicas,
             limits: Mutex::new(settings.limits.clone()),
             settings,
             tracking,
@@ -84,25 +92,35 @@ impl Nodes {
         Ok(nodes)
     }
 
-    /// The pool of the node at `addr`, opened now if there is none yet.
+    /// The pool of the master at `addr`, opened now if there is none yet.
     pub fn pool_at(&self, addr: &str) -> Arc<Pool> {
+        self.pool_in(&self.pools, addr, false)
+    }
+
+    fn pool_in(
+        &self,
+        pools: &Mutex<HashMap<String, Arc<Pool>>>,
+        addr: &str,
+        readonly: bool,
+    ) -> Arc<Pool> {
         // Opened under the lock (it only spawns its connections' tasks, never waits): two
         // sessions meeting a new node at once must not open two pools, the second of which
         // would keep its connections and invalidation connection open unused.
-        let mut pools = lock(&self.pools);
+        let mut pools = lock(pools);
         if let Some(p) = pools.get(addr) {
             return p.clone();
         }
-        let fresh = self.open(addr);
+        let fresh = self.open(addr, readonly);
         pools.insert(addr.to_string(), fresh.clone());
         fresh
     }
 
-    fn open(&self, addr: &str) -> Arc<Pool> {
-        info!(node = addr, "opening a pool to a cluster node");
+    fn open(&self, addr: &str, readonly: bool) -> Arc<Pool> {
+        info!(node = addr, readonly, "opening a pool to a cluster node");
         let settings = Settings {
             addr: addr.to_string(),
             limits: lock(&self.limits).clone(),
+            readonly,
             ..self.settings.clone()
         };
         // Scopes 1 to 0xfffe (0 is one Redis's, 0xffff BCAST's); after 65,534 pools two may
@@ -115,17 +133,34 @@ impl Nodes {
         Pool::new(settings, tracking)
     }
 
-    /// Drops what the masters at `addrs` filled: they stopped serving some of their slots.
+    /// Where a cacheable read of `slot` that missed goes: with `read_from = replica`, the
+    /// replica [`Topology::replica`] picks (its pool opened now if there is none yet), else,
+    /// or if the slot has no replica online, the slot's master.
+    pub fn reader_for_slot(&self, slot: u16) -> Option<(String, Arc<Pool>)> {
+        if self.read_replicas {
+            let replica = lock(&self.topo).replica(slot);
+            if let Some(addr) = replica {
+                let pool = self.pool_in(&self.replica_pools, &addr, true);
+                return Some((addr, pool));
+            }
+        }
+        self.for_slot(slot)
+    }
+
+    /// Drops what the nodes at `addrs` (a shard's master and replicas) filled: the shard
+    /// stopped serving some of its slots.
     fn slots_left(&self, addrs: &[String]) {
         let Some((_, sink)) = &self.tracking else {
             return;
         };
         for addr in addrs {
-            let pool = lock(&self.pools).get(addr).cloned();
-            // No pool: nothing was filled through that node.
-            if let Some(scope) = pool.and_then(|p| p.tracking().and_then(|t| t.scope)) {
-                info!(node = %addr, "a node stopped serving slots; dropping what it filled");
-                sink.slots_moved(scope);
+            for pools in [&self.pools, &self.replica_pools] {
+                let pool = lock(pools).get(addr).cloned();
+                // No pool: nothing was filled through that node.
+                if let Some(scope) = pool.and_then(|p| p.tracking().and_then(|t| t.scope)) {
+                    info!(node = %addr, "a node's shard stopped serving slots; dropping what it filled");
+                    sink.slots_moved(scope);
+                }
             }
         }
     }
@@ -133,7 +168,10 @@ impl Nodes {
     /// New pool limits (a configuration reload), for every node's pool.
     pub fn set_limits(&self, limits: Limits) {
         *lock(&self.limits) = limits.clone();
-        let pools: Vec<Arc<Pool>> = lock(&self.pools).values().cloned().collect();
+        let pools: Vec<Arc<Pool>> = [&self.pools, &self.replica_pools]
+            .into_iter()
+            .flat_map(|p| lock(p).values().cloned().collect::<Vec<_>>())
+            .collect();
         for pool in pools {
             pool.set_limits(limits.clone());
         }
@@ -175,12 +213,12 @@ impl Nodes {
         let origin = NodeAddr::parse(from).map(|a| a.host).unwrap_or_default();
         let (changed, was) = {
             let mut topo = lock(&self.topo);
-            let was = topo.master(slot).map(Node::addr);
+            let was = topo.slot_nodes(slot);
             (topo.apply_moved(slot, addr, &origin), was)
         };
         if changed {
             self.moves.fetch_add(1, Ordering::Relaxed);
-            self.slots_left(&Vec::from_iter(was));
+            self.slots_left(&was);
             self.refresh_soon();
         }
         addr.resolve(&origin)
@@ -221,7 +259,7 @@ impl Nodes {
         }
         let losing = {
             let mut now = lock(&self.topo);
-            let losing = now.masters_losing_slots(&topo);
+            let losing = now.nodes_losing_slots(&topo);
             *now = topo;
             losing
         };
@@ -229,19 +267,25 @@ impl Nodes {
             info!(slots = ?self.topology().ranges(), "cluster topology changed");
             self.slots_left(&losing);
         }
-        // Nodes that serve no slot any more (left, failed, demoted to replicas).
-        let gone: Vec<(String, Arc<Pool>)> = {
-            let mut pools = lock(&self.pools);
-            let addrs: Vec<String> = pools
-                .keys()
-                .filter(|a| !masters.contains(a))
-                .cloned()
-                .collect();
-            addrs
+        // Nodes that serve no slot any more (left, failed, demoted to replicas), and replicas
+        // read from that are replicas no more (left, promoted).
+        let replicas = self.topology().replicas();
+        let gone: Vec<(String, Arc<Pool>)> =
+            [(&self.pools, &masters), (&self.replica_pools, &replicas)]
                 .into_iter()
-                .filter_map(|a| pools.remove(&a).map(|p| (a, p)))
-                .collect()
-        };
+                .flat_map(|(pools, keep)| {
+                    let mut pools = lock(pools);
+                    let addrs: Vec<String> = pools
+                        .keys()
+                        .filter(|a| !keep.contains(a))
+                        .cloned()
+                        .collect();
+                    addrs
+                        .into_iter()
+                        .filter_map(|a| pools.remove(&a).map(|p| (a, p)))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
         for (addr, pool) in gone {
             info!(node = %addr, "closing the pool of a node that serves no slot");
             pool.close();

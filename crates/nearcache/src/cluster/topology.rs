@@ -145,9 +145,10 @@ impl Topology {
         self.shard(slot).map(|s| &s.master)
     }
 
-    /// The `host:port` of each master of this map that serves a slot `next` gives to another
-    /// master or to none: the nodes whose tracking no longer covers all they filled.
-    pub fn masters_losing_slots(&self, next: &Topology) -> Vec<String> {
+    /// The `host:port` of every node (master, then replicas) of each shard of this map that
+    /// serves a slot `next` gives to another master or to none: the nodes whose tracking may no
+    /// longer see all the writes to what they filled.
+    pub fn nodes_losing_slots(&self, next: &Topology) -> Vec<String> {
         let mut losing: Vec<ShardId> = Vec::new();
         for slot in 0..SLOTS as u16 {
             let Some(was) = self.master(slot) else {
@@ -163,7 +164,40 @@ impl Topology {
         }
         losing
             .into_iter()
-            .map(|id| self.shards[usize::from(id)].master.addr())
+            .flat_map(|id| self.shard_nodes(&self.shards[usize::from(id)]))
+            .collect()
+    }
+
+    /// The `host:port` of the master of `slot` and of its replicas, if any node serves it.
+    pub fn slot_nodes(&self, slot: u16) -> Vec<String> {
+        self.shard(slot)
+            .map(|s| self.shard_nodes(s))
+            .unwrap_or_default()
+    }
+
+    fn shard_nodes(&self, shard: &Shard) -> Vec<String> {
+        std::iter::once(&shard.master)
+            .chain(&shard.replicas)
+            .map(Node::addr)
+            .collect()
+    }
+
+    /// The `host:port` of one of `slot`'s replicas the map says is online, the same for a slot
+    /// while the map holds (slots spread the reads over the replicas); `None` if it has none.
+    pub fn replica(&self, slot: u16) -> Option<String> {
+        let up: Vec<&Node> = self
+            .shard(slot)?
+            .replicas
+            .iter()
+            .filter(|n| n.health == Health::Online)
+            .collect();
+        (!up.is_empty()).then(|| up[usize::from(slot) % up.len()].addr())
+    }
+
+    /// The `host:port` of every replica of a serving shard.
+    pub fn replicas(&self) -> Vec<String> {
+        self.shards()
+            .flat_map(|s| s.replicas.iter().map(Node::addr))
             .collect()
     }
 
@@ -288,7 +322,7 @@ mod tests {
     #[test]
     fn the_masters_losing_a_slot_are_named() {
         let t = three();
-        assert!(t.masters_losing_slots(&three()).is_empty());
+        assert!(t.nodes_losing_slots(&three()).is_empty());
         // 7000 gives slot 10 to 7001; 7002 fails over to its replica 7005.
         let mut next = Topology::default();
         let shards = [
@@ -304,14 +338,28 @@ mod tests {
             next.add_shard(shard, &ranges).unwrap();
         }
         assert_eq!(
-            t.masters_losing_slots(&next),
-            ["127.0.0.1:7000", "127.0.0.1:7002"]
+            t.nodes_losing_slots(&next),
+            [
+                "127.0.0.1:7000",
+                "127.0.0.1:7003",
+                "127.0.0.1:7002",
+                "127.0.0.1:7005"
+            ]
         );
         // A slot nobody serves any more is lost too; a newly served one is not.
         let mut fewer = three();
         fewer.slots[0] = UNASSIGNED;
-        assert_eq!(t.masters_losing_slots(&fewer), ["127.0.0.1:7000"]);
-        assert!(fewer.masters_losing_slots(&t).is_empty());
+        assert_eq!(
+            t.nodes_losing_slots(&fewer),
+            ["127.0.0.1:7000", "127.0.0.1:7003"]
+        );
+        assert!(fewer.nodes_losing_slots(&t).is_empty());
+        assert_eq!(t.slot_nodes(6000), ["127.0.0.1:7001", "127.0.0.1:7004"]);
+        assert_eq!(t.replica(6000).as_deref(), Some("127.0.0.1:7004"));
+        assert_eq!(t.replicas().len(), 3);
+        let mut down = three();
+        down.shards[1].replicas[0].health = Health::Failed;
+        assert_eq!(down.replica(6000), None, "no replica online");
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub use flags::{env_name, parse_args, Args, Given};
 use settings::legacy;
 pub use settings::{Config, Setting, SETTINGS};
 use tls::TlsAuthClients;
-use values::TrackingKind;
+use values::{ReadFrom, TrackingKind};
 
 /// A configuration, and the warnings reading it gave (deprecated spellings).
 #[derive(Debug, Clone)]
@@ -233,6 +233,9 @@ impl Config {
                     self.upstream
                 ));
             }
+            if self.read_from == ReadFrom::Replica {
+                return Err("read_from = \"replica\" is for cluster = true only".into());
+            }
             return Ok(());
         }
         if self.upstream_tls_on() {
@@ -348,6 +351,13 @@ mod tests {
         c.set("tracking", "default").unwrap();
         c.set("upstream_tls", "true").unwrap();
         assert!(c.validate().unwrap_err().contains("TLS"));
+
+        let mut c = Config::default();
+        c.set("read_from", "replica").unwrap();
+        assert!(c.validate().unwrap_err().contains("cluster = true only"));
+        c.set("cluster", "true").unwrap();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(c.set("read_from", "slave").is_err());
     }
 
     #[test]

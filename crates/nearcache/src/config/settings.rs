@@ -70,6 +70,10 @@ settings! {
     /// The upstream is a Redis Cluster (docs/cluster.md): its slots are learnt from the seeds
     /// in upstream, and each command goes to the master of its keys' slot.
     cluster: bool = "false", restart;
+    /// With cluster: where cacheable reads that miss go, `master` or `replica` (one of the
+    /// slot's replicas, its tracking protecting what it filled; stale by up to the
+    /// replication lag, docs/cluster.md).
+    read_from: ReadFrom = "master", restart;
     /// Also listen on this Unix socket (Redis's unixsocket); empty: none.
     unixsocket: Option<FilePath> = "", restart;
     /// Permissions of the Unix socket, in octal (Redis's unixsocketperm); 0 leaves the umask's.

@@ -411,6 +411,35 @@ impl Value for TrackingKind {
     }
 }
 
+/// Where a cluster's cacheable reads that miss are sent (docs/cluster.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// The slot's master, as every other command.
+    Master,
+    /// One of the slot's replicas (its master when it has none up), tracked on the replica.
+    Replica,
+}
+
+impl Value for ReadFrom {
+    const KIND: &'static str = "master|replica";
+    const BAD: &'static str = "slave";
+
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "master" => Ok(ReadFrom::Master),
+            "replica" => Ok(ReadFrom::Replica),
+            _ => Err(format!("expected master or replica, not {text:?}")),
+        }
+    }
+
+    fn show(&self) -> String {
+        match self {
+            ReadFrom::Master => "master".into(),
+            ReadFrom::Replica => "replica".into(),
+        }
+    }
+}
+
 /// How clients authenticate (docs/security.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {

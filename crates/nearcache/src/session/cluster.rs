@@ -57,10 +57,17 @@ impl Session {
             return Ok(());
         }
         match split::plan(self.spec, args) {
-            Plan::Slot(slot) => match nodes.for_slot(slot) {
-                Some(node) => self.through_node(&nodes, node, Some(slot), args).await,
-                None => self.output.reply(reply::error(SLOT_UNSERVED)),
-            },
+            Plan::Slot(slot) => {
+                // A cacheable read goes where its miss should (a replica, with read_from).
+                let node = match self.cache_use(args) {
+                    CacheUse::Read | CacheUse::MultiRead => nodes.reader_for_slot(slot),
+                    _ => nodes.for_slot(slot),
+                };
+                match node {
+                    Some(node) => self.through_node(&nodes, node, Some(slot), args).await,
+                    None => self.output.reply(reply::error(SLOT_UNSERVED)),
+                }
+            }
             Plan::Split(split) => {
                 let after = self.before_parts(args).await;
                 let sent = split

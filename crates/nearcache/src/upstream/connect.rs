@@ -28,7 +28,8 @@ pub fn tracking_command(client_id: i64) -> Bytes {
 }
 
 /// Opens a TCP connection (with TLS when configured) and performs the handshake: `HELLO 3` for
-/// RESP3, `AUTH` when the proxy has upstream credentials, then any `extra` commands, whose
+/// RESP3, `AUTH` when the proxy has upstream credentials, `READONLY` for a cluster replica
+/// ([`Settings::readonly`]), then any `extra` commands, whose
 /// replies are returned (an error reply among them is the caller's to judge: a user may be
 /// allowed to read but not to turn on tracking). With none of these a `PING` is sent, so that
 /// a server refusing us (maxclients) is noticed here and not by the first client request.
@@ -114,7 +115,7 @@ async fn open(
         }
         hello.push(pass.clone().into());
     }
-    if hello.is_empty() && extra.is_empty() {
+    if hello.is_empty() && extra.is_empty() && !cfg.readonly {
         if !probe {
             return Ok((stream, Vec::new()));
         }
@@ -126,6 +127,10 @@ async fn open(
         resp::encode_command(&hello, &mut out);
         expected += 1;
     }
+    if cfg.readonly {
+        resp::encode_command(&[Bytes::from_static(b"READONLY")], &mut out);
+        expected += 1;
+    }
     for cmd in extra {
         out.extend_from_slice(cmd);
     }
@@ -135,7 +140,7 @@ async fn open(
             .map_err(|_| unavailable("handshake timed out".into()))?
             .map_err(|e| unavailable(format!("handshake failed: {e}")))?;
     let extra_replies = replies.split_off(replies.len() - extra.len());
-    if let Some(reply) = replies.first().filter(|r| r.first() == Some(&b'-')) {
+    if let Some(reply) = replies.iter().find(|r| r.first() == Some(&b'-')) {
         let text = String::from_utf8_lossy(&reply[1..]).trim_end().to_string();
         return Err(unavailable(format!("handshake rejected: {text}")));
     }

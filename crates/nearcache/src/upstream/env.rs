@@ -31,6 +31,9 @@ pub struct Settings {
     pub tcp_keepalive: Option<Duration>,
     /// TLS on every upstream connection; `None`: plain TCP.
     pub tls: Option<crate::tls::Upstream>,
+    /// Sends `READONLY` in every handshake: a cluster replica's connections, which may then
+    /// serve reads of its master's slots.
+    pub readonly: bool,
     pub limits: Limits,
 }
 

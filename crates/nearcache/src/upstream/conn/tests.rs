@@ -54,6 +54,7 @@ pub(super) fn tracked_conn() -> (
             tracking_health: None,
             tcp_keepalive: None,
             tls: None,
+            readonly: false,
             limits: Limits {
                 max_open: 0,
                 max_idle: 0,
