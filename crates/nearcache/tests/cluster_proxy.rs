@@ -728,16 +728,11 @@ async fn metrics_show_each_masters_pool() {
     }
     let body = common::http_get(proxy.admin.unwrap(), "/metrics").await;
     let value = |line: &str| -> f64 { line.rsplit(' ').next().unwrap().parse().unwrap() };
-    let per_node: Vec<(String, f64)> = body
-        .lines()
-        .filter_map(|l| l.strip_prefix("nearcache_node_pool_open_connections{node=\""))
-        .map(|rest| {
-            let (node, _) = rest.split_once('"').unwrap();
-            (node.to_string(), value(rest))
-        })
-        .collect();
+    let per_node = per_node(&body, "nearcache_node_pool_open_connections");
     let mut nodes: Vec<&str> = per_node.iter().map(|(n, _)| n.as_str()).collect();
     nodes.sort();
+    let limits = per_node_names(&body, "nearcache_node_pool_max_open_connections");
+    assert_eq!(limits, nodes, "every figure per node");
     let mut masters: Vec<String> = keys(&cluster).iter().map(|k| owner(&cluster, k)).collect();
     masters.sort();
     masters.dedup();
@@ -752,6 +747,26 @@ async fn metrics_show_each_masters_pool() {
     proxy.shutdown().await;
 }
 
+/// Each `node` label's value of `metric` in a `/metrics` body.
+fn per_node(body: &str, metric: &str) -> Vec<(String, f64)> {
+    let prefix = format!("{metric}{{node=\"");
+    body.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| {
+            let (node, _) = rest.split_once('"').unwrap();
+            let value = rest.rsplit(' ').next().unwrap().parse().unwrap();
+            (node.to_string(), value)
+        })
+        .collect()
+}
+
+/// The `node` labels of `metric`, sorted.
+fn per_node_names(body: &str, metric: &str) -> Vec<String> {
+    let mut names: Vec<String> = per_node(body, metric).into_iter().map(|(n, _)| n).collect();
+    names.sort();
+    names
+}
+
 /// `GET` calls the node at `addr` has served, by its `INFO commandstats`.
 async fn gets_on(addr: &str) -> u64 {
     common::command_calls(&mut RawConn::connect(addr).await, "get").await
@@ -760,7 +775,12 @@ async fn gets_on(addr: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_read_from_replica_misses_are_read_from_replicas_and_tracked_there() {
     let cluster = Cluster::start();
-    let proxy = Proxy::start_config(config(&cluster).with("read_from", "replica")).await;
+    let proxy = Proxy::start_config(
+        config(&cluster)
+            .with("read_from", "replica")
+            .with("admin_listen", "127.0.0.1:0"),
+    )
+    .await;
     let keys = keys(&cluster);
     let mut c = RawConn::connect(&proxy.addr()).await;
     for k in &keys {
@@ -821,5 +841,13 @@ async fn with_read_from_replica_misses_are_read_from_replicas_and_tracked_there(
     })
     .await;
     read_until_hit(&mut c, k, "3").await;
+    // The replicas' pools have figures of their own on /metrics.
+    let body = common::http_get(proxy.admin.unwrap(), "/metrics").await;
+    let mut all: Vec<String> = masters.iter().chain(&replicas).cloned().collect();
+    all.sort();
+    assert_eq!(
+        per_node_names(&body, "nearcache_node_pool_open_connections"),
+        all
+    );
     proxy.shutdown().await;
 }

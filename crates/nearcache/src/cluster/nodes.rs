@@ -196,6 +196,18 @@ impl Nodes {
             .collect()
     }
 
+    /// Every pool open: each master's (as [`Nodes::masters`]), then each replica's read from.
+    pub fn pools(&self) -> Vec<(String, Arc<Pool>)> {
+        let mut all = self.masters();
+        let mut replicas: Vec<(String, Arc<Pool>)> = lock(&self.replica_pools)
+            .iter()
+            .map(|(a, p)| (a.clone(), p.clone()))
+            .collect();
+        replicas.sort_by(|a, b| a.0.cmp(&b.0));
+        all.extend(replicas);
+        all
+    }
+
     /// Any master (the first), for a command any node answers.
     pub fn any(&self) -> Option<(String, Arc<Pool>)> {
         self.masters().into_iter().next()

@@ -49,13 +49,13 @@ impl Admin {
         })
     }
 
-    /// The pool's figures; with a cluster upstream every master's summed, and each master's.
+    /// The pool's figures; with a cluster upstream every node's summed, and each node's.
     fn pools(&self) -> (PoolStats, Vec<(String, PoolStats)>) {
         let Some(nodes) = &self.ready.cluster else {
             return (self.pool.stats(), Vec::new());
         };
         let each: Vec<(String, PoolStats)> = nodes
-            .masters()
+            .pools()
             .into_iter()
             .map(|(addr, pool)| (addr, pool.stats()))
             .collect();

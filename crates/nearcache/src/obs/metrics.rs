@@ -16,12 +16,13 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::obs::pool_figures::{advance, NodeFigures, PoolFigures, ReasonLabel};
 use crate::obs::process::ProcessCollector;
 use crate::obs::stats::CommandStats;
 use crate::obs::trace::Tracer;
 use crate::obs::Live;
 use crate::reply::UpstreamError;
-use crate::upstream::{CloseReason, PoolStats};
+use crate::upstream::PoolStats;
 
 /// Why the whole cache was emptied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,16 +100,6 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NodeLabel {
-    node: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SizeLabel {
     size_bytes: u64,
 }
@@ -128,135 +119,6 @@ struct CacheFigures {
     entries: Gauge,
     max_bytes: Gauge,
     mrc: Family<SizeLabel, Gauge<f64, AtomicU64>>,
-}
-
-/// The upstream pool's figures, as Go's `sql.DBStats` has them, copied at each scrape.
-#[derive(Default)]
-struct PoolFigures {
-    max_open: Gauge,
-    open: Gauge,
-    in_use: Gauge,
-    idle: Gauge,
-    wait_count: Counter,
-    wait_seconds: Counter<f64, AtomicU64>,
-    closed: Family<ReasonLabel, Counter>,
-}
-
-/// With a cluster upstream: each master's pool figures, labelled with its `host:port` (the
-/// unlabelled `nearcache_pool_*` are then every master's summed). Set afresh at each scrape,
-/// so that a master gone from the map goes from the figures.
-#[derive(Default)]
-struct NodeFigures {
-    open: Family<NodeLabel, Gauge>,
-    in_use: Family<NodeLabel, Gauge>,
-    idle: Family<NodeLabel, Gauge>,
-    wait_count: Family<NodeLabel, Counter>,
-    reconnects: Family<NodeLabel, Counter>,
-}
-
-impl NodeFigures {
-    fn register(&self, r: &mut Registry) {
-        r.register(
-            "nearcache_node_pool_open_connections",
-            "A cluster master's upstream data connections open",
-            self.open.clone(),
-        );
-        r.register(
-            "nearcache_node_pool_in_use_connections",
-            "A cluster master's connections in use",
-            self.in_use.clone(),
-        );
-        r.register(
-            "nearcache_node_pool_idle_connections",
-            "A cluster master's connections open and not in use",
-            self.idle.clone(),
-        );
-        r.register(
-            "nearcache_node_pool_wait_count",
-            "Times a session waited for a dedicated connection to a cluster master",
-            self.wait_count.clone(),
-        );
-        r.register(
-            "nearcache_node_upstream_reconnects",
-            "A cluster master's shared connections re-established after a loss",
-            self.reconnects.clone(),
-        );
-    }
-
-    fn update(&self, nodes: &[(String, PoolStats)]) {
-        self.open.clear();
-        self.in_use.clear();
-        self.idle.clear();
-        self.wait_count.clear();
-        self.reconnects.clear();
-        for (addr, s) in nodes {
-            let l = NodeLabel { node: addr.clone() };
-            self.open.get_or_create(&l).set(s.open as i64);
-            self.in_use.get_or_create(&l).set(s.in_use as i64);
-            self.idle.get_or_create(&l).set(s.idle as i64);
-            advance(&self.wait_count.get_or_create(&l), s.wait_count);
-            advance(&self.reconnects.get_or_create(&l), s.reconnects);
-        }
-    }
-}
-
-impl PoolFigures {
-    fn register(&self, r: &mut Registry) {
-        r.register(
-            "nearcache_pool_max_open_connections",
-            "Most upstream data connections allowed open (0: no limit)",
-            self.max_open.clone(),
-        );
-        r.register(
-            "nearcache_pool_open_connections",
-            "Upstream data connections open, shared and dedicated",
-            self.open.clone(),
-        );
-        r.register(
-            "nearcache_pool_in_use_connections",
-            "Shared connections with requests in flight plus dedicated ones held by a session",
-            self.in_use.clone(),
-        );
-        r.register(
-            "nearcache_pool_idle_connections",
-            "Open upstream connections not in use",
-            self.idle.clone(),
-        );
-        r.register(
-            "nearcache_pool_wait_count",
-            "Times a session waited for a dedicated connection",
-            self.wait_count.clone(),
-        );
-        r.register(
-            "nearcache_pool_wait_duration_seconds",
-            "Total time sessions waited for a dedicated connection",
-            self.wait_seconds.clone(),
-        );
-        r.register(
-            "nearcache_pool_closed_connections",
-            "Upstream connections closed by the pool, by reason",
-            self.closed.clone(),
-        );
-    }
-
-    fn update(&self, s: &PoolStats) {
-        self.max_open.set(s.max_open as i64);
-        self.open.set(s.open as i64);
-        self.in_use.set(s.in_use as i64);
-        self.idle.set(s.idle as i64);
-        advance(&self.wait_count, s.wait_count);
-        let waited = s.wait_duration.as_secs_f64();
-        let seen = self.wait_seconds.get();
-        if waited > seen {
-            self.wait_seconds.inc_by(waited - seen);
-        }
-        for (reason, n) in CloseReason::ALL.iter().zip(s.closed) {
-            let c = self.closed.get_or_create(&ReasonLabel {
-                reason: reason.label(),
-            });
-            advance(&c, n);
-        }
-    }
 }
 
 /// The proxy's metrics. Cheap to update from any task (atomics).
@@ -485,13 +347,6 @@ pub struct CacheSnapshot {
     pub collapsed: u64,
     /// The estimated LRU hit ratio by cache size (bytes); empty before any estimate.
     pub mrc: Vec<(u64, f64)>,
-}
-
-fn advance(counter: &Counter, to: u64) {
-    let now = counter.get();
-    if to > now {
-        counter.inc_by(to - now);
-    }
 }
 
 impl Metrics {

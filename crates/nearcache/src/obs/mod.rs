@@ -13,6 +13,7 @@ pub mod health;
 pub mod heapdiff;
 pub mod http;
 pub mod metrics;
+mod pool_figures;
 pub mod process;
 pub mod profile;
 pub mod stats;
