@@ -849,5 +849,18 @@ async fn with_read_from_replica_misses_are_read_from_replicas_and_tracked_there(
         per_node_names(&body, "nearcache_node_pool_open_connections"),
         all
     );
+    // A replica killed: what it filled is dropped, and its slots' reads go to their master,
+    // with no error, while the map still lists it.
+    let mut cluster = cluster;
+    let replica = view
+        .iter()
+        .find(|(start, end, _, _)| (*start..=*end).contains(&key_slot(k.as_bytes())))
+        .map(|(_, _, _, r)| format!("{}:{}", r[0].0, r[0].1))
+        .unwrap();
+    let node = cluster.nodes.iter_mut().find(|n| n.addr() == replica);
+    node.unwrap().kill();
+    for _ in 0..20 {
+        assert_eq!(c.cmd(&["GET", k]).await, bulk("3"), "read with {replica} down");
+    }
     proxy.shutdown().await;
 }

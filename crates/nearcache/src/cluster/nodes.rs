@@ -196,6 +196,11 @@ impl Nodes {
             .collect()
     }
 
+    /// Whether `addr` is a replica read from (`read_from = replica`).
+    pub fn is_replica(&self, addr: &str) -> bool {
+        self.read_replicas && lock(&self.replica_pools).contains_key(addr)
+    }
+
     /// Every pool open: each master's (as [`Nodes::masters`]), then each replica's read from.
     pub fn pools(&self) -> Vec<(String, Arc<Pool>)> {
         let mut all = self.masters();

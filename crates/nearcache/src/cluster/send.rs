@@ -9,7 +9,7 @@
 //! - `TRYAGAIN`, `CLUSTERDOWN`: sent again after a backoff (doubling from [`FIRST_BACKOFF`]),
 //!   to the slot's master then, until [`RETRY_FOR`] has passed; then the client gets the error;
 //! - a node that cannot be reached: the map is read again in the background, and the client
-//!   gets the error.
+//!   gets the error (a read sent to a replica goes to the slot's master instead, once).
 //!
 //! Owns the retry policy. Never touches the cache (a command sent again here is never filled
 //! from) nor a session; never holds a lock across an `.await` (`Nodes` locks only inside its
@@ -59,6 +59,9 @@ pub struct Again {
     /// The ACL identity the client acts as (`client_auth = passthrough`); `None`: the pool's
     /// user.
     pub who: Option<Arc<Identity>>,
+    /// Sent to a replica (a cacheable read, `read_from = replica`): if the replica cannot be
+    /// reached, the read goes to the slot's master (a read is safe to send twice).
+    pub replica: bool,
 }
 
 /// The receiver of `rx`'s reply once settled (redirects followed), charged to `meter` as a
@@ -92,13 +95,23 @@ pub async fn settle(mut result: UpstreamResult, mut again: Again) -> UpstreamRes
                 None => return result,
             },
             Err(e) => {
-                if matches!(
+                let unreachable = matches!(
                     e,
                     UpstreamError::Unavailable { .. } | UpstreamError::Lost { .. }
-                ) {
+                );
+                if unreachable {
                     again.nodes.refresh_soon();
                 }
-                return result;
+                let master = (unreachable && again.replica)
+                    .then(|| again.slot.and_then(|s| again.nodes.for_slot(s)))
+                    .flatten();
+                let Some((addr, pool)) = master else {
+                    return result;
+                };
+                again.replica = false;
+                result = call(&pool, &again).await;
+                again.from = addr;
+                continue;
             }
         };
         match err {
@@ -199,6 +212,7 @@ pub fn send(
             from,
             proto,
             who: who.cloned(),
+            replica: false,
         },
         rx,
     }

@@ -170,6 +170,7 @@ impl Session {
             None => self.encode(args),
         };
         self.target = Some(pool);
+        let replica = nodes.is_replica(&addr);
         self.again = Some(Again {
             nodes: nodes.clone(),
             bytes,
@@ -177,6 +178,7 @@ impl Session {
             from: addr,
             proto: self.proto,
             who: self.who.clone(),
+            replica,
         });
         self.send_through_cache(args).await;
         // A hit used neither.
