@@ -511,7 +511,7 @@ async fn reads_are_never_older_than_acknowledged_writes_through_reshard_and_fail
     let unrepl: u64 = wrote_all.iter().map(|w| w.unreplicated).sum();
     let first_w_error = wrote_all.iter().find_map(|w| w.first_error.clone());
     eprintln!(
-        "{reads} values read through the proxy, {} cache hits ({} during the reshard, {} from \
+        "{reads} values read through the proxy, {} cache hits ({} from the reshard to the kill, {} from \
          the recovery on); {behind} behind an acknowledged write by at most {max_behind:?} \
          (bound {DELIVERY:?}); {} errors, all between the kill and the recovery",
         hits_end - hits_at_start,
