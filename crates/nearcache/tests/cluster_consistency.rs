@@ -1,8 +1,8 @@
 //! One consistency run of the proxy in front of a real Redis Cluster (3 masters, 3 replicas;
 //! issue 18): writers straight to the cluster with redis-rs's cluster client, readers through
 //! the proxy in RESP2 and RESP3 (`GET`s, and `MGET`s of keys in one slot), while 1,000 slots move
-//! from one master to another (`redis-cli --cluster reshard`) and then the master that received
-//! them is SIGKILLed and its replica promoted.
+//! from one master to another (`redis-cli --cluster reshard`), then the master that received
+//! them is SIGKILLed and its replica promoted, then 500 of them move on to the third master.
 //!
 //! The check, per read: its value is never older than the newest value acknowledged
 //! [`DELIVERY`] before the read was *sent*. Redis queues a write's invalidation to the proxy
@@ -42,8 +42,9 @@ const DELIVERY: Duration = Duration::from_secs(5);
 const CONVERGE: Duration = Duration::from_secs(10);
 /// How long the cluster's failover and the proxy's following it may take.
 const FAILOVER: Duration = Duration::from_secs(40);
-/// Slots moved by the reshard.
+/// Slots moved by the first reshard, and by the second (after the failover).
 const MOVED: u16 = 1000;
+const MOVED_AGAIN: u16 = 500;
 const WRITERS: usize = 3;
 /// Readers; the even ones speak RESP2, the odd ones RESP3.
 const READERS: usize = 4;
@@ -449,9 +450,39 @@ async fn reads_are_never_older_than_acknowledged_writes_through_reshard_and_fail
     let recovered = Instant::now();
     let hits_recovered = hits(&mut admin).await;
 
+    // (c) Slots move again, from the promoted replica to the third master: the first 500 of
+    // those that moved in (a), now on their third owner.
+    let first = view[0].0;
+    let owner_of = |v: &SlotsView, slot: u16| {
+        let r = v.iter().find(|r| (r.0..=r.1).contains(&slot)).unwrap();
+        (format!("{}:{}", r.2 .0, r.2 .1), r.2 .2.clone())
+    };
+    let (promoted, promoted_id) = owner_of(&after, first);
+    let third = view[2].2 .2.clone();
+    let (seed, t) = (promoted.clone(), third.clone());
+    tokio::task::spawn_blocking(move || {
+        cluster::reshard(&seed, &promoted_id, &t, MOVED_AGAIN.into())
+    })
+    .await
+    .unwrap();
+    let live: Vec<String> = cluster
+        .addrs()
+        .into_iter()
+        .filter(|a| *a != victim)
+        .collect();
+    let last = tokio::task::spawn_blocking(move || cluster::wait_agreed(&live, CONVERGE))
+        .await
+        .unwrap();
+    assert_eq!(
+        owner_of(&last, first).1,
+        third,
+        "slot {first} on its third owner"
+    );
+    let moved_again = Instant::now();
+
     // The run goes on until every reader has read every key twice more, from DELIVERY after the
-    // recovery on: an entry left stale by the failover would be caught there.
-    tokio::time::sleep_until((recovered + DELIVERY).into()).await;
+    // last move on: an entry left stale by the failover or the moves would be caught there.
+    tokio::time::sleep_until((moved_again + DELIVERY).into()).await;
     let marks: Vec<u64> = run
         .rounds
         .iter()
@@ -521,7 +552,9 @@ async fn reads_are_never_older_than_acknowledged_writes_through_reshard_and_fail
     );
     eprintln!(
         "{acked} writes acknowledged, {w_errors} failed (first: {first_w_error:?}), \
-         {unrepl} not replicated in time; reshard of {MOVED} slots took {resharded:?}"
+         {unrepl} not replicated in time; reshard of {MOVED} slots took {resharded:?}, of \
+         {MOVED_AGAIN} after the failover {:?}",
+        moved_again - recovered
     );
     eprintln!(
         "master {victim} SIGKILLed (cluster-node-timeout 5 s): first write through the proxy \
