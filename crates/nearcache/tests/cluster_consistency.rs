@@ -5,9 +5,9 @@
 //! them is SIGKILLed and its replica promoted, then 500 of them move on to the third master.
 //!
 //! The check, per read: its value is never older than the newest value acknowledged
-//! [`DELIVERY`] before the read was *sent*. Redis queues a write's invalidation to the proxy
-//! before the write's reply, in the same pass of its event loop, so by the time a writer holds
-//! an acknowledgement the invalidation is on its way; `DELIVERY` only covers the proxy taking it
+//! [`DELIVERY`] before the read was *sent*. Redis writes a write's invalidation to the proxy in
+//! the same pass of its event loop as the write's reply, so by the time a writer holds an
+//! acknowledgement the invalidation is on its way; `DELIVERY` only covers the proxy taking it
 //! in. A read that breaks the check saw an entry outlive its invalidation (lost, ignored, or
 //! filled around it), which stays wrong however long one waits: `DELIVERY` is a bound on
 //! correctness, hundreds of times the delay the run itself measures and prints, not a claim on
