@@ -3,7 +3,9 @@
 # redis-benchmark --cluster straight at the nodes (a cluster-aware client) and redis-benchmark
 # at nearcache --cluster (one endpoint). Prints a markdown table of requests/s and p50/p99 (ms)
 # and the ratio of nearcache to direct, per command: GET hits (64-byte values, primed), GET with
-# the cache off (a second nearcache with max_memory 0: routing alone), SET, MGET of 10 keys of
+# the cache off (a second nearcache with max_memory 0: routing alone), GET misses (a third
+# nearcache with a small cache, keys random over a key space far larger than it holds, so nearly
+# every GET is forwarded and filled; its hit ratio is printed), SET, MGET of 10 keys of
 # one slot ({t} hash tag, which the direct client can send), and MGET of 10 keys over every
 # node through nearcache only (a cluster-aware client cannot send it as one command). Then the
 # master of one key is SIGKILLed, and a client of nearcache writes that key every 10 ms: the
@@ -14,6 +16,8 @@
 #   CB_N           requests per run (default 100000)
 #   CB_CLIENTS     connections (default 50)
 #   CB_ROUNDS      rounds, alternating direct and nearcache (default 3; the median is printed)
+#   CB_MISS_KEYS   key space of the GET miss row (default 1000000)
+#   CB_MISS_MEMORY max_memory of the nearcache of that row (default 4mb)
 #   SKIP_BUILD=1   use the existing release binary
 # Numbers from a shared 2-core machine are noisy: compare the ratios, not the absolute rates.
 set -euo pipefail
@@ -22,6 +26,8 @@ N=${CB_N:-100000}
 CLIENTS=${CB_CLIENTS:-50}
 ROUNDS=${CB_ROUNDS:-3}
 KEYS=1000
+MISS_KEYS=${CB_MISS_KEYS:-1000000}
+MISS_MEMORY=${CB_MISS_MEMORY:-4mb}
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -60,6 +66,8 @@ sleep 1
 nc_upstream="${addrs[0]},${addrs[1]}"
 spawn_nearcache nocache "$bin" --cluster --client-auth none --max-memory 0
 nocache_port=$nc_port
+spawn_nearcache small "$bin" --cluster --client-auth none --max-memory "$MISS_MEMORY"
+small_port=$nc_port
 spawn_nearcache nc "$bin" --cluster --client-auth none --max-memory 256mb
 
 # Keys written through nearcache (it routes each to its node), spelled as redis-benchmark
@@ -69,14 +77,40 @@ awk -v n="$KEYS" -v v="$value" 'BEGIN { for (i = 0; i < n; i++) {
         printf "SET m:%012d %s\r\nSET {t}:%012d %s\r\n", i, v, i, v } }' |
     redis-cli -p "$nc_port" --pipe >/dev/null
 prime "$nc_port" m "$KEYS"
+# The miss row's key space, x:0 .. x:MISS_KEYS-1, each written to its own master (split by
+# slot here: through nearcache it would take a minute).
+python3 - "$MISS_KEYS" "$value" "${ports[@]}" <<'PY' || die "writing the miss key space failed"
+import binascii, subprocess, sys
+n, value, ports = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 
-# bench PORT CLUSTER(0|1) ARGS...: prints "rps p50 p99".
+owner = {}
+for port in ports:
+    out = subprocess.run(["redis-cli", "-p", port, "cluster", "nodes"], capture_output=True,
+                         text=True, check=True).stdout
+    me = next(l.split() for l in out.splitlines() if "myself" in l)
+    if "master" in me[2]:
+        for r in me[8:]:
+            if not r.startswith("["):
+                lo, _, hi = r.partition("-")
+                for slot in range(int(lo), int(hi or lo) + 1):
+                    owner[slot] = port
+per = {}
+for i in range(n):
+    key = "x:%012d" % i
+    per.setdefault(owner[binascii.crc_hqx(key.encode(), 0) % 16384], []).append(
+        "SET %s %s\r\n" % (key, value))
+for port, cmds in per.items():
+    subprocess.run(["redis-cli", "-p", port, "--pipe"], input="".join(cmds), text=True,
+                   check=True, capture_output=True)
+PY
+
+# bench PORT CLUSTER(0|1) ARGS...: prints "rps p50 p99". Keys over $range (default $KEYS).
 bench() {
     local port=$1 cluster=()
     [ "$2" = 1 ] && cluster=(--cluster)
     shift 2
     timeout 120 redis-benchmark "${cluster[@]}" -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$N" \
-        -r "$KEYS" --csv "$@" >"$work/bench.csv" 2>"$work/bench.err" ||
+        -r "${range:-$KEYS}" --csv "$@" >"$work/bench.csv" 2>"$work/bench.err" ||
         die "redis-benchmark $*: $(tail -n 3 "$work/bench.err")"
     grep -q '"rps"' "$work/bench.csv" ||
         die "redis-benchmark $*: no figures: $(head -c 300 "$work/bench.csv") $(tail -n 3 "$work/bench.err")"
@@ -94,16 +128,18 @@ print(r["rps"], r["p50_latency_ms"], r["p99_latency_ms"])' "$work/bench.csv" <"$
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# Keys: redis-benchmark --cluster needs `{tag}` in a key, which it replaces with a hash tag of
-# the node it sends to (so every node gets keys); through nearcache the keys are plain and
-# spread over the nodes by their own slots.
+# Keys: redis-benchmark --cluster needs `{tag}` in a key, which it replaces, for each request,
+# with the hash tag of a random slot of the node it sends to (so every node gets keys); through
+# nearcache the keys are plain and spread over the nodes by their own slots. With ~5,461 tags per
+# node, most direct GETs name a key never written and get a nil: the direct GET rows are no
+# dearer for it (a 64-byte value is one small write more).
 d_mget="MGET" n_mget="MGET" n_mget_all="MGET"
 for _ in $(seq 1 10); do
     d_mget+=" {tag}:__rand_int__"
     n_mget+=" {t}:__rand_int__"
     n_mget_all+=" m:__rand_int__"
 done
-# The direct key space, written once before it is read.
+# The direct key space, written once before it is read (as far as the tags allow, above).
 bench "${ports[0]}" 1 SET 'm:{tag}:__rand_int__' "$value" >/dev/null
 bench "${ports[0]}" 1 SET '{tag}:__rand_int__' "$value" >/dev/null
 
@@ -134,6 +170,7 @@ echo '| command | direct (--cluster) rps | nearcache rps | ratio | direct p50/p9
 echo '|---|---|---|---|---|---|'
 row "GET hit" "$nc_port" "GET m:{tag}:__rand_int__" "GET m:__rand_int__"
 row "GET, cache off" "$nocache_port" "GET m:{tag}:__rand_int__" "GET m:__rand_int__"
+range=$MISS_KEYS row "GET miss" "$small_port" "GET x:{tag}:__rand_int__" "GET x:__rand_int__"
 row "SET" "$nc_port" "SET m:{tag}:__rand_int__ $value" "SET m:__rand_int__ $value"
 row "MGET 10 keys, one slot" "$nc_port" "$d_mget" "$n_mget"
 read -r -a cmd <<<"$n_mget_all"
@@ -144,6 +181,13 @@ for _ in $(seq 1 "$ROUNDS"); do
 done
 printf '| MGET 10 keys over every node | n/a | %s | | | %s/%s |\n' \
     "$(printf '%s\n' "${n_rps[@]}" | median)" "$a" "$b"
+info=$(redis-cli -p "$small_port" nearcache info | tr -d '\r')
+hits=$(sed -n 's/^cache_hits://p' <<<"$info")
+misses=$(sed -n 's/^cache_misses://p' <<<"$info")
+echo
+echo "GET miss: keys random over $MISS_KEYS, nearcache with max_memory $MISS_MEMORY; its hit" \
+    "ratio over the row's rounds: $(python3 -c "print(round($hits / max(1, $hits + $misses), 3))")" \
+    "($hits hits, $misses misses)"
 
 # --- a master killed ---------------------------------------------------------------------
 # Writes, not reads: a cached read could be answered from memory across the kill.

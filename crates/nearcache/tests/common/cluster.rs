@@ -4,7 +4,9 @@
 //!
 //! [`Cluster::start`] returns once every node says `cluster_state:ok` and every node's
 //! `CLUSTER SLOTS` is the same, with a replica listed for each master. Every server is killed on
-//! drop (each is a [`RedisServer`] guard).
+//! drop (each is a [`RedisServer`] guard). Faults for tests to inject: [`Cluster::kill_node`]
+//! (SIGKILL), [`reshard`] (`redis-cli --cluster reshard`), and [`wait_agreed`] for the nodes left
+//! to settle after them.
 
 use std::time::Duration;
 
@@ -68,6 +70,12 @@ impl Cluster {
         })
     }
 
+    /// SIGKILLs the node at `addr` and reaps it: no process is listening there when this returns.
+    pub fn kill_node(&mut self, addr: &str) {
+        let node = self.nodes.iter_mut().find(|n| n.addr() == addr);
+        node.unwrap_or_else(|| panic!("no node at {addr}")).kill();
+    }
+
     /// The address and node id of each master, in the order of their first slot.
     pub fn masters(&self) -> Vec<(String, String)> {
         slots_view(&self.nodes[0].addr())
@@ -75,6 +83,55 @@ impl Cluster {
             .map(|(_, _, (host, port, id), _)| (format!("{host}:{port}"), id))
             .collect()
     }
+}
+
+/// Moves `slots` slots from master `from` to master `to` (node ids) with `redis-cli --cluster
+/// reshard`, asked of the node at `seed`. Blocking (run it off the async workers); panics with
+/// redis-cli's output if it fails.
+pub fn reshard(seed: &str, from: &str, to: &str, slots: u32) {
+    let slots = slots.to_string();
+    let args = [
+        "--cluster",
+        "reshard",
+        seed,
+        "--cluster-from",
+        from,
+        "--cluster-to",
+        to,
+        "--cluster-slots",
+        &slots,
+        "--cluster-yes",
+    ];
+    let out = run_tool("redis-cli", &args, None, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster reshard: {}{}",
+        out.stdout,
+        out.stderr
+    );
+}
+
+/// Waits until every node at `addrs` (the ones still running) says `cluster_state:ok` and they
+/// all return the same `CLUSTER SLOTS`, with 3 masters covering every slot; returns it. Unlike
+/// [`Cluster::wait_settled`] a master may have no replica (after a failover). Blocking.
+pub fn wait_agreed(addrs: &[String], limit: Duration) -> SlotsView {
+    poll_until(limit, "the nodes left to agree", || {
+        let ok = addrs.iter().all(|a| {
+            let info = redis_cmd_blocking(a, &[b"CLUSTER", b"INFO"]);
+            String::from_utf8_lossy(&info).contains("cluster_state:ok")
+        });
+        if !ok {
+            return None;
+        }
+        let views: Vec<SlotsView> = addrs.iter().map(|a| slots_view(a)).collect();
+        let first = views[0].clone();
+        let covered: u32 = first.iter().map(|r| u32::from(r.1 - r.0) + 1).sum();
+        let mut masters: Vec<&SlotNode> = first.iter().map(|r| &r.2).collect();
+        masters.sort();
+        masters.dedup();
+        let complete = covered == 16384 && masters.len() == 3;
+        (complete && views.iter().all(|v| *v == first)).then_some(first)
+    })
 }
 
 /// Starts one cluster-enabled node on free client and bus ports (retrying on a port race).
