@@ -860,7 +860,98 @@ async fn with_read_from_replica_misses_are_read_from_replicas_and_tracked_there(
     let node = cluster.nodes.iter_mut().find(|n| n.addr() == replica);
     node.unwrap().kill();
     for _ in 0..20 {
-        assert_eq!(c.cmd(&["GET", k]).await, bulk("3"), "read with {replica} down");
+        assert_eq!(
+            c.cmd(&["GET", k]).await,
+            bulk("3"),
+            "read with {replica} down"
+        );
     }
+    proxy.shutdown().await;
+}
+
+/// `MGET` calls each of `addrs` has served, by its `INFO commandstats`.
+async fn mgets_on(addrs: &[String]) -> Vec<u64> {
+    let mut calls = Vec::new();
+    for a in addrs {
+        calls.push(common::command_calls(&mut RawConn::connect(a).await, "mget").await);
+    }
+    calls
+}
+
+/// The RESP2 array of `values` as bulk strings.
+fn bulk_array(values: &[String]) -> Bytes {
+    let mut out = format!("*{}\r\n", values.len()).into_bytes();
+    for v in values {
+        out.extend_from_slice(&bulk(v));
+    }
+    Bytes::from(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mget_over_every_master_is_served_from_the_cache() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let keys = keys(&cluster);
+    let masters: Vec<String> = cluster.masters().into_iter().map(|(a, _)| a).collect();
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    for k in &keys {
+        assert_eq!(&c.cmd(&["SET", k, k]).await[..], b"+OK\r\n");
+    }
+    let mut mget: Vec<&str> = vec!["MGET"];
+    mget.extend(keys.iter().map(String::as_str));
+    let mut want: Vec<String> = keys.clone();
+    // Read until every key is a hit: one MGET counting a hit per key.
+    eventually(CONVERGE, "the MGET's keys cached", async || {
+        assert_eq!(c.cmd(&mget).await, bulk_array(&want));
+        let before = hits(&mut c).await;
+        assert_eq!(c.cmd(&mget).await, bulk_array(&want));
+        hits(&mut c).await == before + keys.len() as u64
+    })
+    .await;
+    let before = mgets_on(&masters).await;
+    assert_eq!(c.cmd(&mget).await, bulk_array(&want));
+    assert_eq!(mgets_on(&masters).await, before, "no MGET reached a node");
+    // A key changed straight on its master: the node's tracking drops it, and the next MGET
+    // fetches that key alone, from that node alone.
+    let changed = &keys[0];
+    let node = owner(&cluster, changed);
+    assert_eq!(&on(&node, &["SET", changed, "new"]).await[..], b"+OK\r\n");
+    want[0] = "new".into();
+    eventually(CONVERGE, "the node's invalidation", async || {
+        c.cmd(&mget).await == bulk_array(&want)
+    })
+    .await;
+    eventually(CONVERGE, "the changed key cached again", async || {
+        let before = hits(&mut c).await;
+        assert_eq!(c.cmd(&mget).await, bulk_array(&want));
+        hits(&mut c).await == before + keys.len() as u64
+    })
+    .await;
+    let h = hits(&mut c).await;
+    assert_eq!(&on(&node, &["SET", changed, "newer"]).await[..], b"+OK\r\n");
+    want[0] = "newer".into();
+    let before = mgets_on(&masters).await;
+    eventually(CONVERGE, "the second invalidation", async || {
+        c.cmd(&mget).await == bulk_array(&want)
+    })
+    .await;
+    let after = mgets_on(&masters).await;
+    for ((m, b), a) in masters.iter().zip(&before).zip(&after) {
+        if *m == node {
+            assert!(a > b, "{m} asked for the changed key");
+        } else {
+            assert_eq!(a, b, "{m} asked for nothing");
+        }
+    }
+    assert!(hits(&mut c).await > h, "the other keys were hits");
+    // RESP3 has entries of its own, filled and served the same way.
+    assert!(!c.cmd(&["HELLO", "3"]).await.starts_with(b"-"));
+    eventually(CONVERGE, "RESP3 entries cached", async || {
+        let before = hits(&mut c).await;
+        let r = c.cmd(&mget).await;
+        assert!(r.starts_with(b"*30\r\n$5\r\nnewer\r\n"), "{r:?}");
+        hits(&mut c).await == before + keys.len() as u64
+    })
+    .await;
     proxy.shutdown().await;
 }

@@ -188,6 +188,14 @@ pub struct Sent {
     rx: Option<oneshot::Receiver<UpstreamResult>>,
 }
 
+impl Sent {
+    /// A part sent on the caller's own terms (`rx` its first reply; `None`: no node serves its
+    /// slot), settled and merged by [`parts`] like the others.
+    pub fn new(again: Again, rx: Option<oneshot::Receiver<UpstreamResult>>) -> Sent {
+        Sent { again, rx }
+    }
+}
+
 /// Sends `bytes` to the master of `slot` (or the node at `to`) as `who`, now.
 pub fn send(
     nodes: &Arc<Nodes>,

@@ -10,13 +10,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
 
 use super::state::Session;
 use crate::cachelayer::{self, CacheLayer, Form, Join, Read, Stash};
 use crate::command;
 use crate::obs::metrics::Bypass;
 use crate::obs::stats::{Outcome, StampExt as _};
-use crate::reply::{self, After};
+use crate::reply::{self, After, OutMeter, UpstreamResult};
+use crate::upstream::ConnHandle;
 
 impl Session {
     /// A cacheable read on a shared connection: a hit is answered at once (in order, behind
@@ -183,6 +185,26 @@ impl Session {
         self.stamp.mark(Outcome::Miss);
         self.stamp.sent_upstream();
         let conn = self.pick_shared().await;
+        let meter = self.output.out.meter().clone();
+        let rx = self.fetch_missing(&cache, &conn, keys, items, &misses, Some(&meter));
+        self.output.link.dispatched();
+        self.queue_reply(rx, After::Nothing);
+    }
+
+    /// Fetches the keys of an MGET that missed (`misses`: their places in `keys` and their
+    /// entry keys; `items` has the hits, `None` at those places) with one MGET on `conn`,
+    /// followed by the PTTL of each not known to have no expiry, and has each cached when its
+    /// PTTL (or the MGET, for those) returns. The receiver gets the whole array: hits and
+    /// fetched values in `keys`' order (or the error Redis answered), charged to `meter`.
+    pub(super) fn fetch_missing(
+        &mut self,
+        cache: &Arc<CacheLayer>,
+        conn: &ConnHandle,
+        keys: &[Bytes],
+        items: Vec<Option<Bytes>>,
+        misses: &[(usize, Bytes)],
+        meter: Option<&Arc<OutMeter>>,
+    ) -> oneshot::Receiver<UpstreamResult> {
         let begun = conn.begin_fill(|tag| {
             let begin =
                 |(i, entry_key): &(usize, Bytes)| cache.begin(&keys[*i], tag, entry_key.clone());
@@ -192,7 +214,7 @@ impl Session {
         missing.extend(misses.iter().map(|(i, _)| keys[*i].clone()));
         let asked: Vec<usize> = misses.iter().map(|(i, _)| *i).collect();
         let stash = begun.as_ref().map(|_| Stash::default());
-        let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
+        let (to_client, rx) = reply::reply_channel(meter);
         // Keys known to have no expiry are filled when the MGET's reply lands; the others
         // after their PTTL.
         let (mut untimed, mut timed) = (Vec::new(), Vec::new());
@@ -225,8 +247,7 @@ impl Session {
                 });
             }
         }
-        self.output.link.dispatched();
-        self.queue_reply(rx, After::Nothing);
+        rx
     }
 }
 
@@ -268,7 +289,7 @@ fn mget_into(
 }
 
 /// How an MGET's keys are named in entry keys: each is cached as `MGET key`.
-fn mget_form(proto: u8, part: u32) -> Form {
+pub(super) fn mget_form(proto: u8, part: u32) -> Form {
     Form {
         proto,
         code: Some(command::MGET_CODE),

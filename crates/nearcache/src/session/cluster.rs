@@ -1,8 +1,8 @@
 //! A session's commands when the upstream is a Redis Cluster (`cluster = true`): each goes
 //! where `cluster::split` plans it: a single-slot command through the usual cache path to its
 //! slot's master ([`Session::target`]), with its reply settled by `cluster::send` (redirects
-//! followed); a split or fanned-out command to its nodes in parallel, merged; the rest answered
-//! here.
+//! followed); a split or fanned-out command to its nodes in parallel, merged (a split `MGET`
+//! through the cache first, `cluster_mget.rs`); the rest answered here.
 //!
 //! Owns the mapping from a plan to the session's sending paths. Never decides a route itself
 //! (`split`, `keyless` do), never follows a redirect itself (`cluster::send` does), and never
@@ -17,7 +17,7 @@ use crate::cluster::keyless::{Keyless, SELECT_REFUSED};
 use crate::cluster::nodes::Nodes;
 use crate::cluster::scan;
 use crate::cluster::send::{self, Again, Join, SLOT_UNSERVED};
-use crate::cluster::split::{self, Plan};
+use crate::cluster::split::{self, Plan, SplitKind};
 use crate::command::{CacheUse, Local, Route, Special};
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply::{self, After};
@@ -69,6 +69,13 @@ impl Session {
                 }
             }
             Plan::Split(split) => {
+                let split = match split.kind {
+                    SplitKind::Mget => match self.cached_split_mget(&nodes, split, args).await {
+                        Some(uncached) => uncached,
+                        None => return Ok(()),
+                    },
+                    _ => split,
+                };
                 let after = self.before_parts(args).await;
                 let sent = split
                     .parts
@@ -201,7 +208,7 @@ impl Session {
 
     /// Queues the reply merged from parts sent; the next command waits for it before going to
     /// a node (no session connection holds the parts).
-    fn queue_parts(&mut self, sent: Vec<send::Sent>, join: Join, after: After) {
+    pub(super) fn queue_parts(&mut self, sent: Vec<send::Sent>, join: Join, after: After) {
         self.stamp.sent_upstream();
         self.output.link.dispatched();
         self.conn = None;

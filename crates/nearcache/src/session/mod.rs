@@ -21,6 +21,7 @@ mod auth;
 mod cached;
 mod clients;
 mod cluster;
+mod cluster_mget;
 mod link;
 mod mode;
 mod output;
