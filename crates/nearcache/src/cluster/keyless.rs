@@ -51,7 +51,6 @@ pub enum Keyless {
     NotYet(&'static str),
 }
 
-const TX: &str = "a transaction goes to the slot of its first keyed command";
 const PROXY_ANSWER: &str = "the proxy's own answer about the cluster";
 const NO_MERGE: &str = "Redis gives no rule to merge every node's reply";
 
@@ -63,10 +62,11 @@ pub const EXCEPTIONS: &[(&str, Keyless)] = &[
     ("KEYS", Keyless::Masters(Merge::Concat)),
     ("RANDOMKEY", Keyless::Masters(Merge::FirstNonNull)),
     ("SCAN", Keyless::Scan),
-    ("MULTI", Keyless::NotYet(TX)),
-    ("EXEC", Keyless::NotYet(TX)),
-    ("DISCARD", Keyless::NotYet(TX)),
-    ("UNWATCH", Keyless::NotYet(TX)),
+    // Outside a transaction (`session/node_tx.rs` has the rest): Redis's own error, or
+    // UNWATCH's `+OK`.
+    ("EXEC", Keyless::AnyNode),
+    ("DISCARD", Keyless::AnyNode),
+    ("UNWATCH", Keyless::AnyNode),
     ("INFO", Keyless::NotYet(PROXY_ANSWER)),
     ("CLUSTER|KEYSLOT", Keyless::AnyNode),
     ("CONFIG|GET", Keyless::NotYet(PROXY_ANSWER)),

@@ -1,0 +1,302 @@
+//! Stateful sessions through the proxy in front of a real Redis Cluster (`cluster = true`,
+//! `common::cluster`: 3 masters with a replica each): transactions on the master of their
+//! slot (held `MULTI`, `WATCH`, `-CROSSSLOT` dooming the transaction, the cache coherent after
+//! `EXEC`), blocking commands unblocked by another client, `SUBSCRIBE` and `SSUBSCRIBE` relayed
+//! in RESP2 and RESP3, and the session back on shared connections after each.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::cluster::Cluster;
+use common::{eventually, Proxy, RawConn, With as _};
+use nearcache::cluster::slot::key_slot;
+
+/// How long an invalidation, a subscription or a blocked client may take to be seen.
+const CONVERGE: Duration = Duration::from_secs(10);
+const CROSSSLOT: &[u8] = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n";
+const EXECABORT: &[u8] = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
+
+fn bulk(v: &str) -> Bytes {
+    Bytes::from(format!("${}\r\n{v}\r\n", v.len()))
+}
+
+async fn proxy(cluster: &Cluster) -> Proxy {
+    let seeds = cluster.addrs()[..2].join(",");
+    let config = Proxy::config(&seeds)
+        .with("cluster", "true")
+        .with("client_auth", "none");
+    Proxy::start_config(config).await
+}
+
+async fn on(addr: &str, args: &[&str]) -> Bytes {
+    RawConn::connect(addr).await.cmd(args).await
+}
+
+fn owner(cluster: &Cluster, key: &str) -> String {
+    cluster.owner_of_slot(key_slot(key.as_bytes()))
+}
+
+/// One hash tag per master (`{t0}`, ... as found), so that `{tN}a` and `{tN}b` share a slot.
+fn tags(cluster: &Cluster) -> Vec<String> {
+    let mut found: Vec<(String, String)> = Vec::new();
+    for i in 0.. {
+        let tag = format!("{{t{i}}}");
+        let node = owner(cluster, &tag);
+        if !found.iter().any(|(_, n)| *n == node) {
+            found.push((tag, node));
+        }
+        if found.len() == 3 {
+            break;
+        }
+    }
+    found.into_iter().map(|(t, _)| t).collect()
+}
+
+/// A connection to the proxy speaking `proto`.
+async fn client(proxy: &Proxy, proto: &str) -> RawConn {
+    let mut c = RawConn::connect(&proxy.addr()).await;
+    let hello = c.cmd(&["HELLO", proto]).await;
+    assert!(!hello.starts_with(b"-"), "HELLO {proto}: {hello:?}");
+    c
+}
+
+/// `NEARCACHE INFO`'s `cache_hits`.
+async fn hits(c: &mut RawConn) -> u64 {
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    let info = String::from_utf8_lossy(&info);
+    info.lines()
+        .find_map(|l| l.strip_prefix("cache_hits:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cache_hits in {info}"))
+}
+
+/// Reads `key` until a read is a cache hit answering `value`.
+async fn cached(c: &mut RawConn, key: &str, value: &str) {
+    let before = hits(c).await;
+    eventually(CONVERGE, &format!("{key} cached"), async || {
+        assert_eq!(c.cmd(&["GET", key]).await, bulk(value));
+        hits(c).await > before
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_run_on_the_master_of_their_slot() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let tags = tags(&cluster);
+    let mut other = client(&proxy, "2").await;
+    for proto in ["2", "3"] {
+        let mut c = client(&proxy, proto).await;
+        let (null_array, null): (&[u8], &str) = if proto == "3" {
+            (b"_\r\n", "_\r\n")
+        } else {
+            (b"*-1\r\n", "$-1\r\n")
+        };
+        for tag in &tags {
+            // Held MULTI and PING, sent to the node of the first key; the node ran them.
+            let (a, b) = (format!("{tag}a:{proto}"), format!("{tag}b:{proto}"));
+            let (a, b) = (a.as_str(), b.as_str());
+            let replies = c
+                .pipeline(&[
+                    vec!["MULTI"],
+                    vec!["PING"],
+                    vec!["SET", a, "1"],
+                    vec!["INCR", a],
+                    vec!["SET", b, "x"],
+                    vec!["EXEC"],
+                ])
+                .await;
+            assert_eq!(&replies[0][..], b"+OK\r\n", "{tag} RESP{proto}");
+            for queued in &replies[1..5] {
+                assert_eq!(&queued[..], b"+QUEUED\r\n", "{tag} RESP{proto}");
+            }
+            assert_eq!(&replies[5][..], b"*4\r\n+PONG\r\n+OK\r\n:2\r\n+OK\r\n");
+            assert_eq!(on(&owner(&cluster, a), &["GET", a]).await, bulk("2"));
+            assert_eq!(on(&owner(&cluster, b), &["GET", b]).await, bulk("x"));
+        }
+        let (t0, t1) = (&tags[0], &tags[1]);
+        let (k, far) = (format!("{t0}k:{proto}"), format!("{t1}k:{proto}"));
+        let (k, far) = (k.as_str(), far.as_str());
+        // One command at a time, as a client that waits for each reply does.
+        assert_eq!(&c.cmd(&["MULTI"]).await[..], b"+OK\r\n");
+        assert_eq!(&c.cmd(&["SET", k, "v"]).await[..], b"+QUEUED\r\n");
+        assert_eq!(&c.cmd(&["GET", k]).await[..], b"+QUEUED\r\n");
+        assert_eq!(
+            c.cmd(&["EXEC"]).await,
+            format!("*2\r\n+OK\r\n{}", bulk_str("v"))
+        );
+
+        // No key at all: any master runs it.
+        let replies = c
+            .pipeline(&[vec!["MULTI"], vec!["PING", "hi"], vec!["EXEC"]])
+            .await;
+        assert_eq!(replies[2], format!("*1\r\n{}", bulk_str("hi")));
+        // DISCARD before and after the node is known: nothing runs.
+        for queued in [&["PING"][..], &["SET", k, "discarded"]] {
+            assert_eq!(&c.cmd(&["MULTI"]).await[..], b"+OK\r\n");
+            assert_eq!(&c.cmd(queued).await[..], b"+QUEUED\r\n");
+            assert_eq!(&c.cmd(&["DISCARD"]).await[..], b"+OK\r\n");
+        }
+        assert_eq!(c.cmd(&["GET", k]).await, bulk("v"));
+        assert_eq!(&c.cmd(&["MULTI"]).await[..], b"+OK\r\n");
+        assert_eq!(
+            &c.cmd(&["MULTI"]).await[..],
+            b"-ERR MULTI calls can not be nested\r\n"
+        );
+        assert_eq!(&c.cmd(&["DISCARD"]).await[..], b"+OK\r\n");
+        assert_eq!(&c.cmd(&["EXEC"]).await[..], b"-ERR EXEC without MULTI\r\n");
+
+        // A command of another slot, on the node or before it is known, dooms the transaction.
+        let replies = c
+            .pipeline(&[
+                vec!["MULTI"],
+                vec!["SET", k, "doomed"],
+                vec!["SET", far, "doomed"],
+                vec!["EXEC"],
+            ])
+            .await;
+        assert_eq!(&replies[2][..], CROSSSLOT);
+        assert_eq!(&replies[3][..], EXECABORT);
+        let replies = c
+            .pipeline(&[
+                vec!["MULTI"],
+                vec!["MGET", k, far],
+                vec!["SET", k, "doomed"],
+                vec!["EXEC"],
+            ])
+            .await;
+        assert_eq!(&replies[1][..], CROSSSLOT);
+        assert_eq!(&replies[3][..], EXECABORT);
+        assert_eq!(c.cmd(&["GET", k]).await, bulk("v"));
+        assert_eq!(c.cmd(&["GET", far]).await, null);
+
+        // WATCH: a write by another client in between aborts; none commits.
+        assert_eq!(&c.cmd(&["WATCH", k]).await[..], b"+OK\r\n");
+        assert_eq!(&c.cmd(&["WATCH", far]).await[..], CROSSSLOT);
+        assert_eq!(&other.cmd(&["SET", k, "theirs"]).await[..], b"+OK\r\n");
+        let replies = c
+            .pipeline(&[vec!["MULTI"], vec!["SET", k, "mine"], vec!["EXEC"]])
+            .await;
+        assert_eq!(&replies[2][..], null_array, "RESP{proto}");
+        assert_eq!(c.cmd(&["GET", k]).await, bulk("theirs"));
+        assert_eq!(&c.cmd(&["WATCH", k]).await[..], b"+OK\r\n");
+        let replies = c
+            .pipeline(&[vec!["MULTI"], vec!["APPEND", k, "+"], vec!["EXEC"]])
+            .await;
+        assert_eq!(&replies[2][..], b"*1\r\n:7\r\n");
+        assert_eq!(&c.cmd(&["WATCH", k]).await[..], b"+OK\r\n");
+        assert_eq!(&c.cmd(&["UNWATCH"]).await[..], b"+OK\r\n");
+
+        // A cached key written inside EXEC reads back new, here and for another client.
+        assert_eq!(&c.cmd(&["SET", k, "old"]).await[..], b"+OK\r\n");
+        cached(&mut c, k, "old").await;
+        cached(&mut other, k, "old").await;
+        let replies = c
+            .pipeline(&[
+                vec!["MULTI"],
+                vec!["SET", k, "new"],
+                vec!["EXEC"],
+                vec!["GET", k],
+            ])
+            .await;
+        assert_eq!(&replies[2][..], b"*1\r\n+OK\r\n");
+        assert_eq!(replies[3], bulk("new"));
+        assert_eq!(other.cmd(&["GET", k]).await, bulk("new"));
+        // Back on shared connections: reads are cached again, splits work.
+        cached(&mut c, k, "new").await;
+        let mget = c.cmd(&["MGET", k, far]).await;
+        assert_eq!(mget, format!("*2\r\n{}{null}", bulk_str("new")));
+    }
+    proxy.shutdown().await;
+}
+
+fn bulk_str(v: &str) -> String {
+    format!("${}\r\n{v}\r\n", v.len())
+}
+
+/// `blocked_clients` of the node at `addr`.
+async fn blocked(addr: &str) -> u64 {
+    let info = on(addr, &["INFO", "clients"]).await;
+    String::from_utf8_lossy(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix("blocked_clients:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("blocked_clients in INFO")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_commands_and_subscriptions_hold_a_node_s_connection() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let tags = tags(&cluster);
+    let mut other = client(&proxy, "2").await;
+    for proto in ["2", "3"] {
+        let push = if proto == "3" { '>' } else { '*' };
+        let mut c = client(&proxy, proto).await;
+        for tag in &tags {
+            // BLPOP waits on the key's master until another client pushes.
+            let list = format!("{tag}list:{proto}");
+            let node = owner(&cluster, &list);
+            c.send(&["BLPOP", &list, "0"]).await;
+            eventually(CONVERGE, "BLPOP blocked on its node", async || {
+                blocked(&node).await == 1
+            })
+            .await;
+            assert_eq!(&other.cmd(&["RPUSH", &list, "v"]).await[..], b":1\r\n");
+            let popped = format!("*2\r\n{}{}", bulk_str(&list), bulk_str("v"));
+            assert_eq!(c.read_raw().await, popped);
+            assert_eq!(blocked(&node).await, 0);
+        }
+        let (a, b) = (format!("{}x", tags[0]), format!("{}x", tags[1]));
+        let (a, b) = (a.as_str(), b.as_str());
+        assert_eq!(&c.cmd(&["BLPOP", a, b, "1"]).await[..], CROSSSLOT);
+        assert_eq!(&c.cmd(&["SET", a, "after"]).await[..], b"+OK\r\n");
+        assert_eq!(c.cmd(&["GET", a]).await, bulk("after"));
+
+        // SUBSCRIBE on one master gets what is published on any node.
+        let ch = format!("ch:{proto}");
+        let confirm = format!("{push}3\r\n$9\r\nsubscribe\r\n{}:1\r\n", bulk_str(&ch));
+        assert_eq!(c.cmd(&["SUBSCRIBE", &ch]).await, confirm);
+        assert_eq!(&other.cmd(&["PUBLISH", &ch, "one"]).await[..], b":1\r\n");
+        let message = |m: &str| {
+            format!(
+                "{push}3\r\n$7\r\nmessage\r\n{}{}",
+                bulk_str(&ch),
+                bulk_str(m)
+            )
+        };
+        assert_eq!(c.read_raw().await, message("one"));
+        for node in cluster.addrs() {
+            on(&node, &["PUBLISH", &ch, "two"]).await;
+            assert_eq!(c.read_raw().await, message("two"), "published on {node}");
+        }
+        let bye = format!("{push}3\r\n$11\r\nunsubscribe\r\n{}:0\r\n", bulk_str(&ch));
+        assert_eq!(c.cmd(&["UNSUBSCRIBE"]).await, bye);
+        assert_eq!(c.cmd(&["GET", a]).await, bulk("after"));
+
+        // SSUBSCRIBE on the master of the shard channel's slot.
+        for tag in &tags {
+            let sch = format!("{tag}sch:{proto}");
+            let confirm = format!("{push}3\r\n$10\r\nssubscribe\r\n{}:1\r\n", bulk_str(&sch));
+            assert_eq!(c.cmd(&["SSUBSCRIBE", &sch]).await, confirm);
+            assert_eq!(&other.cmd(&["SPUBLISH", &sch, "s"]).await[..], b":1\r\n");
+            let smessage = format!(
+                "{push}3\r\n$8\r\nsmessage\r\n{}{}",
+                bulk_str(&sch),
+                bulk_str("s")
+            );
+            assert_eq!(c.read_raw().await, smessage);
+            let bye = format!("{push}3\r\n$12\r\nsunsubscribe\r\n{}:0\r\n", bulk_str(&sch));
+            // Without channels: the session leaves the node only once subscribed to nothing.
+            assert_eq!(c.cmd(&["SUNSUBSCRIBE"]).await, bye);
+            assert_eq!(&c.cmd(&["PING"]).await[..], b"+PONG\r\n");
+        }
+        let (s1, s2) = (format!("{}s", tags[0]), format!("{}s", tags[1]));
+        assert_eq!(&c.cmd(&["SSUBSCRIBE", &s1, &s2]).await[..], CROSSSLOT);
+        assert_eq!(c.cmd(&["GET", a]).await, bulk("after"));
+    }
+    proxy.shutdown().await;
+}
