@@ -2,7 +2,8 @@
 //! `common::cluster`: 3 masters with a replica each): transactions on the master of their
 //! slot (held `MULTI`, `WATCH`, `-CROSSSLOT` dooming the transaction, the cache coherent after
 //! `EXEC`), blocking commands unblocked by another client, `SUBSCRIBE` and `SSUBSCRIBE` relayed
-//! in RESP2 and RESP3, and the session back on shared connections after each.
+//! in RESP2 and RESP3, and the session back on shared connections after each; `INFO`,
+//! `CONFIG` and `CLUSTER` answered as by one Redis without cluster support.
 
 mod common;
 
@@ -297,6 +298,47 @@ async fn blocking_commands_and_subscriptions_hold_a_node_s_connection() {
         let (s1, s2) = (format!("{}s", tags[0]), format!("{}s", tags[1]));
         assert_eq!(&c.cmd(&["SSUBSCRIBE", &s1, &s2]).await[..], CROSSSLOT);
         assert_eq!(c.cmd(&["GET", a]).await, bulk("after"));
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_config_and_cluster_describe_one_redis() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let masters: Vec<String> = cluster.masters().into_iter().map(|(a, _)| a).collect();
+    for proto in ["2", "3"] {
+        let mut c = client(&proxy, proto).await;
+        let info = String::from_utf8_lossy(&c.cmd(&["INFO"]).await).into_owned();
+        assert!(info.contains("cluster_enabled:0\r\n"), "{info}");
+        assert!(info.contains("redis_version:"), "{info}");
+        for sub in ["SLOTS", "SHARDS", "NODES", "INFO"] {
+            assert_eq!(
+                &c.cmd(&["CLUSTER", sub]).await[..],
+                b"-ERR This instance has cluster support disabled\r\n",
+                "CLUSTER {sub}"
+            );
+        }
+        assert_eq!(
+            &c.cmd(&["CLUSTER", "KEYSLOT", "foo"]).await[..],
+            b":12182\r\n"
+        );
+        // CONFIG SET reaches every master; CONFIG GET reads the first.
+        let value = if proto == "2" {
+            "allkeys-lru"
+        } else {
+            "noeviction"
+        };
+        assert_eq!(
+            &c.cmd(&["CONFIG", "SET", "maxmemory-policy", value]).await[..],
+            b"+OK\r\n"
+        );
+        for m in &masters {
+            let got = on(m, &["CONFIG", "GET", "maxmemory-policy"]).await;
+            assert!(got.ends_with(&bulk(value)), "{m}: {got:?}");
+        }
+        let got = c.cmd(&["CONFIG", "GET", "maxmemory-policy"]).await;
+        assert!(got.ends_with(&bulk(value)), "{got:?}");
     }
     proxy.shutdown().await;
 }

@@ -215,9 +215,15 @@ impl Session {
             }
             Special::Info => {
                 let (registry, max) = (self.me.registry().clone(), self.ctx.clients.max_clients());
+                let cluster = self.ctx.cluster.is_some();
                 patch(move |reply| {
                     let reply = reply?;
-                    Some(crate::clients::info_clients(&reply, &registry, max).unwrap_or(reply))
+                    let reply =
+                        crate::clients::info_clients(&reply, &registry, max).unwrap_or(reply);
+                    Some(match cluster {
+                        true => crate::cluster::merge::info_as_one_node(reply),
+                        false => reply,
+                    })
                 })
             }
             Special::Hello => {
