@@ -190,6 +190,22 @@ async fn transactions_run_on_the_master_of_their_slot() {
         assert_eq!(&replies[2][..], b"*1\r\n:7\r\n");
         assert_eq!(&c.cmd(&["WATCH", k]).await[..], b"+OK\r\n");
         assert_eq!(&c.cmd(&["UNWATCH"]).await[..], b"+OK\r\n");
+        // A WATCH of nothing keeps no node: a key of another slot is served after it.
+        assert_eq!(
+            &c.cmd(&["WATCH"]).await[..],
+            b"-ERR wrong number of arguments for 'watch' command\r\n"
+        );
+        assert_eq!(c.cmd(&["GET", far]).await, null);
+        // RESET ends the transaction on its node: nothing queued runs.
+        let replies = c
+            .pipeline(&[vec!["MULTI"], vec!["SET", k, "reset"], vec!["RESET"]])
+            .await;
+        assert_eq!(&replies[2][..], b"+RESET\r\n");
+        assert_eq!(&c.cmd(&["EXEC"]).await[..], b"-ERR EXEC without MULTI\r\n");
+        if proto == "3" {
+            c.hello3().await;
+        }
+        assert_eq!(c.cmd(&["GET", k]).await, bulk("theirs+"));
 
         // A cached key written inside EXEC reads back new, here and for another client.
         assert_eq!(&c.cmd(&["SET", k, "old"]).await[..], b"+OK\r\n");

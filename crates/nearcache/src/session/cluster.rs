@@ -54,7 +54,8 @@ impl Session {
                 return Ok(());
             }
             (_, Special::Tracking) => Some("client-side tracking through the proxy"),
-            (Route::Shared, _) => None,
+            // Malformed: the node's own error (`node_tx.rs` took the well-formed ones).
+            (Route::Shared | Route::Transient, _) => None,
             (Route::Relay, _) => Some("commands whose replies are relayed (MONITOR, CLIENT REPLY)"),
             _ => Some("commands that keep connection state for the rest of the session"),
         };

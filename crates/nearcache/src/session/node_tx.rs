@@ -93,6 +93,9 @@ impl Session {
                 self.node_tx.held_multi = true;
                 self.answer(reply::simple("OK"));
             }
+            // A call Redis refuses at once (`WATCH` without keys): its error from any node,
+            // with no connection kept for a WATCH that watches nothing.
+            Route::Transient if !split::well_formed(self.spec, args) => return Ok(false),
             Route::Transient => self.pin_for(nodes, args, rd).await?,
             Route::Relay if self.spec.special == Special::Subscribe => {
                 self.subscribe(nodes, args, rd).await?
