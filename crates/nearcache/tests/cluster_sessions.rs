@@ -3,7 +3,8 @@
 //! slot (held `MULTI`, `WATCH`, `-CROSSSLOT` dooming the transaction, the cache coherent after
 //! `EXEC`), blocking commands unblocked by another client, `SUBSCRIBE` and `SSUBSCRIBE` relayed
 //! in RESP2 and RESP3, and the session back on shared connections after each; `INFO`,
-//! `CONFIG` and `CLUSTER` answered as by one Redis without cluster support.
+//! `CONFIG` and `CLUSTER` answered as by one Redis without cluster support; a transaction
+//! run as the client's own ACL user.
 
 mod common;
 
@@ -319,7 +320,7 @@ async fn blocking_commands_and_subscriptions_hold_a_node_s_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn info_config_and_cluster_describe_one_redis() {
+async fn info_config_cluster_and_an_acl_user_s_transaction() {
     let cluster = Cluster::start();
     let proxy = proxy(&cluster).await;
     let masters: Vec<String> = cluster.masters().into_iter().map(|(a, _)| a).collect();
@@ -356,5 +357,38 @@ async fn info_config_and_cluster_describe_one_redis() {
         let got = c.cmd(&["CONFIG", "GET", "maxmemory-policy"]).await;
         assert!(got.ends_with(&bulk(value)), "{got:?}");
     }
+    proxy.shutdown().await;
+
+    // `client_auth = passthrough`: a transaction runs as the client's ACL user on its node.
+    for node in cluster.addrs() {
+        let acl = [
+            "ACL",
+            "SETUSER",
+            "alice",
+            "on",
+            ">apw",
+            "~a:*",
+            "+@transaction",
+            "+set",
+        ];
+        assert_eq!(&on(&node, &acl).await[..], b"+OK\r\n", "{node}");
+    }
+    let seeds = cluster.addrs()[..2].join(",");
+    let proxy = Proxy::start_config(Proxy::config(&seeds).with("cluster", "true")).await;
+    let mut alice = RawConn::connect(&proxy.addr()).await;
+    assert_eq!(&alice.cmd(&["AUTH", "alice", "apw"]).await[..], b"+OK\r\n");
+    let replies = alice
+        .pipeline(&[vec!["MULTI"], vec!["SET", "a:1", "alice"], vec!["EXEC"]])
+        .await;
+    assert_eq!(&replies[2][..], b"*1\r\n+OK\r\n");
+    assert_eq!(
+        on(&owner(&cluster, "a:1"), &["GET", "a:1"]).await,
+        bulk("alice")
+    );
+    let replies = alice
+        .pipeline(&[vec!["MULTI"], vec!["SET", "b:1", "alice"], vec!["EXEC"]])
+        .await;
+    assert!(replies[1].starts_with(b"-NOPERM"), "{:?}", replies[1]);
+    assert_eq!(&replies[2][..], EXECABORT);
     proxy.shutdown().await;
 }
