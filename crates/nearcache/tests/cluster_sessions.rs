@@ -268,9 +268,27 @@ async fn blocking_commands_and_subscriptions_hold_a_node_s_connection() {
             assert_eq!(c.read_raw().await, popped);
             assert_eq!(blocked(&node).await, 0);
         }
+        // XREAD BLOCK too, on the stream's master.
+        let stream = format!("{}stream:{proto}", tags[2]);
+        let node = owner(&cluster, &stream);
+        c.send(&["XREAD", "BLOCK", "0", "STREAMS", &stream, "$"])
+            .await;
+        eventually(CONVERGE, "XREAD blocked on its node", async || {
+            blocked(&node).await == 1
+        })
+        .await;
+        let id = other.cmd(&["XADD", &stream, "*", "f", "v"]).await;
+        assert!(id.starts_with(b"$"), "XADD: {id:?}");
+        let read = c.read_raw().await;
+        assert!(
+            read.windows(id.len()).any(|w| w == &id[..]),
+            "XREAD: {read:?} lacks {id:?}"
+        );
         let (a, b) = (format!("{}x", tags[0]), format!("{}x", tags[1]));
         let (a, b) = (a.as_str(), b.as_str());
         assert_eq!(&c.cmd(&["BLPOP", a, b, "1"]).await[..], CROSSSLOT);
+        let blmove = ["BLMOVE", a, b, "LEFT", "RIGHT", "1"];
+        assert_eq!(&c.cmd(&blmove).await[..], CROSSSLOT);
         assert_eq!(&c.cmd(&["SET", a, "after"]).await[..], b"+OK\r\n");
         assert_eq!(c.cmd(&["GET", a]).await, bulk("after"));
 
