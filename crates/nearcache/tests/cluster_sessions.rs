@@ -410,3 +410,41 @@ async fn info_config_cluster_and_an_acl_user_s_transaction() {
     assert_eq!(&replies[2][..], EXECABORT);
     proxy.shutdown().await;
 }
+
+/// A slot that moves while a transaction holds its node's connection: the node's `MOVED`
+/// reaches the client, never followed, and `EXEC` discards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_under_a_transaction_is_the_client_s_error() {
+    let cluster = Cluster::start();
+    let proxy = proxy(&cluster).await;
+    let mut c = client(&proxy, "2").await;
+    assert_eq!(&c.cmd(&["SET", "mv", "1"]).await[..], b"+OK\r\n");
+    assert_eq!(&c.cmd(&["WATCH", "mv"]).await[..], b"+OK\r\n");
+
+    let slot = key_slot(b"mv").to_string();
+    let masters = cluster.masters();
+    let src = owner(&cluster, "mv");
+    let src_id = &masters.iter().find(|(a, _)| *a == src).unwrap().1;
+    let (dest, dest_id) = masters.iter().find(|(a, _)| *a != src).unwrap();
+    let ok = |b: Bytes| assert_eq!(&b[..], b"+OK\r\n", "{b:?}");
+    ok(on(dest, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", src_id]).await);
+    ok(on(&src, &["CLUSTER", "SETSLOT", &slot, "MIGRATING", dest_id]).await);
+    let (host, port) = dest.rsplit_once(':').unwrap();
+    let migrate = ["MIGRATE", host, port, "", "0", "5000", "KEYS", "mv"];
+    ok(on(&src, &migrate).await);
+    for (addr, _) in &masters {
+        ok(on(addr, &["CLUSTER", "SETSLOT", &slot, "NODE", dest_id]).await);
+    }
+
+    let replies = c
+        .pipeline(&[vec!["MULTI"], vec!["SET", "mv", "2"], vec!["EXEC"]])
+        .await;
+    assert_eq!(&replies[0][..], b"+OK\r\n");
+    let moved = format!("-MOVED {slot} {dest}\r\n");
+    assert_eq!(replies[1], moved);
+    assert_eq!(&replies[2][..], EXECABORT);
+    // Back on shared connections, where MOVED is followed.
+    assert_eq!(c.cmd(&["GET", "mv"]).await, bulk("1"));
+    assert_eq!(on(dest, &["GET", "mv"]).await, bulk("1"));
+    proxy.shutdown().await;
+}
