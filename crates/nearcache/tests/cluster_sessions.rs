@@ -28,7 +28,8 @@ async fn proxy(cluster: &Cluster) -> Proxy {
     let seeds = cluster.addrs()[..2].join(",");
     let config = Proxy::config(&seeds)
         .with("cluster", "true")
-        .with("client_auth", "none");
+        .with("client_auth", "none")
+        .with("admin_listen", "127.0.0.1:0");
     Proxy::start_config(config).await
 }
 
@@ -62,6 +63,16 @@ async fn client(proxy: &Proxy, proto: &str) -> RawConn {
     let hello = c.cmd(&["HELLO", proto]).await;
     assert!(!hello.starts_with(b"-"), "HELLO {proto}: {hello:?}");
     c
+}
+
+/// Waits until no session holds a node's connection of its own: every one taken was given
+/// back, counted once.
+async fn none_pinned(proxy: &Proxy) {
+    let admin = proxy.admin.expect("an admin port");
+    eventually(CONVERGE, "no session pinned", async || {
+        common::metric(admin, "nearcache_pinned_sessions").await == 0.0
+    })
+    .await;
 }
 
 /// `NEARCACHE INFO`'s `cache_hits`.
@@ -228,6 +239,7 @@ async fn transactions_run_on_the_master_of_their_slot() {
         let mget = c.cmd(&["MGET", k, far]).await;
         assert_eq!(mget, format!("*2\r\n{}{null}", bulk_str("new")));
     }
+    none_pinned(&proxy).await;
     proxy.shutdown().await;
 }
 
@@ -263,6 +275,11 @@ async fn blocking_commands_and_subscriptions_hold_a_node_s_connection() {
                 blocked(&node).await == 1
             })
             .await;
+            let admin = proxy.admin.expect("an admin port");
+            assert_eq!(
+                common::metric(admin, "nearcache_pinned_sessions").await,
+                1.0
+            );
             assert_eq!(&other.cmd(&["RPUSH", &list, "v"]).await[..], b":1\r\n");
             let popped = format!("*2\r\n{}{}", bulk_str(&list), bulk_str("v"));
             assert_eq!(c.read_raw().await, popped);
@@ -334,6 +351,7 @@ async fn blocking_commands_and_subscriptions_hold_a_node_s_connection() {
         assert_eq!(&c.cmd(&["SSUBSCRIBE", &s1, &s2]).await[..], CROSSSLOT);
         assert_eq!(c.cmd(&["GET", a]).await, bulk("after"));
     }
+    none_pinned(&proxy).await;
     proxy.shutdown().await;
 }
 
