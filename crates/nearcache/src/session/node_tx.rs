@@ -133,10 +133,8 @@ impl Session {
         };
         let Some((_, pool)) = node else {
             self.node_tx = NodeTx::default();
-            {
-                self.answer(reply::error(SLOT_UNSERVED));
-                return Ok(());
-            }
+            self.answer(reply::error(SLOT_UNSERVED));
+            return Ok(());
         };
         if self.open_on(pool, rd).await? {
             self.count_dedicated_read(args);
@@ -166,10 +164,8 @@ impl Session {
             _ => nodes.any(),
         };
         let Some((_, pool)) = node else {
-            {
-                self.answer(reply::error(SLOT_UNSERVED));
-                return Ok(());
-            }
+            self.answer(reply::error(SLOT_UNSERVED));
+            return Ok(());
         };
         if self.take_dedicated(Some(pool), rd).await? {
             self.mode = Mode::Relay;
@@ -209,19 +205,15 @@ impl Session {
         match self.spec.tx {
             TxEffect::Exec if self.node_tx.aborted => {
                 self.end_tx();
-                {
-                    self.answer(reply::error(EXECABORT));
-                    return Ok(());
-                }
+                self.answer(reply::error(EXECABORT));
+                return Ok(());
             }
             // No key at all: any master runs it.
             TxEffect::Exec => return self.send_held(nodes.any(), args, rd).await,
             TxEffect::Discard => {
                 self.end_tx();
-                {
-                    self.answer(reply::simple("OK"));
-                    return Ok(());
-                }
+                self.answer(reply::simple("OK"));
+                return Ok(());
             }
             TxEffect::Multi => {
                 self.answer(reply::error(NESTED));
