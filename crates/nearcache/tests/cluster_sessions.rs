@@ -161,6 +161,20 @@ async fn transactions_run_on_the_master_of_their_slot() {
         );
         assert_eq!(&c.cmd(&["DISCARD"]).await[..], b"+OK\r\n");
         assert_eq!(&c.cmd(&["EXEC"]).await[..], b"-ERR EXEC without MULTI\r\n");
+        // SELECT n inside MULTI: Redis Cluster's refusal, and the transaction doomed.
+        let replies = c
+            .pipeline(&[
+                vec!["MULTI"],
+                vec!["SELECT", "1"],
+                vec!["SET", k, "doomed"],
+                vec!["EXEC"],
+            ])
+            .await;
+        assert_eq!(
+            &replies[1][..],
+            b"-ERR SELECT is not allowed in cluster mode\r\n"
+        );
+        assert_eq!(&replies[3][..], EXECABORT);
 
         // A command of another slot, on the node or before it is known, dooms the transaction.
         let replies = c

@@ -18,7 +18,7 @@ use bytes::Bytes;
 
 use super::state::{Mode, Session, Stop};
 use super::tx::NodeTx;
-use crate::cluster::keyless::{self, Keyless};
+use crate::cluster::keyless::{self, Keyless, SELECT_REFUSED};
 use crate::cluster::nodes::Nodes;
 use crate::cluster::redirect::CROSSSLOT;
 use crate::cluster::send::SLOT_UNSERVED;
@@ -307,6 +307,9 @@ impl Session {
     /// Why the command being handled cannot run inside a transaction through the proxy: what
     /// would change the node's connection for the rest of the session.
     fn not_in_tx(&mut self, route: Route, args: &[Bytes]) -> Option<Bytes> {
+        if self.spec.special == Special::Select && route == Route::Session {
+            return Some(reply::error(SELECT_REFUSED));
+        }
         let pins = matches!(route, Route::Session | Route::Relay | Route::Replicate)
             || self.spec.special == Special::Hello;
         pins.then(|| self.not_yet_reply(args, WHY_PINNED))
