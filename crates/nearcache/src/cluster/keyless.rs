@@ -51,7 +51,6 @@ pub enum Keyless {
     NotYet(&'static str),
 }
 
-const TX: &str = "a transaction goes to the slot of its first keyed command";
 const PROXY_ANSWER: &str = "the proxy's own answer about the cluster";
 const NO_MERGE: &str = "Redis gives no rule to merge every node's reply";
 
@@ -63,15 +62,26 @@ pub const EXCEPTIONS: &[(&str, Keyless)] = &[
     ("KEYS", Keyless::Masters(Merge::Concat)),
     ("RANDOMKEY", Keyless::Masters(Merge::FirstNonNull)),
     ("SCAN", Keyless::Scan),
-    ("MULTI", Keyless::NotYet(TX)),
-    ("EXEC", Keyless::NotYet(TX)),
-    ("DISCARD", Keyless::NotYet(TX)),
-    ("UNWATCH", Keyless::NotYet(TX)),
-    ("INFO", Keyless::NotYet(PROXY_ANSWER)),
+    // Outside a transaction (`session/node_tx.rs` has the rest): Redis's own error, or
+    // UNWATCH's `+OK`.
+    ("EXEC", Keyless::AnyNode),
+    ("DISCARD", Keyless::AnyNode),
+    ("UNWATCH", Keyless::AnyNode),
+    // all_shards/special in Redis's tips: the first master's, its `# Clients` the proxy's and
+    // `cluster_enabled:0` (the proxy stands for one Redis without cluster support).
+    ("INFO", Keyless::AnyNode),
     ("CLUSTER|KEYSLOT", Keyless::AnyNode),
-    ("CONFIG|GET", Keyless::NotYet(PROXY_ANSWER)),
-    ("CONFIG|SET", Keyless::NotYet(PROXY_ANSWER)),
+    // No tips: the settings are meant to be the same on every master, and a change made
+    // through the proxy is made on each (CONFIG SET's own tips say all_nodes).
+    ("CONFIG|GET", Keyless::AnyNode),
+    ("CONFIG|RESETSTAT", Keyless::Masters(Merge::AllOk)),
+    ("CONFIG|REWRITE", Keyless::Masters(Merge::AllOk)),
 ];
+
+/// What a Redis without cluster support answers to `CLUSTER ...`: what the proxy answers for
+/// every subcommand but `KEYSLOT` (clients of the proxy see one Redis; a cluster-aware client
+/// must be pointed at the nodes themselves).
+pub const NO_CLUSTER: &str = "ERR This instance has cluster support disabled";
 
 /// Redis Cluster's own reply to `SELECT n` for n other than 0.
 pub const SELECT_REFUSED: &str = "ERR SELECT is not allowed in cluster mode";
@@ -90,9 +100,9 @@ pub fn classify(spec: &CommandSpec, args: &[Bytes]) -> Keyless {
         return *k;
     }
     // Every other CLUSTER subcommand is about the node it reaches (its slots, its keys, its
-    // view): a proxy standing for the whole cluster must answer for it.
+    // view), which the proxy hides.
     if full.starts_with("CLUSTER") {
-        return Keyless::NotYet(PROXY_ANSWER);
+        return Keyless::Refuse(NO_CLUSTER);
     }
     let Some(redis) = spec.redis else {
         return Keyless::AnyNode;
@@ -152,13 +162,25 @@ mod tests {
         assert_eq!(of("SELECT 0"), Keyless::Local);
         assert_eq!(of("SELECT 3"), Keyless::Refuse(SELECT_REFUSED));
         assert!(matches!(of("SCAN 0"), Keyless::Scan));
-        assert!(matches!(of("INFO"), Keyless::NotYet(_)));
-        assert!(matches!(of("CLUSTER SLOTS"), Keyless::NotYet(_)));
-        assert!(matches!(
-            of("CLUSTER COUNTKEYSINSLOT 1"),
-            Keyless::NotYet(_)
-        ));
+        assert_eq!(of("INFO"), Keyless::AnyNode);
+        assert_eq!(of("INFO keyspace"), Keyless::AnyNode);
+        for cluster in [
+            "CLUSTER SLOTS",
+            "CLUSTER SHARDS",
+            "CLUSTER INFO",
+            "CLUSTER NODES",
+        ] {
+            assert_eq!(of(cluster), Keyless::Refuse(NO_CLUSTER), "{cluster}");
+        }
+        assert_eq!(of("CLUSTER COUNTKEYSINSLOT 1"), Keyless::Refuse(NO_CLUSTER));
         assert_eq!(of("CLUSTER KEYSLOT foo"), Keyless::AnyNode);
+        assert_eq!(of("CONFIG GET maxmemory"), Keyless::AnyNode);
+        assert_eq!(
+            of("CONFIG SET maxmemory 0"),
+            Keyless::AllNodes(Merge::AllOk)
+        );
+        assert_eq!(of("CONFIG RESETSTAT"), Keyless::Masters(Merge::AllOk));
+        assert_eq!(of("EXEC"), Keyless::AnyNode);
     }
 
     #[test]

@@ -11,6 +11,19 @@ use resp::Frame;
 use super::keyless::Merge;
 use super::split::{Split, SplitKind};
 
+/// An `INFO` reply of a node as the proxy's: `cluster_enabled:0`, as the proxy stands for one
+/// Redis (`CLUSTER ...` is refused as by a Redis without cluster support). Same length, so the
+/// bulk or verbatim string's header stays true; any other reply as it is.
+pub fn info_as_one_node(reply: bytes::Bytes) -> bytes::Bytes {
+    const ON: &[u8] = b"cluster_enabled:1";
+    let Some(at) = reply.windows(ON.len()).position(|w| w == ON) else {
+        return reply;
+    };
+    let mut out = reply.to_vec();
+    out[at + ON.len() - 1] = b'0';
+    out.into()
+}
+
 fn unexpected(what: &str) -> Frame {
     Frame::error(format!(
         "ERR nearcache: unexpected reply from a cluster node ({what})"
@@ -150,5 +163,29 @@ pub fn merge_fanout(merge: Merge, replies: Vec<Frame>) -> Frame {
             )
         }
         Merge::OneOk | Merge::FirstNonNull => Frame::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn info_says_cluster_support_is_off_and_keeps_its_length() {
+        let info = "# Cluster\r\ncluster_enabled:1\r\n";
+        let resp2 = Bytes::from(format!("${}\r\n{info}\r\n", info.len()));
+        let off = "# Cluster\r\ncluster_enabled:0\r\n";
+        assert_eq!(
+            info_as_one_node(resp2),
+            Bytes::from(format!("${}\r\n{off}\r\n", off.len()))
+        );
+        let resp3 = Bytes::from(format!("={}\r\ntxt:{info}\r\n", info.len() + 4));
+        assert_eq!(
+            info_as_one_node(resp3),
+            Bytes::from(format!("={}\r\ntxt:{off}\r\n", off.len() + 4))
+        );
+        let err = Bytes::from_static(b"-ERR nope\r\n");
+        assert_eq!(info_as_one_node(err.clone()), err);
     }
 }

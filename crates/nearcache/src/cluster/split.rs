@@ -137,6 +137,12 @@ pub fn channel_slot(spec: &CommandSpec, args: &[Bytes]) -> Result<Option<u16>, &
     }
 }
 
+/// Whether Redis would take the call as a command to run: a command it knows, with arguments
+/// that fit its arity (inside `MULTI`, one that does not is refused and dooms the transaction).
+pub fn well_formed(spec: &CommandSpec, args: &[Bytes]) -> bool {
+    spec.redis.is_some() && fits_arity(spec, args)
+}
+
 fn fits_arity(spec: &CommandSpec, args: &[Bytes]) -> bool {
     match spec.redis.map(|r| r.arity) {
         Some(a) if a >= 0 => args.len() == a as usize,

@@ -4,9 +4,12 @@
 //! followed); a split or fanned-out command to its nodes in parallel, merged (a split `MGET`
 //! through the cache first, `cluster_mget.rs`); the rest answered here.
 //!
+//! Transactions, blocking commands and subscriptions, which need a node's connection of
+//! their own, are `node_tx.rs`'s; the other commands that need one are refused here.
+//!
 //! Owns the mapping from a plan to the session's sending paths. Never decides a route itself
 //! (`split`, `keyless` do), never follows a redirect itself (`cluster::send` does), and never
-//! takes a dedicated connection: what needs one is refused (docs/cluster.md).
+//! takes a dedicated connection itself (`node_tx.rs` does; docs/cluster.md).
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use crate::cluster::split::{self, Plan, SplitKind};
 use crate::command::{CacheUse, Local, Route, Special};
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply::{self, After};
+use crate::socket::OwnedReadHalf;
 use crate::upstream::Pool;
 
 impl Session {
@@ -30,7 +34,11 @@ impl Session {
         nodes: Arc<Nodes>,
         route: Route,
         args: &[Bytes],
+        rd: &mut OwnedReadHalf,
     ) -> Result<(), Stop> {
+        if self.node_dispatch(&nodes, route, args, rd).await? {
+            return Ok(());
+        }
         let refused = match (route, self.spec.special) {
             (Route::Local(Local::Client), _) if !self.answers_client_here(args) => {
                 Some("CLIENT subcommands that reach Redis")
@@ -46,11 +54,10 @@ impl Session {
                 return Ok(());
             }
             (_, Special::Tracking) => Some("client-side tracking through the proxy"),
-            (Route::Shared, _) => None,
-            _ => Some(
-                "commands that need a connection of their own (transactions, blocking, pub/sub, \
-                 per-connection state)",
-            ),
+            // Malformed: the node's own error (`node_tx.rs` took the well-formed ones).
+            (Route::Shared | Route::Transient, _) => None,
+            (Route::Relay, _) => Some("commands whose replies are relayed (MONITOR, CLIENT REPLY)"),
+            _ => Some("commands that keep connection state for the rest of the session"),
         };
         if let Some(why) = refused {
             self.not_yet(args, why);
@@ -233,9 +240,14 @@ impl Session {
 
     /// A clear refusal of what cluster mode does not do yet.
     fn not_yet(&mut self, args: &[Bytes], why: &str) {
+        let refusal = self.not_yet_reply(args, why);
+        self.output.reply(refusal);
+    }
+
+    pub(super) fn not_yet_reply(&self, args: &[Bytes], why: &str) -> Bytes {
         let name = String::from_utf8_lossy(&args[0]).to_uppercase();
-        self.output.reply(reply::error(&format!(
+        reply::error(&format!(
             "ERR {name} is not supported by nearcache in cluster mode yet ({why})"
-        )));
+        ))
     }
 }

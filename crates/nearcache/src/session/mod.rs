@@ -24,6 +24,7 @@ mod cluster;
 mod cluster_mget;
 mod link;
 mod mode;
+mod node_tx;
 mod output;
 mod replica;
 mod state;
@@ -128,6 +129,8 @@ pub async fn serve_client(stream: ClientStream, ctx: Arc<Context>) {
         who: None,
         target: None,
         again: None,
+        home: None,
+        node_tx: Default::default(),
     };
     session.who = session.first_identity();
     if let Some(id) = &session.who {
@@ -311,7 +314,7 @@ impl Session {
             return self.answer_local(Local::Nearcache, args).await;
         }
         if let Some(nodes) = &self.ctx.cluster {
-            return self.cluster_dispatch(nodes.clone(), route, args).await;
+            return self.cluster_dispatch(nodes.clone(), route, args, rd).await;
         }
         if self.mode == Mode::Relay {
             self.settle_relay().await;

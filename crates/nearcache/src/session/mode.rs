@@ -7,6 +7,8 @@
 //! client sent them. Never holds a dedicated connection in a state the pool did not make without
 //! either keeping it for the session or closing it.
 
+use std::sync::Arc;
+
 use crate::socket::OwnedReadHalf;
 use bytes::Bytes;
 use tracing::debug;
@@ -73,7 +75,7 @@ impl Session {
                     _ => Send::Shared,
                 });
             }
-            if !self.take_dedicated(rd).await? {
+            if !self.take_dedicated(None, rd).await? {
                 return Ok(Send::Nowhere);
             }
             self.mode = Mode::Transient;
@@ -145,19 +147,25 @@ impl Session {
         self.queue_reply(rx, after);
     }
 
-    /// Takes a dedicated connection for the session; on failure replies with the error. A
-    /// client that leaves while waiting for one gives up its place in line.
-    async fn take_dedicated(&mut self, rd: &mut OwnedReadHalf) -> Result<bool, Stop> {
+    /// Takes a dedicated connection for the session from `pool` (a cluster node's; `None`:
+    /// the one pool); on failure replies with the error. A client that leaves while waiting
+    /// for one gives up its place in line.
+    pub(super) async fn take_dedicated(
+        &mut self,
+        pool: Option<Arc<Pool>>,
+        rd: &mut OwnedReadHalf,
+    ) -> Result<bool, Stop> {
         self.output.link.drained().await;
+        let pool = pool.unwrap_or_else(|| self.ctx.pool.clone());
         let got = tokio::select! {
-            got = self.ctx.pool.dedicated(self.proto) => got,
+            got = pool.dedicated(self.proto) => got,
             () = client_gone(rd) => return Err(Stop::Closing),
         };
         let got = match got {
             Ok(conn) => match self.login(&conn).await {
                 Ok(()) => Ok(conn),
                 Err(refused) => {
-                    self.ctx.pool.discard(conn);
+                    pool.discard(conn);
                     self.output.reply(refused);
                     return Ok(false);
                 }
@@ -170,6 +178,7 @@ impl Session {
                 self.me.set_upstream(Some(conn.clone()));
                 self.output.link.set_dedicated(true);
                 self.conn = Some(conn);
+                self.home = Some(pool);
                 self.accept_pushes();
                 true
             }
@@ -181,7 +190,7 @@ impl Session {
     }
 
     /// Whether the session's dedicated connection is no longer as the pool made it.
-    fn conn_tainted(&self) -> bool {
+    pub(super) fn conn_tainted(&self) -> bool {
         self.conn.as_ref().is_some_and(ConnHandle::is_tainted)
     }
 
@@ -197,11 +206,12 @@ impl Session {
 
     /// Gives a transient dedicated connection back once its last reply is in (the pool closes
     /// it if its state is not the pool's).
-    async fn give_back(&mut self) {
+    pub(super) async fn give_back(&mut self) {
         self.output.link.drained().await;
+        let home = self.home.take();
         if let Some(conn) = self.conn.take() {
             conn.set_push_sink(None);
-            self.ctx.pool.release(conn);
+            home.as_ref().unwrap_or(&self.ctx.pool).release(conn);
         }
         self.me.set_upstream(None);
         self.output.link.set_dedicated(false);
@@ -274,7 +284,7 @@ impl Session {
 
     /// Writes on a dedicated connection: inside MULTI they run at EXEC, so their keys are
     /// collected and invalidated (again) when EXEC's reply arrives.
-    fn dedicated_write_effect(&mut self, args: &[Bytes]) -> After {
+    pub(super) fn dedicated_write_effect(&mut self, args: &[Bytes]) -> After {
         use crate::command::TxEffect;
         let effect = self.cache_use(args);
         if self.spec.tx == TxEffect::Discard {
@@ -414,13 +424,15 @@ impl Session {
     /// Ends the session: a transient connection with nothing pending could be reused, but the
     /// client is gone mid-whatever, so every dedicated connection is simply dropped (closed).
     pub(super) fn finish(&mut self) {
+        let home = self.home.take();
         if self.mode != Mode::Shared {
             self.ctx.metrics.pinned.dec();
             if let Some(conn) = self.conn.take() {
                 conn.set_push_sink(None);
-                self.ctx.pool.discard(conn);
+                home.as_ref().unwrap_or(&self.ctx.pool).discard(conn);
             }
         }
+        self.mode = Mode::Shared;
         self.conn = None;
         self.me.set_upstream(None);
         self.output.link.set_dedicated(false);

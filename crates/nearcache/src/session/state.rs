@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
 
 use super::output::Output;
-use super::tx::Tx;
+use super::tx::{NodeTx, Tx};
 use super::writes::JoinedReads;
 use crate::cachelayer::CacheLayer;
 use crate::command::memo::NameMemo;
@@ -121,6 +121,11 @@ pub(super) struct Session {
     /// Cluster mode: the command being handled as it can be sent again, so that its reply is
     /// settled (redirects followed) before the client has it.
     pub(super) again: Option<crate::cluster::send::Again>,
+    /// The pool the session's dedicated connection came from, when not `ctx.pool` (cluster
+    /// mode: its node's).
+    pub(super) home: Option<Arc<Pool>>,
+    /// Cluster mode: the transaction as the proxy holds it until its node is known.
+    pub(super) node_tx: NodeTx,
 }
 
 /// Why Redis may send a client frames that answer no command of its own: while none holds,
@@ -210,9 +215,15 @@ impl Session {
             }
             Special::Info => {
                 let (registry, max) = (self.me.registry().clone(), self.ctx.clients.max_clients());
+                let cluster = self.ctx.cluster.is_some();
                 patch(move |reply| {
                     let reply = reply?;
-                    Some(crate::clients::info_clients(&reply, &registry, max).unwrap_or(reply))
+                    let reply =
+                        crate::clients::info_clients(&reply, &registry, max).unwrap_or(reply);
+                    Some(match cluster {
+                        true => crate::cluster::merge::info_as_one_node(reply),
+                        false => reply,
+                    })
                 })
             }
             Special::Hello => {

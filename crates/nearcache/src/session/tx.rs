@@ -1,6 +1,7 @@
 //! A session's transaction state on its dedicated connection: whether MULTI or WATCH is open
 //! (which keeps the connection), and the writes queued inside MULTI, whose keys are invalidated
-//! again when EXEC's reply arrives.
+//! again when EXEC's reply arrives. In cluster mode also what the proxy holds of a transaction
+//! before its node is known ([`NodeTx`]).
 //!
 //! Owns bookkeeping only. Never touches the cache or a connection: the session acts on what it
 //! says.
@@ -70,6 +71,23 @@ impl Tx {
         let keys = std::mem::take(&mut self.keys);
         Some((!std::mem::take(&mut self.flush)).then_some(keys))
     }
+}
+
+/// Cluster mode: a transaction runs on the master of its keys' slot, which MULTI does not
+/// name. Until a key names it, the proxy answers MULTI (and the keyless commands queued after
+/// it) itself and holds them, to send them first on the node's connection
+/// (`session/node_tx.rs`).
+#[derive(Default)]
+pub(super) struct NodeTx {
+    /// MULTI was answered by the proxy and not sent yet.
+    pub held_multi: bool,
+    /// Keyless commands queued after the held MULTI (encoded), answered `+QUEUED` by the proxy.
+    pub held: Vec<Bytes>,
+    /// The slot of the transaction's keys: its WATCH's, or its first keyed command's.
+    pub slot: Option<u16>,
+    /// A command was refused inside MULTI by the proxy (`CROSSSLOT`): EXEC gets `-EXECABORT`,
+    /// as when Redis refuses a queued command.
+    pub aborted: bool,
 }
 
 #[cfg(test)]

@@ -83,6 +83,15 @@ impl Cluster {
             .map(|(_, _, (host, port, id), _)| (format!("{host}:{port}"), id))
             .collect()
     }
+
+    /// The `host:port` of the master serving `slot`, by the cluster's own `CLUSTER SLOTS`.
+    pub fn owner_of_slot(&self, slot: u16) -> String {
+        slots_view(&self.nodes[0].addr())
+            .into_iter()
+            .find(|(start, end, _, _)| (*start..=*end).contains(&slot))
+            .map(|(_, _, (host, port, _), _)| format!("{host}:{port}"))
+            .expect("every slot served")
+    }
 }
 
 /// Moves `slots` slots from master `from` to master `to` (node ids) with `redis-cli --cluster
