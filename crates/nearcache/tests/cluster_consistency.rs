@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::cluster::{self, Cluster, SlotsView};
-use common::{eventually, Proxy, RawConn, With as _};
+use common::{cache_hits as hits, eventually, Proxy, RawConn, With as _};
 use nearcache::cluster::slot::key_slot;
 use resp::Frame;
 
@@ -300,17 +300,6 @@ async fn writer(run: Arc<Run>, id: usize, client: redis::cluster::ClusterClient)
         }
     }
 }
-
-/// `cache_hits` from `NEARCACHE INFO`.
-async fn hits(c: &mut RawConn) -> u64 {
-    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
-    let info = String::from_utf8_lossy(&info);
-    info.lines()
-        .find_map(|l| l.strip_prefix("cache_hits:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no cache_hits in {info}"))
-}
-
 /// Polls until `cache_hits` is above `than`.
 async fn hits_above(c: &mut RawConn, than: u64, what: &str) -> u64 {
     let mut now = 0;

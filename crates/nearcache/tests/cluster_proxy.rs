@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::cluster::Cluster;
-use common::{eventually, Proxy, RawConn, With as _};
+use common::{cache_hits as hits, eventually, read_until_hit, Proxy, RawConn, With as _};
 use nearcache::cluster::slot::key_slot;
 use resp::Frame;
 
@@ -31,26 +31,6 @@ fn config(cluster: &Cluster) -> nearcache::Config {
     Proxy::config(&seeds)
         .with("cluster", "true")
         .with("client_auth", "none")
-}
-
-/// `cache_hits` from `NEARCACHE INFO`.
-async fn hits(c: &mut RawConn) -> u64 {
-    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
-    let info = String::from_utf8_lossy(&info);
-    info.lines()
-        .find_map(|l| l.strip_prefix("cache_hits:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no cache_hits in {info}"))
-}
-
-/// Reads `key` through `c` until a read is a cache hit, each read answering `value`.
-async fn read_until_hit(c: &mut RawConn, key: &str, value: &str) {
-    let before = hits(c).await;
-    eventually(CONVERGE, &format!("{key} cached"), async || {
-        assert_eq!(c.cmd(&["GET", key]).await, bulk(value));
-        hits(c).await > before
-    })
-    .await;
 }
 
 /// The master serving `key`'s slot, by the cluster's own `CLUSTER SLOTS`.
@@ -91,7 +71,7 @@ async fn reads_writes_and_invalidations_on_every_master() {
             assert_eq!(&c.cmd(&["SET", k, &v]).await[..], b"+OK\r\n");
             assert_eq!(c.cmd(&["GET", k]).await, bulk(&v), "RESP{proto} {k}");
             // Cached now: the next read is a hit, answered the same.
-            read_until_hit(&mut c, k, &v).await;
+            read_until_hit(&mut c, k, &v, CONVERGE).await;
         }
         // A write straight to the owner reaches the proxy through that node's tracking.
         for k in &keys {
@@ -102,7 +82,7 @@ async fn reads_writes_and_invalidations_on_every_master() {
                 c.cmd(&["GET", k]).await == bulk(&v)
             })
             .await;
-            read_until_hit(&mut c, k, &v).await;
+            read_until_hit(&mut c, k, &v, CONVERGE).await;
         }
     }
     proxy.shutdown().await;
@@ -274,7 +254,7 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     let proxy = proxy(&cluster).await;
     let mut c = RawConn::connect(&proxy.addr()).await;
     assert_eq!(&c.cmd(&["SET", "foo", "bar"]).await[..], b"+OK\r\n");
-    read_until_hit(&mut c, "foo", "bar").await;
+    read_until_hit(&mut c, "foo", "bar", CONVERGE).await;
 
     // Keys of other slots, cached: one on the slot's owner (dropped with what that node
     // filled when the slot moves away) and one on another master (kept).
@@ -288,9 +268,9 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     let (near, far) = (find(true), find(false));
     for k in [&near, &far] {
         assert_eq!(&c.cmd(&["SET", k, "b"]).await[..], b"+OK\r\n");
-        read_until_hit(&mut c, k, "b").await;
+        read_until_hit(&mut c, k, "b", CONVERGE).await;
     }
-    assert_eq!(entries(&mut c).await, 3);
+    assert_eq!(common::info_u64(&mut c, "cache_entries").await, 3);
 
     let slot = key_slot(b"foo").to_string();
     let masters = cluster.masters();
@@ -338,7 +318,7 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     // source filled dropped before the new owner answers.
     assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("bar"));
     assert_eq!(
-        entries(&mut c).await,
+        common::info_u64(&mut c, "cache_entries").await,
         1,
         "only the other master's entry left"
     );
@@ -362,17 +342,6 @@ async fn a_slot_migrated_under_the_proxy_is_followed() {
     assert_eq!(c.cmd(&["GET", "foo"]).await, bulk("qux"));
     proxy.shutdown().await;
 }
-
-/// `cache_entries` from `NEARCACHE INFO`.
-async fn entries(c: &mut RawConn) -> u64 {
-    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
-    let info = String::from_utf8_lossy(&info);
-    info.lines()
-        .find_map(|l| l.strip_prefix("cache_entries:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no cache_entries in {info}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
     let mut cluster = Cluster::start();
@@ -390,14 +359,17 @@ async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
         assert_eq!(&c.cmd(&["SET", k, k]).await[..], b"+OK\r\n");
         assert_eq!(c.cmd(&["GET", k]).await, bulk(k));
     }
-    assert!(entries(&mut c).await > 0, "entries cached");
+    assert!(
+        common::info_u64(&mut c, "cache_entries").await > 0,
+        "entries cached"
+    );
     // Every write reached each master's replica before the master dies.
     for (addr, _) in cluster.masters() {
         let acked = on(&addr, &["WAIT", "1", "5000"]).await;
         assert_eq!(&acked[..], b":1\r\n", "{addr} replicated");
     }
     let victim = owner(&cluster, &keys[0]);
-    let cached = entries(&mut c).await;
+    let cached = common::info_u64(&mut c, "cache_entries").await;
     assert_eq!(cached, keys.len() as u64, "one entry per key");
     let (on_victim, elsewhere): (Vec<&String>, Vec<&String>) =
         keys.iter().partition(|k| owner(&cluster, k) == victim);
@@ -409,7 +381,7 @@ async fn a_killed_master_drops_its_entries_and_its_replica_takes_over() {
     node.kill();
     // Its invalidation connection is lost: what it protected is dropped, and only that.
     eventually(CONVERGE, "the killed node's entries dropped", async || {
-        entries(&mut c).await == elsewhere.len() as u64
+        common::info_u64(&mut c, "cache_entries").await == elsewhere.len() as u64
     })
     .await;
     let lost = "nearcache_cache_node_drops_total{reason=\"invalidation_connection_lost\"}";
@@ -630,7 +602,7 @@ async fn clients_act_as_their_own_acl_user_on_every_node() {
             &dflt.cmd(&["SET", k, &format!("v-{k}")]).await[..],
             b"+OK\r\n"
         );
-        read_until_hit(&mut dflt, k, &format!("v-{k}")).await;
+        read_until_hit(&mut dflt, k, &format!("v-{k}"), CONVERGE).await;
     }
 
     let mut alice = RawConn::connect(&proxy.addr()).await;
@@ -817,7 +789,7 @@ async fn with_read_from_replica_misses_are_read_from_replicas_and_tracked_there(
     // Read again until cached (a replica's first reads may come before its tracking is up,
     // and are then not filled): still no GET on a master.
     for k in &keys {
-        read_until_hit(&mut c, k, "1").await;
+        read_until_hit(&mut c, k, "1", CONVERGE).await;
     }
     for (m, was) in masters.iter().zip(&before) {
         assert_eq!(gets_on(m).await, *was, "no GET reached {m}");
@@ -833,14 +805,14 @@ async fn with_read_from_replica_misses_are_read_from_replicas_and_tracked_there(
         c.cmd(&["GET", k]).await == bulk("2")
     })
     .await;
-    read_until_hit(&mut c, k, "2").await;
+    read_until_hit(&mut c, k, "2", CONVERGE).await;
     // A write through the proxy goes to the master, and is read back once replicated.
     assert_eq!(&c.cmd(&["SET", k, "3"]).await[..], b"+OK\r\n");
     eventually(CONVERGE, "the write read back", async || {
         c.cmd(&["GET", k]).await == bulk("3")
     })
     .await;
-    read_until_hit(&mut c, k, "3").await;
+    read_until_hit(&mut c, k, "3", CONVERGE).await;
     // The replicas' pools have figures of their own on /metrics.
     let body = common::http_get(proxy.admin.unwrap(), "/metrics").await;
     let mut all: Vec<String> = masters.iter().chain(&replicas).cloned().collect();

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::cluster::Cluster;
-use common::{eventually, Proxy, RawConn, With as _};
+use common::{eventually, read_until_hit, Proxy, RawConn, With as _};
 use nearcache::cluster::slot::key_slot;
 
 /// How long an invalidation, a subscription or a blocked client may take to be seen.
@@ -71,26 +71,6 @@ async fn none_pinned(proxy: &Proxy) {
     let admin = proxy.admin.expect("an admin port");
     eventually(CONVERGE, "no session pinned", async || {
         common::metric(admin, "nearcache_pinned_sessions").await == 0.0
-    })
-    .await;
-}
-
-/// `NEARCACHE INFO`'s `cache_hits`.
-async fn hits(c: &mut RawConn) -> u64 {
-    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
-    let info = String::from_utf8_lossy(&info);
-    info.lines()
-        .find_map(|l| l.strip_prefix("cache_hits:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no cache_hits in {info}"))
-}
-
-/// Reads `key` until a read is a cache hit answering `value`.
-async fn cached(c: &mut RawConn, key: &str, value: &str) {
-    let before = hits(c).await;
-    eventually(CONVERGE, &format!("{key} cached"), async || {
-        assert_eq!(c.cmd(&["GET", key]).await, bulk(value));
-        hits(c).await > before
     })
     .await;
 }
@@ -235,8 +215,8 @@ async fn transactions_run_on_the_master_of_their_slot() {
 
         // A cached key written inside EXEC reads back new, here and for another client.
         assert_eq!(&c.cmd(&["SET", k, "old"]).await[..], b"+OK\r\n");
-        cached(&mut c, k, "old").await;
-        cached(&mut other, k, "old").await;
+        read_until_hit(&mut c, k, "old", CONVERGE).await;
+        read_until_hit(&mut other, k, "old", CONVERGE).await;
         let replies = c
             .pipeline(&[
                 vec!["MULTI"],
@@ -249,7 +229,7 @@ async fn transactions_run_on_the_master_of_their_slot() {
         assert_eq!(replies[3], bulk("new"));
         assert_eq!(other.cmd(&["GET", k]).await, bulk("new"));
         // Back on shared connections: reads are cached again, splits work.
-        cached(&mut c, k, "new").await;
+        read_until_hit(&mut c, k, "new", CONVERGE).await;
         let mget = c.cmd(&["MGET", k, far]).await;
         assert_eq!(mget, format!("*2\r\n{}{null}", bulk_str("new")));
     }

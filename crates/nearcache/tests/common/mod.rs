@@ -78,6 +78,33 @@ pub async fn eventually(limit: Duration, what: &str, mut check: impl AsyncFnMut(
     }
 }
 
+/// A numeric field of `NEARCACHE INFO` (`cache_hits`, `cache_entries` ...), asked through `c`.
+pub async fn info_u64(c: &mut RawConn, field: &str) -> u64 {
+    let info = c.cmd(&["NEARCACHE", "INFO"]).await;
+    let info = String::from_utf8_lossy(&info);
+    info.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {info}"))
+}
+
+/// `cache_hits` from `NEARCACHE INFO`.
+pub async fn cache_hits(c: &mut RawConn) -> u64 {
+    info_u64(c, "cache_hits").await
+}
+
+/// Reads `key` with `GET` through `c` until a read is a cache hit, each read answering the
+/// bulk string `value`, for up to `limit`.
+pub async fn read_until_hit(c: &mut RawConn, key: &str, value: &str, limit: Duration) {
+    let before = cache_hits(c).await;
+    let want = format!("${}\r\n{value}\r\n", value.len());
+    eventually(limit, &format!("{key} cached"), async || {
+        assert_eq!(c.cmd(&["GET", key]).await, want.as_bytes(), "GET {key}");
+        cache_hits(c).await > before
+    })
+    .await;
+}
+
 /// Whether `python3` can import redis-py (scripts/test.sh installs it where it can); when it
 /// cannot, says so, so that a test leaving its redis-py case out is seen doing it.
 pub fn has_redis_py() -> bool {
