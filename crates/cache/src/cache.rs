@@ -374,11 +374,24 @@ impl Cache {
         expires_at: u64,
         now: u64,
     ) -> bool {
+        self.complete_fill_parts(ticket, key, &[value.as_ref()], expires_at, now)
+    }
+
+    /// [`Cache::complete_fill`] with the value given in parts, stored as their concatenation
+    /// (copied once, straight into the entry's allocation).
+    pub fn complete_fill_parts(
+        &self,
+        ticket: FillTicket,
+        key: impl AsRef<[u8]>,
+        value: &[&[u8]],
+        expires_at: u64,
+        now: u64,
+    ) -> bool {
         let shard = self.shard(ticket.group_hash);
         let key = key.as_ref();
         let key_hash = entry_hash(&self.hasher, ticket.group_hash, key);
         // Copied before the lock is taken.
-        let data = pack(&ticket.group, key, value.as_ref());
+        let data = pack(&ticket.group, key, value);
         let mut garbage = Garbage::new();
         let stored = {
             let mut core = shard.core.lock();

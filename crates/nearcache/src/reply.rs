@@ -88,7 +88,7 @@ pub enum After {
     Nothing,
     /// Drop the entries of these Redis keys (a write): read-your-writes. The mark is the
     /// write's place in the session's writes in flight, released once the keys are dropped.
-    Invalidate(Vec<Bytes>, WriteMark),
+    Invalidate(crate::command::KeyList, WriteMark),
     /// Empty the cache (FLUSHALL, FLUSHDB, SWAPDB).
     FlushAll,
     /// Runs on the reply (`None`: an error of the proxy's) before the client has it, and may

@@ -90,15 +90,18 @@ pub(crate) fn packed_len(group_len: usize, key_len: usize, value_len: usize) -> 
     varint_len(group_len) + varint_len(key_len) + group_len + key_len + value_len
 }
 
-/// An entry's bytes: group length and key length (LEB128), then group, key and value, in one
-/// allocation of exactly that size.
-pub(crate) fn pack(group: &[u8], key: &[u8], value: &[u8]) -> Box<[u8]> {
-    let mut v = Vec::with_capacity(packed_len(group.len(), key.len(), value.len()));
+/// An entry's bytes: group length and key length (LEB128), then group, key and value (the
+/// concatenation of `value`'s parts), in one allocation of exactly that size.
+pub(crate) fn pack(group: &[u8], key: &[u8], value: &[&[u8]]) -> Box<[u8]> {
+    let value_len = value.iter().map(|p| p.len()).sum();
+    let mut v = Vec::with_capacity(packed_len(group.len(), key.len(), value_len));
     put_varint(&mut v, group.len());
     put_varint(&mut v, key.len());
     v.extend_from_slice(group);
     v.extend_from_slice(key);
-    v.extend_from_slice(value);
+    for part in value {
+        v.extend_from_slice(part);
+    }
     v.into_boxed_slice()
 }
 
@@ -202,7 +205,7 @@ mod tests {
             (300, 20_000, 70_000),
         ] {
             let (gb, kb, vb) = (vec![1u8; g], vec![2u8; k], vec![3u8; v]);
-            let data = pack(&gb, &kb, &vb);
+            let data = pack(&gb, &kb, &[&vb]);
             assert_eq!(data.len(), packed_len(g, k, v));
             assert_eq!(parts(&data), (&gb[..], &kb[..], &vb[..]));
         }

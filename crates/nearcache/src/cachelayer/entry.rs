@@ -160,7 +160,7 @@ pub(super) fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
     let (proto, part, at) = split_head(entry_key)?;
     let wire = &entry_key[at..];
     let (n, mut rest) = header(wire, b'*')?;
-    let mut args = Vec::with_capacity(n.min(64));
+    let mut args: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
     for _ in 0..n {
         let (len, r) = header(rest, b'$')?;
         if r.get(len..len.checked_add(2)?)? != b"\r\n" {

@@ -381,19 +381,14 @@ impl CacheLayer {
                 .entry_cost(key.len(), group.len(), stored_len(reply) as u64);
             self.mrc.fill(hashes, cost, expires_at, || self.lookups());
         }
-        // The cache copies the reply, with the key, into one allocation of its own.
-        match bulk_payload(reply) {
-            Some(payload) => {
-                let mut stored = Vec::with_capacity(1 + payload.len());
-                stored.push(0);
-                stored.extend_from_slice(payload);
-                self.cache
-                    .complete_fill(fill.ticket, key, stored, expires_at, now)
-            }
-            None => self
-                .cache
-                .complete_fill(fill.ticket, key, reply, expires_at, now),
+        // The cache copies the reply, with the key, into one allocation of its own: a bulk
+        // string as a 0 byte and its payload (`entry.rs`), copied once.
+        let stored: [&[u8]; 2] = match bulk_payload(reply) {
+            Some(payload) => [&[0], payload],
+            None => [&[], reply],
         };
+        self.cache
+            .complete_fill_parts(fill.ticket, key, &stored, expires_at, now);
     }
 
     /// Drops every entry derived from these Redis keys (a write through the proxy).
@@ -440,7 +435,7 @@ impl CacheLayer {
 
 /// The values a miss read, kept for the fills that complete when their keys' `PTTL` replies
 /// (sent right after the read, on the same connection) come in.
-pub type Stash = Arc<std::sync::OnceLock<Vec<Bytes>>>;
+pub type Stash = Arc<std::sync::OnceLock<smallvec::SmallVec<[Bytes; 1]>>>;
 
 /// Completes a leader's read with its reply (or why there is none): stashes the value for the
 /// fill, lands the flight, and passes the reply on to the leader's own client. Run by the
@@ -455,7 +450,7 @@ pub fn complete_flight(
     to_client: ReplyTx,
 ) {
     if let (Some(stash), Ok(bytes)) = (stash, &result) {
-        let _ = stash.set(vec![bytes.clone()]);
+        let _ = stash.set(smallvec::smallvec![bytes.clone()]);
     }
     cache.land(landing, &result);
     to_client.send(result);
@@ -495,7 +490,7 @@ pub fn complete_mget(
         return;
     };
     if let Some(stash) = stash {
-        let _ = stash.set(fetched.clone());
+        let _ = stash.set(smallvec::SmallVec::from_vec(fetched.clone()));
     }
     for (i, elem) in asked.into_iter().zip(fetched) {
         items[i] = Some(elem);

@@ -259,7 +259,7 @@ impl Conn {
             match spec.cache_use(args.len()) {
                 CacheUse::Read => (Class::Read, vec![args[1].clone()], args[2..].to_vec()),
                 CacheUse::MultiRead => (Class::MultiRead, args[1..].to_vec(), Vec::new()),
-                CacheUse::Write => (Class::Write, spec.write_keys(args), Vec::new()),
+                CacheUse::Write => (Class::Write, spec.write_keys(args).into_vec(), Vec::new()),
                 CacheUse::WriteAll => (Class::WriteAll, Vec::new(), Vec::new()),
                 CacheUse::Neutral => (Class::Neutral, Vec::new(), Vec::new()),
             }

@@ -165,7 +165,7 @@ impl CommandSpec {
     /// written, or every argument after the name when they cannot say (an unknown command, a
     /// script, a specification Redis marks incomplete). Over-invalidating costs a few misses;
     /// missing a key would cost stale reads.
-    pub fn write_keys(&self, args: &[Bytes]) -> Vec<Bytes> {
+    pub fn write_keys(&self, args: &[Bytes]) -> KeyList {
         self.written_keys(args).keys
     }
 
@@ -177,7 +177,7 @@ impl CommandSpec {
     /// reply, not only those of these keys.
     pub fn written_keys(&self, args: &[Bytes]) -> WrittenKeys {
         let every_arg = || WrittenKeys {
-            keys: args.get(1..).unwrap_or_default().to_vec(),
+            keys: args.get(1..).unwrap_or_default().iter().cloned().collect(),
             exact: false,
         };
         let only_written = match self.effect {
@@ -185,7 +185,7 @@ impl CommandSpec {
             CacheEffect::Write(Written::AllKeys) => false,
             _ => return every_arg(),
         };
-        let mut keys = Vec::new();
+        let mut keys = KeyList::new();
         let found = self.each_key(args, |i, flags| {
             let written = flags & key_flag::RO == 0 || flags & key_flag::VARIABLE_FLAGS != 0;
             if written || !only_written {
@@ -220,10 +220,14 @@ impl CommandSpec {
     }
 }
 
+/// The keys of a write: inline for one key (most writes), so that forwarding a write
+/// allocates nothing for them.
+pub type KeyList = smallvec::SmallVec<[Bytes; 1]>;
+
 /// The keys a write may change ([`CommandSpec::written_keys`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenKeys {
-    pub keys: Vec<Bytes>,
+    pub keys: KeyList,
     /// The call changes no key outside `keys`.
     pub exact: bool,
 }

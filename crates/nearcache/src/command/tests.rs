@@ -16,7 +16,7 @@ fn cache_use(line: &str) -> CacheUse {
 
 fn write_keys(line: &str) -> Vec<Bytes> {
     let args = cmd(line);
-    lookup(&args[0]).resolve(&args).write_keys(&args)
+    lookup(&args[0]).resolve(&args).write_keys(&args).into_vec()
 }
 
 #[test]

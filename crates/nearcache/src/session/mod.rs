@@ -42,7 +42,7 @@ use tracing::{debug, info};
 
 use crate::cachelayer::Form;
 use crate::command::memo::NameMemo;
-use crate::command::{self, CacheUse, Local, Route, Special};
+use crate::command::{self, CacheUse, KeyList, Local, Route, Special};
 use crate::obs::metrics::{Bypass, FlushReason};
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply::{self, After, Outbound, Outbox};
@@ -521,7 +521,7 @@ impl Session {
 
     /// A write sent now may change these keys (`None`: every key); `exact` when it changes no
     /// other key, so that only reads of these keys wait for its reply (`writes.rs`).
-    fn changed(&mut self, keys: Option<Vec<Bytes>>, exact: bool) -> After {
+    fn changed(&mut self, keys: Option<KeyList>, exact: bool) -> After {
         let Some(cache) = &self.ctx.cache else {
             return After::Nothing;
         };

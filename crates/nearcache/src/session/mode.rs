@@ -14,7 +14,7 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::state::{Mode, Session, Stop};
-use crate::command::{CacheUse, Local, Route, Special};
+use crate::command::{CacheUse, KeyList, Local, Route, Special};
 use crate::obs::metrics::FlushReason;
 use crate::obs::stats::StampExt as _;
 use crate::reply::After;
@@ -307,7 +307,7 @@ impl Session {
             CacheUse::Write | CacheUse::WriteAll => self.write_effect(effect, args),
             _ if is_exec => match self.tx.take_written() {
                 // A transaction's writes hold back every read until EXEC's reply.
-                Some(keys) => self.changed(keys, false),
+                Some(keys) => self.changed(keys.map(KeyList::from_vec), false),
                 None => After::Nothing,
             },
             _ => After::Nothing,
