@@ -103,16 +103,20 @@ fn calls(redis: &str, cmd: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-fn allocations_per_request() {
-    the_hit_path_allocates_nothing();
-    the_forward_path_allocates_little();
-}
-
-fn the_hit_path_allocates_nothing() {
+/// A Redis holding `preset` keys, and a proxy with `max_memory` in front of it, on a runtime
+/// whose threads are marked, with a client connected.
+fn start(
+    preset: usize,
+    max_memory: &str,
+) -> (
+    RedisServer,
+    tokio::runtime::Runtime,
+    nearcache::Running,
+    Client,
+) {
     let redis = RedisServer::start();
     let value = "v".repeat(VALUE);
-    for i in 0..KEYS {
+    for i in 0..preset {
         redis_cmd_blocking(
             &redis.addr(),
             &[b"SET", key(i).as_bytes(), value.as_bytes()],
@@ -125,16 +129,27 @@ fn the_hit_path_allocates_nothing() {
         .build()
         .unwrap();
     // One session thread: the sessions run on this marked runtime, none on a thread of the
-    // proxy's own, so every allocation of the hit path is counted.
+    // proxy's own, so every allocation of the request path is counted.
     let config = Proxy::config(&redis.addr())
-        .with("max_memory", "16mb")
+        .with("max_memory", max_memory)
         .with("threads", "1");
     let running = rt.block_on(nearcache::start(config)).unwrap();
-    let mut c = Client {
+    let c = Client {
         s: TcpStream::connect(running.listen_addr.expect("a plain-TCP listener")).unwrap(),
         scratch: Vec::new(),
     };
     c.s.set_nodelay(true).unwrap();
+    (redis, rt, running, c)
+}
+
+#[test]
+fn allocations_per_request() {
+    the_hit_path_allocates_nothing();
+    the_forward_path_allocates_little();
+}
+
+fn the_hit_path_allocates_nothing() {
+    let (redis, rt, running, mut c) = start(KEYS, "16mb");
 
     let gets: Vec<Vec<u8>> = (0..KEYS)
         .map(|i| encode(&[vec!["GET".into(), key(i)]]))
@@ -218,29 +233,7 @@ fn per_request(
     reply: usize,
     per: u64,
 ) -> f64 {
-    let redis = RedisServer::start();
-    let value = "v".repeat(VALUE);
-    for i in 0..preset {
-        redis_cmd_blocking(
-            &redis.addr(),
-            &[b"SET", key(i).as_bytes(), value.as_bytes()],
-        );
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .on_thread_start(|| PROXY_THREAD.with(|p| p.set(true)))
-        .build()
-        .unwrap();
-    let config = Proxy::config(&redis.addr())
-        .with("max_memory", max_memory)
-        .with("threads", "1");
-    let running = rt.block_on(nearcache::start(config)).unwrap();
-    let mut c = Client {
-        s: TcpStream::connect(running.listen_addr.expect("a plain-TCP listener")).unwrap(),
-        scratch: Vec::new(),
-    };
-    c.s.set_nodelay(true).unwrap();
+    let (_redis, rt, running, mut c) = start(preset, max_memory);
     let (warm, measured) = (3000, 5000);
     for i in 0..warm {
         c.round(&round(i), reply);
