@@ -25,8 +25,8 @@
 //! # Fill protocol
 //! `begin_fill(group, tag)` before sending the read upstream, `complete_fill(ticket, ...)` with
 //! the reply. The insert happens only if no invalidation of the group, of the tag or of its
-//! scope, and no `clear` happened in between (hashed counters: false "stale" verdicts possible, stale inserts
-//! impossible).
+//! scope, and no `clear` happened in between (hashed counters: false "stale" verdicts
+//! possible, stale inserts impossible).
 //!
 //! # Concurrency and memory
 //! Shards (a power of two) each hold a mutex around a single-threaded core; the budget is split

@@ -4,11 +4,12 @@
 //!
 //! Owns which node serves a slot now, the nodes' pools, and the map's refreshes: on `MOVED`
 //! (the map is patched at once, then read again), on a node that cannot be reached, and
-//! periodically. Each master's pool tracks in a scope of its own (the top bits of its
-//! connections' cache tags): when a master stops serving a slot, what that master filled is
-//! dropped ([`TrackingSink::slots_moved`]) before the new owner can serve a read, and losing a
-//! master's invalidation connection drops what it filled and nothing else. Never holds a lock across an `.await`; never reads a
-//! client's command (`split` does) and never touches a session.
+//! periodically. Each node's pool (a master's, or a replica's read from) tracks in a scope of
+//! its own (the top bits of its connections' cache tags): when a shard stops serving a slot,
+//! what its nodes filled is dropped ([`TrackingSink::slots_moved`]) before the new owner can
+//! serve a read, and losing a node's invalidation connection drops what it filled and nothing
+//! else. Never holds a lock across an `.await`; never reads a client's command (`split` does)
+//! and never touches a session.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
@@ -158,7 +159,7 @@ impl Nodes {
                 let pool = lock(pools).get(addr).cloned();
                 // No pool: nothing was filled through that node.
                 if let Some(scope) = pool.and_then(|p| p.tracking().and_then(|t| t.scope)) {
-                    info!(node = %addr, "a node's shard stopped serving slots; dropping what it filled");
+                    info!(node = %addr, "its shard stopped serving slots; dropping what it filled");
                     sink.slots_moved(scope);
                 }
             }
