@@ -111,14 +111,29 @@ pub enum WriteMark {
 /// See [`After::Patch`].
 pub type Patch = Box<dyn FnOnce(Option<Bytes>) -> Option<Bytes> + Send>;
 
+/// What a reply may need before the client can have it: following it (a Redis Cluster node's
+/// redirect, `cluster::send`) until it is the command's own. The session's writer asks it of
+/// the reply when the reply comes, in the client's order, so that no task runs per command.
+pub trait Settle: Send {
+    /// Whether `first` is not the command's own reply yet.
+    fn needed(&self, first: &UpstreamResult) -> bool;
+    /// The command's own reply, from `first` (which [`Settle::needed`]).
+    fn settle(
+        self: Box<Self>,
+        first: UpstreamResult,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = UpstreamResult> + Send>>;
+}
+
 /// One item in a session's ordered output queue.
 pub enum Outbound {
-    /// The reply to a command sent upstream, delivered when it arrives, and the command's
-    /// stamp (recorded as for [`Outbound::Done`] once the reply is queued for the client).
+    /// The reply to a command sent upstream, delivered when it arrives (settled first, if it
+    /// must be), and the command's stamp (recorded as for [`Outbound::Done`] once the reply is
+    /// queued for the client).
     Pending(
         oneshot::Receiver<UpstreamResult>,
         After,
         Option<crate::obs::stats::Stamp>,
+        Option<Box<dyn Settle>>,
     ),
     /// Bytes ready to write: a local reply, or a frame relayed from a dedicated connection.
     Frame(Bytes),
@@ -485,7 +500,7 @@ mod tests {
     }
 
     fn pending(rx: oneshot::Receiver<UpstreamResult>) -> Outbound {
-        Outbound::Pending(rx, After::Nothing, None)
+        Outbound::Pending(rx, After::Nothing, None, None)
     }
 
     #[test]

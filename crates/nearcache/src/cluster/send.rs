@@ -64,23 +64,30 @@ pub struct Again {
     pub replica: bool,
 }
 
-/// The receiver of `rx`'s reply once settled (redirects followed), charged to `meter` as a
-/// client's reply is. The first reply's charge is taken back: the client gets one reply.
-pub fn follow(
-    rx: oneshot::Receiver<UpstreamResult>,
-    again: Again,
-    meter: &Arc<OutMeter>,
-) -> oneshot::Receiver<UpstreamResult> {
-    let (tx, out) = reply::reply_channel(Some(meter));
-    let meter = meter.clone();
-    tokio::spawn(async move {
-        let first = rx.await.unwrap_or_else(|_| Err(reply::dropped()));
-        if let Ok(bytes) = &first {
-            meter.written(bytes.len());
+/// A single-slot command's reply is settled by the session's writer when it comes
+/// ([`crate::reply::Settle`]): no task runs for the replies that need nothing.
+impl crate::reply::Settle for Again {
+    fn needed(&self, first: &UpstreamResult) -> bool {
+        match first {
+            Ok(bytes) => ClusterError::from_reply(bytes).is_some(),
+            Err(e) => unreachable(e),
         }
-        tx.send(settle(first, again).await);
-    });
-    out
+    }
+
+    fn settle(
+        self: Box<Self>,
+        first: UpstreamResult,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = UpstreamResult> + Send>> {
+        Box::pin(settle(first, *self))
+    }
+}
+
+/// A node that could not be reached (or was lost): the map may be out of date.
+fn unreachable(e: &UpstreamError) -> bool {
+    matches!(
+        e,
+        UpstreamError::Unavailable { .. } | UpstreamError::Lost { .. }
+    )
 }
 
 /// `result` if it is the command's own reply; else what following its redirect (or retrying
@@ -95,10 +102,7 @@ pub async fn settle(mut result: UpstreamResult, mut again: Again) -> UpstreamRes
                 None => return result,
             },
             Err(e) => {
-                let unreachable = matches!(
-                    e,
-                    UpstreamError::Unavailable { .. } | UpstreamError::Lost { .. }
-                );
+                let unreachable = unreachable(e);
                 if unreachable {
                     again.nodes.refresh_soon();
                 }

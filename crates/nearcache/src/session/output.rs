@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::link::Link;
 use crate::cachelayer;
 use crate::obs::stats::Stamp;
-use crate::reply::{After, Outbound, Outbox, UpstreamResult};
+use crate::reply::{After, Outbound, Outbox, Settle, UpstreamResult};
 
 pub(super) struct Output {
     /// The writer's queue.
@@ -85,10 +85,12 @@ impl Output {
         rx: oneshot::Receiver<UpstreamResult>,
         after: After,
         stamp: Option<Stamp>,
+        settle: Option<Box<dyn Settle>>,
     ) {
         self.spill();
         self.link.queuing();
-        self.out.send_pending(Outbound::Pending(rx, after, stamp));
+        self.out
+            .send_pending(Outbound::Pending(rx, after, stamp, settle));
     }
 
     /// Hands the replies gathered for a direct write to the writer instead.

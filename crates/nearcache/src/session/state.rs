@@ -175,13 +175,15 @@ pub(super) enum Mode {
 
 impl Session {
     /// Queues the reply to the command being handled, with its stamp.
+    /// In cluster mode the reply is settled (its redirects followed) by the writer, when it
+    /// comes: see [`crate::reply::Settle`].
     pub(super) fn queue_reply(&mut self, rx: oneshot::Receiver<UpstreamResult>, after: After) {
-        let rx = match self.again.take() {
-            None => rx,
-            Some(again) => crate::cluster::send::follow(rx, again, self.output.out.meter()),
-        };
+        let settle = self
+            .again
+            .take()
+            .map(|again| Box::new(again) as Box<dyn crate::reply::Settle>);
         let stamp = self.stamp.take();
-        self.output.queue_reply(rx, after, stamp);
+        self.output.queue_reply(rx, after, stamp, settle);
     }
 
     /// The command being handled, to send upstream: as the client sent it when it can be,

@@ -84,7 +84,7 @@ async fn write_loop(
             Err(Empty::Closed) => break,
         };
         match item {
-            Outbound::Pending(mut reply, after, stamp) => {
+            Outbound::Pending(mut reply, after, stamp, settle) => {
                 let result = match reply.try_recv() {
                     Ok(r) => Ok(r),
                     Err(oneshot::error::TryRecvError::Empty) => {
@@ -92,6 +92,18 @@ async fn write_loop(
                         rx.reply(&mut reply).await.map_err(|_| ())
                     }
                     Err(oneshot::error::TryRecvError::Closed) => Err(()),
+                };
+                let result = match (result, settle) {
+                    (Ok(first), Some(settle)) if settle.needed(&first) => {
+                        // Followed now, in the client's order: what is ready goes out first.
+                        w.flush(wr, link, &mut out).await?;
+                        let charged = first.as_ref().map_or(0, Bytes::len);
+                        let settled = settle.settle(first).await;
+                        w.meter.written(charged);
+                        w.meter.charge(settled.as_ref().map_or(0, Bytes::len));
+                        Ok(settled)
+                    }
+                    (result, _) => result,
                 };
                 link.received();
                 // Replies were counted against the client's limit as they were handed over;
