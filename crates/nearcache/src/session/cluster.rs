@@ -184,20 +184,31 @@ impl Session {
             None => self.encode(args),
         };
         self.target = Some(pool);
-        let replica = nodes.is_replica(&addr);
-        self.again = Some(Again {
-            nodes: nodes.clone(),
-            bytes,
-            slot,
-            from: addr,
-            proto: self.proto,
-            who: self.who.clone(),
-            replica,
-        });
+        self.again = Some(self.again_to(nodes, bytes, slot, addr));
         self.send_through_cache(args).await;
         // A hit used neither.
         self.target = None;
         self.again = None;
+    }
+
+    /// How a command sent to the node at `from` (a replica's reads may fall back to the
+    /// master) is sent again when its reply asks for it (`cluster::send`).
+    pub(super) fn again_to(
+        &self,
+        nodes: &Arc<Nodes>,
+        bytes: Bytes,
+        slot: Option<u16>,
+        from: String,
+    ) -> Again {
+        Again {
+            nodes: nodes.clone(),
+            bytes,
+            slot,
+            replica: nodes.is_replica(&from),
+            from,
+            proto: self.proto,
+            who: self.who.clone(),
+        }
     }
 
     /// Before parts go to several nodes, on connections of their own choosing: every reply

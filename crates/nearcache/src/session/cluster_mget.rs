@@ -16,7 +16,7 @@ use super::cached::mget_form;
 use super::state::Session;
 use crate::cachelayer::{join_array, Read};
 use crate::cluster::nodes::Nodes;
-use crate::cluster::send::{self, Again, Join, Sent};
+use crate::cluster::send::{self, Join, Sent};
 use crate::cluster::split::Split;
 use crate::obs::stats::{Outcome, StampExt as _};
 use crate::reply::{self, After};
@@ -65,7 +65,7 @@ impl Session {
             let bytes = self.encode(&part.args);
             let Some((addr, pool)) = nodes.reader_for_slot(part.slot) else {
                 sent.push(Sent::new(
-                    self.again(nodes, bytes, part.slot, String::new()),
+                    self.again_to(nodes, bytes, Some(part.slot), String::new()),
                     None,
                 ));
                 continue;
@@ -87,24 +87,10 @@ impl Session {
                 let conn = send::shared_as(&pool, self.who.as_deref(), self.proto);
                 self.fetch_missing(&cache, &conn, &part.args[1..], part_items, &misses, None)
             };
-            let mut again = self.again(nodes, bytes, part.slot, addr);
-            again.replica = nodes.is_replica(&again.from);
+            let again = self.again_to(nodes, bytes, Some(part.slot), addr);
             sent.push(Sent::new(again, Some(rx)));
         }
         self.queue_parts(sent, Join::Split(split), After::Nothing);
         None
-    }
-
-    /// How a part sent to `from` is sent again (`cluster::send` follows its redirects).
-    fn again(&self, nodes: &Arc<Nodes>, bytes: Bytes, slot: u16, from: String) -> Again {
-        Again {
-            nodes: nodes.clone(),
-            bytes,
-            slot: Some(slot),
-            from,
-            proto: self.proto,
-            who: self.who.clone(),
-            replica: false,
-        }
     }
 }
