@@ -354,11 +354,7 @@ async fn reads_are_never_older_than_acknowledged_writes_through_reshard_and_fail
         .find(|k| b(key_slot(k.as_bytes())))
         .unwrap();
 
-    let urls: Vec<String> = cluster
-        .addrs()
-        .iter()
-        .map(|a| format!("redis://{a}"))
-        .collect();
+    let urls = cluster.urls();
     let client = redis::cluster::ClusterClientBuilder::new(urls)
         .retries(12)
         .min_retry_wait(10)
@@ -431,7 +427,8 @@ async fn reads_are_never_older_than_acknowledged_writes_through_reshard_and_fail
         .into_iter()
         .filter(|a| *a != victim)
         .collect();
-    let after = tokio::task::spawn_blocking(move || cluster::wait_agreed(&live, FAILOVER))
+    let survivors = live.clone();
+    let after = tokio::task::spawn_blocking(move || cluster::wait_agreed(&survivors, FAILOVER))
         .await
         .unwrap();
     assert!(after
@@ -455,11 +452,6 @@ async fn reads_are_never_older_than_acknowledged_writes_through_reshard_and_fail
     })
     .await
     .unwrap();
-    let live: Vec<String> = cluster
-        .addrs()
-        .into_iter()
-        .filter(|a| *a != victim)
-        .collect();
     let last = tokio::task::spawn_blocking(move || cluster::wait_agreed(&live, CONVERGE))
         .await
         .unwrap();

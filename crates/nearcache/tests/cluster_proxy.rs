@@ -35,12 +35,7 @@ fn config(cluster: &Cluster) -> nearcache::Config {
 
 /// The master serving `key`'s slot, by the cluster's own `CLUSTER SLOTS`.
 fn owner(cluster: &Cluster, key: &str) -> String {
-    let slot = key_slot(key.as_bytes());
-    common::cluster::slots_view(&cluster.addrs()[0])
-        .into_iter()
-        .find(|(start, end, _, _)| (*start..=*end).contains(&slot))
-        .map(|(_, _, (host, port, _), _)| format!("{host}:{port}"))
-        .expect("every slot served")
+    cluster.owner_of_slot(key_slot(key.as_bytes()))
 }
 
 async fn on(addr: &str, args: &[&str]) -> Bytes {
@@ -444,11 +439,7 @@ async fn reads_stay_current_while_slots_are_resharded() {
         .take(12)
         .chain((0..8).map(|i| format!("stay:{i}")))
         .collect();
-    let urls: Vec<String> = cluster
-        .addrs()
-        .iter()
-        .map(|a| format!("redis://{a}"))
-        .collect();
+    let urls = cluster.urls();
     let client = redis::cluster::ClusterClient::new(urls).unwrap();
     let mut w = client.get_async_connection().await.unwrap();
     for k in &names {

@@ -52,6 +52,14 @@ impl Cluster {
         self.nodes.iter().map(|n| n.addr()).collect()
     }
 
+    /// Every node as a `redis://` URL, for redis-rs's cluster client.
+    pub fn urls(&self) -> Vec<String> {
+        self.addrs()
+            .iter()
+            .map(|a| format!("redis://{a}"))
+            .collect()
+    }
+
     /// Waits until every node reports `cluster_state:ok` and the same `CLUSTER SLOTS`, with a
     /// replica for each of the 3 masters.
     pub fn wait_settled(&self) -> SlotsView {
