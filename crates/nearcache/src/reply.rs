@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::Poll;
-use tokio::sync::oneshot;
 
 /// Why an upstream request failed. Every variant becomes an `-ERR nearcache: ...` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +129,7 @@ pub enum Outbound {
     /// must be), and the command's stamp (recorded as for [`Outbound::Done`] once the reply is
     /// queued for the client).
     Pending(
-        oneshot::Receiver<UpstreamResult>,
+        ReplyRx,
         After,
         Option<crate::obs::stats::Stamp>,
         Option<Box<dyn Settle>>,
@@ -301,13 +300,10 @@ impl OutboxRx {
     }
 
     /// Waits for a pending reply. Woken by [`ReplyTx`] when it is sent or dropped, not through
-    /// the oneshot, so that the writer has one waker to be woken by.
-    pub async fn reply(
-        &self,
-        rx: &mut oneshot::Receiver<UpstreamResult>,
-    ) -> Result<UpstreamResult, oneshot::error::TryRecvError> {
+    /// the slot, so that the writer has one waker to be woken by.
+    pub async fn reply(&self, rx: &mut ReplyRx) -> Result<UpstreamResult, TryRecvError> {
         wait_with(&self.meter.writer, || match rx.try_recv() {
-            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(TryRecvError::Empty) => None,
             done => Some(done),
         })
         .await
@@ -369,25 +365,115 @@ pub async fn wait_with<T>(waker: &AtomicWaker, mut look: impl FnMut() -> Option<
     .await
 }
 
-/// Where one reply goes: a oneshot, and the output meter of the client it is for, charged
-/// with the reply's bytes as it is handed over (so replies waiting for a slow client count).
-/// A metered sender wakes the client's writer once the reply is in, or once it is dropped
-/// without one (the writer then reports the reply lost).
+/// Where one reply goes: a slot shared with its [`ReplyRx`], and the output meter of the client
+/// it is for, charged with the reply's bytes as it is handed over (so replies waiting for a slow
+/// client count). A metered sender wakes the client's writer once the reply is in, or once it
+/// is dropped without one (the writer then reports the reply lost).
 pub struct ReplyTx {
-    tx: Option<oneshot::Sender<UpstreamResult>>,
+    slot: Option<Arc<Slot>>,
     meter: Option<Arc<OutMeter>>,
 }
 
+/// Where a reply is awaited: polled by the session's writer (woken through the client's meter)
+/// or awaited as a future (woken through the slot).
+pub struct ReplyRx(Option<Arc<Slot>>);
+
+/// Why [`ReplyRx::try_recv`] returned no reply.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TryRecvError {
+    /// Not sent yet.
+    Empty,
+    /// The sender is gone without a reply, or the reply was taken already.
+    Closed,
+}
+
+/// An awaited [`ReplyRx`]'s sender went away without a reply.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecvError;
+
+/// One reply's way from a connection's task to whoever waits for it: the allocation a
+/// forwarded command would otherwise make for a channel of its own. Slots are recycled through
+/// a small per-thread free list by whichever end lets go last, so a session's steady stream of
+/// commands reuses the same few (`tests/hit_alloc.rs` counts none per SET).
+struct Slot {
+    state: Mutex<State>,
+    /// The receiver's task when it is awaited as a future.
+    waker: AtomicWaker,
+}
+
+enum State {
+    Waiting,
+    Ready(UpstreamResult),
+    /// Taken by the receiver, or the sender left without a reply.
+    Closed,
+}
+
+/// Slots kept per thread for reuse: more than a client pipelines at once on most threads, and
+/// at most a few KiB per thread.
+const SPARE_SLOTS: usize = 64;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Arc<Slot>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Slot {
+    fn get() -> Arc<Slot> {
+        let spare = SPARE
+            .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.pop()))
+            .ok()
+            .flatten();
+        spare.unwrap_or_else(|| {
+            Arc::new(Slot {
+                state: Mutex::new(State::Waiting),
+                waker: AtomicWaker::new(),
+            })
+        })
+    }
+
+    /// Lets go of one end; the last one out puts the slot back, emptied, for reuse on this
+    /// thread. The old contents are dropped before the free list is touched: dropping a waker
+    /// may run other code that lets go of slots.
+    fn release(mut slot: Arc<Slot>) {
+        let Some(s) = Arc::get_mut(&mut slot) else {
+            return;
+        };
+        let state = s.state.get_mut().unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::replace(state, State::Waiting);
+        let waker = s.waker.take();
+        drop((old, waker));
+        let _ = SPARE.try_with(|spare| {
+            if let Ok(mut spare) = spare.try_borrow_mut() {
+                if spare.len() < SPARE_SLOTS {
+                    spare.push(slot);
+                }
+            }
+        });
+    }
+
+    /// Stores the outcome (`None`: the sender left without one) and wakes an awaiting receiver.
+    fn put(&self, result: Option<UpstreamResult>) {
+        {
+            let mut state = lock(&self.state);
+            if matches!(*state, State::Waiting) {
+                *state = result.map_or(State::Closed, State::Ready);
+            }
+        }
+        self.waker.wake();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// A reply channel, metered for a client when `meter` is given.
-pub fn reply_channel(
-    meter: Option<&Arc<OutMeter>>,
-) -> (ReplyTx, oneshot::Receiver<UpstreamResult>) {
-    let (tx, rx) = oneshot::channel();
-    let meter = meter.cloned();
+pub fn reply_channel(meter: Option<&Arc<OutMeter>>) -> (ReplyTx, ReplyRx) {
+    let slot = Slot::get();
+    let rx = ReplyRx(Some(slot.clone()));
     (
         ReplyTx {
-            tx: Some(tx),
-            meter,
+            slot: Some(slot),
+            meter: meter.cloned(),
         },
         rx,
     )
@@ -398,22 +484,87 @@ impl ReplyTx {
         if let (Some(m), Ok(bytes)) = (&self.meter, &result) {
             m.charge(bytes.len());
         }
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(result);
+        if let Some(slot) = self.slot.take() {
+            slot.put(Some(result));
+            // Let go before the writer is woken (by the drop that follows): the writer, taking
+            // the reply, is then the last one out and recycles the slot on its own thread.
+            Slot::release(slot);
         }
     }
 }
 
 impl Drop for ReplyTx {
     fn drop(&mut self) {
-        let Some(m) = &self.meter else { return };
-        // A client's reply channel always carries a value, so that the writer can tell an
-        // arrived reply by looking (see [`Outbox::send_pending`]): one dropped unsent (its
-        // connection died with it) says so. Then the wake-up that makes the writer look.
-        if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Err(dropped()));
+        if let Some(slot) = self.slot.take() {
+            // A client's reply channel always carries a value, so that the writer can tell an
+            // arrived reply by looking (see [`Outbox::send_pending`]): one dropped unsent (its
+            // connection died with it) says so.
+            slot.put(self.meter.is_some().then(|| Err(dropped())));
+            Slot::release(slot);
         }
-        m.writer.wake();
+        // Then the wake-up that makes the writer look.
+        if let Some(m) = &self.meter {
+            m.writer.wake();
+        }
+    }
+}
+
+impl ReplyRx {
+    /// The reply, if it has come.
+    pub fn try_recv(&mut self) -> Result<UpstreamResult, TryRecvError> {
+        let slot = self.0.as_ref().ok_or(TryRecvError::Closed)?;
+        let mut state = lock(&slot.state);
+        match std::mem::replace(&mut *state, State::Closed) {
+            State::Ready(result) => {
+                drop(state);
+                if let Some(slot) = self.0.take() {
+                    Slot::release(slot);
+                }
+                Ok(result)
+            }
+            State::Waiting => {
+                *state = State::Waiting;
+                Err(TryRecvError::Empty)
+            }
+            State::Closed => Err(TryRecvError::Closed),
+        }
+    }
+
+    /// Nothing has come yet: no reply, and the sender is still there (or the reply was taken).
+    pub fn is_empty(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|slot| matches!(*lock(&slot.state), State::Waiting))
+    }
+}
+
+impl std::future::Future for ReplyRx {
+    type Output = Result<UpstreamResult, RecvError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Self::Output> {
+        let look = |rx: &mut ReplyRx| match rx.try_recv() {
+            Ok(result) => Some(Ok(result)),
+            Err(TryRecvError::Closed) => Some(Err(RecvError)),
+            Err(TryRecvError::Empty) => None,
+        };
+        if let Some(done) = look(&mut self) {
+            return Poll::Ready(done);
+        }
+        if let Some(slot) = &self.0 {
+            slot.waker.register(cx.waker());
+        }
+        look(&mut self).map_or(Poll::Pending, Poll::Ready)
+    }
+}
+
+impl Drop for ReplyRx {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            Slot::release(slot);
+        }
     }
 }
 
@@ -469,130 +620,4 @@ pub fn error(msg: &str) -> Bytes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::future::Future;
-    use std::pin::pin;
-    use std::task::{Context, Wake, Waker};
-
-    /// A waker that counts its wake-ups.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counter() -> (Arc<Count>, Waker) {
-        let c = Arc::new(Count::default());
-        (c.clone(), Waker::from(c))
-    }
-
-    fn wakes(c: &Count) -> usize {
-        c.0.load(Ordering::SeqCst)
-    }
-
-    /// Polls the writer's wait for the next item once.
-    fn poll_recv(rx: &mut OutboxRx, waker: &Waker) -> Poll<Option<Outbound>> {
-        pin!(rx.recv()).poll(&mut Context::from_waker(waker))
-    }
-
-    fn pending(rx: oneshot::Receiver<UpstreamResult>) -> Outbound {
-        Outbound::Pending(rx, After::Nothing, None, None)
-    }
-
-    #[test]
-    fn a_pending_reply_wakes_the_writer_once_it_arrives_not_when_queued() {
-        let (out, mut rx) = Outbox::new(1 << 20);
-        let (count, waker) = counter();
-        assert!(poll_recv(&mut rx, &waker).is_pending());
-        let (tx, reply) = reply_channel(Some(out.meter()));
-        out.send_pending(pending(reply));
-        assert_eq!(
-            wakes(&count),
-            0,
-            "queuing a pending reply must not wake the writer"
-        );
-        let Poll::Ready(Some(Outbound::Pending(mut reply, ..))) = poll_recv(&mut rx, &waker) else {
-            panic!("the pending item is queued")
-        };
-        let wait = rx.reply(&mut reply);
-        let mut wait = pin!(wait);
-        assert!(wait
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending());
-        tx.send(Ok(Bytes::from_static(b"+OK\r\n")));
-        assert_eq!(wakes(&count), 1, "the reply's arrival wakes the writer");
-        match wait.poll(&mut Context::from_waker(&waker)) {
-            Poll::Ready(Ok(Ok(bytes))) => assert_eq!(&bytes[..], b"+OK\r\n"),
-            other => panic!("expected the reply, got {:?}", other.map(|r| r.is_ok())),
-        }
-    }
-
-    #[test]
-    fn a_reply_that_arrived_before_it_was_queued_still_wakes_the_writer() {
-        let (out, mut rx) = Outbox::new(1 << 20);
-        let (count, waker) = counter();
-        let (tx, reply) = reply_channel(Some(out.meter()));
-        // The connection answers before the session has queued the item...
-        tx.send(Ok(Bytes::from_static(b"+OK\r\n")));
-        // ...while the writer, woken by that, found nothing and went back to waiting.
-        assert!(poll_recv(&mut rx, &waker).is_pending());
-        let before = wakes(&count);
-        out.send_pending(pending(reply));
-        assert_eq!(wakes(&count), before + 1, "the writer must be told");
-        assert!(matches!(
-            poll_recv(&mut rx, &waker),
-            Poll::Ready(Some(Outbound::Pending(..)))
-        ));
-    }
-
-    #[test]
-    fn a_reply_dropped_unsent_reaches_the_writer_as_an_error() {
-        let (out, mut rx) = Outbox::new(1 << 20);
-        let (count, waker) = counter();
-        let (tx, reply) = reply_channel(Some(out.meter()));
-        out.send_pending(pending(reply));
-        let Poll::Ready(Some(Outbound::Pending(mut reply, ..))) = poll_recv(&mut rx, &waker) else {
-            panic!("the pending item is queued")
-        };
-        let mut wait = pin!(rx.reply(&mut reply));
-        assert!(wait
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_pending());
-        drop(tx);
-        assert_eq!(wakes(&count), 1);
-        match wait.poll(&mut Context::from_waker(&waker)) {
-            Poll::Ready(Ok(Err(e))) => assert_eq!(e, dropped()),
-            other => panic!(
-                "expected the dropped error, got {:?}",
-                other.map(|r| r.is_ok())
-            ),
-        }
-    }
-
-    #[test]
-    fn the_queue_closes_when_every_sender_is_gone_and_it_is_drained() {
-        let (out, mut rx) = Outbox::new(1 << 20);
-        let (count, waker) = counter();
-        let relay = out.clone();
-        relay.send(Outbound::Frame(Bytes::from_static(b"+a\r\n")));
-        drop(out);
-        assert!(matches!(
-            poll_recv(&mut rx, &waker),
-            Poll::Ready(Some(Outbound::Frame(_)))
-        ));
-        assert!(poll_recv(&mut rx, &waker).is_pending());
-        drop(relay);
-        assert_eq!(
-            wakes(&count),
-            1,
-            "the last sender's leaving wakes the writer"
-        );
-        assert!(matches!(poll_recv(&mut rx, &waker), Poll::Ready(None)));
-    }
-}
+mod tests;

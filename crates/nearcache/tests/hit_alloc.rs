@@ -1,5 +1,5 @@
-//! The cache hit path allocates nothing per request in steady state, and the forward path
-//! (a write, a miss) no more than its count today.
+//! The cache hit path and the forward path (a write, a read the cache does not look up)
+//! allocate nothing per request in steady state, and a miss no more than its count today.
 //!
 //! The proxy runs in-process on a runtime of its own whose worker threads are marked; a
 //! counting global allocator counts allocations made on marked threads only. A blocking client
@@ -248,9 +248,9 @@ fn per_request(
     allocs as f64 / (measured as u64 * per) as f64
 }
 
-/// What forwarding allocates per request: the reply's channel for a write or a read the cache
-/// does not look up; for a miss also the fill's ticket and compact key, the stash of the value,
-/// the two completions (the read's and the `PTTL`'s) and the entry itself.
+/// What forwarding allocates per request: nothing for a write or a read the cache does not look
+/// up (the reply's slot is recycled); for a miss the fill's ticket and compact key, the stash of
+/// the value, the two completions (the read's and the `PTTL`'s) and the entry itself.
 fn the_forward_path_allocates_little() {
     let value = "v".repeat(VALUE);
     let set = |i: usize| encode(&[vec!["SET".into(), key(i % 1000), value.clone()]]);
@@ -263,28 +263,29 @@ fn the_forward_path_allocates_little() {
     let get = |i: usize| encode(&[vec!["GET".into(), key(i)]]);
     let ok = 5;
     let rows = [
-        ("SET", per_request("16mb", 0, &set, ok, 1), 1.0),
+        ("SET", per_request("16mb", 0, &set, ok, 1), 0.0),
         (
             "SET, pipelines of 16",
             per_request("16mb", 0, &set16, 16 * ok, 16),
-            1.0,
+            0.0,
         ),
         (
             "GET, cache off",
             per_request("0", 8000, &get, GET_REPLY, 1),
-            1.0,
+            0.0,
         ),
         (
             "GET miss, filled",
             per_request("16mb", 8000, &get, GET_REPLY, 1),
-            7.0,
+            6.0,
         ),
     ];
     for (what, allocs, most) in rows {
         println!("{what}: {allocs:.3} allocations per request");
-        // A few in total allow for the runtime's own rare bookkeeping.
+        // A fifth per request allows for rare bookkeeping (the runtime's, its queues' blocks,
+        // the flights' map); one allocation made per request would still fail.
         assert!(
-            allocs < most + 0.1,
+            allocs < most + 0.2,
             "{what}: {allocs:.3} per request, not {most}"
         );
     }

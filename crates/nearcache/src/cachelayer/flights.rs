@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use hashbrown::HashMap;
 use smallvec::SmallVec;
-use tokio::sync::oneshot;
 
-use crate::reply::{self, OutMeter, ReplyTx, UpstreamResult};
+use crate::reply::{self, OutMeter, ReplyRx, ReplyTx, UpstreamResult};
 
 const SHARDS: usize = 16;
 
@@ -39,7 +38,7 @@ pub enum Join {
     /// Nobody is reading this entry: send the read, then land its reply ([`Flights::land`]).
     Leader(Landing),
     /// The same read is already in flight: this receiver yields its reply.
-    Follower(oneshot::Receiver<UpstreamResult>),
+    Follower(ReplyRx),
 }
 
 /// The leader's handle on its flight.

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use resp::Frame;
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::keyless::Merge;
@@ -28,7 +27,7 @@ use super::merge::{merge_fanout, merge_split};
 use super::nodes::Nodes;
 use super::redirect::{ClusterError, NodeAddr};
 use super::split::Split;
-use crate::reply::{self, OutMeter, UpstreamError, UpstreamResult};
+use crate::reply::{self, OutMeter, ReplyRx, UpstreamError, UpstreamResult};
 use crate::upstream::{ConnHandle, Identity, Pool};
 
 /// Redirects followed for one command: more means the nodes disagree for longer than a
@@ -189,13 +188,13 @@ async fn asking(pool: &Pool, again: &Again) -> UpstreamResult {
 pub struct Sent {
     again: Again,
     /// `None`: no node serves its slot.
-    rx: Option<oneshot::Receiver<UpstreamResult>>,
+    rx: Option<ReplyRx>,
 }
 
 impl Sent {
     /// A part sent on the caller's own terms (`rx` its first reply; `None`: no node serves its
     /// slot), settled and merged by [`parts`] like the others.
-    pub fn new(again: Again, rx: Option<oneshot::Receiver<UpstreamResult>>) -> Sent {
+    pub fn new(again: Again, rx: Option<ReplyRx>) -> Sent {
         Sent { again, rx }
     }
 }
@@ -241,11 +240,7 @@ pub enum Join {
 
 /// The client's reply from parts already sent (so they travel in parallel), each settled,
 /// then merged; charged to `meter`.
-pub fn parts(
-    sent: Vec<Sent>,
-    join: Join,
-    meter: &Arc<OutMeter>,
-) -> oneshot::Receiver<UpstreamResult> {
+pub fn parts(sent: Vec<Sent>, join: Join, meter: &Arc<OutMeter>) -> ReplyRx {
     let (tx, out) = reply::reply_channel(Some(meter));
     tokio::spawn(async move {
         let mut replies = Vec::with_capacity(sent.len());

@@ -10,14 +10,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::oneshot;
 
 use super::state::Session;
 use crate::cachelayer::{self, CacheLayer, Form, Join, Read, Stash};
 use crate::command;
 use crate::obs::metrics::Bypass;
 use crate::obs::stats::{Outcome, StampExt as _};
-use crate::reply::{self, After, OutMeter, UpstreamResult};
+use crate::reply::{self, After, OutMeter, ReplyRx};
 use crate::upstream::ConnHandle;
 
 impl Session {
@@ -204,7 +203,7 @@ impl Session {
         items: Vec<Option<Bytes>>,
         misses: &[(usize, Bytes)],
         meter: Option<&Arc<OutMeter>>,
-    ) -> oneshot::Receiver<UpstreamResult> {
+    ) -> ReplyRx {
         let begun = conn.begin_fill(|tag| {
             let begin =
                 |(i, entry_key): &(usize, Bytes)| cache.begin(&keys[*i], tag, entry_key.clone());

@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use crate::socket::OwnedWriteHalf;
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::sync::oneshot;
 
 use super::link::Link;
 use crate::cachelayer;
 use crate::obs::stats::Stamp;
-use crate::reply::{After, Outbound, Outbox, Settle, UpstreamResult};
+use crate::reply::{After, Outbound, Outbox, ReplyRx, Settle};
 
 pub(super) struct Output {
     /// The writer's queue.
@@ -82,7 +81,7 @@ impl Output {
     /// command once the reply is in (one queue item per forwarded command, not two).
     pub fn queue_reply(
         &mut self,
-        rx: oneshot::Receiver<UpstreamResult>,
+        rx: ReplyRx,
         after: After,
         stamp: Option<Stamp>,
         settle: Option<Box<dyn Settle>>,

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::oneshot;
 
 use super::output::Output;
 use super::tx::{NodeTx, Tx};
@@ -21,7 +20,7 @@ use crate::config::live::ClientLimits;
 use crate::control::Control;
 use crate::obs::metrics::Metrics;
 use crate::obs::stats::Stamp;
-use crate::reply::{After, UpstreamResult};
+use crate::reply::{After, ReplyRx};
 use crate::upstream::{ConnHandle, Pool};
 
 /// Everything a session needs from the server.
@@ -177,7 +176,7 @@ impl Session {
     /// Queues the reply to the command being handled, with its stamp.
     /// In cluster mode the reply is settled (its redirects followed) by the writer, when it
     /// comes: see [`crate::reply::Settle`].
-    pub(super) fn queue_reply(&mut self, rx: oneshot::Receiver<UpstreamResult>, after: After) {
+    pub(super) fn queue_reply(&mut self, rx: ReplyRx, after: After) {
         let settle = self
             .again
             .take()

@@ -16,14 +16,13 @@ use std::time::Instant;
 use crate::socket::OwnedWriteHalf;
 use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::oneshot;
 
 use super::link::Link;
 use crate::bufs::write_all;
 use crate::cachelayer::CacheLayer;
 use crate::obs::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp};
-use crate::reply::{dropped, After, Empty, OutMeter, Outbound, OutboxRx, WriteMark};
+use crate::reply::{dropped, After, Empty, OutMeter, Outbound, OutboxRx, TryRecvError, WriteMark};
 
 const FLUSH_AT: usize = 64 * 1024;
 /// Replies this large are written from their own buffer rather than copied into the batch.
@@ -87,11 +86,11 @@ async fn write_loop(
             Outbound::Pending(mut reply, after, stamp, settle) => {
                 let result = match reply.try_recv() {
                     Ok(r) => Ok(r),
-                    Err(oneshot::error::TryRecvError::Empty) => {
+                    Err(TryRecvError::Empty) => {
                         w.flush(wr, link, &mut out).await?;
                         rx.reply(&mut reply).await.map_err(|_| ())
                     }
-                    Err(oneshot::error::TryRecvError::Closed) => Err(()),
+                    Err(TryRecvError::Closed) => Err(()),
                 };
                 let result = match (result, settle) {
                     (Ok(first), Some(settle)) if settle.needed(&first) => {

@@ -20,12 +20,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use super::connect::tracking_command;
 use super::env::Env;
 use super::tracking::{scope_bits, Tracking, TrackingMode, BCAST_TAG};
-use crate::reply::{self, OutMeter, Outbound, Outbox, ReplyTx, UpstreamError, UpstreamResult};
+use crate::reply::{
+    self, OutMeter, Outbound, Outbox, ReplyRx, ReplyTx, UpstreamError, UpstreamResult,
+};
 
 /// What a request expects back.
 pub enum Expect {
@@ -256,18 +258,13 @@ impl ConnHandle {
     }
 
     /// Sends a request expecting one reply; the receiver yields the reply or why there is none.
-    pub fn call(&self, bytes: Bytes) -> oneshot::Receiver<UpstreamResult> {
+    pub fn call(&self, bytes: Bytes) -> ReplyRx {
         self.call_for(bytes, true, None)
     }
 
     /// [`ConnHandle::call`] for a client: whether the upstream timeout applies (a blocking
     /// command may legitimately wait for ever), and the client's output meter to charge.
-    pub fn call_for(
-        &self,
-        bytes: Bytes,
-        timed: bool,
-        meter: Option<&Arc<OutMeter>>,
-    ) -> oneshot::Receiver<UpstreamResult> {
+    pub fn call_for(&self, bytes: Bytes, timed: bool, meter: Option<&Arc<OutMeter>>) -> ReplyRx {
         let (tx, rx) = reply::reply_channel(meter);
         self.send(Request {
             bytes,
