@@ -151,7 +151,11 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
             c as Arc<dyn TrackingSink>,
         ))
     });
-    let settings = upstream_settings(&config, upstream_tls);
+    let workers = Arc::new(Workers::start(
+        session_threads(config.threads),
+        config.thread_placement,
+    )?);
+    let settings = upstream_settings(&config, upstream_tls, workers.homes());
     let (pool, tracking, cluster) = if config.cluster {
         let sink = cache
             .clone()
@@ -208,10 +212,6 @@ pub async fn start_with(config: Config, log: Option<LogControl>) -> anyhow::Resu
         None => None,
     };
     info!(listen = ?listen_addr, tls_listen = ?tls_addr, unixsocket = ?unix_path, upstream = %config.upstream, admin = ?admin_addr, "nearcache started");
-    let workers = Arc::new(Workers::start(
-        session_threads(config.threads),
-        config.thread_placement,
-    )?);
     let mut accept = Vec::new();
     if let Some(l) = listener {
         accept.push(tokio::spawn(accept_loop(
@@ -293,7 +293,11 @@ fn cache_layer(config: &Config, metrics: Arc<Metrics>) -> CacheLayer {
     )
 }
 
-fn upstream_settings(config: &Config, tls: Option<crate::tls::Upstream>) -> Settings {
+fn upstream_settings(
+    config: &Config,
+    tls: Option<crate::tls::Upstream>,
+    homes: crate::upstream::Homes,
+) -> Settings {
     Settings {
         addr: config.upstream.as_str().to_string(),
         shared_conns: config.upstream_conns,
@@ -306,6 +310,7 @@ fn upstream_settings(config: &Config, tls: Option<crate::tls::Upstream>) -> Sett
         tls,
         readonly: false,
         limits: pool_limits(config),
+        homes,
     }
 }
 

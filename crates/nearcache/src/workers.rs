@@ -30,6 +30,7 @@ use tracing::warn;
 
 use crate::config::values::Placement;
 use crate::socket::ClientStream;
+use crate::upstream::Homes;
 
 /// The session threads. Dropping this ends them, dropping whatever still runs on them.
 pub struct Workers {
@@ -50,16 +51,19 @@ impl Workers {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
+            let home = handles.len();
             handles.push(rt.handle().clone());
             let exit = exit.clone();
             std::thread::Builder::new()
                 .name(format!("nearcache-{i}"))
                 .spawn(move || {
+                    Homes::mark_thread(home);
                     rt.block_on(exit.notified());
                     // Wake the next thread's wait too (one permit per notify_one).
                     exit.notify_one();
                 })?;
         }
+        Homes::mark_thread(handles.len());
         Ok(Workers {
             handles,
             placement,
@@ -72,6 +76,14 @@ impl Workers {
     /// How many threads run sessions, the calling runtime's included.
     pub fn threads(&self) -> usize {
         self.handles.len() + 1
+    }
+
+    /// The threads' runtimes, in the places [`Homes::here`] gives them (the calling runtime
+    /// last): where the shared upstream connections are spread.
+    pub fn homes(&self) -> Homes {
+        let mut all = self.handles.clone();
+        all.push(Handle::current());
+        Homes(all)
     }
 
     /// The thread for a client from `peer`.

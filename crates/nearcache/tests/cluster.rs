@@ -32,6 +32,7 @@ fn settings() -> Settings {
         tcp_keepalive: None,
         tls: None,
         readonly: false,
+        homes: Default::default(),
         limits: Limits {
             max_open: 0,
             max_idle: 0,

@@ -35,6 +35,47 @@ pub struct Settings {
     /// serve reads of its master's slots.
     pub readonly: bool,
     pub limits: Limits,
+    /// The session threads' runtimes, over which the shared connections are spread.
+    pub homes: Homes,
+}
+
+/// The runtimes shared connections live on: the session threads' (`workers.rs`), so that a
+/// session sends through a connection whose task runs on its own thread. A forwarded command
+/// then never wakes another thread, and the connection's task, woken once for what every
+/// session of its thread queued, writes it in one batch. Empty: the caller's runtime.
+#[derive(Clone, Default)]
+pub struct Homes(pub Vec<tokio::runtime::Handle>);
+
+thread_local! {
+    static HOME: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+impl Homes {
+    /// The home of the `i`th of a list of connections: one each in turn.
+    pub fn nth(&self, i: usize) -> Option<usize> {
+        (!self.0.is_empty()).then(|| i % self.0.len())
+    }
+
+    /// Runs `f` (which spawns a task) on the runtime of `home`, or on the caller's.
+    pub fn enter<T>(&self, home: Option<usize>, f: impl FnOnce() -> T) -> T {
+        match home.and_then(|h| self.0.get(h)) {
+            Some(rt) => {
+                let _on = rt.enter();
+                f()
+            }
+            None => f(),
+        }
+    }
+
+    /// Marks the calling thread as the runtime at `home`'s place (set by each session thread).
+    pub fn mark_thread(home: usize) {
+        HOME.with(|h| h.set(Some(home)));
+    }
+
+    /// The calling thread's place, if it runs sessions.
+    pub fn here() -> Option<usize> {
+        HOME.with(|h| h.get())
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -44,6 +85,7 @@ impl std::fmt::Debug for Settings {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "********"))
             .field("limits", &self.limits)
+            .field("homes", &self.homes.0.len())
             .finish_non_exhaustive()
     }
 }

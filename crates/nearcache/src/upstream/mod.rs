@@ -33,7 +33,7 @@ mod tracking;
 pub use acl::AclView;
 pub use conn::{ConnHandle, Request};
 pub use connect::{ask, ask_anonymously};
-pub use env::{CloseReason, Limits, Settings};
+pub use env::{CloseReason, Homes, Limits, Settings};
 pub use identity::Identity;
 pub use pool::{Pool, PoolStats};
 pub use stream::Stream;

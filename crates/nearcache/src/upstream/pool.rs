@@ -25,7 +25,7 @@ use super::health::Health;
 use super::identity::{Identities, Identity};
 use super::invalidation;
 use super::permits::{Grant, PermitStats, Permits, Take};
-use super::shared::{SharedConns, PROTOS};
+use super::shared::{Shared, SharedConns, PROTOS};
 use super::tracking::Tracking;
 use crate::reply::UpstreamError;
 
@@ -85,9 +85,14 @@ impl Pool {
             tracking: tracking.clone(),
         });
         let n = env.settings.shared_conns.max(1);
+        let homes = &env.settings.homes;
         let lists = PROTOS.map(|p| {
             (0..n)
-                .map(|_| spawn_shared(env.clone(), p, permits.force()))
+                .map(|i| {
+                    let home = homes.nth(i);
+                    let conn = homes.enter(home, || spawn_shared(env.clone(), p, permits.force()));
+                    Shared { home, conn }
+                })
                 .collect()
         });
         let shared = Arc::new(SharedConns::new(lists));
@@ -278,7 +283,9 @@ impl Pool {
             return;
         };
         let proto = PROTOS[list];
-        let fresh = spawn_shared(self.env.clone(), proto, permit);
+        let home = self.shared.home(list, index);
+        let fresh =
+            (self.env.settings.homes).enter(home, || spawn_shared(self.env.clone(), proto, permit));
         if !fresh.wait_up(self.env.settings.connect_timeout).await {
             // Dropping the handle ends its task, which frees the permit.
             return;

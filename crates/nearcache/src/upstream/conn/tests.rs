@@ -55,6 +55,7 @@ pub(super) fn tracked_conn() -> (
             tcp_keepalive: None,
             tls: None,
             readonly: false,
+            homes: Default::default(),
             limits: Limits {
                 max_open: 0,
                 max_idle: 0,
