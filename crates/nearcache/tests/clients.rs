@@ -355,3 +355,64 @@ async fn clients_on_two_threads_share_the_proxy() {
     let message = sub.read_raw().await;
     assert!(contains(&message, b"hi"), "{message:?}");
 }
+
+/// The shared connections are spread over the session threads, and a client forwards through
+/// its own thread's: two clients on the two threads reach Redis on two connections, each
+/// always on the same one (Redis's MONITOR names the connection each command came on).
+#[tokio::test]
+async fn each_thread_forwards_through_a_shared_connection_of_its_own() {
+    let redis = RedisServer::start();
+    let config = Proxy::config(&redis.addr())
+        .with("threads", "2")
+        .with("thread_placement", "connection")
+        .with("upstream_conns", "2");
+    let proxy = Proxy::start_config(config).await;
+    let mut monitor = RawConn::connect(&redis.addr()).await;
+    assert_eq!(&monitor.cmd(&["MONITOR"]).await[..], b"+OK\r\n");
+    let mut a = RawConn::connect(&proxy.addr()).await;
+    let mut b = RawConn::connect(&proxy.addr()).await;
+    for i in 0..5 {
+        let (ka, kb) = (format!("from-a:{i}"), format!("from-b:{i}"));
+        assert_eq!(&a.cmd(&["SET", &ka, "1"]).await[..], b"+OK\r\n");
+        assert_eq!(&b.cmd(&["SET", &kb, "1"]).await[..], b"+OK\r\n");
+    }
+    // Each MONITOR line: +<time> [<db> <addr>] "SET" "<key>" "1"
+    let mut seen: Vec<(String, String)> = Vec::new();
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.len() < 10 {
+        assert!(std::time::Instant::now() < deadline, "MONITOR saw {seen:?}");
+        text.push_str(&String::from_utf8_lossy(&monitor.read_raw().await));
+        while let Some(end) = text.find("\r\n") {
+            let line: String = text.drain(..end + 2).collect();
+            let Some((_, rest)) = line.split_once(" [") else {
+                continue;
+            };
+            let Some((who, command)) = rest.split_once("] ") else {
+                continue;
+            };
+            let addr = who
+                .split_whitespace()
+                .last()
+                .unwrap_or_default()
+                .to_string();
+            if let Some(key) = command.strip_prefix("\"SET\" \"") {
+                let client = key.split(':').next().unwrap_or_default().to_string();
+                seen.push((client, addr));
+            }
+        }
+    }
+    let conns = |client: &str| -> std::collections::BTreeSet<&String> {
+        seen.iter()
+            .filter(|(c, _)| c == client)
+            .map(|(_, addr)| addr)
+            .collect()
+    };
+    let (via_a, via_b) = (conns("from-a"), conns("from-b"));
+    assert_eq!(via_a.len(), 1, "a's commands came on {via_a:?}");
+    assert_eq!(via_b.len(), 1, "b's commands came on {via_b:?}");
+    assert_ne!(
+        via_a, via_b,
+        "both threads forwarded through one connection"
+    );
+}
