@@ -99,7 +99,8 @@ impl Session {
     }
 
     /// The shared connection for the next command: the current one while replies are pending
-    /// on it, else the least busy one (after waiting for in-flight replies if it changes).
+    /// on it, else the pool's pick for this thread (after waiting for in-flight replies if it
+    /// changes).
     pub(super) async fn pick_shared(&mut self) -> ConnHandle {
         if let Some(pool) = self.target.take() {
             return self.pick_on(&pool).await;

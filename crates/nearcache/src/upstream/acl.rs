@@ -161,7 +161,7 @@ fn apply(
 /// (at start, while they connect) or it is refused, on a connection of its own: `ACL LIST` as
 /// a new client, then `AUTH` as the pool's user and `ACL LIST` again when it has a password.
 async fn check(env: &Env, shared: &SharedConns) -> Seen {
-    let conn = shared.least_busy(2);
+    let conn = shared.pick(2);
     if conn.is_up() {
         if let Ok(Ok(reply)) = conn.call(encode(&["ACL", "LIST"])).await {
             if let Some((digest, users, nopass)) = acl_list(&reply) {

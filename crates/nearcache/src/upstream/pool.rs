@@ -144,9 +144,10 @@ impl Pool {
         super::connect::connect_quietly(&self.env.settings, 2).await
     }
 
-    /// The least busy shared connection for `proto`, preferring connected ones.
+    /// The shared connection for `proto` a session on this thread sends through
+    /// ([`SharedConns::pick`]).
     pub fn shared(&self, proto: u8) -> ConnHandle {
-        self.shared.least_busy(proto)
+        self.shared.pick(proto)
     }
 
     /// The shared connection for a client acting as `id`: the pool's own for the pool's
@@ -154,7 +155,7 @@ impl Pool {
     pub fn shared_as(&self, id: &Identity, proto: u8) -> ConnHandle {
         self.ids
             .shared(id, proto)
-            .unwrap_or_else(|| self.shared.least_busy(proto))
+            .unwrap_or_else(|| self.shared.pick(proto))
     }
 
     /// The identities clients act as.
@@ -284,8 +285,11 @@ impl Pool {
         };
         let proto = PROTOS[list];
         let home = self.shared.home(list, index);
-        let fresh =
-            (self.env.settings.homes).enter(home, || spawn_shared(self.env.clone(), proto, permit));
+        let fresh = self
+            .env
+            .settings
+            .homes
+            .enter(home, || spawn_shared(self.env.clone(), proto, permit));
         if !fresh.wait_up(self.env.settings.connect_timeout).await {
             // Dropping the handle ends its task, which frees the permit.
             return;

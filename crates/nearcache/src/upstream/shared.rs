@@ -67,7 +67,7 @@ impl SharedConns {
     /// The connection for `proto` a session on this thread sends through: a connected one
     /// before one that is down, then one whose task runs on this thread ([`Homes`]), then
     /// the least busy.
-    pub fn least_busy(&self, proto: u8) -> ConnHandle {
+    pub fn pick(&self, proto: u8) -> ConnHandle {
         let here = Homes::here();
         let conns = self.lists[proto_index(proto)]
             .read()
