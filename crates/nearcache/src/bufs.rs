@@ -48,10 +48,28 @@ impl<T: TryWrite> TryWrite for std::sync::Arc<T> {
     }
 }
 
+/// The most a frame's announced length makes a buffer reserve beyond the bytes it holds: a
+/// peer cannot make the proxy allocate much more than it has sent (a longer frame grows by the
+/// doubling rule as it arrives), while frames up to this size are read into storage of their
+/// final size, with no step that moves what has arrived.
+const MAX_AHEAD: usize = 1 << 20;
+
 /// Ensures room for the next read.
 pub fn make_room(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < MIN_SPARE {
-        buf.reserve(MIN_GROWTH.max(buf.len()));
+    make_room_for(buf, None)
+}
+
+/// [`make_room`] for a buffer whose frame in progress needs `wanted` bytes from its start (its
+/// header said so): room for all of it at once when that is within [`MAX_AHEAD`] of what is
+/// held, and never less than the doubling rule gives.
+pub fn make_room_for(buf: &mut BytesMut, wanted: Option<usize>) {
+    let held = buf.len();
+    let need = wanted
+        .map(|w| w.saturating_sub(held))
+        .filter(|&n| n <= MAX_AHEAD)
+        .unwrap_or(0);
+    if buf.capacity() - held < MIN_SPARE.max(need) {
+        buf.reserve(MIN_GROWTH.max(held).max(need));
     }
 }
 
@@ -66,4 +84,32 @@ pub async fn write_all(wr: &impl TryWrite, bytes: &[u8]) -> std::io::Result<()> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_announced_frame_gets_its_room_at_once_within_the_bound() {
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        buf.extend_from_slice(&[b'v'; 16 * 1024]);
+        make_room_for(&mut buf, Some(100_000));
+        assert!(buf.capacity() >= 100_000);
+        // Beyond the bound: the doubling rule only.
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        buf.extend_from_slice(&[b'v'; 16 * 1024]);
+        make_room_for(&mut buf, Some(16 * 1024 + MAX_AHEAD + 1));
+        assert!(buf.capacity() < 2 * MAX_AHEAD / 16, "{}", buf.capacity());
+        assert!(buf.capacity() - buf.len() >= MIN_SPARE);
+        // A small frame: the doubling rule, not a reservation of a few bytes.
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        buf.extend_from_slice(&[b'v'; 16 * 1024 - 100]);
+        make_room_for(&mut buf, Some(16 * 1024 + 100));
+        assert!(
+            buf.capacity() - buf.len() >= MIN_GROWTH,
+            "{}",
+            buf.capacity()
+        );
+    }
 }

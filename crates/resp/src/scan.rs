@@ -227,6 +227,18 @@ pub(crate) fn check_line(kind: u8, line: &[u8], at: usize) -> Result<(), ParseEr
     }
 }
 
+/// The length of the frame at the start of `buf` when its header alone says it: a bulk,
+/// blob-error or verbatim string whose length line is complete. `None` for anything else (an
+/// aggregate, a simple type, a header still arriving, a null or a malformed length).
+pub fn announced(buf: &[u8]) -> Option<usize> {
+    if !matches!(buf.first(), Some(b'$' | b'!' | b'=')) {
+        return None;
+    }
+    let cr = buf.iter().take(22).position(|&c| c == b'\r')?;
+    let n = usize::try_from(parse_i64(&buf[1..cr])?).ok()?;
+    (cr + 2).checked_add(n)?.checked_add(2)
+}
+
 /// Measures the frame at the start of `buf`.
 ///
 /// Returns `Ok(Some(len))` when `buf[..len]` is one complete, valid frame, `Ok(None)` when more
@@ -398,6 +410,26 @@ impl Stack {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_string_frame_announces_its_length_and_nothing_else_does() {
+        assert_eq!(announced(b"$5\r\nhel"), Some(11));
+        assert_eq!(announced(b"$0\r\n"), Some(6));
+        assert_eq!(announced(b"!3\r\nERR\r\n"), Some(9));
+        assert_eq!(announced(b"=100000\r\ntxt:"), Some(100_011));
+        for other in [
+            &b"$5"[..],
+            b"$-1\r\n",
+            b"$x\r\n",
+            b"*2\r\n$1\r\na\r\n",
+            b"+OK\r\n",
+            b":12\r\n",
+            b"",
+            b"$99999999999999999999999\r\n",
+        ] {
+            assert_eq!(announced(other), None, "{other:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -194,7 +194,8 @@ async fn read_replies(
                 return e;
             }
         }
-        crate::bufs::make_room(&mut buf);
+        let wanted = resp::announced(&buf);
+        crate::bufs::make_room_for(&mut buf, wanted);
     }
 }
 
