@@ -32,4 +32,4 @@ pub use frame::Frame;
 pub use inline::split_inline;
 pub use parse::parse_frame;
 pub use request::{parse_command, parse_command_into, protocol_error_reply, CommandReader};
-pub use scan::{announced, scan, Limits, INLINE_DEPTH};
+pub use scan::{announced, parse_i64, scan, Limits, INLINE_DEPTH};

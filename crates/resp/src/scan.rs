@@ -73,7 +73,7 @@ pub(crate) const MAX_NUMBER_LINE: usize = 20;
 /// Parses a decimal i64 the way Redis's `string2ll` does, so that every accepted text is the
 /// one [`crate::encode`] writes back: an optional `-`, then `0` alone or digits without a
 /// leading zero. `+5`, `007` and `-0` are rejected.
-pub(crate) fn parse_i64(s: &[u8]) -> Option<i64> {
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.split_first()? {
         (b'-', rest) => (true, rest),
         _ => (false, s),

@@ -154,7 +154,7 @@ pub(super) fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
     fn header(b: &[u8], kind: u8) -> Option<(usize, &[u8])> {
         let b = b.strip_prefix(&[kind])?;
         let end = b.iter().position(|&c| c == b'\r')?;
-        let n = std::str::from_utf8(&b[..end]).ok()?.parse().ok()?;
+        let n = usize::try_from(resp::parse_i64(&b[..end])?).ok()?;
         Some((n, b.get(end + 2..)?))
     }
     let (proto, part, at) = split_head(entry_key)?;
@@ -181,8 +181,7 @@ pub(super) fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
 /// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),
 /// `None` when the reply is not an integer (then nothing is cached).
 pub(super) fn parse_pttl(reply: &[u8]) -> Option<Pttl> {
-    let text = std::str::from_utf8(reply.strip_prefix(b":")?).ok()?;
-    let ms: i64 = text.trim_end().parse().ok()?;
+    let ms = resp::parse_i64(reply.strip_prefix(b":")?.strip_suffix(b"\r\n")?)?;
     Some(match ms {
         -2 => Pttl::Missing,
         ms if ms < 0 => Pttl::Forever,
