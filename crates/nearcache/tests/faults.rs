@@ -95,6 +95,14 @@ async fn a_redis_at_maxclients_gives_a_clear_error_logged_once() {
         &c.cmd(&["PING"]).await[..] == b"+PONG\r\n"
     })
     .await;
+    // The shared connections come up on their own threads: all four hold their places in
+    // Redis before the transaction asks for a fifth.
+    eventually(
+        Duration::from_secs(10),
+        "every shared connection up",
+        async || info_u64(&mut c, "pool_idle_connections").await >= 4,
+    )
+    .await;
     // A transaction needs one more connection, which Redis refuses.
     let replies = hammer(&proxy.addr(), &["MULTI"], 30).await;
     for r in &replies {
