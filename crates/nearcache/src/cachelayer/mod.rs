@@ -1,7 +1,8 @@
 //! The proxy's use of the cache library: lookups, fills with their expiry, completing a read
 //! that went upstream, and what Redis's invalidations and lost connections mean for cached
 //! entries. Entry keys and stored replies are `entry.rs`'s, reads in flight `flights.rs`'s,
-//! array replies `arrays.rs`'s, the operator's narrowing `rules.rs`'s, keys known to have no
+//! array replies `arrays.rs`'s, completing a miss's request reply by reply `complete.rs`'s
+//! (which callers use directly), the operator's narrowing `rules.rs`'s, keys known to have no
 //! TTL `untimed.rs`'s, the sampled estimate of the hit ratio at other sizes `mrc.rs`'s (fed
 //! here: lookups, fills, writes, invalidations).
 //!
@@ -10,6 +11,7 @@
 //! never caches a reply a concurrent invalidation may have made stale (fill tickets).
 
 mod arrays;
+pub mod complete;
 mod entry;
 mod flights;
 mod mrc;
@@ -24,7 +26,7 @@ use cache::{Cache, CacheConfig, FillTicket, Hashes, PolicyKind};
 
 use crate::clock::Clock;
 use crate::obs::metrics::{Bypass, FlushReason, Metrics};
-use crate::reply::{OutMeter, ReplyTx, UpstreamResult};
+use crate::reply::{OutMeter, UpstreamResult};
 use crate::upstream::TrackingSink;
 pub use arrays::{join_array, put_array, split_array};
 use entry::{bulk_payload, compact_key, is_null, parse_pttl, put_reply, Pttl};
@@ -431,76 +433,6 @@ impl CacheLayer {
     pub fn validate(&self) -> Result<(), String> {
         self.cache.validate()
     }
-}
-
-/// The values a miss read, kept for the fills that complete when their keys' `PTTL` replies
-/// (sent right after the read, on the same connection) come in.
-pub type Stash = Arc<std::sync::OnceLock<smallvec::SmallVec<[Bytes; 1]>>>;
-
-/// Completes a leader's read with its reply (or why there is none): stashes the value for the
-/// fill, lands the flight, and passes the reply on to the leader's own client. Run by the
-/// upstream connection's task as it reads the reply ([`crate::upstream::ConnHandle::call_then`]),
-/// so followers get their reply even if the leader's client has gone, and no task is woken per
-/// miss.
-pub fn complete_flight(
-    cache: &CacheLayer,
-    landing: Landing,
-    stash: Option<Stash>,
-    result: UpstreamResult,
-    to_client: ReplyTx,
-) {
-    if let (Some(stash), Ok(bytes)) = (stash, &result) {
-        let _ = stash.set(smallvec::smallvec![bytes.clone()]);
-    }
-    cache.land(landing, &result);
-    to_client.send(result);
-}
-
-/// Completes the fill of the `index`th value a read stashed, with its key's `PTTL` reply.
-pub fn complete_fill(
-    cache: &CacheLayer,
-    fill: Fill,
-    stash: &Stash,
-    index: usize,
-    pttl: UpstreamResult,
-) {
-    if let (Ok(pttl), Some(value)) = (pttl, stash.get().and_then(|v| v.get(index))) {
-        cache.complete(fill, value, &pttl);
-    }
-}
-
-/// Completes an MGET of the keys that missed (`asked`, their places in the client's MGET):
-/// stashes the elements for their fills, then answers the client with the whole array, hits
-/// and fetched elements in the asked order. Run by the upstream connection's task, like
-/// [`complete_flight`].
-pub fn complete_mget(
-    mut items: Vec<Option<Bytes>>,
-    asked: Vec<usize>,
-    stash: Option<Stash>,
-    result: UpstreamResult,
-    to_client: ReplyTx,
-) {
-    let fetched = match &result {
-        Ok(bytes) => split_array(bytes).filter(|f| f.len() == asked.len()),
-        Err(_) => None,
-    };
-    let Some(fetched) = fetched else {
-        // An error (or an unexpected shape): the client gets Redis's reply as it is.
-        to_client.send(result);
-        return;
-    };
-    if let Some(stash) = stash {
-        let _ = stash.set(smallvec::SmallVec::from_vec(fetched.clone()));
-    }
-    for (i, elem) in asked.into_iter().zip(fetched) {
-        items[i] = Some(elem);
-    }
-    let all: Option<Vec<Bytes>> = items.into_iter().collect();
-    let reply = match all {
-        Some(all) => Ok(join_array(&all)),
-        None => result,
-    };
-    to_client.send(reply);
 }
 
 impl TrackingSink for CacheLayer {
