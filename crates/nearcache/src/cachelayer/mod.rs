@@ -29,7 +29,7 @@ use crate::obs::metrics::{Bypass, FlushReason, Metrics};
 use crate::reply::{OutMeter, UpstreamResult};
 use crate::upstream::TrackingSink;
 pub use arrays::{join_array, put_array, split_array};
-use entry::{bulk_payload, compact_key, is_null, parse_pttl, put_reply, Pttl};
+use entry::{bulk_payload, compact_key, is_null, parse_pttl, put_reply, CompactKey, Pttl};
 pub use entry::{put_entry_key, Form};
 use flights::Flights;
 pub use flights::{Join, Landing};
@@ -107,8 +107,9 @@ pub fn stored_len(reply: &[u8]) -> usize {
 /// A read sent upstream whose reply may be cached.
 pub struct Fill {
     ticket: FillTicket,
-    /// The compact entry key ([`put_entry_key`]); `None` if the entry key did not parse.
-    key: Option<Vec<u8>>,
+    /// The compact entry key ([`put_entry_key`]), inline unless long; `None` if the entry key
+    /// did not parse.
+    key: Option<CompactKey>,
     /// When the read left, on the cache clock: the key's TTL is counted from here, so the entry
     /// never outlives the key.
     sent_at: u64,
@@ -289,11 +290,13 @@ impl CacheLayer {
     }
 
     /// Starts a fill through a connection whose tracking protects entries tagged `tag`; `key`
-    /// is the entry key [`CacheLayer::read`] returned.
-    pub fn begin(&self, group: &[u8], tag: u64, key: Bytes) -> Fill {
+    /// is the entry key [`CacheLayer::read`] returned. The ticket keeps `group` itself, not a
+    /// copy (a slice of the client's read buffer, which the read's flight holds until its
+    /// reply anyway; the fill completes with the reply after it).
+    pub fn begin(&self, group: &Bytes, tag: u64, key: Bytes) -> Fill {
         Fill {
             generation: self.untimed.generation(),
-            ticket: self.cache.begin_fill(group, tag),
+            ticket: self.cache.begin_fill_shared(group.clone(), tag),
             sent_at: self.clock.now(),
             key: compact_key(&key),
         }
@@ -505,7 +508,7 @@ mod tests {
         assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         assert_eq!(&out[..], b"+PONG\r\n");
         layer.complete(
-            layer.begin(b"k", 1, key),
+            layer.begin(&Bytes::from_static(b"k"), 1, key),
             &Bytes::from_static(b"$1\r\nv\r\n"),
             b":-1\r\n",
         );
@@ -526,7 +529,11 @@ mod tests {
         };
         assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
-        layer.complete(layer.begin(b"k", 1, key), &reply, b":-1\r\n");
+        layer.complete(
+            layer.begin(&Bytes::from_static(b"k"), 1, key),
+            &reply,
+            b":-1\r\n",
+        );
         let Read::Hit(hit) = layer.read(Form::of(2, b"GET"), &get, &mut buf) else {
             panic!("miss after the fill");
         };
@@ -544,26 +551,26 @@ mod tests {
         let key = CacheLayer::entry_key(2, &get, &mut BytesMut::new());
         assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
-        let fill = layer.begin(b"k", 1, key.clone());
+        let fill = layer.begin(&Bytes::from_static(b"k"), 1, key.clone());
         layer.complete(fill, &reply, b":-1\r\n");
         assert_eq!(layer.lookup(b"k", &key), Some(reply.clone()));
         layer.invalidate(Some(vec![Bytes::from_static(b"k")]));
         assert_eq!(layer.lookup(b"k", &key), None);
 
         // An invalidation while the read is in flight: the reply is not cached.
-        let fill = layer.begin(b"k", 1, key.clone());
+        let fill = layer.begin(&Bytes::from_static(b"k"), 1, key.clone());
         layer.invalidate_keys(&[Bytes::from_static(b"k")]);
         layer.complete(fill, &reply, b":-1\r\n");
         assert_eq!(layer.lookup(b"k", &key), None);
 
         // The protecting connection closes: its entries go.
-        let fill = layer.begin(b"k", 7, key.clone());
+        let fill = layer.begin(&Bytes::from_static(b"k"), 7, key.clone());
         layer.complete(fill, &reply, b":-1\r\n");
         layer.connection_lost(7);
         assert_eq!(layer.lookup(b"k", &key), None);
 
         // Errors are never cached.
-        let fill = layer.begin(b"k", 1, key.clone());
+        let fill = layer.begin(&Bytes::from_static(b"k"), 1, key.clone());
         layer.complete(fill, &Bytes::from_static(b"-WRONGTYPE x\r\n"), b":-1\r\n");
         assert_eq!(layer.lookup(b"k", &key), None);
         layer.validate().unwrap();

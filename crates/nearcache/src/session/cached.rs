@@ -102,8 +102,12 @@ impl Session {
             // The PTTL right after the read, in the same request, so that Redis (and MONITOR)
             // sees the client's command first; a write between the two invalidates the key,
             // voiding the fill.
-            self.encode_buf.extend_from_slice(&wire);
-            self.encode(&[&b"PTTL"[..], &group[..]])
+            let pttl = [&b"PTTL"[..], &group[..]];
+            let buf = &mut self.encode_buf;
+            buf.reserve(wire.len() + resp::encode_command_len(&pttl));
+            buf.extend_from_slice(&wire);
+            resp::encode_command(&pttl, buf);
+            buf.split().freeze()
         } else {
             wire
         };
