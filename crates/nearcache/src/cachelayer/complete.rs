@@ -205,3 +205,125 @@ fn complete_mget(
     to_client.send(reply);
     Some(fetched)
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::cachelayer::{CacheRules, Form, Join, Read};
+    use crate::obs::metrics::Metrics;
+    use crate::reply::{self, ReplyRx};
+
+    fn layer() -> Arc<CacheLayer> {
+        let metrics = Arc::new(Metrics::default());
+        let rules = CacheRules::default();
+        Arc::new(CacheLayer::new(
+            1 << 20,
+            64,
+            Default::default(),
+            60_000,
+            rules,
+            metrics,
+        ))
+    }
+
+    fn reply_of(rx: &mut ReplyRx) -> Option<Bytes> {
+        rx.try_recv().ok().and_then(Result::ok)
+    }
+
+    const V: &[u8] = b"$1\r\nv\r\n";
+
+    /// A leader's miss of `GET k` filled through tag 1, its entry key, its client's receiver
+    /// and a follower's that joined it.
+    fn miss_of_k(cache: &Arc<CacheLayer>) -> (Miss, Bytes, ReplyRx, ReplyRx) {
+        let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
+        let Read::Miss(key) = cache.read(Form::of(2, b"GET"), &get, &mut BytesMut::new()) else {
+            panic!("a hit in an empty cache");
+        };
+        let Join::Leader(landing) = cache.join(&get[1], &key, None) else {
+            panic!("nobody reads k yet");
+        };
+        let Join::Follower(follower) = cache.join(&get[1], &key, None) else {
+            panic!("the same read is in flight");
+        };
+        let fill = cache.begin(&get[1], 1, key.clone());
+        let (tx, rx) = reply::reply_channel(None);
+        let miss = Miss::new(cache.clone(), landing, Some(fill), tx);
+        (miss, key, rx, follower)
+    }
+
+    #[test]
+    fn a_miss_answers_with_the_read_and_fills_with_the_pttl() {
+        let cache = layer();
+        let (mut miss, key, mut rx, mut follower) = miss_of_k(&cache);
+        assert!(miss.needs_pttl());
+        assert_eq!(miss.replies(), 2);
+        miss.reply(0, Ok(Bytes::from_static(V)));
+        assert_eq!(reply_of(&mut rx).as_deref(), Some(V), "the client, at once");
+        assert_eq!(reply_of(&mut follower).as_deref(), Some(V), "the follower");
+        assert_eq!(cache.lookup(b"k", &key), None, "not filled before its PTTL");
+        miss.reply(1, Ok(Bytes::from_static(b":-1\r\n")));
+        assert_eq!(cache.lookup(b"k", &key).as_deref(), Some(V));
+
+        // The key is now known to have no expiry: the next miss sends no PTTL, and fills with
+        // its read.
+        let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
+        let Join::Leader(landing) = cache.join(&get[1], &key, None) else {
+            panic!("the first read landed");
+        };
+        let fill = cache.begin(&get[1], 1, key.clone());
+        let (tx, _rx) = reply::reply_channel(None);
+        let miss = Miss::new(cache.clone(), landing, Some(fill), tx);
+        assert!(!miss.needs_pttl());
+        assert_eq!(miss.replies(), 1);
+    }
+
+    #[test]
+    fn a_miss_whose_pttl_fails_answers_and_fills_nothing() {
+        let cache = layer();
+        let (mut miss, key, mut rx, _follower) = miss_of_k(&cache);
+        miss.reply(0, Ok(Bytes::from_static(V)));
+        let lost = crate::reply::UpstreamError::Closed { addr: "x".into() };
+        miss.reply(1, Err(lost));
+        assert_eq!(reply_of(&mut rx).as_deref(), Some(V));
+        assert_eq!(cache.lookup(b"k", &key), None);
+    }
+
+    #[test]
+    fn a_fetch_answers_the_merged_array_and_fills_each_key_with_its_pttl() {
+        let cache = layer();
+        let form = Form {
+            proto: 2,
+            code: Some(crate::command::MGET_CODE),
+            part: 0,
+        };
+        let keys = [Bytes::from_static(b"a"), Bytes::from_static(b"b")];
+        let mut entries = Vec::new();
+        for k in &keys {
+            let Read::Miss(e) = cache.read(form, &[&b"MGET"[..], k], &mut BytesMut::new()) else {
+                panic!("a hit in an empty cache");
+            };
+            entries.push(e);
+        }
+        let hit = Bytes::from_static(b"$1\r\nh\r\n");
+        let items = vec![None, Some(hit), None];
+        let fills = keys.iter().zip(&entries);
+        let fills = fills.map(|(k, e)| cache.begin(k, 1, e.clone())).collect();
+        let (tx, mut rx) = reply::reply_channel(None);
+        let mut fetch = Fetch::new(cache.clone(), items, vec![0, 2], Some(fills), tx);
+        assert_eq!(fetch.pttls().collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(fetch.replies(), 3);
+        fetch.reply(0, Ok(Bytes::from_static(b"*2\r\n$1\r\nx\r\n$1\r\ny\r\n")));
+        let all = b"*3\r\n$1\r\nx\r\n$1\r\nh\r\n$1\r\ny\r\n";
+        assert_eq!(reply_of(&mut rx).as_deref(), Some(&all[..]));
+        fetch.reply(1, Ok(Bytes::from_static(b":5000\r\n")));
+        assert_eq!(
+            cache.lookup(b"a", &entries[0]).as_deref(),
+            Some(&b"$1\r\nx\r\n"[..])
+        );
+        assert_eq!(cache.lookup(b"b", &entries[1]), None, "b's PTTL not in yet");
+        fetch.reply(2, Ok(Bytes::from_static(b"-ERR no\r\n")));
+        assert_eq!(cache.lookup(b"b", &entries[1]), None, "an error is no TTL");
+    }
+}

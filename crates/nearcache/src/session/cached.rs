@@ -75,8 +75,8 @@ impl Session {
     }
 
     /// A cacheable read that missed (`key`, its entry key): joins the same read in flight, or
-    /// sends it, then a `PTTL` of its key (none when the key is known to have no expiry), and
-    /// has the reply cached when that returns.
+    /// sends it followed by a `PTTL` of its key in the same request (none when the key is known
+    /// to have no expiry), and has the reply cached when that returns.
     async fn cached_miss(&mut self, cache: Arc<CacheLayer>, args: &[Bytes], key: Bytes) {
         let group = &args[1];
         self.stamp.mark(Outcome::Miss);
@@ -179,9 +179,10 @@ impl Session {
 
     /// Fetches the keys of an MGET that missed (`misses`: their places in `keys` and their
     /// entry keys; `items` has the hits, `None` at those places) with one MGET on `conn`,
-    /// followed by the PTTL of each not known to have no expiry, and has each cached when its
-    /// PTTL (or the MGET, for those) returns. The receiver gets the whole array: hits and
-    /// fetched values in `keys`' order (or the error Redis answered), charged to `meter`.
+    /// followed in the same request by the PTTL of each not known to have no expiry (one
+    /// completion for all their replies, `cachelayer::complete::Fetch`), and has each cached
+    /// when its PTTL (or the MGET, for those) returns. The receiver gets the whole array: hits
+    /// and fetched values in `keys`' order (or the error Redis answered), charged to `meter`.
     pub(super) fn fetch_missing(
         &mut self,
         cache: &Arc<CacheLayer>,
