@@ -250,9 +250,9 @@ fn per_request(
 
 /// What forwarding allocates per request: nothing for a write or a read the cache does not look
 /// up (the reply's slot is recycled); for a miss the one completion of its read and `PTTL` (sent
-/// as one request) and the entry itself, and two more not yet accounted for (backtraces sampled
-/// in this test, which slow the proxy's threads, show only those two: something that depends on
-/// timing, or on which thread runs what).
+/// as one request) and the entry itself, and two more not yet accounted for: with the sizes of
+/// allocations recorded here too (a slightly slower allocator), the same proxy makes only those
+/// two per miss, so the others depend on timing.
 fn the_forward_path_allocates_little() {
     let value = "v".repeat(VALUE);
     let set = |i: usize| encode(&[vec!["SET".into(), key(i % 1000), value.clone()]]);
