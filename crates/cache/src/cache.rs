@@ -347,9 +347,15 @@ impl Cache {
     /// Start a fill: call *before* sending the read upstream. The ticket remembers the
     /// invalidation state of `group`, `tag` and the whole cache at this moment.
     pub fn begin_fill(&self, group: &[u8], tag: u64) -> FillTicket {
-        let group_hash = self.hash(group);
+        self.begin_fill_shared(Bytes::copy_from_slice(group), tag)
+    }
+
+    /// [`Cache::begin_fill`] keeping `group` as it is rather than a copy of it: no allocation,
+    /// but whatever `group` is a slice of stays alive as long as the ticket.
+    pub fn begin_fill_shared(&self, group: Bytes, tag: u64) -> FillTicket {
+        let group_hash = self.hash(&group);
         FillTicket {
-            group: Bytes::copy_from_slice(group),
+            group,
             group_hash,
             tag,
             group_epoch: self.group_epoch(group_hash).load(Ordering::SeqCst),

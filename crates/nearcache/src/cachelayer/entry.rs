@@ -149,8 +149,15 @@ pub(super) fn put_reply(out: &mut BytesMut, stored: &[u8]) {
     }
 }
 
+/// Bytes of a compact key kept inline (a fill's, until it completes) rather than allocated:
+/// the key's arguments after the Redis key, so a GET's 2 bytes, an HGET's field and more.
+const INLINE_KEY: usize = 48;
+
+/// A compact entry key, inline up to [`INLINE_KEY`] bytes.
+pub(super) type CompactKey = smallvec::SmallVec<[u8; INLINE_KEY]>;
+
 /// The compact key ([`put_entry_key`]) of an entry key made by [`CacheLayer::entry_key`].
-pub(super) fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn compact_key(entry_key: &[u8]) -> Option<CompactKey> {
     fn header(b: &[u8], kind: u8) -> Option<(usize, &[u8])> {
         let b = b.strip_prefix(&[kind])?;
         let end = b.iter().position(|&c| c == b'\r')?;
@@ -172,10 +179,25 @@ pub(super) fn compact_key(entry_key: &[u8]) -> Option<Vec<u8>> {
     if !rest.is_empty() || args.len() < 2 {
         return None;
     }
-    let mut out = Vec::with_capacity(entry_key.len());
     let code = command::lookup(args[0]).read_code();
-    put_key_coded(proto, part, code, &args, &mut out);
-    Some(out)
+    // At most the head (6), the name when it has no code (1 + its LEB128 length, at most 10,
+    // + the name), and each argument after the Redis key with its length.
+    let name = if code.is_some() {
+        1
+    } else {
+        11 + args[0].len()
+    };
+    let most = 6 + name + args[2..].iter().map(|a| 10 + a.len()).sum::<usize>();
+    if most > INLINE_KEY {
+        let mut out = Vec::with_capacity(most);
+        put_key_coded(proto, part, code, &args, &mut out);
+        return Some(CompactKey::from_vec(out));
+    }
+    let mut buf = [0u8; INLINE_KEY];
+    let mut room = &mut buf[..];
+    put_key_coded(proto, part, code, &args, &mut room);
+    let len = INLINE_KEY - room.len();
+    Some(CompactKey::from_buf_and_len(buf, len))
 }
 
 /// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),

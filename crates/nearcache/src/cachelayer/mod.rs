@@ -1,7 +1,8 @@
 //! The proxy's use of the cache library: lookups, fills with their expiry, completing a read
 //! that went upstream, and what Redis's invalidations and lost connections mean for cached
 //! entries. Entry keys and stored replies are `entry.rs`'s, reads in flight `flights.rs`'s,
-//! array replies `arrays.rs`'s, the operator's narrowing `rules.rs`'s, keys known to have no
+//! array replies `arrays.rs`'s, completing a miss's request reply by reply `complete.rs`'s
+//! (which callers use directly), the operator's narrowing `rules.rs`'s, keys known to have no
 //! TTL `untimed.rs`'s, the sampled estimate of the hit ratio at other sizes `mrc.rs`'s (fed
 //! here: lookups, fills, writes, invalidations).
 //!
@@ -10,6 +11,7 @@
 //! never caches a reply a concurrent invalidation may have made stale (fill tickets).
 
 mod arrays;
+pub mod complete;
 mod entry;
 mod flights;
 mod mrc;
@@ -24,10 +26,10 @@ use cache::{Cache, CacheConfig, FillTicket, Hashes, PolicyKind};
 
 use crate::clock::Clock;
 use crate::obs::metrics::{Bypass, FlushReason, Metrics};
-use crate::reply::{OutMeter, ReplyTx, UpstreamResult};
+use crate::reply::{OutMeter, UpstreamResult};
 use crate::upstream::TrackingSink;
 pub use arrays::{join_array, put_array, split_array};
-use entry::{bulk_payload, compact_key, is_null, parse_pttl, put_reply, Pttl};
+use entry::{bulk_payload, compact_key, is_null, parse_pttl, put_reply, CompactKey, Pttl};
 pub use entry::{put_entry_key, Form};
 use flights::Flights;
 pub use flights::{Join, Landing};
@@ -105,8 +107,9 @@ pub fn stored_len(reply: &[u8]) -> usize {
 /// A read sent upstream whose reply may be cached.
 pub struct Fill {
     ticket: FillTicket,
-    /// The compact entry key ([`put_entry_key`]); `None` if the entry key did not parse.
-    key: Option<Vec<u8>>,
+    /// The compact entry key ([`put_entry_key`]), inline unless long; `None` if the entry key
+    /// did not parse.
+    key: Option<CompactKey>,
     /// When the read left, on the cache clock: the key's TTL is counted from here, so the entry
     /// never outlives the key.
     sent_at: u64,
@@ -287,11 +290,13 @@ impl CacheLayer {
     }
 
     /// Starts a fill through a connection whose tracking protects entries tagged `tag`; `key`
-    /// is the entry key [`CacheLayer::read`] returned.
-    pub fn begin(&self, group: &[u8], tag: u64, key: Bytes) -> Fill {
+    /// is the entry key [`CacheLayer::read`] returned. The ticket keeps `group` itself, not a
+    /// copy (a slice of the client's read buffer, which the read's flight holds until its
+    /// reply anyway; the fill completes with the reply after it).
+    pub fn begin(&self, group: &Bytes, tag: u64, key: Bytes) -> Fill {
         Fill {
             generation: self.untimed.generation(),
-            ticket: self.cache.begin_fill(group, tag),
+            ticket: self.cache.begin_fill_shared(group.clone(), tag),
             sent_at: self.clock.now(),
             key: compact_key(&key),
         }
@@ -433,76 +438,6 @@ impl CacheLayer {
     }
 }
 
-/// The values a miss read, kept for the fills that complete when their keys' `PTTL` replies
-/// (sent right after the read, on the same connection) come in.
-pub type Stash = Arc<std::sync::OnceLock<smallvec::SmallVec<[Bytes; 1]>>>;
-
-/// Completes a leader's read with its reply (or why there is none): stashes the value for the
-/// fill, lands the flight, and passes the reply on to the leader's own client. Run by the
-/// upstream connection's task as it reads the reply ([`crate::upstream::ConnHandle::call_then`]),
-/// so followers get their reply even if the leader's client has gone, and no task is woken per
-/// miss.
-pub fn complete_flight(
-    cache: &CacheLayer,
-    landing: Landing,
-    stash: Option<Stash>,
-    result: UpstreamResult,
-    to_client: ReplyTx,
-) {
-    if let (Some(stash), Ok(bytes)) = (stash, &result) {
-        let _ = stash.set(smallvec::smallvec![bytes.clone()]);
-    }
-    cache.land(landing, &result);
-    to_client.send(result);
-}
-
-/// Completes the fill of the `index`th value a read stashed, with its key's `PTTL` reply.
-pub fn complete_fill(
-    cache: &CacheLayer,
-    fill: Fill,
-    stash: &Stash,
-    index: usize,
-    pttl: UpstreamResult,
-) {
-    if let (Ok(pttl), Some(value)) = (pttl, stash.get().and_then(|v| v.get(index))) {
-        cache.complete(fill, value, &pttl);
-    }
-}
-
-/// Completes an MGET of the keys that missed (`asked`, their places in the client's MGET):
-/// stashes the elements for their fills, then answers the client with the whole array, hits
-/// and fetched elements in the asked order. Run by the upstream connection's task, like
-/// [`complete_flight`].
-pub fn complete_mget(
-    mut items: Vec<Option<Bytes>>,
-    asked: Vec<usize>,
-    stash: Option<Stash>,
-    result: UpstreamResult,
-    to_client: ReplyTx,
-) {
-    let fetched = match &result {
-        Ok(bytes) => split_array(bytes).filter(|f| f.len() == asked.len()),
-        Err(_) => None,
-    };
-    let Some(fetched) = fetched else {
-        // An error (or an unexpected shape): the client gets Redis's reply as it is.
-        to_client.send(result);
-        return;
-    };
-    if let Some(stash) = stash {
-        let _ = stash.set(smallvec::SmallVec::from_vec(fetched.clone()));
-    }
-    for (i, elem) in asked.into_iter().zip(fetched) {
-        items[i] = Some(elem);
-    }
-    let all: Option<Vec<Bytes>> = items.into_iter().collect();
-    let reply = match all {
-        Some(all) => Ok(join_array(&all)),
-        None => result,
-    };
-    to_client.send(reply);
-}
-
 impl TrackingSink for CacheLayer {
     fn connection_lost(&self, tag: u64) {
         // The keys it read are protected no longer: what was learnt of them may be stale.
@@ -573,7 +508,7 @@ mod tests {
         assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         assert_eq!(&out[..], b"+PONG\r\n");
         layer.complete(
-            layer.begin(b"k", 1, key),
+            layer.begin(&Bytes::from_static(b"k"), 1, key),
             &Bytes::from_static(b"$1\r\nv\r\n"),
             b":-1\r\n",
         );
@@ -594,7 +529,11 @@ mod tests {
         };
         assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
-        layer.complete(layer.begin(b"k", 1, key), &reply, b":-1\r\n");
+        layer.complete(
+            layer.begin(&Bytes::from_static(b"k"), 1, key),
+            &reply,
+            b":-1\r\n",
+        );
         let Read::Hit(hit) = layer.read(Form::of(2, b"GET"), &get, &mut buf) else {
             panic!("miss after the fill");
         };
@@ -612,26 +551,26 @@ mod tests {
         let key = CacheLayer::entry_key(2, &get, &mut BytesMut::new());
         assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
-        let fill = layer.begin(b"k", 1, key.clone());
+        let fill = layer.begin(&Bytes::from_static(b"k"), 1, key.clone());
         layer.complete(fill, &reply, b":-1\r\n");
         assert_eq!(layer.lookup(b"k", &key), Some(reply.clone()));
         layer.invalidate(Some(vec![Bytes::from_static(b"k")]));
         assert_eq!(layer.lookup(b"k", &key), None);
 
         // An invalidation while the read is in flight: the reply is not cached.
-        let fill = layer.begin(b"k", 1, key.clone());
+        let fill = layer.begin(&Bytes::from_static(b"k"), 1, key.clone());
         layer.invalidate_keys(&[Bytes::from_static(b"k")]);
         layer.complete(fill, &reply, b":-1\r\n");
         assert_eq!(layer.lookup(b"k", &key), None);
 
         // The protecting connection closes: its entries go.
-        let fill = layer.begin(b"k", 7, key.clone());
+        let fill = layer.begin(&Bytes::from_static(b"k"), 7, key.clone());
         layer.complete(fill, &reply, b":-1\r\n");
         layer.connection_lost(7);
         assert_eq!(layer.lookup(b"k", &key), None);
 
         // Errors are never cached.
-        let fill = layer.begin(b"k", 1, key.clone());
+        let fill = layer.begin(&Bytes::from_static(b"k"), 1, key.clone());
         layer.complete(fill, &Bytes::from_static(b"-WRONGTYPE x\r\n"), b":-1\r\n");
         assert_eq!(layer.lookup(b"k", &key), None);
         layer.validate().unwrap();

@@ -6,13 +6,13 @@
 //! Owns the session's side of the cache protocol. Never fills an entry itself: the fill is
 //! completed by the upstream connection's task as it reads the reply (`cachelayer`).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use super::state::Session;
-use crate::cachelayer::{self, CacheLayer, Form, Join, Read, Stash};
+use crate::cachelayer::complete::{Fetch, Miss};
+use crate::cachelayer::{CacheLayer, Form, Join, Read};
 use crate::command;
 use crate::obs::metrics::Bypass;
 use crate::obs::stats::{Outcome, StampExt as _};
@@ -75,8 +75,8 @@ impl Session {
     }
 
     /// A cacheable read that missed (`key`, its entry key): joins the same read in flight, or
-    /// sends it, then a `PTTL` of its key (none when the key is known to have no expiry), and
-    /// has the reply cached when that returns.
+    /// sends it followed by a `PTTL` of its key in the same request (none when the key is known
+    /// to have no expiry), and has the reply cached when that returns.
     async fn cached_miss(&mut self, cache: Arc<CacheLayer>, args: &[Bytes], key: Bytes) {
         let group = &args[1];
         self.stamp.mark(Outcome::Miss);
@@ -97,36 +97,23 @@ impl Session {
         let wire = CacheLayer::wire(&key);
         let fill = conn.begin_fill(|tag| cache.begin(group, tag, key));
         let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
-        let known = fill.as_ref().and_then(|f| cache.untimed(f));
-        let fill = match (fill, known) {
-            (Some(fill), Some(known)) => {
-                // Known to have no expiry (`cachelayer/untimed.rs`): no PTTL after the read.
-                cache.pttl_skipped.fetch_add(1, Ordering::Relaxed);
-                conn.call_then(wire, move |result| {
-                    let value = result.as_ref().ok().cloned();
-                    cachelayer::complete_flight(&cache, landing, None, result, to_client);
-                    if let Some(value) = value {
-                        cache.complete_untimed(fill, &value, &known);
-                    }
-                });
-                self.output.link.dispatched();
-                return self.queue_reply(rx, After::Nothing);
-            }
-            (fill, _) => fill,
+        let mut miss = Miss::new(cache, landing, fill, to_client);
+        let bytes = if miss.needs_pttl() {
+            // The PTTL right after the read, in the same request, so that Redis (and MONITOR)
+            // sees the client's command first; a write between the two invalidates the key,
+            // voiding the fill.
+            let pttl = [&b"PTTL"[..], &group[..]];
+            let buf = &mut self.encode_buf;
+            buf.reserve(wire.len() + resp::encode_command_len(&pttl));
+            buf.extend_from_slice(&wire);
+            resp::encode_command(&pttl, buf);
+            buf.split().freeze()
+        } else {
+            wire
         };
-        let stash = fill.as_ref().map(|_| Stash::default());
-        let (layer, read) = (cache.clone(), stash.clone());
-        conn.call_then(wire, move |result| {
-            cachelayer::complete_flight(&layer, landing, read, result, to_client)
+        conn.call_each(bytes, miss.replies(), move |i, result| {
+            miss.reply(i, result)
         });
-        if let (Some(fill), Some(stash)) = (fill, stash) {
-            // PTTL right after the read, so that Redis (and MONITOR) sees the client's command
-            // first; a write between the two invalidates the key, voiding the fill.
-            let pttl = self.encode(&[Bytes::from_static(b"PTTL"), group.clone()]);
-            conn.call_then(pttl, move |ttl| {
-                cachelayer::complete_fill(&cache, fill, &stash, 0, ttl)
-            });
-        }
         self.output.link.dispatched();
         self.queue_reply(rx, After::Nothing);
     }
@@ -192,9 +179,10 @@ impl Session {
 
     /// Fetches the keys of an MGET that missed (`misses`: their places in `keys` and their
     /// entry keys; `items` has the hits, `None` at those places) with one MGET on `conn`,
-    /// followed by the PTTL of each not known to have no expiry, and has each cached when its
-    /// PTTL (or the MGET, for those) returns. The receiver gets the whole array: hits and
-    /// fetched values in `keys`' order (or the error Redis answered), charged to `meter`.
+    /// followed in the same request by the PTTL of each not known to have no expiry (one
+    /// completion for all their replies, `cachelayer::complete::Fetch`), and has each cached
+    /// when its PTTL (or the MGET, for those) returns. The receiver gets the whole array: hits
+    /// and fetched values in `keys`' order (or the error Redis answered), charged to `meter`.
     pub(super) fn fetch_missing(
         &mut self,
         cache: &Arc<CacheLayer>,
@@ -209,43 +197,22 @@ impl Session {
                 |(i, entry_key): &(usize, Bytes)| cache.begin(&keys[*i], tag, entry_key.clone());
             misses.iter().map(begin).collect::<Vec<_>>()
         });
-        let mut missing = vec![Bytes::from_static(b"MGET")];
-        missing.extend(misses.iter().map(|(i, _)| keys[*i].clone()));
         let asked: Vec<usize> = misses.iter().map(|(i, _)| *i).collect();
-        let stash = begun.as_ref().map(|_| Stash::default());
         let (to_client, rx) = reply::reply_channel(meter);
         // Keys known to have no expiry are filled when the MGET's reply lands; the others
-        // after their PTTL.
-        let (mut untimed, mut timed) = (Vec::new(), Vec::new());
-        for (n, fill) in begun.into_iter().flatten().enumerate() {
-            match cache.untimed(&fill) {
-                Some(known) => untimed.push((n, fill, known)),
-                None => timed.push((n, fill)),
-            }
+        // after their PTTL, each right after the MGET in the same request (see `cached_miss`).
+        let mut fetch = Fetch::new(cache.clone(), items, asked, begun, to_client);
+        let mut missing = smallvec::SmallVec::<[&[u8]; 16]>::new();
+        missing.push(b"MGET");
+        missing.extend(misses.iter().map(|(i, _)| &keys[*i][..]));
+        resp::encode_command(&missing, &mut self.encode_buf);
+        for n in fetch.pttls() {
+            resp::encode_command(&[&b"PTTL"[..], missing[n + 1]], &mut self.encode_buf);
         }
-        cache
-            .pttl_skipped
-            .fetch_add(untimed.len() as u64, Ordering::Relaxed);
-        let (read, layer) = (stash.clone(), cache.clone());
-        conn.call_then(self.encode(&missing), move |result| {
-            cachelayer::complete_mget(items, asked, read.clone(), result, to_client);
-            let values = read.as_ref().and_then(|r| r.get());
-            for (n, fill, known) in untimed {
-                if let Some(value) = values.and_then(|v| v.get(n)) {
-                    layer.complete_untimed(fill, value, &known);
-                }
-            }
+        let bytes = self.encode_buf.split().freeze();
+        conn.call_each(bytes, fetch.replies(), move |i, result| {
+            fetch.reply(i, result)
         });
-        // Each other key's PTTL right after the MGET (see `cached_miss`).
-        if let Some(stash) = stash {
-            for (n, fill) in timed {
-                let pttl = self.encode(&[Bytes::from_static(b"PTTL"), missing[n + 1].clone()]);
-                let (cache, stash) = (cache.clone(), stash.clone());
-                conn.call_then(pttl, move |ttl| {
-                    cachelayer::complete_fill(&cache, fill, &stash, n, ttl)
-                });
-            }
-        }
         rx
     }
 }

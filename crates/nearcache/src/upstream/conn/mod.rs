@@ -37,6 +37,10 @@ pub enum Expect {
     /// connection's task as soon as it is read. The function must be quick and must not block:
     /// it is how a cache fill completes without a task of its own.
     Then(Completion),
+    /// A fixed number of reply frames (several commands pipelined as one request), each handed
+    /// in order to the same function as it is read, as [`Expect::Then`] hands its one. The
+    /// request's timeout covers all of them.
+    Each(Replies),
     /// Switch the connection to relay mode: from now on every frame goes to this session queue.
     Relay(Outbox),
     /// Leave relay mode: on a relaying connection, the frame equal to these bytes (the reply to
@@ -73,6 +77,45 @@ impl Drop for Completion {
                 cause: "request dropped".into(),
             }));
         }
+    }
+}
+
+/// Work done with each of a request's reply frames by the task that read it (see
+/// [`Expect::Each`]): the function is called once per reply owed, with its index (0 first) and
+/// the reply, or the error that failed the request, or, if the request is dropped with replies
+/// still owed, that loss; never more often than replies were owed.
+pub struct Replies {
+    then: Box<dyn FnMut(usize, UpstreamResult) + Send>,
+    next: usize,
+    count: usize,
+}
+
+impl Replies {
+    /// Hands the next reply on; whether every reply owed has been handed on.
+    fn run(&mut self, result: UpstreamResult) -> bool {
+        if self.next < self.count {
+            (self.then)(self.next, result);
+            self.next += 1;
+        }
+        self.next >= self.count
+    }
+
+    /// Hands `err` on for every reply still owed.
+    fn fail(&mut self, err: &UpstreamError) {
+        while !self.run(Err(err.clone())) {}
+    }
+}
+
+impl Drop for Replies {
+    fn drop(&mut self) {
+        if self.next >= self.count {
+            // Answered in full (the usual case): nothing to make an error for.
+            return;
+        }
+        self.fail(&UpstreamError::Lost {
+            addr: "upstream".into(),
+            cause: "request dropped".into(),
+        });
     }
 }
 
@@ -281,6 +324,28 @@ impl ConnHandle {
         self.send(Request {
             bytes,
             expect: Expect::Then(Completion(Some(Box::new(then)))),
+            timed: true,
+        });
+    }
+
+    /// Sends `count` commands pipelined in `bytes` as one request (at least one), and has the
+    /// connection's task run `then` with each reply in turn, its index first (or with why there
+    /// is none): one function, boxed once, for all of them. The timeout covers the whole
+    /// request.
+    pub fn call_each(
+        &self,
+        bytes: Bytes,
+        count: usize,
+        then: impl FnMut(usize, UpstreamResult) + Send + 'static,
+    ) {
+        assert!(count > 0, "a request expects at least one reply");
+        self.send(Request {
+            bytes,
+            expect: Expect::Each(Replies {
+                then: Box::new(then),
+                next: 0,
+                count,
+            }),
             timed: true,
         });
     }
@@ -506,6 +571,7 @@ fn fail(expect: Expect, err: &UpstreamError, state: &ConnState) {
     match expect {
         Expect::One(tx) => tx.send(Err(err.clone())),
         Expect::Then(then) => then.run(Err(err.clone())),
+        Expect::Each(mut replies) => replies.fail(err),
         Expect::Relay(sink) => close_relay(&sink, err),
         Expect::Track(_) => {}
         Expect::EndRelay(_, then) => then.run(Err(err.clone())),

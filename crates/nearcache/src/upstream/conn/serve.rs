@@ -244,13 +244,23 @@ fn refused(frame: &[u8], state: &ConnState) -> Result<(), UpstreamError> {
 
 /// What the reader waits for: expectations the writer handed over, in the order their
 /// requests were written, and the session every frame goes to once the connection relays.
-struct Waiting {
+pub(super) struct Waiting {
     incoming: mpsc::UnboundedReceiver<Due>,
-    queue: VecDeque<Due>,
+    pub(super) queue: VecDeque<Due>,
     relay: Option<Outbox>,
 }
 
 impl Waiting {
+    /// A reader's queue holding `queue` already, for tests that deliver frames by hand.
+    #[cfg(test)]
+    pub(super) fn holding(queue: impl IntoIterator<Item = Due>) -> Waiting {
+        Waiting {
+            incoming: mpsc::unbounded_channel().1,
+            queue: queue.into_iter().collect(),
+            relay: None,
+        }
+    }
+
     fn take_new(&mut self) {
         while let Ok(due) = self.incoming.try_recv() {
             self.queue.push_back(due);
@@ -258,7 +268,7 @@ impl Waiting {
     }
 
     /// Routes one reply frame: to the relay sink, to a push consumer, or to the oldest request.
-    fn deliver(&mut self, frame: Bytes, state: &ConnState) -> Result<(), UpstreamError> {
+    pub(super) fn deliver(&mut self, frame: Bytes, state: &ConnState) -> Result<(), UpstreamError> {
         self.take_new();
         if state.unprobed.swap(false, Ordering::AcqRel) {
             refused(&frame, state)?;
@@ -330,8 +340,14 @@ impl Waiting {
             debug!(upstream = %state.addr, "push frame on a matched connection");
             return Ok(());
         }
-        match self.queue.pop_front().map(|d| d.expect) {
-            Some(Expect::Track(epoch)) => {
+        let Some(Due { expect, deadline }) = self.queue.pop_front() else {
+            return Err(UpstreamError::Protocol {
+                addr: state.addr.clone(),
+                cause: "reply without a request".into(),
+            });
+        };
+        match expect {
+            Expect::Track(epoch) => {
                 state.inflight.fetch_sub(1, Ordering::AcqRel);
                 if frame.starts_with(b"+OK") {
                     state.tracking_epoch.store(epoch, Ordering::Release);
@@ -344,41 +360,47 @@ impl Waiting {
                 }
                 Ok(())
             }
-            Some(Expect::One(tx)) => {
+            Expect::One(tx) => {
                 state.inflight.fetch_sub(1, Ordering::AcqRel);
                 tx.send(Ok(frame));
                 Ok(())
             }
-            Some(Expect::Then(then)) => {
+            Expect::Then(then) => {
                 state.inflight.fetch_sub(1, Ordering::AcqRel);
                 then.run(Ok(frame));
                 Ok(())
             }
             // Taken above before any frame is examined; kept total rather than panicking.
-            Some(Expect::Relay(sink)) => {
+            Expect::Relay(sink) => {
                 state.inflight.fetch_sub(1, Ordering::AcqRel);
                 sink.send(Outbound::Frame(frame));
                 self.relay = Some(sink);
                 Ok(())
             }
             // Never queued for the reader (it carries bytes only); kept total.
-            Some(Expect::Written) => Ok(()),
+            Expect::Written => Ok(()),
             // Not relaying (any more): the reply is the one awaited.
-            Some(Expect::EndRelay(_, then)) => {
+            Expect::EndRelay(_, then) => {
                 state.inflight.fetch_sub(1, Ordering::AcqRel);
                 then.run(Ok(frame));
                 Ok(())
             }
-            None => Err(UpstreamError::Protocol {
-                addr: state.addr.clone(),
-                cause: "reply without a request".into(),
-            }),
+            Expect::Each(mut replies) => {
+                if replies.run(Ok(frame)) {
+                    state.inflight.fetch_sub(1, Ordering::AcqRel);
+                } else {
+                    // More replies owed: it stays the oldest request, under the same deadline.
+                    let expect = Expect::Each(replies);
+                    self.queue.push_front(Due { expect, deadline });
+                }
+                Ok(())
+            }
         }
     }
 
     /// The connection is gone: every request still waiting fails with `err`, and a relayed
     /// session is told and closed.
-    fn fail_all(mut self, err: &UpstreamError, state: &ConnState) {
+    pub(super) fn fail_all(mut self, err: &UpstreamError, state: &ConnState) {
         self.take_new();
         for due in self.queue.drain(..) {
             fail(due.expect, err, state);

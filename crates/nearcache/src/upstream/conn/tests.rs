@@ -1,6 +1,8 @@
 //! Unit tests of the connection handle and its reader: fills judged against tracking losses
-//! interleaved by hand, completions run exactly once.
+//! interleaved by hand, completions run exactly once, a request's several replies handed in
+//! order to its one completion.
 
+use super::serve::Waiting;
 use super::*;
 use crate::upstream::env::{Counters, Limits, Settings};
 use crate::upstream::tracking::TrackingSink;
@@ -154,4 +156,104 @@ fn a_completion_dropped_unanswered_runs_with_the_loss() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
     assert!(matches!(&seen[0], Err(UpstreamError::Lost { .. })));
+}
+
+type Seen = Arc<Mutex<Vec<(usize, UpstreamResult)>>>;
+
+/// A request expecting `count` replies, and what its completion was handed.
+fn each(count: usize) -> (Seen, Expect) {
+    let seen = Seen::default();
+    let log = seen.clone();
+    let then = move |i, r| log.lock().unwrap().push((i, r));
+    let replies = Replies {
+        then: Box::new(then),
+        next: 0,
+        count,
+    };
+    (seen, Expect::Each(replies))
+}
+
+/// Indexes and replies handed on (`Err` as "!" and the error's kind).
+fn shown(seen: &Seen) -> Vec<(usize, String)> {
+    let show = |r: &UpstreamResult| match r {
+        Ok(b) => String::from_utf8_lossy(b).trim_end().to_string(),
+        Err(UpstreamError::Lost { .. }) => "!lost".into(),
+        Err(UpstreamError::Closed { .. }) => "!closed".into(),
+        Err(e) => format!("!{e}"),
+    };
+    let seen = seen.lock().unwrap();
+    seen.iter().map(|(i, r)| (*i, show(r))).collect()
+}
+
+#[test]
+fn a_request_of_several_replies_hands_each_in_order_to_its_one_completion() {
+    let (conn, _rx, _tracking, _sink) = tracked_conn();
+    let (first, expect_first) = each(2);
+    let (second, expect_second) = each(3);
+    let deadline = Some(Instant::now() + Duration::from_secs(60));
+    let mut waiting = Waiting::holding([
+        Due {
+            expect: expect_first,
+            deadline: None,
+        },
+        Due {
+            expect: expect_second,
+            deadline,
+        },
+    ]);
+    conn.state.inflight.fetch_add(2, Ordering::AcqRel);
+    for frame in [&b"$1\r\na\r\n"[..], b":-1\r\n", b"$1\r\nb\r\n"] {
+        waiting
+            .deliver(Bytes::from_static(frame), &conn.state)
+            .unwrap();
+    }
+    assert_eq!(shown(&first), [(0, "$1\r\na".into()), (1, ":-1".into())]);
+    assert_eq!(shown(&second), [(0, "$1\r\nb".into())]);
+    assert_eq!(
+        conn.inflight(),
+        1,
+        "the first request is answered, not the second"
+    );
+    let front = waiting
+        .queue
+        .front()
+        .expect("the second request still waits");
+    assert_eq!(
+        front.deadline, deadline,
+        "under the deadline of the whole request"
+    );
+
+    // The connection fails with two replies still owed: each gets the error, once.
+    let err = UpstreamError::Closed {
+        addr: "test".into(),
+    };
+    waiting.fail_all(&err, &conn.state);
+    assert_eq!(
+        shown(&second),
+        [
+            (0, "$1\r\nb".into()),
+            (1, "!closed".into()),
+            (2, "!closed".into())
+        ]
+    );
+    assert_eq!(
+        shown(&first).len(),
+        2,
+        "nothing more for the answered request"
+    );
+    assert_eq!(conn.inflight(), 0);
+}
+
+#[test]
+fn a_request_of_several_replies_dropped_unanswered_hands_each_the_loss_once() {
+    let (seen, expect) = each(3);
+    let Expect::Each(mut replies) = expect else {
+        unreachable!()
+    };
+    assert!(!replies.run(Ok(Bytes::from_static(b"+OK\r\n"))));
+    drop(replies);
+    assert_eq!(
+        shown(&seen),
+        [(0, "+OK".into()), (1, "!lost".into()), (2, "!lost".into())]
+    );
 }
