@@ -235,7 +235,7 @@ impl Session {
         }
     }
 
-    pub(super) fn encode<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Bytes {
+    pub(super) fn encode(&mut self, args: &[Bytes]) -> Bytes {
         self.encode_buf.reserve(resp::encode_command_len(args));
         resp::encode_command(args, &mut self.encode_buf);
         self.encode_buf.split().freeze()

@@ -72,10 +72,7 @@ impl Completion {
 impl Drop for Completion {
     fn drop(&mut self) {
         if let Some(then) = self.0.take() {
-            then(Err(UpstreamError::Lost {
-                addr: "upstream".into(),
-                cause: "request dropped".into(),
-            }));
+            then(Err(reply::dropped()));
         }
     }
 }
@@ -112,10 +109,7 @@ impl Drop for Replies {
             // Answered in full (the usual case): nothing to make an error for.
             return;
         }
-        self.fail(&UpstreamError::Lost {
-            addr: "upstream".into(),
-            cause: "request dropped".into(),
-        });
+        self.fail(&reply::dropped());
     }
 }
 
