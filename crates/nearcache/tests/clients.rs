@@ -371,6 +371,14 @@ async fn each_thread_forwards_through_a_shared_connection_of_its_own() {
     assert_eq!(&monitor.cmd(&["MONITOR"]).await[..], b"+OK\r\n");
     let mut a = RawConn::connect(&proxy.addr()).await;
     let mut b = RawConn::connect(&proxy.addr()).await;
+    // A connection still coming up is passed over for one that is up, on any thread: wait
+    // for all four (two per protocol) first.
+    eventually(
+        Duration::from_secs(10),
+        "every shared connection up",
+        async || info_u64(&mut a, "pool_idle_connections").await >= 4,
+    )
+    .await;
     for i in 0..5 {
         let (ka, kb) = (format!("from-a:{i}"), format!("from-b:{i}"));
         assert_eq!(&a.cmd(&["SET", &ka, "1"]).await[..], b"+OK\r\n");
