@@ -81,11 +81,14 @@ impl crate::reply::Settle for Again {
     }
 }
 
-/// A node that could not be reached (or was lost): the map may be out of date.
+/// A node that could not be reached, or whose connection broke or was closed under the
+/// command (a killed node's socket reads as closed): the map may be out of date.
 fn unreachable(e: &UpstreamError) -> bool {
     matches!(
         e,
-        UpstreamError::Unavailable { .. } | UpstreamError::Lost { .. }
+        UpstreamError::Unavailable { .. }
+            | UpstreamError::Lost { .. }
+            | UpstreamError::Closed { .. }
     )
 }
 
@@ -279,5 +282,34 @@ fn frame_of(result: UpstreamResult) -> Frame {
     match resp::parse_frame(&mut buf, &resp::Limits::default()) {
         Ok(Some(f)) => f,
         _ => Frame::error("ERR nearcache: unreadable reply from a cluster node"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_whose_connection_closed_under_a_command_counts_as_unreachable() {
+        let addr = "127.0.0.1:1".to_string();
+        let cause = "x".to_string();
+        // A killed node's socket reads as closed when the command was already queued on it:
+        // a replica's read must then go to the master, as when it was refused.
+        assert!(unreachable(&UpstreamError::Closed { addr: addr.clone() }));
+        assert!(unreachable(&UpstreamError::Lost {
+            addr: addr.clone(),
+            cause: cause.clone()
+        }));
+        assert!(unreachable(&UpstreamError::Unavailable {
+            addr: addr.clone(),
+            cause: cause.clone()
+        }));
+        // A node that answered with garbage or too late was reached: sending again could run
+        // the command twice for nothing.
+        assert!(!unreachable(&UpstreamError::Timeout {
+            addr: addr.clone(),
+            after_ms: 1
+        }));
+        assert!(!unreachable(&UpstreamError::Protocol { addr, cause }));
     }
 }
