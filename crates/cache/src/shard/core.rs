@@ -10,7 +10,7 @@
 //! only `entry.rs` and `slab.rs`, and must never call into the operations built on it
 //! (`mod.rs`, `remove.rs`, `tidy.rs`, `check.rs`).
 
-use super::entry::{entry_hash, head_hash, parts, Entry, Hasher, HEAD, NIL};
+use super::entry::{entry_hash, head_hash, parts, same, Entry, Hasher, HEAD, NIL};
 use super::slab::Slab;
 use crate::policy::{Handle, Policy};
 use hashbrown::HashTable;
@@ -97,7 +97,7 @@ impl Core {
     pub(super) fn find(&self, hash: u64, group_hash: u64, group: &[u8], key: &[u8]) -> Option<u32> {
         let head = self.find_group(group_hash, group)?;
         let e = self.slab.entry(head);
-        if parts(&e.data).1 == key {
+        if same(parts(&e.data).1, key) {
             return Some(head);
         }
         if e.g_next == head {
@@ -107,7 +107,7 @@ impl Core {
             .find(hash, |&s| {
                 let e = self.slab.entry(s);
                 let (g, k, _) = parts(&e.data);
-                !e.is_head() && k == key && g == group
+                !e.is_head() && same(k, key) && same(g, group)
             })
             .copied()
     }
@@ -117,7 +117,7 @@ impl Core {
         self.index
             .find(head_hash(group_hash), |&s| {
                 let e = self.slab.entry(s);
-                e.is_head() && parts(&e.data).0 == group
+                e.is_head() && same(parts(&e.data).0, group)
             })
             .copied()
     }

@@ -121,6 +121,27 @@ pub(super) fn parts(data: &[u8]) -> (&[u8], &[u8], &[u8]) {
     parts_varint(data)
 }
 
+/// Whether two keys (or groups) are equal: the lookup path's comparison. Keys of up to 16
+/// bytes, the usual Redis key and every GET's compact key, are compared as two overlapping
+/// words each, inline, rather than by a call to `memcmp` (about 80 instructions a call, a tenth
+/// of an MGET key's lookup).
+#[inline(always)]
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+    match n {
+        0 => true,
+        1..4 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..8 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
+}
+
 /// [`parts`] for any lengths.
 fn parts_varint(data: &[u8]) -> (&[u8], &[u8], &[u8]) {
     let mut pos = 0;
@@ -160,6 +181,20 @@ impl Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_agrees_with_slice_equality_at_every_length_and_position() {
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37)).collect();
+            assert!(same(&a, &a.clone()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x40;
+                assert!(!same(&a, &b), "length {n}, differing at {at}");
+            }
+            assert!(!same(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
 
     #[test]
     fn cells_are_32_bytes() {
