@@ -28,3 +28,15 @@ fn parses_inline_and_multibulk_commands() {
     assert!(buf.is_empty());
     let _ = Frame::Null;
 }
+
+#[test]
+fn length_lines_read_as_decimal_at_every_width() {
+    let widths = (0..20_000).chain([99_999, 100_000, 1 << 20, usize::MAX]);
+    for n in widths {
+        for kind in [b'$', b'*'] {
+            let mut out = BytesMut::from(&b"x"[..]);
+            resp::header(&mut out, kind, n);
+            assert_eq!(&out[..], format!("x{}{n}\r\n", kind as char).as_bytes());
+        }
+    }
+}
