@@ -51,23 +51,6 @@ pub(super) fn put_head(out: &mut impl BufMut, proto: u8, part: u32) {
     }
 }
 
-/// Reads [`put_head`]: protocol, partition, and where what follows starts.
-pub(super) fn split_head(key: &[u8]) -> Option<(u8, u32, usize)> {
-    let (&first, rest) = key.split_first()?;
-    if first & 0x80 == 0 {
-        return Some((first, 0, 1));
-    }
-    let (mut part, mut shift) = (0u32, 0);
-    for (i, &b) in rest.iter().enumerate().take(5) {
-        part |= u32::from(b & 0x7f).checked_shl(shift)?;
-        if b & 0x80 == 0 {
-            return Some((first & 0x7f, part, i + 2));
-        }
-        shift += 7;
-    }
-    None
-}
-
 #[inline]
 fn put_len(out: &mut impl BufMut, mut n: usize) {
     while n >= 0x80 {
@@ -156,48 +139,29 @@ const INLINE_KEY: usize = 48;
 /// A compact entry key, inline up to [`INLINE_KEY`] bytes.
 pub(super) type CompactKey = smallvec::SmallVec<[u8; INLINE_KEY]>;
 
+/// Bytes at the end of an entry key that give its compact key's length.
+const LEN_BYTES: usize = 4;
+
+/// Appends what makes an entry key of a compact key already in `buf` (from its start): the
+/// command as sent upstream, then the compact key's length. An entry key thus holds both forms
+/// of the read, so that neither a miss's send nor its fill derives one from the other.
+pub(super) fn finish_entry_key<A: AsRef<[u8]>>(args: &[A], buf: &mut BytesMut) {
+    let compact = buf.len();
+    buf.reserve(resp::encode_command_len(args) + LEN_BYTES);
+    resp::encode_command(args, buf);
+    buf.put_u32_le(u32::try_from(compact).expect("a compact key under 4 GiB"));
+}
+
+/// The compact key and the command as sent upstream, in an entry key made by
+/// [`finish_entry_key`].
+pub(super) fn split_entry_key(entry_key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (rest, len) = entry_key.split_last_chunk::<LEN_BYTES>()?;
+    rest.split_at_checked(usize::try_from(u32::from_le_bytes(*len)).ok()?)
+}
+
 /// The compact key ([`put_entry_key`]) of an entry key made by [`CacheLayer::entry_key`].
 pub(super) fn compact_key(entry_key: &[u8]) -> Option<CompactKey> {
-    fn header(b: &[u8], kind: u8) -> Option<(usize, &[u8])> {
-        let b = b.strip_prefix(&[kind])?;
-        let end = b.iter().position(|&c| c == b'\r')?;
-        let n = usize::try_from(resp::parse_i64(&b[..end])?).ok()?;
-        Some((n, b.get(end + 2..)?))
-    }
-    let (proto, part, at) = split_head(entry_key)?;
-    let wire = &entry_key[at..];
-    let (n, mut rest) = header(wire, b'*')?;
-    let mut args: smallvec::SmallVec<[&[u8]; 8]> = smallvec::SmallVec::new();
-    for _ in 0..n {
-        let (len, r) = header(rest, b'$')?;
-        if r.get(len..len.checked_add(2)?)? != b"\r\n" {
-            return None;
-        }
-        args.push(&r[..len]);
-        rest = &r[len + 2..];
-    }
-    if !rest.is_empty() || args.len() < 2 {
-        return None;
-    }
-    let code = command::lookup(args[0]).read_code();
-    // At most the head (6), the name when it has no code (1 + its LEB128 length, at most 10,
-    // + the name), and each argument after the Redis key with its length.
-    let name = if code.is_some() {
-        1
-    } else {
-        11 + args[0].len()
-    };
-    let most = 6 + name + args[2..].iter().map(|a| 10 + a.len()).sum::<usize>();
-    if most > INLINE_KEY {
-        let mut out = Vec::with_capacity(most);
-        put_key_coded(proto, part, code, &args, &mut out);
-        return Some(CompactKey::from_vec(out));
-    }
-    let mut buf = [0u8; INLINE_KEY];
-    let mut room = &mut buf[..];
-    put_key_coded(proto, part, code, &args, &mut room);
-    let len = INLINE_KEY - room.len();
-    Some(CompactKey::from_buf_and_len(buf, len))
+    split_entry_key(entry_key).map(|(compact, _)| CompactKey::from_slice(compact))
 }
 
 /// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),
@@ -269,7 +233,8 @@ mod tests {
         // GET and get share their entries; everything else is told apart.
         assert_eq!(seen.len(), 14);
         assert_eq!(compact(2, &[b"GET", b"a-long-redis-key"]), [2, 1]);
-        assert!(compact_key(b"\x02*2\r\n$3\r\nGET\r\n$1\r\nkk\r\n").is_none());
+        assert!(compact_key(b"\x02\x01*2\r\n$3\r\nGET\r\n$1\r\nkk\r\n\x40\0\0\0").is_none());
+        assert!(compact_key(b"\0\0").is_none());
     }
 
     #[test]

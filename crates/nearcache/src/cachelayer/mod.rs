@@ -159,26 +159,23 @@ impl CacheLayer {
         self.flights.collapsed.load(Ordering::Relaxed)
     }
 
-    /// The entry key of a read as sessions handle it: protocol version (and the user's
-    /// partition, when not the proxy's own user: `entry::put_head`), then the encoded command,
-    /// written into `buf` (whose unused room it reuses). [`CacheLayer::wire`] is the command as
-    /// sent upstream. The cache itself stores the shorter form [`put_entry_key`] makes of it.
-    /// The db is always 0: sessions in another db never use the cache.
+    /// The entry key of a read as sessions handle it: its compact key (the protocol version,
+    /// the user's partition when not the proxy's own user, the command's code and the arguments
+    /// after the Redis key: [`put_entry_key`], what the cache stores it under), then the command
+    /// as sent upstream ([`CacheLayer::wire`]), written into `buf` (whose unused room it
+    /// reuses). The db is always 0: sessions in another db never use the cache.
     pub fn entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], buf: &mut BytesMut) -> Bytes {
-        Self::encode_key(proto, 0, args, buf);
+        Form::of(proto, args[0].as_ref()).put_key(args, buf);
+        entry::finish_entry_key(args, buf);
         buf.split().freeze()
     }
 
     /// The command as sent upstream, in an entry key made by [`CacheLayer::read`].
     pub fn wire(entry_key: &Bytes) -> Bytes {
-        let at = entry::split_head(entry_key).map_or(1, |(_, _, at)| at);
-        entry_key.slice(at.min(entry_key.len())..)
-    }
-
-    fn encode_key<A: AsRef<[u8]>>(proto: u8, part: u32, args: &[A], buf: &mut BytesMut) {
-        buf.reserve(6 + resp::encode_command_len(args));
-        entry::put_head(buf, proto, part);
-        resp::encode_command(args, buf);
+        match entry::split_entry_key(entry_key) {
+            Some((compact, wire)) => entry_key.slice(compact.len()..compact.len() + wire.len()),
+            None => Bytes::new(),
+        }
     }
 
     /// Looks a read up (its group is `args[1]`). The compact entry key is built in `buf`, and
@@ -197,7 +194,6 @@ impl CacheLayer {
         out: &mut BytesMut,
     ) -> Option<Bytes> {
         debug_assert!(keys.is_empty());
-        let proto = form.proto;
         form.put_key(args, keys);
         let now = self.clock.now();
         let (hit, hashes) = self
@@ -206,11 +202,14 @@ impl CacheLayer {
         if self.mrc.samples(hashes.group) {
             self.sample(hashes, now);
         }
-        keys.clear();
         match hit {
-            Some(()) => None,
+            Some(()) => {
+                keys.clear();
+                None
+            }
             None => {
-                Self::encode_key(proto, form.part, args, keys);
+                // The compact key is in `keys` already: the entry key goes on from it.
+                entry::finish_entry_key(args, keys);
                 Some(keys.split().freeze())
             }
         }
@@ -222,7 +221,6 @@ impl CacheLayer {
         if buf.capacity() < MIN_ROOM && !buf.try_reclaim(ROOM) && buf.capacity() < LOW_ROOM {
             buf.reserve(ROOM);
         }
-        let proto = form.proto;
         form.put_key(args, buf);
         let key = buf.split();
         let now = self.clock.now();
@@ -236,7 +234,8 @@ impl CacheLayer {
         match hit {
             Some(()) => Read::Hit(buf.split().freeze()),
             None => {
-                Self::encode_key(proto, form.part, args, buf);
+                form.put_key(args, buf);
+                entry::finish_entry_key(args, buf);
                 Read::Miss(buf.split().freeze())
             }
         }
@@ -505,7 +504,11 @@ mod tests {
         let key = layer
             .read_into(Form::of(2, b"GET"), &get, &mut keys, &mut out)
             .expect("a miss");
-        assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(
+            &CacheLayer::wire(&key)[..],
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+        assert_eq!(&key[..2], [2, 1], "the compact key first: RESP2, GET");
         assert_eq!(&out[..], b"+PONG\r\n");
         layer.complete(
             layer.begin(&Bytes::from_static(b"k"), 1, key),
@@ -527,7 +530,11 @@ mod tests {
         let Read::Miss(key) = layer.read(Form::of(2, b"GET"), &get, &mut buf) else {
             panic!("hit in an empty cache");
         };
-        assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(
+            &CacheLayer::wire(&key)[..],
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+        assert_eq!(&key[..2], [2, 1], "the compact key first: RESP2, GET");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
         layer.complete(
             layer.begin(&Bytes::from_static(b"k"), 1, key),
@@ -549,7 +556,11 @@ mod tests {
         let layer = small_layer();
         let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
         let key = CacheLayer::entry_key(2, &get, &mut BytesMut::new());
-        assert_eq!(&key[1..], b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+        assert_eq!(
+            &CacheLayer::wire(&key)[..],
+            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
+        );
+        assert_eq!(&key[..2], [2, 1], "the compact key first: RESP2, GET");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
         let fill = layer.begin(&Bytes::from_static(b"k"), 1, key.clone());
         layer.complete(fill, &reply, b":-1\r\n");
