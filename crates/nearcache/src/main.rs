@@ -42,14 +42,16 @@ unsafe impl Sync for MallocConf {}
 /// jemalloc's options (its symbols carry the `_rjem_` prefix): the heap profiler is compiled
 /// in and sampling from the start, one sample per 2^19 bytes (512 KiB) allocated on average,
 /// which costs little enough to leave on. `--heap-profiling false` pauses it (`prof.active`).
-/// Freed pages go back to the OS at once (`dirty_decay_ms:0`) instead of over jemalloc's
-/// default 10 s: when the cache turns over (many small entries giving way to fewer large ones)
-/// the pages they held would otherwise keep resident memory above the cap for that long. With
-/// 64-byte values the proxy's CPU per miss and per SET did not change measurably.
+/// Freed pages go back to the OS over about a second (`dirty_decay_ms:1000`), not over
+/// jemalloc's default 10 s nor at once. Sooner bounds how long a cache turnover (many small
+/// entries giving way to fewer large ones) keeps resident memory above the cap; at once, every
+/// large buffer freed (a 100 KB request or reply) was purged and the next one faulted in
+/// fresh zeroed pages, which doubled the proxy's CPU per 100 KB SET at pipeline 16
+/// (docs/performance.md, "Freed pages").
 #[cfg(not(target_env = "msvc"))]
 #[export_name = "_rjem_malloc_conf"]
 pub static MALLOC_CONF: MallocConf =
-    MallocConf(c"prof:true,prof_active:true,lg_prof_sample:19,dirty_decay_ms:0".as_ptr());
+    MallocConf(c"prof:true,prof_active:true,lg_prof_sample:19,dirty_decay_ms:1000".as_ptr());
 
 fn main() -> std::process::ExitCode {
     match run_main() {

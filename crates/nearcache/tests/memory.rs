@@ -294,7 +294,7 @@ async fn rss_stays_within_the_cap_when_tiny_entries_give_way_to_large_ones() {
 
     // 3. The highest resident memory sampled, through the turnover: the structures sized
     // for the tiny entries follow their count down, and the proxy's allocator returns freed
-    // pages at once (`dirty_decay_ms:0`), so the peak stays within the bound.
+    // pages within about a second (`dirty_decay_ms:1000`), so the peak stays within the bound.
     let bound = CAP * 13 / 10 + base + SLACK;
 
     eprintln!(

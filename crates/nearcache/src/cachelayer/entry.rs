@@ -139,29 +139,9 @@ const INLINE_KEY: usize = 48;
 /// A compact entry key, inline up to [`INLINE_KEY`] bytes.
 pub(super) type CompactKey = smallvec::SmallVec<[u8; INLINE_KEY]>;
 
-/// Bytes at the end of an entry key that give its compact key's length.
-const LEN_BYTES: usize = 4;
-
-/// Appends what makes an entry key of a compact key already in `buf` (from its start): the
-/// command as sent upstream, then the compact key's length. An entry key thus holds both forms
-/// of the read, so that neither a miss's send nor its fill derives one from the other.
-pub(super) fn finish_entry_key<A: AsRef<[u8]>>(args: &[A], buf: &mut BytesMut) {
-    let compact = buf.len();
-    buf.reserve(resp::encode_command_len(args) + LEN_BYTES);
-    resp::encode_command(args, buf);
-    buf.put_u32_le(u32::try_from(compact).expect("a compact key under 4 GiB"));
-}
-
-/// The compact key and the command as sent upstream, in an entry key made by
-/// [`finish_entry_key`].
-pub(super) fn split_entry_key(entry_key: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (rest, len) = entry_key.split_last_chunk::<LEN_BYTES>()?;
-    rest.split_at_checked(usize::try_from(u32::from_le_bytes(*len)).ok()?)
-}
-
-/// The compact key ([`put_entry_key`]) of an entry key made by [`CacheLayer::entry_key`].
-pub(super) fn compact_key(entry_key: &[u8]) -> Option<CompactKey> {
-    split_entry_key(entry_key).map(|(compact, _)| CompactKey::from_slice(compact))
+/// An entry key ([`CacheLayer::entry_key`], a compact key) as a fill keeps it.
+pub(super) fn compact_key(entry_key: &[u8]) -> CompactKey {
+    CompactKey::from_slice(entry_key)
 }
 
 /// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),
@@ -226,15 +206,13 @@ mod tests {
             for proto in [2, 3] {
                 let key = CacheLayer::entry_key(proto, args, &mut BytesMut::new());
                 let c = compact(proto, args);
-                assert_eq!(compact_key(&key).as_deref(), Some(&c[..]), "{args:?}");
+                assert_eq!(&compact_key(&key)[..], &c[..], "{args:?}");
                 seen.insert(c);
             }
         }
         // GET and get share their entries; everything else is told apart.
         assert_eq!(seen.len(), 14);
         assert_eq!(compact(2, &[b"GET", b"a-long-redis-key"]), [2, 1]);
-        assert!(compact_key(b"\x02\x01*2\r\n$3\r\nGET\r\n$1\r\nkk\r\n\x40\0\0\0").is_none());
-        assert!(compact_key(b"\0\0").is_none());
     }
 
     #[test]

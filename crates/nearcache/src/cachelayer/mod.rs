@@ -107,9 +107,8 @@ pub fn stored_len(reply: &[u8]) -> usize {
 /// A read sent upstream whose reply may be cached.
 pub struct Fill {
     ticket: FillTicket,
-    /// The compact entry key ([`put_entry_key`]), inline unless long; `None` if the entry key
-    /// did not parse.
-    key: Option<CompactKey>,
+    /// The compact entry key ([`put_entry_key`]), inline unless long.
+    key: CompactKey,
     /// When the read left, on the cache clock: the key's TTL is counted from here, so the entry
     /// never outlives the key.
     sent_at: u64,
@@ -161,21 +160,12 @@ impl CacheLayer {
 
     /// The entry key of a read as sessions handle it: its compact key (the protocol version,
     /// the user's partition when not the proxy's own user, the command's code and the arguments
-    /// after the Redis key: [`put_entry_key`], what the cache stores it under), then the command
-    /// as sent upstream ([`CacheLayer::wire`]), written into `buf` (whose unused room it
-    /// reuses). The db is always 0: sessions in another db never use the cache.
+    /// after the Redis key: [`put_entry_key`]), what the cache stores the entry under and what
+    /// reads in flight are joined by, written into `buf` (whose unused room it reuses). The db
+    /// is always 0: sessions in another db never use the cache.
     pub fn entry_key<A: AsRef<[u8]>>(proto: u8, args: &[A], buf: &mut BytesMut) -> Bytes {
         Form::of(proto, args[0].as_ref()).put_key(args, buf);
-        entry::finish_entry_key(args, buf);
         buf.split().freeze()
-    }
-
-    /// The command as sent upstream, in an entry key made by [`CacheLayer::read`].
-    pub fn wire(entry_key: &Bytes) -> Bytes {
-        match entry::split_entry_key(entry_key) {
-            Some((compact, wire)) => entry_key.slice(compact.len()..compact.len() + wire.len()),
-            None => Bytes::new(),
-        }
     }
 
     /// Looks a read up (its group is `args[1]`). The compact entry key is built in `buf`, and
@@ -207,11 +197,7 @@ impl CacheLayer {
                 keys.clear();
                 None
             }
-            None => {
-                // The compact key is in `keys` already: the entry key goes on from it.
-                entry::finish_entry_key(args, keys);
-                Some(keys.split().freeze())
-            }
+            None => Some(keys.split().freeze()),
         }
     }
 
@@ -230,20 +216,18 @@ impl CacheLayer {
         if self.mrc.samples(hashes.group) {
             self.sample(hashes, now);
         }
-        drop(key);
         match hit {
-            Some(()) => Read::Hit(buf.split().freeze()),
-            None => {
-                form.put_key(args, buf);
-                entry::finish_entry_key(args, buf);
-                Read::Miss(buf.split().freeze())
+            Some(()) => {
+                drop(key);
+                Read::Hit(buf.split().freeze())
             }
+            None => Read::Miss(key.freeze()),
         }
     }
 
     /// A cached reply, if any, for an entry key made by [`CacheLayer::entry_key`].
     pub fn lookup(&self, group: &[u8], entry_key: &[u8]) -> Option<Bytes> {
-        let key = compact_key(entry_key)?;
+        let key = compact_key(entry_key);
         let now = self.clock.now();
         let (hit, hashes) = self.cache.get_hashed(group, &key, now, |stored| {
             let mut out = BytesMut::new();
@@ -367,9 +351,7 @@ impl CacheLayer {
 
     /// Stores a fillable reply for `life` ms from when its read left.
     fn store(&self, fill: Fill, reply: &Bytes, life: u64) {
-        let Some(key) = fill.key else {
-            return;
-        };
+        let key = fill.key;
         let now = self.clock.now();
         let expires_at = self.clock.deadline(fill.sent_at, life);
         let group_hash = fill.ticket.group_hash();
@@ -504,11 +486,7 @@ mod tests {
         let key = layer
             .read_into(Form::of(2, b"GET"), &get, &mut keys, &mut out)
             .expect("a miss");
-        assert_eq!(
-            &CacheLayer::wire(&key)[..],
-            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
-        );
-        assert_eq!(&key[..2], [2, 1], "the compact key first: RESP2, GET");
+        assert_eq!(&key[..], [2, 1], "the compact key: RESP2, GET");
         assert_eq!(&out[..], b"+PONG\r\n");
         layer.complete(
             layer.begin(&Bytes::from_static(b"k"), 1, key),
@@ -530,11 +508,7 @@ mod tests {
         let Read::Miss(key) = layer.read(Form::of(2, b"GET"), &get, &mut buf) else {
             panic!("hit in an empty cache");
         };
-        assert_eq!(
-            &CacheLayer::wire(&key)[..],
-            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
-        );
-        assert_eq!(&key[..2], [2, 1], "the compact key first: RESP2, GET");
+        assert_eq!(&key[..], [2, 1], "the compact key: RESP2, GET");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
         layer.complete(
             layer.begin(&Bytes::from_static(b"k"), 1, key),
@@ -556,11 +530,7 @@ mod tests {
         let layer = small_layer();
         let get = [Bytes::from_static(b"GET"), Bytes::from_static(b"k")];
         let key = CacheLayer::entry_key(2, &get, &mut BytesMut::new());
-        assert_eq!(
-            &CacheLayer::wire(&key)[..],
-            b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"
-        );
-        assert_eq!(&key[..2], [2, 1], "the compact key first: RESP2, GET");
+        assert_eq!(&key[..], [2, 1], "the compact key: RESP2, GET");
         let reply = Bytes::from_static(b"$1\r\nv\r\n");
         let fill = layer.begin(&Bytes::from_static(b"k"), 1, key.clone());
         layer.complete(fill, &reply, b":-1\r\n");

@@ -94,7 +94,8 @@ impl Session {
             }
             Join::Leader(landing) => landing,
         };
-        let wire = CacheLayer::wire(&key);
+        // The read goes upstream as the client sent it.
+        let wire = self.wire(args);
         let fill = conn.begin_fill(|tag| cache.begin(group, tag, key));
         let (to_client, rx) = reply::reply_channel(Some(self.output.out.meter()));
         let mut miss = Miss::new(cache, landing, fill, to_client);
