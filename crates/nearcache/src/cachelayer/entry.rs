@@ -106,14 +106,8 @@ fn put_key_coded<A: AsRef<[u8]>>(
 pub(super) fn bulk_payload(reply: &[u8]) -> Option<&[u8]> {
     let rest = reply.strip_prefix(b"$")?;
     let end = rest.iter().position(|&c| c == b'\r')?;
-    let digits = &rest[..end];
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    if digits.len() > 1 && digits[0] == b'0' {
-        return None;
-    }
-    let n: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    // Digits only, no sign, no leading zero (a null's `-1` is not a length).
+    let n = usize::try_from(resp::parse_i64(&rest[..end])?).ok()?;
     let body = rest[end..].strip_prefix(b"\r\n")?;
     (body.len() == n.checked_add(2)? && body.ends_with(b"\r\n")).then(|| &body[..n])
 }
