@@ -36,6 +36,10 @@ impl Garbage {
     }
 }
 
+/// Entries after a group's head that [`Core::find`] compares, following the group's circle,
+/// before it probes the index: past a few steps a probe is the cheaper way.
+const WALK: usize = 3;
+
 /// What a shard operation changed, for the statistics.
 #[derive(Default, Debug, Clone, Copy)]
 pub(crate) struct Delta {
@@ -100,7 +104,21 @@ impl Core {
         if same(parts(&e.data).1, key) {
             return Some(head);
         }
-        if e.g_next == head {
+        // The group's next entries, along its circle (all of the same group): a step costs
+        // about a quarter of what a probe of the index does, so a short walk finds the entry
+        // of a group of a few (a GET's and an MGET's of one key) for less.
+        let mut cell = e.g_next;
+        for _ in 0..WALK {
+            if cell == head {
+                return None;
+            }
+            let e = self.slab.entry(cell);
+            if same(parts(&e.data).1, key) {
+                return Some(cell);
+            }
+            cell = e.g_next;
+        }
+        if cell == head {
             return None;
         }
         self.index
