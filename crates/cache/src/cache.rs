@@ -162,8 +162,8 @@ impl Stamp {
     }
 }
 
-/// The hashes a lookup computed: its group's ([`Cache::group_hash`]) and its entry's
-/// ([`Cache::key_hash`]), for a caller that samples lookups without hashing again.
+/// A lookup's hashes: its group's ([`Cache::group_hash`]) and its entry's
+/// ([`Cache::key_hash`]), for a caller that samples lookups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hashes {
     pub group: u64,
@@ -315,7 +315,9 @@ impl Cache {
         self.get_hashed(group, key, now, f).0
     }
 
-    /// [`Cache::get_with`] that also hands back the hashes it computed.
+    /// [`Cache::get_with`] that also hands back the group's hash it computed. The entry's own
+    /// hash ([`Cache::key_hash`]) is computed only if the lookup needs it, so a caller that
+    /// samples lookups asks for it when it samples one.
     #[inline]
     pub fn get_hashed<R>(
         &self,
@@ -323,25 +325,20 @@ impl Cache {
         key: &[u8],
         now: u64,
         f: impl FnOnce(&[u8]) -> R,
-    ) -> (Option<R>, Hashes) {
+    ) -> (Option<R>, u64) {
         let group_hash = self.hash(group);
         let shard = self.shard(group_hash);
-        let key_hash = entry_hash(&self.hasher, group_hash, key);
         let mut garbage = Garbage::new();
         let found = {
             let mut core = shard.core.lock();
-            let (found, delta) = core.get(key_hash, group_hash, group, key, now, &mut garbage, f);
+            let (found, delta) = core.get(group_hash, group, key, now, &mut garbage, f);
             let c = &shard.counters;
             bump(if found.is_some() { &c.hits } else { &c.misses }, 1);
             account(c, &core, delta);
             found
         };
         drop(garbage);
-        let hashes = Hashes {
-            group: group_hash,
-            key: key_hash,
-        };
-        (found, hashes)
+        (found, group_hash)
     }
 
     /// Start a fill: call *before* sending the read upstream. The ticket remembers the

@@ -27,7 +27,7 @@ impl Core {
             let (group, key, _) = parts(&e.data);
             let group_hash = self.hasher.hash_one(group);
             let hash = entry_hash(&self.hasher, group_hash, key);
-            if self.find(hash, group_hash, group, key) != Some(cell) {
+            if self.find(|| hash, group_hash, group, key) != Some(cell) {
                 return Err(format!("entry {cell} not reachable through the index"));
             }
             let Some(head) = self.find_group(group_hash, group) else {

@@ -97,8 +97,15 @@ impl Core {
         self.cost(e.data.len())
     }
 
-    /// The entry (group, key); `hash` is its [`entry_hash`].
-    pub(super) fn find(&self, hash: u64, group_hash: u64, group: &[u8], key: &[u8]) -> Option<u32> {
+    /// The entry (group, key); `hash` gives its [`entry_hash`], asked for only when the index
+    /// must be probed for it (not for a group's head, nor for an entry a short walk finds).
+    pub(super) fn find(
+        &self,
+        hash: impl FnOnce() -> u64,
+        group_hash: u64,
+        group: &[u8],
+        key: &[u8],
+    ) -> Option<u32> {
         let head = self.find_group(group_hash, group)?;
         let e = self.slab.entry(head);
         if same(parts(&e.data).1, key) {
@@ -122,7 +129,7 @@ impl Core {
             return None;
         }
         self.index
-            .find(hash, |&s| {
+            .find(hash(), |&s| {
                 let e = self.slab.entry(s);
                 let (g, k, _) = parts(&e.data);
                 !e.is_head() && same(k, key) && same(g, group)

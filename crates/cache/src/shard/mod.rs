@@ -82,7 +82,6 @@ impl Core {
     #[inline(always)]
     pub(crate) fn get<R>(
         &mut self,
-        hash: u64,
         group_hash: u64,
         group: &[u8],
         key: &[u8],
@@ -91,6 +90,8 @@ impl Core {
         f: impl FnOnce(&[u8]) -> R,
     ) -> (Option<R>, Delta) {
         let mut d = Delta::default();
+        let hasher = &self.hasher;
+        let hash = || entry_hash(hasher, group_hash, key);
         let Some(cell) = self.find(hash, group_hash, group, key) else {
             return (None, d);
         };
@@ -119,7 +120,7 @@ impl Core {
     ) -> (bool, Delta) {
         let mut d = Delta::default();
         let (group, key, _) = parts(&data);
-        if let Some(old) = self.find(hash, group_hash, group, key) {
+        if let Some(old) = self.find(|| hash, group_hash, group, key) {
             self.policy.remove(old);
             g.push(self.unlink(old));
             d.removed += 1;

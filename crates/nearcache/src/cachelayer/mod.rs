@@ -186,11 +186,11 @@ impl CacheLayer {
         debug_assert!(keys.is_empty());
         form.put_key(args, keys);
         let now = self.clock.now();
-        let (hit, hashes) = self
+        let (hit, group_hash) = self
             .cache
             .get_hashed(args[1].as_ref(), keys, now, |stored| put_reply(out, stored));
-        if self.mrc.samples(hashes.group) {
-            self.sample(hashes, now);
+        if self.mrc.samples(group_hash) {
+            self.sample(group_hash, keys, now);
         }
         match hit {
             Some(()) => {
@@ -210,11 +210,11 @@ impl CacheLayer {
         form.put_key(args, buf);
         let key = buf.split();
         let now = self.clock.now();
-        let (hit, hashes) = self
+        let (hit, group_hash) = self
             .cache
             .get_hashed(args[1].as_ref(), &key, now, |stored| put_reply(buf, stored));
-        if self.mrc.samples(hashes.group) {
-            self.sample(hashes, now);
+        if self.mrc.samples(group_hash) {
+            self.sample(group_hash, &key, now);
         }
         match hit {
             Some(()) => {
@@ -229,13 +229,13 @@ impl CacheLayer {
     pub fn lookup(&self, group: &[u8], entry_key: &[u8]) -> Option<Bytes> {
         let key = compact_key(entry_key);
         let now = self.clock.now();
-        let (hit, hashes) = self.cache.get_hashed(group, &key, now, |stored| {
+        let (hit, group_hash) = self.cache.get_hashed(group, &key, now, |stored| {
             let mut out = BytesMut::new();
             put_reply(&mut out, stored);
             out.freeze()
         });
-        if self.mrc.samples(hashes.group) {
-            self.sample(hashes, now);
+        if self.mrc.samples(group_hash) {
+            self.sample(group_hash, &key, now);
         }
         hit
     }
@@ -243,7 +243,11 @@ impl CacheLayer {
     /// A sampled lookup, to the curve; out of line, so that the lookup path keeps only the test.
     #[cold]
     #[inline(never)]
-    fn sample(&self, hashes: Hashes, now: u64) {
+    fn sample(&self, group_hash: u64, key: &[u8], now: u64) {
+        let hashes = Hashes {
+            group: group_hash,
+            key: self.cache.key_hash(group_hash, key),
+        };
         self.mrc.reference(hashes, now, || self.lookups());
     }
 
