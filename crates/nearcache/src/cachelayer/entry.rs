@@ -42,7 +42,7 @@ impl Form {
 /// The first bytes of every key: the protocol version, then, for a partition other than 0, the
 /// partition (LEB128) with the protocol byte's top bit set to say it follows.
 #[inline]
-pub(super) fn put_head(out: &mut impl BufMut, proto: u8, part: u32) {
+fn put_head(out: &mut impl BufMut, proto: u8, part: u32) {
     if part == 0 {
         out.put_u8(proto);
     } else {
@@ -133,11 +133,6 @@ const INLINE_KEY: usize = 48;
 /// A compact entry key, inline up to [`INLINE_KEY`] bytes.
 pub(super) type CompactKey = smallvec::SmallVec<[u8; INLINE_KEY]>;
 
-/// An entry key ([`CacheLayer::entry_key`], a compact key) as a fill keeps it.
-pub(super) fn compact_key(entry_key: &[u8]) -> CompactKey {
-    CompactKey::from_slice(entry_key)
-}
-
 /// `PTTL` reply: `Some(Some(ms))` for a TTL, `Some(None)` for none (-1) or a missing key (-2),
 /// `None` when the reply is not an integer (then nothing is cached).
 pub(super) fn parse_pttl(reply: &[u8]) -> Option<Pttl> {
@@ -200,7 +195,7 @@ mod tests {
             for proto in [2, 3] {
                 let key = CacheLayer::entry_key(proto, args, &mut BytesMut::new());
                 let c = compact(proto, args);
-                assert_eq!(&compact_key(&key)[..], &c[..], "{args:?}");
+                assert_eq!(&key[..], &c[..], "{args:?}");
                 seen.insert(c);
             }
         }

@@ -29,7 +29,7 @@ use crate::obs::metrics::{Bypass, FlushReason, Metrics};
 use crate::reply::{OutMeter, UpstreamResult};
 use crate::upstream::TrackingSink;
 pub use arrays::{join_array, put_array, split_array};
-use entry::{bulk_payload, compact_key, is_null, parse_pttl, put_reply, CompactKey, Pttl};
+use entry::{bulk_payload, is_null, parse_pttl, put_reply, CompactKey, Pttl};
 pub use entry::{put_entry_key, Form};
 use flights::Flights;
 pub use flights::{Join, Landing};
@@ -227,15 +227,14 @@ impl CacheLayer {
 
     /// A cached reply, if any, for an entry key made by [`CacheLayer::entry_key`].
     pub fn lookup(&self, group: &[u8], entry_key: &[u8]) -> Option<Bytes> {
-        let key = compact_key(entry_key);
         let now = self.clock.now();
-        let (hit, group_hash) = self.cache.get_hashed(group, &key, now, |stored| {
+        let (hit, group_hash) = self.cache.get_hashed(group, entry_key, now, |stored| {
             let mut out = BytesMut::new();
             put_reply(&mut out, stored);
             out.freeze()
         });
         if self.mrc.samples(group_hash) {
-            self.sample(group_hash, &key, now);
+            self.sample(group_hash, entry_key, now);
         }
         hit
     }
@@ -285,7 +284,7 @@ impl CacheLayer {
             generation: self.untimed.generation(),
             ticket: self.cache.begin_fill_shared(group.clone(), tag),
             sent_at: self.clock.now(),
-            key: compact_key(&key),
+            key: CompactKey::from_slice(&key),
         }
     }
 
