@@ -151,3 +151,34 @@ impl Sketch {
         self.additions = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(i: u64) -> u64 {
+        i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17)
+    }
+
+    #[test]
+    fn estimates_never_undercount_and_saturate_at_fifteen() {
+        let mut s = Sketch::new(4096);
+        // Key i is seen i % 20 times: the doorkeeper takes the first, the counters the rest.
+        for i in 0..2_000u64 {
+            for _ in 0..i % 20 {
+                s.increment(hash(i));
+            }
+        }
+        for i in 0..2_000u64 {
+            let seen = (i % 20) as u32;
+            assert!(s.estimate(hash(i)) >= seen.min(16), "key {i}");
+        }
+        let hot = hash(1_000_000);
+        for _ in 0..100 {
+            s.increment(hot);
+        }
+        assert_eq!(s.estimate(hot), 16, "15 counted plus the doorkeeper");
+        s.age();
+        assert_eq!(s.estimate(hot), 7, "halved, doorkeeper cleared");
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use hashbrown::HashMap;
+use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 use crate::reply::{self, OutMeter, ReplyRx, ReplyTx, UpstreamResult};
@@ -29,9 +29,16 @@ struct Flight {
     grounded: bool,
 }
 
-/// Reads in flight by group: an invalidation grounds a whole group at once, and a group rarely
+/// A group's reads in flight: an invalidation grounds a whole group at once, and a group rarely
 /// has more than one read in flight, so its list is searched in order.
-type Map = HashMap<Bytes, SmallVec<[Flight; 1]>, hashbrown::DefaultHashBuilder>;
+struct Group {
+    group: Bytes,
+    reads: SmallVec<[Flight; 1]>,
+}
+
+/// Groups with reads in flight, by the group's hash (computed once per miss: it picks the
+/// shard, and the leader's [`Landing`] keeps it).
+type Map = HashTable<Group>;
 
 /// How a miss proceeds.
 pub enum Join {
@@ -45,6 +52,7 @@ pub enum Join {
 pub struct Landing {
     id: u64,
     group: Bytes,
+    hash: u64,
 }
 
 /// Every read in flight.
@@ -72,18 +80,19 @@ impl Default for Flights {
 }
 
 impl Flights {
-    fn shard(&self, group: &[u8]) -> std::sync::MutexGuard<'_, Map> {
-        let i = self.hasher.hash_one(group) as usize % SHARDS;
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, Map> {
+        let i = hash as usize % SHARDS;
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Joins the read of `key` in flight, or starts one. Call only once the read can be sent
     /// without waiting, so that a follower never waits on a leader that waits on it.
     pub fn join(&self, group: &Bytes, key: &Bytes, meter: Option<&Arc<OutMeter>>) -> Join {
-        let mut flights = self.shard(group);
+        let hash = self.hasher.hash_one(group.as_ref());
+        let mut flights = self.shard(hash);
         let joinable = flights
-            .get_mut(group.as_ref())
-            .and_then(|reads| reads.iter_mut().find(|f| !f.grounded && f.key == *key));
+            .find_mut(hash, |g| g.group == *group)
+            .and_then(|g| g.reads.iter_mut().find(|f| !f.grounded && f.key == *key));
         if let Some(f) = joinable {
             let (tx, rx) = reply::reply_channel(meter);
             f.waiters.push(tx);
@@ -94,32 +103,49 @@ impl Flights {
         // Counted under the shard's lock: an invalidation that reads 0 after this would have
         // taken the lock before this flight was registered, with the same outcome.
         self.flying.fetch_add(1, Ordering::SeqCst);
-        flights.entry(group.clone()).or_default().push(Flight {
+        let flight = Flight {
             id,
             key: key.clone(),
             waiters: Vec::new(),
             grounded: false,
-        });
+        };
+        let hasher = &self.hasher;
+        flights
+            .entry(
+                hash,
+                |g| g.group == *group,
+                |g| hasher.hash_one(g.group.as_ref()),
+            )
+            .or_insert_with(|| Group {
+                group: group.clone(),
+                reads: SmallVec::new(),
+            })
+            .get_mut()
+            .reads
+            .push(flight);
         Join::Leader(Landing {
             id,
             group: group.clone(),
+            hash,
         })
     }
 
     /// The leader's reply is in: close the flight and hand the reply to everyone who joined.
     pub fn land(&self, landing: Landing, result: &UpstreamResult) {
         let waiters = {
-            let mut flights = self.shard(&landing.group);
-            let Some(reads) = flights.get_mut(landing.group.as_ref()) else {
+            let mut flights = self.shard(landing.hash);
+            let Ok(mut entry) = flights.find_entry(landing.hash, |g| g.group == landing.group)
+            else {
                 return;
             };
+            let reads = &mut entry.get_mut().reads;
             let Some(at) = reads.iter().position(|f| f.id == landing.id) else {
                 return;
             };
             let flight = reads.swap_remove(at);
             self.flying.fetch_sub(1, Ordering::SeqCst);
             if reads.is_empty() {
-                flights.remove(landing.group.as_ref());
+                entry.remove();
             }
             flight.waiters
         };
@@ -134,8 +160,9 @@ impl Flights {
         if self.flying.load(Ordering::SeqCst) == 0 {
             return;
         }
-        if let Some(reads) = self.shard(group).get_mut(group) {
-            for f in reads.iter_mut() {
+        let hash = self.hasher.hash_one(group);
+        if let Some(g) = self.shard(hash).find_mut(hash, |g| g.group == group) {
+            for f in g.reads.iter_mut() {
                 f.grounded = true;
             }
         }
@@ -144,7 +171,7 @@ impl Flights {
     pub fn ground_all(&self) {
         for shard in self.shards.iter() {
             let mut flights = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for f in flights.values_mut().flatten() {
+            for f in flights.iter_mut().flat_map(|g| g.reads.iter_mut()) {
                 f.grounded = true;
             }
         }
