@@ -15,6 +15,7 @@
 # cache: nearly all misses, shards too small for adaptive's shadows), full (uniform GETs over
 # 200k keys through a 16 MB cache that holds about 40% of them: evicting, shadows running).
 # Environment: INSTR_CASES (default "get:1 get:16 mget:1 set:1 miss:16"), INSTR_N (20000),
+# INSTR_VALUE (bytes per value, default 64),
 # INSTR_ARGS (more flags for every binary, e.g. "--eviction sieve"), INSTR_KEEP (a directory
 # that receives each run's callgrind output as BIN-CASE-P.out, for callgrind_annotate).
 set -euo pipefail
@@ -32,7 +33,7 @@ for exe in "$@"; do
     [ -x "$exe" ] || die "no executable at $exe"
 done
 
-value=$(head -c 64 /dev/zero | tr '\0' v)
+value=$(head -c "${INSTR_VALUE:-64}" /dev/zero | tr '\0' v)
 hot_args() {
     case $1 in
         get) echo "GET h:__rand_int__" ;;

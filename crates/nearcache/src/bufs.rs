@@ -1,10 +1,14 @@
-//! Read-buffer growth, and writing a buffer whole on a socket half that two tasks share.
+//! Read buffers that reuse their storage, and writing a buffer whole on a socket half that two
+//! tasks share.
 //!
-//! Frames are split off the read buffer as `Bytes` that may outlive the read (a cached reply, a
-//! reply waiting for a slow client), so the buffer's storage is often shared and `reserve` must
-//! move the unparsed tail to a new allocation. Growing by a fixed step would copy a large frame
-//! again at every read; growing by at least the bytes already held keeps the copying linear.
-//! Owns the growth rule only; never shrinks a buffer or copies what it holds itself.
+//! Frames are split off the read buffer as `Bytes` that may outlive the read (a request on its
+//! way upstream, a reply waiting for a slow client), so the buffer's storage is often shared
+//! when the next read needs room. [`ReadBuf`] then turns to the storage it read into before,
+//! whose frames are usually gone by then, and allocates only when neither is free: a steady
+//! stream of mid-sized frames takes turns between two storages and allocates nothing. Growing
+//! by a fixed step would copy a large frame again at every read; growing by at least the bytes
+//! already held keeps the copying linear. Owns the growth rule and the spare storage; never
+//! shrinks a buffer.
 //!
 //! A client's socket (its reader and writer tasks) and a dedicated upstream connection's (its
 //! session and its connection task) are written through a shared write half, by `try_write`
@@ -12,6 +16,8 @@
 
 use std::future::Future;
 
+#[cfg(test)]
+use bytes::Bytes;
 use bytes::BytesMut;
 use tokio::net::tcp::OwnedWriteHalf;
 
@@ -54,22 +60,82 @@ impl<T: TryWrite> TryWrite for std::sync::Arc<T> {
 /// final size, with no step that moves what has arrived.
 const MAX_AHEAD: usize = 1 << 20;
 
-/// Ensures room for the next read.
-pub fn make_room(buf: &mut BytesMut) {
-    make_room_for(buf, None)
+/// The largest storage kept as a [`ReadBuf`]'s spare: mid-sized frames (a few KB, which fill a
+/// buffer in a few reads) are where allocating per turn of the buffer costs the most per byte;
+/// larger storages are let go, so a client that once sent a large value holds one buffer.
+const SPARE_MAX: usize = 64 * 1024;
+
+/// A read buffer (dereferences to its `BytesMut`) that keeps the storage it read into before as
+/// a spare, and reads into it again once the frames split off it are gone.
+pub struct ReadBuf {
+    buf: BytesMut,
+    /// Bytes of `buf`'s storage when it was allocated.
+    storage: usize,
+    /// The previous storage, empty, and its size; only one no larger than [`SPARE_MAX`].
+    spare: Option<(BytesMut, usize)>,
+    /// Storages allocated since the first.
+    allocations: u64,
 }
 
-/// [`make_room`] for a buffer whose frame in progress needs `wanted` bytes from its start (its
-/// header said so): room for all of it at once when that is within [`MAX_AHEAD`] of what is
-/// held, and never less than the doubling rule gives.
-pub fn make_room_for(buf: &mut BytesMut, wanted: Option<usize>) {
-    let held = buf.len();
-    let need = wanted
-        .map(|w| w.saturating_sub(held))
-        .filter(|&n| n <= MAX_AHEAD)
-        .unwrap_or(0);
-    if buf.capacity() - held < MIN_SPARE.max(need) {
-        buf.reserve(MIN_GROWTH.max(held).max(need));
+impl ReadBuf {
+    pub fn with_capacity(capacity: usize) -> Self {
+        ReadBuf {
+            buf: BytesMut::with_capacity(capacity),
+            storage: capacity,
+            spare: None,
+            allocations: 0,
+        }
+    }
+
+    /// Ensures room for the next read.
+    pub fn make_room(&mut self) {
+        self.make_room_for(None)
+    }
+
+    /// [`ReadBuf::make_room`] for a buffer whose frame in progress needs `wanted` bytes from
+    /// its start (its header said so): room for all of it at once when that is within
+    /// [`MAX_AHEAD`] of what is held. Uses, in turn: the room left; the current storage, moving
+    /// what it holds to its start, once nothing split off it is still alive; the spare, the
+    /// same way; a new storage, growing by at least what is held (and [`MIN_GROWTH`]).
+    pub fn make_room_for(&mut self, wanted: Option<usize>) {
+        let held = self.buf.len();
+        let need = wanted
+            .map(|w| w.saturating_sub(held))
+            .filter(|&n| n <= MAX_AHEAD)
+            .unwrap_or(0)
+            .max(MIN_SPARE);
+        if self.buf.capacity() - held >= need || self.buf.try_reclaim(need) {
+            return;
+        }
+        let spare = self.spare.take().and_then(|(mut spare, storage)| {
+            spare.try_reclaim(held + need).then_some((spare, storage))
+        });
+        let (next, storage) = match spare {
+            Some(spare) => spare,
+            None => {
+                let storage = held + MIN_GROWTH.max(held).max(need);
+                self.allocations += 1;
+                (BytesMut::with_capacity(storage), storage)
+            }
+        };
+        let mut old = std::mem::replace(&mut self.buf, next);
+        let old_storage = std::mem::replace(&mut self.storage, storage);
+        self.buf.extend_from_slice(&old);
+        old.clear();
+        self.spare = (old_storage <= SPARE_MAX).then_some((old, old_storage));
+    }
+}
+
+impl std::ops::Deref for ReadBuf {
+    type Target = BytesMut;
+    fn deref(&self) -> &BytesMut {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for ReadBuf {
+    fn deref_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
     }
 }
 
@@ -90,26 +156,77 @@ pub async fn write_all(wr: &impl TryWrite, bytes: &[u8]) -> std::io::Result<()> 
 mod tests {
     use super::*;
 
+    fn filled(capacity: usize, len: usize) -> ReadBuf {
+        let mut buf = ReadBuf::with_capacity(capacity);
+        buf.extend_from_slice(&vec![b'v'; len]);
+        buf
+    }
+
     #[test]
     fn an_announced_frame_gets_its_room_at_once_within_the_bound() {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        buf.extend_from_slice(&[b'v'; 16 * 1024]);
-        make_room_for(&mut buf, Some(100_000));
+        let mut buf = filled(16 * 1024, 16 * 1024);
+        buf.make_room_for(Some(100_000));
         assert!(buf.capacity() >= 100_000);
         // Beyond the bound: the doubling rule only.
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        buf.extend_from_slice(&[b'v'; 16 * 1024]);
-        make_room_for(&mut buf, Some(16 * 1024 + MAX_AHEAD + 1));
+        let mut buf = filled(16 * 1024, 16 * 1024);
+        buf.make_room_for(Some(16 * 1024 + MAX_AHEAD + 1));
         assert!(buf.capacity() < 2 * MAX_AHEAD / 16, "{}", buf.capacity());
         assert!(buf.capacity() - buf.len() >= MIN_SPARE);
         // A small frame: the doubling rule, not a reservation of a few bytes.
-        let mut buf = BytesMut::with_capacity(16 * 1024);
-        buf.extend_from_slice(&[b'v'; 16 * 1024 - 100]);
-        make_room_for(&mut buf, Some(16 * 1024 + 100));
+        let mut buf = filled(16 * 1024, 16 * 1024 - 100);
+        buf.make_room_for(Some(16 * 1024 + 100));
         assert!(
             buf.capacity() - buf.len() >= MIN_GROWTH,
             "{}",
             buf.capacity()
         );
+    }
+
+    /// Splits `n` frames of `size` bytes off `buf` as they would arrive, keeping them alive in
+    /// `alive`, and returns where each frame's bytes are.
+    fn read_frames(buf: &mut ReadBuf, n: usize, size: usize, alive: &mut Vec<Bytes>) {
+        for _ in 0..n {
+            buf.make_room();
+            buf.extend_from_slice(&vec![b'f'; size]);
+            alive.push(buf.split_to(size).freeze());
+        }
+    }
+
+    #[test]
+    fn storage_whose_frames_are_gone_is_read_into_again() {
+        let mut buf = ReadBuf::with_capacity(16 * 1024);
+        let mut alive = Vec::new();
+        // Frames kept alive: every turn of the buffer needs a new storage.
+        read_frames(&mut buf, 40, 4096, &mut alive);
+        assert!(buf.allocations >= 3, "{}", buf.allocations);
+        // Frames dropped a few reads later, as a forwarded request is once written upstream:
+        // the current storage and the spare take turns, and nothing more is allocated.
+        alive.clear();
+        let mut recent = Vec::new();
+        let mut settled = None;
+        for i in 0..200 {
+            read_frames(&mut buf, 1, 4096, &mut recent);
+            if recent.len() > 2 {
+                let frame = recent.remove(0);
+                assert!(frame.iter().all(|&c| c == b'f'), "a frame's bytes kept");
+            }
+            if i == 20 {
+                settled = Some(buf.allocations);
+            }
+        }
+        assert_eq!(Some(buf.allocations), settled);
+        assert!(buf.spare.is_some());
+    }
+
+    #[test]
+    fn a_partial_frame_moves_with_the_buffer() {
+        let mut buf = ReadBuf::with_capacity(64);
+        let mut alive = Vec::new();
+        read_frames(&mut buf, 1, 40, &mut alive);
+        buf.extend_from_slice(b"partial");
+        buf.make_room();
+        assert_eq!(&buf[..], b"partial");
+        assert!(buf.capacity() - buf.len() >= MIN_SPARE);
+        assert_eq!(&alive[0][..], &[b'f'; 40][..]);
     }
 }

@@ -167,7 +167,7 @@ pub async fn serve_client(stream: ClientStream, ctx: Arc<Context>) {
 impl Session {
     /// Phase 1: reads from the client and handles every command each read brings.
     async fn read_loop(&mut self, mut rd: OwnedReadHalf) {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut buf = crate::bufs::ReadBuf::with_capacity(16 * 1024);
         // Remembers how far an incomplete command was read, so that one trickling in is
         // examined once rather than from its start on every read.
         let mut reader = resp::CommandReader::new();
@@ -177,8 +177,8 @@ impl Session {
                 return;
             }
             let n = match self.ctx.clients.idle_timeout() {
-                None => rd.read_buf(&mut buf).await,
-                Some(limit) => match tokio::time::timeout(limit, rd.read_buf(&mut buf)).await {
+                None => rd.read_buf(&mut *buf).await,
+                Some(limit) => match tokio::time::timeout(limit, rd.read_buf(&mut *buf)).await {
                     Ok(r) => r,
                     // Reading is cancel-safe: nothing is lost by starting over.
                     Err(_) if self.waits_for_redis() => continue,
@@ -255,7 +255,7 @@ impl Session {
                 ));
                 return;
             }
-            crate::bufs::make_room(&mut buf);
+            buf.make_room();
         }
     }
 

@@ -148,7 +148,7 @@ async fn read_replies(
 ) -> UpstreamError {
     // Whatever Redis sends is forwarded: no depth, length or count limit on a reply.
     let limits = resp::Limits::UNBOUNDED;
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let mut buf = crate::bufs::ReadBuf::with_capacity(16 * 1024);
     let far = tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
     let timer = tokio::time::sleep_until(far);
     tokio::pin!(timer);
@@ -163,7 +163,7 @@ async fn read_replies(
             timer.as_mut().reset(at);
         }
         tokio::select! {
-            r = rd.read_buf(&mut buf) => match r {
+            r = rd.read_buf(&mut *buf) => match r {
                 Ok(0) => return UpstreamError::Closed { addr: state.addr.clone() },
                 Ok(_) => {}
                 Err(e) => return lost(state, e.to_string()),
@@ -195,7 +195,7 @@ async fn read_replies(
             }
         }
         let wanted = resp::announced(&buf);
-        crate::bufs::make_room_for(&mut buf, wanted);
+        buf.make_room_for(wanted);
     }
 }
 
