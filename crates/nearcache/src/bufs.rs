@@ -15,10 +15,9 @@
 //! while it is known the other side has nothing to write: [`write_all`] does the waiting.
 
 use std::future::Future;
+use std::io::IoSlice;
 
-#[cfg(test)]
-use bytes::Bytes;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::net::tcp::OwnedWriteHalf;
 
 /// A socket half written without `&mut`: tokio's TCP half, and a client's TCP or Unix half
@@ -28,11 +27,17 @@ pub trait TryWrite {
     fn try_write(&self, buf: &[u8]) -> std::io::Result<usize>;
     /// Waits until the socket takes more.
     fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Writes what the socket takes now of `bufs`, in order, without waiting.
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize>;
 }
 
 impl TryWrite for OwnedWriteHalf {
     fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
         OwnedWriteHalf::try_write(self, buf)
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        OwnedWriteHalf::try_write_vectored(self, bufs)
     }
 
     fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
@@ -47,6 +52,10 @@ const MIN_GROWTH: usize = 32 * 1024;
 impl<T: TryWrite> TryWrite for std::sync::Arc<T> {
     fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
         T::try_write(self, buf)
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        T::try_write_vectored(self, bufs)
     }
 
     fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
@@ -139,6 +148,114 @@ impl std::ops::DerefMut for ReadBuf {
     }
 }
 
+/// Pieces at least this long are written from their own buffer, as a segment of a vectored
+/// write, rather than copied into the batch: below it a copy costs less than keeping the
+/// piece's buffer alive and giving the kernel one more segment.
+const OWN_SEGMENT: usize = 1024;
+
+/// Segments a [`Gather`] writes at most in one call (far below the kernel's `IOV_MAX`).
+const MAX_SEGMENTS: usize = 64;
+
+/// One segment of a [`Gather`]: bytes copied into its buffer (a range of it), or a piece's own.
+enum Segment {
+    Copied(usize, usize),
+    Own(Bytes),
+}
+
+/// Pieces to write together, in order: short ones copied into one buffer, longer ones kept as
+/// they are, all written in one vectored write (see [`OWN_SEGMENT`]).
+pub struct Gather {
+    buf: BytesMut,
+    segments: Vec<Segment>,
+    len: usize,
+}
+
+impl Gather {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Gather {
+            buf: BytesMut::with_capacity(capacity),
+            segments: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Bytes gathered.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether to write before gathering more: `limit` bytes gathered, or as many segments as
+    /// one write takes.
+    pub fn is_full(&self, limit: usize) -> bool {
+        self.len >= limit || self.segments.len() >= MAX_SEGMENTS
+    }
+
+    /// Adds a piece after those gathered.
+    pub fn push(&mut self, bytes: Bytes) {
+        if bytes.len() >= OWN_SEGMENT {
+            self.len += bytes.len();
+            self.segments.push(Segment::Own(bytes));
+        } else {
+            self.push_slice(&bytes);
+        }
+    }
+
+    /// Adds bytes after those gathered, copying them.
+    pub fn push_slice(&mut self, bytes: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        self.len += bytes.len();
+        match self.segments.last_mut() {
+            Some(Segment::Copied(_, end)) if *end == start => *end = self.buf.len(),
+            _ => self.segments.push(Segment::Copied(start, self.buf.len())),
+        }
+    }
+
+    /// Writes everything gathered, in order, waiting while the socket is full; empty after.
+    pub async fn write_to(&mut self, wr: &impl TryWrite) -> std::io::Result<()> {
+        let written = match self.segments.as_slice() {
+            [] => Ok(()),
+            [Segment::Copied(..)] => write_all(wr, &self.buf).await,
+            [Segment::Own(bytes)] => write_all(wr, bytes).await,
+            segments => {
+                let mut slices: smallvec::SmallVec<[IoSlice<'_>; 8]> = segments
+                    .iter()
+                    .map(|s| match s {
+                        Segment::Copied(start, end) => IoSlice::new(&self.buf[*start..*end]),
+                        Segment::Own(bytes) => IoSlice::new(bytes),
+                    })
+                    .collect();
+                write_all_vectored(wr, &mut slices).await
+            }
+        };
+        self.buf.clear();
+        self.segments.clear();
+        self.len = 0;
+        written
+    }
+}
+
+/// Writes all of `slices`, in order, waiting while the socket is full.
+async fn write_all_vectored(
+    wr: &impl TryWrite,
+    mut slices: &mut [IoSlice<'_>],
+) -> std::io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match wr.try_write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wr.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Writes all of `bytes`, waiting while the socket is full.
 pub async fn write_all(wr: &impl TryWrite, bytes: &[u8]) -> std::io::Result<()> {
     let mut pos = 0;
@@ -228,5 +345,63 @@ mod tests {
         assert_eq!(&buf[..], b"partial");
         assert!(buf.capacity() - buf.len() >= MIN_SPARE);
         assert_eq!(&alive[0][..], &[b'f'; 40][..]);
+    }
+
+    /// A socket that takes at most `step` bytes per call, and refuses every third call.
+    struct Trickle {
+        got: std::sync::Mutex<(Vec<u8>, usize)>,
+        step: usize,
+    }
+
+    impl TryWrite for Trickle {
+        fn try_write(&self, buf: &[u8]) -> std::io::Result<usize> {
+            self.try_write_vectored(&[IoSlice::new(buf)])
+        }
+
+        fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+            std::future::ready(Ok(()))
+        }
+
+        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+            let mut got = self.got.lock().unwrap();
+            got.1 += 1;
+            if got.1 % 3 == 0 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.step - n);
+                got.0.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.step {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+    }
+
+    #[tokio::test]
+    async fn gathered_pieces_are_written_whole_and_in_order() {
+        let pieces: Vec<Bytes> = (0..40u8)
+            .map(|i| Bytes::from(vec![b'a' + i % 26; [3, 5000, 700, 1024, 1][i as usize % 5]]))
+            .collect();
+        let want: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+        for step in [1, 7, 1000, 1 << 20] {
+            let wr = Trickle {
+                got: Default::default(),
+                step,
+            };
+            let mut out = Gather::with_capacity(64);
+            for (n, p) in pieces.iter().enumerate() {
+                out.push(p.clone());
+                if out.is_full(16 * 1024) || n == 20 {
+                    out.write_to(&wr).await.unwrap();
+                }
+            }
+            out.write_to(&wr).await.unwrap();
+            assert!(wr.got.lock().unwrap().0 == want, "step {step}");
+            assert!(out.segments.is_empty() && out.buf.is_empty());
+        }
     }
 }

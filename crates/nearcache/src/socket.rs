@@ -323,6 +323,14 @@ impl crate::bufs::TryWrite for OwnedWriteHalf {
         OwnedWriteHalf::try_write(self, buf)
     }
 
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            OwnedWriteHalf::Tcp(w) => w.try_write_vectored(bufs),
+            OwnedWriteHalf::Unix(w) => w.try_write_vectored(bufs),
+            OwnedWriteHalf::Tls(w) => w.try_write_vectored(bufs),
+        }
+    }
+
     fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
         OwnedWriteHalf::writable(self)
     }

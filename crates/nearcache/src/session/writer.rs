@@ -1,7 +1,8 @@
 //! The client-facing writer: delivers replies in the order the commands arrived.
 //!
-//! It awaits each pending reply in turn, gathers whatever is already available into one buffer,
-//! and writes when the next reply is not ready yet (or the buffer is large), so a pipelined
+//! It awaits each pending reply in turn, gathers whatever is already available (short replies
+//! copied into one buffer, longer ones kept as they are: `bufs::Gather`), and writes it in one
+//! vectored write when the next reply is not ready yet (or much is gathered), so a pipelined
 //! burst of hits and fast replies leaves in few syscalls.
 //!
 //! The reader may write to the socket itself, but only while the writer has nothing queued
@@ -14,19 +15,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::socket::OwnedWriteHalf;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 
 use super::link::Link;
-use crate::bufs::write_all;
+use crate::bufs::Gather;
 use crate::cachelayer::CacheLayer;
 use crate::obs::metrics::{FlushReason, Metrics};
 use crate::obs::stats::{Outcome, Stamp};
 use crate::reply::{dropped, After, Empty, OutMeter, Outbound, OutboxRx, TryRecvError, WriteMark};
 
 const FLUSH_AT: usize = 64 * 1024;
-/// Replies this large are written from their own buffer rather than copied into the batch.
-const WRITE_ALONE: usize = 16 * 1024;
 /// Runs until the session queue closes, a `Close` item is written, or the client goes away.
 pub async fn run(
     mut rx: OutboxRx,
@@ -67,7 +66,7 @@ async fn write_loop(
     w: &mut Writer<'_>,
 ) -> io::Result<()> {
     let mut out = Out {
-        buf: BytesMut::with_capacity(16 * 1024),
+        buf: Gather::with_capacity(16 * 1024),
         items: 0,
     };
     loop {
@@ -108,21 +107,6 @@ async fn write_loop(
                 // Replies were counted against the client's limit as they were handed over;
                 // errors made here are counted now.
                 let reply = match result {
-                    Ok(Ok(bytes))
-                        if bytes.len() >= WRITE_ALONE && !matches!(after, After::Patch(..)) =>
-                    {
-                        w.last_error = is_error(&bytes);
-                        after_reply(after, None, cache, link, &mut out.buf);
-                        w.flush(wr, link, &mut out).await?;
-                        write_all(wr, &bytes).await?;
-                        w.metrics.bytes_out.inc_by(bytes.len() as u64);
-                        w.meter.written(bytes.len());
-                        if let Some(stamp) = stamp {
-                            w.done(stamp);
-                        }
-                        out.items += 1;
-                        continue;
-                    }
                     Ok(Ok(bytes)) => {
                         w.last_error = is_error(&bytes);
                         Some(bytes)
@@ -137,14 +121,14 @@ async fn write_loop(
                         w.metrics.upstream_error(&e);
                         let frame = e.to_frame();
                         w.meter.charge(frame.len());
-                        out.buf.extend_from_slice(&frame);
+                        out.buf.push_slice(&frame);
                         None
                     }
                     Err(()) => {
                         w.last_error = true;
                         let frame = dropped().to_frame();
                         w.meter.charge(frame.len());
-                        out.buf.extend_from_slice(&frame);
+                        out.buf.push_slice(&frame);
                         None
                     }
                 };
@@ -165,13 +149,13 @@ async fn write_loop(
             }
             Outbound::Frame(bytes) => {
                 w.last_error = is_error(&bytes);
-                out.buf.extend_from_slice(&bytes);
+                out.buf.push(bytes);
             }
             Outbound::Done(stamp) => w.done(stamp),
             Outbound::Close => break,
         }
         out.items += 1;
-        if out.buf.len() >= FLUSH_AT {
+        if out.buf.is_full(FLUSH_AT) {
             w.flush(wr, link, &mut out).await?;
         }
     }
@@ -180,7 +164,7 @@ async fn write_loop(
 
 /// Bytes waiting to be written, and how many queued items they complete.
 struct Out {
-    buf: BytesMut,
+    buf: Gather,
     items: usize,
 }
 
@@ -240,10 +224,10 @@ impl Writer<'_> {
 
     async fn flush(&mut self, wr: &OwnedWriteHalf, link: &Link, out: &mut Out) -> io::Result<()> {
         if !out.buf.is_empty() {
-            self.metrics.bytes_out.inc_by(out.buf.len() as u64);
-            write_all(wr, &out.buf).await?;
-            self.meter.written(out.buf.len());
-            out.buf.clear();
+            let len = out.buf.len();
+            self.metrics.bytes_out.inc_by(len as u64);
+            out.buf.write_to(wr).await?;
+            self.meter.written(len);
         }
         link.written(std::mem::take(&mut out.items));
         self.traced.clear();
@@ -264,7 +248,7 @@ fn after_reply(
     reply: Option<Bytes>,
     cache: Option<&CacheLayer>,
     link: &Link,
-    out: &mut BytesMut,
+    out: &mut Gather,
 ) {
     match (after, cache) {
         (After::Invalidate(keys, mark), c) => {
@@ -285,6 +269,6 @@ fn after_reply(
         _ => {}
     }
     if let Some(bytes) = reply {
-        out.extend_from_slice(&bytes);
+        out.push(bytes);
     }
 }

@@ -251,16 +251,21 @@ impl TlsWrite {
     /// Encrypts what rustls takes of `buf` now and sends what the socket takes; `WouldBlock`
     /// while records of an earlier write still wait for the socket.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.try_write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    /// [`TlsWrite::try_write`] of `bufs` in order, as one write.
+    pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let shared = &self.shared;
         let mut state = shared.lock();
         // Records of an earlier write go first (the drain task, if any, then finds none).
         if !send_records(&mut state.conn, &shared.tcp)? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        if buf.is_empty() {
+        if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
         }
-        let n = state.conn.writer().write(buf)?;
+        let n = state.conn.writer().write_vectored(bufs)?;
         if n == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }

@@ -145,6 +145,13 @@ impl crate::bufs::TryWrite for WriteHalf {
         WriteHalf::try_write(self, buf)
     }
 
+    fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            WriteHalf::Tcp(w) => w.try_write_vectored(bufs),
+            WriteHalf::Tls(w) => w.try_write_vectored(bufs),
+        }
+    }
+
     fn writable(&self) -> impl std::future::Future<Output = io::Result<()>> + Send {
         WriteHalf::writable(self)
     }

@@ -18,14 +18,12 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{close_relay, fail, ConnState, Due, Expect, Inline, Request};
-use crate::bufs::write_all;
+use crate::bufs::Gather;
 use crate::reply::{Outbound, Outbox, UpstreamError};
 use crate::upstream::stream::{ReadHalf, Stream, WriteHalf};
 
 /// How many bytes of queued requests are coalesced into one socket write.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Requests this large are written from their own buffer rather than copied into the batch.
-const WRITE_ALONE: usize = 16 * 1024;
 /// A retired connection keeps serving this long for requests already on their way to it.
 const RETIRE_GRACE: Duration = Duration::from_millis(100);
 /// A retired connection waits at most this long for its last replies.
@@ -82,8 +80,9 @@ fn lost(state: &ConnState, cause: String) -> UpstreamError {
 }
 
 /// The writer: takes requests off the queue, hands each expectation to the reader before its
-/// bytes leave, and writes whatever is queued in one write (a large request from its own
-/// buffer). Ends when every handle is gone or a write fails.
+/// bytes leave, and writes whatever is queued in one (vectored) write: short requests copied
+/// together, longer ones from their own buffers (`bufs::Gather`). Ends when every handle is
+/// gone or a write fails.
 async fn write_requests(
     wr: &WriteHalf,
     rx: &mut mpsc::UnboundedReceiver<Request>,
@@ -91,7 +90,7 @@ async fn write_requests(
     state: &ConnState,
     timeout: Option<Duration>,
 ) -> Ended {
-    let mut out = BytesMut::with_capacity(16 * 1024);
+    let mut out = Gather::with_capacity(16 * 1024);
     loop {
         let Some(req) = rx.recv().await else {
             return Ended::Dropped;
@@ -113,27 +112,14 @@ async fn write_requests(
                 let deadline = timeout.zip(now).filter(|_| timed).map(|(t, now)| now + t);
                 let _ = expected.send(Due { expect, deadline });
             }
-            if bytes.len() < WRITE_ALONE {
-                out.extend_from_slice(&bytes);
-            } else {
-                // A large request (a big SET): written as it is, after what precedes it.
-                let written = async {
-                    write_all(wr, &out).await?;
-                    write_all(wr, &bytes).await
-                };
-                if let Err(e) = written.await {
-                    return Ended::Failed(lost(state, e.to_string()));
-                }
-                out.clear();
-            }
-            if out.len() < WRITE_BATCH {
+            out.push(bytes);
+            if !out.is_full(WRITE_BATCH) {
                 batch = rx.try_recv().ok();
             }
         }
-        if let Err(e) = write_all(wr, &out).await {
+        if let Err(e) = out.write_to(wr).await {
             return Ended::Failed(lost(state, e.to_string()));
         }
-        out.clear();
         state.written(items);
     }
 }
