@@ -183,9 +183,23 @@ impl CacheLayer {
         keys: &mut BytesMut,
         out: &mut BytesMut,
     ) -> Option<Bytes> {
+        self.read_into_at(form, args, keys, out, self.clock.now())
+    }
+
+    /// [`CacheLayer::read_into`] at `now`, one reading of [`CacheLayer::now`] for all the keys
+    /// of one command (an MGET's), as Redis judges every key of a command expired or not at
+    /// the time the command started.
+    #[inline]
+    pub fn read_into_at<A: AsRef<[u8]>>(
+        &self,
+        form: Form,
+        args: &[A],
+        keys: &mut BytesMut,
+        out: &mut BytesMut,
+        now: u64,
+    ) -> Option<Bytes> {
         debug_assert!(keys.is_empty());
         form.put_key(args, keys);
-        let now = self.clock.now();
         let (hit, group_hash) = self
             .cache
             .get_hashed(args[1].as_ref(), keys, now, |stored| put_reply(out, stored));
@@ -199,6 +213,11 @@ impl CacheLayer {
             }
             None => Some(keys.split().freeze()),
         }
+    }
+
+    /// The cache's clock now (what lookups compare entries' deadlines with).
+    pub fn now(&self) -> u64 {
+        self.clock.now()
     }
 
     #[inline]

@@ -235,9 +235,10 @@ fn mget_into(
     resp::header(direct, b'*', keys.len());
     let first = direct.len();
     let mut ends: smallvec::SmallVec<[usize; 16]> = smallvec::SmallVec::new();
+    let now = cache.now();
     for (i, key) in keys.iter().enumerate() {
         let entry = [&b"MGET"[..], &key[..]];
-        let Some(entry_key) = cache.read_into(form, &entry, encode_buf, direct) else {
+        let Some(entry_key) = cache.read_into_at(form, &entry, encode_buf, direct, now) else {
             ends.push(direct.len());
             continue;
         };
