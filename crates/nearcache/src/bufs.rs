@@ -365,7 +365,7 @@ mod tests {
         fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
             let mut got = self.got.lock().unwrap();
             got.1 += 1;
-            if got.1 % 3 == 0 {
+            if got.1.is_multiple_of(3) {
                 return Err(std::io::ErrorKind::WouldBlock.into());
             }
             let mut n = 0;
