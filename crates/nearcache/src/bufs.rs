@@ -1,5 +1,5 @@
-//! Read buffers that reuse their storage, and writing a buffer whole on a socket half that two
-//! tasks share.
+//! Read buffers that reuse their storage, gathered (vectored) writes, and writing whole on a
+//! socket half that two tasks share.
 //!
 //! Frames are split off the read buffer as `Bytes` that may outlive the read (a request on its
 //! way upstream, a reply waiting for a slow client), so the buffer's storage is often shared
@@ -9,6 +9,9 @@
 //! by a fixed step would copy a large frame again at every read; growing by at least the bytes
 //! already held keeps the copying linear. Owns the growth rule and the spare storage; never
 //! shrinks a buffer.
+//!
+//! A batch of requests or replies leaves in one vectored write ([`Gather`]): short pieces are
+//! copied together, longer ones written from their own buffers.
 //!
 //! A client's socket (its reader and writer tasks) and a dedicated upstream connection's (its
 //! session and its connection task) are written through a shared write half, by `try_write`
