@@ -166,10 +166,14 @@ enum Segment {
 }
 
 /// Pieces to write together, in order: short ones copied into one buffer, longer ones kept as
-/// they are, all written in one vectored write (see [`OWN_SEGMENT`]).
+/// they are, all written in one vectored write (see [`OWN_SEGMENT`]). While no piece is kept,
+/// the buffer is all there is: segments are listed only once one is.
 pub struct Gather {
     buf: BytesMut,
+    /// The segments before the buffer's bytes from `copied_from` on; empty while every piece
+    /// gathered was copied.
     segments: Vec<Segment>,
+    copied_from: usize,
     len: usize,
 }
 
@@ -178,6 +182,7 @@ impl Gather {
         Gather {
             buf: BytesMut::with_capacity(capacity),
             segments: Vec::new(),
+            copied_from: 0,
             len: 0,
         }
     }
@@ -199,44 +204,47 @@ impl Gather {
 
     /// Adds a piece after those gathered.
     pub fn push(&mut self, bytes: Bytes) {
-        if bytes.len() >= OWN_SEGMENT {
-            self.len += bytes.len();
-            self.segments.push(Segment::Own(bytes));
-        } else {
-            self.push_slice(&bytes);
+        if bytes.len() < OWN_SEGMENT {
+            return self.push_slice(&bytes);
         }
+        if self.buf.len() > self.copied_from {
+            self.segments
+                .push(Segment::Copied(self.copied_from, self.buf.len()));
+            self.copied_from = self.buf.len();
+        }
+        self.len += bytes.len();
+        self.segments.push(Segment::Own(bytes));
     }
 
     /// Adds bytes after those gathered, copying them.
     pub fn push_slice(&mut self, bytes: &[u8]) {
-        let start = self.buf.len();
         self.buf.extend_from_slice(bytes);
         self.len += bytes.len();
-        match self.segments.last_mut() {
-            Some(Segment::Copied(_, end)) if *end == start => *end = self.buf.len(),
-            _ => self.segments.push(Segment::Copied(start, self.buf.len())),
-        }
     }
 
     /// Writes everything gathered, in order, waiting while the socket is full; empty after.
     pub async fn write_to(&mut self, wr: &impl TryWrite) -> std::io::Result<()> {
-        let written = match self.segments.as_slice() {
-            [] => Ok(()),
-            [Segment::Copied(..)] => write_all(wr, &self.buf).await,
-            [Segment::Own(bytes)] => write_all(wr, bytes).await,
-            segments => {
+        let tail = self.buf.len() > self.copied_from;
+        let written = match (self.segments.as_slice(), tail) {
+            ([], false) => Ok(()),
+            ([], true) => write_all(wr, &self.buf).await,
+            ([Segment::Own(bytes)], false) => write_all(wr, bytes).await,
+            (segments, _) => {
+                let tail = tail.then(|| IoSlice::new(&self.buf[self.copied_from..]));
                 let mut slices: smallvec::SmallVec<[IoSlice<'_>; 8]> = segments
                     .iter()
                     .map(|s| match s {
                         Segment::Copied(start, end) => IoSlice::new(&self.buf[*start..*end]),
                         Segment::Own(bytes) => IoSlice::new(bytes),
                     })
+                    .chain(tail)
                     .collect();
                 write_all_vectored(wr, &mut slices).await
             }
         };
         self.buf.clear();
         self.segments.clear();
+        self.copied_from = 0;
         self.len = 0;
         written
     }
