@@ -222,13 +222,24 @@ impl CacheLayer {
 
     #[inline]
     pub fn read<A: AsRef<[u8]>>(&self, form: Form, args: &[A], buf: &mut BytesMut) -> Read {
+        self.read_at(form, args, buf, self.clock.now())
+    }
+
+    /// [`CacheLayer::read`] at `now` (see [`CacheLayer::read_into_at`]).
+    #[inline]
+    pub fn read_at<A: AsRef<[u8]>>(
+        &self,
+        form: Form,
+        args: &[A],
+        buf: &mut BytesMut,
+        now: u64,
+    ) -> Read {
         debug_assert!(buf.is_empty());
         if buf.capacity() < MIN_ROOM && !buf.try_reclaim(ROOM) && buf.capacity() < LOW_ROOM {
             buf.reserve(ROOM);
         }
         form.put_key(args, buf);
         let key = buf.split();
-        let now = self.clock.now();
         let (hit, group_hash) = self
             .cache
             .get_hashed(args[1].as_ref(), &key, now, |stored| put_reply(buf, stored));

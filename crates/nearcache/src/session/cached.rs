@@ -133,12 +133,15 @@ impl Session {
         let mut misses = Vec::new();
         let mut looked_up = 0;
         let form = mget_form(self.proto, self.cache_part().unwrap_or(0));
+        // One clock reading for every key, as Redis judges a command's keys at its start.
+        let now = cache.now();
         if let Some(direct) = self.output.direct() {
             match mget_into(
                 direct,
                 &mut self.encode_buf,
                 &cache,
                 form,
+                now,
                 keys,
                 &mut items,
                 &mut misses,
@@ -154,7 +157,7 @@ impl Session {
         }
         for (i, key) in keys.iter().enumerate().skip(looked_up) {
             let entry = [&b"MGET"[..], &key[..]];
-            match cache.read(form, &entry, &mut self.encode_buf) {
+            match cache.read_at(form, &entry, &mut self.encode_buf, now) {
                 Read::Hit(hit) => items.push(Some(hit)),
                 Read::Miss(entry_key) => {
                     items.push(None);
@@ -221,12 +224,15 @@ impl Session {
 /// An MGET whose keys all hit, answered straight into `direct`, the bytes the reader writes at
 /// the end of this read: `None`. If a key misses, nothing stays written: the keys looked up so
 /// far are in `items` and `misses` as the general path would have put them, and their count
-/// is returned, so that no key is looked up (and counted) twice.
+/// is returned, so that no key is looked up (and counted) twice. Every key is looked up at
+/// `now`, the command's one clock reading.
+#[allow(clippy::too_many_arguments)]
 fn mget_into(
     direct: &mut BytesMut,
     encode_buf: &mut BytesMut,
     cache: &CacheLayer,
     form: Form,
+    now: u64,
     keys: &[Bytes],
     items: &mut Vec<Option<Bytes>>,
     misses: &mut Vec<(usize, Bytes)>,
@@ -235,7 +241,6 @@ fn mget_into(
     resp::header(direct, b'*', keys.len());
     let first = direct.len();
     let mut ends: smallvec::SmallVec<[usize; 16]> = smallvec::SmallVec::new();
-    let now = cache.now();
     for (i, key) in keys.iter().enumerate() {
         let entry = [&b"MGET"[..], &key[..]];
         let Some(entry_key) = cache.read_into_at(form, &entry, encode_buf, direct, now) else {

@@ -40,8 +40,9 @@ impl Session {
         let (cache, form) = (cache.0, mget_form(self.proto, cache.1));
         let mut items = Vec::with_capacity(args.len() - 1);
         let mut entries = Vec::with_capacity(args.len() - 1);
+        let now = cache.now();
         for key in &args[1..] {
-            match cache.read(form, &[&b"MGET"[..], &key[..]], &mut self.encode_buf) {
+            match cache.read_at(form, &[&b"MGET"[..], &key[..]], &mut self.encode_buf, now) {
                 Read::Hit(hit) => {
                     items.push(Some(hit));
                     entries.push(None);
