@@ -19,6 +19,7 @@
 
 mod adaptive;
 mod api;
+mod gate;
 mod ghost;
 mod kind;
 mod lfu;
