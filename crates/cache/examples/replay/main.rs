@@ -58,9 +58,6 @@ fn simulate(kind: PolicyKind, capacity: u64, samples: Option<usize>, trace: &Tra
             final_hits += u64::from(i >= final_from);
             policy.on_hit(id);
         } else {
-            if !policy.admit_fetch(hash(id)) {
-                continue;
-            }
             let weight = trace.weights.as_ref().map_or(1, |w| w[id as usize]);
             evicted.clear();
             policy.insert(id, hash(id), weight, &mut evicted);

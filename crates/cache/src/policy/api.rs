@@ -44,13 +44,6 @@ pub trait Policy: Send {
     fn on_hit(&mut self, h: Handle);
     /// Offer a new handle; evicts (pushing to `evicted`) until the weight fits the capacity.
     fn insert(&mut self, h: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>);
-    /// A miss on `hash` (not resident): whether its value is worth fetching for a fill. `false`
-    /// means the policy counted the request as if the entry had come and gone, and a later
-    /// request will be let in (see `policy/gate.rs`). Policies without a fill gate let every
-    /// miss fill.
-    fn admit_fetch(&mut self, _hash: u64) -> bool {
-        true
-    }
     /// Drop a resident handle without counting it as an eviction (invalidation, expiry).
     fn remove(&mut self, h: Handle);
     /// Drop every handle.

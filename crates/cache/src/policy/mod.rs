@@ -19,7 +19,6 @@
 
 mod adaptive;
 mod api;
-mod gate;
 mod ghost;
 mod kind;
 mod lfu;

@@ -45,7 +45,6 @@ impl ReuseTinyLfu {
     pub fn with_expected(capacity: u64, expected_entries: u64) -> Self {
         let mut inner = Tuned::new(capacity, expected_entries);
         inner.enable_recency(expected_entries.min(4096) as usize);
-        inner.enable_fill_gate();
         Self { inner }
     }
 
@@ -77,9 +76,6 @@ impl Policy for ReuseTinyLfu {
     #[inline]
     fn on_hit(&mut self, h: Handle) {
         self.inner.on_hit(h);
-    }
-    fn admit_fetch(&mut self, hash: u64) -> bool {
-        self.inner.admit_fetch(hash)
     }
     fn insert(&mut self, h: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>) {
         self.inner.insert(h, hash, weight, evicted);

@@ -178,16 +178,6 @@ impl Tuned {
         self.inner.enable_recency(expected_entries);
     }
 
-    /// See [`Policy::admit_fetch`].
-    pub(crate) fn admit_fetch(&mut self, hash: u64) -> bool {
-        self.inner.admit_fetch(hash)
-    }
-
-    /// See [`WTinyLfu::enable_fill_gate`].
-    pub(crate) fn enable_fill_gate(&mut self) {
-        self.inner.enable_fill_gate();
-    }
-
     /// A resident handle was read.
     #[inline]
     pub(crate) fn on_hit(&mut self, h: Handle) {

@@ -8,7 +8,6 @@
 //! was shrunk).
 
 use super::api::{Handle, Policy};
-use super::gate::FillGate;
 use super::kind::PolicyKind;
 use super::list::{Arena, List, Node};
 use super::recency::Recency;
@@ -108,9 +107,6 @@ pub struct WTinyLfu {
     /// again sooner than the victim has gone unrequested (see [`WTinyLfu::admit`]); for
     /// [`super::ReuseTinyLfu`].
     recency: Option<Recency>,
-    /// When set (with `recency`), first requests are not filled while fills go unread (see
-    /// `gate.rs`); for [`super::ReuseTinyLfu`].
-    gate: Option<FillGate>,
     /// Hits since the last clear, not counting a hit on the entry the previous request touched
     /// (a back-to-back repeat, which any policy hits), saturating; for [`super::Adaptive`].
     reuses: u32,
@@ -162,7 +158,6 @@ impl WTinyLfu {
             reuses: 0,
             strict_small_window: false,
             recency: None,
-            gate: None,
         };
         p.set_window(capacity / 100);
         p
@@ -175,12 +170,6 @@ impl WTinyLfu {
     }
 
     /// Demand a lead of 2 for admission while the window is under 1% of the capacity.
-    /// Turn on the fill gate (`gate.rs`); needs recency-aware admission, whose table
-    /// remembers the requests it did not fill.
-    pub(crate) fn enable_fill_gate(&mut self) {
-        self.gate = Some(FillGate::default());
-    }
-
     pub(crate) fn strict_small_window(&mut self) {
         self.strict_small_window = true;
     }
@@ -466,9 +455,6 @@ impl Policy for WTinyLfu {
         self.reuses = self.reuses.saturating_add(u32::from(!repeat));
         let (hash, region) = (meta.hash(), meta.region);
         self.sketch.increment(hash);
-        if let Some(g) = &mut self.gate {
-            g.observe(hash, true);
-        }
 
         match region {
             WINDOW => {
@@ -487,27 +473,7 @@ impl Policy for WTinyLfu {
             }
         }
     }
-    fn admit_fetch(&mut self, hash: u64) -> bool {
-        let (Some(gate), Some(recency)) = (&self.gate, &self.recency) else {
-            return true;
-        };
-        let (total, len) = (self.total(), self.len() as u64);
-        // Room for one more entry of the average weight: filling evicts nothing.
-        let room = len == 0 || total + total / len <= self.capacity;
-        if room || gate.open_for(hash) || recency.gap(hash, self.clock).is_some() {
-            return true;
-        }
-        let stamp = self.tick();
-        self.sketch.increment(hash);
-        if let Some(r) = &mut self.recency {
-            r.record(hash, stamp, stamp);
-        }
-        false
-    }
     fn insert(&mut self, h: Handle, hash: u64, weight: u32, evicted: &mut Vec<Handle>) {
-        if let Some(g) = &mut self.gate {
-            g.observe(hash, false);
-        }
         self.arena.ensure(h);
         self.sketch.ensure(self.len() + 1);
         self.sketch.increment(hash);
@@ -543,9 +509,6 @@ impl Policy for WTinyLfu {
         self.sketch.clear();
         if let Some(r) = &mut self.recency {
             r.clear();
-        }
-        if let Some(g) = &mut self.gate {
-            g.clear();
         }
         self.reuses = 0;
     }
