@@ -272,6 +272,8 @@ pub async fn write_all(wr: &impl TryWrite, bytes: &[u8]) -> std::io::Result<()> 
     let mut pos = 0;
     while pos < bytes.len() {
         match wr.try_write(&bytes[pos..]) {
+            // A socket that takes nothing of a non-empty write will take nothing later either.
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => pos += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wr.writable().await?,
             Err(e) => return Err(e),
@@ -376,6 +378,8 @@ mod tests {
         fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
             let mut got = self.got.lock().unwrap();
             got.1 += 1;
+            // A writer still calling after this many calls would call for ever.
+            assert!(got.1 < 100_000, "{} calls", got.1);
             if got.1.is_multiple_of(3) {
                 return Err(std::io::ErrorKind::WouldBlock.into());
             }
@@ -413,6 +417,23 @@ mod tests {
             out.write_to(&wr).await.unwrap();
             assert!(wr.got.lock().unwrap().0 == want, "step {step}");
             assert!(out.segments.is_empty() && out.buf.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_socket_that_takes_nothing_is_an_error_not_a_hang() {
+        // Copied pieces alone, one piece of its own, and both: the three ways a batch leaves.
+        for sizes in [&[10usize][..], &[5000], &[10, 5000]] {
+            let wr = Trickle {
+                got: Default::default(),
+                step: 0,
+            };
+            let mut out = Gather::with_capacity(64);
+            for &n in sizes {
+                out.push(Bytes::from(vec![b'x'; n]));
+            }
+            let err = out.write_to(&wr).await.expect_err("nothing was written");
+            assert_eq!(err.kind(), std::io::ErrorKind::WriteZero, "{sizes:?}");
         }
     }
 }
