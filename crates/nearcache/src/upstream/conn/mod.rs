@@ -15,10 +15,12 @@
 mod serve;
 pub(super) mod spawn;
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use tokio::sync::{mpsc, Notify};
 
@@ -130,6 +132,51 @@ struct Due {
     deadline: Option<Instant>,
 }
 
+/// Expectations handed to the reader, in the order their requests are written: by the
+/// connection's writer, and by a dedicated connection's session writing inline. A locked queue
+/// rather than a channel: the reader takes all of them with one lock when it reads replies,
+/// and waits on it only while it has no deadline to watch and a timeout applies. Closed (every
+/// later push refused) once the reader has failed what it held.
+#[derive(Default)]
+struct Expected {
+    items: Mutex<(VecDeque<Due>, bool)>,
+    reader: AtomicWaker,
+}
+
+impl Expected {
+    /// Queues `due` for the reader; gives it back if the reader is gone.
+    fn push(&self, due: Due) -> Result<(), Due> {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        if items.1 {
+            return Err(due);
+        }
+        items.0.push_back(due);
+        drop(items);
+        self.reader.wake();
+        Ok(())
+    }
+
+    /// Moves everything queued to the back of `queue`; with `close`, refuses every later push.
+    fn take_into(&self, queue: &mut VecDeque<Due>, close: bool) {
+        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+        items.1 |= close;
+        if queue.is_empty() {
+            std::mem::swap(queue, &mut items.0);
+        } else {
+            queue.extend(items.0.drain(..));
+        }
+    }
+
+    /// Resolves once something is queued.
+    async fn arrived(&self) {
+        crate::reply::wait_with(&self.reader, || {
+            let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
+            (!items.0.is_empty()).then_some(())
+        })
+        .await;
+    }
+}
+
 /// A dedicated connection's socket, as its session writes on it directly while the connection's
 /// writer has nothing queued: one task hop less per command, and a command leaves for Redis
 /// from the task that read it from the client (two clients' commands reach Redis in the order
@@ -137,7 +184,7 @@ struct Due {
 /// then has everything after it too until it has written it all.
 struct Inline {
     wr: Arc<super::stream::WriteHalf>,
-    due: mpsc::UnboundedSender<Due>,
+    due: Arc<Expected>,
 }
 
 impl Inline {
@@ -150,7 +197,7 @@ impl Inline {
             timed,
         } = req;
         let deadline = timeout.filter(|_| timed).map(|t| Instant::now() + t);
-        if let Err(mpsc::error::SendError(due)) = self.due.send(Due { expect, deadline }) {
+        if let Err(due) = self.due.push(Due { expect, deadline }) {
             // The reader is gone: the writer's path fails the request.
             let expect = due.expect;
             return Some(Request {
@@ -192,14 +239,14 @@ struct ConnState {
     tracking_epoch: AtomicU64,
     /// A dedicated connection's socket for its session to write on (`None` for a shared one,
     /// and while the connection is down).
-    inline: Option<std::sync::Mutex<Option<Inline>>>,
+    inline: Option<Mutex<Option<Inline>>>,
     /// Requests handed to the writer and not written yet (dedicated connections).
     queued: AtomicUsize,
     timeout: Option<Duration>,
     /// Opened without a handshake: its first frame may be Redis refusing it.
     unprobed: AtomicBool,
     /// Where the pushes this connection receives go while a client holds it.
-    pushes: std::sync::Mutex<Option<Outbox>>,
+    pushes: Mutex<Option<Outbox>>,
     /// The id Redis gave this connection, once asked (`CLIENT ID`), or -1.
     client_id: AtomicI64,
     asked_id: AtomicBool,
@@ -276,11 +323,11 @@ impl ConnHandle {
             generation: AtomicU64::new(0),
             tracking_epoch: AtomicU64::new(0),
             // Shared connections (the ones that track) are written by their task alone.
-            inline: (!tracking).then(|| std::sync::Mutex::new(None)),
+            inline: (!tracking).then(|| Mutex::new(None)),
             queued: AtomicUsize::new(0),
             timeout: env.settings.upstream_timeout,
             unprobed: AtomicBool::new(false),
-            pushes: std::sync::Mutex::new(None),
+            pushes: Mutex::new(None),
             client_id: AtomicI64::new(-1),
             asked_id: AtomicBool::new(false),
             tracking: env.tracking.clone().filter(|_| tracking),

@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::{close_relay, fail, ConnState, Due, Expect, Inline, Request};
+use super::{close_relay, fail, ConnState, Due, Expect, Expected, Inline, Request};
 use crate::bufs::Gather;
 use crate::reply::{Outbound, Outbox, UpstreamError};
 use crate::upstream::stream::{ReadHalf, Stream, WriteHalf};
@@ -48,18 +48,18 @@ pub(super) async fn serve(
 ) -> Ended {
     let (mut rd, wr) = stream.into_split();
     let wr = Arc::new(wr);
-    let (exp_tx, exp_rx) = mpsc::unbounded_channel::<Due>();
+    let expected = Arc::new(Expected::default());
     state.set_inline(Some(Inline {
         wr: wr.clone(),
-        due: exp_tx.clone(),
+        due: expected.clone(),
     }));
     let mut waiting = Waiting {
-        incoming: exp_rx,
+        incoming: expected.clone(),
         queue: VecDeque::new(),
         relay: None,
     };
     let ended = tokio::select! {
-        e = write_requests(&wr, rx, &exp_tx, state, timeout) => e,
+        e = write_requests(&wr, rx, &expected, state, timeout) => e,
         e = read_replies(&mut rd, &mut waiting, state, timeout) => Ended::Failed(e),
         () = retired(state) => Ended::Retired,
     };
@@ -86,7 +86,7 @@ fn lost(state: &ConnState, cause: String) -> UpstreamError {
 async fn write_requests(
     wr: &WriteHalf,
     rx: &mut mpsc::UnboundedReceiver<Request>,
-    expected: &mpsc::UnboundedSender<Due>,
+    expected: &Expected,
     state: &ConnState,
     timeout: Option<Duration>,
 ) -> Ended {
@@ -110,7 +110,11 @@ async fn write_requests(
             // rest of a request its session began to write has queued its own).
             if !matches!(expect, Expect::Written) {
                 let deadline = timeout.zip(now).filter(|_| timed).map(|(t, now)| now + t);
-                let _ = expected.send(Due { expect, deadline });
+                if let Err(due) = expected.push(Due { expect, deadline }) {
+                    // The reader is gone (it ended the connection): fail the request now.
+                    fail(due.expect, &lost(state, "connection closed".into()), state);
+                    continue;
+                }
             }
             out.push(bytes);
             if !out.is_full(WRITE_BATCH) {
@@ -159,10 +163,7 @@ async fn read_replies(
                 warn!(upstream = %state.addr, after_ms, "upstream reply timed out; retiring the connection");
                 return UpstreamError::Timeout { addr: state.addr.clone(), after_ms };
             }
-            Some(due) = waiting.incoming.recv(), if armed.is_none() && timeout.is_some() => {
-                waiting.queue.push_back(due);
-                continue;
-            }
+            () = waiting.incoming.arrived(), if armed.is_none() && timeout.is_some() => continue,
         }
         loop {
             let len = match resp::scan(&buf, &limits) {
@@ -231,7 +232,7 @@ fn refused(frame: &[u8], state: &ConnState) -> Result<(), UpstreamError> {
 /// What the reader waits for: expectations the writer handed over, in the order their
 /// requests were written, and the session every frame goes to once the connection relays.
 pub(super) struct Waiting {
-    incoming: mpsc::UnboundedReceiver<Due>,
+    incoming: Arc<Expected>,
     pub(super) queue: VecDeque<Due>,
     relay: Option<Outbox>,
 }
@@ -241,16 +242,14 @@ impl Waiting {
     #[cfg(test)]
     pub(super) fn holding(queue: impl IntoIterator<Item = Due>) -> Waiting {
         Waiting {
-            incoming: mpsc::unbounded_channel().1,
+            incoming: Arc::default(),
             queue: queue.into_iter().collect(),
             relay: None,
         }
     }
 
     fn take_new(&mut self) {
-        while let Ok(due) = self.incoming.try_recv() {
-            self.queue.push_back(due);
-        }
+        self.incoming.take_into(&mut self.queue, false);
     }
 
     /// Routes one reply frame: to the relay sink, to a push consumer, or to the oldest request.
@@ -387,7 +386,7 @@ impl Waiting {
     /// The connection is gone: every request still waiting fails with `err`, and a relayed
     /// session is told and closed.
     pub(super) fn fail_all(mut self, err: &UpstreamError, state: &ConnState) {
-        self.take_new();
+        self.incoming.take_into(&mut self.queue, true);
         for due in self.queue.drain(..) {
             fail(due.expect, err, state);
         }
@@ -409,9 +408,8 @@ mod tests {
         // The invalidation connection came back as client 43, and went again before this
         // connection's CLIENT TRACKING reached Redis.
         let epoch = tracking.up(43);
-        let (_tx, incoming) = mpsc::unbounded_channel();
         let mut waiting = Waiting {
-            incoming,
+            incoming: Arc::default(),
             queue: VecDeque::from([Due {
                 expect: Expect::Track(epoch),
                 deadline: None,
