@@ -12,6 +12,7 @@
 //! Owns the socket and the order of replies. Never decides which connection a request goes
 //! to (the pool and the session do), and never blocks its task on a caller.
 
+mod queue;
 mod serve;
 pub(super) mod spawn;
 
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
 use bytes::Bytes;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 use super::connect::tracking_command;
 use super::env::Env;
@@ -307,13 +308,13 @@ impl ConnState {
 /// A cheap, cloneable handle to a connection task.
 #[derive(Clone)]
 pub struct ConnHandle {
-    tx: mpsc::UnboundedSender<Request>,
+    tx: queue::Sender<Request>,
     state: Arc<ConnState>,
 }
 
 impl ConnHandle {
-    fn new(env: &Env, proto: u8, tracking: bool) -> (Self, mpsc::UnboundedReceiver<Request>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    fn new(env: &Env, proto: u8, tracking: bool) -> (Self, queue::Receiver<Request>) {
+        let (tx, rx) = queue::queue();
         let state = Arc::new(ConnState {
             addr: env.settings.addr.clone(),
             proto,
@@ -438,7 +439,7 @@ impl ConnHandle {
     }
 
     fn enqueue(&self, req: Request) {
-        if let Err(mpsc::error::SendError(req)) = self.tx.send(req) {
+        if let Err(req) = self.tx.send(req) {
             let err = UpstreamError::Lost {
                 addr: self.state.addr.clone(),
                 cause: "connection closed".into(),

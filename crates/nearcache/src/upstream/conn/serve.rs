@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use resp::Frame;
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::queue::Receiver;
 use super::{close_relay, fail, ConnState, Due, Expect, Expected, Inline, Request};
 use crate::bufs::Gather;
 use crate::reply::{Outbound, Outbox, UpstreamError};
@@ -42,7 +42,7 @@ pub(super) enum Ended {
 /// Requests that were written but not answered are failed before returning.
 pub(super) async fn serve(
     stream: Stream,
-    rx: &mut mpsc::UnboundedReceiver<Request>,
+    rx: &mut Receiver<Request>,
     state: &ConnState,
     timeout: Option<Duration>,
 ) -> Ended {
@@ -85,7 +85,7 @@ fn lost(state: &ConnState, cause: String) -> UpstreamError {
 /// gone or a write fails.
 async fn write_requests(
     wr: &WriteHalf,
-    rx: &mut mpsc::UnboundedReceiver<Request>,
+    rx: &mut Receiver<Request>,
     expected: &Expected,
     state: &ConnState,
     timeout: Option<Duration>,
@@ -118,7 +118,7 @@ async fn write_requests(
             }
             out.push(bytes);
             if !out.is_full(WRITE_BATCH) {
-                batch = rx.try_recv().ok();
+                batch = rx.try_recv();
             }
         }
         if let Err(e) = out.write_to(wr).await {

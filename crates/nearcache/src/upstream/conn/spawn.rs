@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::queue::Receiver;
 use super::serve::{serve, Ended};
 use super::{fail, ConnHandle, ConnState, Request};
 use crate::reply::UpstreamError;
@@ -85,7 +85,7 @@ pub fn spawn_shared(env: Arc<Env>, proto: u8, permit: impl Send + 'static) -> Co
 
 /// Fails every request that arrives during `wait`; returns false once no handle is left.
 async fn refuse_until(
-    rx: &mut mpsc::UnboundedReceiver<Request>,
+    rx: &mut Receiver<Request>,
     state: &ConnState,
     err: &UpstreamError,
     wait: Duration,
@@ -147,7 +147,7 @@ pub async fn connect_dedicated(
                 cause: "connection closed".into(),
             },
         };
-        while let Ok(req) = rx.try_recv() {
+        while let Some(req) = rx.try_recv() {
             fail(req.expect, &err, &state);
         }
     });

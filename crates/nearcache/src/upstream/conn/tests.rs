@@ -32,7 +32,7 @@ impl TrackingSink for Sink {
 /// (its queue is returned so that it stays open), and the tracking and cache it reports to.
 pub(super) fn tracked_conn() -> (
     ConnHandle,
-    mpsc::UnboundedReceiver<Request>,
+    queue::Receiver<Request>,
     Arc<Tracking>,
     Arc<Sink>,
 ) {
