@@ -16,12 +16,10 @@ mod queue;
 mod serve;
 pub(super) mod spawn;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use atomic_waker::AtomicWaker;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
@@ -133,51 +131,6 @@ struct Due {
     deadline: Option<Instant>,
 }
 
-/// Expectations handed to the reader, in the order their requests are written: by the
-/// connection's writer, and by a dedicated connection's session writing inline. A locked queue
-/// rather than a channel: the reader takes all of them with one lock when it reads replies,
-/// and waits on it only while it has no deadline to watch and a timeout applies. Closed (every
-/// later push refused) once the reader has failed what it held.
-#[derive(Default)]
-struct Expected {
-    items: Mutex<(VecDeque<Due>, bool)>,
-    reader: AtomicWaker,
-}
-
-impl Expected {
-    /// Queues `due` for the reader; gives it back if the reader is gone.
-    fn push(&self, due: Due) -> Result<(), Due> {
-        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-        if items.1 {
-            return Err(due);
-        }
-        items.0.push_back(due);
-        drop(items);
-        self.reader.wake();
-        Ok(())
-    }
-
-    /// Moves everything queued to the back of `queue`; with `close`, refuses every later push.
-    fn take_into(&self, queue: &mut VecDeque<Due>, close: bool) {
-        let mut items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-        items.1 |= close;
-        if queue.is_empty() {
-            std::mem::swap(queue, &mut items.0);
-        } else {
-            queue.extend(items.0.drain(..));
-        }
-    }
-
-    /// Resolves once something is queued.
-    async fn arrived(&self) {
-        crate::reply::wait_with(&self.reader, || {
-            let items = self.items.lock().unwrap_or_else(|p| p.into_inner());
-            (!items.0.is_empty()).then_some(())
-        })
-        .await;
-    }
-}
-
 /// A dedicated connection's socket, as its session writes on it directly while the connection's
 /// writer has nothing queued: one task hop less per command, and a command leaves for Redis
 /// from the task that read it from the client (two clients' commands reach Redis in the order
@@ -185,7 +138,7 @@ impl Expected {
 /// then has everything after it too until it has written it all.
 struct Inline {
     wr: Arc<super::stream::WriteHalf>,
-    due: Arc<Expected>,
+    due: queue::Sender<Due>,
 }
 
 impl Inline {
@@ -198,7 +151,7 @@ impl Inline {
             timed,
         } = req;
         let deadline = timeout.filter(|_| timed).map(|t| Instant::now() + t);
-        if let Err(due) = self.due.push(Due { expect, deadline }) {
+        if let Err(due) = self.due.send(Due { expect, deadline }) {
             // The reader is gone: the writer's path fails the request.
             let expect = due.expect;
             return Some(Request {

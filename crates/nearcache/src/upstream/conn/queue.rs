@@ -1,4 +1,5 @@
-//! A connection's request queue: every handle of the connection sends, its task receives.
+//! A connection's queues: requests (every handle of the connection sends, its task receives)
+//! and expectations (its writer and an inline-writing session send, its reader receives).
 //!
 //! A locked queue the task takes whole rather than a channel read one item at a time: a
 //! burst of requests costs the task one lock, and a send costs a lock and a wake-up. Like an
@@ -103,6 +104,37 @@ impl<T> Receiver<T> {
         .await
     }
 
+    /// Moves everything sent and not taken yet to the back of `queue`, with one lock.
+    pub(super) fn take_into(&mut self, queue: &mut VecDeque<T>) {
+        queue.extend(self.taken.drain(..));
+        let mut items = self.shared.items.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.is_empty() {
+            std::mem::swap(queue, &mut *items);
+        } else {
+            queue.extend(items.drain(..));
+        }
+    }
+
+    /// Resolves once something was sent and not taken yet; takes nothing. The future holds
+    /// only the shared queue, so it is `Send` whatever the items taken before are.
+    pub(super) fn arrived(&self) -> impl std::future::Future<Output = ()> + Send + '_
+    where
+        T: Send,
+    {
+        let held = !self.taken.is_empty();
+        let shared = &*self.shared;
+        async move {
+            if held {
+                return;
+            }
+            crate::reply::wait_with(&shared.task, || {
+                let items = shared.items.lock().unwrap_or_else(|p| p.into_inner());
+                (!items.is_empty()).then_some(())
+            })
+            .await;
+        }
+    }
+
     /// Refuses every later send; what was sent before can still be taken.
     pub(super) fn close(&mut self) {
         let _items = self.shared.items.lock().unwrap_or_else(|p| p.into_inner());
@@ -174,5 +206,24 @@ mod tests {
         let (tx, rx) = queue();
         drop(rx);
         assert_eq!(tx.send(3), Err(3));
+    }
+
+    #[test]
+    fn take_into_keeps_the_order_behind_what_is_held() {
+        let (tx, mut rx) = queue();
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        let mut held = VecDeque::from([0]);
+        rx.take_into(&mut held);
+        tx.send(3).unwrap();
+        tx.send(4).unwrap();
+        assert_eq!(rx.try_recv(), Some(3), "one taken alone first");
+        rx.close();
+        rx.take_into(&mut held);
+        assert_eq!(held, [0, 1, 2, 4]);
+        assert_eq!(tx.send(5), Err(5), "refused once closed");
+        let mut empty = VecDeque::new();
+        rx.take_into(&mut empty);
+        assert!(empty.is_empty());
     }
 }

@@ -16,8 +16,8 @@ use resp::Frame;
 use tokio::io::AsyncReadExt;
 use tracing::{debug, warn};
 
-use super::queue::Receiver;
-use super::{close_relay, fail, ConnState, Due, Expect, Expected, Inline, Request};
+use super::queue::{self, Receiver, Sender};
+use super::{close_relay, fail, ConnState, Due, Expect, Inline, Request};
 use crate::bufs::Gather;
 use crate::reply::{Outbound, Outbox, UpstreamError};
 use crate::upstream::stream::{ReadHalf, Stream, WriteHalf};
@@ -48,13 +48,15 @@ pub(super) async fn serve(
 ) -> Ended {
     let (mut rd, wr) = stream.into_split();
     let wr = Arc::new(wr);
-    let expected = Arc::new(Expected::default());
+    // Expectations, handed to the reader in the order their requests are written, by the
+    // writer and by a dedicated connection's session writing inline.
+    let (expected, incoming) = queue::queue();
     state.set_inline(Some(Inline {
         wr: wr.clone(),
         due: expected.clone(),
     }));
     let mut waiting = Waiting {
-        incoming: expected.clone(),
+        incoming,
         queue: VecDeque::new(),
         relay: None,
     };
@@ -86,7 +88,7 @@ fn lost(state: &ConnState, cause: String) -> UpstreamError {
 async fn write_requests(
     wr: &WriteHalf,
     rx: &mut Receiver<Request>,
-    expected: &Expected,
+    expected: &Sender<Due>,
     state: &ConnState,
     timeout: Option<Duration>,
 ) -> Ended {
@@ -110,7 +112,7 @@ async fn write_requests(
             // rest of a request its session began to write has queued its own).
             if !matches!(expect, Expect::Written) {
                 let deadline = timeout.zip(now).filter(|_| timed).map(|(t, now)| now + t);
-                if let Err(due) = expected.push(Due { expect, deadline }) {
+                if let Err(due) = expected.send(Due { expect, deadline }) {
                     // The reader is gone (it ended the connection): fail the request now.
                     fail(due.expect, &lost(state, "connection closed".into()), state);
                     continue;
@@ -232,7 +234,7 @@ fn refused(frame: &[u8], state: &ConnState) -> Result<(), UpstreamError> {
 /// What the reader waits for: expectations the writer handed over, in the order their
 /// requests were written, and the session every frame goes to once the connection relays.
 pub(super) struct Waiting {
-    incoming: Arc<Expected>,
+    incoming: Receiver<Due>,
     pub(super) queue: VecDeque<Due>,
     relay: Option<Outbox>,
 }
@@ -242,14 +244,14 @@ impl Waiting {
     #[cfg(test)]
     pub(super) fn holding(queue: impl IntoIterator<Item = Due>) -> Waiting {
         Waiting {
-            incoming: Arc::default(),
+            incoming: queue::queue().1,
             queue: queue.into_iter().collect(),
             relay: None,
         }
     }
 
     fn take_new(&mut self) {
-        self.incoming.take_into(&mut self.queue, false);
+        self.incoming.take_into(&mut self.queue);
     }
 
     /// Routes one reply frame: to the relay sink, to a push consumer, or to the oldest request.
@@ -386,7 +388,8 @@ impl Waiting {
     /// The connection is gone: every request still waiting fails with `err`, and a relayed
     /// session is told and closed.
     pub(super) fn fail_all(mut self, err: &UpstreamError, state: &ConnState) {
-        self.incoming.take_into(&mut self.queue, true);
+        self.incoming.close();
+        self.incoming.take_into(&mut self.queue);
         for due in self.queue.drain(..) {
             fail(due.expect, err, state);
         }
@@ -409,7 +412,7 @@ mod tests {
         // connection's CLIENT TRACKING reached Redis.
         let epoch = tracking.up(43);
         let mut waiting = Waiting {
-            incoming: Arc::default(),
+            incoming: queue::queue().1,
             queue: VecDeque::from([Due {
                 expect: Expect::Track(epoch),
                 deadline: None,

@@ -257,35 +257,3 @@ fn a_request_of_several_replies_dropped_unanswered_hands_each_the_loss_once() {
         [(0, "+OK".into()), (1, "!lost".into()), (2, "!lost".into())]
     );
 }
-
-#[test]
-fn expectations_keep_their_order_and_none_is_taken_once_the_reader_closed() {
-    let expected = Expected::default();
-    let due = |epoch| Due {
-        expect: Expect::Track(epoch),
-        deadline: None,
-    };
-    let epochs = |queue: &VecDeque<Due>| -> Vec<u64> {
-        queue
-            .iter()
-            .map(|d| match d.expect {
-                Expect::Track(e) => e,
-                _ => unreachable!(),
-            })
-            .collect()
-    };
-    assert!(expected.push(due(1)).is_ok());
-    assert!(expected.push(due(2)).is_ok());
-    let mut queue = VecDeque::from([due(0)]);
-    expected.take_into(&mut queue, false);
-    assert!(expected.push(due(3)).is_ok());
-    expected.take_into(&mut queue, true);
-    assert_eq!(epochs(&queue), [0, 1, 2, 3]);
-    let Err(refused) = expected.push(due(4)) else {
-        panic!("a push once the reader closed is refused");
-    };
-    assert!(matches!(refused.expect, Expect::Track(4)));
-    let mut empty = VecDeque::new();
-    expected.take_into(&mut empty, false);
-    assert!(empty.is_empty());
-}
