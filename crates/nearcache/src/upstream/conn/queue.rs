@@ -106,7 +106,9 @@ impl<T> Receiver<T> {
 
     /// Moves everything sent and not taken yet to the back of `queue`, with one lock.
     pub(super) fn take_into(&mut self, queue: &mut VecDeque<T>) {
-        queue.extend(self.taken.drain(..));
+        if !self.taken.is_empty() {
+            queue.extend(self.taken.drain(..));
+        }
         let mut items = self.shared.items.lock().unwrap_or_else(|p| p.into_inner());
         if queue.is_empty() {
             std::mem::swap(queue, &mut *items);
